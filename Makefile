@@ -1,0 +1,71 @@
+# crossrt: `make` lists the targets. Variables left empty use crossrt's own defaults.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CROSSRT := $(PY) -m crossrt
+# On these machines `torch==2.13.0` resolves to a local CPU build; a bare `torch` would
+# pull a multi-GB CUDA build. On a GPU machine, set TORCH to the build you want.
+TORCH ?= torch==2.13.0
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+DEVICE ?= cpu
+THREADS ?=
+EPOCHS ?=
+BATCH ?=
+DATASET ?= auto
+DATA ?=
+PROVIDER ?= cpu
+MODEL ?= exports/lenet5.onnx
+ARGS ?=
+
+opt = $(if $(2),$(1) $(2))
+DATA_FLAGS = --dataset $(DATASET) $(call opt,--data-dir,$(DATA))
+
+.DEFAULT_GOAL := help
+.PHONY: help setup dataset train export bench-infer test clean
+
+help: ## list the targets and their variables
+	@echo "crossrt: LeNet5 trained in PyTorch, timed under PyTorch and ONNX Runtime"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo
+	@echo "variables: DEVICE=cpu|cuda THREADS=N[,N] EPOCHS=100 BATCH=600 (train) / 100 (bench-infer)"
+	@echo "           DATASET=auto|mnist|fashion-mnist DATA=DIR PROVIDER=cpu[,cuda] MODEL=$(MODEL) ARGS='...'"
+	@echo "then: $(CROSSRT) --help, $(CROSSRT) train --help, ..."
+
+setup: $(VENV)/.installed dataset ## create .venv, install crossrt and its dependencies, the offline dataset
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip show torch >/dev/null 2>&1 || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+# Debian's dataset-fashion-mnist makes `make train` work offline; MNIST is fetched when reachable.
+dataset:
+	@if [ -d $(FASHION_DIR) ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+	  || echo "note: could not install dataset-fashion-mnist with apt-get"; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "note: no apt-get as root here; crossrt will download its datasets instead"; fi
+	@$(CROSSRT) fetch mnist >/dev/null 2>&1 || echo "note: MNIST is not reachable (offline?); make train will use Fashion-MNIST"
+
+train: setup ## train LeNet5 and export exports/lenet5.onnx [DEVICE THREADS EPOCHS BATCH DATASET DATA]
+	$(CROSSRT) train --device $(DEVICE) $(call opt,--threads,$(THREADS)) $(call opt,--epochs,$(EPOCHS)) \
+	  $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
+
+export: setup ## re-export exports/lenet5.pt to ONNX and check parity
+	$(CROSSRT) export $(ARGS)
+
+bench-infer: setup ## time validation under ONNX Runtime and PyTorch [PROVIDER THREADS BATCH MODEL]
+	$(CROSSRT) bench-infer --model $(MODEL) --provider $(PROVIDER) $(call opt,--threads,$(THREADS)) \
+	  $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
+
+test: setup ## run the test suite (CPU; CUDA tests skip without a GPU)
+	$(PY) -m pytest -q
+
+clean: ## remove exports/ contents and results/ (keeps .venv)
+	rm -rf results exports/*.onnx exports/*.pt exports/*.json

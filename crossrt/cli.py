@@ -1,0 +1,248 @@
+"""The `crossrt` command: parse flags, build configs, call the library, render.
+
+Heavy libraries (torch, onnxruntime) are imported inside the commands, so `crossrt --help`
+answers at once. Errors the user can fix are one line on stderr and exit code 2; Ctrl-C and
+SIGTERM exit with 130 after saving what was finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from .config import (ARCHS, DATASETS, DEVICES, PRECISIONS, PROVIDERS, RUNTIMES, BenchConfig,
+                     CrossrtError, DataConfig, TrainConfig, cpu_count)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (no usage dump), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def int_list(flag: str):
+    """Parse `1,2,18` for flag; junk gives a one-line error naming the flag."""
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+        return values
+    parse.__name__ = flag
+    return parse
+
+
+def str_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(","))
+
+
+def err(message: str) -> None:
+    print(f"crossrt: error: {message}", file=sys.stderr)
+
+
+def warn(message: str) -> None:
+    print(f"crossrt: warning: {message}", file=sys.stderr)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="auto", choices=DATASETS,
+                   help="auto = MNIST when cached or downloadable, else Fashion-MNIST (default: %(default)s)")
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="any folder with the four IDX files, raw or .gz (default: none, use --dataset)")
+
+
+def build_parser() -> Parser:
+    cores = cpu_count()
+    p = Parser(prog="crossrt", description=(
+        "Train LeNet5 on MNIST the seed's way in PyTorch, export it to ONNX, and time "
+        "validation under ONNX Runtime (CPU/CUDA) beside PyTorch."))
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train LeNet5, checkpoint every epoch, export to ONNX",
+                       description="Train LeNet5 with the seed's recipe; validate after every epoch.")
+    t.add_argument("--device", default="cpu", choices=DEVICES, help="torch device (default: %(default)s)")
+    t.add_argument("--threads", type=int, default=cores,
+                   help="torch intra-op threads (default: all %(default)s cores)")
+    t.add_argument("--epochs", type=int, default=100, help="epochs (default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=600, help="training batch (default: %(default)s)")
+    t.add_argument("--valid-batch-size", type=int, default=100, help="validation batch (default: %(default)s)")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    t.add_argument("--lr-step", type=int, default=0, metavar="EPOCHS",
+                   help="multiply the lr by --lr-gamma every EPOCHS epochs; 0 = off (default: %(default)s)")
+    t.add_argument("--lr-gamma", type=float, default=0.1, help="step decay factor (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=2022, help="seed for init and shuffling (default: %(default)s)")
+    t.add_argument("--arch", default="lenet5", choices=ARCHS,
+                   help="lenet5 = the seed's 32/64/128 channels, lenet5-classic = 6/16/120 (default: %(default)s)")
+    t.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="bf16 = autocast; the exported model is fp32 either way (default: %(default)s)")
+    t.add_argument("--target-accuracy", type=float, default=None, metavar="ACC",
+                   help="report epochs and time to reach ACC (default: 0.99, 0.90 for Fashion-MNIST)")
+    _data_flags(t)
+    t.add_argument("--out", type=Path, default=Path("exports"), metavar="DIR",
+                   help="checkpoint, ONNX model and run record go here (default: %(default)s)")
+    t.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the result JSON here (default: only results/)")
+    t.add_argument("--resume", action="store_true", help="continue from DIR/lenet5.pt (default: off)")
+    t.add_argument("--no-export", dest="export", action="store_false",
+                   help="skip the ONNX export at the end (default: export)")
+
+    e = sub.add_parser("export", help="export a checkpoint to ONNX and check parity",
+                       description="Export a training checkpoint to ONNX; check ORT against PyTorch on the test set.")
+    e.add_argument("--checkpoint", type=Path, default=Path("exports/lenet5.pt"),
+                   help="checkpoint from `train` (default: %(default)s)")
+    e.add_argument("--out", type=Path, default=None, metavar="PATH",
+                   help="ONNX file to write (default: the checkpoint's path with .onnx)")
+    _data_flags(e)
+
+    b = sub.add_parser("bench-infer", help="time validation under ONNX Runtime and PyTorch",
+                       description="Time full validation passes of the exported model under ONNX Runtime "
+                                   "and PyTorch, per provider, thread count and batch size.")
+    b.add_argument("--model", type=Path, default=Path("exports/lenet5.onnx"),
+                   help="ONNX model (default: %(default)s)")
+    b.add_argument("--checkpoint", type=Path, default=None,
+                   help="checkpoint for the PyTorch rows (default: the model's path with .pt)")
+    b.add_argument("--provider", type=str_list, default=("cpu",), metavar="P[,P]",
+                   help=f"execution providers from {{{','.join(PROVIDERS)}}} (default: cpu)")
+    b.add_argument("--threads", type=int_list("--threads"), default=tuple(sorted({1, cores})), metavar="N[,N]",
+                   help=f"intra-op threads; 0 = the runtime's default (default: 1,{cores})")
+    b.add_argument("--batch-size", type=int_list("--batch-size"), default=(100,), metavar="B[,B]",
+                   help="validation batch sizes (default: 100, the seed's)")
+    b.add_argument("--runtimes", type=str_list, default=RUNTIMES, metavar="R[,R]",
+                   help=f"from {{{','.join(RUNTIMES)}}} (default: {','.join(RUNTIMES)})")
+    b.add_argument("--warmup", type=int, default=10, help="untimed batches per configuration (default: %(default)s)")
+    b.add_argument("--min-time", type=float, default=1.0, metavar="S",
+                   help="time full passes for at least S seconds ... (default: %(default)s)")
+    b.add_argument("--min-repeats", type=int, default=3, metavar="R",
+                   help="... and at least R passes (default: %(default)s)")
+    b.add_argument("--spin", action=argparse.BooleanOptionalAction, default=True,
+                   help="ORT intra-op threads busy-wait between ops (default: on, ORT's default)")
+    _data_flags(b)
+    b.add_argument("--train-json", type=Path, default=None, metavar="PATH",
+                   help="training record for the train-vs-validation table (default: <model>.train.json)")
+    b.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the result JSON here (default: only results/)")
+
+    f = sub.add_parser("fetch", help="download a dataset into the cache, verifying SHA-256",
+                       description="Download MNIST or Fashion-MNIST into the cache ($CROSSRT_CACHE).")
+    f.add_argument("name", choices=DATASETS[1:], help="dataset to download")
+    return p
+
+
+# ---------------------------------------------------------------------------- commands
+
+def cmd_train(a) -> int:
+    from . import render
+    from .data import resolve
+    from .report import FolderLock, save_json
+
+    cfg = TrainConfig(
+        data=DataConfig(a.dataset, a.data_dir), device=a.device, threads=a.threads, epochs=a.epochs,
+        batch_size=a.batch_size, valid_batch_size=a.valid_batch_size, lr=a.lr, lr_step=a.lr_step,
+        lr_gamma=a.lr_gamma, seed=a.seed, arch=a.arch, precision=a.precision,
+        target_accuracy=a.target_accuracy, out=a.out, json=a.json, resume=a.resume, export=a.export)
+    if cfg.threads > cpu_count():
+        warn(f"--threads {cfg.threads} is more than the {cpu_count()} cores this process may use")
+    ds = resolve(cfg.data)
+    render.console.print(f"dataset: [bold]{ds.name}[/] ({len(ds.train_labels):,} train / "
+                         f"{len(ds.test_labels):,} test images): {ds.reason}", highlight=False)
+
+    from .train import Diverged, Interrupted, onnx_metadata, train
+
+    with FolderLock(cfg.out):
+        try:
+            with render.TrainProgress(cfg.epochs) as progress:
+                result, model = train(cfg, ds, progress)
+        except (Interrupted, Diverged) as stop:
+            paths = save_json(stop.result.to_dict(), cfg.json)
+            render.console.print(render.train_summary(stop.result))
+            done = [str(p) for p in paths]
+            if isinstance(stop, Diverged):
+                err(f"{stop} (partial results: {', '.join(done)})")
+                return EXIT_FAILED
+            resume = " ".join(["crossrt", *[x for x in sys.argv[1:] if x != "--resume"], "--resume"])
+            print(f"crossrt: {stop}; checkpoint {cfg.checkpoint} and partial results "
+                  f"({', '.join(done)}) saved. Resume with: {resume}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if cfg.export:
+            from .export import check_parity, export_onnx
+            from .data import normalize
+
+            s = result.summary()
+            meta = onnx_metadata(ds.name, cfg.arch, cfg.precision, len(result.epochs), s["final_accuracy"])
+            export_s = export_onnx(model, cfg.onnx_path, meta)
+            result.onnx = check_parity(model, cfg.onnx_path, normalize(ds.test_images), export_s)
+        data = result.to_dict()
+        paths = save_json(data, cfg.json)
+        save_json(data, cfg.run_json, results_dir=None)
+    render.console.print(render.train_summary(result))
+    render.console.print(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; "
+                         f"checkpoint: {cfg.checkpoint}", highlight=False)
+    return EXIT_OK
+
+
+def cmd_export(a) -> int:
+    from . import render
+    from .data import normalize, resolve
+    from .export import check_parity, export_onnx
+    from .report import FolderLock
+    from .train import load_checkpoint, model_from_checkpoint, onnx_metadata
+
+    state = load_checkpoint(a.checkpoint)
+    out = a.out or a.checkpoint.with_suffix(".onnx")
+    dataset = a.dataset if (a.dataset != "auto" or a.data_dir) else state["dataset"]
+    ds = resolve(DataConfig(dataset, a.data_dir))
+    model = model_from_checkpoint(state)
+    epochs = state["epochs"]
+    meta = onnx_metadata(state["dataset"], state["config"]["arch"], state["config"]["precision"],
+                         len(epochs), epochs[-1]["valid_accuracy"] if epochs else None)
+    with FolderLock(out.parent):
+        export_s = export_onnx(model, out, meta)
+    parity = check_parity(model, out, normalize(ds.test_images), export_s)
+    ok = parity.top1_agreement == 1.0
+    render.console.print(f"exported {out} (opset {parity.opset}, {export_s:.2f} s); ONNX Runtime vs PyTorch on "
+                         f"{parity.images:,} {ds.name} test images: max |logit diff| {parity.max_abs_diff:.2e}, "
+                         f"top-1 agreement [{'green' if ok else 'red'}]{100 * parity.top1_agreement:.2f}%[/]",
+                         highlight=False)
+    return EXIT_OK
+
+
+def cmd_fetch(a) -> int:
+    from .data import fetch
+
+    print(f"{a.name}: {fetch(a.name)}")
+    return EXIT_OK
+
+
+def cmd_bench_infer(a) -> int:
+    raise NotImplementedError
+
+
+COMMANDS = {"train": cmd_train, "export": cmd_export, "bench-infer": cmd_bench_infer, "fetch": cmd_fetch}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return COMMANDS[args.command](args)
+    except CrossrtError as e:
+        err(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("crossrt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Console output: the only module that imports rich.
+
+Tables and progress bars go to stdout; errors and warnings go to stderr through the CLI.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+from .report import BenchResult, EpochResult, TrainResult
+
+console = Console()
+
+
+def _s(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:,.2f} s"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f}%"
+
+
+def _num(x: float | None, digits: int = 0) -> str:
+    return "—" if x is None else f"{x:,.{digits}f}"
+
+
+class TrainProgress:
+    """A bar per epoch (batches done, time left) and the seed's log line per epoch, readable."""
+
+    def __init__(self, total_epochs: int):
+        self.total = total_epochs
+        # A low refresh rate: on a 2-core machine the redraw thread competes with training.
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("batches"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console, refresh_per_second=4, transient=True)
+        self.task = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def start_epoch(self, epoch: int, batches: int) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(f"epoch {epoch}/{self.total} train", total=batches)
+
+    def advance(self) -> None:
+        self.bar.advance(self.task)
+
+    def validating(self) -> None:
+        self.bar.update(self.task, description=self.bar.tasks[-1].description.replace("train", "valid"))
+
+    def end_epoch(self, e: EpochResult) -> None:
+        self.bar.console.print(
+            f"epoch {e.epoch:>3}  train loss {e.train_loss:.4f}  [cyan]{e.train_s:6.2f} s[/]   "
+            f"valid loss {e.valid_loss:.4f}  acc [bold]{100 * e.valid_accuracy:6.2f}%[/]  "
+            f"[cyan]{e.valid_s:5.2f} s[/]", highlight=False)
+
+
+def train_summary(r: TrainResult) -> Table:
+    s = r.summary()
+    n = len(r.epochs)
+    t = Table(title=f"LeNet5 ({r.arch}) on {r.dataset}: {n} epoch(s), {r.device}, "
+                    f"{r.threads} thread(s), {r.precision}", title_justify="left")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("note", style="dim")
+    t.add_row("training time", _s(s["train_s"]), f"{_s(s['train_s'] / n if n else None)} per epoch")
+    t.add_row("validation time", _s(s["valid_s"]), f"{_s(s['valid_s'] / n if n else None)} per pass "
+              f"({r.valid_images:,} images, batch {r.valid_batch_size})")
+    t.add_row("total", _s(s["total_s"]), "training + validation, as the seed adds them")
+    t.add_row("first epoch", _s(s["first_epoch_s"]), "train + valid; includes warm-up cost")
+    t.add_row("steady epoch (training)", _s(s["steady_epoch_train_s"]), "mean of epochs 2..N")
+    t.add_row("training throughput", f"{_num(s['images_per_s'])} img/s",
+              f"{_num(s['train_gflops'], 1)} GFLOP/s (3 x {r.flops_per_image / 1e6:.2f} MFLOP/img)")
+    t.add_row("final accuracy", _pct(s["final_accuracy"]), f"epoch {n}")
+    t.add_row("best accuracy", _pct(s["best_accuracy"]), f"epoch {s['best_epoch']}")
+    if s["target_epoch"] is not None:
+        t.add_row(f"reached {_pct(r.target_accuracy)}", f"epoch {s['target_epoch']}",
+                  f"after {_s(s['target_s'])} (train + valid)")
+    else:
+        t.add_row(f"reached {_pct(r.target_accuracy)}", "not reached", f"in {n} epoch(s)")
+    if r.onnx is not None:
+        o = r.onnx
+        ok = o.top1_agreement == 1.0 and o.max_abs_diff < 1e-3
+        style = "green" if ok else "red"
+        t.add_row("ONNX export", o.path, f"opset {o.opset}, {_s(o.export_s)}")
+        t.add_row("ONNX Runtime parity", f"[{style}]{_pct(o.top1_agreement)} top-1[/]",
+                  f"max |logit diff| {o.max_abs_diff:.2e} on {o.images:,} images")
+    return t
+
+
+def bench_table(r: BenchResult) -> Table:  # filled in by bench-infer
+    raise NotImplementedError
