@@ -223,7 +223,59 @@ def cmd_fetch(a) -> int:
 
 
 def cmd_bench_infer(a) -> int:
-    raise NotImplementedError
+    from . import render
+    from .bench import BenchInterrupted, parity_failures, plan, run_bench
+    from .data import resolve
+    from .export import read_metadata
+    from .report import TrainResult, load_json, save_json
+    from .runtime import create_session, onnx_flops
+
+    cfg = BenchConfig(
+        data=DataConfig(a.dataset, a.data_dir), model=a.model, checkpoint=a.checkpoint,
+        providers=a.provider, threads=a.threads, batch_sizes=a.batch_size, runtimes=a.runtimes,
+        warmup=a.warmup, min_time=a.min_time, min_repeats=a.min_repeats, spin=a.spin,
+        json=a.json, train_json=a.train_json)
+    create_session(cfg.model, "cpu", 1)  # a bad or missing model fails here, before any work
+    over = [t for t in cfg.threads if t > cpu_count()]
+    if over:
+        warn(f"--threads {','.join(map(str, over))}: more threads than the {cpu_count()} cores this "
+             f"process may use; the threads will share cores")
+    train_json = cfg.train_json or cfg.model.with_suffix(".train.json")
+    training = None
+    if cfg.train_json is not None or train_json.is_file():
+        training = TrainResult.from_dict(load_json(train_json, "train"))
+    meta = read_metadata(cfg.model)
+    dataset = cfg.data.dataset
+    if dataset == "auto" and cfg.data.data_dir is None and meta.get("dataset") in ("mnist", "fashion-mnist"):
+        dataset = meta["dataset"]  # validate on what the model was trained on
+    ds = resolve(DataConfig(dataset, cfg.data.data_dir))
+    render.console.print(f"model: {cfg.model}; dataset: [bold]{ds.name}[/] ({ds.reason}); "
+                         f"{len(plan(cfg))} configuration(s)", highlight=False)
+
+    def show(run):
+        render.console.print(f"  {run.runtime:<11} {run.provider} {run.mode:<15} threads={run.threads:<3} "
+                             f"batch={run.batch_size:<5} {run.images_per_s:>10,.0f} img/s  "
+                             f"acc {100 * run.accuracy:.2f}%", highlight=False)
+
+    try:
+        result = run_bench(cfg, ds, onnx_flops(cfg.model), on_run=show)
+    except BenchInterrupted as stop:
+        paths = save_json(stop.result.to_dict(), cfg.json)
+        print(f"crossrt: {stop}; partial results saved to {', '.join(map(str, paths))}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    paths = save_json(result.to_dict(), cfg.json)
+    render.console.print(render.bench_table(result))
+    split = render.split_table(result)
+    if split is not None:
+        render.console.print(split)
+    if training is not None:
+        render.console.print(render.cost_table(result, training))
+    render.console.print(f"results: {', '.join(map(str, paths))}", highlight=False)
+    bad = parity_failures(result)
+    if bad:
+        err(f"{len(bad)} configuration(s) disagree with PyTorch's accuracy (shown in red)")
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 COMMANDS = {"train": cmd_train, "export": cmd_export, "bench-infer": cmd_bench_infer, "fetch": cmd_fetch}

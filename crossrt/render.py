@@ -5,14 +5,18 @@ Tables and progress bars go to stdout; errors and warnings go to stderr through 
 
 from __future__ import annotations
 
+import os
+import sys
+
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
-from .report import BenchResult, EpochResult, TrainResult
+from .report import BenchResult, EpochResult, InferRun, TrainResult
 
-console = Console()
+# Piped output (CI logs, README tables) gets a width that fits the wide bench table.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
 
 
 def _s(seconds: float | None) -> str:
@@ -96,5 +100,63 @@ def train_summary(r: TrainResult) -> Table:
     return t
 
 
-def bench_table(r: BenchResult) -> Table:  # filled in by bench-infer
-    raise NotImplementedError
+def _same_config(a: InferRun, b: InferRun) -> bool:
+    return (a.provider, a.mode, a.threads, a.batch_size) == (b.provider, b.mode, b.threads, b.batch_size)
+
+
+def bench_table(r: BenchResult) -> Table:
+    """One row per runtime x provider x threads x batch; the fastest in bold green."""
+    t = Table(title=f"Validation of {r.model} on {r.dataset} ({r.runs[0].images:,} test images), "
+                    f"{r.flops_per_image / 1e6:.2f} MFLOP/image" if r.runs else f"{r.model}: no runs",
+              title_justify="left")
+    for name in ("runtime", "provider", "threads", "batch", "images/s", "vs PyTorch", "GFLOP/s",
+                 "ms/batch mean±std", "p50 / p90 / p99 ms", "create", "1st run", "accuracy", "top-1 = PyTorch"):
+        t.add_column(name, justify="left" if name in ("runtime", "provider") else "right", no_wrap=True)
+    fastest = max(r.runs, key=lambda x: x.images_per_s, default=None)
+    for x in r.runs:
+        torch_row = next((y for y in r.runs if y.runtime == "pytorch" and _same_config(x, y)), None)
+        ratio = f"{x.images_per_s / torch_row.images_per_s:.2f}x" if torch_row else "—"
+        lat = x.latency_ms
+        parity = "—" if x.top1_agreement is None else _pct(x.top1_agreement)
+        acc = _pct(x.accuracy)
+        if x.parity_ok is False:
+            acc, parity = f"[bold red]{acc}[/]", f"[bold red]{parity}[/]"
+        provider = {"host": x.provider, "end-to-end": "cuda e2e", "device-resident": "cuda resident"}[x.mode]
+        t.add_row(x.runtime, provider, str(x.threads or "default"), str(x.batch_size),
+                  _num(x.images_per_s), ratio, _num(x.gflops, 1), f"{lat.mean:.3f} ± {lat.std:.3f}",
+                  f"{lat.p50:.3f} / {lat.p90:.3f} / {lat.p99:.3f}", f"{x.session_create_s * 1e3:.0f} ms",
+                  f"{x.first_run_s * 1e3:.1f} ms", acc, parity,
+                  style="bold green" if x is fastest else None)
+    return t
+
+
+def split_table(r: BenchResult) -> Table | None:
+    """CUDA rows: where a batch's time goes, the way trtexec reports H2D / GPU compute / D2H."""
+    rows = [x for x in r.runs if x.split_ms]
+    if not rows:
+        return None
+    t = Table(title="CUDA per-batch split (ms)", title_justify="left")
+    for name in ("runtime", "batch", "host-to-device", "compute", "device-to-host", "end-to-end mean"):
+        t.add_column(name, justify="left" if name == "runtime" else "right")
+    for x in rows:
+        sp = x.split_ms
+        t.add_row(x.runtime, str(x.batch_size), f"{sp['h2d']:.3f}", f"{sp['compute']:.3f}",
+                  f"{sp['d2h']:.3f}", f"{x.latency_ms.mean:.3f}")
+    return t
+
+
+def cost_table(r: BenchResult, train: TrainResult) -> Table:
+    """The seed's split: training time, validation time, total, with validation priced per runtime."""
+    s, n = train.summary(), len(train.epochs)
+    t = Table(title=f"Training vs validation cost over {n} epoch(s) (training: {train.device}, "
+                    f"{train.threads} thread(s), {train.dataset})", title_justify="left")
+    for name in ("validation by", "training", "validation", "total", "validation share"):
+        t.add_column(name, justify="left" if name == "validation by" else "right")
+    rows = [("PyTorch inside `train`", s["valid_s"])]
+    for x in r.runs:
+        rows.append((f"{x.runtime} {x.provider}{'' if x.mode == 'host' else ' ' + x.mode}, "
+                     f"{x.threads or 'default'} thr, batch {x.batch_size}", n * x.images / x.images_per_s))
+    for label, valid_s in rows:
+        total = s["train_s"] + valid_s
+        t.add_row(label, _s(s["train_s"]), _s(valid_s), _s(total), _pct(valid_s / total))
+    return t

@@ -264,7 +264,8 @@ class InferRun:
     runtime: str
     provider: str
     mode: str  # "host" (CPU), "end-to-end" or "device-resident" (CUDA)
-    threads: int
+    threads: int  # as asked; 0 = the runtime's default
+    threads_effective: int | None  # what PyTorch reports it uses (None: ORT does not say)
     batch_size: int
     images: int
     passes: int

@@ -110,7 +110,9 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and torch errors alike
-        raise CrossrtError(f"{path}: not a loadable checkpoint ({str(e).splitlines()[0][:200]})") from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        why = next((ln for ln in lines if "Unpickler error" in ln), lines[0])
+        raise CrossrtError(f"{path}: not a loadable checkpoint ({why[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CrossrtError(f"{path}: not a crossrt checkpoint (format {CHECKPOINT_FORMAT})")
     return state
@@ -222,7 +224,7 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None) -> 
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "shuffle": shuffle.get_state(),
                 "epochs": [vars(x).copy() for x in result.epochs],
-                "torch_version": torch.__version__,
+                "torch_version": str(torch.__version__),
             })
             progress.end_epoch(e)
     except KeyboardInterrupt:
@@ -237,5 +239,5 @@ def onnx_metadata(dataset: str, arch: str, precision: str, epochs: int, accuracy
     return {
         "dataset": dataset, "arch": arch, "epochs": str(epochs), "precision": precision,
         "accuracy": "" if accuracy is None else f"{accuracy:.4f}", "preprocessing": PREPROCESSING,
-        "torch_version": torch.__version__, "producer": "crossrt",
+        "torch_version": str(torch.__version__), "producer": "crossrt",
     }
