@@ -282,7 +282,10 @@ COMMANDS = {"train": cmd_train, "export": cmd_export, "bench-infer": cmd_bench_i
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad flag (already reported in one line)
+        return int(e.code or 0)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return COMMANDS[args.command](args)

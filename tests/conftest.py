@@ -1,0 +1,112 @@
+"""Shared fixtures: tiny real IDX datasets written to disk, and one tiny trained model."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    """An IDX file of unsigned bytes: magic 0x0000080<rank>, big-endian dims, then the data."""
+    magic = 0x0800 + array.ndim if magic is None else magic
+    return struct.pack(">I" + "I" * array.ndim, magic, *array.shape) + array.astype(np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, **kw) -> Path:
+    data = idx_bytes(array, **kw)
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def make_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Learnable 28x28 images: a bright 6x6 block whose place encodes the class, on noise."""
+    images = rng.integers(0, 60, size=(len(labels), 28, 28))
+    for i, k in enumerate(labels):
+        r, c = 2 + 12 * (k // 5), 1 + 5 * (k % 5)
+        images[i, r:r + 6, c:c + 6] = 255
+    return images.astype(np.uint8)
+
+
+def write_dataset(folder: Path, n_train: int = 600, n_test: int = 200, gz: bool = False,
+                  seed_names: bool = False, seed: int = 0) -> Path:
+    """The four files; seed_names uses `train-images.idx3-ubyte` (the seed's) instead of `-idx3-`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sep = "." if seed_names else "-"
+    ext = ".gz" if gz else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        write_idx(folder / f"{split}-images{sep}idx3-ubyte{ext}", make_images(labels, rng))
+        write_idx(folder / f"{split}-labels{sep}idx1-ubyte{ext}", labels)
+    return folder
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The real `crossrt` command in a subprocess (python -m crossrt with this checkout)."""
+    import os
+
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "crossrt", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_data) -> Path:
+    """exports/ of a 2-epoch training run on the tiny dataset (checkpoint, ONNX, run record)."""
+    from crossrt.cli import main
+
+    out = tmp_path_factory.mktemp("trained") / "exports"
+    code = main(["train", "--data-dir", str(tiny_data), "--epochs", "2", "--batch-size", "60",
+                 "--threads", "1", "--out", str(out), "--json", str(out / "run.json")])
+    assert code == 0
+    return out
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A clean current directory, so results/ lands in tmp, never in the checkout."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _results_outside_checkout(tmp_path_factory):
+    """In-process runs write results/ under the cwd: keep that out of the checkout."""
+    import os
+
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(old)
+
+
+def has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if has_cuda():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,47 @@
+"""bench-infer internals: scoring, the run plan, and ORT-vs-PyTorch output parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crossrt.bench import ort_runner, plan, score, torch_runner
+from crossrt.config import BenchConfig, ConfigError
+from crossrt.data import normalize, load_folder
+from crossrt.train import load_checkpoint
+
+
+def test_score_known_logits():
+    logits = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]], dtype=np.float32))
+    loss, acc, preds = score(logits, np.array([0, 2]))
+    assert loss == pytest.approx(-(np.log(0.5) + np.log(0.1)) / 2, rel=1e-6)
+    assert acc == 0.5 and preds.tolist() == [0, 1]
+
+
+def test_plan_runs_cuda_once_per_batch_with_the_most_threads():
+    cfg = BenchConfig(providers=("cpu", "cuda"), threads=(1, 4), batch_sizes=(100, 1000))
+    rows = plan(cfg)
+    cuda = [r for r in rows if r[1] == "cuda"]
+    assert {r[2] for r in cuda} == {4}
+    assert {r[4] for r in cuda} == {"end-to-end", "device-resident"}
+    assert len(rows) == 2 * (2 * 2 + 2 * 2)  # batches x (cpu: runtimes x threads + cuda: runtimes x modes)
+
+
+def test_config_rejects_junk():
+    with pytest.raises(ConfigError, match="--threads: must be a number >= 0"):
+        BenchConfig(threads=(-1,))
+    with pytest.raises(ConfigError, match="--provider: needs at least one value"):
+        BenchConfig(providers=())
+
+
+def test_onnxruntime_and_pytorch_agree_on_logits(trained, tiny_data):
+    data = load_folder(tiny_data, "tiny", "test")
+    x = normalize(data.test_images)
+    batches = [x[i:i + 64] for i in range(0, len(x), 64)]
+    cfg = BenchConfig(model=trained / "lenet5.onnx")
+    ort = ort_runner(cfg, "cpu", 1, "host", batches)
+    pt = torch_runner(load_checkpoint(trained / "lenet5.pt"), "cpu", 1, "host", batches)
+    a = np.concatenate([ort.logits(i) for i in range(len(batches))])
+    b = np.concatenate([pt.logits(i) for i in range(len(batches))])
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    assert ort.providers == ["CPUExecutionProvider"]

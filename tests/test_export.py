@@ -1,0 +1,42 @@
+"""ONNX export: a real file that onnx.checker accepts, a dynamic batch, metadata, parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from conftest import make_images
+
+from crossrt.data import normalize
+from crossrt.export import check_parity, export_onnx, read_metadata
+from crossrt.model import LeNet5, forward_flops
+from crossrt.runtime import create_session, onnx_flops
+
+
+def test_export_checker_metadata_parity(tmp_path):
+    torch.manual_seed(0)
+    model = LeNet5().eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, {"dataset": "tiny", "epochs": "0"})
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version >= 17
+    assert read_metadata(path) == {"dataset": "tiny", "epochs": "0"}
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    session = create_session(path, "cpu", 1)
+    for n in (1, 7, 100):  # the batch axis is dynamic
+        assert session.run(None, {"input": np.zeros((n, 1, 28, 28), np.float32)})[0].shape == (n, 10)
+
+    x = normalize(make_images(np.arange(300) % 10, np.random.default_rng(0)))
+    parity = check_parity(model, path, x)
+    assert parity.top1_agreement == 1.0
+    assert parity.max_abs_diff < 1e-4
+    assert parity.images == 300
+
+
+def test_flops_from_onnx_match_flops_from_torch(tmp_path):
+    for arch in ("lenet5", "lenet5-classic"):
+        model = LeNet5(arch)
+        export_onnx(model, tmp_path / f"{arch}.onnx", {})
+        assert onnx_flops(tmp_path / f"{arch}.onnx") == forward_flops(model)

@@ -1,0 +1,40 @@
+"""Statistics from known samples, the repeat rule, and that measurement never imports rich."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from crossrt.timing import Latency, time_passes
+
+
+def test_latency_from_known_samples():
+    lat = Latency.from_values([0.001, 0.002, 0.003, 0.004])  # seconds in, ms out
+    assert lat.mean == pytest.approx(2.5)
+    assert lat.p50 == pytest.approx(2.5)
+    assert lat.p90 == pytest.approx(3.7)  # numpy's linear interpolation
+    assert lat.p99 == pytest.approx(3.97)
+    assert lat.std == pytest.approx(np.std([1, 2, 3, 4]))
+    assert lat.n == 4
+    with pytest.raises(ValueError):
+        Latency.from_values([])
+
+
+def test_passes_repeat_until_both_limits():
+    calls = []
+    passes = time_passes(calls.append, 5, warmup=3, min_time=0.0, min_repeats=4)
+    assert len(passes.pass_s) == 4 and len(passes.batch_s) == 20
+    assert calls[:3] == [0, 1, 2]  # warm-up batches, untimed
+    assert calls[3:] == list(range(5)) * 4  # then whole passes, in order
+    slow = time_passes(lambda i: sum(range(20000)), 2, warmup=0, min_time=0.05, min_repeats=1)
+    assert slow.total_s >= 0.05
+
+
+def test_timing_and_report_do_not_import_rich():
+    code = ("import sys, crossrt.timing, crossrt.report, crossrt.bench, crossrt.runtime, crossrt.train; "
+            "print('rich' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
