@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from .config import (ARCHS, DATASETS, DEVICES, PRECISIONS, PROVIDERS, RUNTIMES, BenchConfig,
@@ -168,18 +169,29 @@ def cmd_train(a) -> int:
             if isinstance(stop, Diverged):
                 err(f"{stop} (partial results: {', '.join(done)})")
                 return EXIT_FAILED
-            resume = " ".join(["crossrt", *[x for x in sys.argv[1:] if x != "--resume"], "--resume"])
+            resume = " ".join(["crossrt", *[x for x in a.argv if x != "--resume"], "--resume"])
             print(f"crossrt: {stop}; checkpoint {cfg.checkpoint} and partial results "
                   f"({', '.join(done)}) saved. Resume with: {resume}", file=sys.stderr)
             return EXIT_INTERRUPTED
         if cfg.export:
-            from .export import check_parity, export_onnx
             from .data import normalize
+            from .export import check_parity, export_onnx
 
-            s = result.summary()
-            meta = onnx_metadata(ds.name, cfg.arch, cfg.precision, len(result.epochs), s["final_accuracy"])
-            export_s = export_onnx(model, cfg.onnx_path, meta)
-            result.onnx = check_parity(model, cfg.onnx_path, normalize(ds.test_images), export_s)
+            try:
+                s = result.summary()
+                meta = onnx_metadata(ds.name, cfg.arch, cfg.precision, len(result.epochs), s["final_accuracy"])
+                export_s = export_onnx(model, cfg.onnx_path, meta)
+                result.onnx = check_parity(model, cfg.onnx_path, normalize(ds.test_images), export_s)
+            except BaseException as e:
+                # Training is done and checkpointed: keep its results even when the export fails.
+                result.complete = False
+                paths = save_json(result.to_dict(), cfg.json)
+                if not isinstance(e, KeyboardInterrupt):
+                    raise
+                print(f"crossrt: interrupted during the ONNX export; {cfg.checkpoint} holds the trained model and "
+                      f"{cfg.onnx_path} is unchanged (export with: crossrt export --checkpoint {cfg.checkpoint}); "
+                      f"results: {', '.join(map(str, paths))}", file=sys.stderr)
+                return EXIT_INTERRUPTED
         data = result.to_dict()
         paths = save_json(data, cfg.json)
         save_json(data, cfg.run_json, results_dir=None)
@@ -282,21 +294,29 @@ COMMANDS = {"train": cmd_train, "export": cmd_export, "bench-infer": cmd_bench_i
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a bad flag (already reported in one line)
         return int(e.code or 0)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    args.argv = argv
+    # SIGTERM (a killed job, a closed terminal) stops as cleanly as Ctrl-C: same handling.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     try:
         return COMMANDS[args.command](args)
     except CrossrtError as e:
         err(str(e))
         return EXIT_USAGE
+    except OSError as e:  # a folder that cannot be created, a full disk, a path that is a directory
+        err(f"{e.filename2 or e.filename or ''}: {e.strerror or e}".lstrip(": "))
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("crossrt: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

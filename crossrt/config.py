@@ -45,6 +45,16 @@ def _at_least(flag: str, value, low) -> None:
         raise ConfigError(f"{flag}: must be a number >= {low}, got {value!r}")
 
 
+def _writable_file(flag: str, path: Path | None) -> Path | None:
+    """A path we will write a file to: checked now, not after an hour of training."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory, expected a file path")
+    return path
+
+
 def _nonempty_unique(flag: str, values: tuple) -> None:
     if not values:
         raise ConfigError(f"{flag}: needs at least one value")
@@ -104,8 +114,9 @@ class TrainConfig:
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ConfigError(f"--target-accuracy: must be in (0, 1], got {self.target_accuracy!r}")
         self.out = Path(self.out)
-        if self.json is not None:
-            self.json = Path(self.json)
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out {self.out}: is a file, expected a folder")
+        self.json = _writable_file("--json", self.json)
 
     @property
     def checkpoint(self) -> Path:
@@ -160,8 +171,7 @@ class BenchConfig:
         if self.checkpoint is None:
             self.checkpoint = self.model.with_suffix(".pt")
         self.checkpoint = Path(self.checkpoint)
-        if self.json is not None:
-            self.json = Path(self.json)
+        self.json = _writable_file("--json", self.json)
         if self.train_json is not None:
             self.train_json = Path(self.train_json)
 

@@ -183,16 +183,19 @@ def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = No
           timeout: float = 30.0) -> Path:
     """Download a named dataset into dest (default: the cache), verifying every file's SHA-256.
 
-    Files already present with the right hash are kept; a file is only ever in dest once it
-    has matched its hash, so an interrupted or tampered download leaves nothing behind.
+    Files already present with the right hash are kept, others are deleted and fetched again;
+    a download only lands in dest once it has matched its hash, so an interrupted or tampered
+    download leaves nothing behind.
     """
     dest = Path(dest) if dest is not None else cache_dir() / name
     urls = urls or mirrors(name)
     dest.mkdir(parents=True, exist_ok=True)
     for filename, sha256 in SHA256[name].items():
         target = dest / filename
-        if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == sha256:
-            continue
+        if target.is_file():
+            if _sha256(target) == sha256:
+                continue
+            target.unlink()  # corrupt or tampered: never kept, fetched again
         errors = []
         for base in urls:
             url = base.rstrip("/") + "/" + filename
@@ -208,12 +211,21 @@ def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = No
     return dest
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verified(name: str, folder: Path) -> bool:
+    """Whether folder holds every file of the named dataset with its published SHA-256."""
+    return all((folder / f).is_file() and _sha256(folder / f) == h for f, h in SHA256[name].items())
+
+
 def _named(name: str, download: bool) -> Dataset:
     for folder in SYSTEM_DIRS[name]:
         if has_files(folder):
             return load_folder(folder, name, f"{PRETTY[name]} from {folder}")
     cached = cache_dir() / name
-    if has_files(cached):
+    if verified(name, cached):
         return load_folder(cached, name, f"{PRETTY[name]} from the cache {cached}")
     if not download:
         raise DataError(f"{PRETTY[name]} is not in {cached} and downloading is off")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 
 import numpy as np
 import pytest
@@ -115,18 +116,32 @@ def test_resolve_data_dir(tmp_path):
     assert resolve(DataConfig("mnist", folder)).name == "mnist"
 
 
-def test_auto_uses_cached_mnist(tmp_path, monkeypatch):
+def _trust(monkeypatch, name, folder):
+    """Make the files in folder the published ones for name (their SHA-256 in the table)."""
+    hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    monkeypatch.setitem(data.SHA256, name, hashes)
+
+
+def test_auto_uses_cached_mnist_only_when_verified(tmp_path, monkeypatch):
     monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path))
-    write_dataset(tmp_path / "mnist", n_train=30, n_test=20, gz=True)
+    monkeypatch.setenv("CROSSRT_MIRROR", "http://127.0.0.1:9/")
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", ())
+    folder = write_dataset(tmp_path / "mnist", n_train=30, n_test=20, gz=True)
+    _trust(monkeypatch, "mnist", folder)
+    _trust(monkeypatch, "fashion-mnist", write_dataset(tmp_path / "fashion-mnist", n_train=30, n_test=20, gz=True))
     ds = resolve(DataConfig())
     assert ds.name == "mnist" and "cache" in ds.reason
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
+    ds = resolve(DataConfig())  # the tampered cache is not used, and the bad file is not kept
+    assert ds.name == "fashion-mnist"
+    assert not (folder / "t10k-labels-idx1-ubyte.gz").exists()
 
 
 def test_auto_falls_back_to_fashion_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path))
     monkeypatch.setenv("CROSSRT_MIRROR", "http://127.0.0.1:9/")  # nothing listens on port 9
     monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", ())
-    write_dataset(tmp_path / "fashion-mnist", n_train=30, n_test=20)
+    _trust(monkeypatch, "fashion-mnist", write_dataset(tmp_path / "fashion-mnist", n_train=30, n_test=20, gz=True))
     ds = resolve(DataConfig())
     assert ds.name == "fashion-mnist"
     assert "auto: MNIST is not cached" in ds.reason and "could not be downloaded" in ds.reason

@@ -1,0 +1,303 @@
+"""Nothing lost, nothing silent: bad input everywhere, interruption, concurrency, numerical faults.
+
+Every bad input must give one line on stderr naming the input and the problem, exit code 2,
+no traceback, and nothing written (no results/, no output folder).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import crossrt.export
+import crossrt.train
+from conftest import ROOT, idx_bytes, write_dataset, write_idx
+from crossrt.cli import main
+from crossrt.report import FolderLock
+from crossrt.train import load_checkpoint
+
+
+def one_line_exit_2(capsys, argv, cwd: Path) -> str:
+    before = set(cwd.iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert set(cwd.iterdir()) == before, "a failed command wrote files"
+    return err
+
+
+# ---------------------------------------------------------------------------- data folders
+
+def _folder(tmp_path: Path, damage) -> Path:
+    folder = write_dataset(tmp_path / "data", n_train=30, n_test=20)
+    damage(folder)
+    return folder
+
+
+def _truncate(f):
+    p = f / "train-images-idx3-ubyte"
+    p.write_bytes(p.read_bytes()[:-7])
+
+
+def _unreadable(f):
+    # /proc/self/mem is a regular file whose read fails with EIO: an unreadable file even for root.
+    (f / "train-labels-idx1-ubyte").unlink()
+    os.symlink("/proc/self/mem", f / "train-labels-idx1-ubyte")
+
+
+DATA_FAULTS = {
+    "missing folder": (lambda f: shutil.rmtree(f), "no such data folder"),
+    "empty folder": (lambda f: [p.unlink() for p in f.iterdir()], "missing train-images"),
+    "unreadable file": (_unreadable, "train-labels-idx1-ubyte: cannot read (Input/output error)"),
+    "truncated IDX": (_truncate, "train-images-idx3-ubyte: truncated: header promises 23520 bytes"),
+    "wrong magic": (lambda f: write_idx(f / "t10k-labels-idx1-ubyte", np.zeros(20, np.uint8), magic=0x0901),
+                    "t10k-labels-idx1-ubyte: wrong magic number 0x00000901"),
+    "wrong dimensions": (lambda f: write_idx(f / "t10k-images-idx3-ubyte", np.zeros((20, 28, 27), np.uint8)),
+                         "t10k-images-idx3-ubyte: images are 28x27, expected 28x28"),
+    "count mismatch": (lambda f: write_idx(f / "train-labels-idx1-ubyte", np.zeros(29, np.uint8)),
+                       "train-labels-idx1-ubyte: 29 labels for 30 images"),
+    "label out of range": (lambda f: write_idx(f / "t10k-labels-idx1-ubyte", np.full(20, 255, np.uint8)),
+                           "t10k-labels-idx1-ubyte: label 255 out of range 0..9"),
+    "gzip that is not gzip": (lambda f: os.rename(f / "t10k-labels-idx1-ubyte", f / "t10k-labels-idx1-ubyte.gz"),
+                              "t10k-labels-idx1-ubyte.gz: not a valid gzip file"),
+}
+
+
+@pytest.mark.parametrize("fault", DATA_FAULTS)
+@pytest.mark.parametrize("command", ["train", "bench-infer"])
+def test_bad_data_folder(capsys, workdir, trained, fault, command):
+    damage, needle = DATA_FAULTS[fault]
+    folder = _folder(workdir / "in", damage)
+    argv = {"train": ["train", "--data-dir", str(folder), "--epochs", "1", "--out", str(workdir / "out")],
+            "bench-infer": ["bench-infer", "--data-dir", str(folder), "--model", str(trained / "lenet5.onnx")]}
+    err = one_line_exit_2(capsys, argv[command], workdir)
+    assert needle in err
+
+
+# ---------------------------------------------------------------------------- model files
+
+def _export(model, example, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(example),), str(path), dynamo=False,
+                          input_names=["input"], dynamic_axes={"input": {0: "n"}})
+
+
+def _future_opset(path, trained):
+    m = onnx.load(str(trained / "lenet5.onnx"))
+    m.opset_import[0].version = 99
+    onnx.save(m, str(path))
+
+
+MODEL_FAULTS = {
+    "missing": (lambda p, t: None, "no such model file (run `make train` first"),
+    "empty file": (lambda p, t: p.write_bytes(b""), "ONNX Runtime cannot load it"),
+    "not ONNX": (lambda p, t: p.write_bytes(b"\x00\x01 definitely not protobuf"), "ONNX Runtime cannot load it"),
+    "wrong input shape": (lambda p, t: _export(torch.nn.Sequential(torch.nn.Conv2d(3, 10, 28), torch.nn.Flatten()),
+                                               (1, 3, 28, 28), p), "expected tensor(float) [N, 1, 28, 28]"),
+    "wrong rank": (lambda p, t: _export(torch.nn.Linear(784, 10), (1, 784), p), "expected tensor(float) [N, 1, 28, 28]"),
+    "opset ORT refuses": (_future_opset, "ONNX Runtime cannot load it"),
+}
+
+
+@pytest.mark.parametrize("fault", MODEL_FAULTS)
+def test_bad_model_file(capsys, workdir, trained, fault):
+    make, needle = MODEL_FAULTS[fault]
+    path = workdir / "in" / "model.onnx"
+    path.parent.mkdir()
+    make(path, trained)
+    err = one_line_exit_2(capsys, ["bench-infer", "--model", str(path)], workdir)
+    assert str(path) in err and needle in err
+
+
+# ---------------------------------------------------------------------------- result files
+
+JSON_FAULTS = {
+    "truncated": (lambda d: json.dumps(d)[:50], "not valid JSON (truncated?)"),
+    "wrong kind": (lambda d: json.dumps({**d, "kind": "bench-infer"}), "is a 'bench-infer' result, expected 'train'"),
+    "older schema": (lambda d: json.dumps({**d, "schema_version": 0}), "schema_version 0 is not supported"),
+    "not a result": (lambda d: json.dumps([1, 2]), "not a crossrt result"),
+}
+
+
+@pytest.mark.parametrize("fault", JSON_FAULTS)
+def test_bad_result_json(capsys, workdir, trained, fault):
+    make, needle = JSON_FAULTS[fault]
+    path = workdir / "in" / "train.json"
+    path.parent.mkdir()
+    path.write_text(make(json.loads((trained / "lenet5.train.json").read_text())))
+    err = one_line_exit_2(capsys, ["bench-infer", "--model", str(trained / "lenet5.onnx"),
+                                   "--train-json", str(path), "--runtimes", "onnxruntime"], workdir)
+    assert str(path) in err and needle in err
+
+
+def test_output_paths_checked_before_any_work(capsys, workdir, tiny_data):
+    (workdir / "somedir").mkdir()
+    (workdir / "afile").write_text("")
+    err = one_line_exit_2(capsys, ["train", "--data-dir", str(tiny_data), "--json", str(workdir / "somedir")], workdir)
+    assert f"--json {workdir / 'somedir'}: is a directory" in err
+    err = one_line_exit_2(capsys, ["train", "--data-dir", str(tiny_data), "--out", str(workdir / "afile")], workdir)
+    assert f"--out {workdir / 'afile'}: is a file" in err
+    err = one_line_exit_2(capsys, ["bench-infer", "--json", str(workdir / "somedir")], workdir)
+    assert "is a directory" in err
+
+
+# ---------------------------------------------------------------------------- interruption
+
+def _popen(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "crossrt", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(pred, timeout=60):
+    t0 = time.time()
+    while not pred():
+        assert time.time() - t0 < timeout, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_training_then_resume(tmp_path, sig):
+    data = write_dataset(tmp_path / "data", n_train=1200, n_test=200)
+    args = ["train", "--data-dir", str(data), "--epochs", "6", "--batch-size", "20", "--threads", "1"]
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "lenet5.onnx").write_bytes(b"yesterday's model")
+    proc = _popen(args, tmp_path)
+    _wait_for(lambda: (exports / "lenet5.pt").exists())
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Resume with: crossrt train" in err and "--resume" in err
+    assert (exports / "lenet5.onnx").read_bytes() == b"yesterday's model"
+    done = len(load_checkpoint(exports / "lenet5.pt")["epochs"])
+    assert 1 <= done < 6
+    (partial,) = (tmp_path / "results").glob("train-*.json")
+    result = json.loads(partial.read_text())
+    assert result["complete"] is False and len(result["epochs"]) == done
+    assert not [p for p in exports.iterdir() if p.name.endswith(".tmp")]
+
+    resumed = subprocess.run([sys.executable, "-m", "crossrt", *args, "--resume"], cwd=tmp_path,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = tmp_path / "straight"
+    assert main([*args, "--out", str(straight), "--no-export"]) == 0
+    a, b = load_checkpoint(exports / "lenet5.pt"), load_checkpoint(straight / "lenet5.pt")
+    assert len(a["epochs"]) == 6
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_sigterm_during_bench_keeps_partial_results(tmp_path, trained, tiny_data):
+    proc = _popen(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
+                   "--threads", "1", "--min-time", "60"], tmp_path)
+    _wait_for(lambda: proc.stdout.readline().startswith("model:"))
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "partial results saved" in err
+    (partial,) = (tmp_path / "results").glob("bench-infer-*.json")
+    assert json.loads(partial.read_text())["complete"] is False
+
+
+def test_crash_during_export_leaves_previous_model(tmp_path, trained, monkeypatch):
+    target = tmp_path / "lenet5.onnx"
+    target.write_bytes(b"previous")
+
+    def broken(*a, **k):
+        raise RuntimeError("checker exploded")
+
+    monkeypatch.setattr(crossrt.export.onnx.checker, "check_model", broken)
+    model = crossrt.train.model_from_checkpoint(load_checkpoint(trained / "lenet5.pt"))
+    with pytest.raises(RuntimeError, match="checker exploded"):
+        crossrt.export.export_onnx(model, target, {})
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["lenet5.onnx"]
+
+
+def test_ctrl_c_during_export_keeps_training_results(capsys, workdir, tiny_data, monkeypatch):
+    out = workdir / "exports"
+    out.mkdir()
+    (out / "lenet5.onnx").write_bytes(b"previous")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(crossrt.export, "export_onnx", interrupted)
+    assert main(["train", "--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "60",
+                 "--out", str(out)]) == 130
+    assert "interrupted during the ONNX export" in capsys.readouterr().err
+    assert (out / "lenet5.onnx").read_bytes() == b"previous"
+    (saved,) = (workdir / "results").glob("train-*.json")
+    result = json.loads(saved.read_text())
+    assert result["complete"] is False and len(result["epochs"]) == 1
+
+
+# ---------------------------------------------------------------------------- concurrency
+
+def test_second_run_on_the_same_folder_is_refused(capsys, workdir, tiny_data):
+    out = workdir / "exports"
+    with FolderLock(out):
+        assert main(["train", "--data-dir", str(tiny_data), "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: in use by another crossrt run (pid {os.getpid()})" in err
+    assert sorted(p.name for p in out.iterdir()) == [".crossrt.lock"]
+
+
+# ---------------------------------------------------------------------------- numerical faults
+
+class NaNAfter:
+    """torch.nn.functional, except that cross_entropy turns NaN after n calls."""
+
+    def __init__(self, n):
+        self.n, self.calls = n, 0
+
+    def cross_entropy(self, logits, target, **kw):
+        self.calls += 1
+        loss = torch.nn.functional.cross_entropy(logits, target, **kw)
+        return loss * float("nan") if self.calls > self.n else loss
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(capsys, workdir, tiny_data, monkeypatch):
+    # 600 images / batch 60 = 10 steps, + 2 validation batches: epoch 2 goes NaN.
+    monkeypatch.setattr(crossrt.train, "F", NaNAfter(12))
+    out = workdir / "exports"
+    assert main(["train", "--data-dir", str(tiny_data), "--epochs", "3", "--batch-size", "60",
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "epoch 2: loss is nan" in err and "keeps the last good epoch (1)" in err
+    state = load_checkpoint(out / "lenet5.pt")
+    assert len(state["epochs"]) == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (out / "lenet5.onnx").exists()
+
+
+# ---------------------------------------------------------------------------- untrusted downloads
+
+def test_corrupt_cached_file_is_not_trusted(tmp_path, monkeypatch):
+    # The HTTP server tests live in test_download.py; here: a corrupt file already in the
+    # cache is deleted and downloaded again, never used.
+    from crossrt import data
+
+    cache = tmp_path / "mnist"
+    cache.mkdir()
+    (cache / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(3, np.uint8))))
+    monkeypatch.setitem(data.SHA256, "mnist", {"t10k-labels-idx1-ubyte.gz": "f" * 64})
+    with pytest.raises(data.DataError, match="could not download"):
+        data.fetch("mnist", cache, urls=("http://127.0.0.1:9/",))
+    assert list(cache.iterdir()) == []
