@@ -23,7 +23,7 @@ opt = $(if $(2),$(1) $(2))
 DATA_FLAGS = --dataset $(DATASET) $(call opt,--data-dir,$(DATA))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dataset train export bench-infer test clean
+.PHONY: help setup dataset train export bench-infer bench test clean
 
 help: ## list the targets and their variables
 	@echo "crossrt: LeNet5 trained in PyTorch, timed under PyTorch and ONNX Runtime"
@@ -63,6 +63,9 @@ export: setup ## re-export exports/lenet5.pt to ONNX and check parity
 bench-infer: setup ## time validation under ONNX Runtime and PyTorch [PROVIDER THREADS BATCH MODEL]
 	$(CROSSRT) bench-infer --model $(MODEL) --provider $(PROVIDER) $(call opt,--threads,$(THREADS)) \
 	  $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
+
+bench: setup ## crossrt vs the seed's PyTorch recipe, same run; updates BENCHMARKS.md (~6 min, not in CI)
+	$(PY) benchmarks/vs_seed.py --dataset $(DATASET) $(ARGS)
 
 test: setup ## run the test suite (CPU; CUDA tests skip without a GPU)
 	$(PY) -m pytest -q

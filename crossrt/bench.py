@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import BenchConfig, CrossrtError, cpu_count, to_plain
 from .data import Dataset, normalize
-from .report import BenchResult, InferRun, environment
+from .report import BenchResult, InferRun, environment, peak_rss_mb
 from .timing import Latency, time_passes, timed
 
 
@@ -208,11 +208,24 @@ def run_bench(cfg: BenchConfig, data: Dataset, flops_per_image: int,
                   "spin_note": "ORT session.intra_op.allow_spinning"},
         environment={})
     preds = {}
+    peaks: dict[tuple[str, int], dict] = {}
+
+    def peak_for(provider: str, threads: int) -> dict:
+        """Measured once per provider and thread count, before that configuration is timed."""
+        from .peak import cpu_peak, cuda_peak
+
+        key = (provider, threads or cpu_count())
+        if key not in peaks:
+            peaks[key] = cuda_peak() if provider == "cuda" else cpu_peak(key[1])
+            result.peaks.append(peaks[key])
+        return peaks[key]
+
     try:
         for runtime, provider, threads, batch, mode in plan(cfg):
             label = f"{runtime} {provider} {mode} threads={threads} batch={batch}"
             if on_start:
                 on_start(label)
+            peak = peak_for(provider, threads)["peak"]
             batches = [x[i:i + batch] for i in range(0, len(x), batch)]
             make = ort_runner if runtime == "onnxruntime" else torch_runner
             runner = make(cfg if runtime == "onnxruntime" else state, provider, threads, mode, batches)
@@ -225,7 +238,8 @@ def run_bench(cfg: BenchConfig, data: Dataset, flops_per_image: int,
             run = InferRun(runtime=runtime, provider=provider, mode=mode, threads=threads,
                            threads_effective=runner.threads_effective, batch_size=batch,
                            images=len(x), passes=len(passes.pass_s), images_per_s=ips,
-                           gflops=ips * flops_per_image / 1e9,
+                           gflops=ips * flops_per_image / 1e9, peak_gflops=peak,
+                           percent_of_peak=100 * ips * flops_per_image / 1e9 / peak,
                            latency_ms=Latency.from_values(passes.batch_s),
                            session_create_s=runner.create_s, first_run_s=first_s,
                            accuracy=accuracy, loss=loss, providers=runner.providers,
@@ -237,13 +251,17 @@ def run_bench(cfg: BenchConfig, data: Dataset, flops_per_image: int,
             if on_run:
                 on_run(run)
     except KeyboardInterrupt:
-        _parity(result, preds)
-        result.environment = environment()
+        _finish(result, preds)
         raise BenchInterrupted(result) from None
-    _parity(result, preds)
+    _finish(result, preds)
     result.complete = True
-    result.environment = environment()
     return result
+
+
+def _finish(result: BenchResult, preds: dict[int, np.ndarray]) -> None:
+    _parity(result, preds)
+    result.environment = environment()
+    result.peak_rss_mb = peak_rss_mb()
 
 
 def _parity(result: BenchResult, preds: dict[int, np.ndarray]) -> None:

@@ -16,6 +16,7 @@ from rich.table import Table
 from .report import BenchResult, EpochResult, InferRun, TrainResult
 
 # Piped output (CI logs, README tables) gets a width that fits the wide bench table.
+GEMM_NOTE = "measured fp32 GEMM"
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
 
 
@@ -83,6 +84,11 @@ def train_summary(r: TrainResult) -> Table:
     t.add_row("steady epoch (training)", _s(s["steady_epoch_train_s"]), "mean of epochs 2..N")
     t.add_row("training throughput", f"{_num(s['images_per_s'])} img/s",
               f"{_num(s['train_gflops'], 1)} GFLOP/s (3 x {r.flops_per_image / 1e6:.2f} MFLOP/img)")
+    if s["percent_of_peak"] is not None:
+        t.add_row("% of fp32 peak", f"{s['percent_of_peak']:.0f}%",
+                  f"of {r.peak['peak']:,.0f} GFLOP/s, a {GEMM_NOTE} on the same {r.device} threads")
+    if r.peak_rss_mb is not None:
+        t.add_row("peak memory", f"{r.peak_rss_mb:,.0f} MiB", "resident set of the process")
     t.add_row("final accuracy", _pct(s["final_accuracy"]), f"epoch {n}")
     t.add_row("best accuracy", _pct(s["best_accuracy"]), f"epoch {s['best_epoch']}")
     if s["target_epoch"] is not None:
@@ -109,7 +115,7 @@ def bench_table(r: BenchResult) -> Table:
     t = Table(title=f"Validation of {r.model} on {r.dataset} ({r.runs[0].images:,} test images), "
                     f"{r.flops_per_image / 1e6:.2f} MFLOP/image" if r.runs else f"{r.model}: no runs",
               title_justify="left")
-    for name in ("runtime", "provider", "threads", "batch", "images/s", "vs PyTorch", "GFLOP/s",
+    for name in ("runtime", "provider", "threads", "batch", "images/s", "vs PyTorch", "GFLOP/s", "% peak",
                  "ms/batch mean±std", "p50 / p90 / p99 ms", "create", "1st run", "accuracy", "top-1 = PyTorch"):
         t.add_column(name, justify="left" if name in ("runtime", "provider") else "right", no_wrap=True)
     fastest = max(r.runs, key=lambda x: x.images_per_s, default=None)
@@ -123,7 +129,8 @@ def bench_table(r: BenchResult) -> Table:
             acc, parity = f"[bold red]{acc}[/]", f"[bold red]{parity}[/]"
         provider = {"host": x.provider, "end-to-end": "cuda e2e", "device-resident": "cuda resident"}[x.mode]
         t.add_row(x.runtime, provider, str(x.threads or "default"), str(x.batch_size),
-                  _num(x.images_per_s), ratio, _num(x.gflops, 1), f"{lat.mean:.3f} ± {lat.std:.3f}",
+                  _num(x.images_per_s), ratio, _num(x.gflops, 1),
+                  "—" if x.percent_of_peak is None else f"{x.percent_of_peak:.0f}%", f"{lat.mean:.3f} ± {lat.std:.3f}",
                   f"{lat.p50:.3f} / {lat.p90:.3f} / {lat.p99:.3f}", f"{x.session_create_s * 1e3:.0f} ms",
                   f"{x.first_run_s * 1e3:.1f} ms", acc, parity,
                   style="bold green" if x is fastest else None)

@@ -168,6 +168,14 @@ def environment() -> dict:
     return env
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -218,6 +226,9 @@ class TrainResult:
     complete: bool = False
     onnx: OnnxParity | None = None
     checkpoint: str | None = None
+    peak: dict | None = None  # measured fp32 GEMM peak on the same device/threads (crossrt.peak)
+    peak_rss_mb: float | None = None
+    tuning: dict = field(default_factory=dict)  # how the loop was made fast (no effect on the math)
     environment: dict = field(default_factory=dict)
     created: str = field(default_factory=now_iso)
     kind: str = "train"
@@ -230,6 +241,8 @@ class TrainResult:
         valid_s = sum(e.valid_s for e in eps)
         best = max(eps, key=lambda e: e.valid_accuracy) if eps else None
         hit = next((e for e in eps if e.valid_accuracy >= self.target_accuracy), None)
+        # Training costs about 3x the forward FLOPs (forward, and backward for inputs and weights).
+        gflops = 3 * self.flops_per_image * self.train_images * len(eps) / train_s / 1e9 if train_s else None
         return {
             "train_s": train_s,
             "valid_s": valid_s,
@@ -238,8 +251,8 @@ class TrainResult:
             "steady_epoch_train_s": (sum(e.train_s for e in eps[1:]) / (len(eps) - 1)
                                      if len(eps) > 1 else (eps[0].train_s if eps else None)),
             "images_per_s": self.train_images * len(eps) / train_s if train_s else None,
-            "train_gflops": (3 * self.flops_per_image * self.train_images * len(eps) / train_s / 1e9
-                             if train_s else None),
+            "train_gflops": gflops,
+            "percent_of_peak": 100 * gflops / self.peak["peak"] if gflops and self.peak else None,
             "final_accuracy": eps[-1].valid_accuracy if eps else None,
             "best_accuracy": best.valid_accuracy if best else None,
             "best_epoch": best.epoch if best else None,
@@ -282,6 +295,8 @@ class InferRun:
     accuracy: float
     loss: float
     providers: list[str]  # what really ran, read back from the session / device
+    peak_gflops: float | None = None  # measured fp32 GEMM peak for this provider and thread count
+    percent_of_peak: float | None = None
     top1_agreement: float | None = None  # against the PyTorch reference predictions
     parity_ok: bool | None = None
     split_ms: dict | None = None  # CUDA: per-batch host-to-device / compute / device-to-host
@@ -296,6 +311,8 @@ class BenchResult:
     flops_per_image: int
     settings: dict
     runs: list[InferRun] = field(default_factory=list)
+    peaks: list[dict] = field(default_factory=list)
+    peak_rss_mb: float | None = None
     complete: bool = False
     environment: dict = field(default_factory=dict)
     created: str = field(default_factory=now_iso)
