@@ -10,6 +10,8 @@ TORCH ?= torch==2.13.0
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 DEVICE ?= cpu
+# suite: DEVICE=cpu keeps to the CPU modes, DEVICE=cuda requires the GPU mode; unset = what the machine has
+SUITE_DEVICE = $(if $(filter command line,$(origin DEVICE)),$(DEVICE),auto)
 THREADS ?=
 EPOCHS ?=
 BATCH ?=
@@ -23,7 +25,7 @@ opt = $(if $(2),$(1) $(2))
 DATA_FLAGS = --dataset $(DATASET) $(call opt,--data-dir,$(DATA))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dataset train export bench-infer bench test clean
+.PHONY: help setup dataset train export bench-infer bench suite test clean
 
 help: ## list the targets and their variables
 	@echo "crossrt: LeNet5 trained in PyTorch, timed under PyTorch and ONNX Runtime"
@@ -39,7 +41,7 @@ setup: $(VENV)/.installed dataset ## create .venv, install crossrt and its depen
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip show torch >/dev/null 2>&1 || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,plots]"
 	touch $@
 
 # Debian's dataset-fashion-mnist makes `make train` work offline; MNIST is fetched when reachable.
@@ -63,6 +65,9 @@ export: setup ## re-export exports/lenet5.pt to ONNX and check parity
 bench-infer: setup ## time validation under ONNX Runtime and PyTorch [PROVIDER THREADS BATCH MODEL]
 	$(CROSSRT) bench-infer --model $(MODEL) --provider $(PROVIDER) $(call opt,--threads,$(THREADS)) \
 	  $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
+
+suite: setup ## the seed's table for this machine, every mode, with the seed's figures [EPOCHS DEVICE=auto|cpu|cuda]
+	$(CROSSRT) suite $(call opt,--epochs,$(EPOCHS)) --device $(SUITE_DEVICE) $(DATA_FLAGS) $(ARGS)
 
 bench: setup ## crossrt vs the seed's PyTorch recipe, same run; updates BENCHMARKS.md (~6 min, not in CI)
 	$(PY) benchmarks/vs_seed.py --dataset $(DATASET) $(ARGS)

@@ -127,10 +127,10 @@ def main() -> int:
         row(f"validation pass, {r['runtime']}, {n} threads", seed_valid, o, f"{o / seed_valid:.2f}x",
             "—" if target is None else f"<= {target:.2f}x", None if target is None else o / seed_valid <= target,
             f"{r['percent_of_peak']:.0f}%")
-    row(f"onnxruntime validation, % of measured fp32 peak ({ort_n['peak_gflops']:.0f} GFLOP/s)", "",
+    row(f"onnxruntime validation vs peak ({ort_n['peak_gflops']:.0f} GFLOP/s)", "",
         f"{ort_n['percent_of_peak']:.0f}%", "", ">= 75%", ort_n["percent_of_peak"] >= 75)
     acc32, acc16 = fp32["final_accuracy"], bf16["final_accuracy"]
-    row(f"accuracy after {a.accuracy_epochs} epochs: fp32 / bf16", f"{100 * acc32:.2f}%", f"{100 * acc16:.2f}%",
+    row(f"bf16 accuracy, epoch {a.accuracy_epochs} (fp32: {100 * acc32:.2f}%)", "", f"{100 * acc16:.2f}%",
         f"{100 * (acc16 - acc32):+.2f} pt", "within 0.5 pt", abs(acc16 - acc32) <= 0.005)
     mem = max(fp32["peak_rss_mb"], bf16["peak_rss_mb"], res["crossrt-1"]["peak_rss_mb"])
     base_mem = max(res[k]["peak_rss_mb"] for k in ("seed-1", f"seed-{n}"))

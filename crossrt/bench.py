@@ -225,10 +225,10 @@ def run_bench(cfg: BenchConfig, data: Dataset, flops_per_image: int,
             label = f"{runtime} {provider} {mode} threads={threads} batch={batch}"
             if on_start:
                 on_start(label)
-            peak = peak_for(provider, threads)["peak"]
             batches = [x[i:i + batch] for i in range(0, len(x), batch)]
             make = ort_runner if runtime == "onnxruntime" else torch_runner
             runner = make(cfg if runtime == "onnxruntime" else state, provider, threads, mode, batches)
+            peak = peak_for(provider, threads)["peak"]  # after the runner proved its provider works
             _, first_s = timed(lambda: runner.run(0))
             logits = np.concatenate([runner.logits(i) for i in range(len(batches))])
             loss, accuracy, p = score(logits, labels)

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from .config import (ARCHS, DATASETS, DEVICES, PRECISIONS, PROVIDERS, RUNTIMES, BenchConfig,
-                     CrossrtError, DataConfig, TrainConfig, cpu_count)
+                     ConfigError, CrossrtError, DataConfig, TrainConfig, cpu_count)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -61,6 +61,26 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
                    help="any folder with the four IDX files, raw or .gz (default: none, use --dataset)")
 
 
+def _plot_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plots", type=Path, default=None, metavar="DIR",
+                   help="write PNG figures here; needs matplotlib, `pip install crossrt[plots]` (default: none)")
+
+
+def _check_plots(a) -> None:
+    """Fail before any work when --plots is asked for and matplotlib is missing."""
+    if getattr(a, "plots", None) is not None:
+        from .plots import _pyplot
+
+        _pyplot()
+
+
+def _show_plots(paths) -> None:
+    from . import render
+
+    if paths:
+        render.console.print(f"plots: {', '.join(map(str, paths))}", highlight=False)
+
+
 def build_parser() -> Parser:
     cores = cpu_count()
     p = Parser(prog="crossrt", description=(
@@ -95,6 +115,7 @@ def build_parser() -> Parser:
     t.add_argument("--resume", action="store_true", help="continue from DIR/lenet5.pt (default: off)")
     t.add_argument("--no-export", dest="export", action="store_false",
                    help="skip the ONNX export at the end (default: export)")
+    _plot_flag(t)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX and check parity",
                        description="Export a training checkpoint to ONNX; check ORT against PyTorch on the test set.")
@@ -131,6 +152,38 @@ def build_parser() -> Parser:
                    help="training record for the train-vs-validation table (default: <model>.train.json)")
     b.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="also write the result JSON here (default: only results/)")
+    _plot_flag(b)
+
+    s = sub.add_parser("suite", help="the seed's table for this machine: every mode, train + validation",
+                       description="Train and validate in every mode this machine has (CPU 1 thread, CPU all "
+                                   "cores, CUDA), next to the seed's published figures; optional sweeps.")
+    s.add_argument("--epochs", type=int, default=100, help="epochs per mode (default: %(default)s, the seed's)")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto = add the GPU mode when a GPU is usable; cpu = CPU modes only (default: %(default)s)")
+    _data_flags(s)
+    s.add_argument("--out", type=Path, default=Path("exports/suite"), metavar="DIR",
+                   help="a subfolder per mode for checkpoints and models (default: %(default)s)")
+    s.add_argument("--min-time", type=float, default=1.0, metavar="S",
+                   help="seconds of timed validation passes per configuration (default: %(default)s)")
+    s.add_argument("--sweep", action="store_true", help="also sweep threads and batch sizes (default: off)")
+    s.add_argument("--sweep-threads", type=int_list("--sweep-threads"), default=None, metavar="N[,N]",
+                   help="(default: 1, 2, 4, ... and all cores)")
+    s.add_argument("--sweep-train-batches", type=int_list("--sweep-train-batches"), default=(100, 600, 2000),
+                   metavar="B[,B]", help="(default: 100,600,2000)")
+    s.add_argument("--sweep-valid-batches", type=int_list("--sweep-valid-batches"), default=(1, 10, 100, 1000),
+                   metavar="B[,B]", help="(default: 1,10,100,1000)")
+    s.add_argument("--sweep-epochs", type=int, default=1, help="epochs per sweep training run (default: %(default)s)")
+    s.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the result JSON here (default: only results/)")
+    _plot_flag(s)
+
+    r = sub.add_parser("report", help="merge result files from any runs and machines into one table",
+                       description="Merge train, bench-infer and suite JSON files into one table grouped by machine.")
+    r.add_argument("files", nargs="+", type=Path, metavar="FILE", help="result JSON files")
+    fmt = r.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true", help="print a Markdown table (default: a rich table)")
+    fmt.add_argument("--csv", action="store_true", help="print CSV (default: a rich table)")
+    _plot_flag(r)
 
     f = sub.add_parser("fetch", help="download a dataset into the cache, verifying SHA-256",
                        description="Download MNIST or Fashion-MNIST into the cache ($CROSSRT_CACHE).")
@@ -152,11 +205,12 @@ def cmd_train(a) -> int:
         target_accuracy=a.target_accuracy, out=a.out, json=a.json, resume=a.resume, export=a.export)
     if cfg.threads > cpu_count():
         warn(f"--threads {cfg.threads} is more than the {cpu_count()} cores this process may use")
+    _check_plots(a)
     ds = resolve(cfg.data)
     render.console.print(f"dataset: [bold]{ds.name}[/] ({len(ds.train_labels):,} train / "
                          f"{len(ds.test_labels):,} test images): {ds.reason}", highlight=False)
 
-    from .train import Diverged, Interrupted, onnx_metadata, train
+    from .train import Diverged, Interrupted, train
 
     with FolderLock(cfg.out):
         try:
@@ -175,13 +229,12 @@ def cmd_train(a) -> int:
             return EXIT_INTERRUPTED
         if cfg.export:
             from .data import normalize
-            from .export import check_parity, export_onnx
+            from .export import export_checked, onnx_metadata
 
             try:
-                s = result.summary()
-                meta = onnx_metadata(ds.name, cfg.arch, cfg.precision, len(result.epochs), s["final_accuracy"])
-                export_s = export_onnx(model, cfg.onnx_path, meta)
-                result.onnx = check_parity(model, cfg.onnx_path, normalize(ds.test_images), export_s)
+                meta = onnx_metadata(ds.name, cfg.arch, cfg.precision, len(result.epochs),
+                                     result.summary()["final_accuracy"])
+                result.onnx = export_checked(model, cfg.onnx_path, meta, normalize(ds.test_images))
             except BaseException as e:
                 # Training is done and checkpointed: keep its results even when the export fails.
                 result.complete = False
@@ -198,15 +251,19 @@ def cmd_train(a) -> int:
     render.console.print(render.train_summary(result))
     render.console.print(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; "
                          f"checkpoint: {cfg.checkpoint}", highlight=False)
+    if a.plots is not None:
+        from .plots import cost_rows, write_all
+
+        _show_plots(write_all(a.plots, [result], [], cost_rows(result, None)))
     return EXIT_OK
 
 
 def cmd_export(a) -> int:
     from . import render
     from .data import normalize, resolve
-    from .export import check_parity, export_onnx
+    from .export import export_checked, onnx_metadata
     from .report import FolderLock
-    from .train import load_checkpoint, model_from_checkpoint, onnx_metadata
+    from .train import load_checkpoint, model_from_checkpoint
 
     state = load_checkpoint(a.checkpoint)
     out = a.out or a.checkpoint.with_suffix(".onnx")
@@ -217,11 +274,10 @@ def cmd_export(a) -> int:
     meta = onnx_metadata(state["dataset"], state["config"]["arch"], state["config"]["precision"],
                          len(epochs), epochs[-1]["valid_accuracy"] if epochs else None)
     with FolderLock(out.parent):
-        export_s = export_onnx(model, out, meta)
-    parity = check_parity(model, out, normalize(ds.test_images), export_s)
+        parity = export_checked(model, out, meta, normalize(ds.test_images))
     ok = parity.top1_agreement == 1.0
-    render.console.print(f"exported {out} (opset {parity.opset}, {export_s:.2f} s); ONNX Runtime vs PyTorch on "
-                         f"{parity.images:,} {ds.name} test images: max |logit diff| {parity.max_abs_diff:.2e}, "
+    render.console.print(f"exported {out} (opset {parity.opset}, {parity.export_s:.2f} s); ONNX Runtime vs PyTorch "
+                         f"on {parity.images:,} {ds.name} test images: max |logit diff| {parity.max_abs_diff:.2e}, "
                          f"top-1 agreement [{'green' if ok else 'red'}]{100 * parity.top1_agreement:.2f}%[/]",
                          highlight=False)
     return EXIT_OK
@@ -247,7 +303,9 @@ def cmd_bench_infer(a) -> int:
         providers=a.provider, threads=a.threads, batch_sizes=a.batch_size, runtimes=a.runtimes,
         warmup=a.warmup, min_time=a.min_time, min_repeats=a.min_repeats, spin=a.spin,
         json=a.json, train_json=a.train_json)
-    create_session(cfg.model, "cpu", 1)  # a bad or missing model fails here, before any work
+    _check_plots(a)
+    for provider in cfg.providers:  # a bad model or a provider that cannot run fails here, before any work
+        create_session(cfg.model, provider, 1)
     over = [t for t in cfg.threads if t > cpu_count()]
     if over:
         warn(f"--threads {','.join(map(str, over))}: more threads than the {cpu_count()} cores this "
@@ -283,6 +341,12 @@ def cmd_bench_infer(a) -> int:
     if training is not None:
         render.console.print(render.cost_table(result, training))
     render.console.print(f"results: {', '.join(map(str, paths))}", highlight=False)
+    if a.plots is not None:
+        from .plots import cost_rows, write_all
+
+        data = result.to_dict()
+        _show_plots(write_all(a.plots, [training] if training else [], [data],
+                              cost_rows(training, data) if training else []))
     bad = parity_failures(result)
     if bad:
         err(f"{len(bad)} configuration(s) disagree with PyTorch's accuracy (shown in red)")
@@ -290,7 +354,78 @@ def cmd_bench_infer(a) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"train": cmd_train, "export": cmd_export, "bench-infer": cmd_bench_infer, "fetch": cmd_fetch}
+def cmd_suite(a) -> int:
+    from . import render
+    from .data import resolve
+    from .report import FolderLock, TrainResult, save_json
+    from .suite import SuiteConfig, SuiteInterrupted, reference, run_suite, scaling
+
+    kw = {"sweep_threads": a.sweep_threads} if a.sweep_threads else {}
+    cfg = SuiteConfig(data=DataConfig(a.dataset, a.data_dir), epochs=a.epochs, device=a.device, out=a.out,
+                      min_time=a.min_time, sweep=a.sweep, sweep_train_batches=a.sweep_train_batches,
+                      sweep_valid_batches=a.sweep_valid_batches, sweep_epochs=a.sweep_epochs, **kw)
+    json_path = a.json
+    if json_path is not None and json_path.is_dir():
+        raise ConfigError(f"--json {json_path}: is a directory, expected a file path")
+    _check_plots(a)
+    ds = resolve(cfg.data)
+    render.console.print(f"dataset: [bold]{ds.name}[/]: {ds.reason}", highlight=False)
+    with FolderLock(cfg.out):
+        try:
+            with render.SuiteProgress() as progress:
+                result = run_suite(cfg, ds, progress)
+        except SuiteInterrupted as stop:
+            paths = save_json(stop.result, json_path)
+            print(f"crossrt: {stop}; partial results saved to {', '.join(map(str, paths))}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        paths = save_json(result, json_path)
+    render.console.print(render.suite_table(result, reference()))
+    rows = scaling(result)
+    if rows:
+        render.console.print(render.scaling_table(rows))
+    render.console.print(f"results: {', '.join(map(str, paths))}", highlight=False)
+    if a.plots is not None:
+        from .plots import cost_rows, write_all
+
+        trains = [TrainResult.from_dict(m["train"]) for m in result["modes"]]
+        benches = [m["bench"] for m in result["modes"]] + ([result["sweep"]["bench"]] if result["sweep"] else [])
+        costs = [c for m, t in zip(result["modes"], trains) for c in cost_rows(t, m["bench"])]
+        _show_plots(write_all(a.plots, trains, benches, costs))
+    return EXIT_OK
+
+
+def cmd_report(a) -> int:
+    from . import render
+    from .report import MERGE_KINDS, TrainResult, load_json, merge, to_csv, to_markdown
+
+    _check_plots(a)
+    rows = merge(a.files)
+    if a.markdown:
+        sys.stdout.write(to_markdown(rows))
+    elif a.csv:
+        sys.stdout.write(to_csv(rows))
+    else:
+        render.console.print(render.report_table(rows))
+    if a.plots is not None:
+        from .plots import cost_rows, write_all
+
+        results = [load_json(p, MERGE_KINDS) for p in a.files]
+        trains, benches = [], []
+        for r in results:
+            if r["kind"] == "train":
+                trains.append(r)
+            elif r["kind"] == "bench-infer":
+                benches.append(r)
+            else:
+                trains += [m["train"] for m in r["modes"]]
+                benches += [m["bench"] for m in r["modes"] if m.get("bench")]
+        trains = [TrainResult.from_dict(t) for t in trains]
+        _show_plots(write_all(a.plots, trains, benches, [c for t in trains for c in cost_rows(t, None)]))
+    return EXIT_OK
+
+
+COMMANDS = {"train": cmd_train, "export": cmd_export, "bench-infer": cmd_bench_infer, "suite": cmd_suite,
+            "report": cmd_report, "fetch": cmd_fetch}
 
 
 def main(argv: list[str] | None = None) -> int:

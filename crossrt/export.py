@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import torch
 
+from .data import PREPROCESSING
 from .report import OnnxParity, atomic_write
 from .runtime import create_session
 
@@ -72,3 +73,18 @@ def check_parity(model: torch.nn.Module, path: Path, x: np.ndarray, export_s: fl
 def read_metadata(path: Path) -> dict[str, str]:
     """The metadata_props of an ONNX file, as a dict."""
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def onnx_metadata(dataset: str, arch: str, precision: str, epochs: int, accuracy: float | None) -> dict[str, str]:
+    """What a user of the .onnx file needs to know about it, for its metadata_props."""
+    return {
+        "dataset": dataset, "arch": arch, "epochs": str(epochs), "precision": precision,
+        "accuracy": "" if accuracy is None else f"{accuracy:.4f}", "preprocessing": PREPROCESSING,
+        "torch_version": str(torch.__version__), "producer": "crossrt",
+    }
+
+
+def export_checked(model: torch.nn.Module, path: Path, metadata: dict[str, str], x: np.ndarray) -> OnnxParity:
+    """Export, then check ONNX Runtime against PyTorch on x (the normalised test images)."""
+    export_s = export_onnx(model, path, metadata)
+    return check_parity(model, path, x, export_s)

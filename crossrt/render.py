@@ -167,3 +167,106 @@ def cost_table(r: BenchResult, train: TrainResult) -> Table:
         total = s["train_s"] + valid_s
         t.add_row(label, _s(s["train_s"]), _s(valid_s), _s(total), _pct(valid_s / total))
     return t
+
+
+class SuiteProgress:
+    """One bar across the whole suite (with the time left) and a line per finished epoch."""
+
+    def __init__(self):
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                            console=console, refresh_per_second=4)
+        self.task = self.bar.add_task("suite", total=1)
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def total(self, units: int) -> None:
+        self.bar.update(self.task, total=units)
+
+    def start(self, what: str) -> None:
+        self.bar.update(self.task, description=what)
+        self.bar.console.print(f"[bold]{what}[/]", highlight=False)
+
+    def batch(self) -> None:
+        self.bar.advance(self.task)
+
+    def config(self) -> None:
+        self.bar.advance(self.task, 50)
+
+    def epoch(self, e: EpochResult) -> None:
+        self.bar.console.print(f"  epoch {e.epoch:>3}  train {e.train_s:6.2f} s  valid {e.valid_s:5.2f} s  "
+                               f"acc {100 * e.valid_accuracy:6.2f}%", highlight=False)
+
+
+def suite_table(result: dict, ref: dict) -> Table:
+    """The seed's table for this machine, with the seed's published rows beside it.
+
+    With fewer than the seed's 100 epochs, every row shows per-epoch times, so that this
+    machine's figures and the seed's are compared like for like.
+    """
+    epochs = result["config"]["epochs"]
+    per_epoch = epochs != ref["epochs"]
+    unit = " / epoch" if per_epoch else ""
+    t = Table(title=f"LeNet5 on {result['dataset']}: {epochs} epoch(s) per mode on this machine"
+                    + (" (times per epoch)" if per_epoch else ""), title_justify="left")
+    for name in ("machine", "mode", "runtime", f"training{unit}", f"validation{unit}", f"total{unit}",
+                 "final accuracy", "images/s"):
+        t.add_column(name, justify="left" if name in ("machine", "mode", "runtime") else "right")
+    div = epochs if per_epoch else 1
+    for m in result["modes"]:
+        tr = TrainResult.from_dict(m["train"])
+        s = tr.summary()
+        machine = tr.environment.get("gpu", {}).get("name") if tr.device == "cuda" and tr.environment.get("gpu") \
+            else f"{tr.environment.get('cpu_model', '?')} ({tr.environment.get('cpu_cores', '?')} cores)"
+        t.add_row(machine, m["mode"], "PyTorch (crossrt train)", _s(s["train_s"] / div), _s(s["valid_s"] / div),
+                  _s(s["total_s"] / div), _pct(s["final_accuracy"]), f"{_num(s['images_per_s'])} train")
+        for run in (m.get("bench") or {}).get("runs", []):
+            valid = len(tr.epochs) * run["images"] / run["images_per_s"]
+            name = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager"}[run["runtime"]]
+            mode = "" if run["mode"] == "host" else f" ({run['mode']})"
+            t.add_row("", "", f"validation: {name}{mode}", _s(s["train_s"] / div), _s(valid / div),
+                      _s((s["train_s"] + valid) / div), _pct(run["accuracy"]), f"{_num(run['images_per_s'])} valid")
+        t.rows[-1].end_section = True
+    first = True
+    for r in ref["rows"]:
+        machine = ref["machine"]["gpu" if r["mode"].startswith("gpu") else "cpu"] + " (the seed, MNIST)"
+        train_s, valid_s = r["train_s"], r["valid_s"]
+        t.add_row(f"[dim]{machine}[/]", f"[dim]{r['mode']}[/]", f"[dim]{r['runtime']}[/]",
+                  _s(train_s / ref["epochs"] if per_epoch and train_s else train_s),
+                  _s(valid_s / ref["epochs"] if per_epoch and valid_s else valid_s),
+                  _s(r["total_s"] / ref["epochs"] if per_epoch else r["total_s"]), _pct(r["final_accuracy"]),
+                  f"{_num(60000 * ref['epochs'] / train_s)} train" if train_s else "—", style="dim" if first else None)
+        first = False
+    return t
+
+
+def scaling_table(rows: list[dict]) -> Table:
+    t = Table(title="Scaling against 1 thread (sweep)", title_justify="left")
+    for name in ("phase", "batch", "threads", "images/s", "speed-up", "parallel efficiency"):
+        t.add_column(name, justify="left" if name == "phase" else "right")
+    for r in rows:
+        t.add_row(r["phase"], str(r["batch_size"]), str(r["threads"]), _num(r["images_per_s"]),
+                  "—" if r["speedup"] is None else f"{r['speedup']:.2f}x",
+                  "—" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%")
+    return t
+
+
+def report_table(rows: list[dict]) -> Table:
+    """Merged results, grouped by machine (a section per machine)."""
+    t = Table(title="crossrt results, grouped by machine", title_justify="left")
+    for name in ("machine", "kind", "mode", "runtime", "threads", "batch", "epochs", "training", "validation",
+                 "total", "images/s", "accuracy"):
+        t.add_column(name, justify="left" if name in ("machine", "kind", "mode", "runtime") else "right")
+    for i, r in enumerate(rows):
+        last = i + 1 == len(rows) or rows[i + 1]["machine"] != r["machine"]
+        first = i == 0 or rows[i - 1]["machine"] != r["machine"]
+        t.add_row(r["machine"] if first else "", r["kind"], r["mode"], r["runtime"], str(r["threads"]),
+                  str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]), _s(r["train_s"]),
+                  _s(r["valid_s"]), _s(r["total_s"]), _num(r["images_per_s"]), _pct(r["accuracy"]),
+                  end_section=last)
+    return t

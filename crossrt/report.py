@@ -69,8 +69,9 @@ def save_json(data: dict, path: Path | None, results_dir: Path | None = RESULTS_
     return written
 
 
-def load_json(path: Path, kind: str) -> dict:
-    """Read a result file and check that it is a crossrt result of this kind and schema."""
+def load_json(path: Path, kind: str | tuple[str, ...]) -> dict:
+    """Read a result file and check that it is a crossrt result of this kind (or kinds) and schema."""
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -82,8 +83,9 @@ def load_json(path: Path, kind: str) -> dict:
         raise ResultError(f"{path}: not valid JSON (truncated?): {e}") from None
     if not isinstance(data, dict) or "kind" not in data:
         raise ResultError(f"{path}: not a crossrt result (no 'kind' field)")
-    if data["kind"] != kind:
-        raise ResultError(f"{path}: is a {data['kind']!r} result, expected {kind!r}")
+    if data["kind"] not in kinds:
+        expected = " or ".join(repr(k) for k in kinds)
+        raise ResultError(f"{path}: is a {data['kind']!r} result, expected {expected}")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ResultError(f"{path}: schema_version {data.get('schema_version')!r} is not supported "
                           f"(this crossrt reads version {SCHEMA_VERSION}); re-run to regenerate it")
@@ -357,3 +359,75 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         os.close(self.fd)  # closing releases the lock
+
+
+# ---------------------------------------------------------------------------- merging (crossrt report)
+
+MERGE_KINDS = ("train", "bench-infer", "suite")
+COLUMNS = ("machine", "kind", "mode", "runtime", "threads", "batch_size", "epochs", "train_s", "valid_s",
+           "total_s", "images_per_s", "accuracy", "source")
+
+
+def machine_of(result: dict, device: str = "cpu") -> str:
+    """The machine a result ran on: its GPU for CUDA runs, else CPU model and core count."""
+    env = result.get("environment") or {}
+    if device == "cuda" and env.get("gpu"):
+        return env["gpu"]["name"]
+    return f"{env.get('cpu_model', '?')} ({env.get('cpu_cores', '?')} cores) @ {env.get('hostname', '?')}"
+
+
+def rows_of(result: dict, source: str) -> list[dict]:
+    """Flat rows, one per training run or bench configuration, with COLUMNS as keys."""
+    if result["kind"] == "suite":
+        sweep = result.get("sweep") or {}
+        parts = [p for m in result["modes"] for p in (m.get("train"), m.get("bench"))]
+        parts += [*sweep.get("train", []), sweep.get("bench")]
+        return [row for part in parts if part for row in rows_of(part, source)]
+    if result["kind"] == "train":
+        r = TrainResult.from_dict(result)
+        s = r.summary()
+        return [{"machine": machine_of(result, r.device), "kind": "train",
+                 "mode": f"{r.device} {r.precision}", "runtime": "pytorch (train)", "threads": r.threads,
+                 "batch_size": r.batch_size, "epochs": len(r.epochs), "train_s": s["train_s"],
+                 "valid_s": s["valid_s"], "total_s": s["total_s"], "images_per_s": s["images_per_s"],
+                 "accuracy": s["final_accuracy"], "source": source}]
+    return [{"machine": machine_of(result, run["provider"]), "kind": "bench-infer",
+             "mode": run["provider"] if run["mode"] == "host" else f"{run['provider']} {run['mode']}",
+             "runtime": run["runtime"], "threads": run["threads"], "batch_size": run["batch_size"],
+             "epochs": None, "train_s": None, "valid_s": run["images"] / run["images_per_s"], "total_s": None,
+             "images_per_s": run["images_per_s"], "accuracy": run["accuracy"], "source": source}
+            for run in result["runs"]]
+
+
+def merge(paths: list[Path]) -> list[dict]:
+    """Rows of every file, grouped by machine (stable within a machine)."""
+    rows = []
+    for path in paths:
+        rows += rows_of(load_json(path, MERGE_KINDS), str(path))
+    return sorted(rows, key=lambda r: r["machine"])
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return str(v)
+
+
+def to_markdown(rows: list[dict], columns=COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r[c]).replace("|", "/") for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict], columns=COLUMNS) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({c: "" if r[c] is None else r[c] for c in columns})
+    return buf.getvalue()

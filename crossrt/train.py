@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import CrossrtError, TrainConfig, to_plain
-from .data import PREPROCESSING, Dataset, normalize
+from .data import Dataset, normalize
 from .model import LeNet5, forward_flops
 from .peak import cpu_peak, cuda_peak
 from .report import EpochResult, TrainResult, atomic_write, environment, peak_rss_mb
@@ -258,12 +258,3 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None) -> 
 
     result.complete = True
     return result, model.to(memory_format=torch.contiguous_format)
-
-
-def onnx_metadata(dataset: str, arch: str, precision: str, epochs: int, accuracy: float | None) -> dict[str, str]:
-    """What a user of the .onnx file needs to know about it, for its metadata_props."""
-    return {
-        "dataset": dataset, "arch": arch, "epochs": str(epochs), "precision": precision,
-        "accuracy": "" if accuracy is None else f"{accuracy:.4f}", "preprocessing": PREPROCESSING,
-        "torch_version": str(torch.__version__), "producer": "crossrt",
-    }

@@ -1,0 +1,117 @@
+"""PNG figures of results: learning curves, throughput against threads, training vs validation time.
+
+matplotlib is an optional extra (`pip install crossrt[plots]`); without it, asking for plots
+is a one-line error. Figures are written atomically like every other crossrt file.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .config import CrossrtError
+from .report import TrainResult, atomic_write, machine_of
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise CrossrtError("--plots needs matplotlib: pip install 'crossrt[plots]' "
+                           "(or: .venv/bin/pip install matplotlib)") from None
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def _label(r: TrainResult, machine: bool) -> str:
+    base = f"{r.device} {r.threads} thr {r.precision}, {r.dataset}"
+    return f"{base} [{machine_of(vars(r), r.device).split(' @ ')[0]}]" if machine else base
+
+
+def learning_curves(trains: list[TrainResult], path: Path) -> Path:
+    """Loss (training and validation) and validation accuracy per epoch, every run on one chart."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    machines = len({machine_of(vars(r), r.device) for r in trains}) > 1
+    for r in trains:
+        epochs = [e.epoch for e in r.epochs]
+        line, = ax_loss.plot(epochs, [e.train_loss for e in r.epochs], label=f"{_label(r, machines)} train")
+        ax_loss.plot(epochs, [e.valid_loss for e in r.epochs], "--", color=line.get_color(),
+                     label=f"{_label(r, machines)} valid")
+        ax_acc.plot(epochs, [100 * e.valid_accuracy for e in r.epochs], color=line.get_color(),
+                    label=_label(r, machines))
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss per epoch")
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy per epoch")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def throughput_vs_threads(benches: list[dict], path: Path) -> Path:
+    """Validation images/s against intra-op threads, one line per runtime, provider and batch."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lines: dict[str, list[tuple[int, float]]] = {}
+    for b in benches:
+        for run in b["runs"]:
+            if run["provider"] != "cpu":
+                continue
+            key = f"{run['runtime']} batch {run['batch_size']}"
+            lines.setdefault(key, []).append((run["threads_effective"] or run["threads"], run["images_per_s"]))
+    for key, points in sorted(lines.items()):
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=key)
+    ax.set(xlabel="intra-op threads", ylabel="validation images/s", title="Throughput against threads (CPU)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def train_vs_valid(rows: list[tuple[str, float, float]], path: Path) -> Path:
+    """Stacked bars per mode: training time and validation time (the seed's split)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4.5))
+    labels = [r[0] for r in rows]
+    train = [r[1] for r in rows]
+    valid = [r[2] for r in rows]
+    ax.bar(labels, train, label="training")
+    ax.bar(labels, valid, bottom=train, label="validation")
+    ax.set(ylabel="seconds", title="Training vs validation time per mode")
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.legend()
+    return _save(fig, path)
+
+
+def cost_rows(train: TrainResult, bench: dict | None) -> list[tuple[str, float, float]]:
+    """(label, training s, validation s): PyTorch inside train, then each bench configuration."""
+    s, n = train.summary(), len(train.epochs)
+    mode = f"{train.device} {train.threads} thr"
+    rows = [(f"{mode}\nPyTorch (train)", s["train_s"], s["valid_s"])]
+    for run in (bench or {}).get("runs", []):
+        label = f"{mode}\n{run['runtime']} {run['provider']} {run['threads'] or 'def'} thr b{run['batch_size']}"
+        rows.append((label, s["train_s"], n * run["images"] / run["images_per_s"]))
+    return rows
+
+
+def write_all(plot_dir: Path, trains: list[TrainResult], benches: list[dict],
+              costs: list[tuple[str, float, float]]) -> list[Path]:
+    """Every figure the given results allow; returns the paths written."""
+    plot_dir = Path(plot_dir)
+    written = []
+    if trains:
+        written.append(learning_curves(trains, plot_dir / "learning_curves.png"))
+    if any(r["provider"] == "cpu" for b in benches for r in b["runs"]):
+        written.append(throughput_vs_threads(benches, plot_dir / "throughput_vs_threads.png"))
+    if costs:
+        written.append(train_vs_valid(costs, plot_dir / "train_vs_valid.png"))
+    return written

@@ -1,0 +1,139 @@
+"""The suite, the seed's reference figures, merging results across machines, and plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from crossrt.cli import main
+from crossrt.config import cpu_count
+from crossrt.report import COLUMNS, merge
+from crossrt.suite import reference, scaling
+
+SEED_TEXT = ROOT.parent / "shared" / "seed" / "000_84ef5905e90b7f25.txt"
+
+
+def test_reference_rows_are_the_seeds_numbers():
+    ref = reference()
+    assert ref["epochs"] == 100 and "E5-2699 v3" in ref["machine"]["cpu"] and "1080 Ti" in ref["machine"]["gpu"]
+    rows = {(r["mode"], r["runtime"]): r for r in ref["rows"]}
+    assert rows[("gpu (CUDA 11)", "PyTorch 1.11")]["total_s"] == 135.69
+    assert rows[("cpu 1 thread", "PyTorch 1.11")]["train_s"] == 9101.38
+    assert rows[("cpu 18 threads", "MATLAB 2020a")]["total_s"] == 1929.06
+    assert ("cpu 18 threads", "Flux 0.13.1") not in rows  # Flux had no multi-threading
+    for r in ref["rows"]:
+        if r["train_s"] is not None:  # the seed's total is training + validation + a little loop overhead
+            assert 0 <= r["total_s"] - (r["train_s"] + r["valid_s"]) < 1.0, r
+    if not SEED_TEXT.is_file():
+        pytest.skip(f"{SEED_TEXT} is not beside this checkout: the figures were checked against it above only")
+    text = SEED_TEXT.read_text()
+    for r in ref["rows"]:
+        for key in ("train_s", "valid_s", "total_s"):
+            if r[key] is not None:
+                assert f"{r[key]:.2f}" in text, (r, key)
+        acc = r["final_accuracy"]
+        assert f"{acc:.4f}" in text or f"{100 * acc:.2f}" in text, r
+
+
+@pytest.fixture(scope="module")
+def two_machines(tmp_path_factory, trained, tiny_data):
+    """A train and a bench-infer result from this machine, and copies 'from' another machine."""
+    work = tmp_path_factory.mktemp("machines")
+    assert main(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
+                 "--threads", "1", "--min-time", "0", "--min-repeats", "1", "--json", str(work / "b.json")]) == 0
+    files = [trained / "lenet5.train.json", work / "b.json"]
+    for f in list(files):
+        data = json.loads(f.read_text())
+        data["environment"].update(cpu_model="Other CPU 9000", cpu_cores=64, hostname="elsewhere")
+        other = work / f"other-{f.name}"
+        other.write_text(json.dumps(data))
+        files.append(other)
+    return files
+
+
+def test_report_groups_by_machine(two_machines):
+    rows = merge(two_machines)
+    machines = [r["machine"] for r in rows]
+    assert len(set(machines)) == 2
+    assert machines == sorted(machines)  # grouped: each machine's rows together
+    assert sum("Other CPU 9000 (64 cores)" in m for m in machines) == len(rows) // 2
+    assert {r["kind"] for r in rows} == {"train", "bench-infer"}
+
+
+def test_markdown_and_csv_parse_back(capsys, two_machines):
+    rows = merge(two_machines)
+    assert main(["report", *map(str, two_machines), "--markdown"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == list(COLUMNS) and set(lines[1]) <= set("|-")
+    body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+    assert len(body) == len(rows)
+    assert [b[header.index("runtime")] for b in body] == [r["runtime"] for r in rows]
+
+    assert main(["report", *map(str, two_machines), "--csv"]) == 0
+    parsed = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(parsed) == len(rows)
+    for p, r in zip(parsed, rows):
+        assert p["machine"] == r["machine"] and int(p["threads"]) == r["threads"]
+        assert float(p["images_per_s"]) == pytest.approx(r["images_per_s"])
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"kind": "seed-baseline"}, "is a 'seed-baseline' result, expected 'train' or 'bench-infer' or 'suite'"),
+    ({"schema_version": 99}, "schema_version 99 is not supported"),
+])
+def test_report_refuses_other_kinds_and_schemas(capsys, tmp_path, two_machines, change, needle):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(two_machines[0].read_text()), **change}))
+    assert main(["report", str(two_machines[0]), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and str(bad) in err and "Traceback" not in err
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_plots_are_written(capsys, tmp_path, two_machines):
+    assert main(["report", *map(str, two_machines), "--plots", str(tmp_path / "p")]) == 0
+    pngs = sorted((tmp_path / "p").glob("*.png"))
+    assert [p.name for p in pngs] == ["learning_curves.png", "throughput_vs_threads.png", "train_vs_valid.png"]
+    for p in pngs:
+        data = p.read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, p
+
+
+def test_plots_without_matplotlib_is_one_clear_line(capsys, tmp_path, monkeypatch, two_machines):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert main(["report", str(two_machines[0]), "--plots", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "--plots needs matplotlib: pip install 'crossrt[plots]'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "p").exists()
+
+
+def test_suite_end_to_end(capsys, workdir, tiny_data):
+    out = workdir / "suite"
+    assert main(["suite", "--data-dir", str(tiny_data), "--epochs", "2", "--device", "cpu", "--out", str(out),
+                 "--min-time", "0", "--sweep", "--sweep-threads", "1,2", "--sweep-train-batches", "200",
+                 "--sweep-valid-batches", "50", "--json", "suite.json", "--plots", "plots"]) == 0
+    text = capsys.readouterr().out
+    assert "(the seed, MNIST)" in text and "times per epoch" in text and "Scaling against 1 thread" in text
+    result = json.loads((workdir / "suite.json").read_text())
+    assert result["kind"] == "suite" and result["complete"] is True
+    names = [m["mode"] for m in result["modes"]]
+    assert names == ["cpu 1 thread"] + ([f"cpu {cpu_count()} threads"] if cpu_count() > 1 else [])
+    for m in result["modes"]:
+        assert m["train"]["threads"] == m["threads"] and len(m["train"]["epochs"]) == 2
+        assert {r["runtime"] for r in m["bench"]["runs"]} == {"onnxruntime", "pytorch"}
+        assert {r["threads"] for r in m["bench"]["runs"]} == {m["threads"]}
+        assert Path(m["train"]["onnx"]["path"]).is_file()
+    rows = scaling(result)
+    assert {r["phase"] for r in rows} == {"training (pytorch)", "validation (onnxruntime)", "validation (pytorch)"}
+    assert all(r["speedup"] == 1.0 for r in rows if r["threads"] == 1)
+    assert len(list((workdir / "plots").glob("*.png"))) == 3
+    assert len(merge([workdir / "suite.json"])) == 2 * 3 + 2 + 4  # modes x (train + 2 bench) + sweeps
