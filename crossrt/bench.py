@@ -10,6 +10,7 @@ PyTorch's top-1) from an untimed pass.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,7 +39,6 @@ class Runner:
     providers: list[str]
     threads_effective: int | None
     split: Callable[[], dict] | None = None  # CUDA: per-batch copy/compute split in ms
-    close: Callable[[], None] = lambda: None
 
 
 def score(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -56,8 +56,7 @@ def modes(provider: str) -> tuple[str, ...]:
 
 
 def _mean_ms(fn: Callable[[int], object], n: int) -> float:
-    import time
-
+    """Mean milliseconds of fn(0..n-1), for the CUDA copy/compute split."""
     total = 0.0
     for i in range(n):
         t0 = time.perf_counter()
@@ -154,7 +153,8 @@ def torch_runner(state: dict, provider: str, threads: int, mode: str, batches: l
                 with torch.inference_mode():
                     model(dev)
                 sync(device)
-            out = model(dev).detach()
+            with torch.inference_mode():
+                out = model(dev)
             return {"h2d": _mean_ms(h2d, len(batches)), "compute": _mean_ms(compute, len(batches)),
                     "d2h": _mean_ms(lambda i: out.cpu(), len(batches))}
         return Runner(e2e, lambda i: e2e(i).numpy(), create_s, label, torch.get_num_threads(), split)
@@ -214,7 +214,7 @@ def run_bench(cfg: BenchConfig, data: Dataset, flops_per_image: int,
         """Measured once per provider and thread count, before that configuration is timed."""
         from .peak import cpu_peak, cuda_peak
 
-        key = (provider, threads or cpu_count())
+        key = (provider, min(threads or cpu_count(), cpu_count()))
         if key not in peaks:
             peaks[key] = cuda_peak() if provider == "cuda" else cpu_peak(key[1])
             result.peaks.append(peaks[key])
@@ -244,8 +244,7 @@ def run_bench(cfg: BenchConfig, data: Dataset, flops_per_image: int,
                            session_create_s=runner.create_s, first_run_s=first_s,
                            accuracy=accuracy, loss=loss, providers=runner.providers,
                            split_ms=runner.split() if runner.split else None)
-            runner.close()
-            del runner
+            del runner  # frees the session and its thread pool before the next configuration
             preds[len(result.runs)] = p
             result.runs.append(run)
             if on_run:

@@ -26,16 +26,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def int_list(flag: str):
-    """Parse `1,2,18` for flag; junk gives a one-line error naming the flag."""
-    def parse(text: str) -> tuple[int, ...]:
-        try:
-            values = tuple(int(v) for v in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
-        return values
-    parse.__name__ = flag
-    return parse
+def int_list(text: str) -> tuple[int, ...]:
+    """Parse `1,2,18`; junk gives a one-line error (argparse names the flag)."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
 def str_list(text: str) -> tuple[str, ...]:
@@ -59,6 +55,12 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
                    help="auto = MNIST when cached or downloadable, else Fashion-MNIST (default: %(default)s)")
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="any folder with the four IDX files, raw or .gz (default: none, use --dataset)")
+
+
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the result JSON here (default: only results/)")
+    _plot_flag(p)
 
 
 def _plot_flag(p: argparse.ArgumentParser) -> None:
@@ -110,12 +112,10 @@ def build_parser() -> Parser:
     _data_flags(t)
     t.add_argument("--out", type=Path, default=Path("exports"), metavar="DIR",
                    help="checkpoint, ONNX model and run record go here (default: %(default)s)")
-    t.add_argument("--json", type=Path, default=None, metavar="PATH",
-                   help="also write the result JSON here (default: only results/)")
     t.add_argument("--resume", action="store_true", help="continue from DIR/lenet5.pt (default: off)")
     t.add_argument("--no-export", dest="export", action="store_false",
                    help="skip the ONNX export at the end (default: export)")
-    _plot_flag(t)
+    _output_flags(t)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX and check parity",
                        description="Export a training checkpoint to ONNX; check ORT against PyTorch on the test set.")
@@ -134,9 +134,9 @@ def build_parser() -> Parser:
                    help="checkpoint for the PyTorch rows (default: the model's path with .pt)")
     b.add_argument("--provider", type=str_list, default=("cpu",), metavar="P[,P]",
                    help=f"execution providers from {{{','.join(PROVIDERS)}}} (default: cpu)")
-    b.add_argument("--threads", type=int_list("--threads"), default=tuple(sorted({1, cores})), metavar="N[,N]",
+    b.add_argument("--threads", type=int_list, default=tuple(sorted({1, cores})), metavar="N[,N]",
                    help=f"intra-op threads; 0 = the runtime's default (default: 1,{cores})")
-    b.add_argument("--batch-size", type=int_list("--batch-size"), default=(100,), metavar="B[,B]",
+    b.add_argument("--batch-size", type=int_list, default=(100,), metavar="B[,B]",
                    help="validation batch sizes (default: 100, the seed's)")
     b.add_argument("--runtimes", type=str_list, default=RUNTIMES, metavar="R[,R]",
                    help=f"from {{{','.join(RUNTIMES)}}} (default: {','.join(RUNTIMES)})")
@@ -150,9 +150,7 @@ def build_parser() -> Parser:
     _data_flags(b)
     b.add_argument("--train-json", type=Path, default=None, metavar="PATH",
                    help="training record for the train-vs-validation table (default: <model>.train.json)")
-    b.add_argument("--json", type=Path, default=None, metavar="PATH",
-                   help="also write the result JSON here (default: only results/)")
-    _plot_flag(b)
+    _output_flags(b)
 
     s = sub.add_parser("suite", help="the seed's table for this machine: every mode, train + validation",
                        description="Train and validate in every mode this machine has (CPU 1 thread, CPU all "
@@ -166,16 +164,14 @@ def build_parser() -> Parser:
     s.add_argument("--min-time", type=float, default=1.0, metavar="S",
                    help="seconds of timed validation passes per configuration (default: %(default)s)")
     s.add_argument("--sweep", action="store_true", help="also sweep threads and batch sizes (default: off)")
-    s.add_argument("--sweep-threads", type=int_list("--sweep-threads"), default=None, metavar="N[,N]",
+    s.add_argument("--sweep-threads", type=int_list, default=None, metavar="N[,N]",
                    help="(default: 1, 2, 4, ... and all cores)")
-    s.add_argument("--sweep-train-batches", type=int_list("--sweep-train-batches"), default=(100, 600, 2000),
+    s.add_argument("--sweep-train-batches", type=int_list, default=(100, 600, 2000),
                    metavar="B[,B]", help="(default: 100,600,2000)")
-    s.add_argument("--sweep-valid-batches", type=int_list("--sweep-valid-batches"), default=(1, 10, 100, 1000),
+    s.add_argument("--sweep-valid-batches", type=int_list, default=(1, 10, 100, 1000),
                    metavar="B[,B]", help="(default: 1,10,100,1000)")
     s.add_argument("--sweep-epochs", type=int, default=1, help="epochs per sweep training run (default: %(default)s)")
-    s.add_argument("--json", type=Path, default=None, metavar="PATH",
-                   help="also write the result JSON here (default: only results/)")
-    _plot_flag(s)
+    _output_flags(s)
 
     r = sub.add_parser("report", help="merge result files from any runs and machines into one table",
                        description="Merge train, bench-infer and suite JSON files into one table grouped by machine.")
@@ -388,7 +384,8 @@ def cmd_suite(a) -> int:
         from .plots import cost_rows, write_all
 
         trains = [TrainResult.from_dict(m["train"]) for m in result["modes"]]
-        benches = [m["bench"] for m in result["modes"]] + ([result["sweep"]["bench"]] if result["sweep"] else [])
+        # The sweep is the thread-scaling picture; without it, each mode's own validation rows.
+        benches = [result["sweep"]["bench"]] if result["sweep"] else [m["bench"] for m in result["modes"]]
         costs = [c for m, t in zip(result["modes"], trains) for c in cost_rows(t, m["bench"])]
         _show_plots(write_all(a.plots, trains, benches, costs))
     return EXIT_OK

@@ -243,8 +243,8 @@ def resolve(cfg: DataConfig, download: bool = True) -> Dataset:
         return _named("mnist", download)
     except DataError as mnist_error:
         ds = _named("fashion-mnist", download)
-        why = str(mnist_error).split(": ")[-1][:80]
-        ds.reason += f" (auto: MNIST is not cached in {cache_dir() / 'mnist'} and could not be downloaded: {why})"
+        why = str(mnist_error).split(": ")[-1].rstrip(")")[:80]
+        ds.reason += f" (auto: MNIST is not cached and could not be downloaded: {why})"
         return ds
 
 

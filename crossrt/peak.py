@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from .config import cpu_count
+
 GEMM_N = 1024  # 2.1 GFLOP per product: long enough to time, short enough to cost ~0.2 s
 
 
@@ -56,7 +58,12 @@ def _ort_matmul(threads: int, n: int, repeats: int) -> float:
 
 
 def cpu_peak(threads: int, n: int = GEMM_N, repeats: int = 5) -> dict:
-    """{"torch_mm", "onnxruntime_matmul", "peak"} in GFLOP/s on `threads` CPU threads."""
+    """{"threads", "torch_mm", "onnxruntime_matmul", "peak"} in GFLOP/s on `threads` CPU threads.
+
+    More threads than cores add no compute (and oversubscribed GEMMs only slow down), so
+    the peak for N threads is measured on min(N, cores) threads.
+    """
+    threads = min(threads, cpu_count())
     torch_gf, ort_gf = _torch_mm(threads, n, repeats), _ort_matmul(threads, n, repeats)
     return {"threads": threads, "torch_mm": torch_gf, "onnxruntime_matmul": ort_gf, "peak": max(torch_gf, ort_gf)}
 

@@ -61,16 +61,18 @@ def throughput_vs_threads(benches: list[dict], path: Path) -> Path:
     """Validation images/s against intra-op threads, one line per runtime, provider and batch."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    lines: dict[str, list[tuple[int, float]]] = {}
+    lines: dict[str, dict[int, float]] = {}
+    machines = len({machine_of(b) for b in benches}) > 1
     for b in benches:
+        where = f" [{machine_of(b).split(' @ ')[0]}]" if machines else ""
         for run in b["runs"]:
-            if run["provider"] != "cpu":
-                continue
-            key = f"{run['runtime']} batch {run['batch_size']}"
-            lines.setdefault(key, []).append((run["threads_effective"] or run["threads"], run["images_per_s"]))
+            if run["provider"] == "cpu":
+                key = f"{run['runtime']} batch {run['batch_size']}{where}"
+                lines.setdefault(key, {})[run["threads_effective"] or run["threads"]] = run["images_per_s"]
     for key, points in sorted(lines.items()):
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=key)
+        threads = sorted(points)
+        ax.plot(threads, [points[t] for t in threads], "o-", label=key)
+    ax.set_xticks(sorted({t for points in lines.values() for t in points}))
     ax.set(xlabel="intra-op threads", ylabel="validation images/s", title="Throughput against threads (CPU)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
