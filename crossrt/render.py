@@ -13,10 +13,10 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
-from .report import BenchResult, EpochResult, InferRun, TrainResult
+from .report import BenchResult, EpochResult, InferRun, TrainResult, machine_of
 
-# Piped output (CI logs, README tables) gets a width that fits the wide bench table.
 GEMM_NOTE = "measured fp32 GEMM"
+# Piped output (CI logs, README tables) gets a width that fits the wide bench table.
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
 
 
@@ -221,8 +221,7 @@ def suite_table(result: dict, ref: dict) -> Table:
     for m in result["modes"]:
         tr = TrainResult.from_dict(m["train"])
         s = tr.summary()
-        machine = tr.environment.get("gpu", {}).get("name") if tr.device == "cuda" and tr.environment.get("gpu") \
-            else f"{tr.environment.get('cpu_model', '?')} ({tr.environment.get('cpu_cores', '?')} cores)"
+        machine = machine_of(m["train"], tr.device).split(" @ ")[0]
         t.add_row(machine, m["mode"], "PyTorch (crossrt train)", _s(s["train_s"] / div), _s(s["valid_s"] / div),
                   _s(s["total_s"] / div), _pct(s["final_accuracy"]), f"{_num(s['images_per_s'])} train")
         for run in (m.get("bench") or {}).get("runs", []):
