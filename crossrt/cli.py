@@ -202,11 +202,12 @@ def cmd_train(a) -> int:
     if cfg.threads > cpu_count():
         warn(f"--threads {cfg.threads} is more than the {cpu_count()} cores this process may use")
     _check_plots(a)
+    from .train import Diverged, Interrupted, select_device, train
+
+    select_device(cfg.device, cfg.threads)  # a missing GPU fails here, before the data is read
     ds = resolve(cfg.data)
     render.console.print(f"dataset: [bold]{ds.name}[/] ({len(ds.train_labels):,} train / "
                          f"{len(ds.test_labels):,} test images): {ds.reason}", highlight=False)
-
-    from .train import Diverged, Interrupted, train
 
     with FolderLock(cfg.out):
         try:

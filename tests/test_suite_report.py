@@ -137,3 +137,24 @@ def test_suite_end_to_end(capsys, workdir, tiny_data):
     assert all(r["speedup"] == 1.0 for r in rows if r["threads"] == 1)
     assert len(list((workdir / "plots").glob("*.png"))) == 3
     assert len(merge([workdir / "suite.json"])) == 2 * 3 + 2 + 4  # modes x (train + 2 bench) + sweeps
+
+
+def test_suite_interrupted_keeps_finished_modes(capsys, workdir, tiny_data, monkeypatch):
+    import crossrt.suite
+
+    real = crossrt.suite.run_bench
+    calls = []
+
+    def bench_then_ctrl_c(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(crossrt.suite, "run_bench", bench_then_ctrl_c)
+    monkeypatch.setattr(crossrt.suite, "cpu_count", lambda: 2)  # two CPU modes on any machine
+    assert main(["suite", "--data-dir", str(tiny_data), "--epochs", "1", "--device", "cpu",
+                 "--out", str(workdir / "s"), "--min-time", "0", "--json", "suite.json"]) == 130
+    assert "partial results saved" in capsys.readouterr().err
+    result = json.loads((workdir / "suite.json").read_text())
+    assert result["complete"] is False and [m["mode"] for m in result["modes"]] == ["cpu 1 thread"]
