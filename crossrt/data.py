@@ -242,7 +242,11 @@ def resolve(cfg: DataConfig, download: bool = True) -> Dataset:
     try:
         return _named("mnist", download)
     except DataError as mnist_error:
-        ds = _named("fashion-mnist", download)
+        try:
+            ds = _named("fashion-mnist", download)
+        except DataError as fashion_error:
+            raise DataError(f"--dataset auto: neither dataset is available. MNIST: {mnist_error}. "
+                            f"Fashion-MNIST: {fashion_error}. Give a folder with --data-dir") from None
         why = str(mnist_error).split(": ")[-1].rstrip(")")[:80]
         ds.reason += f" (auto: MNIST is not cached and could not be downloaded: {why})"
         return ds

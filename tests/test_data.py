@@ -146,3 +146,12 @@ def test_auto_falls_back_to_fashion_and_says_why(tmp_path, monkeypatch):
     assert ds.name == "fashion-mnist"
     assert "auto: MNIST is not cached" in ds.reason and "could not be downloaded" in ds.reason
     assert not (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").exists()
+
+
+def test_auto_with_no_dataset_anywhere_names_both(tmp_path, monkeypatch):
+    monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path))
+    monkeypatch.setenv("CROSSRT_MIRROR", "http://127.0.0.1:9/")
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", ())
+    with pytest.raises(DataError, match=r"neither dataset is available. MNIST: could not download .* "
+                                        r"Fashion-MNIST: could not download .*--data-dir"):
+        resolve(DataConfig())
