@@ -26,7 +26,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from crossrt.config import cpu_count
-from crossrt.report import _cpu_model, atomic_write
+from crossrt.report import _cpu_model, atomic_write, pass_s
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -123,7 +123,7 @@ def main() -> int:
         row(label, b, o, f"{o / b:.2f}x", f"<= {target:.2f}x", o / b <= target, pct(ours))
     seed_valid = steady(res[f"seed-{n}"]["epochs"], "valid_s")
     for r, target in ((ort_n, 0.30), (pt_n, None)):
-        o = r["images"] / r["images_per_s"]
+        o = pass_s(r)
         row(f"validation pass, {r['runtime']}, {n} threads", seed_valid, o, f"{o / seed_valid:.2f}x",
             "—" if target is None else f"<= {target:.2f}x", None if target is None else o / seed_valid <= target,
             f"{r['percent_of_peak']:.0f}%")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -75,6 +76,7 @@ def ort_runner(cfg: BenchConfig, provider: str, threads: int, mode: str, batches
     session, create_s = timed(lambda: create_session(cfg.model, provider, threads, cfg.spin))
     name, out_name = session.get_inputs()[0].name, session.get_outputs()[0].name
     providers = session.get_providers()
+    threads_effective = threads or None  # ORT does not report the size of its default pool
 
     def bind(x_dev, rows):
         """An IO binding of one device input to a preallocated device output."""
@@ -91,7 +93,7 @@ def ort_runner(cfg: BenchConfig, provider: str, threads: int, mode: str, batches
         return session.run([out_name], {name: batches[i]})[0]
 
     if mode == "host":
-        return Runner(host, host, create_s, providers, threads or None)
+        return Runner(host, host, create_s, providers, threads_effective)
     if mode == "end-to-end":
         def split():
             binding = bind(to_gpu(0), len(batches[0]))
@@ -99,7 +101,7 @@ def ort_runner(cfg: BenchConfig, provider: str, threads: int, mode: str, batches
             return {"h2d": _mean_ms(to_gpu, n),
                     "compute": _mean_ms(lambda i: session.run_with_iobinding(binding), n),
                     "d2h": _mean_ms(lambda i: binding.get_outputs()[0].numpy(), n)}
-        return Runner(host, host, create_s, providers, threads or None, split)
+        return Runner(host, host, create_s, providers, threads_effective, split)
 
     # Device-resident: inputs copied to the GPU once, outputs preallocated there, one
     # IO binding per batch, so the timed call is the model and nothing else.
@@ -114,7 +116,7 @@ def ort_runner(cfg: BenchConfig, provider: str, threads: int, mode: str, batches
         resident(i)
         return bindings[i].get_outputs()[0].numpy()
 
-    return Runner(resident, logits, create_s, providers, threads or None)
+    return Runner(resident, logits, create_s, providers, threads_effective)
 
 
 # ---------------------------------------------------------------------------- PyTorch
@@ -190,8 +192,7 @@ def plan(cfg: BenchConfig) -> list[tuple[str, str, int, int, str]]:
 
 
 def run_bench(cfg: BenchConfig, data: Dataset, flops_per_image: int,
-              on_run: Callable[[InferRun], None] | None = None,
-              on_start: Callable[[str], None] | None = None) -> BenchResult:
+              on_run: Callable[[InferRun], None] | None = None) -> BenchResult:
     """Run every configuration of cfg on the test split of data."""
     state = None
     if "pytorch" in cfg.runtimes:
@@ -205,9 +206,8 @@ def run_bench(cfg: BenchConfig, data: Dataset, flops_per_image: int,
         dataset_source=data.source, flops_per_image=flops_per_image,
         settings={**to_plain(cfg), "inter_op_threads": 1, "execution_mode": "sequential",
                   "graph_optimization": "all", "cpu_cores": cpu_count(),
-                  "spin_note": "ORT session.intra_op.allow_spinning"},
-        environment={})
-    preds = {}
+                  "spin_note": "ORT session.intra_op.allow_spinning"})
+    preds: list[np.ndarray] = []
     peaks: dict[tuple[str, int], dict] = {}
 
     def peak_for(provider: str, threads: int) -> dict:
@@ -222,30 +222,27 @@ def run_bench(cfg: BenchConfig, data: Dataset, flops_per_image: int,
 
     try:
         for runtime, provider, threads, batch, mode in plan(cfg):
-            label = f"{runtime} {provider} {mode} threads={threads} batch={batch}"
-            if on_start:
-                on_start(label)
             batches = [x[i:i + batch] for i in range(0, len(x), batch)]
             make = ort_runner if runtime == "onnxruntime" else torch_runner
             runner = make(cfg if runtime == "onnxruntime" else state, provider, threads, mode, batches)
             peak = peak_for(provider, threads)["peak"]  # after the runner proved its provider works
-            _, first_s = timed(lambda: runner.run(0))
+            _, first_s = timed(partial(runner.run, 0))
             logits = np.concatenate([runner.logits(i) for i in range(len(batches))])
             loss, accuracy, p = score(logits, labels)
             passes = time_passes(runner.run, len(batches), warmup=cfg.warmup,
                                  min_time=cfg.min_time, min_repeats=cfg.min_repeats)
             ips = len(x) * len(passes.pass_s) / passes.total_s
+            gflops = ips * flops_per_image / 1e9
             run = InferRun(runtime=runtime, provider=provider, mode=mode, threads=threads,
                            threads_effective=runner.threads_effective, batch_size=batch,
                            images=len(x), passes=len(passes.pass_s), images_per_s=ips,
-                           gflops=ips * flops_per_image / 1e9, peak_gflops=peak,
-                           percent_of_peak=100 * ips * flops_per_image / 1e9 / peak,
+                           gflops=gflops, peak_gflops=peak, percent_of_peak=100 * gflops / peak,
                            latency_ms=Latency.from_values(passes.batch_s),
                            session_create_s=runner.create_s, first_run_s=first_s,
                            accuracy=accuracy, loss=loss, providers=runner.providers,
                            split_ms=runner.split() if runner.split else None)
             del runner  # frees the session and its thread pool before the next configuration
-            preds[len(result.runs)] = p
+            preds.append(p)
             result.runs.append(run)
             if on_run:
                 on_run(run)
@@ -257,13 +254,13 @@ def run_bench(cfg: BenchConfig, data: Dataset, flops_per_image: int,
     return result
 
 
-def _finish(result: BenchResult, preds: dict[int, np.ndarray]) -> None:
+def _finish(result: BenchResult, preds: list[np.ndarray]) -> None:
     _parity(result, preds)
     result.environment = environment()
     result.peak_rss_mb = peak_rss_mb()
 
 
-def _parity(result: BenchResult, preds: dict[int, np.ndarray]) -> None:
+def _parity(result: BenchResult, preds: list[np.ndarray]) -> None:
     """Top-1 agreement of every run with the first PyTorch run; accuracies must be equal."""
     ref = next((i for i, r in enumerate(result.runs) if r.runtime == "pytorch"), None)
     if ref is None:

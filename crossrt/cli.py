@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from .config import (ARCHS, DATASETS, DEVICES, PRECISIONS, PROVIDERS, RUNTIMES, BenchConfig,
-                     ConfigError, CrossrtError, DataConfig, TrainConfig, cpu_count)
+                     CrossrtError, DataConfig, TrainConfig, cpu_count)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -225,13 +225,10 @@ def cmd_train(a) -> int:
                   f"({', '.join(done)}) saved. Resume with: {resume}", file=sys.stderr)
             return EXIT_INTERRUPTED
         if cfg.export:
-            from .data import normalize
-            from .export import export_checked, onnx_metadata
+            from .export import export_result
 
             try:
-                meta = onnx_metadata(ds.name, cfg.arch, cfg.precision, len(result.epochs),
-                                     result.summary()["final_accuracy"])
-                result.onnx = export_checked(model, cfg.onnx_path, meta, normalize(ds.test_images))
+                result.onnx = export_result(model, result, cfg.onnx_path, ds.test_images)
             except BaseException as e:
                 # Training is done and checkpointed: keep its results even when the export fails.
                 result.complete = False
@@ -330,7 +327,8 @@ def cmd_bench_infer(a) -> int:
         paths = save_json(stop.result.to_dict(), cfg.json)
         print(f"crossrt: {stop}; partial results saved to {', '.join(map(str, paths))}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    paths = save_json(result.to_dict(), cfg.json)
+    data = result.to_dict()
+    paths = save_json(data, cfg.json)
     render.console.print(render.bench_table(result))
     split = render.split_table(result)
     if split is not None:
@@ -341,7 +339,6 @@ def cmd_bench_infer(a) -> int:
     if a.plots is not None:
         from .plots import cost_rows, write_all
 
-        data = result.to_dict()
         _show_plots(write_all(a.plots, [training] if training else [], [data],
                               cost_rows(training, data) if training else []))
     bad = parity_failures(result)
@@ -360,10 +357,7 @@ def cmd_suite(a) -> int:
     kw = {"sweep_threads": a.sweep_threads} if a.sweep_threads else {}
     cfg = SuiteConfig(data=DataConfig(a.dataset, a.data_dir), epochs=a.epochs, device=a.device, out=a.out,
                       min_time=a.min_time, sweep=a.sweep, sweep_train_batches=a.sweep_train_batches,
-                      sweep_valid_batches=a.sweep_valid_batches, sweep_epochs=a.sweep_epochs, **kw)
-    json_path = a.json
-    if json_path is not None and json_path.is_dir():
-        raise ConfigError(f"--json {json_path}: is a directory, expected a file path")
+                      sweep_valid_batches=a.sweep_valid_batches, sweep_epochs=a.sweep_epochs, json=a.json, **kw)
     _check_plots(a)
     ds = resolve(cfg.data)
     render.console.print(f"dataset: [bold]{ds.name}[/]: {ds.reason}", highlight=False)
@@ -372,10 +366,10 @@ def cmd_suite(a) -> int:
             with render.SuiteProgress() as progress:
                 result = run_suite(cfg, ds, progress)
         except SuiteInterrupted as stop:
-            paths = save_json(stop.result, json_path)
+            paths = save_json(stop.result, cfg.json)
             print(f"crossrt: {stop}; partial results saved to {', '.join(map(str, paths))}", file=sys.stderr)
             return EXIT_INTERRUPTED
-        paths = save_json(result, json_path)
+        paths = save_json(result, cfg.json)
     render.console.print(render.suite_table(result, reference()))
     rows = scaling(result)
     if rows:
@@ -394,10 +388,11 @@ def cmd_suite(a) -> int:
 
 def cmd_report(a) -> int:
     from . import render
-    from .report import MERGE_KINDS, TrainResult, load_json, merge, to_csv, to_markdown
+    from .report import TrainResult, load_results, merge, parts, to_csv, to_markdown
 
     _check_plots(a)
-    rows = merge(a.files)
+    loaded = load_results(a.files)
+    rows = merge(a.files, loaded)
     if a.markdown:
         sys.stdout.write(to_markdown(rows))
     elif a.csv:
@@ -407,17 +402,9 @@ def cmd_report(a) -> int:
     if a.plots is not None:
         from .plots import cost_rows, write_all
 
-        results = [load_json(p, MERGE_KINDS) for p in a.files]
-        trains, benches = [], []
-        for r in results:
-            if r["kind"] == "train":
-                trains.append(r)
-            elif r["kind"] == "bench-infer":
-                benches.append(r)
-            else:
-                trains += [m["train"] for m in r["modes"]]
-                benches += [m["bench"] for m in r["modes"] if m.get("bench")]
-        trains = [TrainResult.from_dict(t) for t in trains]
+        found = [p for _, data in loaded for p in parts(data)]
+        trains = [TrainResult.from_dict(p) for p in found if p["kind"] == "train"]
+        benches = [p for p in found if p["kind"] == "bench-infer"]
         _show_plots(write_all(a.plots, trains, benches, [c for t in trains for c in cost_rows(t, None)]))
     return EXIT_OK
 

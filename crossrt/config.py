@@ -8,7 +8,7 @@ the flag, so a bad value never reaches the measurement code.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ARCHS = ("lenet5", "lenet5-classic")
@@ -178,8 +178,6 @@ class BenchConfig:
 
 def to_plain(cfg) -> dict:
     """A settings dataclass as JSON-ready values (paths as strings), for results and checkpoints."""
-    from dataclasses import asdict
-
     def plain(v):
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import torch
 
-from .data import PREPROCESSING
-from .report import OnnxParity, atomic_write
+from .data import PREPROCESSING, normalize
+from .report import OnnxParity, TrainResult, atomic_write
 from .runtime import create_session
 
 OPSET = 17
@@ -88,3 +88,10 @@ def export_checked(model: torch.nn.Module, path: Path, metadata: dict[str, str],
     """Export, then check ONNX Runtime against PyTorch on x (the normalised test images)."""
     export_s = export_onnx(model, path, metadata)
     return check_parity(model, path, x, export_s)
+
+
+def export_result(model: torch.nn.Module, result: TrainResult, path: Path, test_images: np.ndarray) -> OnnxParity:
+    """Export the model a training run just produced, with that run's metadata, and check it."""
+    meta = onnx_metadata(result.dataset, result.arch, result.precision, len(result.epochs),
+                         result.summary()["final_accuracy"])
+    return export_checked(model, path, meta, normalize(test_images))

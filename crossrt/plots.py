@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from . import report
 from .config import CrossrtError
 from .report import TrainResult, atomic_write, machine_of
 
@@ -95,14 +96,9 @@ def train_vs_valid(rows: list[tuple[str, float, float]], path: Path) -> Path:
 
 
 def cost_rows(train: TrainResult, bench: dict | None) -> list[tuple[str, float, float]]:
-    """(label, training s, validation s): PyTorch inside train, then each bench configuration."""
-    s, n = train.summary(), len(train.epochs)
+    """report.cost_rows, each bar labelled with its training mode too (a chart can hold several)."""
     mode = f"{train.device} {train.threads} thr"
-    rows = [(f"{mode}\nPyTorch (train)", s["train_s"], s["valid_s"])]
-    for run in (bench or {}).get("runs", []):
-        label = f"{mode}\n{run['runtime']} {run['provider']} {run['threads'] or 'def'} thr b{run['batch_size']}"
-        rows.append((label, s["train_s"], n * run["images"] / run["images_per_s"]))
-    return rows
+    return [(f"{mode}\n{label}", t, v) for label, t, v in report.cost_rows(train, (bench or {}).get("runs", []))]
 
 
 def write_all(plot_dir: Path, trains: list[TrainResult], benches: list[dict],

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import asdict
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
-from .report import BenchResult, EpochResult, InferRun, TrainResult, machine_of
+from .report import BenchResult, EpochResult, InferRun, TrainResult, cost_rows, machine_of, pass_s
 
 GEMM_NOTE = "measured fp32 GEMM"
 # Piped output (CI logs, README tables) gets a width that fits the wide bench table.
@@ -154,23 +155,21 @@ def split_table(r: BenchResult) -> Table | None:
 
 def cost_table(r: BenchResult, train: TrainResult) -> Table:
     """The seed's split: training time, validation time, total, with validation priced per runtime."""
-    s, n = train.summary(), len(train.epochs)
-    t = Table(title=f"Training vs validation cost over {n} epoch(s) (training: {train.device}, "
+    t = Table(title=f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: {train.device}, "
                     f"{train.threads} thread(s), {train.dataset})", title_justify="left")
     for name in ("validation by", "training", "validation", "total", "validation share"):
         t.add_column(name, justify="left" if name == "validation by" else "right")
-    rows = [("PyTorch inside `train`", s["valid_s"])]
-    for x in r.runs:
-        rows.append((f"{x.runtime} {x.provider}{'' if x.mode == 'host' else ' ' + x.mode}, "
-                     f"{x.threads or 'default'} thr, batch {x.batch_size}", n * x.images / x.images_per_s))
-    for label, valid_s in rows:
-        total = s["train_s"] + valid_s
-        t.add_row(label, _s(s["train_s"]), _s(valid_s), _s(total), _pct(valid_s / total))
+    for label, train_s, valid_s in cost_rows(train, [asdict(x) for x in r.runs]):
+        total = train_s + valid_s
+        t.add_row(label, _s(train_s), _s(valid_s), _s(total), _pct(valid_s / total))
     return t
 
 
 class SuiteProgress:
-    """One bar across the whole suite (with the time left) and a line per finished epoch."""
+    """One bar across the whole suite (with the time left) and a line per finished epoch.
+
+    It takes train()'s progress calls (start_epoch, advance, validating, end_epoch) directly.
+    """
 
     def __init__(self):
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -192,13 +191,16 @@ class SuiteProgress:
         self.bar.update(self.task, description=what)
         self.bar.console.print(f"[bold]{what}[/]", highlight=False)
 
-    def batch(self) -> None:
+    def start_epoch(self, epoch: int, batches: int) -> None: ...
+    def validating(self) -> None: ...
+
+    def advance(self) -> None:
         self.bar.advance(self.task)
 
     def config(self) -> None:
         self.bar.advance(self.task, 50)
 
-    def epoch(self, e: EpochResult) -> None:
+    def end_epoch(self, e: EpochResult) -> None:
         self.bar.console.print(f"  epoch {e.epoch:>3}  train {e.train_s:6.2f} s  valid {e.valid_s:5.2f} s  "
                                f"acc {100 * e.valid_accuracy:6.2f}%", highlight=False)
 
@@ -225,13 +227,12 @@ def suite_table(result: dict, ref: dict) -> Table:
         t.add_row(machine, m["mode"], "PyTorch (crossrt train)", _s(s["train_s"] / div), _s(s["valid_s"] / div),
                   _s(s["total_s"] / div), _pct(s["final_accuracy"]), f"{_num(s['images_per_s'])} train")
         for run in (m.get("bench") or {}).get("runs", []):
-            valid = len(tr.epochs) * run["images"] / run["images_per_s"]
+            valid = len(tr.epochs) * pass_s(run)
             name = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager"}[run["runtime"]]
             mode = "" if run["mode"] == "host" else f" ({run['mode']})"
             t.add_row("", "", f"validation: {name}{mode}", _s(s["train_s"] / div), _s(valid / div),
                       _s((s["train_s"] + valid) / div), _pct(run["accuracy"]), f"{_num(run['images_per_s'])} valid")
         t.rows[-1].end_section = True
-    first = True
     for r in ref["rows"]:
         machine = ref["machine"]["gpu" if r["mode"].startswith("gpu") else "cpu"] + " (the seed, MNIST)"
         train_s, valid_s = r["train_s"], r["valid_s"]
@@ -239,8 +240,7 @@ def suite_table(result: dict, ref: dict) -> Table:
                   _s(train_s / ref["epochs"] if per_epoch and train_s else train_s),
                   _s(valid_s / ref["epochs"] if per_epoch and valid_s else valid_s),
                   _s(r["total_s"] / ref["epochs"] if per_epoch else r["total_s"]), _pct(r["final_accuracy"]),
-                  f"{_num(60000 * ref['epochs'] / train_s)} train" if train_s else "—", style="dim" if first else None)
-        first = False
+                  f"{_num(60000 * ref['epochs'] / train_s)} train" if train_s else "—")
     return t
 
 

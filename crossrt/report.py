@@ -376,13 +376,37 @@ def machine_of(result: dict, device: str = "cpu") -> str:
     return f"{env.get('cpu_model', '?')} ({env.get('cpu_cores', '?')} cores) @ {env.get('hostname', '?')}"
 
 
+def pass_s(run: dict) -> float:
+    """Seconds one validation pass takes in a bench-infer run (from its steady-state images/s)."""
+    return run["images"] / run["images_per_s"]
+
+
+def cost_rows(train: TrainResult, runs: list[dict]) -> list[tuple[str, float, float]]:
+    """The seed's split, (label, training s, validation s): PyTorch inside `train`, then the
+    same epochs' validation priced with each bench-infer configuration."""
+    s, n = train.summary(), len(train.epochs)
+    rows = [("PyTorch inside `train`", s["train_s"], s["valid_s"])]
+    for run in runs:
+        mode = "" if run["mode"] == "host" else f" {run['mode']}"
+        rows.append((f"{run['runtime']} {run['provider']}{mode}, {run['threads'] or 'default'} thr, "
+                     f"batch {run['batch_size']}", s["train_s"], n * pass_s(run)))
+    return rows
+
+
+def parts(result: dict) -> list[dict]:
+    """The train and bench-infer results in a result file (a suite holds several)."""
+    if result["kind"] != "suite":
+        return [result]
+    sweep = result.get("sweep") or {}
+    found = [p for m in result["modes"] for p in (m.get("train"), m.get("bench"))]
+    found += [*sweep.get("train", []), sweep.get("bench")]
+    return [p for p in found if p]
+
+
 def rows_of(result: dict, source: str) -> list[dict]:
     """Flat rows, one per training run or bench configuration, with COLUMNS as keys."""
     if result["kind"] == "suite":
-        sweep = result.get("sweep") or {}
-        parts = [p for m in result["modes"] for p in (m.get("train"), m.get("bench"))]
-        parts += [*sweep.get("train", []), sweep.get("bench")]
-        return [row for part in parts if part for row in rows_of(part, source)]
+        return [row for part in parts(result) for row in rows_of(part, source)]
     if result["kind"] == "train":
         r = TrainResult.from_dict(result)
         s = r.summary()
@@ -394,16 +418,19 @@ def rows_of(result: dict, source: str) -> list[dict]:
     return [{"machine": machine_of(result, run["provider"]), "kind": "bench-infer",
              "mode": run["provider"] if run["mode"] == "host" else f"{run['provider']} {run['mode']}",
              "runtime": run["runtime"], "threads": run["threads"], "batch_size": run["batch_size"],
-             "epochs": None, "train_s": None, "valid_s": run["images"] / run["images_per_s"], "total_s": None,
+             "epochs": None, "train_s": None, "valid_s": pass_s(run), "total_s": None,
              "images_per_s": run["images_per_s"], "accuracy": run["accuracy"], "source": source}
             for run in result["runs"]]
 
 
-def merge(paths: list[Path]) -> list[dict]:
+def load_results(paths: list[Path]) -> list[tuple[Path, dict]]:
+    """Each file with its checked contents; any other kind or schema is a ResultError."""
+    return [(Path(p), load_json(p, MERGE_KINDS)) for p in paths]
+
+
+def merge(paths: list[Path], loaded: list[tuple[Path, dict]] | None = None) -> list[dict]:
     """Rows of every file, grouped by machine (stable within a machine)."""
-    rows = []
-    for path in paths:
-        rows += rows_of(load_json(path, MERGE_KINDS), str(path))
+    rows = [row for path, data in (loaded or load_results(paths)) for row in rows_of(data, str(path))]
     return sorted(rows, key=lambda r: r["machine"])
 
 

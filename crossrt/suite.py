@@ -15,12 +15,15 @@ from importlib import resources
 from pathlib import Path
 
 from .bench import BenchInterrupted, run_bench
-from .config import BenchConfig, ConfigError, CrossrtError, DataConfig, TrainConfig, _at_least, cpu_count, to_plain
-from .data import Dataset, normalize
-from .export import export_checked, onnx_metadata
+from .config import (BenchConfig, ConfigError, CrossrtError, DataConfig, TrainConfig, _at_least,
+                     _writable_file, cpu_count, to_plain)
+from .data import Dataset
+from .export import export_result
 from .report import SCHEMA_VERSION, TrainResult, environment, now_iso, peak_rss_mb
 from .runtime import onnx_flops
-from .train import Interrupted, Progress, train
+from .train import Interrupted, train
+
+SEED_BATCH = 600  # the seed's training batch, used by every mode
 
 
 class SuiteInterrupted(CrossrtError):
@@ -50,6 +53,7 @@ class SuiteConfig:
     sweep_train_batches: tuple[int, ...] = (100, 600, 2000)
     sweep_valid_batches: tuple[int, ...] = (1, 10, 100, 1000)
     sweep_epochs: int = 1
+    json: Path | None = None
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
@@ -63,6 +67,7 @@ class SuiteConfig:
             for v in values:
                 _at_least(flag, v, 1)
         self.out = Path(self.out)
+        self.json = _writable_file("--json", self.json)
 
 
 def modes(cfg: SuiteConfig) -> list[tuple[str, str, int]]:
@@ -83,30 +88,15 @@ def reference() -> dict:
     return json.loads(resources.files("crossrt").joinpath("seed_reference.json").read_text())
 
 
-class Step(Progress):
-    """Forwards training progress to the suite's overall bar."""
-
-    def __init__(self, on_batch, on_epoch):
-        self.on_batch, self.on_epoch_done = on_batch, on_epoch
-
-    def advance(self) -> None:
-        self.on_batch()
-
-    def end_epoch(self, result) -> None:
-        self.on_epoch_done(result)
-
-
 def _train_and_bench(name: str, device: str, threads: int, epochs: int, batch: int, cfg: SuiteConfig,
                      ds: Dataset, progress, bench: bool, export: bool) -> dict:
     tcfg = TrainConfig(data=cfg.data, device=device, threads=threads, epochs=epochs, batch_size=batch,
                        out=cfg.out / name.replace(" ", "-"), export=export)
     progress.start(f"{name}: training, {epochs} epoch(s), batch {batch}")
-    result, model = train(tcfg, ds, Step(progress.batch, progress.epoch))
+    result, model = train(tcfg, ds, progress)  # the suite's bar takes train's progress calls
     out = {"mode": name, "device": device, "threads": threads, "train": None, "bench": None}
     if export:
-        meta = onnx_metadata(ds.name, tcfg.arch, tcfg.precision, len(result.epochs),
-                             result.summary()["final_accuracy"])
-        result.onnx = export_checked(model, tcfg.onnx_path, meta, normalize(ds.test_images))
+        result.onnx = export_result(model, result, tcfg.onnx_path, ds.test_images)
     out["train"] = result.to_dict()
     if bench:
         progress.start(f"{name}: validation under ONNX Runtime and PyTorch")
@@ -119,7 +109,7 @@ def _train_and_bench(name: str, device: str, threads: int, epochs: int, batch: i
 def plan_units(cfg: SuiteConfig, ds: Dataset, mode_list) -> int:
     """Work units for the progress bar: one per training batch, 50 per bench configuration."""
     n = len(ds.train_labels)
-    units = sum(cfg.epochs * -(-n // 600) + 2 * 50 for _ in mode_list)
+    units = sum(cfg.epochs * -(-n // SEED_BATCH) + 2 * 50 for _ in mode_list)
     if cfg.sweep:
         units += sum(cfg.sweep_epochs * -(-n // b) for b in cfg.sweep_train_batches) * len(cfg.sweep_threads)
         units += 50 * 2 * len(cfg.sweep_threads) * len(cfg.sweep_valid_batches)
@@ -135,7 +125,7 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> dict:
               "sweep": None, "environment": {}}
     try:
         for name, device, threads in mode_list:
-            result["modes"].append(_train_and_bench(name, device, threads, cfg.epochs, 600, cfg, ds, progress,
+            result["modes"].append(_train_and_bench(name, device, threads, cfg.epochs, SEED_BATCH, cfg, ds, progress,
                                                     bench=True, export=True))
         if cfg.sweep:
             trains = [_train_and_bench(f"sweep {t} thr batch {b}", "cpu", t, cfg.sweep_epochs, b, cfg, ds,
