@@ -9,20 +9,19 @@ CROSSRT := $(PY) -m crossrt
 TORCH ?= torch==2.13.0
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-DEVICE ?= cpu
-# suite: DEVICE=cpu keeps to the CPU modes, DEVICE=cuda requires the GPU mode; unset = what the machine has
-SUITE_DEVICE = $(if $(filter command line,$(origin DEVICE)),$(DEVICE),auto)
+# Each variable left unset passes no flag, so crossrt's own defaults apply (`crossrt <command> --help`).
+DEVICE ?=
 THREADS ?=
 EPOCHS ?=
 BATCH ?=
-DATASET ?= auto
+DATASET ?=
 DATA ?=
-PROVIDER ?= cpu
-MODEL ?= exports/lenet5.onnx
+PROVIDER ?=
+MODEL ?=
 ARGS ?=
 
 opt = $(if $(2),$(1) $(2))
-DATA_FLAGS = --dataset $(DATASET) $(call opt,--data-dir,$(DATA))
+DATA_FLAGS = $(call opt,--dataset,$(DATASET)) $(call opt,--data-dir,$(DATA))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup dataset train export bench-infer bench suite test clean
@@ -32,8 +31,8 @@ help: ## list the targets and their variables
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo
-	@echo "variables: DEVICE=cpu|cuda THREADS=N[,N] EPOCHS=100 BATCH=600 (train) / 100 (bench-infer)"
-	@echo "           DATASET=auto|mnist|fashion-mnist DATA=DIR PROVIDER=cpu[,cuda] MODEL=$(MODEL) ARGS='...'"
+	@echo "variables: DEVICE=cpu|cuda THREADS=N[,N] EPOCHS=N BATCH=N[,N] DATASET=auto|mnist|fashion-mnist"
+	@echo "           DATA=DIR PROVIDER=cpu[,cuda] MODEL=FILE ARGS='...'; unset = crossrt's defaults"
 	@echo "then: $(CROSSRT) --help, $(CROSSRT) train --help, ..."
 
 setup: $(VENV)/.installed dataset ## create .venv, install crossrt and its dependencies, the offline dataset
@@ -56,24 +55,25 @@ dataset:
 	@$(CROSSRT) fetch mnist >/dev/null 2>&1 || echo "note: MNIST is not reachable (offline?); make train will use Fashion-MNIST"
 
 train: setup ## train LeNet5 and export exports/lenet5.onnx [DEVICE THREADS EPOCHS BATCH DATASET DATA]
-	$(CROSSRT) train --device $(DEVICE) $(call opt,--threads,$(THREADS)) $(call opt,--epochs,$(EPOCHS)) \
-	  $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
+	$(CROSSRT) train $(call opt,--device,$(DEVICE)) $(call opt,--threads,$(THREADS)) \
+	  $(call opt,--epochs,$(EPOCHS)) $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
 
-export: setup ## re-export exports/lenet5.pt to ONNX and check parity
-	$(CROSSRT) export $(ARGS)
+export: setup ## re-export exports/lenet5.pt to ONNX and check parity [DATASET DATA]
+	$(CROSSRT) export $(DATA_FLAGS) $(ARGS)
 
 bench-infer: setup ## time validation under ONNX Runtime and PyTorch [PROVIDER THREADS BATCH MODEL]
-	$(CROSSRT) bench-infer --model $(MODEL) --provider $(PROVIDER) $(call opt,--threads,$(THREADS)) \
-	  $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
+	$(CROSSRT) bench-infer $(call opt,--model,$(MODEL)) $(call opt,--provider,$(PROVIDER)) \
+	  $(call opt,--threads,$(THREADS)) $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
 
-suite: setup ## the seed's table for this machine, every mode, with the seed's figures [EPOCHS DEVICE=auto|cpu|cuda]
-	$(CROSSRT) suite $(call opt,--epochs,$(EPOCHS)) --device $(SUITE_DEVICE) $(DATA_FLAGS) $(ARGS)
+suite: setup ## the reference's table for this machine, every mode, beside the article's figures [EPOCHS DEVICE]
+	$(CROSSRT) suite $(call opt,--epochs,$(EPOCHS)) $(call opt,--device,$(DEVICE)) $(DATA_FLAGS) $(ARGS)
 
-bench: setup ## crossrt vs the seed's PyTorch recipe, same run; updates BENCHMARKS.md (~6 min, not in CI)
-	$(PY) benchmarks/vs_seed.py --dataset $(DATASET) $(ARGS)
+bench: setup ## crossrt vs the reference's PyTorch recipe, same run; updates BENCHMARKS.md (minutes; not in CI)
+	$(PY) benchmarks/vs_reference.py $(call opt,--dataset,$(DATASET)) $(ARGS)
 
 test: setup ## run the test suite (CPU; CUDA tests skip without a GPU)
 	$(PY) -m pytest -q
 
-clean: ## remove exports/ contents and results/ (keeps .venv)
-	rm -rf results exports/*.onnx exports/*.pt exports/*.json
+clean: ## remove everything in exports/ and results/ (keeps .venv and the dataset cache)
+	rm -rf results
+	find exports -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

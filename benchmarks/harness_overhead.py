@@ -1,7 +1,7 @@
 """Does bench-infer's harness cost anything? crossrt's ONNX Runtime images/s against a bare loop.
 
 The bare loop is what a user would write by hand: one session with the same options
-(crossrt.runtime.session_options), `session.run` over the same batches, one clock around
+(crossrt.runners.session_options), `session.run` over the same batches, one clock around
 each pass. The two are interleaved round by round in one process, so machine noise hits
 both alike, and the median of the rounds is compared. Target: within 3%.
 
@@ -21,11 +21,13 @@ import onnxruntime as ort
 from rich.console import Console
 from rich.table import Table
 
-from crossrt.bench import run_bench
-from crossrt.config import BenchConfig, DataConfig, cpu_count
-from crossrt.data import normalize, resolve
+from crossrt.bench_infer import prepare, run_bench
+from crossrt.config import BenchConfig, DataConfig
+from crossrt.data import normalize, split
 from crossrt.export import read_metadata
-from crossrt.runtime import onnx_flops, session_options
+from crossrt.fetch import resolve
+from crossrt.runners import session_options
+from crossrt.system import cpu_count
 
 
 def bare_loop(model: Path, threads: int, batches: list[np.ndarray], min_time: float) -> float:
@@ -55,8 +57,7 @@ def main() -> int:
         return 2
     ds = resolve(DataConfig(read_metadata(a.model).get("dataset", "auto")))
     x = np.ascontiguousarray(normalize(ds.test_images))
-    batches = [x[i:i + a.batch_size] for i in range(0, len(x), a.batch_size)]
-    flops = onnx_flops(a.model)
+    batches = split(x, a.batch_size)
     console = Console()
     table = Table(title=f"Harness overhead: crossrt bench-infer vs a bare session.run loop "
                         f"({ds.name}, batch {a.batch_size}, {a.rounds} interleaved rounds, median)")
@@ -68,8 +69,9 @@ def main() -> int:
                           batch_sizes=(a.batch_size,), runtimes=("onnxruntime",), min_time=a.min_time,
                           min_repeats=1)
         ours, bare = [], []
+        prepared = prepare(cfg)
         for _ in range(a.rounds):
-            ours.append(run_bench(cfg, ds, flops).runs[0].images_per_s)
+            ours.append(run_bench(cfg, ds, prepared).runs[0].images_per_s)
             bare.append(bare_loop(a.model, threads, batches, a.min_time))
         ratios = [o / b for o, b in zip(ours, bare)]
         ratio = statistics.median(ours) / statistics.median(bare)

@@ -1,15 +1,19 @@
-"""Typed settings for every crossrt command.
+"""Typed settings for every crossrt command: the one source of defaults.
 
-The CLI only fills these dataclasses; they are also the Python API. Each one checks
-itself in ``__post_init__`` and raises :class:`ConfigError` with a message that names
-the flag, so a bad value never reaches the measurement code.
+The CLI builds its flags from these dataclasses (each field's `metadata` holds its help
+text, and the flag name where it is not the field's), so a default is written once, here.
+They are also the Python API. Each one checks itself in ``__post_init__`` and raises
+:class:`ConfigError` with a message that names the flag, so a bad value never reaches the
+measurement code.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
+
+from .errors import ConfigError
+from .system import cpu_count
 
 ARCHS = ("lenet5", "lenet5-classic")
 DATASETS = ("auto", "mnist", "fashion-mnist")
@@ -17,35 +21,31 @@ DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 PROVIDERS = ("cpu", "cuda")
 RUNTIMES = ("onnxruntime", "pytorch")
+SUITE_DEVICES = ("auto", "cpu", "cuda")
 
 
-class CrossrtError(Exception):
-    """An error the user can fix: the CLI prints it as one line and exits with code 2."""
+def option(default=MISSING, *, help: str, factory=None, flag: str | None = None, metavar: str | None = None,
+           choices: tuple | None = None, default_text: str | None = None):
+    """A field that is also a CLI flag. default_text replaces the shown default ({} = the value)."""
+    meta = {"help": help, "flag": flag, "metavar": metavar, "choices": choices, "default_text": default_text}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
-class ConfigError(CrossrtError):
-    """A flag or setting with a bad value."""
+# ---------------------------------------------------------------------------- validators
 
-
-def cpu_count() -> int:
-    """Cores this process may run on (the affinity mask, not the host's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
+def choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{flag}: unknown value {value!r} (choose from {', '.join(allowed)})")
 
 
-def _at_least(flag: str, value, low) -> None:
+def at_least(flag: str, value, low) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
         raise ConfigError(f"{flag}: must be a number >= {low}, got {value!r}")
 
 
-def _writable_file(flag: str, path: Path | None) -> Path | None:
+def writable_file(flag: str, path: Path | None) -> Path | None:
     """A path we will write a file to: checked now, not after an hour of training."""
     if path is None:
         return None
@@ -55,68 +55,87 @@ def _writable_file(flag: str, path: Path | None) -> Path | None:
     return path
 
 
-def _nonempty_unique(flag: str, values: tuple) -> None:
+def output_folder(flag: str, path: Path) -> Path:
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a file, expected a folder")
+    return path
+
+
+def nonempty_unique(flag: str, values: tuple) -> None:
     if not values:
         raise ConfigError(f"{flag}: needs at least one value")
     if len(set(values)) != len(values):
         raise ConfigError(f"{flag}: lists a value twice: {','.join(map(str, values))}")
 
 
+def all_at_least(flag: str, values: tuple, low) -> None:
+    for v in values:
+        at_least(flag, v, low)
+
+
+# ---------------------------------------------------------------------------- settings
+
 @dataclass
 class DataConfig:
     """Where the images come from: a named dataset, or any folder with the four IDX files."""
 
-    dataset: str = "auto"
-    data_dir: Path | None = None
+    dataset: str = option("auto", choices=DATASETS, help=(
+        "auto = the dataset a trained model records, else MNIST when cached or downloadable, "
+        "else Fashion-MNIST"))
+    data_dir: Path | None = option(None, metavar="DIR", default_text="none, use --dataset",
+                                   help="any folder with the four IDX files, raw or .gz")
 
     def __post_init__(self) -> None:
-        _choice("--dataset", self.dataset, DATASETS)
+        choice("--dataset", self.dataset, DATASETS)
         if self.data_dir is not None:
             self.data_dir = Path(self.data_dir)
 
 
 @dataclass
 class TrainConfig:
-    """The seed's recipe by default: 100 epochs, batch 600, Adam 1e-3, validation batch 100."""
+    """train: LeNet5 with the reference recipe by default (100 epochs, batch 600, Adam 1e-3,
+    validation batch 100), validated after every epoch, checkpointed, exported to ONNX."""
 
+    device: str = option("cpu", choices=DEVICES, help="torch device")
+    threads: int = option(factory=cpu_count, default_text="all {} cores", help="torch intra-op threads")
+    epochs: int = option(100, help="epochs")
+    batch_size: int = option(600, help="training batch")
+    valid_batch_size: int = option(100, help="validation batch")
+    lr: float = option(1e-3, help="Adam learning rate")
+    lr_step: int = option(0, metavar="EPOCHS", help="multiply the lr by --lr-gamma every EPOCHS epochs; 0 = off")
+    lr_gamma: float = option(0.1, help="step decay factor")
+    seed: int = option(2022, help="random seed for init and shuffling (the reference's MATLAB rng(2022))")
+    arch: str = option("lenet5", choices=ARCHS,
+                       help="lenet5 = the reference's 32/64/128 channels, lenet5-classic = 6/16/120")
+    precision: str = option("fp32", choices=PRECISIONS, help="bf16 = autocast; the exported model is fp32 either way")
+    target_accuracy: float | None = option(None, metavar="ACC", default_text="0.99, 0.90 for Fashion-MNIST",
+                                           help="report epochs and time to reach ACC")
     data: DataConfig = field(default_factory=DataConfig)
-    device: str = "cpu"
-    threads: int = field(default_factory=cpu_count)
-    epochs: int = 100
-    batch_size: int = 600
-    valid_batch_size: int = 100
-    lr: float = 1e-3
-    lr_step: int = 0  # 0 = constant learning rate, as in the seed's code
-    lr_gamma: float = 0.1
-    seed: int = 2022  # the seed's MATLAB rng(2022)
-    arch: str = "lenet5"
-    precision: str = "fp32"
-    target_accuracy: float | None = None  # None = 0.99 (0.90 for Fashion-MNIST)
-    out: Path = Path("exports")
-    json: Path | None = None
-    resume: bool = False
-    export: bool = True
+    out: Path = option(Path("exports"), metavar="DIR", help="checkpoint, ONNX model and run record go here")
+    resume: bool = option(False, help="continue from DIR/lenet5.pt")
+    export: bool = option(True, flag="--no-export", default_text="export", help="skip the ONNX export at the end")
+    json: Path | None = option(None, metavar="PATH", default_text="only results/",
+                               help="also write the result JSON here")
 
     def __post_init__(self) -> None:
-        _choice("--device", self.device, DEVICES)
-        _choice("--arch", self.arch, ARCHS)
-        _choice("--precision", self.precision, PRECISIONS)
-        _at_least("--threads", self.threads, 1)
-        _at_least("--epochs", self.epochs, 1)
-        _at_least("--batch-size", self.batch_size, 1)
-        _at_least("--valid-batch-size", self.valid_batch_size, 1)
-        _at_least("--lr-step", self.lr_step, 0)
-        _at_least("--seed", self.seed, 0)
+        choice("--device", self.device, DEVICES)
+        choice("--arch", self.arch, ARCHS)
+        choice("--precision", self.precision, PRECISIONS)
+        at_least("--threads", self.threads, 1)
+        at_least("--epochs", self.epochs, 1)
+        at_least("--batch-size", self.batch_size, 1)
+        at_least("--valid-batch-size", self.valid_batch_size, 1)
+        at_least("--lr-step", self.lr_step, 0)
+        at_least("--seed", self.seed, 0)
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
             raise ConfigError(f"--lr: must be in (0, 10), got {self.lr!r}")
         if not (isinstance(self.lr_gamma, (int, float)) and 0 < self.lr_gamma <= 1):
             raise ConfigError(f"--lr-gamma: must be in (0, 1], got {self.lr_gamma!r}")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ConfigError(f"--target-accuracy: must be in (0, 1], got {self.target_accuracy!r}")
-        self.out = Path(self.out)
-        if self.out.exists() and not self.out.is_dir():
-            raise ConfigError(f"--out {self.out}: is a file, expected a folder")
-        self.json = _writable_file("--json", self.json)
+        self.out = output_folder("--out", self.out)
+        self.json = writable_file("--json", self.json)
 
     @property
     def checkpoint(self) -> Path:
@@ -133,22 +152,50 @@ class TrainConfig:
 
 
 @dataclass
-class BenchConfig:
-    """bench-infer: every combination of runtime x provider x threads x batch size."""
+class ExportConfig:
+    """export: a checkpoint to ONNX, with ONNX Runtime checked against PyTorch on the test set."""
 
+    checkpoint: Path = option(Path("exports/lenet5.pt"), help="checkpoint from `train`")
+    out: Path | None = option(None, metavar="PATH", default_text="the checkpoint's path with .onnx",
+                              help="ONNX file to write")
     data: DataConfig = field(default_factory=DataConfig)
-    model: Path = Path("exports/lenet5.onnx")
-    checkpoint: Path | None = None  # None = the model's path with .pt (what `train` writes)
-    providers: tuple[str, ...] = ("cpu",)
-    threads: tuple[int, ...] = field(default_factory=lambda: tuple(sorted({1, cpu_count()})))
-    batch_sizes: tuple[int, ...] = (100,)
-    runtimes: tuple[str, ...] = RUNTIMES
-    warmup: int = 10  # batches run before timing, per configuration
-    min_time: float = 1.0  # seconds of timed full passes, at least ...
-    min_repeats: int = 3  # ... and at least this many passes
-    spin: bool = True  # ORT's own default: intra-op threads busy-wait between ops
-    json: Path | None = None
-    train_json: Path | None = None  # None = <model>.train.json when it exists
+
+    def __post_init__(self) -> None:
+        self.checkpoint = Path(self.checkpoint)
+        self.out = writable_file("--out", self.out) or self.checkpoint.with_suffix(".onnx")
+
+
+def _default_threads() -> tuple[int, ...]:
+    return tuple(sorted({1, cpu_count()}))
+
+
+@dataclass
+class BenchConfig:
+    """bench-infer: full validation passes of the exported model under ONNX Runtime and PyTorch,
+    for every combination of runtime x provider x threads x batch size."""
+
+    model: Path = option(Path("exports/lenet5.onnx"), help="ONNX model")
+    checkpoint: Path | None = option(None, default_text="the model's path with .pt",
+                                     help="checkpoint for the PyTorch rows")
+    providers: tuple[str, ...] = option(("cpu",), flag="--provider", metavar="P[,P]",
+                                        help=f"execution providers from {{{','.join(PROVIDERS)}}}")
+    threads: tuple[int, ...] = option(factory=_default_threads, metavar="N[,N]",
+                                      help="intra-op threads; 0 = the runtime's default")
+    batch_sizes: tuple[int, ...] = option((100,), flag="--batch-size", metavar="B[,B]",
+                                          default_text="{}, the reference's", help="validation batch sizes")
+    runtimes: tuple[str, ...] = option(RUNTIMES, metavar="R[,R]", help=f"from {{{','.join(RUNTIMES)}}}")
+    # Warm-up runs pay for allocator growth, kernel selection and cache misses: cold costs,
+    # reported apart (first_run_s), not steady state.
+    warmup: int = option(10, help="untimed batches per configuration")
+    min_time: float = option(1.0, metavar="S", help="time full passes for at least S seconds ...")
+    min_repeats: int = option(3, metavar="R", help="... and at least R passes")
+    spin: bool = option(True, flag="--spin/--no-spin", default_text="on, ORT's default",
+                        help="ORT intra-op threads busy-wait between ops")
+    data: DataConfig = field(default_factory=DataConfig)
+    train_json: Path | None = option(None, metavar="PATH", default_text="<model>.train.json when it exists",
+                                     help="training record for the train-vs-validation table")
+    json: Path | None = option(None, metavar="PATH", default_text="only results/",
+                               help="also write the result JSON here")
 
     def __post_init__(self) -> None:
         self.model = Path(self.model)
@@ -156,24 +203,61 @@ class BenchConfig:
         self.batch_sizes, self.runtimes = tuple(self.batch_sizes), tuple(self.runtimes)
         for flag, values in (("--provider", self.providers), ("--threads", self.threads),
                              ("--batch-size", self.batch_sizes), ("--runtimes", self.runtimes)):
-            _nonempty_unique(flag, values)
+            nonempty_unique(flag, values)
         for p in self.providers:
-            _choice("--provider", p, PROVIDERS)
+            choice("--provider", p, PROVIDERS)
         for r in self.runtimes:
-            _choice("--runtimes", r, RUNTIMES)
-        for t in self.threads:
-            _at_least("--threads", t, 0)
-        for b in self.batch_sizes:
-            _at_least("--batch-size", b, 1)
-        _at_least("--warmup", self.warmup, 0)
-        _at_least("--min-time", self.min_time, 0)
-        _at_least("--min-repeats", self.min_repeats, 1)
-        if self.checkpoint is None:
-            self.checkpoint = self.model.with_suffix(".pt")
-        self.checkpoint = Path(self.checkpoint)
-        self.json = _writable_file("--json", self.json)
+            choice("--runtimes", r, RUNTIMES)
+        all_at_least("--threads", self.threads, 0)
+        all_at_least("--batch-size", self.batch_sizes, 1)
+        at_least("--warmup", self.warmup, 0)
+        at_least("--min-time", self.min_time, 0)
+        at_least("--min-repeats", self.min_repeats, 1)
+        self.checkpoint = Path(self.checkpoint or self.model.with_suffix(".pt"))
+        self.json = writable_file("--json", self.json)
         if self.train_json is not None:
             self.train_json = Path(self.train_json)
+
+
+def default_sweep_threads() -> tuple[int, ...]:
+    """1, 2, 4, ... up to the core count, and the core count itself."""
+    n, t, out = cpu_count(), 1, []
+    while t < n:
+        out.append(t)
+        t *= 2
+    return tuple(out + [n])
+
+
+@dataclass
+class SuiteConfig:
+    """suite: the reference's modes on this machine (CPU 1 thread, all cores, GPU), optional sweeps."""
+
+    epochs: int = option(100, default_text="{}, the reference's", help="epochs per mode")
+    device: str = option("auto", choices=SUITE_DEVICES,
+                         help="auto = add the GPU mode when a GPU is usable; cpu = CPU modes only")
+    data: DataConfig = field(default_factory=DataConfig)
+    out: Path = option(Path("exports/suite"), metavar="DIR", help="a subfolder per mode for checkpoints and models")
+    min_time: float = option(1.0, metavar="S", help="seconds of timed validation passes per configuration")
+    sweep: bool = option(False, help="also sweep threads and batch sizes")
+    sweep_threads: tuple[int, ...] = option(factory=default_sweep_threads, metavar="N[,N]",
+                                            default_text="1, 2, 4, ... and all cores", help="threads of the sweep")
+    sweep_train_batches: tuple[int, ...] = option((100, 600, 2000), metavar="B[,B]",
+                                                  help="training batch sizes of the sweep")
+    sweep_valid_batches: tuple[int, ...] = option((1, 10, 100, 1000), metavar="B[,B]",
+                                                  help="validation batch sizes of the sweep")
+    sweep_epochs: int = option(1, help="epochs per sweep training run")
+    json: Path | None = option(None, metavar="PATH", default_text="only results/",
+                               help="also write the result JSON here")
+
+    def __post_init__(self) -> None:
+        choice("--device", self.device, SUITE_DEVICES)
+        at_least("--epochs", self.epochs, 1)
+        at_least("--sweep-epochs", self.sweep_epochs, 1)
+        at_least("--min-time", self.min_time, 0)
+        for flag in ("sweep_threads", "sweep_train_batches", "sweep_valid_batches"):
+            all_at_least("--" + flag.replace("_", "-"), getattr(self, flag), 1)
+        self.out = output_folder("--out", self.out)
+        self.json = writable_file("--json", self.json)
 
 
 def to_plain(cfg) -> dict:

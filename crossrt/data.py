@@ -1,23 +1,20 @@
-"""MNIST-format datasets: IDX reading, dataset resolution (folder, cache, download), normalisation.
+"""MNIST-format datasets on disk: IDX reading and checking, normalisation, batching.
 
 Everything here is numpy only, so PyTorch and ONNX Runtime are fed the very same arrays.
-Every problem with a file raises :class:`DataError` with one line naming the file.
+Every problem with a file raises :class:`DataError` with one line naming the file. Finding
+or downloading a named dataset is :mod:`crossrt.fetch`'s job.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
-import os
-import tempfile
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import CrossrtError, DataConfig
+from .errors import DataError
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -25,35 +22,6 @@ IDX_UINT8 = 0x08
 
 # (stem, IDX rank) of the four files, in the order they are returned.
 PARTS = (("train-images", 3), ("train-labels", 1), ("t10k-images", 3), ("t10k-labels", 1))
-
-# SHA-256 of the files as the public mirrors serve them (gzip-compressed).
-SHA256 = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-    },
-    "fashion-mnist": {
-        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-    },
-}
-MIRRORS = {
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-              "https://storage.googleapis.com/cvdf-datasets/mnist/"),
-    "fashion-mnist": ("https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                      "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
-}
-# Debian's package dataset-fashion-mnist (installed by `make setup`) puts the files here.
-SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),), "mnist": ()}
-PRETTY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
-
-
-class DataError(CrossrtError):
-    """A dataset file or folder that cannot be used."""
 
 
 @dataclass
@@ -70,7 +38,7 @@ class Dataset:
 
 
 def _file_names(stem: str, rank: int) -> list[str]:
-    """Both conventions: `train-images.idx3-ubyte` (the seed) and `train-images-idx3-ubyte` (.gz)."""
+    """Both conventions: `train-images.idx3-ubyte` (the reference) and `train-images-idx3-ubyte` (.gz)."""
     names = [f"{stem}-idx{rank}-ubyte", f"{stem}.idx{rank}-ubyte"]
     return names + [n + ".gz" for n in names]
 
@@ -147,115 +115,10 @@ def load_folder(folder: Path, name: str, reason: str) -> Dataset:
     return Dataset(name, str(folder), reason, *arrays)
 
 
-def cache_dir() -> Path:
-    """$CROSSRT_CACHE, else $XDG_CACHE_HOME/crossrt, else ~/.cache/crossrt."""
-    if os.environ.get("CROSSRT_CACHE"):
-        return Path(os.environ["CROSSRT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "crossrt"
-
-
-def mirrors(name: str) -> tuple[str, ...]:
-    """$CROSSRT_MIRROR (one base URL, for a local mirror or a test server), else the public ones."""
-    override = os.environ.get("CROSSRT_MIRROR")
-    return (override,) if override else MIRRORS[name]
-
-
-def _download(url: str, dest: Path, sha256: str, timeout: float) -> None:
-    """Stream url into a temp file beside dest; rename it into place only if the hash matches."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise DataError(f"{url}: SHA-256 mismatch (got {digest.hexdigest()[:16]}..., "
-                            f"expected {sha256[:16]}...)")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = None,
-          timeout: float = 30.0) -> Path:
-    """Download a named dataset into dest (default: the cache), verifying every file's SHA-256.
-
-    Files already present with the right hash are kept, others are deleted and fetched again;
-    a download only lands in dest once it has matched its hash, so an interrupted or tampered
-    download leaves nothing behind.
-    """
-    dest = Path(dest) if dest is not None else cache_dir() / name
-    urls = urls or mirrors(name)
-    dest.mkdir(parents=True, exist_ok=True)
-    for filename, sha256 in SHA256[name].items():
-        target = dest / filename
-        if target.is_file():
-            if _sha256(target) == sha256:
-                continue
-            target.unlink()  # corrupt or tampered: never kept, fetched again
-        errors = []
-        for base in urls:
-            url = base.rstrip("/") + "/" + filename
-            try:
-                _download(url, target, sha256, timeout)
-                break
-            except DataError as e:
-                errors.append(str(e))
-            except OSError as e:  # URLError, HTTPError, timeouts, refused connections
-                errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
-        else:
-            raise DataError(f"could not download {PRETTY[name]} {filename}: {'; '.join(errors)}")
-    return dest
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def verified(name: str, folder: Path) -> bool:
-    """Whether folder holds every file of the named dataset with its published SHA-256."""
-    return all((folder / f).is_file() and _sha256(folder / f) == h for f, h in SHA256[name].items())
-
-
-def _named(name: str, download: bool) -> Dataset:
-    for folder in SYSTEM_DIRS[name]:
-        if has_files(folder):
-            return load_folder(folder, name, f"{PRETTY[name]} from {folder}")
-    cached = cache_dir() / name
-    if verified(name, cached):
-        return load_folder(cached, name, f"{PRETTY[name]} from the cache {cached}")
-    if not download:
-        raise DataError(f"{PRETTY[name]} is not in {cached} and downloading is off")
-    return load_folder(fetch(name, cached), name, f"{PRETTY[name]} downloaded to {cached}")
-
-
-def resolve(cfg: DataConfig, download: bool = True) -> Dataset:
-    """Find the dataset the settings ask for; `auto` is MNIST when it can be had, else Fashion-MNIST."""
-    if cfg.data_dir is not None:
-        name = cfg.dataset if cfg.dataset != "auto" else cfg.data_dir.resolve().name
-        return load_folder(cfg.data_dir, name, f"--data-dir {cfg.data_dir}")
-    if cfg.dataset != "auto":
-        return _named(cfg.dataset, download)
-    try:
-        return _named("mnist", download)
-    except DataError as mnist_error:
-        try:
-            ds = _named("fashion-mnist", download)
-        except DataError as fashion_error:
-            raise DataError(f"--dataset auto: neither dataset is available. MNIST: {mnist_error}. "
-                            f"Fashion-MNIST: {fashion_error}. Give a folder with --data-dir") from None
-        why = str(mnist_error).split(": ")[-1].rstrip(")")[:80]
-        ds.reason += f" (auto: MNIST is not cached and could not be downloaded: {why})"
-        return ds
-
-
 def normalize(images: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), each image to zero mean and unit std.
 
-    As the seed does: statistics per image over its 784 pixels, with torch's default
+    As the reference does: statistics per image over its 784 pixels, with torch's default
     unbiased std (ddof=1). A blank image (std 0) stays all zeros instead of NaN.
     """
     x = images.reshape(len(images), -1).astype(np.float32)
@@ -266,4 +129,9 @@ def normalize(images: np.ndarray) -> np.ndarray:
 
 
 PREPROCESSING = ("uint8 28x28 -> float32 NCHW [N,1,28,28]; per image (x - mean(x)) / std(x), "
-                 "std with ddof=1 over the 784 pixels (the seed's normalisation)")
+                 "std with ddof=1 over the 784 pixels (the reference's normalisation)")
+
+
+def split(x: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """x in consecutive batches (views, no copies); the last one may be smaller."""
+    return [x[i:i + batch_size] for i in range(0, len(x), batch_size)]

@@ -1,4 +1,9 @@
-"""ONNX export, ONNX's checker, and parity of ONNX Runtime against PyTorch on the test set."""
+"""ONNX export, ONNX's checker, and parity of ONNX Runtime against PyTorch on the test set.
+
+The exported file carries what a user of it needs (dataset, arch, epochs, accuracy, the
+preprocessing) in its metadata_props, and replaces an older file only once the checker
+has accepted it.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,15 @@ import numpy as np
 import onnx
 import torch
 
-from .data import PREPROCESSING, normalize
-from .report import OnnxParity, TrainResult, atomic_write
-from .runtime import create_session
+from .data import PREPROCESSING, normalize, split
+from .errors import Stopped
+from .files import atomic_write
+from .results import OnnxParity, TrainResult
+from .runners import all_logits, copy_of, ort_runner, torch_runner
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
+PARITY_BATCH = 1000
 
 
 def export_onnx(model: torch.nn.Module, path: Path, metadata: dict[str, str], opset: int = OPSET) -> float:
@@ -44,25 +52,11 @@ def export_onnx(model: torch.nn.Module, path: Path, metadata: dict[str, str], op
     return time.perf_counter() - t0
 
 
-def torch_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """fp32 CPU logits of model for x, in batches."""
-    m = copy.deepcopy(model).float().cpu().eval()
-    with torch.inference_mode():
-        return np.concatenate([m(torch.from_numpy(x[i:i + batch_size])).numpy()
-                               for i in range(0, len(x), batch_size)])
-
-
-def ort_logits(path: Path, x: np.ndarray, batch_size: int = 1000, threads: int = 0) -> np.ndarray:
-    """ONNX Runtime CPU-provider logits of the model at path for x, in batches."""
-    session = create_session(path, "cpu", threads)
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + batch_size]})[0]
-                           for i in range(0, len(x), batch_size)])
-
-
 def check_parity(model: torch.nn.Module, path: Path, x: np.ndarray, export_s: float = 0.0) -> OnnxParity:
     """Max absolute logit difference and top-1 agreement of ORT (CPU) against PyTorch on x."""
-    ref, got = torch_logits(model, x), ort_logits(path, x)
+    batches = split(x, PARITY_BATCH)
+    ref = all_logits(torch_runner(copy_of(model), "cpu", 0, "host", batches), len(batches))
+    got = all_logits(ort_runner(path, "cpu", 0, "host", batches), len(batches))
     return OnnxParity(
         path=str(path), opset=OPSET,
         max_abs_diff=float(np.abs(ref - got).max()),
@@ -84,14 +78,33 @@ def onnx_metadata(dataset: str, arch: str, precision: str, epochs: int, accuracy
     }
 
 
-def export_checked(model: torch.nn.Module, path: Path, metadata: dict[str, str], x: np.ndarray) -> OnnxParity:
-    """Export, then check ONNX Runtime against PyTorch on x (the normalised test images)."""
+def export_checked(model: torch.nn.Module, path: Path, metadata: dict[str, str], test_images: np.ndarray) -> OnnxParity:
+    """Export, then check ONNX Runtime against PyTorch on the (raw uint8) test images."""
     export_s = export_onnx(model, path, metadata)
-    return check_parity(model, path, x, export_s)
+    return check_parity(model, path, normalize(test_images), export_s)
 
 
-def export_result(model: torch.nn.Module, result: TrainResult, path: Path, test_images: np.ndarray) -> OnnxParity:
-    """Export the model a training run just produced, with that run's metadata, and check it."""
+def export_checkpoint(state: dict, model: torch.nn.Module, path: Path, test_images: np.ndarray) -> OnnxParity:
+    """Export a checkpoint's model (crossrt.checkpoint.load) with its training run's metadata."""
+    epochs = state["epochs"]
+    meta = onnx_metadata(state["dataset"], state["config"]["arch"], state["config"]["precision"],
+                         len(epochs), epochs[-1]["valid_accuracy"] if epochs else None)
+    return export_checked(model, path, meta, test_images)
+
+
+def export_trained(model: torch.nn.Module, result: TrainResult, path: Path, test_images: np.ndarray) -> None:
+    """Export the model a training run just produced into result.onnx.
+
+    Training is done and checkpointed by then, so a failed or interrupted export raises
+    Stopped with the result, which is saved all the same (marked incomplete).
+    """
     meta = onnx_metadata(result.dataset, result.arch, result.precision, len(result.epochs),
                          result.summary()["final_accuracy"])
-    return export_checked(model, path, meta, normalize(test_images))
+    try:
+        result.onnx = export_checked(model, path, meta, test_images)
+    except (KeyboardInterrupt, Exception) as e:
+        result.complete = False
+        interrupted = isinstance(e, KeyboardInterrupt)
+        what = "interrupted during the ONNX export" if interrupted else f"the ONNX export failed ({e})"
+        raise Stopped(f"{what}; {result.checkpoint} holds the trained model (export it with: "
+                      f"crossrt export --checkpoint {result.checkpoint})", result, interrupted=interrupted) from None

@@ -1,7 +1,7 @@
-"""LeNet5 as the seed builds it for 28x28 inputs. Only the network: no I/O, no prints.
+"""LeNet5 as the reference builds it for 28x28 inputs. Only the network: no I/O, no prints.
 
-The layer names follow the seed (C1, S2, C3, S4, C5, F6, OUT). The network ends at the
-logits: the seed's PyTorch code adds a Softmax and then CrossEntropyLoss, which applies
+The layer names follow the reference (C1, S2, C3, S4, C5, F6, OUT). The network ends at the
+logits: the reference's PyTorch code adds a Softmax and then CrossEntropyLoss, which applies
 log-softmax again (a double softmax that slows learning), so we train on logits.
 """
 
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
-# Output channels of C1, C3, C5. The seed widens the classic 6/16/120 to 32/64/128
+# Output channels of C1, C3, C5. The reference widens the classic 6/16/120 to 32/64/128
 # because the classic net is too small to keep a GPU busy.
 ARCH_CHANNELS = {"lenet5": (32, 64, 128), "lenet5-classic": (6, 16, 120)}
 
@@ -31,32 +30,3 @@ class LeNet5(nn.Sequential):
             ("OUT", nn.Linear(84, num_classes)),
         ]))
         self.arch = arch
-
-
-def forward_flops(model: nn.Module, image_shape=(1, 28, 28)) -> int:
-    """Multiply-adds x 2 of one forward pass per image, counted on the convolutions and linears.
-
-    Counted by running the model once on a zero input with hooks, so it follows the real
-    layer shapes. ReLU and pooling are left out (well under 1% here), as is customary.
-    """
-    total = 0
-
-    def hook(module, inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            per_out = module.in_channels // module.groups * kh * kw
-            total += 2 * per_out * output.numel()
-        elif isinstance(module, nn.Linear):
-            total += 2 * module.in_features * module.out_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            param = next(model.parameters())
-            model(torch.zeros((1, *image_shape), device=param.device, dtype=param.dtype))
-    finally:
-        for h in handles:
-            h.remove()
-    return total

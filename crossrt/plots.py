@@ -9,16 +9,16 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from . import report
-from .config import CrossrtError
-from .report import TrainResult, atomic_write, machine_of
+from .errors import ConfigError
+from .files import atomic_write
+from .results import BenchResult, TrainResult, cost_rows, machine_of
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise CrossrtError("--plots needs matplotlib: pip install 'crossrt[plots]' "
+        raise ConfigError("--plots needs matplotlib: pip install 'crossrt[plots]' "
                            "(or: .venv/bin/pip install matplotlib)") from None
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
@@ -34,15 +34,15 @@ def _save(fig, path: Path) -> Path:
 
 
 def _label(r: TrainResult, machine: bool) -> str:
-    base = f"{r.device} {r.threads} thr {r.precision}, {r.dataset}"
-    return f"{base} [{machine_of(vars(r), r.device).split(' @ ')[0]}]" if machine else base
+    base = f"{r.setup}, {r.dataset}"
+    return f"{base} [{machine_of(r.environment, r.device).split(' @ ')[0]}]" if machine else base
 
 
 def learning_curves(trains: list[TrainResult], path: Path) -> Path:
     """Loss (training and validation) and validation accuracy per epoch, every run on one chart."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    machines = len({machine_of(vars(r), r.device) for r in trains}) > 1
+    machines = len({machine_of(r.environment, r.device) for r in trains}) > 1
     for r in trains:
         epochs = [e.epoch for e in r.epochs]
         line, = ax_loss.plot(epochs, [e.train_loss for e in r.epochs], label=f"{_label(r, machines)} train")
@@ -58,18 +58,18 @@ def learning_curves(trains: list[TrainResult], path: Path) -> Path:
     return _save(fig, path)
 
 
-def throughput_vs_threads(benches: list[dict], path: Path) -> Path:
+def throughput_vs_threads(benches: list[BenchResult], path: Path) -> Path:
     """Validation images/s against intra-op threads, one line per runtime, provider and batch."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     lines: dict[str, dict[int, float]] = {}
-    machines = len({machine_of(b) for b in benches}) > 1
+    machines = len({machine_of(b.environment) for b in benches}) > 1
     for b in benches:
-        where = f" [{machine_of(b).split(' @ ')[0]}]" if machines else ""
-        for run in b["runs"]:
-            if run["provider"] == "cpu":
-                key = f"{run['runtime']} batch {run['batch_size']}{where}"
-                lines.setdefault(key, {})[run["threads_effective"] or run["threads"]] = run["images_per_s"]
+        where = f" [{machine_of(b.environment).split(' @ ')[0]}]" if machines else ""
+        for run in b.runs:
+            if run.provider == "cpu":
+                key = f"{run.runtime} batch {run.batch_size}{where}"
+                lines.setdefault(key, {})[run.threads_effective or run.threads] = run.images_per_s
     for key, points in sorted(lines.items()):
         threads = sorted(points)
         ax.plot(threads, [points[t] for t in threads], "o-", label=key)
@@ -81,8 +81,8 @@ def throughput_vs_threads(benches: list[dict], path: Path) -> Path:
 
 
 def train_vs_valid(rows: list[tuple[str, float, float]], path: Path) -> Path:
-    """Stacked bars per mode: training time and validation time (the seed's split)."""
-    plt = _pyplot()
+    """Stacked bars per mode: training time and validation time (the reference's split)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4.5))
     labels = [r[0] for r in rows]
     train = [r[1] for r in rows]
@@ -95,20 +95,18 @@ def train_vs_valid(rows: list[tuple[str, float, float]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def cost_rows(train: TrainResult, bench: dict | None) -> list[tuple[str, float, float]]:
-    """report.cost_rows, each bar labelled with its training mode too (a chart can hold several)."""
-    mode = f"{train.device} {train.threads} thr"
-    return [(f"{mode}\n{label}", t, v) for label, t, v in report.cost_rows(train, (bench or {}).get("runs", []))]
-
-
-def write_all(plot_dir: Path, trains: list[TrainResult], benches: list[dict],
-              costs: list[tuple[str, float, float]]) -> list[Path]:
-    """Every figure the given results allow; returns the paths written."""
+def write_all(plot_dir: Path, pairs: list[tuple[TrainResult, BenchResult | None]],
+              benches: list[BenchResult]) -> list[Path]:
+    """Every figure the results allow: learning curves and cost bars of each training run (priced
+    with its bench-infer runs, when paired), throughput against threads; returns the paths."""
     plot_dir = Path(plot_dir)
+    trains = [t for t, _ in pairs]
+    costs = [(f"{t.setup}\n{label}", a, b) for t, bench in pairs
+             for label, a, b in cost_rows(t, bench.runs if bench else [])]
     written = []
     if trains:
         written.append(learning_curves(trains, plot_dir / "learning_curves.png"))
-    if any(r["provider"] == "cpu" for b in benches for r in b["runs"]):
+    if any(r.provider == "cpu" for b in benches for r in b.runs):
         written.append(throughput_vs_threads(benches, plot_dir / "throughput_vs_threads.png"))
     if costs:
         written.append(train_vs_valid(costs, plot_dir / "train_vs_valid.png"))

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
-from .report import BenchResult, EpochResult, InferRun, TrainResult, cost_rows, machine_of, pass_s
+from .results import BenchResult, EpochResult, InferRun, SuiteResult, TrainResult, cost_rows, machine_of
 
 GEMM_NOTE = "measured fp32 GEMM"
 # Piped output (CI logs, README tables) gets a width that fits the wide bench table.
@@ -34,7 +33,7 @@ def _num(x: float | None, digits: int = 0) -> str:
 
 
 class TrainProgress:
-    """A bar per epoch (batches done, time left) and the seed's log line per epoch, readable."""
+    """A bar per epoch (batches done, time left) and the reference's log line per epoch, readable."""
 
     def __init__(self, total_epochs: int):
         self.total = total_epochs
@@ -80,7 +79,7 @@ def train_summary(r: TrainResult) -> Table:
     t.add_row("training time", _s(s["train_s"]), f"{_s(s['train_s'] / n if n else None)} per epoch")
     t.add_row("validation time", _s(s["valid_s"]), f"{_s(s['valid_s'] / n if n else None)} per pass "
               f"({r.valid_images:,} images, batch {r.valid_batch_size})")
-    t.add_row("total", _s(s["total_s"]), "training + validation, as the seed adds them")
+    t.add_row("total", _s(s["total_s"]), "training + validation, as the reference adds them")
     t.add_row("first epoch", _s(s["first_epoch_s"]), "train + valid; includes warm-up cost")
     t.add_row("steady epoch (training)", _s(s["steady_epoch_train_s"]), "mean of epochs 2..N")
     t.add_row("training throughput", f"{_num(s['images_per_s'])} img/s",
@@ -107,10 +106,6 @@ def train_summary(r: TrainResult) -> Table:
     return t
 
 
-def _same_config(a: InferRun, b: InferRun) -> bool:
-    return (a.provider, a.mode, a.threads, a.batch_size) == (b.provider, b.mode, b.threads, b.batch_size)
-
-
 def bench_table(r: BenchResult) -> Table:
     """One row per runtime x provider x threads x batch; the fastest in bold green."""
     t = Table(title=f"Validation of {r.model} on {r.dataset} ({r.runs[0].images:,} test images), "
@@ -121,15 +116,14 @@ def bench_table(r: BenchResult) -> Table:
         t.add_column(name, justify="left" if name in ("runtime", "provider") else "right", no_wrap=True)
     fastest = max(r.runs, key=lambda x: x.images_per_s, default=None)
     for x in r.runs:
-        torch_row = next((y for y in r.runs if y.runtime == "pytorch" and _same_config(x, y)), None)
+        torch_row = next((y for y in r.runs if y.runtime == "pytorch" and x.same_config(y)), None)
         ratio = f"{x.images_per_s / torch_row.images_per_s:.2f}x" if torch_row else "—"
         lat = x.latency_ms
         parity = "—" if x.top1_agreement is None else _pct(x.top1_agreement)
         acc = _pct(x.accuracy)
         if x.parity_ok is False:
             acc, parity = f"[bold red]{acc}[/]", f"[bold red]{parity}[/]"
-        provider = {"host": x.provider, "end-to-end": "cuda e2e", "device-resident": "cuda resident"}[x.mode]
-        t.add_row(x.runtime, provider, str(x.threads or "default"), str(x.batch_size),
+        t.add_row(x.runtime, x.where, str(x.threads or "default"), str(x.batch_size),
                   _num(x.images_per_s), ratio, _num(x.gflops, 1),
                   "—" if x.percent_of_peak is None else f"{x.percent_of_peak:.0f}%", f"{lat.mean:.3f} ± {lat.std:.3f}",
                   f"{lat.p50:.3f} / {lat.p90:.3f} / {lat.p99:.3f}", f"{x.session_create_s * 1e3:.0f} ms",
@@ -154,12 +148,12 @@ def split_table(r: BenchResult) -> Table | None:
 
 
 def cost_table(r: BenchResult, train: TrainResult) -> Table:
-    """The seed's split: training time, validation time, total, with validation priced per runtime."""
+    """The reference's split: training time, validation time, total, with validation priced per runtime."""
     t = Table(title=f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: {train.device}, "
                     f"{train.threads} thread(s), {train.dataset})", title_justify="left")
     for name in ("validation by", "training", "validation", "total", "validation share"):
         t.add_column(name, justify="left" if name == "validation by" else "right")
-    for label, train_s, valid_s in cost_rows(train, [asdict(x) for x in r.runs]):
+    for label, train_s, valid_s in cost_rows(train, r.runs):
         total = train_s + valid_s
         t.add_row(label, _s(train_s), _s(valid_s), _s(total), _pct(valid_s / total))
     return t
@@ -205,36 +199,38 @@ class SuiteProgress:
                                f"acc {100 * e.valid_accuracy:6.2f}%", highlight=False)
 
 
-def suite_table(result: dict, ref: dict) -> Table:
-    """The seed's table for this machine, with the seed's published rows beside it.
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager"}
 
-    With fewer than the seed's 100 epochs, every row shows per-epoch times, so that this
-    machine's figures and the seed's are compared like for like.
+
+def suite_table(result: SuiteResult, ref: dict) -> Table:
+    """The reference's table for this machine, with the reference's published rows beside it.
+
+    With fewer than the reference's 100 epochs, every row shows per-epoch times, so that this
+    machine's figures and the reference's are compared like for like.
     """
-    epochs = result["config"]["epochs"]
+    epochs = result.config["epochs"]
     per_epoch = epochs != ref["epochs"]
     unit = " / epoch" if per_epoch else ""
-    t = Table(title=f"LeNet5 on {result['dataset']}: {epochs} epoch(s) per mode on this machine"
+    t = Table(title=f"LeNet5 on {result.dataset}: {epochs} epoch(s) per mode on this machine"
                     + (" (times per epoch)" if per_epoch else ""), title_justify="left")
     for name in ("machine", "mode", "runtime", f"training{unit}", f"validation{unit}", f"total{unit}",
                  "final accuracy", "images/s"):
         t.add_column(name, justify="left" if name in ("machine", "mode", "runtime") else "right")
     div = epochs if per_epoch else 1
-    for m in result["modes"]:
-        tr = TrainResult.from_dict(m["train"])
+    for m in result.modes:
+        tr = m.train
         s = tr.summary()
-        machine = machine_of(m["train"], tr.device).split(" @ ")[0]
-        t.add_row(machine, m["mode"], "PyTorch (crossrt train)", _s(s["train_s"] / div), _s(s["valid_s"] / div),
+        machine = machine_of(tr.environment, tr.device).split(" @ ")[0]
+        t.add_row(machine, m.mode, "PyTorch (crossrt train)", _s(s["train_s"] / div), _s(s["valid_s"] / div),
                   _s(s["total_s"] / div), _pct(s["final_accuracy"]), f"{_num(s['images_per_s'])} train")
-        for run in (m.get("bench") or {}).get("runs", []):
-            valid = len(tr.epochs) * pass_s(run)
-            name = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager"}[run["runtime"]]
-            mode = "" if run["mode"] == "host" else f" ({run['mode']})"
-            t.add_row("", "", f"validation: {name}{mode}", _s(s["train_s"] / div), _s(valid / div),
-                      _s((s["train_s"] + valid) / div), _pct(run["accuracy"]), f"{_num(run['images_per_s'])} valid")
+        runs = m.bench.runs if m.bench else []
+        for run, (_, train_s, valid_s) in zip(runs, cost_rows(tr, runs)[1:]):
+            io = "" if run.io == "host" else f" ({run.io})"
+            t.add_row("", "", f"validation: {RUNTIME_NAMES[run.runtime]}{io}", _s(train_s / div), _s(valid_s / div),
+                      _s((train_s + valid_s) / div), _pct(run.accuracy), f"{_num(run.images_per_s)} valid")
         t.rows[-1].end_section = True
     for r in ref["rows"]:
-        machine = ref["machine"]["gpu" if r["mode"].startswith("gpu") else "cpu"] + " (the seed, MNIST)"
+        machine = ref["machine"]["gpu" if r["mode"].startswith("gpu") else "cpu"] + " (reference, MNIST)"
         train_s, valid_s = r["train_s"], r["valid_s"]
         t.add_row(f"[dim]{machine}[/]", f"[dim]{r['mode']}[/]", f"[dim]{r['runtime']}[/]",
                   _s(train_s / ref["epochs"] if per_epoch and train_s else train_s),
@@ -258,14 +254,47 @@ def scaling_table(rows: list[dict]) -> Table:
 def report_table(rows: list[dict]) -> Table:
     """Merged results, grouped by machine (a section per machine)."""
     t = Table(title="crossrt results, grouped by machine", title_justify="left")
-    for name in ("machine", "kind", "mode", "runtime", "threads", "batch", "epochs", "training", "validation",
+    for name in ("machine", "kind", "device", "runtime", "threads", "batch", "epochs", "training", "validation",
                  "total", "images/s", "accuracy"):
-        t.add_column(name, justify="left" if name in ("machine", "kind", "mode", "runtime") else "right")
+        t.add_column(name, justify="left" if name in ("machine", "kind", "device", "runtime") else "right")
     for i, r in enumerate(rows):
         last = i + 1 == len(rows) or rows[i + 1]["machine"] != r["machine"]
         first = i == 0 or rows[i - 1]["machine"] != r["machine"]
-        t.add_row(r["machine"] if first else "", r["kind"], r["mode"], r["runtime"], str(r["threads"]),
+        t.add_row(r["machine"] if first else "", r["kind"], r["device"], r["runtime"], str(r["threads"]),
                   str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]), _s(r["train_s"]),
                   _s(r["valid_s"]), _s(r["total_s"]), _num(r["images_per_s"]), _pct(r["accuracy"]),
                   end_section=last)
     return t
+
+
+def bench_line(run: InferRun) -> None:
+    """One line as each configuration finishes, so a long bench shows progress."""
+    console.print(f"  {run.runtime:<11} {run.where:<20} threads={run.threads:<3} batch={run.batch_size:<5} "
+                  f"{run.images_per_s:>10,.0f} img/s  acc {100 * run.accuracy:.2f}%", highlight=False)
+
+
+def note(text: str) -> None:
+    """A line of plain output (rich markup allowed), never re-highlighted."""
+    console.print(text, highlight=False)
+
+
+def dataset_line(ds) -> None:
+    note(f"dataset: [bold]{ds.name}[/] ({len(ds.train_labels):,} train / {len(ds.test_labels):,} test images): "
+         f"{ds.reason}")
+
+
+def export_line(path, parity, dataset: str) -> None:
+    ok = parity.top1_agreement == 1.0
+    note(f"exported {path} (opset {parity.opset}, {parity.export_s:.2f} s); ONNX Runtime vs PyTorch on "
+         f"{parity.images:,} {dataset} test images: max |logit diff| {parity.max_abs_diff:.2e}, "
+         f"top-1 agreement [{'green' if ok else 'red'}]{100 * parity.top1_agreement:.2f}%[/]")
+
+
+def bench_tables(result: BenchResult, training: TrainResult | None) -> None:
+    """bench-infer's tables: every configuration, the CUDA split, the training-vs-validation cost."""
+    console.print(bench_table(result))
+    split = split_table(result)
+    if split is not None:
+        console.print(split)
+    if training is not None:
+        console.print(cost_table(result, training))

@@ -1,8 +1,8 @@
 """Warm-up, repeat, statistics. Pure Python and numpy: measurement never imports rich.
 
 A configuration is timed as whole validation passes (every test batch once, in order), so
-the figures answer the seed's question "how long does a validation pass take". Each batch
-is also timed on its own for the latency distribution. Passes repeat until both
+the figures answer the reference's question "how long does a validation pass take". Each
+batch is also timed on its own for the latency distribution. Passes repeat until both
 ``min_time`` seconds and ``min_repeats`` passes are reached, so fast configurations get
 enough samples and slow ones do not run for ever.
 """
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+clock = time.perf_counter
 
 
 @dataclass
@@ -48,36 +50,37 @@ class Passes:
         return float(sum(self.pass_s))
 
 
-def time_passes(run_batch: Callable[[int], object], n_batches: int, *, warmup: int,
-                min_time: float, min_repeats: int,
-                on_pass: Callable[[int], None] | None = None) -> Passes:
-    """Run `warmup` batches untimed, then full passes of run_batch(0..n_batches-1) until
-    at least `min_time` seconds and `min_repeats` passes are timed.
+def call_times(fn: Callable[[int], object], n: int) -> list[float]:
+    """Seconds each of fn(0), fn(1), ..., fn(n-1) took, called in order.
 
-    run_batch must return only when its work is finished (a CUDA runner synchronises the
-    device itself), because the clock is read right after it returns.
+    fn must return only when its work is finished (a CUDA runner synchronises the device
+    itself), because the clock is read right after it returns.
     """
-    # Warm-up first: the first runs pay for allocator growth, kernel selection and cache
-    # misses, which are cold costs reported separately (first_run_s), not steady state.
+    out = []
+    for i in range(n):
+        t0 = clock()
+        fn(i)
+        out.append(clock() - t0)
+    return out
+
+
+def time_passes(run_batch: Callable[[int], object], n_batches: int, *, warmup: int,
+                min_time: float, min_repeats: int) -> Passes:
+    """Run `warmup` batches untimed, then full passes of run_batch(0..n_batches-1) until
+    at least `min_time` seconds and `min_repeats` passes are timed."""
     for i in range(warmup):
         run_batch(i % n_batches)
-    clock = time.perf_counter
     batch_s: list[float] = []
     pass_s: list[float] = []
     while len(pass_s) < min_repeats or sum(pass_s) < min_time:
         start = clock()
-        for i in range(n_batches):
-            t0 = clock()
-            run_batch(i)
-            batch_s.append(clock() - t0)
+        batch_s += call_times(run_batch, n_batches)
         pass_s.append(clock() - start)
-        if on_pass is not None:
-            on_pass(len(pass_s))
     return Passes(batch_s, pass_s)
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
     """(fn(), seconds it took): for the one-off cold costs (session creation, first run)."""
-    t0 = time.perf_counter()
+    t0 = clock()
     out = fn()
-    return out, time.perf_counter() - t0
+    return out, clock() - t0

@@ -50,11 +50,19 @@ def write_dataset(folder: Path, n_train: int = 600, n_test: int = 200, gz: bool 
     return folder
 
 
+def python_path() -> str:
+    """This checkout first, then whatever PYTHONPATH already holds (a GPU machine may keep
+    onnxruntime-gpu there)."""
+    import os
+
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """The real `crossrt` command in a subprocess (python -m crossrt with this checkout)."""
     import os
 
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": python_path(), "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "crossrt", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -1,14 +1,16 @@
-"""bench-infer internals: scoring, the run plan, and ORT-vs-PyTorch output parity."""
+"""bench-infer: scoring, the run plan, and ORT-vs-PyTorch output parity."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from crossrt.bench import ort_runner, plan, score, torch_runner
-from crossrt.config import BenchConfig, ConfigError
-from crossrt.data import normalize, load_folder
-from crossrt.train import load_checkpoint
+from crossrt import checkpoint
+from crossrt.bench_infer import plan, score
+from crossrt.config import BenchConfig
+from crossrt.data import load_folder, normalize, split
+from crossrt.errors import ConfigError
+from crossrt.runners import all_logits, ort_runner, torch_runner
 
 
 def test_score_known_logits():
@@ -24,7 +26,7 @@ def test_plan_runs_cuda_once_per_batch_with_the_most_threads():
     cuda = [r for r in rows if r[1] == "cuda"]
     assert {r[2] for r in cuda} == {4}
     assert {r[4] for r in cuda} == {"end-to-end", "device-resident"}
-    assert len(rows) == 2 * (2 * 2 + 2 * 2)  # batches x (cpu: runtimes x threads + cuda: runtimes x modes)
+    assert len(rows) == 2 * (2 * 2 + 2 * 2)  # batches x (cpu: runtimes x threads + cuda: runtimes x data paths)
 
 
 def test_config_rejects_junk():
@@ -37,11 +39,10 @@ def test_config_rejects_junk():
 def test_onnxruntime_and_pytorch_agree_on_logits(trained, tiny_data):
     data = load_folder(tiny_data, "tiny", "test")
     x = normalize(data.test_images)
-    batches = [x[i:i + 64] for i in range(0, len(x), 64)]
-    cfg = BenchConfig(model=trained / "lenet5.onnx")
-    ort = ort_runner(cfg, "cpu", 1, "host", batches)
-    pt = torch_runner(load_checkpoint(trained / "lenet5.pt"), "cpu", 1, "host", batches)
-    a = np.concatenate([ort.logits(i) for i in range(len(batches))])
-    b = np.concatenate([pt.logits(i) for i in range(len(batches))])
+    batches = split(x, 64)
+    ort = ort_runner(trained / "lenet5.onnx", "cpu", 1, "host", batches)
+    state = checkpoint.load(trained / "lenet5.pt")
+    pt = torch_runner(lambda: checkpoint.build_model(state), "cpu", 1, "host", batches)
+    a, b = all_logits(ort, len(batches)), all_logits(pt, len(batches))
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
     assert ort.providers == ["CPUExecutionProvider"]

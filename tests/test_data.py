@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from conftest import idx_bytes, make_images, write_dataset, write_idx
 
-from crossrt import data
+from crossrt import fetch
 from crossrt.config import DataConfig
-from crossrt.data import DataError, load_folder, normalize, read_idx, resolve
+from crossrt.data import load_folder, normalize, read_idx, split
+from crossrt.errors import DataError
+from crossrt.fetch import resolve
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -119,13 +121,13 @@ def test_resolve_data_dir(tmp_path):
 def _trust(monkeypatch, name, folder):
     """Make the files in folder the published ones for name (their SHA-256 in the table)."""
     hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
-    monkeypatch.setitem(data.SHA256, name, hashes)
+    monkeypatch.setitem(fetch.SHA256, name, hashes)
 
 
 def test_auto_uses_cached_mnist_only_when_verified(tmp_path, monkeypatch):
     monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path))
     monkeypatch.setenv("CROSSRT_MIRROR", "http://127.0.0.1:9/")
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", ())
+    monkeypatch.setitem(fetch.SYSTEM_DIRS, "fashion-mnist", ())
     folder = write_dataset(tmp_path / "mnist", n_train=30, n_test=20, gz=True)
     _trust(monkeypatch, "mnist", folder)
     _trust(monkeypatch, "fashion-mnist", write_dataset(tmp_path / "fashion-mnist", n_train=30, n_test=20, gz=True))
@@ -140,7 +142,7 @@ def test_auto_uses_cached_mnist_only_when_verified(tmp_path, monkeypatch):
 def test_auto_falls_back_to_fashion_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path))
     monkeypatch.setenv("CROSSRT_MIRROR", "http://127.0.0.1:9/")  # nothing listens on port 9
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", ())
+    monkeypatch.setitem(fetch.SYSTEM_DIRS, "fashion-mnist", ())
     _trust(monkeypatch, "fashion-mnist", write_dataset(tmp_path / "fashion-mnist", n_train=30, n_test=20, gz=True))
     ds = resolve(DataConfig())
     assert ds.name == "fashion-mnist"
@@ -151,7 +153,14 @@ def test_auto_falls_back_to_fashion_and_says_why(tmp_path, monkeypatch):
 def test_auto_with_no_dataset_anywhere_names_both(tmp_path, monkeypatch):
     monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path))
     monkeypatch.setenv("CROSSRT_MIRROR", "http://127.0.0.1:9/")
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", ())
+    monkeypatch.setitem(fetch.SYSTEM_DIRS, "fashion-mnist", ())
     with pytest.raises(DataError, match=r"neither dataset is available. MNIST: could not download .* "
                                         r"Fashion-MNIST: could not download .*--data-dir"):
         resolve(DataConfig())
+
+
+def test_split_keeps_every_image_in_order():
+    x = np.arange(250)
+    parts = split(x, 100)
+    assert [len(p) for p in parts] == [100, 100, 50]
+    assert np.array_equal(np.concatenate(parts), x) and parts[0].base is x  # views, not copies

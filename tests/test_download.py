@@ -10,9 +10,10 @@ from functools import partial
 import pytest
 from conftest import write_dataset
 
-from crossrt import data
+from crossrt import fetch as fetch_module
 from crossrt.config import DataConfig
-from crossrt.data import DataError, fetch, resolve
+from crossrt.errors import DataError
+from crossrt.fetch import fetch, resolve
 
 
 @pytest.fixture
@@ -39,19 +40,19 @@ def _hashes(folder):
 
 def test_download_verifies_and_caches(server, tmp_path, monkeypatch):
     url, folder, hits = server
-    monkeypatch.setitem(data.SHA256, "mnist", _hashes(folder))
+    monkeypatch.setitem(fetch_module.SHA256, "mnist", _hashes(folder))
     dest = fetch("mnist", tmp_path / "cache", urls=(url,))
     assert _hashes(dest) == _hashes(folder)
     assert len(hits) == 4
     fetch("mnist", dest, urls=(url,))  # already there with the right hash: nothing downloaded
     assert len(hits) == 4
-    assert not list(dest.glob(".*.part"))
+    assert not list(dest.glob(".*.tmp"))
 
 
 def test_bad_checksum_keeps_nothing(server, tmp_path, monkeypatch):
     url, folder, _ = server
     wrong = {name: "0" * 64 for name in _hashes(folder)}
-    monkeypatch.setitem(data.SHA256, "mnist", wrong)
+    monkeypatch.setitem(fetch_module.SHA256, "mnist", wrong)
     dest = tmp_path / "cache"
     with pytest.raises(DataError, match=r"could not download MNIST .*SHA-256 mismatch"):
         fetch("mnist", dest, urls=(url,))
@@ -60,7 +61,7 @@ def test_bad_checksum_keeps_nothing(server, tmp_path, monkeypatch):
 
 def test_second_mirror_used_when_first_fails(server, tmp_path, monkeypatch):
     url, folder, hits = server
-    monkeypatch.setitem(data.SHA256, "mnist", _hashes(folder))
+    monkeypatch.setitem(fetch_module.SHA256, "mnist", _hashes(folder))
     dest = fetch("mnist", tmp_path / "cache", urls=(url + "missing/", url))
     assert len(list(dest.iterdir())) == 4
     assert len({h for h in hits if h.startswith("/missing/")}) == 4  # each file: 404 first, then found
@@ -68,7 +69,7 @@ def test_second_mirror_used_when_first_fails(server, tmp_path, monkeypatch):
 
 def test_resolve_downloads_mnist_through_mirror_env(server, tmp_path, monkeypatch):
     url, folder, _ = server
-    monkeypatch.setitem(data.SHA256, "mnist", _hashes(folder))
+    monkeypatch.setitem(fetch_module.SHA256, "mnist", _hashes(folder))
     monkeypatch.setenv("CROSSRT_MIRROR", url)
     monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path / "cache"))
     ds = resolve(DataConfig("mnist"))

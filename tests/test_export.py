@@ -9,8 +9,9 @@ from conftest import make_images
 
 from crossrt.data import normalize
 from crossrt.export import check_parity, export_onnx, read_metadata
-from crossrt.model import LeNet5, forward_flops
-from crossrt.runtime import create_session, onnx_flops
+from crossrt.flops import forward_flops, onnx_flops
+from crossrt.model import LeNet5
+from crossrt.runners import create_session
 
 
 def test_export_checker_metadata_parity(tmp_path):

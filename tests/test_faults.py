@@ -23,11 +23,12 @@ import pytest
 import torch
 
 import crossrt.export
-import crossrt.train
-from conftest import ROOT, idx_bytes, write_dataset, write_idx
+from conftest import has_cuda, idx_bytes, python_path, write_dataset, write_idx
+from crossrt import checkpoint, fetch
 from crossrt.cli import main
-from crossrt.report import FolderLock
-from crossrt.train import load_checkpoint
+from crossrt.errors import DataError
+from crossrt.files import FolderLock
+from crossrt.model import LeNet5
 
 
 def one_line_exit_2(capsys, argv, cwd: Path) -> str:
@@ -37,6 +38,36 @@ def one_line_exit_2(capsys, argv, cwd: Path) -> str:
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert set(cwd.iterdir()) == before, "a failed command wrote files"
     return err
+
+
+# ---------------------------------------------------------------------------- flags
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--threads", "abc"], "--threads: invalid int value"),
+    (["train", "--epochs", "0"], "--epochs: must be a number >= 1, got 0"),
+    (["train", "--threads", "-1"], "--threads: must be a number >= 1"),
+    (["train", "--batch-size", "0"], "--batch-size: must be a number >= 1"),
+    (["train", "--device", "tpu"], "--device: invalid choice"),
+    (["train", "--lr", "0"], "--lr: must be in (0, 10)"),
+    (["bench-infer", "--threads", "1,x"], "expected comma-separated whole numbers, got '1,x'"),
+    (["bench-infer", "--provider", "tpu"], "--provider: unknown value 'tpu'"),
+    (["bench-infer", "--batch-size", "0"], "--batch-size: must be a number >= 1, got 0"),
+    (["bench-infer", "--runtimes", "onnxruntime,tf"], "--runtimes: unknown value 'tf'"),
+    (["bench-infer", "--threads", "2,2"], "--threads: lists a value twice"),
+    (["suite", "--sweep-threads", "0"], "--sweep-threads: must be a number >= 1, got 0"),
+])
+def test_bad_flags(capsys, workdir, argv, needle):
+    assert needle in one_line_exit_2(capsys, argv, workdir)
+
+
+@pytest.mark.skipif(has_cuda(), reason="this machine has a GPU")
+def test_cuda_without_gpu(capsys, workdir, tiny_data, trained):
+    err = one_line_exit_2(capsys, ["train", "--device", "cuda", "--data-dir", str(tiny_data),
+                                   "--out", str(workdir / "out")], workdir)
+    assert "--device cuda: no usable CUDA GPU" in err
+    err = one_line_exit_2(capsys, ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--provider", "cuda"],
+                          workdir)
+    assert "--provider cuda: ONNX Runtime fell back to CPUExecutionProvider" in err
 
 
 # ---------------------------------------------------------------------------- data folders
@@ -158,7 +189,7 @@ def test_output_paths_checked_before_any_work(capsys, workdir, tiny_data):
 # ---------------------------------------------------------------------------- interruption
 
 def _popen(args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": python_path(), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "crossrt", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -184,7 +215,7 @@ def test_signal_during_training_then_resume(tmp_path, sig):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "Resume with: crossrt train" in err and "--resume" in err
     assert (exports / "lenet5.onnx").read_bytes() == b"yesterday's model"
-    done = len(load_checkpoint(exports / "lenet5.pt")["epochs"])
+    done = len(checkpoint.load(exports / "lenet5.pt")["epochs"])
     assert 1 <= done < 6
     (partial,) = (tmp_path / "results").glob("train-*.json")
     result = json.loads(partial.read_text())
@@ -192,11 +223,11 @@ def test_signal_during_training_then_resume(tmp_path, sig):
     assert not [p for p in exports.iterdir() if p.name.endswith(".tmp")]
 
     resumed = subprocess.run([sys.executable, "-m", "crossrt", *args, "--resume"], cwd=tmp_path,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+                             env={**os.environ, "PYTHONPATH": python_path()}, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     straight = tmp_path / "straight"
     assert main([*args, "--out", str(straight), "--no-export"]) == 0
-    a, b = load_checkpoint(exports / "lenet5.pt"), load_checkpoint(straight / "lenet5.pt")
+    a, b = checkpoint.load(exports / "lenet5.pt"), checkpoint.load(straight / "lenet5.pt")
     assert len(a["epochs"]) == 6
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -222,8 +253,8 @@ def test_crash_during_export_leaves_previous_model(tmp_path, trained, monkeypatc
     def broken(*a, **k):
         raise RuntimeError("checker exploded")
 
-    monkeypatch.setattr(crossrt.export.onnx.checker, "check_model", broken)
-    model = crossrt.train.model_from_checkpoint(load_checkpoint(trained / "lenet5.pt"))
+    monkeypatch.setattr(onnx.checker, "check_model", broken)
+    model = checkpoint.build_model(checkpoint.load(trained / "lenet5.pt"))
     with pytest.raises(RuntimeError, match="checker exploded"):
         crossrt.export.export_onnx(model, target, {})
     assert target.read_bytes() == b"previous"
@@ -238,10 +269,11 @@ def test_ctrl_c_during_export_keeps_training_results(capsys, workdir, tiny_data,
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(crossrt.export, "export_onnx", interrupted)
+    monkeypatch.setattr(onnx.checker, "check_model", interrupted)  # Ctrl-C while ONNX checks the model
     assert main(["train", "--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "60",
                  "--out", str(out)]) == 130
-    assert "interrupted during the ONNX export" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "interrupted during the ONNX export" in err and "crossrt export --checkpoint" in err
     assert (out / "lenet5.onnx").read_bytes() == b"previous"
     (saved,) = (workdir / "results").glob("train-*.json")
     result = json.loads(saved.read_text())
@@ -261,27 +293,28 @@ def test_second_run_on_the_same_folder_is_refused(capsys, workdir, tiny_data):
 
 # ---------------------------------------------------------------------------- numerical faults
 
-class NaNAfter:
-    """torch.nn.functional, except that cross_entropy turns NaN after n calls."""
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(capsys, workdir, tiny_data):
+    """Logits turn NaN from the 13th forward pass of LeNet5 on, through PyTorch's public global
+    forward hook: one pass counts the FLOPs, then 10 training steps (600 images / batch 60) and
+    1 validation batch (200 images / batch 200) make epoch 1; epoch 2 goes NaN."""
+    calls = []
 
-    def __init__(self, n):
-        self.n, self.calls = n, 0
+    def nan_after_12(module, inputs, output):
+        if isinstance(module, LeNet5):
+            calls.append(1)
+            return output * float("nan") if len(calls) > 12 else output
 
-    def cross_entropy(self, logits, target, **kw):
-        self.calls += 1
-        loss = torch.nn.functional.cross_entropy(logits, target, **kw)
-        return loss * float("nan") if self.calls > self.n else loss
-
-
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(capsys, workdir, tiny_data, monkeypatch):
-    # 600 images / batch 60 = 10 steps, + 2 validation batches: epoch 2 goes NaN.
-    monkeypatch.setattr(crossrt.train, "F", NaNAfter(12))
+    hook = torch.nn.modules.module.register_module_forward_hook(nan_after_12)
     out = workdir / "exports"
-    assert main(["train", "--data-dir", str(tiny_data), "--epochs", "3", "--batch-size", "60",
-                 "--out", str(out)]) == 1
+    try:
+        code = main(["train", "--data-dir", str(tiny_data), "--epochs", "3", "--batch-size", "60",
+                     "--valid-batch-size", "200", "--out", str(out)])
+    finally:
+        hook.remove()
+    assert code == 1
     err = capsys.readouterr().err
     assert "epoch 2: loss is nan" in err and "keeps the last good epoch (1)" in err
-    state = load_checkpoint(out / "lenet5.pt")
+    state = checkpoint.load(out / "lenet5.pt")
     assert len(state["epochs"]) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert not (out / "lenet5.onnx").exists()
@@ -292,12 +325,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(capsys, workdir, tiny_dat
 def test_corrupt_cached_file_is_not_trusted(tmp_path, monkeypatch):
     # The HTTP server tests live in test_download.py; here: a corrupt file already in the
     # cache is deleted and downloaded again, never used.
-    from crossrt import data
-
     cache = tmp_path / "mnist"
     cache.mkdir()
     (cache / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(3, np.uint8))))
-    monkeypatch.setitem(data.SHA256, "mnist", {"t10k-labels-idx1-ubyte.gz": "f" * 64})
-    with pytest.raises(data.DataError, match="could not download"):
-        data.fetch("mnist", cache, urls=("http://127.0.0.1:9/",))
+    monkeypatch.setitem(fetch.SHA256, "mnist", {"t10k-labels-idx1-ubyte.gz": "f" * 64})
+    with pytest.raises(DataError, match="could not download"):
+        fetch.fetch("mnist", cache, urls=("http://127.0.0.1:9/",))
     assert list(cache.iterdir()) == []

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from conftest import make_images
 
 from crossrt.data import normalize
-from crossrt.model import LeNet5, forward_flops
+from crossrt.flops import forward_flops
+from crossrt.model import LeNet5
 
 
 # By hand: C1 32*25+32, C3 64*32*25+64, C5 128*64*16+128, F6 128*84+84, OUT 84*10+10 = 194,982;
@@ -25,7 +26,7 @@ def test_output_shapes_and_size(arch, params):
 def test_outputs_are_logits_not_probabilities():
     torch.manual_seed(0)
     out = LeNet5()(torch.randn(4, 1, 28, 28))
-    assert not torch.allclose(out.sum(1), torch.ones(4))  # no softmax inside (the seed's bug)
+    assert not torch.allclose(out.sum(1), torch.ones(4))  # no softmax inside (the reference's bug)
 
 
 def test_forward_flops_by_hand():

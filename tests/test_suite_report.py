@@ -1,4 +1,4 @@
-"""The suite, the seed's reference figures, merging results across machines, and plots."""
+"""The suite, the reference figures, merging results across machines, and plots."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import pytest
 from conftest import ROOT
 
 from crossrt.cli import main
-from crossrt.config import cpu_count
-from crossrt.report import COLUMNS, merge
+from crossrt.merge import COLUMNS, load_results, merge
+from crossrt.results import load_result
 from crossrt.suite import reference, scaling
+from crossrt.system import cpu_count
 
 SEED_TEXT = ROOT.parent / "shared" / "seed" / "000_84ef5905e90b7f25.txt"
 
 
-def test_reference_rows_are_the_seeds_numbers():
+def test_reference_rows_are_the_articles_numbers():
     ref = reference()
     assert ref["epochs"] == 100 and "E5-2699 v3" in ref["machine"]["cpu"] and "1080 Ti" in ref["machine"]["gpu"]
     rows = {(r["mode"], r["runtime"]): r for r in ref["rows"]}
@@ -28,7 +29,7 @@ def test_reference_rows_are_the_seeds_numbers():
     assert rows[("cpu 18 threads", "MATLAB 2020a")]["total_s"] == 1929.06
     assert ("cpu 18 threads", "Flux 0.13.1") not in rows  # Flux had no multi-threading
     for r in ref["rows"]:
-        if r["train_s"] is not None:  # the seed's total is training + validation + a little loop overhead
+        if r["train_s"] is not None:  # the article's total is training + validation + a little loop overhead
             assert 0 <= r["total_s"] - (r["train_s"] + r["valid_s"]) < 1.0, r
     if not SEED_TEXT.is_file():
         pytest.skip(f"{SEED_TEXT} is not beside this checkout: the figures were checked against it above only")
@@ -58,7 +59,7 @@ def two_machines(tmp_path_factory, trained, tiny_data):
 
 
 def test_report_groups_by_machine(two_machines):
-    rows = merge(two_machines)
+    rows = merge(load_results(two_machines))
     machines = [r["machine"] for r in rows]
     assert len(set(machines)) == 2
     assert machines == sorted(machines)  # grouped: each machine's rows together
@@ -67,7 +68,7 @@ def test_report_groups_by_machine(two_machines):
 
 
 def test_markdown_and_csv_parse_back(capsys, two_machines):
-    rows = merge(two_machines)
+    rows = merge(load_results(two_machines))
     assert main(["report", *map(str, two_machines), "--markdown"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
@@ -122,21 +123,23 @@ def test_suite_end_to_end(capsys, workdir, tiny_data):
                  "--min-time", "0", "--sweep", "--sweep-threads", "1,2", "--sweep-train-batches", "200",
                  "--sweep-valid-batches", "50", "--json", "suite.json", "--plots", "plots"]) == 0
     text = capsys.readouterr().out
-    assert "(the seed, MNIST)" in text and "times per epoch" in text and "Scaling against 1 thread" in text
-    result = json.loads((workdir / "suite.json").read_text())
-    assert result["kind"] == "suite" and result["complete"] is True
-    names = [m["mode"] for m in result["modes"]]
+    assert "(reference, MNIST)" in text and "times per epoch" in text and "Scaling against 1 thread" in text
+    result = load_result(workdir / "suite.json")
+    assert result.kind == "suite" and result.complete is True
+    names = [m.mode for m in result.modes]
     assert names == ["cpu 1 thread"] + ([f"cpu {cpu_count()} threads"] if cpu_count() > 1 else [])
-    for m in result["modes"]:
-        assert m["train"]["threads"] == m["threads"] and len(m["train"]["epochs"]) == 2
-        assert {r["runtime"] for r in m["bench"]["runs"]} == {"onnxruntime", "pytorch"}
-        assert {r["threads"] for r in m["bench"]["runs"]} == {m["threads"]}
-        assert Path(m["train"]["onnx"]["path"]).is_file()
+    for m in result.modes:
+        assert m.train.threads == m.threads and len(m.train.epochs) == 2
+        assert {r.runtime for r in m.bench.runs} == {"onnxruntime", "pytorch"}
+        assert {r.threads for r in m.bench.runs} == {m.threads}
+        assert Path(m.train.onnx.path).is_file()
     rows = scaling(result)
     assert {r["phase"] for r in rows} == {"training (pytorch)", "validation (onnxruntime)", "validation (pytorch)"}
     assert all(r["speedup"] == 1.0 for r in rows if r["threads"] == 1)
     assert len(list((workdir / "plots").glob("*.png"))) == 3
-    assert len(merge([workdir / "suite.json"])) == 2 * 3 + 2 + 4  # modes x (train + 2 bench) + sweeps
+    # Every mode: its training row and 2 validation rows; the sweep: 2 thread counts x 1 training
+    # batch, and 2 runtimes x 2 thread counts x 1 validation batch.
+    assert len(merge(load_results([workdir / "suite.json"]))) == 3 * len(names) + 2 + 4
 
 
 def test_suite_interrupted_keeps_finished_modes(capsys, workdir, tiny_data, monkeypatch):
@@ -156,5 +159,5 @@ def test_suite_interrupted_keeps_finished_modes(capsys, workdir, tiny_data, monk
     assert main(["suite", "--data-dir", str(tiny_data), "--epochs", "1", "--device", "cpu",
                  "--out", str(workdir / "s"), "--min-time", "0", "--json", "suite.json"]) == 130
     assert "partial results saved" in capsys.readouterr().err
-    result = json.loads((workdir / "suite.json").read_text())
-    assert result["complete"] is False and [m["mode"] for m in result["modes"]] == ["cpu 1 thread"]
+    result = load_result(workdir / "suite.json")
+    assert result.complete is False and [m.mode for m in result.modes] == ["cpu 1 thread"]

@@ -33,8 +33,8 @@ def test_passes_repeat_until_both_limits():
     assert slow.total_s >= 0.05
 
 
-def test_timing_and_report_do_not_import_rich():
-    code = ("import sys, crossrt.timing, crossrt.report, crossrt.bench, crossrt.runtime, crossrt.train; "
-            "print('rich' in sys.modules)")
+def test_measurement_does_not_import_rich():
+    code = ("import sys, crossrt.timing, crossrt.results, crossrt.bench_infer, crossrt.runners, crossrt.train, "
+            "crossrt.suite, crossrt.merge; print('rich' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from crossrt import checkpoint
 from crossrt.cli import main
-from crossrt.config import CrossrtError, DataConfig, TrainConfig
-from crossrt.data import resolve
-from crossrt.train import Interrupted, Progress, load_checkpoint, train
+from crossrt.config import DataConfig, TrainConfig
+from crossrt.errors import CrossrtError, Stopped
+from crossrt.fetch import resolve
+from crossrt.train import Progress, train
 
 
 def _cfg(tiny_data, out, **kw) -> TrainConfig:
@@ -21,7 +23,7 @@ def test_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     straight, _ = train(_cfg(tiny_data, tmp_path / "a", epochs=3), data)
     train(_cfg(tiny_data, tmp_path / "b", epochs=1), data)
     resumed, _ = train(_cfg(tiny_data, tmp_path / "b", epochs=3, resume=True), data)
-    a, b = load_checkpoint(tmp_path / "a" / "lenet5.pt"), load_checkpoint(tmp_path / "b" / "lenet5.pt")
+    a, b = checkpoint.load(tmp_path / "a" / "lenet5.pt"), checkpoint.load(tmp_path / "b" / "lenet5.pt")
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert [e.valid_accuracy for e in straight.epochs] == [e.valid_accuracy for e in resumed.epochs]
@@ -51,10 +53,11 @@ class StopAt(Progress):
 
 def test_interrupt_keeps_last_good_epoch(tiny_data, tmp_path):
     data = resolve(DataConfig(data_dir=tiny_data))
-    with pytest.raises(Interrupted) as info:
+    with pytest.raises(Stopped) as info:
         train(_cfg(tiny_data, tmp_path, epochs=3), data, StopAt(2))
+    assert info.value.interrupted and info.value.resumable
     assert len(info.value.result.epochs) == 1 and info.value.result.complete is False
-    assert len(load_checkpoint(tmp_path / "lenet5.pt")["epochs"]) == 1
+    assert len(checkpoint.load(tmp_path / "lenet5.pt")["epochs"]) == 1
 
 
 def test_lr_step_decay(tiny_data, tmp_path):
@@ -74,7 +77,7 @@ def test_checkpoint_with_code_is_refused(tmp_path, capsys):
     evil = tmp_path / "lenet5.pt"
     torch.save({"format": "crossrt-checkpoint-1", "x": Payload()}, evil)
     with pytest.raises(CrossrtError, match="not a loadable checkpoint"):
-        load_checkpoint(evil)
+        checkpoint.load(evil)
     import os
 
     assert not os.path.exists("/tmp/crossrt-pwned")

@@ -1,11 +1,11 @@
-"""`make bench`: crossrt against the seed's PyTorch recipe, side by side, on this machine.
+"""`make bench`: crossrt against the reference's PyTorch recipe, side by side, on this machine.
 
-Runs, one after the other in fresh processes on the same data: the seed recipe
-(benchmarks/seed_recipe.py) and `crossrt train` at 1 thread and at all cores, crossrt in
+Runs, one after the other in fresh processes on the same data: the reference recipe
+(benchmarks/reference_recipe.py) and `crossrt train` at 1 thread and at all cores, crossrt in
 bf16, then `crossrt bench-infer` on the model crossrt just trained; prints the ratios against
 the targets and writes them into BENCHMARKS.md with the command, machine and date.
 
-    .venv/bin/python benchmarks/vs_seed.py [--epochs 2] [--accuracy-epochs 10] [--no-write]
+    .venv/bin/python benchmarks/vs_reference.py [--epochs 2] [--accuracy-epochs 10] [--no-write]
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crossrt.config import cpu_count
-from crossrt.report import _cpu_model, atomic_write, pass_s
+from crossrt.files import atomic_write
+from crossrt.results import InferRun
+from crossrt.system import cpu_count, cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -68,13 +69,13 @@ def main() -> int:
     n = cpu_count()
     work = Path(tempfile.mkdtemp(prefix="crossrt-bench-"))
     crossrt = [PY, "-m", "crossrt"]
-    seed = [PY, str(ROOT / "benchmarks" / "seed_recipe.py"), "--dataset", a.dataset]
+    ref = [PY, str(ROOT / "benchmarks" / "reference_recipe.py"), "--dataset", a.dataset]
     train = [*crossrt, "train", "--dataset", a.dataset]
     steps = {
-        "seed-1": [*seed, "--epochs", str(a.epochs), "--threads", "1", "--json", "seed-1.json"],
+        "ref-1": [*ref, "--epochs", str(a.epochs), "--threads", "1", "--json", "ref-1.json"],
         "crossrt-1": [*train, "--epochs", str(a.epochs), "--threads", "1", "--no-export", "--out", "x1",
                       "--json", "crossrt-1.json"],
-        f"seed-{n}": [*seed, "--epochs", str(a.epochs), "--threads", str(n), "--json", f"seed-{n}.json"],
+        f"ref-{n}": [*ref, "--epochs", str(a.epochs), "--threads", str(n), "--json", f"ref-{n}.json"],
         f"crossrt-{n}": [*train, "--epochs", str(a.accuracy_epochs), "--threads", str(n), "--out", "fp32",
                          "--json", f"crossrt-{n}.json"],
         f"crossrt-bf16-{n}": [*train, "--epochs", str(a.accuracy_epochs), "--threads", str(n), "--precision",
@@ -96,13 +97,14 @@ def main() -> int:
     wall = time.time() - t0
     res = {name: json.loads((work / f"{name}.json").read_text()) for name in steps if name != "bench-infer"}
     bench = json.loads((work / "bench.json").read_text())
-    ort_n = next(r for r in bench["runs"] if r["runtime"] == "onnxruntime" and r["threads"] == n)
-    pt_n = next(r for r in bench["runs"] if r["runtime"] == "pytorch" and r["threads"] == n)
+    runs = [InferRun.from_dict(r) for r in bench["runs"]]
+    ort_n = next(r for r in runs if r.runtime == "onnxruntime" and r.threads == n)
+    pt_n = next(r for r in runs if r.runtime == "pytorch" and r.threads == n)
     fp32, bf16 = res[f"crossrt-{n}"], res[f"crossrt-bf16-{n}"]
 
-    table = Table(title=f"crossrt vs the seed's PyTorch recipe ({fp32['dataset']}, steady epochs, same run)",
+    table = Table(title=f"crossrt vs the reference's PyTorch recipe ({fp32['dataset']}, steady epochs, same run)",
                   title_justify="left")
-    for col in ("phase", "seed recipe", "crossrt", "ratio", "target", "met", "% of fp32 peak"):
+    for col in ("phase", "reference recipe", "crossrt", "ratio", "target", "met", "% of fp32 peak"):
         table.add_column(col, justify="left" if col == "phase" else "right")
     verdicts = []
 
@@ -116,48 +118,48 @@ def main() -> int:
         return f"{result['percent_of_peak']:.0f}%" if result.get("percent_of_peak") else ""
 
     for label, base, ours, target in (
-            ("training epoch, fp32, 1 thread", res["seed-1"], res["crossrt-1"], 0.60),
-            (f"training epoch, fp32, {n} threads", res[f"seed-{n}"], fp32, 0.60),
-            (f"training epoch, bf16, {n} threads", res[f"seed-{n}"], bf16, 0.35)):
+            ("training epoch, fp32, 1 thread", res["ref-1"], res["crossrt-1"], 0.60),
+            (f"training epoch, fp32, {n} threads", res[f"ref-{n}"], fp32, 0.60),
+            (f"training epoch, bf16, {n} threads", res[f"ref-{n}"], bf16, 0.35)):
         b, o = steady(base["epochs"], "train_s"), steady(ours["epochs"], "train_s")
         row(label, b, o, f"{o / b:.2f}x", f"<= {target:.2f}x", o / b <= target, pct(ours))
-    seed_valid = steady(res[f"seed-{n}"]["epochs"], "valid_s")
+    ref_valid = steady(res[f"ref-{n}"]["epochs"], "valid_s")
     for r, target in ((ort_n, 0.30), (pt_n, None)):
-        o = pass_s(r)
-        row(f"validation pass, {r['runtime']}, {n} threads", seed_valid, o, f"{o / seed_valid:.2f}x",
-            "—" if target is None else f"<= {target:.2f}x", None if target is None else o / seed_valid <= target,
-            f"{r['percent_of_peak']:.0f}%")
-    row(f"onnxruntime validation vs peak ({ort_n['peak_gflops']:.0f} GFLOP/s)", "",
-        f"{ort_n['percent_of_peak']:.0f}%", "", ">= 75%", ort_n["percent_of_peak"] >= 75)
+        o = r.pass_s
+        row(f"validation pass, {r.runtime}, {n} threads", ref_valid, o, f"{o / ref_valid:.2f}x",
+            "—" if target is None else f"<= {target:.2f}x", None if target is None else o / ref_valid <= target,
+            f"{r.percent_of_peak:.0f}%")
+    row(f"onnxruntime validation vs peak ({ort_n.peak_gflops:.0f} GFLOP/s)", "",
+        f"{ort_n.percent_of_peak:.0f}%", "", ">= 75%", ort_n.percent_of_peak >= 75)
     acc32, acc16 = fp32["final_accuracy"], bf16["final_accuracy"]
     row(f"bf16 accuracy, epoch {a.accuracy_epochs} (fp32: {100 * acc32:.2f}%)", "", f"{100 * acc16:.2f}%",
         f"{100 * (acc16 - acc32):+.2f} pt", "within 0.5 pt", abs(acc16 - acc32) <= 0.005)
     mem = max(fp32["peak_rss_mb"], bf16["peak_rss_mb"], res["crossrt-1"]["peak_rss_mb"])
-    base_mem = max(res[k]["peak_rss_mb"] for k in ("seed-1", f"seed-{n}"))
+    base_mem = max(res[k]["peak_rss_mb"] for k in ("ref-1", f"ref-{n}"))
     row("peak memory, training", f"{base_mem:,.0f} MiB", f"{mem:,.0f} MiB", "", "< 1.5 GB",
         mem * 2**20 < 1.5e9)
     row("peak memory, bench-infer", "", f"{bench['peak_rss_mb']:,.0f} MiB", "", "", None)
     row("crossrt --help", "", help_s, "", "< 0.50 s", help_s < 0.5)
 
-    acc = Table(title="Validation accuracy per epoch (the seed's double softmax slows its learning)",
+    acc = Table(title="Validation accuracy per epoch (the reference's double softmax slows its learning)",
                 title_justify="left")
-    for col in ("epoch", f"seed recipe, {n} thr", f"crossrt fp32, {n} thr", f"crossrt bf16, {n} thr"):
+    for col in ("epoch", f"reference recipe, {n} thr", f"crossrt fp32, {n} thr", f"crossrt bf16, {n} thr"):
         acc.add_column(col, justify="right")
     for i in range(a.accuracy_epochs):
-        cells = [res[f"seed-{n}"]["epochs"], fp32["epochs"], bf16["epochs"]]
+        cells = [res[f"ref-{n}"]["epochs"], fp32["epochs"], bf16["epochs"]]
         acc.add_row(str(i + 1), *[f"{100 * c[i]['valid_accuracy']:.2f}%" if i < len(c) else "" for c in cells])
 
     record = Console(record=True, width=130, file=open(os.devnull, "w"))
     for t in (table, acc):
         console.print(t)
         record.print(t)
-    machine = f"{_cpu_model()}, {n} cores, {platform.system()} {platform.machine()}"
+    machine = f"{cpu_model()}, {n} cores, {platform.system()} {platform.machine()}"
     summary = (f"{sum(v is True for v in verdicts)} of {sum(v is not None for v in verdicts)} targets met; "
                f"wall time {wall / 60:.1f} min; logs and JSON in {work}")
     console.print(summary)
     if not a.no_write:
-        section = (f"{START}\n## `make bench`: crossrt against the seed's PyTorch recipe\n\n"
-                   f"Command: `make bench` (= `{Path(PY).name} benchmarks/vs_seed.py --epochs {a.epochs} "
+        section = (f"{START}\n## `make bench`: crossrt against the reference's PyTorch recipe\n\n"
+                   f"Command: `make bench` (= `{Path(PY).name} benchmarks/vs_reference.py --epochs {a.epochs} "
                    f"--accuracy-epochs {a.accuracy_epochs}`)  \nMachine: {machine}  \n"
                    f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; {summary.split(';')[0]}; "
                    f"wall time {wall / 60:.1f} min.\n\n```\n{record.export_text().rstrip()}\n```\n{END}")

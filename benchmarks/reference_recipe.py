@@ -1,5 +1,5 @@
-"""The seed article's PyTorch recipe, re-implemented from the article: the baseline crossrt is
-measured against. Not part of the package.
+"""The reference article's PyTorch recipe, re-implemented from the article: the baseline crossrt
+is measured against. Not part of the package.
 
 Kept as the article has it, on purpose: DataLoader with num_workers=1 and shuffle=True,
 a Softmax inside the model followed by CrossEntropyLoss (the double softmax), Adam 1e-3,
@@ -7,7 +7,7 @@ batch 600, validation batch 100, per-image standardisation in torch, `loss.item(
 every step, and the article's log lines. Only the data files are read with crossrt's IDX
 reader, so both sides train on the same arrays.
 
-    python benchmarks/seed_recipe.py --epochs 2 --threads 2 [--dataset auto] [--json out.json]
+    python benchmarks/reference_recipe.py --epochs 2 --threads 2 [--dataset auto] [--json out.json]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch as th
 
 from crossrt.config import DataConfig
-from crossrt.data import resolve
+from crossrt.fetch import resolve
 
 
 class NewLeNet(th.nn.Module):
@@ -89,7 +89,7 @@ def valid(model, validdl, lossfn, epoch, device):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description="The seed article's PyTorch LeNet5 recipe (the baseline).")
+    p = argparse.ArgumentParser(description="The reference article's PyTorch LeNet5 recipe (the baseline).")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu")
@@ -132,7 +132,7 @@ def main() -> int:
     print('--->Total time: %.2f, training time: %.2f, validation time: %.2f' % (total_time, train_time, valid_time))
     if a.json:
         a.json.write_text(json.dumps({
-            "kind": "seed-baseline", "dataset": ds.name, "threads": th.get_num_threads(), "epochs": epochs,
+            "kind": "reference-baseline", "dataset": ds.name, "threads": th.get_num_threads(), "epochs": epochs,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, indent=2))
     return 0
 

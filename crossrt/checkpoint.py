@@ -1,0 +1,85 @@
+"""The checkpoint format: what `train` saves after every epoch and what --resume, export and
+bench-infer load back.
+
+A checkpoint holds the model, optimizer, scheduler and shuffle-generator states, the settings
+and the completed epochs, so a resumed run continues exactly where it stopped. It is loaded
+with weights_only=True: no code from the file ever runs.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig, to_plain
+from .errors import ConfigError, ModelError
+from .files import atomic_write
+from .model import LeNet5
+
+FORMAT = "crossrt-checkpoint-1"
+# Settings that must match for --resume to continue the same run.
+RESUME_KEYS = ("arch", "batch_size", "lr", "lr_step", "lr_gamma", "seed", "precision")
+
+
+def save(path: Path, cfg: TrainConfig, dataset: str, model, optimizer, scheduler, shuffle,
+         epochs: list[dict]) -> None:
+    """Write the whole training state atomically: the previous checkpoint stays until this one is complete."""
+    state = {
+        "format": FORMAT, "config": to_plain(cfg), "dataset": dataset,
+        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "shuffle": shuffle.get_state(),
+        "epochs": epochs,
+        "torch_version": str(torch.__version__),
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def load(path: Path) -> dict:
+    """A crossrt checkpoint, loaded with weights_only=True (no code runs from the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such checkpoint (run `make train` first)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors alike
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        why = next((ln for ln in lines if "Unpickler error" in ln), lines[0])
+        raise ModelError(f"{path}: not a loadable checkpoint ({why[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a crossrt checkpoint (format {FORMAT})")
+    return state
+
+
+def build_model(state: dict) -> LeNet5:
+    """The checkpoint's network, in eval mode on the CPU."""
+    model = LeNet5(state["config"]["arch"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def restore(path: Path, cfg: TrainConfig, dataset: str, model, optimizer, scheduler, shuffle) -> list[dict]:
+    """Load the checkpoint for --resume into the live objects; return its completed epochs.
+
+    Refuses a checkpoint of another recipe or dataset, or one that already has cfg.epochs.
+    """
+    state = load(path)
+    for key in RESUME_KEYS:
+        if state["config"][key] != getattr(cfg, key):
+            raise ConfigError(f"--resume: {path} was trained with {key}="
+                              f"{state['config'][key]!r}, not {getattr(cfg, key)!r}")
+    if state["dataset"] != dataset:
+        raise ConfigError(f"--resume: {path} was trained on {state['dataset']}, not {dataset}")
+    if len(state["epochs"]) >= cfg.epochs:
+        raise ConfigError(f"--resume: {path} already has {len(state['epochs'])} epochs; ask for more with --epochs")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    shuffle.set_state(state["shuffle"])
+    return state["epochs"]

@@ -1,0 +1,161 @@
+"""What each `crossrt` command does: build its config, check inputs, run, save, render.
+
+Each command takes the parsed flags and returns an exit code; crossrt.cli parses, dispatches
+and turns errors into exit codes. Every check that can fail runs before the long work starts.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import EXIT_FAILED, EXIT_OK, build
+from .config import BenchConfig, ExportConfig, SuiteConfig, TrainConfig
+from .system import cpu_count
+
+
+def err(message: str) -> None:
+    print(f"crossrt: error: {message}", file=sys.stderr)
+
+
+def _check_plots(a) -> None:
+    """Fail before any work when --plots is asked for and matplotlib is missing."""
+    if a.plots is not None:
+        from .plots import pyplot
+
+        pyplot()
+
+
+def _write_plots(a, pairs, benches) -> None:
+    from . import render
+    from .plots import write_all
+
+    if a.plots is not None and (paths := write_all(a.plots, pairs, benches)):
+        render.note(f"plots: {', '.join(map(str, paths))}")
+
+
+def _warn_threads(threads) -> None:
+    if over := [t for t in threads if t > cpu_count()]:
+        print(f"crossrt: warning: --threads {','.join(map(str, over))}: more threads than the {cpu_count()} "
+              f"cores this process may use; the threads will share cores", file=sys.stderr)
+
+
+def cmd_train(a) -> int:
+    cfg = build(TrainConfig, a)
+    _warn_threads((cfg.threads,))
+    _check_plots(a)
+    from . import render
+    from .export import export_trained
+    from .fetch import resolve
+    from .files import FolderLock, save_json
+    from .system import select_device
+    from .train import train
+
+    select_device(cfg.device, cfg.threads)  # a missing GPU fails here, before the data is read
+    ds = resolve(cfg.data)
+    render.dataset_line(ds)
+    with FolderLock(cfg.out):
+        with render.TrainProgress(cfg.epochs) as progress:
+            result, model = train(cfg, ds, progress)
+        if cfg.export:
+            export_trained(model, result, cfg.onnx_path, ds.test_images)
+        data = result.to_dict()
+        paths = save_json(data, cfg.json)
+        save_json(data, cfg.run_json, results_dir=None)
+    render.console.print(render.train_summary(result))
+    render.note(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; checkpoint: {cfg.checkpoint}")
+    _write_plots(a, [(result, None)], [])
+    return EXIT_OK
+
+
+def cmd_export(a) -> int:
+    cfg = build(ExportConfig, a)
+    from . import checkpoint, render
+    from .export import export_checkpoint
+    from .fetch import resolve
+    from .files import FolderLock
+
+    state = checkpoint.load(cfg.checkpoint)
+    ds = resolve(cfg.data, trained_on=state["dataset"])
+    with FolderLock(cfg.out.parent):
+        parity = export_checkpoint(state, checkpoint.build_model(state), cfg.out, ds.test_images)
+    render.export_line(cfg.out, parity, ds.name)
+    return EXIT_OK
+
+
+def cmd_fetch(a) -> int:
+    from .fetch import fetch
+
+    print(f"{a.name}: {fetch(a.name)}")
+    return EXIT_OK
+
+
+def cmd_bench_infer(a) -> int:
+    cfg = build(BenchConfig, a)
+    _check_plots(a)
+    from . import render
+    from .bench_infer import parity_failures, plan, prepare, run_bench
+    from .fetch import resolve
+    from .files import save_json
+
+    prepared = prepare(cfg)  # a bad model, checkpoint or provider fails here, before any work
+    _warn_threads(cfg.threads)
+    ds = resolve(cfg.data, trained_on=prepared.trained_on)
+    render.note(f"model: {cfg.model}; dataset: [bold]{ds.name}[/] ({ds.reason}); {len(plan(cfg))} configuration(s)")
+    result = run_bench(cfg, ds, prepared, on_run=render.bench_line)
+    paths = save_json(result.to_dict(), cfg.json)
+    render.bench_tables(result, prepared.training)
+    render.note(f"results: {', '.join(map(str, paths))}")
+    _write_plots(a, [(prepared.training, result)] if prepared.training else [], [result])
+    bad = parity_failures(result)
+    if bad:
+        err(f"{len(bad)} configuration(s) disagree with PyTorch's accuracy (shown in red)")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_suite(a) -> int:
+    cfg = build(SuiteConfig, a)
+    _check_plots(a)
+    from . import render
+    from .fetch import resolve
+    from .files import FolderLock, save_json
+    from .suite import reference, run_suite, scaling
+
+    ds = resolve(cfg.data)
+    render.dataset_line(ds)
+    with FolderLock(cfg.out), render.SuiteProgress() as progress:
+        result = run_suite(cfg, ds, progress)
+    paths = save_json(result.to_dict(), cfg.json)
+    render.console.print(render.suite_table(result, reference()))
+    rows = scaling(result)
+    if rows:
+        render.console.print(render.scaling_table(rows))
+    render.note(f"results: {', '.join(map(str, paths))}")
+    # The sweep is the thread-scaling picture; without it, each mode's own validation rows.
+    benches = [result.sweep_bench] if result.sweep_bench else [m.bench for m in result.modes if m.bench]
+    _write_plots(a, [(m.train, m.bench) for m in result.modes], benches)
+    return EXIT_OK
+
+
+def cmd_report(a) -> int:
+    _check_plots(a)
+    from . import render
+    from .merge import load_results, merge, parts, to_csv, to_markdown
+    from .results import BenchResult, TrainResult
+
+    loaded = load_results(a.files)
+    rows = merge(loaded)
+    if a.markdown:
+        sys.stdout.write(to_markdown(rows))
+    elif a.csv:
+        sys.stdout.write(to_csv(rows))
+    else:
+        render.console.print(render.report_table(rows))
+    found = [p for _, result in loaded for p in parts(result)]
+    _write_plots(a, [(p, None) for p in found if isinstance(p, TrainResult)],
+                 [p for p in found if isinstance(p, BenchResult)])
+    return EXIT_OK
+
+
+COMMANDS = {"train": cmd_train, "export": cmd_export, "bench-infer": cmd_bench_infer, "suite": cmd_suite,
+            "report": cmd_report, "fetch": cmd_fetch}

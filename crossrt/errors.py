@@ -1,0 +1,49 @@
+"""The exception tree. Every error a user can fix is a CrossrtError: one line, exit code 2.
+
+A run that ends early but has finished work to keep raises :class:`Stopped` with that
+partial result; the CLI saves it, says why, and exits 130 (interrupted) or 1 (failed).
+"""
+
+from __future__ import annotations
+
+
+class CrossrtError(Exception):
+    """An error the user can fix: the CLI prints it as one line and exits with code 2."""
+
+
+class ConfigError(CrossrtError):
+    """A flag or setting with a bad value."""
+
+
+class DataError(CrossrtError):
+    """A dataset file or folder that cannot be used."""
+
+
+class ModelError(CrossrtError):
+    """A model or checkpoint file that cannot be used."""
+
+
+class ProviderError(CrossrtError):
+    """A requested device or execution provider that is not really in use."""
+
+
+class ResultError(CrossrtError):
+    """A result JSON file that cannot be used."""
+
+
+class Busy(CrossrtError):
+    """Another crossrt run holds the output folder."""
+
+
+class Stopped(CrossrtError):
+    """A run ended early; `result` holds what was finished and must still be saved.
+
+    interrupted: Ctrl-C or SIGTERM (exit 130), else a failure such as a diverged loss (exit 1).
+    resumable: `--resume` continues from the checkpoint on disk.
+    """
+
+    def __init__(self, message: str, result, *, interrupted: bool = True, resumable: bool = False):
+        super().__init__(message)
+        self.result = result
+        self.interrupted = interrupted
+        self.resumable = resumable

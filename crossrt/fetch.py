@@ -1,0 +1,146 @@
+"""Named datasets: find them (system folder, cache), download them (SHA-256 checked), choose one.
+
+`--dataset auto` is MNIST when it can be had, else Fashion-MNIST, and the Dataset says which
+and why. A download lands in the cache only once its hash matches the published one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from pathlib import Path
+
+from .config import DataConfig
+from .data import Dataset, has_files, load_folder
+from .errors import DataError
+from .files import atomic_file
+
+# SHA-256 of the files as the public mirrors serve them (gzip-compressed).
+SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    },
+}
+MIRRORS = {
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+    "fashion-mnist": ("https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                      "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+}
+# Debian's package dataset-fashion-mnist (installed by `make setup`) puts the files here.
+SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),), "mnist": ()}
+PRETTY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+
+
+
+
+def cache_dir() -> Path:
+    """$CROSSRT_CACHE, else $XDG_CACHE_HOME/crossrt, else ~/.cache/crossrt."""
+    if os.environ.get("CROSSRT_CACHE"):
+        return Path(os.environ["CROSSRT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "crossrt"
+
+
+def mirrors(name: str) -> tuple[str, ...]:
+    """$CROSSRT_MIRROR (one base URL, for a local mirror or a test server), else the public ones."""
+    override = os.environ.get("CROSSRT_MIRROR")
+    return (override,) if override else MIRRORS[name]
+
+
+def _download(url: str, dest: Path, sha256: str, timeout: float) -> None:
+    """Stream url into a temp file beside dest; it replaces dest only if the hash matches."""
+    with atomic_file(dest) as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        digest = hashlib.sha256()
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise DataError(f"{url}: SHA-256 mismatch (got {digest.hexdigest()[:16]}..., "
+                            f"expected {sha256[:16]}...)")
+
+
+def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = None,
+          timeout: float = 30.0) -> Path:
+    """Download a named dataset into dest (default: the cache), verifying every file's SHA-256.
+
+    Files already present with the right hash are kept, others are deleted and fetched again;
+    a download only lands in dest once it has matched its hash, so an interrupted or tampered
+    download leaves nothing behind.
+    """
+    dest = Path(dest) if dest is not None else cache_dir() / name
+    urls = urls or mirrors(name)
+    dest.mkdir(parents=True, exist_ok=True)
+    for filename, sha256 in SHA256[name].items():
+        target = dest / filename
+        if target.is_file():
+            if _sha256(target) == sha256:
+                continue
+            target.unlink()  # corrupt or tampered: never kept, fetched again
+        errors = []
+        for base in urls:
+            url = base.rstrip("/") + "/" + filename
+            try:
+                _download(url, target, sha256, timeout)
+                break
+            except DataError as e:
+                errors.append(str(e))
+            except OSError as e:  # URLError, HTTPError, timeouts, refused connections
+                errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
+        else:
+            raise DataError(f"could not download {PRETTY[name]} {filename}: {'; '.join(errors)}")
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verified(name: str, folder: Path) -> bool:
+    """Whether folder holds every file of the named dataset with its published SHA-256."""
+    return all((folder / f).is_file() and _sha256(folder / f) == h for f, h in SHA256[name].items())
+
+
+def _named(name: str, download: bool) -> Dataset:
+    for folder in SYSTEM_DIRS[name]:
+        if has_files(folder):
+            return load_folder(folder, name, f"{PRETTY[name]} from {folder}")
+    cached = cache_dir() / name
+    if verified(name, cached):
+        return load_folder(cached, name, f"{PRETTY[name]} from the cache {cached}")
+    if not download:
+        raise DataError(f"{PRETTY[name]} is not in {cached} and downloading is off")
+    return load_folder(fetch(name, cached), name, f"{PRETTY[name]} downloaded to {cached}")
+
+
+def resolve(cfg: DataConfig, download: bool = True, trained_on: str | None = None) -> Dataset:
+    """Find the dataset the settings ask for. `auto` is `trained_on` (the dataset a model
+    records) when that is a named one, else MNIST when it can be had, else Fashion-MNIST."""
+    if cfg.data_dir is not None:
+        name = cfg.dataset if cfg.dataset != "auto" else cfg.data_dir.resolve().name
+        return load_folder(cfg.data_dir, name, f"--data-dir {cfg.data_dir}")
+    if cfg.dataset != "auto":
+        return _named(cfg.dataset, download)
+    if trained_on in SHA256:
+        return _named(trained_on, download)
+    try:
+        return _named("mnist", download)
+    except DataError as mnist_error:
+        try:
+            ds = _named("fashion-mnist", download)
+        except DataError as fashion_error:
+            raise DataError(f"--dataset auto: neither dataset is available. MNIST: {mnist_error}. "
+                            f"Fashion-MNIST: {fashion_error}. Give a folder with --data-dir") from None
+        why = str(mnist_error).split(": ")[-1].rstrip(")")[:80]
+        ds.reason += f" (auto: MNIST is not cached and could not be downloaded: {why})"
+        return ds

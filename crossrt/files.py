@@ -1,0 +1,102 @@
+"""Files that are never half-written: atomic writes, the output-folder lock, JSON in and out.
+
+Every file goes through a temp file in the same folder and a rename, so a crash, a full disk
+or Ctrl-C leaves either the old file or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import Busy, ResultError
+
+RESULTS_DIR = Path("results")
+
+@contextmanager
+def atomic_file(path: Path):
+    """Yield a binary file that replaces `path` only when the block ends without an exception."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    # O_EXCL: never write through an existing file or link; mode 0o666 minus the umask, as open() would.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    with atomic_file(path) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def save_json(data: dict, path: Path | None, results_dir: Path | None = RESULTS_DIR) -> list[Path]:
+    """Write data to path (if given) and a timestamped copy under results_dir; return the paths."""
+    text = json.dumps(data, indent=2) + "\n"
+    written = []
+    if results_dir is not None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        # The pid keeps two runs started in the same second from overwriting each other.
+        written.append(Path(results_dir) / f"{data['kind']}-{stamp}-{os.getpid()}.json")
+    if path is not None:
+        written.append(Path(path))
+    for p in written:
+        atomic_write(p, text)
+    return written
+
+
+def load_json(path: Path) -> dict:
+    """A JSON object from a file; ResultError names the file and what is wrong with it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ResultError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ResultError(f"{path}: not valid JSON (truncated?): {e}") from None
+    if not isinstance(data, dict):
+        raise ResultError(f"{path}: not a crossrt result (no 'kind' field)")
+    return data
+
+
+class FolderLock:
+    """An exclusive, non-blocking lock on a folder, so two runs never write the same exports/.
+
+    flock is released by the kernel when the process dies, so a crash never leaves a stale lock.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / ".crossrt.lock"
+        self.fd = None
+
+    def __enter__(self) -> "FolderLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(self.fd, 64).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise Busy(f"{self.path.parent}: in use by another crossrt run (pid {owner}); wait for "
+                       f"it or give this run its own folder with --out") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, str(os.getpid()).encode())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # closing releases the lock

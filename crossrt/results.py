@@ -1,0 +1,298 @@
+"""Every result as a dataclass: raw samples in, derived figures out, JSON both ways.
+
+Each result keeps its raw samples (per-epoch figures, per-batch latency statistics) and its
+own settings and environment, so files from different machines can be merged. Derived
+figures (totals, best accuracy, time to target, validation cost) are computed here, once.
+`to_dict` gives the JSON; `from_dict` reads it back, older schema versions included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import ResultError
+from .files import load_json
+from .system import now_iso
+from .timing import Latency
+
+# 2: a bench row's data path is `io` (was `mode`, which now means only a suite's modes).
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+
+
+def _known(cls, d: dict) -> dict:
+    """The entries of d that are fields of cls (derived figures written beside them are dropped)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+@dataclass(kw_only=True)
+class Record:
+    """What every saved result carries besides its figures: whether it ran to the end, the
+    process's peak memory, the machine and software, when, and the schema."""
+
+    complete: bool = False
+    peak_rss_mb: float | None = None
+    environment: dict = field(default_factory=dict)
+    created: str = field(default_factory=now_iso)
+    schema_version: int = SCHEMA_VERSION
+
+
+def machine_of(environment: dict, device: str = "cpu") -> str:
+    """The machine a result ran on: its GPU for CUDA runs, else CPU model and core count."""
+    env = environment or {}
+    if device == "cuda" and env.get("gpu"):
+        return env["gpu"]["name"]
+    return f"{env.get('cpu_model', '?')} ({env.get('cpu_cores', '?')} cores) @ {env.get('hostname', '?')}"
+
+
+# ---------------------------------------------------------------------------- train
+
+@dataclass
+class EpochResult:
+    """One epoch as the reference logs it: training loss and time, validation loss, accuracy, time."""
+
+    epoch: int
+    train_loss: float
+    train_s: float
+    valid_loss: float
+    valid_accuracy: float
+    valid_s: float
+    lr: float
+
+
+@dataclass
+class OnnxParity:
+    """The exported model and how closely ONNX Runtime (CPU) reproduces PyTorch on the test set."""
+
+    path: str
+    opset: int
+    max_abs_diff: float
+    top1_agreement: float
+    images: int
+    export_s: float
+
+
+@dataclass
+class TrainResult(Record):
+    dataset: str
+    dataset_source: str
+    device: str
+    threads: int
+    arch: str
+    precision: str
+    batch_size: int
+    valid_batch_size: int
+    train_images: int
+    valid_images: int
+    flops_per_image: int
+    target_accuracy: float
+    config: dict
+    epochs: list[EpochResult] = field(default_factory=list)
+    onnx: OnnxParity | None = None
+    checkpoint: str | None = None
+    peak: dict | None = None  # measured fp32 GEMM peak on the same device/threads (crossrt.system)
+    tuning: dict = field(default_factory=dict)  # how the loop was made fast (no effect on the math)
+    kind: str = "train"
+
+    @property
+    def setup(self) -> str:
+        return f"{self.device} {self.threads} thr {self.precision}"
+
+    def summary(self) -> dict:
+        """Every derived figure, from the per-epoch samples."""
+        eps = self.epochs
+        train_s = sum(e.train_s for e in eps)
+        valid_s = sum(e.valid_s for e in eps)
+        best = max(eps, key=lambda e: e.valid_accuracy) if eps else None
+        hit = next((e for e in eps if e.valid_accuracy >= self.target_accuracy), None)
+        # Training costs about 3x the forward FLOPs (forward, and backward for inputs and weights).
+        gflops = 3 * self.flops_per_image * self.train_images * len(eps) / train_s / 1e9 if train_s else None
+        return {
+            "train_s": train_s,
+            "valid_s": valid_s,
+            "total_s": train_s + valid_s,
+            "first_epoch_s": eps[0].train_s + eps[0].valid_s if eps else None,
+            "steady_epoch_train_s": (sum(e.train_s for e in eps[1:]) / (len(eps) - 1)
+                                     if len(eps) > 1 else (eps[0].train_s if eps else None)),
+            "images_per_s": self.train_images * len(eps) / train_s if train_s else None,
+            "train_gflops": gflops,
+            "percent_of_peak": 100 * gflops / self.peak["peak"] if gflops and self.peak else None,
+            "final_accuracy": eps[-1].valid_accuracy if eps else None,
+            "best_accuracy": best.valid_accuracy if best else None,
+            "best_epoch": best.epoch if best else None,
+            "target_epoch": hit.epoch if hit else None,
+            "target_s": (sum(e.train_s + e.valid_s for e in eps if e.epoch <= hit.epoch)
+                         if hit else None),
+        }
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), **self.summary()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainResult":
+        kw = _known(cls, d)
+        kw["epochs"] = [EpochResult(**e) for e in d.get("epochs", [])]
+        kw["onnx"] = OnnxParity(**d["onnx"]) if d.get("onnx") else None
+        return cls(**kw)
+
+
+# ---------------------------------------------------------------------------- bench-infer
+
+IO_PATHS = {"cpu": ("host",), "cuda": ("end-to-end", "device-resident")}
+
+
+@dataclass
+class InferRun:
+    """One configuration of bench-infer: runtime x provider x threads x batch size (x data path)."""
+
+    runtime: str
+    provider: str
+    io: str  # where the data lives: "host" (CPU), "end-to-end" or "device-resident" (CUDA)
+    threads: int  # as asked; 0 = the runtime's default
+    threads_effective: int | None  # what PyTorch reports it uses (None: ORT does not say)
+    batch_size: int
+    images: int
+    passes: int
+    images_per_s: float
+    gflops: float
+    latency_ms: Latency
+    session_create_s: float
+    first_run_s: float
+    accuracy: float
+    loss: float
+    providers: list[str]  # what really ran, read back from the session / device
+    peak_gflops: float | None = None  # measured fp32 GEMM peak for this provider and thread count
+    percent_of_peak: float | None = None
+    top1_agreement: float | None = None  # against the PyTorch reference predictions
+    parity_ok: bool | None = None
+    split_ms: dict | None = None  # CUDA: per-batch host-to-device / compute / device-to-host
+
+    @property
+    def pass_s(self) -> float:
+        """Seconds one validation pass takes (from the steady-state images/s)."""
+        return self.images / self.images_per_s
+
+    @property
+    def where(self) -> str:
+        """The provider and, for CUDA, the data path: "cpu", "cuda end-to-end"."""
+        return self.provider if self.io == "host" else f"{self.provider} {self.io}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} {self.where}, {self.threads or 'default'} thr, batch {self.batch_size}"
+
+    def same_config(self, other: "InferRun") -> bool:
+        return (self.provider, self.io, self.threads, self.batch_size) == \
+            (other.provider, other.io, other.threads, other.batch_size)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InferRun":
+        d = {"io": d.get("mode"), **d}  # schema 1 called the data path "mode"
+        return cls(**{**_known(cls, d), "latency_ms": Latency(**d["latency_ms"])})
+
+
+@dataclass
+class BenchResult(Record):
+    model: str
+    checkpoint: str | None
+    dataset: str
+    dataset_source: str
+    flops_per_image: int
+    settings: dict
+    runs: list[InferRun] = field(default_factory=list)
+    peaks: list[dict] = field(default_factory=list)
+    kind: str = "bench-infer"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BenchResult":
+        return cls(**{**_known(cls, d), "runs": [InferRun.from_dict(r) for r in d.get("runs", [])]})
+
+
+def cost_rows(train: TrainResult, runs: list[InferRun]) -> list[tuple[str, float, float]]:
+    """The reference's split, (label, training s, validation s): PyTorch inside `train`, then
+    the same epochs' validation priced with each bench-infer configuration."""
+    s, n = train.summary(), len(train.epochs)
+    return [("PyTorch inside `train`", s["train_s"], s["valid_s"])] + \
+        [(run.label, s["train_s"], n * run.pass_s) for run in runs]
+
+
+# ---------------------------------------------------------------------------- suite
+
+@dataclass
+class ModeResult:
+    """One of the reference's modes on this machine ("cpu 1 thread", "gpu"): training, then validation."""
+
+    mode: str
+    device: str
+    threads: int
+    train: TrainResult | None = None
+    bench: BenchResult | None = None
+
+
+@dataclass
+class SuiteResult(Record):
+    dataset: str
+    dataset_source: str
+    config: dict
+    modes: list[ModeResult] = field(default_factory=list)
+    sweep_train: list[TrainResult] = field(default_factory=list)
+    sweep_bench: BenchResult | None = None
+    swept: bool = False
+    kind: str = "suite"
+
+    def parts(self) -> list[TrainResult | BenchResult]:
+        """Every train and bench-infer result inside, modes first, then the sweep."""
+        found = [p for m in self.modes for p in (m.train, m.bench)] + [*self.sweep_train, self.sweep_bench]
+        return [p for p in found if p is not None]
+
+    def to_dict(self) -> dict:
+        def part(p):
+            return p.to_dict() if p is not None else None
+
+        modes = [{"mode": m.mode, "device": m.device, "threads": m.threads, "train": part(m.train),
+                  "bench": part(m.bench)} for m in self.modes]
+        sweep = ({"train": [t.to_dict() for t in self.sweep_train], "bench": part(self.sweep_bench)}
+                 if self.swept else None)
+        plain = {f.name: getattr(self, f.name) for f in fields(self)
+                 if f.name not in ("modes", "sweep_train", "sweep_bench", "swept")}
+        return {**plain, "modes": modes, "sweep": sweep}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SuiteResult":
+        modes = [ModeResult(m["mode"], m["device"], m["threads"],
+                            TrainResult.from_dict(m["train"]) if m.get("train") else None,
+                            BenchResult.from_dict(m["bench"]) if m.get("bench") else None)
+                 for m in d.get("modes", [])]
+        sweep = d.get("sweep") or {}
+        return cls(**{**_known(cls, d), "modes": modes, "swept": bool(d.get("sweep")),
+                      "sweep_train": [TrainResult.from_dict(t) for t in sweep.get("train", [])],
+                      "sweep_bench": BenchResult.from_dict(sweep["bench"]) if sweep.get("bench") else None})
+
+
+# ---------------------------------------------------------------------------- files
+
+KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult}
+Result = TrainResult | BenchResult | SuiteResult
+
+
+def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
+    """A result file of one of `kinds`, typed; any other kind, schema or shape is a ResultError."""
+    data = load_json(path)
+    if "kind" not in data:
+        raise ResultError(f"{path}: not a crossrt result (no 'kind' field)")
+    if data["kind"] not in kinds:
+        raise ResultError(f"{path}: is a {data['kind']!r} result, expected {' or '.join(map(repr, kinds))}")
+    if data.get("schema_version") not in READABLE_SCHEMAS:
+        raise ResultError(f"{path}: schema_version {data.get('schema_version')!r} is not supported "
+                          f"(this crossrt reads versions {', '.join(map(str, READABLE_SCHEMAS))}); "
+                          f"re-run to regenerate it")
+    try:
+        return KINDS[data["kind"]].from_dict(data)
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise ResultError(f"{path}: a {data['kind']!r} result with missing or malformed fields "
+                          f"({type(e).__name__}: {e})") from None

@@ -1,0 +1,94 @@
+"""Result dataclasses: derived figures from known samples, JSON round trips, older schemas."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crossrt.errors import ResultError
+from crossrt.results import (BenchResult, EpochResult, InferRun, ModeResult, SuiteResult, TrainResult, cost_rows,
+                             load_result)
+from crossrt.timing import Latency
+
+
+def train_result(**kw) -> TrainResult:
+    # Three epochs of 1,000 images: accuracy 0.5, 0.8, 0.7, so the best is epoch 2 and 0.75 is
+    # first reached there; 10 MFLOP per image against a 100 GFLOP/s peak.
+    epochs = [EpochResult(1, 2.0, 4.0, 1.5, 0.5, 1.0, 1e-3), EpochResult(2, 1.0, 2.0, 0.9, 0.8, 0.5, 1e-3),
+              EpochResult(3, 0.8, 2.0, 1.0, 0.7, 0.5, 1e-3)]
+    values = dict(dataset="tiny", dataset_source="test", device="cpu", threads=2, arch="lenet5",
+                  precision="fp32", batch_size=100, valid_batch_size=100, train_images=1000,
+                  valid_images=500, flops_per_image=10_000_000, target_accuracy=0.75, config={},
+                  epochs=epochs, peak={"peak": 100.0})
+    return TrainResult(**{**values, **kw})
+
+
+def infer_run(**kw) -> InferRun:
+    values = dict(runtime="onnxruntime", provider="cpu", io="host", threads=1, threads_effective=None,
+                  batch_size=100, images=500, passes=2, images_per_s=1000.0, gflops=10.0,
+                  latency_ms=Latency(1.0, 1.0, 1.2, 1.5, 0.1, 10), session_create_s=0.01, first_run_s=0.002,
+                  accuracy=0.7, loss=1.0, providers=["CPUExecutionProvider"])
+    return InferRun(**{**values, **kw})
+
+
+def test_train_summary_figures():
+    s = train_result().summary()
+    assert s["train_s"] == 8.0 and s["valid_s"] == 2.0 and s["total_s"] == 10.0
+    assert s["first_epoch_s"] == 5.0 and s["steady_epoch_train_s"] == 2.0
+    assert s["images_per_s"] == 3000 / 8.0
+    assert s["train_gflops"] == pytest.approx(3 * 10e6 * 3000 / 8.0 / 1e9)  # 11.25
+    assert s["percent_of_peak"] == pytest.approx(11.25)
+    assert (s["final_accuracy"], s["best_accuracy"], s["best_epoch"]) == (0.7, 0.8, 2)
+    assert s["target_epoch"] == 2 and s["target_s"] == 7.5  # (4 + 1) + (2 + 0.5)
+
+
+def test_train_summary_when_nothing_ran_or_target_missed():
+    s = train_result(target_accuracy=0.99).summary()
+    assert s["target_epoch"] is None and s["target_s"] is None
+    empty = train_result(epochs=[]).summary()
+    assert empty["train_s"] == 0 and empty["images_per_s"] is None and empty["final_accuracy"] is None
+
+
+def test_cost_rows_price_each_epoch_with_each_runtime():
+    runs = [infer_run(), infer_run(runtime="pytorch", io="end-to-end", provider="cuda", threads=0,
+                                   images_per_s=250.0)]
+    rows = cost_rows(train_result(), runs)
+    assert rows == [("PyTorch inside `train`", 8.0, 2.0),
+                    ("onnxruntime cpu, 1 thr, batch 100", 8.0, 3 * 0.5),  # 3 epochs x 500 images / 1000 img/s
+                    ("pytorch cuda end-to-end, default thr, batch 100", 8.0, 3 * 2.0)]
+
+
+def _roundtrip(result, tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result.to_dict()))
+    return load_result(path)
+
+
+def test_every_result_round_trips(tmp_path):
+    train = train_result(complete=True)
+    bench = BenchResult(model="m.onnx", checkpoint="m.pt", dataset="tiny", dataset_source="test",
+                        flops_per_image=10, settings={"spin": True}, runs=[infer_run(top1_agreement=1.0)])
+    suite = SuiteResult(dataset="tiny", dataset_source="test", config={"epochs": 3},
+                        modes=[ModeResult("cpu 1 thread", "cpu", 1, train, bench)],
+                        sweep_train=[train], sweep_bench=bench, swept=True, complete=True)
+    for result in (train, bench, suite):
+        assert _roundtrip(result, tmp_path) == result
+    assert _roundtrip(suite, tmp_path).parts() == [train, bench, train, bench]
+
+
+def test_schema_1_files_still_load(tmp_path):
+    old = {**infer_run().__dict__, "latency_ms": vars(infer_run().latency_ms), "mode": "device-resident"}
+    del old["io"]
+    bench = BenchResult(model="m", checkpoint=None, dataset="d", dataset_source="s", flops_per_image=1,
+                        settings={}).to_dict()
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({**bench, "schema_version": 1, "runs": [old]}))
+    assert load_result(path).runs[0].io == "device-resident"
+
+
+def test_malformed_result_is_one_clear_error(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"kind": "train", "schema_version": 2, "dataset": "x"}))
+    with pytest.raises(ResultError, match=r"bad.json: a 'train' result with missing or malformed fields"):
+        load_result(path)
