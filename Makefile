@@ -54,8 +54,11 @@ dataset:
 	else echo "note: no apt-get as root here; crossrt will download its datasets instead"; fi
 	@$(CROSSRT) fetch mnist >/dev/null 2>&1 || echo "note: MNIST is not reachable (offline?); make train will use Fashion-MNIST"
 
+# Tells crossrt how it was started, so that a stopped run says how to resume it in the same words.
+VIA_MAKE = CROSSRT_VIA_MAKE='$@ $(MAKEOVERRIDES)'
+
 train: setup ## train LeNet5 and export exports/lenet5.onnx [DEVICE THREADS EPOCHS BATCH DATASET DATA]
-	$(CROSSRT) train $(call opt,--device,$(DEVICE)) $(call opt,--threads,$(THREADS)) \
+	$(VIA_MAKE) $(CROSSRT) train $(call opt,--device,$(DEVICE)) $(call opt,--threads,$(THREADS)) \
 	  $(call opt,--epochs,$(EPOCHS)) $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
 
 export: setup ## re-export exports/lenet5.pt to ONNX and check parity [DATASET DATA]

@@ -4,28 +4,38 @@ Both runtimes get the same normalised float32 batches (views of one contiguous a
 before any clock starts), the same batch sizes and the same thread counts, and are timed by
 the same loop (:func:`crossrt.timing.time_passes`). Per configuration we record the cold
 costs on their own (session creation, first inference), then steady-state per-batch
-latency and whole-pass throughput, and score the outputs (loss, accuracy, agreement with
-PyTorch's top-1) from an untimed pass.
+latency and whole-pass throughput with their spread and CPU cost, and score the outputs
+(loss, accuracy, agreement with PyTorch's top-1) from an untimed pass.
+
+With `isolate`, each configuration runs in a fresh spawned process, so no allocator or
+thread-pool state carries over from the one before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from . import checkpoint
+from .checks import fits
 from .config import BenchConfig, to_plain
 from .data import Dataset, normalize, split
-from .errors import Stopped
+from .errors import ModelError, Stopped
 from .export import read_metadata
+from .files import regular_file
 from .flops import onnx_flops
-from .results import IO_PATHS, BenchResult, InferRun, TrainResult, load_result
+from .isolate import isolated
+from .results import IO_PATHS, BenchResult, InferRun, TrainResult
+from .schema import load_result
 from .runners import all_logits, create_session, ort_runner, torch_runner
-from .system import cpu_count, environment, measured_peak, peak_rss_mb
-from .timing import Latency, time_passes, timed
+from .peak import measured_peak, remeasure_peak
+from .system import cpu_count, environment, peak_rss_mb
+from .timing import Latency, capped, stability, time_passes, timed
+
+SPINS = {"on": (True,), "off": (False,), "both": (True, False)}
 
 
 @dataclass
@@ -33,21 +43,32 @@ class Prepared:
     """What bench-infer checked before any data is read: the model works on every provider."""
 
     flops_per_image: int
-    trained_on: str | None  # the dataset the model's metadata records
+    metadata: dict  # the model's metadata_props (dataset, data_dir, weights_sha256, ...)
     training: TrainResult | None  # the run that made the model, for the training-vs-validation table
-    state: dict | None  # the checkpoint, for the PyTorch rows
+    has_checkpoint: bool  # the PyTorch rows need it
+
+    @property
+    def trained_on(self) -> tuple[str | None, str | None]:
+        return self.metadata.get("dataset") or None, self.metadata.get("data_dir") or None
 
 
 def prepare(cfg: BenchConfig) -> Prepared:
     """Fail on a bad model, provider, checkpoint or training record before any work starts."""
     for provider in cfg.providers:
         create_session(cfg.model, provider, 1)
-    state = checkpoint.load(cfg.checkpoint) if "pytorch" in cfg.runtimes else None
+    meta = read_metadata(cfg.model)
+    if "pytorch" in cfg.runtimes:
+        state = checkpoint.load(cfg.checkpoint)
+        ours, theirs = state.get("weights_sha256"), meta.get("weights_sha256")
+        if ours and theirs and ours != theirs:
+            raise ModelError(f"{cfg.model} holds other weights than {cfg.checkpoint} (an older export, e.g. after "
+                             f"`train --no-export`): export this checkpoint with `crossrt export --checkpoint "
+                             f"{cfg.checkpoint}`, or pass the matching --checkpoint")
     train_json = cfg.train_json or cfg.model.with_suffix(".train.json")
     training = None
     if cfg.train_json is not None or train_json.is_file():
-        training = load_result(train_json, ("train",))
-    return Prepared(onnx_flops(cfg.model), read_metadata(cfg.model).get("dataset"), training, state)
+        training = load_result(regular_file(train_json, "--train-json"), ("train",))
+    return Prepared(onnx_flops(cfg.model), meta, training, "pytorch" in cfg.runtimes)
 
 
 def score(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -59,8 +80,23 @@ def score(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndar
     return float(-logp[np.arange(len(labels)), labels].mean()), float((preds == labels).mean()), preds
 
 
-def plan(cfg: BenchConfig) -> list[tuple[str, str, int, int, str]]:
-    """Every (runtime, provider, threads, batch, io) to run, in order.
+class Row(NamedTuple):
+    runtime: str
+    provider: str
+    threads: int
+    batch: int
+    io: str
+    spin: bool | None  # ORT only
+
+    @property
+    def math(self) -> str:
+        # cuDNN convolutions (PyTorch's default) and ORT's CUDA provider (use_tf32=1, set in
+        # crossrt.runners) run fp32 models in TF32 on GPUs that have it.
+        return "tf32" if self.provider == "cuda" else "fp32"
+
+
+def plan(cfg: BenchConfig) -> list[Row]:
+    """Every configuration to run, in order.
 
     For the CUDA provider the intra-op thread count only drives CPU-side glue, so CUDA
     rows run once per batch size, with the largest thread count asked for.
@@ -70,49 +106,74 @@ def plan(cfg: BenchConfig) -> list[tuple[str, str, int, int, str]]:
         for provider in cfg.providers:
             threads = cfg.threads if provider == "cpu" else (max(cfg.threads),)
             for runtime in cfg.runtimes:
-                for t in threads:
-                    for io in IO_PATHS[provider]:
-                        rows.append((runtime, provider, t, batch, io))
+                spins = SPINS[cfg.spin] if runtime == "onnxruntime" else (None,)
+                rows += [Row(runtime, provider, t, batch, io, spin)
+                         for t in threads for io in IO_PATHS[provider] for spin in spins]
     return rows
+
+
+def _noise_hint(row: Row) -> str | None:
+    if row.provider == "cpu" and (row.threads or cpu_count()) > cpu_count():
+        return f"{row.threads} threads on {cpu_count()} cores" + (", spinning" if row.spin else "")
+    return None
+
+
+def measure(cfg: BenchConfig, x: np.ndarray, labels: np.ndarray, row: Row, flops: int,
+            peak: dict) -> tuple[InferRun, np.ndarray]:
+    """Build one configuration's runner, score it untimed, time it; (row result, top-1 predictions).
+
+    A top-level function of picklable arguments, so that it can run in a fresh process.
+    """
+    batches = split(x, row.batch)
+    if row.runtime == "onnxruntime":
+        runner = ort_runner(cfg.model, row.provider, row.threads, row.io, batches, row.spin)
+    else:
+        state = checkpoint.load(cfg.checkpoint)
+        runner = torch_runner(partial(checkpoint.build_model, state), row.provider, row.threads, row.io, batches)
+    _, first_s = timed(partial(runner.run, 0))
+    loss, accuracy, preds = score(all_logits(runner, len(batches)), labels)
+    passes = time_passes(runner.run, len(batches), warmup=cfg.warmup, min_time=cfg.min_time,
+                         min_repeats=cfg.min_repeats)
+    ips = len(x) * len(passes.pass_s) / passes.total_s
+    gflops = ips * flops / 1e9
+    met = len(passes.pass_s) >= cfg.min_repeats and passes.total_s >= cfg.min_time
+    st = stability(passes.pass_s, len(x), rules_met=met, noise_hint=_noise_hint(row))
+    run = InferRun(runtime=row.runtime, provider=row.provider, io=row.io, threads=row.threads,
+                   threads_effective=runner.threads_effective, batch_size=row.batch, images=len(x),
+                   passes=len(passes.pass_s), images_per_s=ips, gflops=gflops, peak_gflops=peak["peak"],
+                   percent_of_peak=100 * gflops / peak["peak"], latency_ms=Latency.from_values(passes.batch_s),
+                   session_create_s=runner.create_s, first_run_s=first_s, accuracy=accuracy, loss=loss,
+                   providers=runner.providers, split_ms=runner.split() if runner.split else None,
+                   spin=row.spin, isolated=cfg.isolate, math=row.math, pass_times_s=passes.pass_s,
+                   batch_ms=[1e3 * s for s in capped(passes.batch_s)], cv=st.cv, ci95=st.ci95,
+                   stable=st.stable, unstable_cause=st.cause,
+                   cpu_s_per_1k=1000 * passes.cpu_s / (len(x) * len(passes.pass_s)))
+    return run, preds
 
 
 def run_bench(cfg: BenchConfig, data: Dataset, prepared: Prepared,
               on_run: Callable[[InferRun], None] | None = None) -> BenchResult:
     """Run every configuration of cfg on the test split of data; Stopped keeps finished rows."""
+    fits("--batch-size", cfg.batch_sizes, len(data.test_labels), "test images")
     x = np.ascontiguousarray(normalize(data.test_images))
     labels = data.test_labels.astype(np.int64)
     result = BenchResult(
-        model=str(cfg.model), checkpoint=str(cfg.checkpoint) if prepared.state else None, dataset=data.name,
-        dataset_source=data.source, flops_per_image=prepared.flops_per_image,
+        model=str(cfg.model), checkpoint=str(cfg.checkpoint) if prepared.has_checkpoint else None,
+        dataset=data.name, dataset_source=data.source, flops_per_image=prepared.flops_per_image,
         settings={**to_plain(cfg), "inter_op_threads": 1, "execution_mode": "sequential",
                   "graph_optimization": "all", "cpu_cores": cpu_count(),
                   "spin_note": "ORT session.intra_op.allow_spinning"})
     preds: list[np.ndarray] = []
     try:
-        for runtime, provider, threads, batch, io in plan(cfg):
-            batches = split(x, batch)
-            if runtime == "onnxruntime":
-                runner = ort_runner(cfg.model, provider, threads, io, batches, cfg.spin)
-            else:
-                runner = torch_runner(partial(checkpoint.build_model, prepared.state), provider, threads, io, batches)
-            peak = measured_peak(provider, threads)  # after the runner proved its provider works
+        for row in plan(cfg):
+            peak = measured_peak(row.provider, row.threads, row.math)  # the providers were proven in prepare()
+            job = partial(measure, cfg, x, labels, row, prepared.flops_per_image, peak)
+            run, p = isolated(job) if cfg.isolate else job()
+            if run.percent_of_peak > 100:  # the cached peak was measured on a busier machine: measure again
+                peak = remeasure_peak(row.provider, row.threads, row.math)
+                run.peak_gflops, run.percent_of_peak = peak["peak"], 100 * run.gflops / peak["peak"]
             if peak not in result.peaks:
                 result.peaks.append(peak)
-            _, first_s = timed(partial(runner.run, 0))
-            loss, accuracy, p = score(all_logits(runner, len(batches)), labels)
-            passes = time_passes(runner.run, len(batches), warmup=cfg.warmup,
-                                 min_time=cfg.min_time, min_repeats=cfg.min_repeats)
-            ips = len(x) * len(passes.pass_s) / passes.total_s
-            gflops = ips * prepared.flops_per_image / 1e9
-            run = InferRun(runtime=runtime, provider=provider, io=io, threads=threads,
-                           threads_effective=runner.threads_effective, batch_size=batch,
-                           images=len(x), passes=len(passes.pass_s), images_per_s=ips,
-                           gflops=gflops, peak_gflops=peak["peak"], percent_of_peak=100 * gflops / peak["peak"],
-                           latency_ms=Latency.from_values(passes.batch_s),
-                           session_create_s=runner.create_s, first_run_s=first_s,
-                           accuracy=accuracy, loss=loss, providers=runner.providers,
-                           split_ms=runner.split() if runner.split else None)
-            del runner  # frees the session and its thread pool before the next configuration
             preds.append(p)
             result.runs.append(run)
             if on_run:

@@ -8,14 +8,16 @@ with weights_only=True: no code from the file ever runs.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
 import torch
 
 from .config import TrainConfig, to_plain
+from .data import Dataset
 from .errors import ConfigError, ModelError
-from .files import atomic_write
+from .files import atomic_write, regular_file
 from .model import LeNet5
 
 FORMAT = "crossrt-checkpoint-1"
@@ -23,12 +25,27 @@ FORMAT = "crossrt-checkpoint-1"
 RESUME_KEYS = ("arch", "batch_size", "lr", "lr_step", "lr_gamma", "seed", "precision")
 
 
-def save(path: Path, cfg: TrainConfig, dataset: str, model, optimizer, scheduler, shuffle,
+def weights(model) -> dict:
+    """The model's tensors as saved: on the CPU, in the standard memory layout."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def fingerprint(tensors: dict) -> str:
+    """SHA-256 of the weights, the same for a checkpoint and the .onnx exported from it."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save(path: Path, cfg: TrainConfig, data: Dataset, model, optimizer, scheduler, shuffle,
          epochs: list[dict]) -> None:
     """Write the whole training state atomically: the previous checkpoint stays until this one is complete."""
+    tensors = weights(model)
     state = {
-        "format": FORMAT, "config": to_plain(cfg), "dataset": dataset,
-        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "format": FORMAT, "config": to_plain(cfg), "dataset": data.name, "data_dir": data.source,
+        "model": tensors, "weights_sha256": fingerprint(tensors),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "shuffle": shuffle.get_state(),
@@ -42,9 +59,7 @@ def save(path: Path, cfg: TrainConfig, dataset: str, model, optimizer, scheduler
 
 def load(path: Path) -> dict:
     """A crossrt checkpoint, loaded with weights_only=True (no code runs from the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such checkpoint (run `make train` first)")
+    path = regular_file(path, "checkpoint", missing="run `make train` first")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and torch errors alike

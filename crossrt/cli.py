@@ -11,7 +11,9 @@ saves it and exits 1.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -73,6 +75,9 @@ def add_options(p: argparse.ArgumentParser, cls) -> None:
             p.add_argument(flag.split("/")[0], action=action, **kw)
         else:
             p.add_argument(flag, type=PARSE[f.type], metavar=m["metavar"], choices=m["choices"], **kw)
+        for alias, value in m["aliases"].items():
+            p.add_argument(alias, dest=f.name, action="store_const", const=value,
+                           help=f"the same as {flag} {value} (default: {shown})")
 
 
 def build(cls, a: argparse.Namespace):
@@ -109,6 +114,14 @@ def build_parser() -> Parser:
     fmt.add_argument("--csv", action="store_true", help="print CSV (default: a rich table)")
     _plots_flag(r)
 
+    c = sub.add_parser("compare", help="two runs side by side: ratio, its 95% interval, a verdict per row",
+                       description="Compare every configuration two result files both measured: B's throughput "
+                                   "over A's, a bootstrap 95% interval, and faster / slower / same within noise.")
+    c.add_argument("a", type=Path, metavar="A", help="the baseline result file")
+    c.add_argument("b", type=Path, metavar="B", help="the result file compared with it")
+    c.add_argument("--noise", type=float, default=0.10, metavar="F",
+                   help="run-to-run noise band: B/A within 1 +- F is the same (default: %(default)s)")
+
     f = sub.add_parser("fetch", help="download a dataset into the cache, verifying SHA-256",
                        description="Download MNIST or Fashion-MNIST into the cache ($CROSSRT_CACHE).")
     f.add_argument("name", choices=DATASETS[1:], help="dataset to download")
@@ -117,18 +130,38 @@ def build_parser() -> Parser:
 
 
 
+def resume_command(a) -> str:
+    """The command that resumes this run, as the user can type it: the make target they ran
+    (`make train EPOCHS=3 ARGS=--resume`), else the executable they started."""
+    via = os.environ.get("CROSSRT_VIA_MAKE")  # set by the Makefile: the target and its variables
+    if via:
+        target, *assigns = shlex.split(via)
+        extra = next((shlex.split(x[5:]) for x in assigns if x.startswith("ARGS=")), [])
+        rest = [x for x in assigns if not x.startswith("ARGS=")]
+        return shlex.join(["make", target, *rest, "ARGS=" + shlex.join(extra + ["--resume"] * ("--resume" not in extra))])
+    exe = sys.argv[0] if a.from_shell else ""
+    if not exe or Path(exe).name == "__main__.py":
+        launcher = [sys.executable, "-m", "crossrt"]
+    else:
+        on_path = shutil.which("crossrt")
+        same = on_path and os.path.realpath(on_path) == os.path.realpath(exe)
+        launcher = ["crossrt" if same else os.path.realpath(exe)]
+    return shlex.join([*launcher, *[x for x in a.argv if x != "--resume"], "--resume"])
+
+
 def stopped(stop: Stopped, a) -> int:
     """Save what a stopped run finished, say why it stopped and how to go on, and pick the exit code."""
     from . import commands, render
+    from .console import console
     from .files import save_json
     from .results import TrainResult
 
     paths = save_json(stop.result.to_dict(), getattr(a, "json", None))
     if isinstance(stop.result, TrainResult):
-        render.console.print(render.train_summary(stop.result))
+        console.print(render.train_summary(stop.result))
     message = f"{stop}; partial results saved to {', '.join(map(str, paths))}"
     if stop.resumable:
-        message += ". Resume with: " + shlex.join(["crossrt", *[x for x in a.argv if x != "--resume"], "--resume"])
+        message += ". Resume with: " + resume_command(a)
     if not stop.interrupted:
         commands.err(message)
         return EXIT_FAILED
@@ -141,12 +174,13 @@ def _raise_interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_shell = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a bad flag (already reported in one line)
         return int(e.code or 0)
-    args.argv = argv
+    args.argv, args.from_shell = argv, from_shell
     # SIGTERM (a killed job, a closed terminal) stops as cleanly as Ctrl-C: same handling.
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None

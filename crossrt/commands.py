@@ -17,20 +17,26 @@ def err(message: str) -> None:
     print(f"crossrt: error: {message}", file=sys.stderr)
 
 
-def _check_plots(a) -> None:
-    """Fail before any work when --plots is asked for and matplotlib is missing."""
+def _check_outputs(a, results: bool = True) -> None:
+    """Fail before any work when --plots cannot be drawn or written, or results/ cannot be written."""
+    from .checks import output_folder
+    from .files import RESULTS_DIR
+
     if a.plots is not None:
         from .plots import pyplot
 
         pyplot()
+        output_folder("--plots", a.plots)
+    if results:
+        output_folder("the results folder", RESULTS_DIR)
 
 
 def _write_plots(a, pairs, benches) -> None:
-    from . import render
+    from .console import note
     from .plots import write_all
 
     if a.plots is not None and (paths := write_all(a.plots, pairs, benches)):
-        render.note(f"plots: {', '.join(map(str, paths))}")
+        note(f"plots: {', '.join(map(str, paths))}")
 
 
 def _warn_threads(threads) -> None:
@@ -42,8 +48,8 @@ def _warn_threads(threads) -> None:
 def cmd_train(a) -> int:
     cfg = build(TrainConfig, a)
     _warn_threads((cfg.threads,))
-    _check_plots(a)
-    from . import render
+    _check_outputs(a)
+    from . import console, render
     from .export import export_trained
     from .fetch import resolve
     from .files import FolderLock, save_json
@@ -52,33 +58,37 @@ def cmd_train(a) -> int:
 
     select_device(cfg.device, cfg.threads)  # a missing GPU fails here, before the data is read
     ds = resolve(cfg.data)
-    render.dataset_line(ds)
+    console.dataset_line(ds)
     with FolderLock(cfg.out):
-        with render.TrainProgress(cfg.epochs) as progress:
+        with console.TrainProgress(cfg.epochs) as progress:
             result, model = train(cfg, ds, progress)
         if cfg.export:
             export_trained(model, result, cfg.onnx_path, ds.test_images)
         data = result.to_dict()
         paths = save_json(data, cfg.json)
         save_json(data, cfg.run_json, results_dir=None)
-    render.console.print(render.train_summary(result))
-    render.note(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; checkpoint: {cfg.checkpoint}")
+    console.console.print(render.train_summary(result))
+    console.note(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; checkpoint: {cfg.checkpoint}")
+    if not cfg.export and cfg.onnx_path.is_file():
+        console.note(f"[yellow]note:[/] {cfg.onnx_path} is from an earlier training run (--no-export); "
+                     f"bench-infer refuses it with this checkpoint: export this one with "
+                     f"`crossrt export --checkpoint {cfg.checkpoint}`")
     _write_plots(a, [(result, None)], [])
     return EXIT_OK
 
 
 def cmd_export(a) -> int:
     cfg = build(ExportConfig, a)
-    from . import checkpoint, render
+    from . import checkpoint, console
     from .export import export_checkpoint
     from .fetch import resolve
     from .files import FolderLock
 
     state = checkpoint.load(cfg.checkpoint)
-    ds = resolve(cfg.data, trained_on=state["dataset"])
+    ds = resolve(cfg.data, trained_on=(state["dataset"], state.get("data_dir")))
     with FolderLock(cfg.out.parent):
         parity = export_checkpoint(state, checkpoint.build_model(state), cfg.out, ds.test_images)
-    render.export_line(cfg.out, parity, ds.name)
+    console.export_line(cfg.out, parity, ds.name)
     return EXIT_OK
 
 
@@ -91,8 +101,8 @@ def cmd_fetch(a) -> int:
 
 def cmd_bench_infer(a) -> int:
     cfg = build(BenchConfig, a)
-    _check_plots(a)
-    from . import render
+    _check_outputs(a)
+    from . import console, render
     from .bench_infer import parity_failures, plan, prepare, run_bench
     from .fetch import resolve
     from .files import save_json
@@ -100,11 +110,11 @@ def cmd_bench_infer(a) -> int:
     prepared = prepare(cfg)  # a bad model, checkpoint or provider fails here, before any work
     _warn_threads(cfg.threads)
     ds = resolve(cfg.data, trained_on=prepared.trained_on)
-    render.note(f"model: {cfg.model}; dataset: [bold]{ds.name}[/] ({ds.reason}); {len(plan(cfg))} configuration(s)")
-    result = run_bench(cfg, ds, prepared, on_run=render.bench_line)
+    console.note(f"model: {cfg.model}; dataset: [bold]{ds.name}[/] ({ds.reason}); {len(plan(cfg))} configuration(s)")
+    result = run_bench(cfg, ds, prepared, on_run=console.bench_line)
     paths = save_json(result.to_dict(), cfg.json)
     render.bench_tables(result, prepared.training)
-    render.note(f"results: {', '.join(map(str, paths))}")
+    console.note(f"results: {', '.join(map(str, paths))}")
     _write_plots(a, [(prepared.training, result)] if prepared.training else [], [result])
     bad = parity_failures(result)
     if bad:
@@ -115,22 +125,22 @@ def cmd_bench_infer(a) -> int:
 
 def cmd_suite(a) -> int:
     cfg = build(SuiteConfig, a)
-    _check_plots(a)
-    from . import render
+    _check_outputs(a)
+    from . import console, render
     from .fetch import resolve
     from .files import FolderLock, save_json
     from .suite import reference, run_suite, scaling
 
     ds = resolve(cfg.data)
-    render.dataset_line(ds)
-    with FolderLock(cfg.out), render.SuiteProgress() as progress:
+    console.dataset_line(ds)
+    with FolderLock(cfg.out), console.SuiteProgress() as progress:
         result = run_suite(cfg, ds, progress)
     paths = save_json(result.to_dict(), cfg.json)
-    render.console.print(render.suite_table(result, reference()))
+    console.console.print(render.suite_table(result, reference()))
     rows = scaling(result)
     if rows:
-        render.console.print(render.scaling_table(rows))
-    render.note(f"results: {', '.join(map(str, paths))}")
+        console.console.print(render.scaling_table(rows))
+    console.note(f"results: {', '.join(map(str, paths))}")
     # The sweep is the thread-scaling picture; without it, each mode's own validation rows.
     benches = [result.sweep_bench] if result.sweep_bench else [m.bench for m in result.modes if m.bench]
     _write_plots(a, [(m.train, m.bench) for m in result.modes], benches)
@@ -138,10 +148,11 @@ def cmd_suite(a) -> int:
 
 
 def cmd_report(a) -> int:
-    _check_plots(a)
+    _check_outputs(a, results=False)
     from . import render
-    from .merge import load_results, merge, parts, to_csv, to_markdown
-    from .results import BenchResult, TrainResult
+    from .console import console
+    from .merge import load_results, merge, to_csv, to_markdown
+    from .results import BenchResult, TrainResult, parts
 
     loaded = load_results(a.files)
     rows = merge(loaded)
@@ -150,12 +161,32 @@ def cmd_report(a) -> int:
     elif a.csv:
         sys.stdout.write(to_csv(rows))
     else:
-        render.console.print(render.report_table(rows))
+        for table in render.report_tables(rows):
+            console.print(table)
     found = [p for _, result in loaded for p in parts(result)]
     _write_plots(a, [(p, None) for p in found if isinstance(p, TrainResult)],
                  [p for p in found if isinstance(p, BenchResult)])
     return EXIT_OK
 
 
-COMMANDS = {"train": cmd_train, "export": cmd_export, "bench-infer": cmd_bench_infer, "suite": cmd_suite,
+def cmd_compare(a) -> int:
+    from . import render
+    from .checks import at_least
+    from .compare import compare
+    from .console import console, note
+    from .errors import ResultError
+    from .schema import load_result
+
+    at_least("--noise", a.noise, 0, 1)
+    rows, only_a, only_b = compare(load_result(a.a), load_result(a.b), a.noise)
+    if not rows:
+        raise ResultError(f"{a.a} and {a.b}: no configuration in common (dataset, runtime, provider, threads, "
+                          f"batch size and spinning must match)")
+    console.print(render.compare_table(rows, str(a.a), str(a.b), a.noise))
+    if only_a or only_b:
+        note(f"not compared: {only_a} row(s) only in A, {only_b} only in B")
+    return EXIT_OK
+
+
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "export": cmd_export, "bench-infer": cmd_bench_infer, "suite": cmd_suite,
             "report": cmd_report, "fetch": cmd_fetch}

@@ -2,9 +2,9 @@
 
 The CLI builds its flags from these dataclasses (each field's `metadata` holds its help
 text, and the flag name where it is not the field's), so a default is written once, here.
-They are also the Python API. Each one checks itself in ``__post_init__`` and raises
-:class:`ConfigError` with a message that names the flag, so a bad value never reaches the
-measurement code.
+They are also the Python API. Each one checks itself in ``__post_init__`` (with the
+validators of crossrt.checks) and raises :class:`ConfigError` with a message that names the
+flag, so a bad value never reaches the measurement code.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 
+from .checks import all_at_least, at_least, choice, nonempty_unique, output_folder, readable_folder, writable_file
 from .errors import ConfigError
-from .system import cpu_count
+from .system import cpu_count, max_threads
 
 ARCHS = ("lenet5", "lenet5-classic")
 DATASETS = ("auto", "mnist", "fashion-mnist")
@@ -22,56 +23,22 @@ PRECISIONS = ("fp32", "bf16")
 PROVIDERS = ("cpu", "cuda")
 RUNTIMES = ("onnxruntime", "pytorch")
 SUITE_DEVICES = ("auto", "cpu", "cuda")
+SPIN = ("on", "off", "both")
+MAX_EPOCHS = 100_000
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+MAX_SECONDS = 86_400  # --min-time: a day per configuration is already far beyond any need
+MAX_REPEATS = 1_000_000  # --warmup and --min-repeats
 
 
 def option(default=MISSING, *, help: str, factory=None, flag: str | None = None, metavar: str | None = None,
-           choices: tuple | None = None, default_text: str | None = None):
-    """A field that is also a CLI flag. default_text replaces the shown default ({} = the value)."""
-    meta = {"help": help, "flag": flag, "metavar": metavar, "choices": choices, "default_text": default_text}
+           choices: tuple | None = None, default_text: str | None = None, aliases: dict | None = None):
+    """A field that is also a CLI flag. default_text replaces the shown default ({} = the value);
+    aliases are extra flags that set a fixed value ({"--no-spin": "off"})."""
+    meta = {"help": help, "flag": flag, "metavar": metavar, "choices": choices, "default_text": default_text,
+            "aliases": aliases or {}}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
-
-
-# ---------------------------------------------------------------------------- validators
-
-def choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{flag}: unknown value {value!r} (choose from {', '.join(allowed)})")
-
-
-def at_least(flag: str, value, low) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-        raise ConfigError(f"{flag}: must be a number >= {low}, got {value!r}")
-
-
-def writable_file(flag: str, path: Path | None) -> Path | None:
-    """A path we will write a file to: checked now, not after an hour of training."""
-    if path is None:
-        return None
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path}: is a directory, expected a file path")
-    return path
-
-
-def output_folder(flag: str, path: Path) -> Path:
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{flag} {path}: is a file, expected a folder")
-    return path
-
-
-def nonempty_unique(flag: str, values: tuple) -> None:
-    if not values:
-        raise ConfigError(f"{flag}: needs at least one value")
-    if len(set(values)) != len(values):
-        raise ConfigError(f"{flag}: lists a value twice: {','.join(map(str, values))}")
-
-
-def all_at_least(flag: str, values: tuple, low) -> None:
-    for v in values:
-        at_least(flag, v, low)
 
 
 # ---------------------------------------------------------------------------- settings
@@ -89,7 +56,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         choice("--dataset", self.dataset, DATASETS)
         if self.data_dir is not None:
-            self.data_dir = Path(self.data_dir)
+            self.data_dir = readable_folder("--data-dir", self.data_dir)
 
 
 @dataclass
@@ -122,12 +89,12 @@ class TrainConfig:
         choice("--device", self.device, DEVICES)
         choice("--arch", self.arch, ARCHS)
         choice("--precision", self.precision, PRECISIONS)
-        at_least("--threads", self.threads, 1)
-        at_least("--epochs", self.epochs, 1)
+        at_least("--threads", self.threads, 1, max_threads())
+        at_least("--epochs", self.epochs, 1, MAX_EPOCHS)
         at_least("--batch-size", self.batch_size, 1)
         at_least("--valid-batch-size", self.valid_batch_size, 1)
-        at_least("--lr-step", self.lr_step, 0)
-        at_least("--seed", self.seed, 0)
+        at_least("--lr-step", self.lr_step, 0, MAX_EPOCHS)
+        at_least("--seed", self.seed, 0, MAX_SEED)
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
             raise ConfigError(f"--lr: must be in (0, 10), got {self.lr!r}")
         if not (isinstance(self.lr_gamma, (int, float)) and 0 < self.lr_gamma <= 1):
@@ -162,7 +129,7 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         self.checkpoint = Path(self.checkpoint)
-        self.out = writable_file("--out", self.out) or self.checkpoint.with_suffix(".onnx")
+        self.out = writable_file("--out", self.out or self.checkpoint.with_suffix(".onnx"))
 
 
 def _default_threads() -> tuple[int, ...]:
@@ -189,8 +156,9 @@ class BenchConfig:
     warmup: int = option(10, help="untimed batches per configuration")
     min_time: float = option(1.0, metavar="S", help="time full passes for at least S seconds ...")
     min_repeats: int = option(3, metavar="R", help="... and at least R passes")
-    spin: bool = option(True, flag="--spin/--no-spin", default_text="on, ORT's default",
-                        help="ORT intra-op threads busy-wait between ops")
+    spin: str = option("on", choices=SPIN, default_text="{}, ORT's default", aliases={"--no-spin": "off"},
+                       help="ORT intra-op threads busy-wait between ops; both = a row each way")
+    isolate: bool = option(False, help="time each configuration in a fresh process of its own")
     data: DataConfig = field(default_factory=DataConfig)
     train_json: Path | None = option(None, metavar="PATH", default_text="<model>.train.json when it exists",
                                      help="training record for the train-vs-validation table")
@@ -208,11 +176,14 @@ class BenchConfig:
             choice("--provider", p, PROVIDERS)
         for r in self.runtimes:
             choice("--runtimes", r, RUNTIMES)
-        all_at_least("--threads", self.threads, 0)
+        all_at_least("--threads", self.threads, 0, max_threads())
         all_at_least("--batch-size", self.batch_sizes, 1)
-        at_least("--warmup", self.warmup, 0)
-        at_least("--min-time", self.min_time, 0)
-        at_least("--min-repeats", self.min_repeats, 1)
+        at_least("--warmup", self.warmup, 0, MAX_REPEATS)
+        at_least("--min-time", self.min_time, 0, MAX_SECONDS)
+        at_least("--min-repeats", self.min_repeats, 1, MAX_REPEATS)
+        if isinstance(self.spin, bool):  # the Python API may say spin=True/False
+            self.spin = "on" if self.spin else "off"
+        choice("--spin", self.spin, SPIN)
         self.checkpoint = Path(self.checkpoint or self.model.with_suffix(".pt"))
         self.json = writable_file("--json", self.json)
         if self.train_json is not None:
@@ -238,6 +209,8 @@ class SuiteConfig:
     data: DataConfig = field(default_factory=DataConfig)
     out: Path = option(Path("exports/suite"), metavar="DIR", help="a subfolder per mode for checkpoints and models")
     min_time: float = option(1.0, metavar="S", help="seconds of timed validation passes per configuration")
+    isolate: bool = option(True, flag="--isolate/--no-isolate",
+                           help="time each validation configuration in a fresh process of its own")
     sweep: bool = option(False, help="also sweep threads and batch sizes")
     sweep_threads: tuple[int, ...] = option(factory=default_sweep_threads, metavar="N[,N]",
                                             default_text="1, 2, 4, ... and all cores", help="threads of the sweep")
@@ -251,10 +224,11 @@ class SuiteConfig:
 
     def __post_init__(self) -> None:
         choice("--device", self.device, SUITE_DEVICES)
-        at_least("--epochs", self.epochs, 1)
-        at_least("--sweep-epochs", self.sweep_epochs, 1)
-        at_least("--min-time", self.min_time, 0)
-        for flag in ("sweep_threads", "sweep_train_batches", "sweep_valid_batches"):
+        at_least("--epochs", self.epochs, 1, MAX_EPOCHS)
+        at_least("--sweep-epochs", self.sweep_epochs, 1, MAX_EPOCHS)
+        at_least("--min-time", self.min_time, 0, MAX_SECONDS)
+        all_at_least("--sweep-threads", self.sweep_threads, 1, max_threads())
+        for flag in ("sweep_train_batches", "sweep_valid_batches"):
             all_at_least("--" + flag.replace("_", "-"), getattr(self, flag), 1)
         self.out = output_folder("--out", self.out)
         self.json = writable_file("--json", self.json)

@@ -8,6 +8,7 @@ or downloading a named dataset is :mod:`crossrt.fetch`'s job.
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ class Dataset:
     """Raw uint8 images (N, 28, 28) and labels (N,) of both splits, and where they came from."""
 
     name: str
-    source: str
+    source: str  # the absolute path of the folder the files were read from
     reason: str
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -112,7 +113,7 @@ def load_folder(folder: Path, name: str, reason: str) -> Dataset:
             raise DataError(f"{ip}: holds no images")
         if labels.max() >= NUM_CLASSES:
             raise DataError(f"{lp}: label {int(labels.max())} out of range 0..{NUM_CLASSES - 1}")
-    return Dataset(name, str(folder), reason, *arrays)
+    return Dataset(name, os.path.abspath(folder), reason, *arrays)
 
 
 def normalize(images: np.ndarray) -> np.ndarray:

@@ -69,11 +69,15 @@ def read_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
-def onnx_metadata(dataset: str, arch: str, precision: str, epochs: int, accuracy: float | None) -> dict[str, str]:
-    """What a user of the .onnx file needs to know about it, for its metadata_props."""
+def onnx_metadata(dataset: str, data_dir: str | None, arch: str, precision: str, epochs: int,
+                  accuracy: float | None, weights_sha256: str | None) -> dict[str, str]:
+    """What a user of the .onnx file needs to know about it, for its metadata_props: among it,
+    where its training data was (bench-infer and export find it there again) and the weights'
+    fingerprint (bench-infer refuses a checkpoint with other weights)."""
     return {
-        "dataset": dataset, "arch": arch, "epochs": str(epochs), "precision": precision,
-        "accuracy": "" if accuracy is None else f"{accuracy:.4f}", "preprocessing": PREPROCESSING,
+        "dataset": dataset, "data_dir": data_dir or "", "arch": arch, "epochs": str(epochs),
+        "precision": precision, "accuracy": "" if accuracy is None else f"{accuracy:.4f}",
+        "preprocessing": PREPROCESSING, "weights_sha256": weights_sha256 or "",
         "torch_version": str(torch.__version__), "producer": "crossrt",
     }
 
@@ -87,8 +91,9 @@ def export_checked(model: torch.nn.Module, path: Path, metadata: dict[str, str],
 def export_checkpoint(state: dict, model: torch.nn.Module, path: Path, test_images: np.ndarray) -> OnnxParity:
     """Export a checkpoint's model (crossrt.checkpoint.load) with its training run's metadata."""
     epochs = state["epochs"]
-    meta = onnx_metadata(state["dataset"], state["config"]["arch"], state["config"]["precision"],
-                         len(epochs), epochs[-1]["valid_accuracy"] if epochs else None)
+    meta = onnx_metadata(state["dataset"], state.get("data_dir"), state["config"]["arch"],
+                         state["config"]["precision"], len(epochs), epochs[-1]["valid_accuracy"] if epochs else None,
+                         state.get("weights_sha256"))
     return export_checked(model, path, meta, test_images)
 
 
@@ -98,8 +103,8 @@ def export_trained(model: torch.nn.Module, result: TrainResult, path: Path, test
     Training is done and checkpointed by then, so a failed or interrupted export raises
     Stopped with the result, which is saved all the same (marked incomplete).
     """
-    meta = onnx_metadata(result.dataset, result.arch, result.precision, len(result.epochs),
-                         result.summary()["final_accuracy"])
+    meta = onnx_metadata(result.dataset, result.dataset_source, result.arch, result.precision, len(result.epochs),
+                         result.summary()["final_accuracy"], result.weights_sha256)
     try:
         result.onnx = export_checked(model, path, meta, test_images)
     except (KeyboardInterrupt, Exception) as e:

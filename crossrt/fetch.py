@@ -15,6 +15,7 @@ from .config import DataConfig
 from .data import Dataset, has_files, load_folder
 from .errors import DataError
 from .files import atomic_file
+from .system import cache_dir
 
 # SHA-256 of the files as the public mirrors serve them (gzip-compressed).
 SHA256 = {
@@ -42,14 +43,6 @@ SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),), "m
 PRETTY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 
-
-
-def cache_dir() -> Path:
-    """$CROSSRT_CACHE, else $XDG_CACHE_HOME/crossrt, else ~/.cache/crossrt."""
-    if os.environ.get("CROSSRT_CACHE"):
-        return Path(os.environ["CROSSRT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "crossrt"
 
 
 def mirrors(name: str) -> tuple[str, ...]:
@@ -98,7 +91,8 @@ def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = No
             except OSError as e:  # URLError, HTTPError, timeouts, refused connections
                 errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
         else:
-            raise DataError(f"could not download {PRETTY[name]} {filename}: {'; '.join(errors)}")
+            raise DataError(f"could not download {PRETTY[name]} {filename}: {'; '.join(errors)} "
+                            f"(offline? give a folder with the four IDX files with --data-dir)")
     return dest
 
 
@@ -123,16 +117,27 @@ def _named(name: str, download: bool) -> Dataset:
     return load_folder(fetch(name, cached), name, f"{PRETTY[name]} downloaded to {cached}")
 
 
-def resolve(cfg: DataConfig, download: bool = True, trained_on: str | None = None) -> Dataset:
-    """Find the dataset the settings ask for. `auto` is `trained_on` (the dataset a model
-    records) when that is a named one, else MNIST when it can be had, else Fashion-MNIST."""
+def resolve(cfg: DataConfig, download: bool = True,
+            trained_on: tuple[str | None, str | None] = (None, None)) -> Dataset:
+    """Find the dataset the settings ask for.
+
+    `auto` is, for a trained model, the (name, folder) it records: that folder when it is still
+    there, else the named dataset from the cache or a download; otherwise MNIST when it can
+    be had, else Fashion-MNIST. Every failure says which flag to pass.
+    """
     if cfg.data_dir is not None:
-        name = cfg.dataset if cfg.dataset != "auto" else cfg.data_dir.resolve().name
+        name = cfg.dataset if cfg.dataset != "auto" else Path(os.path.abspath(cfg.data_dir)).name
         return load_folder(cfg.data_dir, name, f"--data-dir {cfg.data_dir}")
     if cfg.dataset != "auto":
         return _named(cfg.dataset, download)
-    if trained_on in SHA256:
-        return _named(trained_on, download)
+    name, folder = trained_on
+    if folder and has_files(Path(folder)):
+        return load_folder(Path(folder), name or Path(folder).name, f"{folder}, where the model's training data was")
+    if name in SHA256:
+        return _named(name, download)
+    if name:
+        raise DataError(f"the model was trained on {name!r} from {folder or 'a folder'}, which is not there "
+                        f"now: pass that dataset's folder with --data-dir DIR")
     try:
         return _named("mnist", download)
     except DataError as mnist_error:

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import Busy, ResultError
+from .errors import Busy, CrossrtError, ResultError
 
 RESULTS_DIR = Path("results")
 
@@ -34,6 +34,19 @@ def atomic_file(path: Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def regular_file(path: Path, what: str, missing: str | None = None) -> Path:
+    """path, if it is a file crossrt can read (not a folder, FIFO or device, which would hang or
+    mislead); else a one-line error naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise CrossrtError(f"{path}: no such {what}" + (f" ({missing})" if missing else ""))
+    if path.is_dir():
+        raise CrossrtError(f"{path}: is a folder, expected a {what} file")
+    if not path.is_file():
+        raise CrossrtError(f"{path}: not a regular file (a FIFO, socket or device?), expected a {what} file")
+    return path
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -60,9 +73,9 @@ def load_json(path: Path) -> dict:
     """A JSON object from a file; ResultError names the file and what is wrong with it."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultError(f"{path}: no such file") from None
+        data = json.loads(regular_file(path, "result").read_text())
+    except CrossrtError as e:
+        raise ResultError(str(e)) from None
     except OSError as e:
         raise ResultError(f"{path}: cannot read ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

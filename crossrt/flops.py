@@ -15,25 +15,16 @@ import torch
 from torch import nn
 
 
-def forward_flops(model: nn.Module, image_shape=(1, 28, 28)) -> int:
-    """Multiply-adds x 2 of one forward pass per image, counted on the convolutions and linears.
-
-    Counted by running the model once on a zero input with hooks, so it follows the real
-    layer shapes.
-    """
+def _per_layer(model: nn.Module, count, image_shape=(1, 28, 28)) -> int:
+    """The sum of count(module, output) over the model's leaf layers, on one zero image, so that
+    it follows the real layer shapes."""
     total = 0
 
     def hook(module, inputs, output):
         nonlocal total
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            per_out = module.in_channels // module.groups * kh * kw
-            total += 2 * per_out * output.numel()
-        elif isinstance(module, nn.Linear):
-            total += 2 * module.in_features * module.out_features
+        total += count(module, output)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
             param = next(model.parameters())
@@ -42,6 +33,25 @@ def forward_flops(model: nn.Module, image_shape=(1, 28, 28)) -> int:
         for h in handles:
             h.remove()
     return total
+
+
+def _layer_flops(module: nn.Module, output: torch.Tensor) -> int:
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return 2 * module.in_channels // module.groups * kh * kw * output.numel()
+    if isinstance(module, nn.Linear):
+        return 2 * module.in_features * module.out_features
+    return 0
+
+
+def forward_flops(model: nn.Module) -> int:
+    """Multiply-adds x 2 of one forward pass per image, counted on the convolutions and linears."""
+    return _per_layer(model, _layer_flops)
+
+
+def activations_per_image(model: nn.Module) -> int:
+    """Floats every layer outputs for one image: what a forward pass keeps for the backward one."""
+    return _per_layer(model, lambda module, output: output.numel())
 
 
 def onnx_flops(path: Path) -> int:

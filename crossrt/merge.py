@@ -10,33 +10,31 @@ import csv
 import io
 from pathlib import Path
 
-from .results import BenchResult, Result, SuiteResult, TrainResult, load_result, machine_of
+from .results import Result, TrainResult, machine_of, parts
+from .schema import load_result
 
-COLUMNS = ("machine", "kind", "device", "runtime", "threads", "batch_size", "epochs", "train_s", "valid_s",
-           "total_s", "images_per_s", "accuracy", "source")
-
-
-def parts(result: Result) -> list[TrainResult | BenchResult]:
-    """The train and bench-infer results in a result (a suite holds several)."""
-    return result.parts() if isinstance(result, SuiteResult) else [result]
+COLUMNS = ("machine", "kind", "dataset", "device", "runtime", "threads", "batch_size", "epochs", "train_s",
+           "valid_s", "total_s", "images_per_s", "accuracy", "stable", "complete", "created", "source")
 
 
 def rows_of(result: Result, source: str) -> list[dict]:
     """Flat rows, one per training run or bench configuration, with COLUMNS as keys."""
     rows = []
     for part in parts(result):
+        run_of = {"dataset": part.dataset, "complete": part.complete, "created": part.created, "source": source}
         if isinstance(part, TrainResult):
             s = part.summary()
-            rows.append({"machine": machine_of(part.environment, part.device), "kind": "train",
-                         "device": f"{part.device} {part.precision}", "runtime": "pytorch (train)",
+            rows.append({**run_of, "machine": machine_of(part.environment, part.device), "kind": "train",
+                         "device": f"{part.device} {part.precision}", "runtime": "pytorch",
                          "threads": part.threads, "batch_size": part.batch_size, "epochs": len(part.epochs),
                          "train_s": s["train_s"], "valid_s": s["valid_s"], "total_s": s["total_s"],
-                         "images_per_s": s["images_per_s"], "accuracy": s["final_accuracy"], "source": source})
+                         "images_per_s": s["images_per_s"], "accuracy": s["final_accuracy"],
+                         "stable": s["train_stable"] if part.schema_version >= 3 else None})
             continue
-        rows += [{"machine": machine_of(part.environment, run.provider), "kind": "bench-infer",
-                  "device": run.where, "runtime": run.runtime, "threads": run.threads,
+        rows += [{**run_of, "machine": machine_of(part.environment, run.provider), "kind": "bench-infer",
+                  "device": run.where, "runtime": run.runtime_label, "threads": run.threads,
                   "batch_size": run.batch_size, "epochs": None, "train_s": None, "valid_s": run.pass_s,
-                  "total_s": None, "images_per_s": run.images_per_s, "accuracy": run.accuracy, "source": source}
+                  "total_s": None, "images_per_s": run.images_per_s, "accuracy": run.accuracy, "stable": run.stable}
                  for run in part.runs]
     return rows
 

@@ -1,7 +1,9 @@
 """PNG figures of results: learning curves, throughput against threads, training vs validation time.
 
 matplotlib is an optional extra (`pip install crossrt[plots]`); without it, asking for plots
-is a one-line error. Figures are written atomically like every other crossrt file.
+is a one-line error. Figures are written atomically like every other crossrt file. Runs stay
+apart: every line and bar is named by its run (setup, dataset, epochs, and its start time
+where two runs would otherwise share a name), and points are marked, so a one-epoch run shows.
 """
 
 from __future__ import annotations
@@ -33,23 +35,35 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _label(r: TrainResult, machine: bool) -> str:
-    base = f"{r.setup}, {r.dataset}"
-    return f"{base} [{machine_of(r.environment, r.device).split(' @ ')[0]}]" if machine else base
+def run_names(results: list, base) -> list[str]:
+    """base(result) for each result, made unique: the run's start time is added where two
+    share a name, and a number where even that is the same."""
+    names = [base(r) for r in results]
+    names = [f"{n} @{r.created[5:16].replace('T', ' ')}" if names.count(n) > 1 else n for n, r in zip(names, results)]
+    return [f"{n} #{i + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+def train_names(trains: list[TrainResult]) -> list[str]:
+    machines = len({machine_of(r.environment, r.device) for r in trains}) > 1
+
+    def base(r):
+        where = f" [{machine_of(r.environment, r.device).split(' @ ')[0]}]" if machines else ""
+        return f"{r.setup}, {r.dataset}, {len(r.epochs)} ep{where}"
+
+    return run_names(trains, base)
 
 
 def learning_curves(trains: list[TrainResult], path: Path) -> Path:
     """Loss (training and validation) and validation accuracy per epoch, every run on one chart."""
     plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    machines = len({machine_of(r.environment, r.device) for r in trains}) > 1
-    for r in trains:
+    for r, name in zip(trains, train_names(trains)):
         epochs = [e.epoch for e in r.epochs]
-        line, = ax_loss.plot(epochs, [e.train_loss for e in r.epochs], label=f"{_label(r, machines)} train")
-        ax_loss.plot(epochs, [e.valid_loss for e in r.epochs], "--", color=line.get_color(),
-                     label=f"{_label(r, machines)} valid")
-        ax_acc.plot(epochs, [100 * e.valid_accuracy for e in r.epochs], color=line.get_color(),
-                    label=_label(r, machines))
+        line, = ax_loss.plot(epochs, [e.train_loss for e in r.epochs], "o-", ms=3, label=f"{name} train")
+        ax_loss.plot(epochs, [e.valid_loss for e in r.epochs], "s--", ms=3, color=line.get_color(),
+                     label=f"{name} valid")
+        ax_acc.plot(epochs, [100 * e.valid_accuracy for e in r.epochs], "o-", ms=3, color=line.get_color(),
+                    label=name)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss per epoch")
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy per epoch")
     for ax in (ax_loss, ax_acc):
@@ -64,11 +78,12 @@ def throughput_vs_threads(benches: list[BenchResult], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     lines: dict[str, dict[int, float]] = {}
     machines = len({machine_of(b.environment) for b in benches}) > 1
-    for b in benches:
-        where = f" [{machine_of(b.environment).split(' @ ')[0]}]" if machines else ""
+    names = run_names(benches, lambda b: f"{b.dataset}" + (f" [{machine_of(b.environment).split(' @ ')[0]}]"
+                                                                 if machines else ""))
+    for b, name in zip(benches, names):
         for run in b.runs:
             if run.provider == "cpu":
-                key = f"{run.runtime} batch {run.batch_size}{where}"
+                key = f"{run.runtime_label} batch {run.batch_size}, {name}"
                 lines.setdefault(key, {})[run.threads_effective or run.threads] = run.images_per_s
     for key, points in sorted(lines.items()):
         threads = sorted(points)
@@ -101,7 +116,7 @@ def write_all(plot_dir: Path, pairs: list[tuple[TrainResult, BenchResult | None]
     with its bench-infer runs, when paired), throughput against threads; returns the paths."""
     plot_dir = Path(plot_dir)
     trains = [t for t, _ in pairs]
-    costs = [(f"{t.setup}\n{label}", a, b) for t, bench in pairs
+    costs = [(f"{name}\n{label}", a, b) for (t, bench), name in zip(pairs, train_names(trains))
              for label, a, b in cost_rows(t, bench.runs if bench else [])]
     written = []
     if trains:

@@ -1,23 +1,21 @@
-"""Console output: the only module that imports rich.
+"""Result tables for the console (rich). Measurement never imports this module.
 
-Tables and progress bars go to stdout; errors and warnings go to stderr through the CLI.
+Every table fits the console's width (80 columns when piped) without cutting a number: a
+column whose value is the same in every row is said once in the title, less important
+columns are dropped, and a table that still does not fit is stacked, one value per line.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+from typing import NamedTuple
 
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 
-from .results import BenchResult, EpochResult, InferRun, SuiteResult, TrainResult, cost_rows, machine_of
+from .console import console, note
+from .results import BenchResult, SuiteResult, TrainResult, cost_rows, machine_of
 
-GEMM_NOTE = "measured fp32 GEMM"
-# Piped output (CI logs, README tables) gets a width that fits the wide bench table.
-console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager"}
 
 
 def _s(seconds: float | None) -> str:
@@ -32,174 +30,174 @@ def _num(x: float | None, digits: int = 0) -> str:
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
-class TrainProgress:
-    """A bar per epoch (batches done, time left) and the reference's log line per epoch, readable."""
+def _peak_pct(p: float | None) -> str:
+    """% of peak; over 100% (a peak measured on a busier moment) is never shown as if normal."""
+    return "—" if p is None else f"{p:.0f}%" if p <= 100 else f"[yellow]{p:.0f}%![/]"
 
-    def __init__(self, total_epochs: int):
-        self.total = total_epochs
-        # A low refresh rate: on a 2-core machine the redraw thread competes with training.
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("batches"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=console, refresh_per_second=4, transient=True)
-        self.task = None
 
-    def __enter__(self):
-        self.bar.__enter__()
-        return self
+def _stable(ok: bool | None) -> str:
+    return "—" if ok is None else "yes" if ok else "[yellow]no[/]"
 
-    def __exit__(self, *exc):
-        return self.bar.__exit__(*exc)
 
-    def start_epoch(self, epoch: int, batches: int) -> None:
-        if self.task is not None:
-            self.bar.remove_task(self.task)
-        self.task = self.bar.add_task(f"epoch {epoch}/{self.total} train", total=batches)
+def _ci(ci: list[float] | None) -> str:
+    return "—" if not ci else f"{ci[0]:,.0f}–{ci[1]:,.0f}"
 
-    def advance(self) -> None:
-        self.bar.advance(self.task)
 
-    def validating(self) -> None:
-        self.bar.update(self.task, description=self.bar.tasks[-1].description.replace("train", "valid"))
+class Col(NamedTuple):
+    name: str
+    left: bool = False
+    drop: int = 0  # 0: always shown; else dropped when the table is too wide, highest first
+    fold: bool = False  # when every row has the same value, said once in the title instead
+    wrap: bool = False  # text that may wrap; numbers never do
 
-    def end_epoch(self, e: EpochResult) -> None:
-        self.bar.console.print(
-            f"epoch {e.epoch:>3}  train loss {e.train_loss:.4f}  [cyan]{e.train_s:6.2f} s[/]   "
-            f"valid loss {e.valid_loss:.4f}  acc [bold]{100 * e.valid_accuracy:6.2f}%[/]  "
-            f"[cyan]{e.valid_s:5.2f} s[/]", highlight=False)
+
+def _need(cols: list[Col], rows: list[list[str]], keep: list[int]) -> int:
+    """Columns the table needs: whole cells (and header) where numbers must not wrap, the
+    longest word where text may. Each column adds 3 for its border and padding."""
+    def longest(cell: str, whole: bool) -> int:
+        lines = Text.from_markup(cell).plain.splitlines() or [""]
+        return max(len(ln) if whole else max(map(len, ln.split() or [""])) for ln in lines)
+
+    return 1 + sum(3 + max([longest(cols[i].name, not cols[i].wrap)] +
+                           [longest(r[i], not cols[i].wrap) for r in rows]) for i in keep)
+
+
+def fitted(title: str, cols: list[Col], rows: list[list[str]], styles=None, ends=None, caption=None) -> Table:
+    """A table of rows (lists of cells, markup allowed) that fits the console's width."""
+    width, keep, folded = console.width, list(range(len(cols))), []
+    if len(rows) > 1:
+        for i, c in enumerate(cols):
+            if c.fold and len({r[i] for r in rows}) == 1:
+                keep.remove(i)
+                folded.append(f"{c.name} {rows[0][i]}")
+    title += f" ({', '.join(folded)})" if folded else ""
+    drops, dropped = sorted((i for i in keep if cols[i].drop), key=lambda i: -cols[i].drop), []
+    while _need(cols, rows, keep) > width and drops:
+        dropped.append(drops.pop(0))
+        keep.remove(dropped[-1])
+    for i in reversed(dropped):  # the most important of the dropped columns first, if it fits now
+        if _need(cols, rows, sorted(keep + [i])) <= width:
+            keep = sorted(keep + [i])
+    if _need(cols, rows, keep) <= width:
+        t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+        for i in keep:
+            c = cols[i]
+            t.add_column(c.name, justify="left" if c.left else "right", no_wrap=not c.wrap, overflow="fold")
+        for n, r in enumerate(rows):
+            t.add_row(*(r[i] for i in keep), style=styles[n] if styles else None, end_section=bool(ends and ends[n]))
+        return t
+    stacked = Table(title=title, title_justify="left", show_header=False, caption=caption, caption_justify="left")
+    stacked.add_column("field", overflow="fold")
+    stacked.add_column("value", overflow="fold")
+    for r in rows:
+        for i, c in enumerate(cols):
+            stacked.add_row(c.name, r[i])
+        stacked.rows[-1].end_section = True
+    return stacked
 
 
 def train_summary(r: TrainResult) -> Table:
-    s = r.summary()
-    n = len(r.epochs)
-    t = Table(title=f"LeNet5 ({r.arch}) on {r.dataset}: {n} epoch(s), {r.device}, "
-                    f"{r.threads} thread(s), {r.precision}", title_justify="left")
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_column("note", style="dim")
-    t.add_row("training time", _s(s["train_s"]), f"{_s(s['train_s'] / n if n else None)} per epoch")
-    t.add_row("validation time", _s(s["valid_s"]), f"{_s(s['valid_s'] / n if n else None)} per pass "
-              f"({r.valid_images:,} images, batch {r.valid_batch_size})")
-    t.add_row("total", _s(s["total_s"]), "training + validation, as the reference adds them")
-    t.add_row("first epoch", _s(s["first_epoch_s"]), "train + valid; includes warm-up cost")
-    t.add_row("steady epoch (training)", _s(s["steady_epoch_train_s"]), "mean of epochs 2..N")
-    t.add_row("training throughput", f"{_num(s['images_per_s'])} img/s",
-              f"{_num(s['train_gflops'], 1)} GFLOP/s (3 x {r.flops_per_image / 1e6:.2f} MFLOP/img)")
+    s, n = r.summary(), len(r.epochs)
+    per = (lambda x: _s(x / n)) if n else (lambda x: "—")
+    stable = "stable" if s["train_stable"] else f"[yellow]unstable: {s['train_unstable_cause']}[/]"
+    rows = [
+        ["training time", _s(s["train_s"]), f"{per(s['train_s'])} per epoch"],
+        ["validation time", _s(s["valid_s"]),
+         f"{per(s['valid_s'])} per pass ({r.valid_images:,} images, batch {r.valid_batch_size})"],
+        ["total", _s(s["total_s"]), "training + validation, as the reference adds them"],
+        ["first epoch", _s(s["first_epoch_s"]), "train + valid; includes warm-up cost"],
+        ["steady epoch (training)", _s(s["steady_epoch_train_s"]), f"mean of epochs 2..N; {stable}"],
+        ["training throughput", f"{_num(s['images_per_s'])} img/s",
+         f"steady epochs: 95% CI {_ci(s['train_ci95'])}; {_num(s['train_gflops'], 1)} GFLOP/s "
+         f"(3 x {r.flops_per_image / 1e6:.2f} MFLOP/img)"],
+    ]
     if s["percent_of_peak"] is not None:
-        t.add_row("% of fp32 peak", f"{s['percent_of_peak']:.0f}%",
-                  f"of {r.peak['peak']:,.0f} GFLOP/s, a {GEMM_NOTE} on the same {r.device} threads")
+        p = r.peak
+        rows.append([f"% of {r.math} peak", _peak_pct(s["percent_of_peak"]),
+                     f"of {p['peak']:,.0f} GFLOP/s, a measured {r.math} GEMM on the same {r.device} threads"
+                     + (f" (best of {len(p['tries'])}, spread {100 * p['spread']:.0f}%)" if "tries" in p else "")])
+    if s["train_cpu_s_per_1k"] is not None:
+        rows.append(["CPU cost", f"{s['train_cpu_s_per_1k']:.2f} s / 1k img",
+                     "process CPU seconds per 1,000 training images, all threads"])
     if r.peak_rss_mb is not None:
-        t.add_row("peak memory", f"{r.peak_rss_mb:,.0f} MiB", "resident set of the process")
-    t.add_row("final accuracy", _pct(s["final_accuracy"]), f"epoch {n}")
-    t.add_row("best accuracy", _pct(s["best_accuracy"]), f"epoch {s['best_epoch']}")
-    if s["target_epoch"] is not None:
-        t.add_row(f"reached {_pct(r.target_accuracy)}", f"epoch {s['target_epoch']}",
-                  f"after {_s(s['target_s'])} (train + valid)")
-    else:
-        t.add_row(f"reached {_pct(r.target_accuracy)}", "not reached", f"in {n} epoch(s)")
+        rows.append(["peak memory", f"{r.peak_rss_mb:,.0f} MiB", "resident set of the process"])
+    rows += [["final accuracy", _pct(s["final_accuracy"]), f"epoch {n}"],
+             ["best accuracy", _pct(s["best_accuracy"]), f"epoch {s['best_epoch']}"],
+             [f"reached {_pct(r.target_accuracy)}", "not reached" if s["target_epoch"] is None else
+              f"epoch {s['target_epoch']}", f"in {n} epoch(s)" if s["target_epoch"] is None else
+              f"after {_s(s['target_s'])} (train + valid)"]]
     if r.onnx is not None:
         o = r.onnx
-        ok = o.top1_agreement == 1.0 and o.max_abs_diff < 1e-3
-        style = "green" if ok else "red"
-        t.add_row("ONNX export", o.path, f"opset {o.opset}, {_s(o.export_s)}")
-        t.add_row("ONNX Runtime parity", f"[{style}]{_pct(o.top1_agreement)} top-1[/]",
-                  f"max |logit diff| {o.max_abs_diff:.2e} on {o.images:,} images")
-    return t
+        ok = "green" if o.top1_agreement == 1.0 and o.max_abs_diff < 1e-3 else "red"
+        rows += [["ONNX export", f"opset {o.opset}", f"{o.path}, {_s(o.export_s)}"],
+                 ["ONNX Runtime parity", f"[{ok}]{_pct(o.top1_agreement)} top-1[/]",
+                  f"max |logit diff| {o.max_abs_diff:.2e} on {o.images:,} images"]]
+    title = f"LeNet5 ({r.arch}) on {r.dataset}: {n} epoch(s), {r.device}, {r.threads} thread(s), {r.precision}"
+    if not r.complete:
+        title += " [yellow](stopped early)[/]"
+    return fitted(title, [Col("measure", left=True), Col("value"), Col("note", left=True, wrap=True)], rows)
+
+
+BENCH_COLS = [Col("runtime", left=True), Col("provider", left=True, fold=True), Col("threads", fold=True),
+              Col("batch", fold=True), Col("images/s"), Col("vs\nPyTorch", drop=1), Col("cv", drop=4),
+              Col("stable"), Col("95% CI\nimg/s", drop=7), Col("GFLOP/s", drop=8), Col("% peak", drop=5),
+              Col("CPU s /\n1k img", drop=6), Col("ms/batch\nmean±std", drop=10), Col("p50/p90/p99\nms", drop=9),
+              Col("create", drop=12), Col("1st run", drop=11), Col("accuracy", drop=2),
+              Col("top-1 =\nPyTorch", drop=3)]
 
 
 def bench_table(r: BenchResult) -> Table:
-    """One row per runtime x provider x threads x batch; the fastest in bold green."""
-    t = Table(title=f"Validation of {r.model} on {r.dataset} ({r.runs[0].images:,} test images), "
-                    f"{r.flops_per_image / 1e6:.2f} MFLOP/image" if r.runs else f"{r.model}: no runs",
-              title_justify="left")
-    for name in ("runtime", "provider", "threads", "batch", "images/s", "vs PyTorch", "GFLOP/s", "% peak",
-                 "ms/batch mean±std", "p50 / p90 / p99 ms", "create", "1st run", "accuracy", "top-1 = PyTorch"):
-        t.add_column(name, justify="left" if name in ("runtime", "provider") else "right", no_wrap=True)
+    """One row per configuration; the fastest in bold green, accuracy mismatches in red."""
     fastest = max(r.runs, key=lambda x: x.images_per_s, default=None)
+    rows = []
     for x in r.runs:
         torch_row = next((y for y in r.runs if y.runtime == "pytorch" and x.same_config(y)), None)
-        ratio = f"{x.images_per_s / torch_row.images_per_s:.2f}x" if torch_row else "—"
-        lat = x.latency_ms
-        parity = "—" if x.top1_agreement is None else _pct(x.top1_agreement)
-        acc = _pct(x.accuracy)
-        if x.parity_ok is False:
-            acc, parity = f"[bold red]{acc}[/]", f"[bold red]{parity}[/]"
-        t.add_row(x.runtime, x.where, str(x.threads or "default"), str(x.batch_size),
-                  _num(x.images_per_s), ratio, _num(x.gflops, 1),
-                  "—" if x.percent_of_peak is None else f"{x.percent_of_peak:.0f}%", f"{lat.mean:.3f} ± {lat.std:.3f}",
-                  f"{lat.p50:.3f} / {lat.p90:.3f} / {lat.p99:.3f}", f"{x.session_create_s * 1e3:.0f} ms",
-                  f"{x.first_run_s * 1e3:.1f} ms", acc, parity,
-                  style="bold green" if x is fastest else None)
-    return t
+        lat, red = x.latency_ms, (lambda v: f"[bold red]{v}[/]" if x.parity_ok is False else v)
+        rows.append([x.runtime_label, x.where, str(x.threads or "auto"), str(x.batch_size), _num(x.images_per_s),
+                     f"{x.images_per_s / torch_row.images_per_s:.2f}x" if torch_row else "—",
+                     "—" if x.cv is None else f"{100 * x.cv:.1f}%", _stable(x.stable), _ci(x.ci95),
+                     _num(x.gflops, 1), _peak_pct(x.percent_of_peak),
+                     "—" if x.cpu_s_per_1k is None else f"{x.cpu_s_per_1k:.3f}", f"{lat.mean:.3f} ± {lat.std:.3f}",
+                     f"{lat.p50:.3f}/{lat.p90:.3f}/{lat.p99:.3f}", f"{x.session_create_s * 1e3:.0f} ms",
+                     f"{x.first_run_s * 1e3:.1f} ms", red(_pct(x.accuracy)),
+                     red("—" if x.top1_agreement is None else _pct(x.top1_agreement))])
+    title = (f"Validation of {r.model} on {r.dataset} ({r.runs[0].images:,} test images), "
+             f"{r.flops_per_image / 1e6:.2f} MFLOP/image" if r.runs else f"{r.model}: no runs")
+    if not r.complete:
+        title += " [yellow](stopped early)[/]"
+    return fitted(title, BENCH_COLS, rows, styles=["bold green" if x is fastest else None for x in r.runs])
 
 
 def split_table(r: BenchResult) -> Table | None:
     """CUDA rows: where a batch's time goes, the way trtexec reports H2D / GPU compute / D2H."""
-    rows = [x for x in r.runs if x.split_ms]
-    if not rows:
+    runs = [x for x in r.runs if x.split_ms]
+    if not runs:
         return None
-    t = Table(title="CUDA per-batch split (ms)", title_justify="left")
-    for name in ("runtime", "batch", "host-to-device", "compute", "device-to-host", "end-to-end mean"):
-        t.add_column(name, justify="left" if name == "runtime" else "right")
-    for x in rows:
-        sp = x.split_ms
-        t.add_row(x.runtime, str(x.batch_size), f"{sp['h2d']:.3f}", f"{sp['compute']:.3f}",
-                  f"{sp['d2h']:.3f}", f"{x.latency_ms.mean:.3f}")
-    return t
+    rows = [[x.runtime, str(x.batch_size), *(f"{x.split_ms[k]:.3f}" for k in ("h2d", "compute", "d2h")),
+             f"{x.latency_ms.mean:.3f}"] for x in runs]
+    cols = [Col("runtime", left=True), Col("batch", fold=True), Col("host-to-device"), Col("compute"),
+            Col("device-to-host"), Col("end-to-end mean")]
+    return fitted("CUDA per-batch split (ms)", cols, rows)
 
 
 def cost_table(r: BenchResult, train: TrainResult) -> Table:
     """The reference's split: training time, validation time, total, with validation priced per runtime."""
-    t = Table(title=f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: {train.device}, "
-                    f"{train.threads} thread(s), {train.dataset})", title_justify="left")
-    for name in ("validation by", "training", "validation", "total", "validation share"):
-        t.add_column(name, justify="left" if name == "validation by" else "right")
-    for label, train_s, valid_s in cost_rows(train, r.runs):
-        total = train_s + valid_s
-        t.add_row(label, _s(train_s), _s(valid_s), _s(total), _pct(valid_s / total))
-    return t
+    rows = [[label, _s(t), _s(v), _s(t + v), _pct(v / (t + v))] for label, t, v in cost_rows(train, r.runs)]
+    cols = [Col("validation by", left=True, wrap=True), Col("training"), Col("validation"), Col("total", drop=2),
+            Col("validation\nshare", drop=1)]
+    return fitted(f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: {train.device}, "
+                  f"{train.threads} thread(s), {train.dataset})", cols, rows)
 
 
-class SuiteProgress:
-    """One bar across the whole suite (with the time left) and a line per finished epoch.
-
-    It takes train()'s progress calls (start_epoch, advance, validating, end_epoch) directly.
-    """
-
-    def __init__(self):
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                            console=console, refresh_per_second=4)
-        self.task = self.bar.add_task("suite", total=1)
-
-    def __enter__(self):
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.bar.__exit__(*exc)
-
-    def total(self, units: int) -> None:
-        self.bar.update(self.task, total=units)
-
-    def start(self, what: str) -> None:
-        self.bar.update(self.task, description=what)
-        self.bar.console.print(f"[bold]{what}[/]", highlight=False)
-
-    def start_epoch(self, epoch: int, batches: int) -> None: ...
-    def validating(self) -> None: ...
-
-    def advance(self) -> None:
-        self.bar.advance(self.task)
-
-    def config(self) -> None:
-        self.bar.advance(self.task, 50)
-
-    def end_epoch(self, e: EpochResult) -> None:
-        self.bar.console.print(f"  epoch {e.epoch:>3}  train {e.train_s:6.2f} s  valid {e.valid_s:5.2f} s  "
-                               f"acc {100 * e.valid_accuracy:6.2f}%", highlight=False)
-
-
-RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager"}
+def bench_tables(result: BenchResult, training: TrainResult | None) -> None:
+    """bench-infer's tables: every configuration (and why any is unstable), the CUDA split, the cost."""
+    console.print(bench_table(result))
+    for x in result.runs:
+        if x.stable is False:
+            note(f"[yellow]unstable[/] {x.label}: {x.unstable_cause}")
+    for t in (split_table(result), cost_table(result, training) if training else None):
+        if t is not None:
+            console.print(t)
 
 
 def suite_table(result: SuiteResult, ref: dict) -> Table:
@@ -210,91 +208,71 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
     """
     epochs = result.config["epochs"]
     per_epoch = epochs != ref["epochs"]
-    unit = " / epoch" if per_epoch else ""
-    t = Table(title=f"LeNet5 on {result.dataset}: {epochs} epoch(s) per mode on this machine"
-                    + (" (times per epoch)" if per_epoch else ""), title_justify="left")
-    for name in ("machine", "mode", "runtime", f"training{unit}", f"validation{unit}", f"total{unit}",
-                 "final accuracy", "images/s"):
-        t.add_column(name, justify="left" if name in ("machine", "mode", "runtime") else "right")
-    div = epochs if per_epoch else 1
+    unit, div = ("/ epoch", epochs) if per_epoch else ("", 1)
+    rows, ends = [], []
     for m in result.modes:
-        tr = m.train
-        s = tr.summary()
-        machine = machine_of(tr.environment, tr.device).split(" @ ")[0]
-        t.add_row(machine, m.mode, "PyTorch (crossrt train)", _s(s["train_s"] / div), _s(s["valid_s"] / div),
-                  _s(s["total_s"] / div), _pct(s["final_accuracy"]), f"{_num(s['images_per_s'])} train")
+        tr, s = m.train, m.train.summary()
+        rows.append([machine_of(tr.environment, tr.device).split(" @ ")[0], m.mode, "PyTorch (crossrt train)",
+                     _s(s["train_s"] / div), _s(s["valid_s"] / div), _s(s["total_s"] / div),
+                     _pct(s["final_accuracy"]), f"{_num(s['images_per_s'])} train"])
         runs = m.bench.runs if m.bench else []
         for run, (_, train_s, valid_s) in zip(runs, cost_rows(tr, runs)[1:]):
             io = "" if run.io == "host" else f" ({run.io})"
-            t.add_row("", "", f"validation: {RUNTIME_NAMES[run.runtime]}{io}", _s(train_s / div), _s(valid_s / div),
-                      _s((train_s + valid_s) / div), _pct(run.accuracy), f"{_num(run.images_per_s)} valid")
-        t.rows[-1].end_section = True
+            rows.append(["", "", f"validation: {RUNTIME_NAMES[run.runtime]}{io}", _s(train_s / div), _s(valid_s / div),
+                         _s((train_s + valid_s) / div), _pct(run.accuracy), f"{_num(run.images_per_s)} valid"])
+        ends += [False] * (len(runs) + 1)
+        ends[-1] = True
+    n = ref["epochs"] if per_epoch else 1
     for r in ref["rows"]:
         machine = ref["machine"]["gpu" if r["mode"].startswith("gpu") else "cpu"] + " (reference, MNIST)"
-        train_s, valid_s = r["train_s"], r["valid_s"]
-        t.add_row(f"[dim]{machine}[/]", f"[dim]{r['mode']}[/]", f"[dim]{r['runtime']}[/]",
-                  _s(train_s / ref["epochs"] if per_epoch and train_s else train_s),
-                  _s(valid_s / ref["epochs"] if per_epoch and valid_s else valid_s),
-                  _s(r["total_s"] / ref["epochs"] if per_epoch else r["total_s"]), _pct(r["final_accuracy"]),
-                  f"{_num(60000 * ref['epochs'] / train_s)} train" if train_s else "—")
-    return t
+        rows.append([f"[dim]{machine}[/]", f"[dim]{r['mode']}[/]", f"[dim]{r['runtime']} (reference)[/]",
+                     _s(r["train_s"] and r["train_s"] / n), _s(r["valid_s"] and r["valid_s"] / n),
+                     _s(r["total_s"] / n), _pct(r["final_accuracy"]),
+                     f"{_num(60000 * ref['epochs'] / r['train_s'])} train" if r["train_s"] else "—"])
+        ends.append(False)
+    cols = [Col("machine", left=True, drop=9, wrap=True), Col("mode", left=True), Col("runtime", left=True, wrap=True),
+            Col(f"training\n{unit}"), Col(f"validation\n{unit}"), Col(f"total\n{unit}", drop=3),
+            Col("final\naccuracy", drop=2), Col("images/s", drop=4)]
+    title = f"LeNet5 on {result.dataset}: {epochs} epoch(s) per mode on this machine"
+    caption = f"(reference): the article's figures, MNIST on {ref['machine']['cpu']} / {ref['machine']['gpu']}"
+    return fitted(title + (" (times per epoch)" if per_epoch else ""), cols, rows, ends=ends, caption=caption)
 
 
 def scaling_table(rows: list[dict]) -> Table:
-    t = Table(title="Scaling against 1 thread (sweep)", title_justify="left")
-    for name in ("phase", "batch", "threads", "images/s", "speed-up", "parallel efficiency"):
-        t.add_column(name, justify="left" if name == "phase" else "right")
-    for r in rows:
-        t.add_row(r["phase"], str(r["batch_size"]), str(r["threads"]), _num(r["images_per_s"]),
-                  "—" if r["speedup"] is None else f"{r['speedup']:.2f}x",
-                  "—" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%")
-    return t
+    cells = [[r["phase"], str(r["batch_size"]), str(r["threads"]), _num(r["images_per_s"]),
+              "—" if r["speedup"] is None else f"{r['speedup']:.2f}x",
+              "—" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%"] for r in rows]
+    cols = [Col("phase", left=True, wrap=True), Col("batch"), Col("threads"), Col("images/s"), Col("speed-up"),
+            Col("efficiency")]
+    return fitted("Scaling against 1 thread (sweep)", cols, cells)
 
 
-def report_table(rows: list[dict]) -> Table:
-    """Merged results, grouped by machine (a section per machine)."""
-    t = Table(title="crossrt results, grouped by machine", title_justify="left")
-    for name in ("machine", "kind", "device", "runtime", "threads", "batch", "epochs", "training", "validation",
-                 "total", "images/s", "accuracy"):
-        t.add_column(name, justify="left" if name in ("machine", "kind", "device", "runtime") else "right")
-    for i, r in enumerate(rows):
-        last = i + 1 == len(rows) or rows[i + 1]["machine"] != r["machine"]
-        first = i == 0 or rows[i - 1]["machine"] != r["machine"]
-        t.add_row(r["machine"] if first else "", r["kind"], r["device"], r["runtime"], str(r["threads"]),
-                  str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]), _s(r["train_s"]),
-                  _s(r["valid_s"]), _s(r["total_s"]), _num(r["images_per_s"]), _pct(r["accuracy"]),
-                  end_section=last)
-    return t
+REPORT_COLS = [Col("kind", left=True), Col("dataset", left=True, fold=True), Col("device", left=True, fold=True),
+               Col("runtime", left=True), Col("threads", fold=True), Col("batch", fold=True),
+               Col("epochs", drop=5, fold=True), Col("training", drop=3), Col("validation", drop=2),
+               Col("total", drop=6), Col("images/s"), Col("accuracy", drop=1), Col("stable", drop=4),
+               Col("run", left=True, drop=7)]
 
 
-def bench_line(run: InferRun) -> None:
-    """One line as each configuration finishes, so a long bench shows progress."""
-    console.print(f"  {run.runtime:<11} {run.where:<20} threads={run.threads:<3} batch={run.batch_size:<5} "
-                  f"{run.images_per_s:>10,.0f} img/s  acc {100 * run.accuracy:.2f}%", highlight=False)
+def report_tables(rows: list[dict]) -> list[Table]:
+    """Merged results: a table per machine; runs stopped early are marked."""
+    tables = []
+    for machine in dict.fromkeys(r["machine"] for r in rows):
+        mine = [r for r in rows if r["machine"] == machine]
+        cells = [[r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]", r["dataset"], r["device"],
+                  r["runtime"], str(r["threads"]), str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]),
+                  _s(r["train_s"]), _s(r["valid_s"]), _s(r["total_s"]), _num(r["images_per_s"]),
+                  _pct(r["accuracy"]), _stable(r["stable"]), r["created"][5:16].replace("T", " ")] for r in mine]
+        caption = "* stopped before the end (complete: false)" if not all(r["complete"] for r in mine) else None
+        tables.append(fitted(machine, REPORT_COLS, cells, caption=caption))
+    return tables
 
 
-def note(text: str) -> None:
-    """A line of plain output (rich markup allowed), never re-highlighted."""
-    console.print(text, highlight=False)
-
-
-def dataset_line(ds) -> None:
-    note(f"dataset: [bold]{ds.name}[/] ({len(ds.train_labels):,} train / {len(ds.test_labels):,} test images): "
-         f"{ds.reason}")
-
-
-def export_line(path, parity, dataset: str) -> None:
-    ok = parity.top1_agreement == 1.0
-    note(f"exported {path} (opset {parity.opset}, {parity.export_s:.2f} s); ONNX Runtime vs PyTorch on "
-         f"{parity.images:,} {dataset} test images: max |logit diff| {parity.max_abs_diff:.2e}, "
-         f"top-1 agreement [{'green' if ok else 'red'}]{100 * parity.top1_agreement:.2f}%[/]")
-
-
-def bench_tables(result: BenchResult, training: TrainResult | None) -> None:
-    """bench-infer's tables: every configuration, the CUDA split, the training-vs-validation cost."""
-    console.print(bench_table(result))
-    split = split_table(result)
-    if split is not None:
-        console.print(split)
-    if training is not None:
-        console.print(cost_table(result, training))
+def compare_table(rows: list[dict], a: str, b: str, noise: float) -> Table:
+    cells = [[r["what"], _num(r["a"]), _num(r["b"]), f"{r['ratio']:.3f}x",
+              "—" if r["ci95"] is None else f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
+              {"faster": "[green]faster[/]", "slower": "[red]slower[/]"}.get(r["verdict"], r["verdict"])]
+             for r in rows]
+    cols = [Col("configuration", left=True, wrap=True), Col("A img/s"), Col("B img/s"), Col("B / A"),
+            Col("95% CI", drop=1), Col("verdict", left=True)]
+    return fitted(f"B against A, matching rows (A: {a}; B: {b}; noise band ±{100 * noise:.0f}%)", cols, cells)

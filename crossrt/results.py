@@ -3,22 +3,17 @@
 Each result keeps its raw samples (per-epoch figures, per-batch latency statistics) and its
 own settings and environment, so files from different machines can be merged. Derived
 figures (totals, best accuracy, time to target, validation cost) are computed here, once.
-`to_dict` gives the JSON; `from_dict` reads it back, older schema versions included.
+`to_dict` gives the JSON; `from_dict` reads it back (crossrt.schema checks a file first).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
-from .errors import ResultError
-from .files import load_json
 from .system import now_iso
-from .timing import Latency
+from .timing import Latency, stability
 
-# 2: a bench row's data path is `io` (was `mode`, which now means only a suite's modes).
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA_VERSION = 3  # what new files are written as; crossrt.schema reads older ones too
 
 
 def _known(cls, d: dict) -> dict:
@@ -60,6 +55,8 @@ class EpochResult:
     valid_accuracy: float
     valid_s: float
     lr: float
+    train_cpu_s: float | None = None  # process CPU seconds (all threads) of the training pass
+    valid_cpu_s: float | None = None
 
 
 @dataclass
@@ -92,7 +89,9 @@ class TrainResult(Record):
     epochs: list[EpochResult] = field(default_factory=list)
     onnx: OnnxParity | None = None
     checkpoint: str | None = None
-    peak: dict | None = None  # measured fp32 GEMM peak on the same device/threads (crossrt.system)
+    peak: dict | None = None  # measured GEMM peak in the same math mode, device and threads (crossrt.system)
+    math: str = "fp32"  # what the matrix math ran in: fp32, tf32 (CUDA default for convolutions) or bf16
+    weights_sha256: str | None = None  # of the final weights; the exported .onnx carries the same
     tuning: dict = field(default_factory=dict)  # how the loop was made fast (no effect on the math)
     kind: str = "train"
 
@@ -109,6 +108,13 @@ class TrainResult(Record):
         hit = next((e for e in eps if e.valid_accuracy >= self.target_accuracy), None)
         # Training costs about 3x the forward FLOPs (forward, and backward for inputs and weights).
         gflops = 3 * self.flops_per_image * self.train_images * len(eps) / train_s / 1e9 if train_s else None
+        # The repeats are the steady epochs: the first one carries warm-up costs.
+        steady = stability([e.train_s for e in (eps[1:] if len(eps) > 1 else eps)], self.train_images)
+
+        def cpu_per_1k(key, images):
+            cpu = [getattr(e, key) for e in eps]
+            return 1000 * sum(cpu) / (images * len(eps)) if eps and None not in cpu else None
+
         return {
             "train_s": train_s,
             "valid_s": valid_s,
@@ -125,6 +131,12 @@ class TrainResult(Record):
             "target_epoch": hit.epoch if hit else None,
             "target_s": (sum(e.train_s + e.valid_s for e in eps if e.epoch <= hit.epoch)
                          if hit else None),
+            "train_cv": steady.cv,
+            "train_ci95": steady.ci95,  # training images/s
+            "train_stable": steady.stable,
+            "train_unstable_cause": steady.cause,
+            "train_cpu_s_per_1k": cpu_per_1k("train_cpu_s", self.train_images),
+            "valid_cpu_s_per_1k": cpu_per_1k("valid_cpu_s", self.valid_images),
         }
 
     def to_dict(self) -> dict:
@@ -163,11 +175,21 @@ class InferRun:
     accuracy: float
     loss: float
     providers: list[str]  # what really ran, read back from the session / device
-    peak_gflops: float | None = None  # measured fp32 GEMM peak for this provider and thread count
+    peak_gflops: float | None = None  # measured GEMM peak for this provider, thread count and math mode
     percent_of_peak: float | None = None
     top1_agreement: float | None = None  # against the PyTorch reference predictions
     parity_ok: bool | None = None
     split_ms: dict | None = None  # CUDA: per-batch host-to-device / compute / device-to-host
+    spin: bool | None = None  # ORT intra-op threads busy-wait between ops (None: PyTorch)
+    isolated: bool = False  # timed in a fresh process of its own
+    math: str = "fp32"
+    pass_times_s: list[float] = field(default_factory=list)  # every timed pass
+    batch_ms: list[float] = field(default_factory=list)  # per-batch latencies, at most timing.SAMPLES_CAP
+    cv: float | None = None  # of the pass times
+    ci95: list[float] | None = None  # [low, high] images/s, bootstrap over passes
+    stable: bool | None = None  # None: a result from before schema 3
+    unstable_cause: str | None = None
+    cpu_s_per_1k: float | None = None  # process CPU seconds per 1,000 images
 
     @property
     def pass_s(self) -> float:
@@ -180,10 +202,16 @@ class InferRun:
         return self.provider if self.io == "host" else f"{self.provider} {self.io}"
 
     @property
+    def runtime_label(self) -> str:
+        """The runtime, and ORT's spinning when it was switched off."""
+        return self.runtime + (" no-spin" if self.spin is False else "")
+
+    @property
     def label(self) -> str:
-        return f"{self.runtime} {self.where}, {self.threads or 'default'} thr, batch {self.batch_size}"
+        return f"{self.runtime_label} {self.where}, {self.threads or 'default'} thr, batch {self.batch_size}"
 
     def same_config(self, other: "InferRun") -> bool:
+        """Same provider, data path, threads and batch size (the runtime and spinning may differ)."""
         return (self.provider, self.io, self.threads, self.batch_size) == \
             (other.provider, other.io, other.threads, other.batch_size)
 
@@ -274,25 +302,9 @@ class SuiteResult(Record):
                       "sweep_bench": BenchResult.from_dict(sweep["bench"]) if sweep.get("bench") else None})
 
 
-# ---------------------------------------------------------------------------- files
-
-KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult}
 Result = TrainResult | BenchResult | SuiteResult
 
 
-def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
-    """A result file of one of `kinds`, typed; any other kind, schema or shape is a ResultError."""
-    data = load_json(path)
-    if "kind" not in data:
-        raise ResultError(f"{path}: not a crossrt result (no 'kind' field)")
-    if data["kind"] not in kinds:
-        raise ResultError(f"{path}: is a {data['kind']!r} result, expected {' or '.join(map(repr, kinds))}")
-    if data.get("schema_version") not in READABLE_SCHEMAS:
-        raise ResultError(f"{path}: schema_version {data.get('schema_version')!r} is not supported "
-                          f"(this crossrt reads versions {', '.join(map(str, READABLE_SCHEMAS))}); "
-                          f"re-run to regenerate it")
-    try:
-        return KINDS[data["kind"]].from_dict(data)
-    except (TypeError, KeyError, ValueError, AttributeError) as e:
-        raise ResultError(f"{path}: a {data['kind']!r} result with missing or malformed fields "
-                          f"({type(e).__name__}: {e})") from None
+def parts(result: Result) -> list[TrainResult | BenchResult]:
+    """The train and bench-infer results in a result (a suite holds several)."""
+    return result.parts() if isinstance(result, SuiteResult) else [result]

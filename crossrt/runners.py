@@ -20,6 +20,7 @@ import numpy as np
 
 from .data import IMAGE_SIZE, NUM_CLASSES
 from .errors import ModelError, ProviderError
+from .files import regular_file
 from .system import cpu_count, select_device, sync
 from .timing import call_times, timed
 
@@ -88,16 +89,15 @@ def _preload_cuda(ort) -> None:
 def create_session(path: Path, provider: str = "cpu", threads: int = 0, spin: bool = True):
     """An InferenceSession on exactly `provider`, with the model's signature checked."""
     ort = _ort()
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file (run `make train` first to create it)")
+    path = regular_file(path, "model", missing="run `make train` first to create it")
     wanted = ORT_PROVIDERS[provider]
     if provider == "cuda":
         if wanted not in ort.get_available_providers():
             raise ProviderError(f"--provider cuda: this onnxruntime build ({ort.__version__}) has no "
                                 "CUDAExecutionProvider; install onnxruntime-gpu")
         _preload_cuda(ort)
-    providers = [wanted] if provider == "cpu" else [wanted, ORT_PROVIDERS["cpu"]]
+    # TF32 explicitly on, as cuDNN runs PyTorch's convolutions: both CUDA rows use the same math.
+    providers = [wanted] if provider == "cpu" else [(wanted, {"use_tf32": "1"}), ORT_PROVIDERS["cpu"]]
     try:
         session = ort.InferenceSession(str(path), session_options(threads, spin), providers=providers)
     except Exception as e:  # ORT raises its own pybind exception types (InvalidProtobuf, Fail, ...)
@@ -110,6 +110,12 @@ def create_session(path: Path, provider: str = "cpu", threads: int = 0, spin: bo
             f"({wanted} could not start: no usable GPU, or the CUDA/cuDNN libraries that "
             f"onnxruntime {ort.__version__} needs are missing)")
     check_signature(session, path)
+    try:  # a file can load and still fail to run (a damaged weight shape, an op without a kernel)
+        out = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)})
+    except Exception as e:
+        raise ModelError(f"{path}: ONNX Runtime loads it but cannot run it: {str(e).strip().splitlines()[0]}") from None
+    if np.shape(out[0]) != (1, NUM_CLASSES):
+        raise ModelError(f"{path}: one image gives output of shape {np.shape(out[0])}, expected (1, {NUM_CLASSES})")
     return session
 
 

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from .bench_infer import prepare, run_bench
+from .checks import fits
 from .config import BenchConfig, SuiteConfig, TrainConfig, to_plain
 from .data import Dataset
 from .errors import ProviderError, Stopped
@@ -71,6 +72,9 @@ def plan_units(cfg: SuiteConfig, ds: Dataset, mode_list) -> int:
 def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
     """Every mode, then the sweeps; Stopped keeps the modes already finished."""
     mode_list = modes(cfg)
+    if cfg.sweep:  # checked now, not after the modes have trained for an hour
+        fits("--sweep-train-batches", cfg.sweep_train_batches, len(ds.train_labels), "training images")
+        fits("--sweep-valid-batches", cfg.sweep_valid_batches, len(ds.test_labels), "test images")
     progress.total(plan_units(cfg, ds, mode_list))
     result = SuiteResult(dataset=ds.name, dataset_source=ds.source, config=to_plain(cfg))
     try:
@@ -79,7 +83,7 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
                                                   progress, export=True)
             progress.start(f"{name}: validation under ONNX Runtime and PyTorch")
             bcfg = BenchConfig(data=cfg.data, model=onnx_path, providers=(device,), threads=(threads,),
-                               min_time=cfg.min_time)
+                               min_time=cfg.min_time, isolate=cfg.isolate)
             result.modes.append(ModeResult(name, device, threads, train_result, _bench(cfg, bcfg, ds, progress)))
         if cfg.sweep:
             result.sweep_train = [
@@ -89,7 +93,7 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
             progress.start("sweep: validation over threads and batch sizes")
             model = Path([m for m in result.modes if m.device == "cpu"][-1].train.onnx.path)  # all cores
             bcfg = BenchConfig(data=cfg.data, model=model, threads=cfg.sweep_threads,
-                               batch_sizes=cfg.sweep_valid_batches, min_time=cfg.min_time)
+                               batch_sizes=cfg.sweep_valid_batches, min_time=cfg.min_time, isolate=cfg.isolate)
             result.sweep_bench, result.swept = _bench(cfg, bcfg, ds, progress), True
         result.complete = True
     except (KeyboardInterrupt, Stopped) as e:

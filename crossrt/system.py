@@ -1,4 +1,4 @@
-"""The machine: cores, device choice and sync, allocator tuning, facts for results, the fp32 peak.
+"""The machine: cores, device choice and sync, allocator tuning, the facts a result records.
 
 torch and onnxruntime are imported inside the functions that need them, so that the CLI's
 `--help` and the config module stay light.
@@ -7,7 +7,6 @@ torch and onnxruntime are imported inside the functions that need them, so that 
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 import platform
 import subprocess
@@ -18,8 +17,6 @@ from pathlib import Path
 
 from .errors import ProviderError
 
-GEMM_N = 1024  # 2.1 GFLOP per product: long enough to time, short enough to cost ~0.2 s
-
 
 def cpu_count() -> int:
     """Cores this process may run on (the affinity mask, not the host's total)."""
@@ -27,6 +24,20 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def max_threads() -> int:
+    """The most threads crossrt will start: oversubscribing is a fair experiment (the reference ran
+    18 threads), but 100,000 threads exhaust memory or crash the thread pools."""
+    return max(64, 16 * cpu_count())
+
+
+def cache_dir() -> Path:
+    """$CROSSRT_CACHE, else $XDG_CACHE_HOME/crossrt, else ~/.cache/crossrt."""
+    if os.environ.get("CROSSRT_CACHE"):
+        return Path(os.environ["CROSSRT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "crossrt"
 
 
 # ---------------------------------------------------------------------------- devices
@@ -44,6 +55,18 @@ def select_device(device: str, threads: int):
         torch.backends.cudnn.benchmark = True
     torch.set_num_threads(threads)
     return torch.device(device)
+
+
+def available_memory(device) -> int | None:
+    """Bytes free for a new allocation on the device (None when the platform does not say)."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def sync(device) -> None:
@@ -83,7 +106,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(*dists: str) -> str | None:
+def version_of(*dists: str) -> str | None:
     for dist in dists:
         try:
             return metadata.version(dist)
@@ -92,18 +115,22 @@ def _version(*dists: str) -> str | None:
     return None
 
 
-def _git_commit() -> str | None:
+def source_commit() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of crossrt's own source folder, or (None, None) when that folder is not the
+    top of a git checkout (an installed copy inside some other repository records nothing)."""
     root = Path(__file__).resolve().parent.parent
+
+    def git(*args) -> str | None:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else None
+
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-                              capture_output=True, text=True, timeout=5)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uno"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return head.stdout.strip() + ("-dirty" if dirty else "")
+        top = git("rev-parse", "--show-toplevel")
+        if top is None or Path(top).resolve() != root:
+            return None, None
+        return git("rev-parse", "--short=12", "HEAD"), bool(git("status", "--porcelain", "-uno"))
     except (OSError, subprocess.SubprocessError):
-        return None
+        return None, None
 
 
 def _memory_gib() -> float | None:
@@ -116,6 +143,9 @@ def _memory_gib() -> float | None:
 def environment() -> dict:
     """What a result needs to be compared across machines. Imports nothing heavy itself:
     GPU and thread facts are read from torch only when the run already imported it."""
+    from . import __version__
+
+    commit, dirty = source_commit()
     env = {
         "hostname": platform.node(),
         "os": platform.platform(),
@@ -126,15 +156,16 @@ def environment() -> dict:
         "gpu": None,
         "python": platform.python_version(),
         "versions": {
-            "crossrt": _version("crossrt"),
-            "torch": _version("torch"),
-            "onnx": _version("onnx"),
-            "onnxruntime": _version("onnxruntime-gpu", "onnxruntime"),
-            "numpy": _version("numpy"),
-            "rich": _version("rich"),
+            "crossrt": __version__,  # the package's own, installed or run from a source tree
+            "torch": version_of("torch"),
+            "onnx": version_of("onnx"),
+            "onnxruntime": version_of("onnxruntime-gpu", "onnxruntime"),
+            "numpy": version_of("numpy"),
+            "rich": version_of("rich"),
         },
         "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
-        "git_commit": _git_commit(),
+        "git_commit": commit,
+        "git_dirty": dirty,
     }
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -159,89 +190,3 @@ def peak_rss_mb() -> float:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-# ---------------------------------------------------------------------------- the fp32 peak
-#
-# A datasheet peak (cores x clock x FMA width) is rarely reachable and often unknown (clock
-# boost, a VM's CPU model); instead we time a large fp32 matrix product, the best case for any
-# library, on the same threads, with both GEMMs at hand: PyTorch's (MKL/oneDNN) and ONNX
-# Runtime's (MLAS). They differ a lot on some CPUs (MKL takes a slower path on AMD), so the
-# peak is the better of the two.
-
-def _best_gflops(fn, n: int, repeats: int) -> float:
-    from .timing import call_times
-
-    fn()  # warm-up: thread pool start, packing buffers
-    return 2 * n ** 3 / min(call_times(lambda i: fn(), repeats)) / 1e9
-
-
-def _torch_mm(threads: int, n: int, repeats: int) -> float:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        c = torch.empty(n, n)
-        return _best_gflops(lambda: torch.mm(a, b, out=c), n, repeats)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _ort_matmul(threads: int, n: int, repeats: int) -> float:
-    import numpy as np
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
-        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "AB"],
-        [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    feeds = {x: np.random.default_rng(0).standard_normal((n, n), dtype=np.float32) for x in "AB"}
-    return _best_gflops(lambda: session.run(None, feeds), n, repeats)
-
-
-def cpu_peak(threads: int, n: int = GEMM_N, repeats: int = 5) -> dict:
-    """{"threads", "torch_mm", "onnxruntime_matmul", "peak"} in GFLOP/s on `threads` CPU threads.
-
-    More threads than cores add no compute (and oversubscribed GEMMs only slow down), so
-    the peak for N threads is measured on min(N, cores) threads.
-    """
-    threads = min(threads, cpu_count())
-    torch_gf, ort_gf = _torch_mm(threads, n, repeats), _ort_matmul(threads, n, repeats)
-    return {"threads": threads, "torch_mm": torch_gf, "onnxruntime_matmul": ort_gf, "peak": max(torch_gf, ort_gf)}
-
-
-def cuda_peak(n: int = 8192, repeats: int = 10) -> dict:
-    """fp32 GEMM on the GPU, TF32 off (the model runs in true fp32)."""
-    import torch
-
-    allow = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
-        c = torch.empty(n, n, device="cuda")
-
-        def mm():
-            torch.mm(a, b, out=c)
-            torch.cuda.synchronize()
-
-        gf = _best_gflops(mm, n, repeats)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = allow
-    return {"device": torch.cuda.get_device_name(0), "torch_mm": gf, "peak": gf}
-
-
-def measured_peak(device: str, threads: int) -> dict:
-    """The peak for a device and thread count (0 = all cores), measured once per process."""
-    return _peak(device, 0 if device == "cuda" else min(threads or cpu_count(), cpu_count()))
-
-
-@functools.lru_cache(maxsize=None)
-def _peak(device: str, threads: int) -> dict:
-    return cuda_peak() if device == "cuda" else cpu_peak(threads)

@@ -5,6 +5,10 @@ the figures answer the reference's question "how long does a validation pass tak
 batch is also timed on its own for the latency distribution. Passes repeat until both
 ``min_time`` seconds and ``min_repeats`` passes are reached, so fast configurations get
 enough samples and slow ones do not run for ever.
+
+Whether a figure can be trusted is judged from the samples themselves (:func:`stability`):
+the coefficient of variation of the repeats, a bootstrap 95% interval of the throughput,
+and two rules: trtexec's (cv at most 2.5%) and LoadGen's (min-time and min-repeats both met).
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from typing import Callable
 import numpy as np
 
 clock = time.perf_counter
+STABLE_CV = 0.025  # trtexec's rule: a run whose repeats vary more than this is not stable
+BOOTSTRAP = 2000  # resamples for the confidence interval
+SAMPLES_CAP = 2000  # per-batch samples kept in a result file (evenly spaced over the run)
 
 
 @dataclass
@@ -40,14 +47,48 @@ class Latency:
 
 @dataclass
 class Passes:
-    """Raw timings of the timed passes: per-batch seconds and per-pass wall seconds."""
+    """Raw timings of the timed passes: per-batch seconds, per-pass wall seconds, and the
+    process CPU seconds they cost (all threads: spinning shows up here, not in wall time)."""
 
     batch_s: list[float]
     pass_s: list[float]
+    cpu_s: float = 0.0
 
     @property
     def total_s(self) -> float:
         return float(sum(self.pass_s))
+
+
+@dataclass
+class Stability:
+    """How far a throughput figure can be trusted, from its repeats (passes or epochs)."""
+
+    cv: float | None  # std / mean of the repeat times (ddof=1); None with one repeat
+    ci95: list[float] | None  # [low, high] items/s, bootstrap over the repeats
+    stable: bool
+    cause: str | None  # why not stable, in words
+
+
+def stability(repeat_s, items_per_repeat: int, *, rules_met: bool = True, noise_hint: str | None = None) -> Stability:
+    """cv, bootstrap 95% interval of items/s, and the verdict for repeats of equal work."""
+    t = np.asarray(repeat_s, dtype=np.float64)
+    if t.size < 2:
+        return Stability(None, None, False, "one repeat only: no spread to judge (raise --min-repeats)")
+    cv = float(t.std(ddof=1) / t.mean())
+    means = t[np.random.default_rng(0).integers(0, t.size, (BOOTSTRAP, t.size))].mean(axis=1)
+    low, high = np.percentile(items_per_repeat / means, [2.5, 97.5])
+    cause = None
+    if not rules_met:
+        cause = "stopped before --min-time and --min-repeats were both reached"
+    elif cv > STABLE_CV:
+        cause = f"repeats vary by {100 * cv:.1f}%: " + (noise_hint or "other load on the machine?")
+    return Stability(cv, [float(low), float(high)], cause is None, cause)
+
+
+def capped(samples: list[float], cap: int = SAMPLES_CAP) -> list[float]:
+    """At most `cap` samples, evenly spaced over the run, for result files."""
+    step = -(-len(samples) // cap) if samples else 1
+    return list(samples[::step])
 
 
 def call_times(fn: Callable[[int], object], n: int) -> list[float]:
@@ -72,11 +113,12 @@ def time_passes(run_batch: Callable[[int], object], n_batches: int, *, warmup: i
         run_batch(i % n_batches)
     batch_s: list[float] = []
     pass_s: list[float] = []
+    cpu0 = time.process_time()
     while len(pass_s) < min_repeats or sum(pass_s) < min_time:
         start = clock()
         batch_s += call_times(run_batch, n_batches)
         pass_s.append(clock() - start)
-    return Passes(batch_s, pass_s)
+    return Passes(batch_s, pass_s, time.process_time() - cpu0)
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:

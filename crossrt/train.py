@@ -22,13 +22,15 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint
+from .checks import fits
 from .config import TrainConfig, to_plain
 from .data import Dataset, normalize
-from .errors import Stopped
-from .flops import forward_flops
+from .errors import ConfigError, Stopped
+from .flops import activations_per_image, forward_flops
 from .model import LeNet5
+from .peak import measured_peak, remeasure_peak
 from .results import EpochResult, TrainResult
-from .system import environment, keep_freed_memory, measured_peak, peak_rss_mb, select_device, sync
+from .system import available_memory, environment, keep_freed_memory, peak_rss_mb, select_device, sync
 
 clock = time.perf_counter
 
@@ -87,7 +89,28 @@ def train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, order: torch
     return loss_sum.item() / batches  # .item() synchronises the device
 
 
+def math_mode(cfg: TrainConfig, device: torch.device) -> str:
+    """What the matrix math runs in: bf16 under autocast; on CUDA, cuDNN convolutions run fp32
+    models in TF32 unless that is switched off (torch.backends.cudnn.allow_tf32)."""
+    if cfg.precision == "bf16":
+        return "bf16"
+    return "tf32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
+
+
+def check_fits(cfg: TrainConfig, data: Dataset, model: LeNet5, device: torch.device) -> None:
+    """Batch sizes the data and the memory can take, checked before anything is allocated."""
+    fits("--batch-size", (cfg.batch_size,), len(data.train_labels), "training images")
+    fits("--valid-batch-size", (cfg.valid_batch_size,), len(data.test_labels), "test images")
+    # Activations, their gradients and what autograd keeps: about 3x the forward activations.
+    need = 3 * 4 * activations_per_image(model) * cfg.batch_size
+    have = available_memory(device)
+    if have is not None and need > have:
+        raise ConfigError(f"--batch-size {cfg.batch_size}: a training step needs about {need / 2**30:.1f} GiB, "
+                          f"{have / 2**30:.1f} GiB is available on {device.type}")
+
+
 def _new_result(cfg: TrainConfig, data: Dataset, device: torch.device, flops: int, tuned_malloc: bool) -> TrainResult:
+    mode = math_mode(cfg, device)
     return TrainResult(
         dataset=data.name, dataset_source=data.source, device=cfg.device, threads=cfg.threads,
         arch=cfg.arch, precision=cfg.precision, batch_size=cfg.batch_size,
@@ -95,7 +118,7 @@ def _new_result(cfg: TrainConfig, data: Dataset, device: torch.device, flops: in
         valid_images=len(data.test_labels), flops_per_image=flops,
         target_accuracy=target_for(data.name, cfg), config=to_plain(cfg),
         checkpoint=str(cfg.checkpoint), environment=environment(),
-        peak=measured_peak(device.type, cfg.threads),
+        peak=measured_peak(device.type, cfg.threads, mode), math=mode,
         tuning={"channels_last": True, "glibc_keep_freed_memory": tuned_malloc,
                 "loss_sync": "once per epoch"})
 
@@ -111,6 +134,7 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None) -> 
     tuned_malloc = keep_freed_memory()
     torch.manual_seed(cfg.seed)
     model = LeNet5(cfg.arch)
+    check_fits(cfg, data, model, device)
     result = _new_result(cfg, data, device, forward_flops(model), tuned_malloc)
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -131,15 +155,15 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None) -> 
             progress.start_epoch(epoch, math.ceil(len(x_train) / cfg.batch_size))
             lr = optimizer.param_groups[0]["lr"]
             sync(device)
-            t0 = clock()
+            t0, cpu0 = clock(), time.process_time()
             order = torch.randperm(len(x_train), generator=shuffle).to(device)
             train_loss = train_epoch(model, optimizer, x_train, y_train, order, cfg, progress)
-            train_s = clock() - t0
+            train_s, train_cpu_s = clock() - t0, time.process_time() - cpu0
 
             progress.validating()
-            t0 = clock()
+            t0, cpu0 = clock(), time.process_time()
             valid_loss, valid_acc = evaluate(model, x_valid, y_valid, cfg.valid_batch_size)
-            valid_s = clock() - t0
+            valid_s, valid_cpu_s = clock() - t0, time.process_time() - cpu0
 
             if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
                 raise Stopped(f"epoch {epoch}: loss is {train_loss} (training) / {valid_loss} (validation); "
@@ -147,9 +171,9 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None) -> 
                               f"try a lower --lr", result, interrupted=False)
             if scheduler is not None:
                 scheduler.step()
-            e = EpochResult(epoch, train_loss, train_s, valid_loss, valid_acc, valid_s, lr)
+            e = EpochResult(epoch, train_loss, train_s, valid_loss, valid_acc, valid_s, lr, train_cpu_s, valid_cpu_s)
             result.epochs.append(e)
-            checkpoint.save(cfg.checkpoint, cfg, data.name, *state, [vars(x).copy() for x in result.epochs])
+            checkpoint.save(cfg.checkpoint, cfg, data, *state, [vars(x).copy() for x in result.epochs])
             progress.end_epoch(e)
     except KeyboardInterrupt:
         raise Stopped(f"interrupted after {len(result.epochs)} completed epoch(s); checkpoint "
@@ -157,5 +181,8 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None) -> 
     finally:
         result.peak_rss_mb = peak_rss_mb()  # the process's peak so far: data, model, training
 
+    result.weights_sha256 = checkpoint.fingerprint(checkpoint.weights(model))
+    if (result.summary()["percent_of_peak"] or 0) > 100:  # the cached peak was measured on a busier machine
+        result.peak = remeasure_peak(device.type, cfg.threads, result.math)
     result.complete = True
     return result, model.to(memory_format=torch.contiguous_format)

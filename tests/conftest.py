@@ -93,13 +93,19 @@ def workdir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _results_outside_checkout(tmp_path_factory):
-    """In-process runs write results/ under the cwd: keep that out of the checkout."""
+    """In-process runs write results/ under the cwd, and the measured peaks into the cache:
+    keep both out of the checkout and the user's home (subprocesses inherit the variable)."""
     import os
 
-    old = os.getcwd()
+    old, cache = os.getcwd(), os.environ.get("CROSSRT_CACHE")
     os.chdir(tmp_path_factory.mktemp("cwd"))
+    os.environ["CROSSRT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     yield
     os.chdir(old)
+    if cache is None:
+        os.environ.pop("CROSSRT_CACHE")
+    else:
+        os.environ["CROSSRT_CACHE"] = cache
 
 
 def has_cuda() -> bool:

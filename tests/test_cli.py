@@ -75,10 +75,16 @@ def test_bench_infer_end_to_end(e2e):
         assert r["images_per_s"] > 0 and r["gflops"] > 0 and r["session_create_s"] > 0
         assert r["top1_agreement"] == 1.0 and r["parity_ok"] is True
         assert r["accuracy"] == runs[0]["accuracy"]
+        # Trust: the samples, their spread, the verdict and the CPU cost travel with every row.
+        assert len(r["pass_times_s"]) == 2 and len(r["batch_ms"]) == 4 and r["cv"] >= 0
+        assert r["ci95"][0] <= r["images_per_s"] <= r["ci95"][1]
+        assert isinstance(r["stable"], bool) and (r["stable"] or r["unstable_cause"])
+        assert r["cpu_s_per_1k"] > 0 and r["isolated"] is False and r["math"] == "fp32"
+    assert [r["spin"] for r in runs] == [False, False, None, None]
     assert runs[0]["providers"] == ["CPUExecutionProvider"]
     assert [r["threads_effective"] for r in runs[2:]] == [1, 2]  # torch.get_num_threads() read back
     s = result["settings"]
-    assert s["spin"] is False and s["inter_op_threads"] == 1 and s["execution_mode"] == "sequential"
+    assert s["spin"] == "off" and s["inter_op_threads"] == 1 and s["execution_mode"] == "sequential"
 
 
 def test_bench_infer_exits_1_when_runtimes_disagree(e2e, tmp_path):

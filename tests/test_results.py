@@ -7,8 +7,8 @@ import json
 import pytest
 
 from crossrt.errors import ResultError
-from crossrt.results import (BenchResult, EpochResult, InferRun, ModeResult, SuiteResult, TrainResult, cost_rows,
-                             load_result)
+from crossrt.results import BenchResult, EpochResult, InferRun, ModeResult, SuiteResult, TrainResult, cost_rows
+from crossrt.schema import load_result
 from crossrt.timing import Latency
 
 
@@ -89,6 +89,6 @@ def test_schema_1_files_still_load(tmp_path):
 
 def test_malformed_result_is_one_clear_error(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"kind": "train", "schema_version": 2, "dataset": "x"}))
+    path.write_text(json.dumps({"kind": "train", "schema_version": 3, "dataset": "x"}))
     with pytest.raises(ResultError, match=r"bad.json: a 'train' result with missing or malformed fields"):
         load_result(path)

@@ -13,7 +13,7 @@ from conftest import ROOT
 
 from crossrt.cli import main
 from crossrt.merge import COLUMNS, load_results, merge
-from crossrt.results import load_result
+from crossrt.schema import load_result
 from crossrt.suite import reference, scaling
 from crossrt.system import cpu_count
 
@@ -123,7 +123,7 @@ def test_suite_end_to_end(capsys, workdir, tiny_data):
                  "--min-time", "0", "--sweep", "--sweep-threads", "1,2", "--sweep-train-batches", "200",
                  "--sweep-valid-batches", "50", "--json", "suite.json", "--plots", "plots"]) == 0
     text = capsys.readouterr().out
-    assert "(reference, MNIST)" in text and "times per epoch" in text and "Scaling against 1 thread" in text
+    assert "(reference)" in text and "times per epoch" in text and "Scaling against 1 thread" in text
     result = load_result(workdir / "suite.json")
     assert result.kind == "suite" and result.complete is True
     names = [m.mode for m in result.modes]

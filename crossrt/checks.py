@@ -1,0 +1,90 @@
+"""Validators for settings: numbers in range, known choices, paths that can be read or written.
+
+Each raises ConfigError with one line that names the flag and what is wrong, before any
+work starts; crossrt.config calls them from the settings' __post_init__.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{flag}: unknown value {value!r} (choose from {', '.join(allowed)})")
+
+
+def at_least(flag: str, value, low, high=None) -> None:
+    """A finite number in [low, high]; high=None: no upper bound beyond finiteness."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
+        raise ConfigError(f"{flag}: must be a number >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{flag}: at most {high:,} here, got {value:,}")
+
+
+def fits(flag: str, values, available: int, what: str) -> None:
+    """Batch sizes no larger than the data they split (a batch of 20,000 from 10,000 images is not one)."""
+    for v in values:
+        if v > available:
+            raise ConfigError(f"{flag} {v:,}: more than the {available:,} {what}")
+
+
+def _can_create_in(flag: str, path: Path, folder: Path | None = None) -> None:
+    """Whether path (a file in folder, or a folder) can be created: the nearest existing folder
+    must take a new entry. Probed with a temp folder removed at once, before any work."""
+    parent = path if folder is None else folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".crossrt-probe-"))
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+
+
+def writable_file(flag: str, path: Path | None) -> Path | None:
+    """A path we will write a file to: checked now, not after an hour of training."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory, expected a file path")
+    _can_create_in(flag, path, path.parent)
+    return path
+
+
+def output_folder(flag: str, path: Path) -> Path:
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a file, expected a folder")
+    _can_create_in(flag, path)
+    return path
+
+
+def readable_folder(flag: str, path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{flag} {path}: no such folder")
+    if not path.is_dir():
+        raise ConfigError(f"{flag} {path}: not a folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: cannot read this folder")
+    return path
+
+
+def nonempty_unique(flag: str, values: tuple) -> None:
+    if not values:
+        raise ConfigError(f"{flag}: needs at least one value")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{flag}: lists a value twice: {','.join(map(str, values))}")
+
+
+def all_at_least(flag: str, values: tuple, low, high=None) -> None:
+    for v in values:
+        at_least(flag, v, low, high)

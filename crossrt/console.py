@@ -1,0 +1,112 @@
+"""The console: progress bars and one-line messages. With render.py, the only modules that import rich.
+
+Output goes to stdout; errors and warnings go to stderr through the CLI. The width is the
+terminal's, or $COLUMNS, or 80 when the output is piped; piped output has no colours.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from .results import EpochResult, InferRun
+
+console = Console()
+
+
+def note(text: str) -> None:
+    """A line of plain output (rich markup allowed), never re-highlighted, never broken by rich:
+    paths in it stay whole and copyable (the terminal wraps long lines)."""
+    console.print(text, highlight=False, soft_wrap=True)
+
+
+def dataset_line(ds) -> None:
+    note(f"dataset: [bold]{ds.name}[/] ({len(ds.train_labels):,} train / {len(ds.test_labels):,} test images): "
+         f"{ds.reason}")
+
+
+def export_line(path, parity, dataset: str) -> None:
+    ok = parity.top1_agreement == 1.0
+    note(f"exported {path} (opset {parity.opset}, {parity.export_s:.2f} s); ONNX Runtime vs PyTorch on "
+         f"{parity.images:,} {dataset} test images: max |logit diff| {parity.max_abs_diff:.2e}, "
+         f"top-1 agreement [{'green' if ok else 'red'}]{100 * parity.top1_agreement:.2f}%[/]")
+
+
+def bench_line(run: InferRun) -> None:
+    """One line as each configuration finishes, so a long bench shows progress."""
+    mark = "" if run.stable else " [yellow](unstable)[/]"
+    note(f"  {run.label}: {run.images_per_s:,.0f} img/s, acc {100 * run.accuracy:.2f}%{mark}")
+
+
+class _Bar:
+    """A rich Progress as a context manager."""
+
+    bar: Progress
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+
+class TrainProgress(_Bar):
+    """A bar per epoch (batches done, time left) and the reference's log line per epoch, readable."""
+
+    def __init__(self, total_epochs: int):
+        self.total = total_epochs
+        # A low refresh rate: on a 2-core machine the redraw thread competes with training.
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("batches"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console, refresh_per_second=4, transient=True)
+        self.task = None
+
+    def start_epoch(self, epoch: int, batches: int) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(f"epoch {epoch}/{self.total} train", total=batches)
+
+    def advance(self) -> None:
+        self.bar.advance(self.task)
+
+    def validating(self) -> None:
+        self.bar.update(self.task, description=self.bar.tasks[-1].description.replace("train", "valid"))
+
+    def end_epoch(self, e: EpochResult) -> None:
+        note(f"epoch {e.epoch:>3}  train loss {e.train_loss:.4f}  [cyan]{e.train_s:6.2f} s[/]   "
+             f"valid loss {e.valid_loss:.4f}  acc [bold]{100 * e.valid_accuracy:6.2f}%[/]  [cyan]{e.valid_s:5.2f} s[/]")
+
+
+class SuiteProgress(_Bar):
+    """One bar across the whole suite (with the time left) and a line per finished epoch.
+
+    It takes train()'s progress calls (start_epoch, advance, validating, end_epoch) directly.
+    """
+
+    def __init__(self):
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                            console=console, refresh_per_second=4, transient=True)
+        self.task = self.bar.add_task("suite", total=1)
+
+    def total(self, units: int) -> None:
+        self.bar.update(self.task, total=units)
+
+    def start(self, what: str) -> None:
+        self.bar.update(self.task, description=what)
+        note(f"[bold]{what}[/]")
+
+    def start_epoch(self, epoch: int, batches: int) -> None: ...
+    def validating(self) -> None: ...
+
+    def advance(self) -> None:
+        self.bar.advance(self.task)
+
+    def config(self) -> None:
+        self.bar.advance(self.task, 50)
+
+    def end_epoch(self, e: EpochResult) -> None:
+        note(f"  epoch {e.epoch:>3}  train {e.train_s:6.2f} s  valid {e.valid_s:5.2f} s  "
+             f"acc {100 * e.valid_accuracy:6.2f}%")

@@ -1,0 +1,157 @@
+"""The attainable GEMM peak of this machine, measured and cached, so throughput can be shown as % of peak.
+
+A datasheet peak (cores x clock x FMA width) is rarely reachable and often unknown (clock
+boost, a VM's CPU model); instead we time a large matrix product, the best case for any
+library, on the same threads and in the same math mode (fp32, tf32, bf16). On the CPU both
+GEMMs at hand are tried, PyTorch's (MKL/oneDNN) and ONNX Runtime's (MLAS): they differ a lot
+on some CPUs (MKL takes a slower path on AMD), so the peak is the better of the two.
+
+A busy moment depresses a measurement, and a depressed peak makes every "% of peak" too high.
+So the peak is the best of several tries, kept with their spread, and cached per machine and
+library versions: every run divides by the same figure. A run that beats the cached peak
+triggers a new measurement, and the better of the two is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+from .files import atomic_write
+from .system import cache_dir, cpu_count, cpu_model, now_iso, version_of
+from .timing import call_times
+
+GEMM_N = 1024  # 2.1 GFLOP per product: long enough to time, short enough to cost ~0.2 s
+PEAK_TRIES = 3  # the peak is the best of this many tries (5 when a run beat the cached one)
+
+
+def _best_gflops(fn, n: int, repeats: int) -> float:
+    fn()  # warm-up: thread pool start, packing buffers
+    return 2 * n ** 3 / min(call_times(lambda i: fn(), repeats)) / 1e9
+
+
+def _torch_mm(threads: int, n: int, repeats: int, dtype: str = "float32") -> float:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        kind = getattr(torch, dtype)
+        a, b = torch.randn(n, n, dtype=kind), torch.randn(n, n, dtype=kind)
+        c = torch.empty(n, n, dtype=kind)
+        return _best_gflops(lambda: torch.mm(a, b, out=c), n, repeats)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _ort_matmul(threads: int, n: int, repeats: int) -> float:
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "AB"],
+        [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    feeds = {x: np.random.default_rng(0).standard_normal((n, n), dtype=np.float32) for x in "AB"}
+    return _best_gflops(lambda: session.run(None, feeds), n, repeats)
+
+
+def cpu_peak(threads: int, n: int = GEMM_N, repeats: int = 5) -> dict:
+    """{"torch_mm", "onnxruntime_matmul", "peak"} in GFLOP/s, fp32, on `threads` CPU threads."""
+    torch_gf, ort_gf = _torch_mm(threads, n, repeats), _ort_matmul(threads, n, repeats)
+    return {"torch_mm": torch_gf, "onnxruntime_matmul": ort_gf, "peak": max(torch_gf, ort_gf)}
+
+
+def cpu_bf16_peak(threads: int, n: int = GEMM_N, repeats: int = 5) -> dict:
+    """bf16 torch.mm on the CPU (ONNX Runtime's CPU provider has no bf16 MatMul to compare)."""
+    gf = _torch_mm(threads, n, repeats, dtype="bfloat16")
+    return {"torch_mm": gf, "peak": gf}
+
+
+def cuda_peak(math: str = "fp32", n: int = 8192, repeats: int = 10) -> dict:
+    """GEMM on the GPU in the given math mode: fp32 (TF32 off), tf32 or bf16."""
+    import torch
+
+    allow = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = math == "tf32"
+    try:
+        dtype = torch.bfloat16 if math == "bf16" else torch.float32
+        a, b = (torch.randn(n, n, device="cuda", dtype=dtype) for _ in range(2))
+        c = torch.empty(n, n, device="cuda", dtype=dtype)
+
+        def mm():
+            torch.mm(a, b, out=c)
+            torch.cuda.synchronize()
+
+        gf = _best_gflops(mm, n, repeats)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allow
+    return {"gpu": torch.cuda.get_device_name(0), "torch_mm": gf, "peak": gf}
+
+
+def _peak_key(device: str, threads: int, math: str) -> str:
+    """What a cached peak belongs to: this machine, these libraries, this device, threads and math."""
+    if device == "cuda":
+        import torch
+
+        what = torch.cuda.get_device_name(0)
+    else:
+        what = f"{cpu_model()} x{cpu_count()}"
+    libs = f"torch {version_of('torch')}, onnxruntime {version_of('onnxruntime-gpu', 'onnxruntime')}"
+    return f"{device} {math} {threads} thr | {what} @ {platform.node()} | {libs}"
+
+
+def _peak_cache() -> Path:
+    return cache_dir() / "peaks.json"
+
+
+def _load_peaks() -> dict:
+    try:
+        data = json.loads(_peak_cache().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # no cache yet, or a damaged one: measure again
+
+
+def _measure_peak(device: str, threads: int, math: str, tries: int) -> dict:
+    def once():
+        if device == "cuda":
+            return cuda_peak(math)
+        return cpu_bf16_peak(threads) if math == "bf16" else cpu_peak(threads)
+
+    runs = [once() for _ in range(tries)]
+    peaks = [r["peak"] for r in runs]
+    return {**max(runs, key=lambda r: r["peak"]), "device": device, "threads": threads, "math": math,
+            "tries": peaks, "spread": (max(peaks) - min(peaks)) / max(peaks), "measured": now_iso()}
+
+
+def measured_peak(device: str, threads: int, math: str = "fp32", *, again: bool = False) -> dict:
+    """The GEMM peak for a device, thread count (0 = all cores) and math mode, in GFLOP/s.
+
+    Measured once per machine (the best of PEAK_TRIES tries, with their spread) and cached in
+    cache_dir()/peaks.json, so that every run divides by the same figure. More threads than
+    cores add no compute, so the peak for N threads is that of min(N, cores). again=True
+    measures anew and keeps the better of the new and the cached peak.
+    """
+    threads = 0 if device == "cuda" else min(threads or cpu_count(), cpu_count())
+    key = _peak_key(device, threads, math)
+    cache = _load_peaks()
+    if key in cache and not again:
+        return cache[key]
+    entry = _measure_peak(device, threads, math, PEAK_TRIES + 2 * again)
+    if key in cache and cache[key]["peak"] >= entry["peak"]:
+        return cache[key]
+    cache[key] = entry
+    atomic_write(_peak_cache(), json.dumps(cache, indent=1))
+    return entry
+
+
+def remeasure_peak(device: str, threads: int, math: str = "fp32") -> dict:
+    """Called when a run beat the cached peak: the cache was measured on a busier machine."""
+    return measured_peak(device, threads, math, again=True)
