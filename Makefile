@@ -18,13 +18,14 @@ DATASET ?=
 DATA ?=
 PROVIDER ?=
 MODEL ?=
+RUNTIMES ?=
 ARGS ?=
 
 opt = $(if $(2),$(1) $(2))
 DATA_FLAGS = $(call opt,--dataset,$(DATASET)) $(call opt,--data-dir,$(DATA))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dataset train export bench-infer bench suite test clean
+.PHONY: help setup dataset train export quantize bench-infer bench suite test clean
 
 help: ## list the targets and their variables
 	@echo "crossrt: LeNet5 trained in PyTorch, timed under PyTorch and ONNX Runtime"
@@ -32,7 +33,7 @@ help: ## list the targets and their variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo
 	@echo "variables: DEVICE=cpu|cuda THREADS=N[,N] EPOCHS=N BATCH=N[,N] DATASET=auto|mnist|fashion-mnist"
-	@echo "           DATA=DIR PROVIDER=cpu[,cuda] MODEL=FILE ARGS='...'; unset = crossrt's defaults"
+	@echo "           DATA=DIR PROVIDER=cpu[,cuda] MODEL=FILE RUNTIMES=R[,R]|all ARGS='...'; unset = defaults"
 	@echo "then: $(CROSSRT) --help, $(CROSSRT) train --help, ..."
 
 setup: $(VENV)/.installed dataset ## create .venv, install crossrt and its dependencies, the offline dataset
@@ -40,7 +41,7 @@ setup: $(VENV)/.installed dataset ## create .venv, install crossrt and its depen
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip show torch >/dev/null 2>&1 || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,plots]"
+	$(PY) -m pip install -q -e ".[test,plots,openvino]"
 	touch $@
 
 # Debian's dataset-fashion-mnist makes `make train` work offline; MNIST is fetched when reachable.
@@ -64,9 +65,13 @@ train: setup ## train LeNet5 and export exports/lenet5.onnx [DEVICE THREADS EPOC
 export: setup ## re-export exports/lenet5.pt to ONNX and check parity [DATASET DATA]
 	$(CROSSRT) export $(DATA_FLAGS) $(ARGS)
 
-bench-infer: setup ## time validation under ONNX Runtime and PyTorch [PROVIDER THREADS BATCH MODEL]
+quantize: setup ## an int8 copy of exports/lenet5.onnx, for bench-infer's onnxruntime-int8 rows [MODEL]
+	$(CROSSRT) quantize $(call opt,--model,$(MODEL)) $(DATA_FLAGS) $(ARGS)
+
+bench-infer: setup ## time validation under ONNX Runtime, PyTorch, ... [PROVIDER THREADS BATCH MODEL RUNTIMES]
 	$(CROSSRT) bench-infer $(call opt,--model,$(MODEL)) $(call opt,--provider,$(PROVIDER)) \
-	  $(call opt,--threads,$(THREADS)) $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
+	  $(call opt,--threads,$(THREADS)) $(call opt,--batch-size,$(BATCH)) $(call opt,--runtimes,$(RUNTIMES)) \
+	  $(DATA_FLAGS) $(ARGS)
 
 suite: setup ## the reference's table for this machine, every mode, beside the article's figures [EPOCHS DEVICE]
 	$(CROSSRT) suite $(call opt,--epochs,$(EPOCHS)) $(call opt,--device,$(DEVICE)) $(DATA_FLAGS) $(ARGS)

@@ -13,6 +13,7 @@ thread-pool state carries over from the one before.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, NamedTuple
@@ -36,6 +37,8 @@ from .system import cpu_count, environment, peak_rss_mb
 from .timing import Latency, capped, stability, time_passes, timed
 
 SPINS = {"on": (True,), "off": (False,), "both": (True, False)}
+# bf16 and int8 rows may differ from PyTorch's fp32 accuracy by this much (fp32 rows: not at all).
+LOW_PRECISION_TOLERANCE = 0.005
 
 
 @dataclass
@@ -52,12 +55,35 @@ class Prepared:
         return self.metadata.get("dataset") or None, self.metadata.get("data_dir") or None
 
 
+def unavailable(cfg: BenchConfig, runtime: str, provider: str) -> str | None:
+    """Why a runtime cannot run here (one line for the table), or None."""
+    if runtime == "openvino":
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "not installed: pip install 'crossrt[openvino]'"
+    if runtime in ("openvino", "onnxruntime-int8") and provider != "cpu":
+        return f"crossrt runs {runtime} on the CPU only"
+    if runtime == "torch-compile" and provider == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
+        return "torch.compile's CPU backend needs a C++ compiler (c++ or g++ on PATH)"
+    if runtime == "onnxruntime-int8" and not cfg.int8_model.is_file():
+        return f"no int8 model {cfg.int8_model}: make one with `crossrt quantize`"
+    return None
+
+
+def skipped(cfg: BenchConfig) -> list[dict]:
+    return [{"runtime": r, "provider": p, "reason": why} for p in cfg.providers for r in cfg.runtimes
+            if (why := unavailable(cfg, r, p))]
+
+
 def prepare(cfg: BenchConfig) -> Prepared:
     """Fail on a bad model, provider, checkpoint or training record before any work starts."""
     for provider in cfg.providers:
         create_session(cfg.model, provider, 1)
+    if "onnxruntime-int8" in cfg.runtimes and not unavailable(cfg, "onnxruntime-int8", "cpu"):
+        create_session(cfg.int8_model, "cpu", 1)
     meta = read_metadata(cfg.model)
-    if "pytorch" in cfg.runtimes:
+    if {"pytorch", "torch-compile"} & set(cfg.runtimes):
         state = checkpoint.load(cfg.checkpoint)
         ours, theirs = state.get("weights_sha256"), meta.get("weights_sha256")
         if ours and theirs and ours != theirs:
@@ -68,7 +94,7 @@ def prepare(cfg: BenchConfig) -> Prepared:
     training = None
     if cfg.train_json is not None or train_json.is_file():
         training = load_result(regular_file(train_json, "--train-json"), ("train",))
-    return Prepared(onnx_flops(cfg.model), meta, training, "pytorch" in cfg.runtimes)
+    return Prepared(onnx_flops(cfg.model), meta, training, bool({"pytorch", "torch-compile"} & set(cfg.runtimes)))
 
 
 def score(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -86,13 +112,22 @@ class Row(NamedTuple):
     threads: int
     batch: int
     io: str
-    spin: bool | None  # ORT only
+    spin: bool | None  # ONNX Runtime only
+    precision: str = "fp32"  # fp32; bf16 (OpenVINO, where the CPU has it); int8 (onnxruntime-int8)
 
     @property
     def math(self) -> str:
         # cuDNN convolutions (PyTorch's default) and ORT's CUDA provider (use_tf32=1, set in
         # crossrt.runners) run fp32 models in TF32 on GPUs that have it.
-        return "tf32" if self.provider == "cuda" else "fp32"
+        return self.precision if self.precision != "fp32" else "tf32" if self.provider == "cuda" else "fp32"
+
+
+def precisions(runtime: str) -> tuple[str, ...]:
+    if runtime == "openvino":
+        from .ov_runner import openvino_precisions
+
+        return openvino_precisions()
+    return ("int8",) if runtime == "onnxruntime-int8" else ("fp32",)
 
 
 def plan(cfg: BenchConfig) -> list[Row]:
@@ -105,11 +140,24 @@ def plan(cfg: BenchConfig) -> list[Row]:
     for batch in cfg.batch_sizes:
         for provider in cfg.providers:
             threads = cfg.threads if provider == "cpu" else (max(cfg.threads),)
-            for runtime in cfg.runtimes:
-                spins = SPINS[cfg.spin] if runtime == "onnxruntime" else (None,)
-                rows += [Row(runtime, provider, t, batch, io, spin)
+            for runtime in (r for r in cfg.runtimes if not unavailable(cfg, r, provider)):
+                spins = SPINS[cfg.spin] if runtime.startswith("onnxruntime") else (None,)
+                rows += [Row(runtime, provider, t, batch, io, spin, precision) for precision in precisions(runtime)
                          for t in threads for io in IO_PATHS[provider] for spin in spins]
     return rows
+
+
+def _runner(cfg: BenchConfig, row: Row, batches: list[np.ndarray]):
+    if row.runtime.startswith("onnxruntime"):
+        model = cfg.model if row.runtime == "onnxruntime" else cfg.int8_model
+        return ort_runner(model, row.provider, row.threads, row.io, batches, row.spin)
+    if row.runtime == "openvino":
+        from .ov_runner import openvino_runner
+
+        return openvino_runner(cfg.model, row.threads, row.precision, batches)
+    state = checkpoint.load(cfg.checkpoint)
+    return torch_runner(partial(checkpoint.build_model, state), row.provider, row.threads, row.io, batches,
+                        compile=row.runtime == "torch-compile")
 
 
 def _noise_hint(row: Row) -> str | None:
@@ -125,11 +173,7 @@ def measure(cfg: BenchConfig, x: np.ndarray, labels: np.ndarray, row: Row, flops
     A top-level function of picklable arguments, so that it can run in a fresh process.
     """
     batches = split(x, row.batch)
-    if row.runtime == "onnxruntime":
-        runner = ort_runner(cfg.model, row.provider, row.threads, row.io, batches, row.spin)
-    else:
-        state = checkpoint.load(cfg.checkpoint)
-        runner = torch_runner(partial(checkpoint.build_model, state), row.provider, row.threads, row.io, batches)
+    runner = _runner(cfg, row, batches)
     _, first_s = timed(partial(runner.run, 0))
     loss, accuracy, preds = score(all_logits(runner, len(batches)), labels)
     passes = time_passes(runner.run, len(batches), warmup=cfg.warmup, min_time=cfg.min_time,
@@ -144,7 +188,8 @@ def measure(cfg: BenchConfig, x: np.ndarray, labels: np.ndarray, row: Row, flops
                    percent_of_peak=100 * gflops / peak["peak"], latency_ms=Latency.from_values(passes.batch_s),
                    session_create_s=runner.create_s, first_run_s=first_s, accuracy=accuracy, loss=loss,
                    providers=runner.providers, split_ms=runner.split() if runner.split else None,
-                   spin=row.spin, isolated=cfg.isolate, math=row.math, pass_times_s=passes.pass_s,
+                   spin=row.spin, isolated=cfg.isolate, math=row.math, precision=row.precision,
+                   pass_times_s=passes.pass_s,
                    batch_ms=[1e3 * s for s in capped(passes.batch_s)], cv=st.cv, ci95=st.ci95,
                    stable=st.stable, unstable_cause=st.cause,
                    cpu_s_per_1k=1000 * passes.cpu_s / (len(x) * len(passes.pass_s)))
@@ -162,7 +207,7 @@ def run_bench(cfg: BenchConfig, data: Dataset, prepared: Prepared,
         dataset=data.name, dataset_source=data.source, flops_per_image=prepared.flops_per_image,
         settings={**to_plain(cfg), "inter_op_threads": 1, "execution_mode": "sequential",
                   "graph_optimization": "all", "cpu_cores": cpu_count(),
-                  "spin_note": "ORT session.intra_op.allow_spinning"})
+                  "spin_note": "ORT session.intra_op.allow_spinning"}, skipped=skipped(cfg))
     preds: list[np.ndarray] = []
     try:
         for row in plan(cfg):
@@ -187,12 +232,15 @@ def run_bench(cfg: BenchConfig, data: Dataset, prepared: Prepared,
 
 
 def _finish(result: BenchResult, preds: list[np.ndarray]) -> None:
-    """Top-1 agreement of every run with the first PyTorch run (accuracies must be equal)."""
+    """Top-1 agreement of every run with the first PyTorch run: fp32 accuracies must be equal,
+    bf16 and int8 ones within LOW_PRECISION_TOLERANCE."""
     ref = next((i for i, r in enumerate(result.runs) if r.runtime == "pytorch"), None)
     if ref is not None:
         for i, r in enumerate(result.runs):
             r.top1_agreement = float((preds[i] == preds[ref]).mean())
-            r.parity_ok = r.accuracy == result.runs[ref].accuracy
+            r.accuracy_delta = r.accuracy - result.runs[ref].accuracy
+            r.parity_ok = (r.accuracy_delta == 0 if r.precision == "fp32"
+                           else abs(r.accuracy_delta) <= LOW_PRECISION_TOLERANCE)
     result.environment = environment()
     result.peak_rss_mb = peak_rss_mb()
 

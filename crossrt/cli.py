@@ -20,7 +20,7 @@ import threading
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
-from .config import DATASETS, BenchConfig, ExportConfig, SuiteConfig, TrainConfig
+from .config import DATASETS, BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from .errors import CrossrtError, Stopped
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -98,12 +98,13 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     commands = (("train", TrainConfig, "train LeNet5, checkpoint every epoch, export to ONNX"),
                 ("export", ExportConfig, "export a checkpoint to ONNX and check parity"),
-                ("bench-infer", BenchConfig, "time validation under ONNX Runtime and PyTorch"),
+                ("quantize", QuantizeConfig, "an int8 copy of the ONNX model, for the onnxruntime-int8 rows"),
+                ("bench-infer", BenchConfig, "time validation under ONNX Runtime, PyTorch and more runtimes"),
                 ("suite", SuiteConfig, "the reference's table for this machine: every mode, train + validation"))
     for name, cls, short in commands:
         c = sub.add_parser(name, help=short, description=cls.__doc__)
         add_options(c, cls)
-        if name != "export":
+        if name not in ("export", "quantize"):
             _plots_flag(c)
 
     r = sub.add_parser("report", help="merge result files from any runs and machines into one table",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from .cli import EXIT_FAILED, EXIT_OK, build
-from .config import BenchConfig, ExportConfig, SuiteConfig, TrainConfig
+from .config import BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from .system import cpu_count
 
 
@@ -32,11 +32,11 @@ def _check_outputs(a, results: bool = True) -> None:
 
 
 def _write_plots(a, pairs, benches) -> None:
-    from .console import note
+    from .console import esc, note
     from .plots import write_all
 
     if a.plots is not None and (paths := write_all(a.plots, pairs, benches)):
-        note(f"plots: {', '.join(map(str, paths))}")
+        note(esc(f"plots: {', '.join(map(str, paths))}"))
 
 
 def _warn_threads(threads) -> None:
@@ -68,11 +68,11 @@ def cmd_train(a) -> int:
         paths = save_json(data, cfg.json)
         save_json(data, cfg.run_json, results_dir=None)
     console.console.print(render.train_summary(result))
-    console.note(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; checkpoint: {cfg.checkpoint}")
+    console.note(console.esc(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; checkpoint: {cfg.checkpoint}"))
     if not cfg.export and cfg.onnx_path.is_file():
-        console.note(f"[yellow]note:[/] {cfg.onnx_path} is from an earlier training run (--no-export); "
-                     f"bench-infer refuses it with this checkpoint: export this one with "
-                     f"`crossrt export --checkpoint {cfg.checkpoint}`")
+        console.note("[yellow]note:[/] " + console.esc(
+            f"{cfg.onnx_path} is from an earlier training run (--no-export); bench-infer refuses it with this "
+            f"checkpoint: export this one with `crossrt export --checkpoint {cfg.checkpoint}`"))
     _write_plots(a, [(result, None)], [])
     return EXIT_OK
 
@@ -89,6 +89,29 @@ def cmd_export(a) -> int:
     with FolderLock(cfg.out.parent):
         parity = export_checkpoint(state, checkpoint.build_model(state), cfg.out, ds.test_images)
     console.export_line(cfg.out, parity, ds.name)
+    return EXIT_OK
+
+
+def cmd_quantize(a) -> int:
+    cfg = build(QuantizeConfig, a)
+    from . import console
+    from .export import read_metadata
+    from .fetch import resolve
+    from .files import FolderLock
+    from .quantize import quantize
+    from .runners import create_session
+
+    create_session(cfg.model, "cpu", 1)  # a bad model fails here, before any data is read
+    meta = read_metadata(cfg.model)
+    ds = resolve(cfg.data, trained_on=(meta.get("dataset") or None, meta.get("data_dir") or None))
+    with FolderLock(cfg.out.parent):
+        q = quantize(cfg, ds)
+    console.note(console.esc(
+        f"quantized {cfg.model} ({q['fp32_bytes']:,} bytes) to {cfg.out} ({q['int8_bytes']:,} bytes): "
+        f"{q['method']} on {q['calibration_images']:,} {ds.name} training images. On the "
+        f"{q['test_images']:,} test images: accuracy {100 * q['fp32_accuracy']:.2f}% -> "
+        f"{100 * q['int8_accuracy']:.2f}% ({100 * (q['int8_accuracy'] - q['fp32_accuracy']):+.2f} points), "
+        f"top-1 agreement {100 * q['top1_agreement']:.2f}%"))
     return EXIT_OK
 
 
@@ -110,11 +133,12 @@ def cmd_bench_infer(a) -> int:
     prepared = prepare(cfg)  # a bad model, checkpoint or provider fails here, before any work
     _warn_threads(cfg.threads)
     ds = resolve(cfg.data, trained_on=prepared.trained_on)
-    console.note(f"model: {cfg.model}; dataset: [bold]{ds.name}[/] ({ds.reason}); {len(plan(cfg))} configuration(s)")
+    console.note(f"model: {console.esc(str(cfg.model))}; dataset: [bold]{console.esc(ds.name)}[/] "
+                 f"({console.esc(ds.reason)}); {len(plan(cfg))} configuration(s)")
     result = run_bench(cfg, ds, prepared, on_run=console.bench_line)
     paths = save_json(result.to_dict(), cfg.json)
     render.bench_tables(result, prepared.training)
-    console.note(f"results: {', '.join(map(str, paths))}")
+    console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
     _write_plots(a, [(prepared.training, result)] if prepared.training else [], [result])
     bad = parity_failures(result)
     if bad:
@@ -140,7 +164,7 @@ def cmd_suite(a) -> int:
     rows = scaling(result)
     if rows:
         console.console.print(render.scaling_table(rows))
-    console.note(f"results: {', '.join(map(str, paths))}")
+    console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
     # The sweep is the thread-scaling picture; without it, each mode's own validation rows.
     benches = [result.sweep_bench] if result.sweep_bench else [m.bench for m in result.modes if m.bench]
     _write_plots(a, [(m.train, m.bench) for m in result.modes], benches)
@@ -188,5 +212,5 @@ def cmd_compare(a) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "export": cmd_export, "bench-infer": cmd_bench_infer, "suite": cmd_suite,
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "quantize": cmd_quantize, "export": cmd_export, "bench-infer": cmd_bench_infer, "suite": cmd_suite,
             "report": cmd_report, "fetch": cmd_fetch}

@@ -32,7 +32,8 @@ def _repeats(result: Result) -> dict[tuple, tuple[str, float, list[float]]]:
                                   part.summary()["images_per_s"] or 0.0, [e.train_s for e in steady]))
             continue
         for run in part.runs:
-            key = ("bench", part.dataset, run.runtime, run.provider, run.io, run.threads, run.batch_size, run.spin)
+            key = ("bench", part.dataset, run.runtime, run.precision, run.provider, run.io, run.threads,
+                   run.batch_size, run.spin)
             rows.setdefault(key, (f"validation, {run.label}", run.images_per_s, run.pass_times_s))
     return rows
 

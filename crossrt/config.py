@@ -21,7 +21,8 @@ DATASETS = ("auto", "mnist", "fashion-mnist")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 PROVIDERS = ("cpu", "cuda")
-RUNTIMES = ("onnxruntime", "pytorch")
+RUNTIMES = ("onnxruntime", "pytorch", "openvino", "torch-compile", "onnxruntime-int8")
+DEFAULT_RUNTIMES = ("onnxruntime", "pytorch")
 SUITE_DEVICES = ("auto", "cpu", "cuda")
 SPIN = ("on", "off", "both")
 MAX_EPOCHS = 100_000
@@ -150,7 +151,10 @@ class BenchConfig:
                                       help="intra-op threads; 0 = the runtime's default")
     batch_sizes: tuple[int, ...] = option((100,), flag="--batch-size", metavar="B[,B]",
                                           default_text="{}, the reference's", help="validation batch sizes")
-    runtimes: tuple[str, ...] = option(RUNTIMES, metavar="R[,R]", help=f"from {{{','.join(RUNTIMES)}}}")
+    runtimes: tuple[str, ...] = option(DEFAULT_RUNTIMES, metavar="R[,R]",
+                                       help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)")
+    int8_model: Path | None = option(None, default_text="the model's path with .int8.onnx (`crossrt quantize`)",
+                                     help="int8 ONNX model for the onnxruntime-int8 rows")
     # Warm-up runs pay for allocator growth, kernel selection and cache misses: cold costs,
     # reported apart (first_run_s), not steady state.
     warmup: int = option(10, help="untimed batches per configuration")
@@ -168,7 +172,7 @@ class BenchConfig:
     def __post_init__(self) -> None:
         self.model = Path(self.model)
         self.providers, self.threads = tuple(self.providers), tuple(self.threads)
-        self.batch_sizes, self.runtimes = tuple(self.batch_sizes), tuple(self.runtimes)
+        self.batch_sizes, self.runtimes = tuple(self.batch_sizes), all_runtimes(self.runtimes)
         for flag, values in (("--provider", self.providers), ("--threads", self.threads),
                              ("--batch-size", self.batch_sizes), ("--runtimes", self.runtimes)):
             nonempty_unique(flag, values)
@@ -185,9 +189,32 @@ class BenchConfig:
             self.spin = "on" if self.spin else "off"
         choice("--spin", self.spin, SPIN)
         self.checkpoint = Path(self.checkpoint or self.model.with_suffix(".pt"))
+        self.int8_model = Path(self.int8_model or self.model.with_suffix(".int8.onnx"))
         self.json = writable_file("--json", self.json)
         if self.train_json is not None:
             self.train_json = Path(self.train_json)
+
+
+def all_runtimes(runtimes) -> tuple[str, ...]:
+    """`all` stands for every runtime crossrt knows (those that cannot run here are reported, not run)."""
+    return RUNTIMES if tuple(runtimes) == ("all",) else tuple(runtimes)
+
+
+@dataclass
+class QuantizeConfig:
+    """quantize: an int8 copy of the exported model with ONNX Runtime's quantization tools
+    (pre-processing, static QDQ, per-channel weights), calibrated on training images."""
+
+    model: Path = option(Path("exports/lenet5.onnx"), help="fp32 ONNX model")
+    out: Path | None = option(None, metavar="PATH", default_text="the model's path with .int8.onnx",
+                              help="int8 ONNX file to write")
+    calibration_images: int = option(1000, metavar="N", help="training images the activation ranges are taken from")
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        self.model = Path(self.model)
+        at_least("--calibration-images", self.calibration_images, 1, 1_000_000)
+        self.out = writable_file("--out", self.out or self.model.with_suffix(".int8.onnx"))
 
 
 def default_sweep_threads() -> tuple[int, ...]:
@@ -211,6 +238,8 @@ class SuiteConfig:
     min_time: float = option(1.0, metavar="S", help="seconds of timed validation passes per configuration")
     isolate: bool = option(True, flag="--isolate/--no-isolate",
                            help="time each validation configuration in a fresh process of its own")
+    runtimes: tuple[str, ...] = option(DEFAULT_RUNTIMES, metavar="R[,R]",
+                                       help=f"validation runtimes from {{{','.join(RUNTIMES)}}}, or all")
     sweep: bool = option(False, help="also sweep threads and batch sizes")
     sweep_threads: tuple[int, ...] = option(factory=default_sweep_threads, metavar="N[,N]",
                                             default_text="1, 2, 4, ... and all cores", help="threads of the sweep")
@@ -224,6 +253,10 @@ class SuiteConfig:
 
     def __post_init__(self) -> None:
         choice("--device", self.device, SUITE_DEVICES)
+        self.runtimes = all_runtimes(self.runtimes)
+        nonempty_unique("--runtimes", self.runtimes)
+        for r in self.runtimes:
+            choice("--runtimes", r, RUNTIMES)
         at_least("--epochs", self.epochs, 1, MAX_EPOCHS)
         at_least("--sweep-epochs", self.sweep_epochs, 1, MAX_EPOCHS)
         at_least("--min-time", self.min_time, 0, MAX_SECONDS)

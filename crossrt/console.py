@@ -7,6 +7,7 @@ terminal's, or $COLUMNS, or 80 when the output is piped; piped output has no col
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape as esc
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
@@ -16,27 +17,28 @@ console = Console()
 
 
 def note(text: str) -> None:
-    """A line of plain output (rich markup allowed), never re-highlighted, never broken by rich:
-    paths in it stay whole and copyable (the terminal wraps long lines)."""
+    """A line of plain output, never re-highlighted, never broken by rich: paths in it stay
+    whole and copyable (the terminal wraps long lines). Rich markup is allowed, so any text
+    from outside (paths, names, reasons) goes in through esc()."""
     console.print(text, highlight=False, soft_wrap=True)
 
 
 def dataset_line(ds) -> None:
-    note(f"dataset: [bold]{ds.name}[/] ({len(ds.train_labels):,} train / {len(ds.test_labels):,} test images): "
-         f"{ds.reason}")
+    note(f"dataset: [bold]{esc(ds.name)}[/] ({len(ds.train_labels):,} train / {len(ds.test_labels):,} test images): "
+         f"{esc(ds.reason)}")
 
 
 def export_line(path, parity, dataset: str) -> None:
     ok = parity.top1_agreement == 1.0
-    note(f"exported {path} (opset {parity.opset}, {parity.export_s:.2f} s); ONNX Runtime vs PyTorch on "
-         f"{parity.images:,} {dataset} test images: max |logit diff| {parity.max_abs_diff:.2e}, "
+    note(f"exported {esc(str(path))} (opset {parity.opset}, {parity.export_s:.2f} s); ONNX Runtime vs PyTorch on "
+         f"{parity.images:,} {esc(dataset)} test images: max |logit diff| {parity.max_abs_diff:.2e}, "
          f"top-1 agreement [{'green' if ok else 'red'}]{100 * parity.top1_agreement:.2f}%[/]")
 
 
 def bench_line(run: InferRun) -> None:
     """One line as each configuration finishes, so a long bench shows progress."""
     mark = "" if run.stable else " [yellow](unstable)[/]"
-    note(f"  {run.label}: {run.images_per_s:,.0f} img/s, acc {100 * run.accuracy:.2f}%{mark}")
+    note(f"  {esc(run.label)}: {run.images_per_s:,.0f} img/s, acc {100 * run.accuracy:.2f}%{mark}")
 
 
 class _Bar:
@@ -96,7 +98,7 @@ class SuiteProgress(_Bar):
 
     def start(self, what: str) -> None:
         self.bar.update(self.task, description=what)
-        note(f"[bold]{what}[/]")
+        note(f"[bold]{esc(what)}[/]")
 
     def start_epoch(self, epoch: int, batches: int) -> None: ...
     def validating(self) -> None: ...

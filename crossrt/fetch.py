@@ -146,6 +146,6 @@ def resolve(cfg: DataConfig, download: bool = True,
         except DataError as fashion_error:
             raise DataError(f"--dataset auto: neither dataset is available. MNIST: {mnist_error}. "
                             f"Fashion-MNIST: {fashion_error}. Give a folder with --data-dir") from None
-        why = str(mnist_error).split(": ")[-1].rstrip(")")[:80]
+        why = str(mnist_error).split(" (offline?")[0].split(": ")[-1][:80]
         ds.reason += f" (auto: MNIST is not cached and could not be downloaded: {why})"
         return ds

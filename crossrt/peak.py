@@ -2,7 +2,7 @@
 
 A datasheet peak (cores x clock x FMA width) is rarely reachable and often unknown (clock
 boost, a VM's CPU model); instead we time a large matrix product, the best case for any
-library, on the same threads and in the same math mode (fp32, tf32, bf16). On the CPU both
+library, on the same threads and in the same math mode (fp32, tf32, bf16, int8). On the CPU both
 GEMMs at hand are tried, PyTorch's (MKL/oneDNN) and ONNX Runtime's (MLAS): they differ a lot
 on some CPUs (MKL takes a slower path on AMD), so the peak is the better of the two.
 
@@ -45,20 +45,25 @@ def _torch_mm(threads: int, n: int, repeats: int, dtype: str = "float32") -> flo
         torch.set_num_threads(before)
 
 
-def _ort_matmul(threads: int, n: int, repeats: int) -> float:
+def _ort_matmul(threads: int, n: int, repeats: int, int8: bool = False) -> float:
+    """ONNX Runtime's GEMM (MLAS): MatMul in fp32, or MatMulInteger (uint8 x int8 -> int32, the
+    integer GEMM behind its int8 convolutions) for the int8 peak."""
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
+    kinds = (TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32) if int8 else (TensorProto.FLOAT,) * 3
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
-        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "AB"],
-        [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])])
+        [helper.make_node("MatMulInteger" if int8 else "MatMul", ["A", "B"], ["C"])], "gemm",
+        [helper.make_tensor_value_info(x, kind, [n, n]) for x, kind in zip("AB", kinds)],
+        [helper.make_tensor_value_info("C", kinds[2], [n, n])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    feeds = {x: np.random.default_rng(0).standard_normal((n, n), dtype=np.float32) for x in "AB"}
+    rng = np.random.default_rng(0)
+    feeds = ({"A": rng.integers(0, 255, (n, n), dtype=np.uint8), "B": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+             if int8 else {x: rng.standard_normal((n, n), dtype=np.float32) for x in "AB"})
     return _best_gflops(lambda: session.run(None, feeds), n, repeats)
 
 
@@ -72,6 +77,12 @@ def cpu_bf16_peak(threads: int, n: int = GEMM_N, repeats: int = 5) -> dict:
     """bf16 torch.mm on the CPU (ONNX Runtime's CPU provider has no bf16 MatMul to compare)."""
     gf = _torch_mm(threads, n, repeats, dtype="bfloat16")
     return {"torch_mm": gf, "peak": gf}
+
+
+def cpu_int8_peak(threads: int, n: int = GEMM_N, repeats: int = 5) -> dict:
+    """int8 GEMM on the CPU, in GOP/s (a multiply-add counts 2, as for FLOPs)."""
+    gop = _ort_matmul(threads, n, repeats, int8=True)
+    return {"onnxruntime_matmulinteger": gop, "peak": gop}
 
 
 def cuda_peak(math: str = "fp32", n: int = 8192, repeats: int = 10) -> dict:
@@ -123,7 +134,7 @@ def _measure_peak(device: str, threads: int, math: str, tries: int) -> dict:
     def once():
         if device == "cuda":
             return cuda_peak(math)
-        return cpu_bf16_peak(threads) if math == "bf16" else cpu_peak(threads)
+        return {"bf16": cpu_bf16_peak, "int8": cpu_int8_peak}.get(math, cpu_peak)(threads)
 
     runs = [once() for _ in range(tries)]
     peaks = [r["peak"] for r in runs]

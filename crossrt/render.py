@@ -12,10 +12,11 @@ from typing import NamedTuple
 from rich.table import Table
 from rich.text import Text
 
-from .console import console, note
+from .console import console, esc, note
 from .results import BenchResult, SuiteResult, TrainResult, cost_rows, machine_of
 
-RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager"}
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager", "openvino": "OpenVINO",
+                 "torch-compile": "torch.compile", "onnxruntime-int8": "ONNX Runtime int8"}
 
 
 def _s(seconds: float | None) -> str:
@@ -33,6 +34,11 @@ def _num(x: float | None, digits: int = 0) -> str:
 def _peak_pct(p: float | None) -> str:
     """% of peak; over 100% (a peak measured on a busier moment) is never shown as if normal."""
     return "—" if p is None else f"{p:.0f}%" if p <= 100 else f"[yellow]{p:.0f}%![/]"
+
+
+def _ms(seconds: float) -> str:
+    """A cold cost: milliseconds, or seconds once it is long (a compile)."""
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:,.2f} s"
 
 
 def _stable(ok: bool | None) -> str:
@@ -129,10 +135,10 @@ def train_summary(r: TrainResult) -> Table:
     if r.onnx is not None:
         o = r.onnx
         ok = "green" if o.top1_agreement == 1.0 and o.max_abs_diff < 1e-3 else "red"
-        rows += [["ONNX export", f"opset {o.opset}", f"{o.path}, {_s(o.export_s)}"],
+        rows += [["ONNX export", f"opset {o.opset}", f"{esc(o.path)}, {_s(o.export_s)}"],
                  ["ONNX Runtime parity", f"[{ok}]{_pct(o.top1_agreement)} top-1[/]",
                   f"max |logit diff| {o.max_abs_diff:.2e} on {o.images:,} images"]]
-    title = f"LeNet5 ({r.arch}) on {r.dataset}: {n} epoch(s), {r.device}, {r.threads} thread(s), {r.precision}"
+    title = f"LeNet5 ({r.arch}) on {esc(r.dataset)}: {n} epoch(s), {r.device}, {r.threads} thread(s), {r.precision}"
     if not r.complete:
         title += " [yellow](stopped early)[/]"
     return fitted(title, [Col("measure", left=True), Col("value"), Col("note", left=True, wrap=True)], rows)
@@ -143,7 +149,7 @@ BENCH_COLS = [Col("runtime", left=True), Col("provider", left=True, fold=True), 
               Col("stable"), Col("95% CI\nimg/s", drop=7), Col("GFLOP/s", drop=8), Col("% peak", drop=5),
               Col("CPU s /\n1k img", drop=6), Col("ms/batch\nmean±std", drop=10), Col("p50/p90/p99\nms", drop=9),
               Col("create", drop=12), Col("1st run", drop=11), Col("accuracy", drop=2),
-              Col("top-1 =\nPyTorch", drop=3)]
+              Col("vs PyTorch\naccuracy", drop=2), Col("top-1 =\nPyTorch", drop=3)]
 
 
 def bench_table(r: BenchResult) -> Table:
@@ -158,14 +164,17 @@ def bench_table(r: BenchResult) -> Table:
                      "—" if x.cv is None else f"{100 * x.cv:.1f}%", _stable(x.stable), _ci(x.ci95),
                      _num(x.gflops, 1), _peak_pct(x.percent_of_peak),
                      "—" if x.cpu_s_per_1k is None else f"{x.cpu_s_per_1k:.3f}", f"{lat.mean:.3f} ± {lat.std:.3f}",
-                     f"{lat.p50:.3f}/{lat.p90:.3f}/{lat.p99:.3f}", f"{x.session_create_s * 1e3:.0f} ms",
-                     f"{x.first_run_s * 1e3:.1f} ms", red(_pct(x.accuracy)),
+                     f"{lat.p50:.3f}/{lat.p90:.3f}/{lat.p99:.3f}", _ms(x.session_create_s),
+                     _ms(x.first_run_s), red(_pct(x.accuracy)),
+                     red("—" if x.accuracy_delta is None else f"{100 * x.accuracy_delta:+.2f} pt"),
                      red("—" if x.top1_agreement is None else _pct(x.top1_agreement))])
-    title = (f"Validation of {r.model} on {r.dataset} ({r.runs[0].images:,} test images), "
-             f"{r.flops_per_image / 1e6:.2f} MFLOP/image" if r.runs else f"{r.model}: no runs")
+    title = esc(f"Validation of {r.model} on {r.dataset} ({r.runs[0].images:,} test images), "
+                f"{r.flops_per_image / 1e6:.2f} MFLOP/image" if r.runs else f"{r.model}: no runs")
     if not r.complete:
         title += " [yellow](stopped early)[/]"
-    return fitted(title, BENCH_COLS, rows, styles=["bold green" if x is fastest else None for x in r.runs])
+    caption = "\n".join(esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped) or None
+    return fitted(title, BENCH_COLS, rows, styles=["bold green" if x is fastest else None for x in r.runs],
+                  caption=caption)
 
 
 def split_table(r: BenchResult) -> Table | None:
@@ -194,7 +203,7 @@ def bench_tables(result: BenchResult, training: TrainResult | None) -> None:
     console.print(bench_table(result))
     for x in result.runs:
         if x.stable is False:
-            note(f"[yellow]unstable[/] {x.label}: {x.unstable_cause}")
+            note(f"[yellow]unstable[/] {esc(f'{x.label}: {x.unstable_cause}')}")
     for t in (split_table(result), cost_table(result, training) if training else None):
         if t is not None:
             console.print(t)
@@ -212,13 +221,14 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
     rows, ends = [], []
     for m in result.modes:
         tr, s = m.train, m.train.summary()
-        rows.append([machine_of(tr.environment, tr.device).split(" @ ")[0], m.mode, "PyTorch (crossrt train)",
+        rows.append([esc(machine_of(tr.environment, tr.device).split(" @ ")[0]), m.mode, "PyTorch (crossrt train)",
                      _s(s["train_s"] / div), _s(s["valid_s"] / div), _s(s["total_s"] / div),
                      _pct(s["final_accuracy"]), f"{_num(s['images_per_s'])} train"])
         runs = m.bench.runs if m.bench else []
         for run, (_, train_s, valid_s) in zip(runs, cost_rows(tr, runs)[1:]):
             io = "" if run.io == "host" else f" ({run.io})"
-            rows.append(["", "", f"validation: {RUNTIME_NAMES[run.runtime]}{io}", _s(train_s / div), _s(valid_s / div),
+            name = RUNTIME_NAMES.get(run.runtime, run.runtime) + (f" {run.precision}" if run.precision == "bf16" else "")
+            rows.append(["", "", f"validation: {name}{io}", _s(train_s / div), _s(valid_s / div),
                          _s((train_s + valid_s) / div), _pct(run.accuracy), f"{_num(run.images_per_s)} valid"])
         ends += [False] * (len(runs) + 1)
         ends[-1] = True
@@ -233,7 +243,7 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
     cols = [Col("machine", left=True, drop=9, wrap=True), Col("mode", left=True), Col("runtime", left=True, wrap=True),
             Col(f"training\n{unit}"), Col(f"validation\n{unit}"), Col(f"total\n{unit}", drop=3),
             Col("final\naccuracy", drop=2), Col("images/s", drop=4)]
-    title = f"LeNet5 on {result.dataset}: {epochs} epoch(s) per mode on this machine"
+    title = f"LeNet5 on {esc(result.dataset)}: {epochs} epoch(s) per mode on this machine"
     caption = f"(reference): the article's figures, MNIST on {ref['machine']['cpu']} / {ref['machine']['gpu']}"
     return fitted(title + (" (times per epoch)" if per_epoch else ""), cols, rows, ends=ends, caption=caption)
 
@@ -259,12 +269,12 @@ def report_tables(rows: list[dict]) -> list[Table]:
     tables = []
     for machine in dict.fromkeys(r["machine"] for r in rows):
         mine = [r for r in rows if r["machine"] == machine]
-        cells = [[r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]", r["dataset"], r["device"],
+        cells = [[r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]", esc(r["dataset"]), r["device"],
                   r["runtime"], str(r["threads"]), str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]),
                   _s(r["train_s"]), _s(r["valid_s"]), _s(r["total_s"]), _num(r["images_per_s"]),
                   _pct(r["accuracy"]), _stable(r["stable"]), r["created"][5:16].replace("T", " ")] for r in mine]
         caption = "* stopped before the end (complete: false)" if not all(r["complete"] for r in mine) else None
-        tables.append(fitted(machine, REPORT_COLS, cells, caption=caption))
+        tables.append(fitted(esc(machine), REPORT_COLS, cells, caption=caption))
     return tables
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from .system import now_iso
 from .timing import Latency, stability
 
-SCHEMA_VERSION = 3  # what new files are written as; crossrt.schema reads older ones too
+SCHEMA_VERSION = 4  # what new files are written as; crossrt.schema reads older ones too
 
 
 def _known(cls, d: dict) -> dict:
@@ -190,6 +190,8 @@ class InferRun:
     stable: bool | None = None  # None: a result from before schema 3
     unstable_cause: str | None = None
     cpu_s_per_1k: float | None = None  # process CPU seconds per 1,000 images
+    precision: str = "fp32"  # of the model as it ran: fp32, bf16 (OpenVINO) or int8 (onnxruntime-int8)
+    accuracy_delta: float | None = None  # accuracy - PyTorch's, on the same images
 
     @property
     def pass_s(self) -> float:
@@ -203,8 +205,9 @@ class InferRun:
 
     @property
     def runtime_label(self) -> str:
-        """The runtime, and ORT's spinning when it was switched off."""
-        return self.runtime + (" no-spin" if self.spin is False else "")
+        """The runtime, a precision other than fp32, and ORT's spinning when it was switched off."""
+        precision = f" {self.precision}" if self.precision not in ("fp32", "int8") else ""
+        return self.runtime + precision + (" no-spin" if self.spin is False else "")
 
     @property
     def label(self) -> str:
@@ -231,6 +234,7 @@ class BenchResult(Record):
     settings: dict
     runs: list[InferRun] = field(default_factory=list)
     peaks: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # {runtime, provider, reason}: asked for, cannot run here
     kind: str = "bench-infer"
 
     def to_dict(self) -> dict:

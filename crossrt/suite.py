@@ -83,7 +83,7 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
                                                   progress, export=True)
             progress.start(f"{name}: validation under ONNX Runtime and PyTorch")
             bcfg = BenchConfig(data=cfg.data, model=onnx_path, providers=(device,), threads=(threads,),
-                               min_time=cfg.min_time, isolate=cfg.isolate)
+                               runtimes=cfg.runtimes, min_time=cfg.min_time, isolate=cfg.isolate)
             result.modes.append(ModeResult(name, device, threads, train_result, _bench(cfg, bcfg, ds, progress)))
         if cfg.sweep:
             result.sweep_train = [
@@ -92,7 +92,7 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
                 for t in cfg.sweep_threads for b in cfg.sweep_train_batches]
             progress.start("sweep: validation over threads and batch sizes")
             model = Path([m for m in result.modes if m.device == "cpu"][-1].train.onnx.path)  # all cores
-            bcfg = BenchConfig(data=cfg.data, model=model, threads=cfg.sweep_threads,
+            bcfg = BenchConfig(data=cfg.data, model=model, threads=cfg.sweep_threads, runtimes=cfg.runtimes,
                                batch_sizes=cfg.sweep_valid_batches, min_time=cfg.min_time, isolate=cfg.isolate)
             result.sweep_bench, result.swept = _bench(cfg, bcfg, ds, progress), True
         result.complete = True

@@ -268,3 +268,12 @@ def test_isolated_configurations_and_interrupting_them(trained, tiny_data, tmp_p
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "partial results saved" in err
     assert not re.search(r"crossrt\.isolate|multiprocessing", err)
+
+
+def test_names_with_brackets_print_as_they_are(capsys, workdir):
+    """Paths and names reach the console whole, never read as rich markup."""
+    data = write_dataset(workdir / "set[1]", n_train=60, n_test=20)
+    assert main(["train", "--data-dir", str(data), "--epochs", "1", "--batch-size", "60", "--valid-batch-size", "20",
+                 "--threads", "1", "--no-export", "--out", str(workdir / "out[2]")]) == 0
+    out = capsys.readouterr().out
+    assert "dataset: set[1]" in out and "out[2]/lenet5.pt" in " ".join(out.split())

@@ -1,0 +1,70 @@
+"""More runtimes on the same batches: OpenVINO, torch.compile and the int8 model, each run for
+real on the tiny dataset, and a runtime that cannot run here reported in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import onnx
+import pytest
+from conftest import run_cli
+
+from crossrt.bench_infer import LOW_PRECISION_TOLERANCE
+from crossrt.cli import main
+
+
+@pytest.fixture(scope="module")
+def quantized(trained, tiny_data, tmp_path_factory):
+    """A copy of the trained exports with an int8 model made by `crossrt quantize`."""
+    out = tmp_path_factory.mktemp("runtimes") / "exports"
+    shutil.copytree(trained, out)
+    proc = run_cli("quantize", "--model", str(out / "lenet5.onnx"), "--data-dir", str(tiny_data),
+                   "--calibration-images", "300", cwd=out.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "top-1 agreement" in proc.stdout and "300 data training images" in proc.stdout
+    return out
+
+
+def test_quantize_writes_a_checked_int8_model(quantized):
+    model = onnx.load(str(quantized / "lenet5.int8.onnx"))
+    onnx.checker.check_model(model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert "static QDQ, per-channel" in meta["quantization"] and meta["calibration_images"] == "300"
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
+    assert (quantized / "lenet5.int8.onnx").stat().st_size < (quantized / "lenet5.onnx").stat().st_size / 2
+
+
+def test_every_runtime_on_the_same_batches(quantized, tiny_data):
+    out = run_cli("bench-infer", "--model", str(quantized / "lenet5.onnx"), "--data-dir", str(tiny_data),
+                  "--runtimes", "all", "--threads", "1", "--batch-size", "50", "--min-time", "0",
+                  "--min-repeats", "2", "--json", "all.json", cwd=quantized.parent)
+    assert out.returncode == 0, out.stderr
+    result = json.loads((quantized.parent / "all.json").read_text())
+    runs = {(r["runtime"], r["precision"]): r for r in result["runs"]}
+    assert {"onnxruntime", "pytorch", "openvino", "torch-compile", "onnxruntime-int8"} == {k[0] for k in runs}
+    assert result["skipped"] == []
+    for (runtime, precision), r in runs.items():
+        assert r["images"] == 200 and r["passes"] == 2 and r["session_create_s"] > 0, runtime
+        assert r["parity_ok"] is True, (runtime, precision, r["accuracy_delta"])
+        if precision == "fp32":
+            assert r["accuracy_delta"] == 0 and r["math"] == "fp32"
+        else:
+            assert abs(r["accuracy_delta"]) <= LOW_PRECISION_TOLERANCE and r["math"] == precision
+    assert runs[("onnxruntime-int8", "int8")]["spin"] is True and runs[("openvino", "fp32")]["spin"] is None
+    assert runs[("openvino", "fp32")]["providers"][0].startswith("OpenVINO CPU")
+
+
+def test_a_runtime_that_cannot_run_here_is_one_line(capsys, trained, tiny_data, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    assert main(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
+                 "--runtimes", "onnxruntime,openvino,onnxruntime-int8", "--threads", "1", "--min-time", "0",
+                 "--min-repeats", "1", "--json", "b.json"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "not run: openvino on cpu: not installed: pip install 'crossrt[openvino]'" in text
+    assert "not run: onnxruntime-int8 on cpu: no int8 model" in text and "crossrt quantize" in text
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert [r["runtime"] for r in result["runs"]] == ["onnxruntime"]
+    assert [s["runtime"] for s in result["skipped"]] == ["openvino", "onnxruntime-int8"]
