@@ -11,6 +11,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 # Each variable left unset passes no flag, so crossrt's own defaults apply (`crossrt <command> --help`).
 DEVICE ?=
+NPROC ?=
 THREADS ?=
 EPOCHS ?=
 BATCH ?=
@@ -32,7 +33,7 @@ help: ## list the targets and their variables
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo
-	@echo "variables: DEVICE=cpu|cuda THREADS=N[,N] EPOCHS=N BATCH=N[,N] DATASET=auto|mnist|fashion-mnist"
+	@echo "variables: DEVICE=cpu|cuda NPROC=P THREADS=N[,N] EPOCHS=N BATCH=N[,N] DATASET=auto|mnist|fashion-mnist"
 	@echo "           DATA=DIR PROVIDER=cpu[,cuda] MODEL=FILE RUNTIMES=R[,R]|all ARGS='...'; unset = defaults"
 	@echo "then: $(CROSSRT) --help, $(CROSSRT) train --help, ..."
 
@@ -58,8 +59,8 @@ dataset:
 # Tells crossrt how it was started, so that a stopped run says how to resume it in the same words.
 VIA_MAKE = CROSSRT_VIA_MAKE='$@ $(MAKEOVERRIDES)'
 
-train: setup ## train LeNet5 and export exports/lenet5.onnx [DEVICE THREADS EPOCHS BATCH DATASET DATA]
-	$(VIA_MAKE) $(CROSSRT) train $(call opt,--device,$(DEVICE)) $(call opt,--threads,$(THREADS)) \
+train: setup ## train LeNet5 and export exports/lenet5.onnx [DEVICE NPROC THREADS EPOCHS BATCH DATASET DATA]
+	$(VIA_MAKE) $(CROSSRT) train $(call opt,--device,$(DEVICE)) $(call opt,--nproc,$(NPROC)) $(call opt,--threads,$(THREADS)) \
 	  $(call opt,--epochs,$(EPOCHS)) $(call opt,--batch-size,$(BATCH)) $(DATA_FLAGS) $(ARGS)
 
 export: setup ## re-export exports/lenet5.pt to ONNX and check parity [DATASET DATA]

@@ -47,7 +47,7 @@ def str_list(text: str) -> tuple[str, ...]:
 
 # How each annotation of a config field is parsed from the command line.
 PARSE = {"int": int, "float": float, "str": str, "Path": Path, "Path | None": Path, "float | None": float,
-         "tuple[int, ...]": int_list, "tuple[str, ...]": str_list}
+         "int | None": int, "tuple[int, ...]": int_list, "tuple[str, ...]": str_list}
 
 
 def _shown(value) -> str:
@@ -131,32 +131,45 @@ def build_parser() -> Parser:
 
 
 
+def launcher(from_shell: bool) -> list[str]:
+    """How to start crossrt the way this process was started: `crossrt` when that is on PATH,
+    else the real path of the executable, else `python -m crossrt`."""
+    exe = sys.argv[0] if from_shell else ""
+    if not exe or Path(exe).name == "__main__.py":
+        return [sys.executable, "-m", "crossrt"]
+    on_path = shutil.which("crossrt")
+    return ["crossrt" if on_path and os.path.realpath(on_path) == os.path.realpath(exe) else os.path.realpath(exe)]
+
+
 def resume_command(a) -> str:
     """The command that resumes this run, as the user can type it: the make target they ran
-    (`make train EPOCHS=3 ARGS=--resume`), else the executable they started."""
+    (`make train EPOCHS=3 ARGS=--resume`), else the command they started (for data-parallel
+    ranks: the launching command, not the rank's own)."""
     via = os.environ.get("CROSSRT_VIA_MAKE")  # set by the Makefile: the target and its variables
     if via:
         target, *assigns = shlex.split(via)
         extra = next((shlex.split(x[5:]) for x in assigns if x.startswith("ARGS=")), [])
         rest = [x for x in assigns if not x.startswith("ARGS=")]
         return shlex.join(["make", target, *rest, "ARGS=" + shlex.join(extra + ["--resume"] * ("--resume" not in extra))])
-    exe = sys.argv[0] if a.from_shell else ""
-    if not exe or Path(exe).name == "__main__.py":
-        launcher = [sys.executable, "-m", "crossrt"]
+    if "CROSSRT_LAUNCHED_AS" in os.environ:
+        command = shlex.split(os.environ["CROSSRT_LAUNCHED_AS"])
+    elif "TORCHELASTIC_RUN_ID" in os.environ:
+        return "the same torchrun command with --resume added"
     else:
-        on_path = shutil.which("crossrt")
-        same = on_path and os.path.realpath(on_path) == os.path.realpath(exe)
-        launcher = ["crossrt" if same else os.path.realpath(exe)]
-    return shlex.join([*launcher, *[x for x in a.argv if x != "--resume"], "--resume"])
+        command = [*a.launcher, *a.argv]
+    return shlex.join([x for x in command if x != "--resume"] + ["--resume"])
 
 
 def stopped(stop: Stopped, a) -> int:
     """Save what a stopped run finished, say why it stopped and how to go on, and pick the exit code."""
     from . import commands, render
     from .console import console
+    from .distributed import this_rank
     from .files import save_json
     from .results import TrainResult
 
+    if (rank := this_rank()) and not rank.main:  # rank 0 saves and reports for the job
+        return EXIT_INTERRUPTED if stop.interrupted else EXIT_FAILED
     paths = save_json(stop.result.to_dict(), getattr(a, "json", None))
     if isinstance(stop.result, TrainResult):
         console.print(render.train_summary(stop.result))
@@ -181,18 +194,23 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a bad flag (already reported in one line)
         return int(e.code or 0)
-    args.argv, args.from_shell = argv, from_shell
+    args.argv, args.launcher = argv, launcher(from_shell)
     # SIGTERM (a killed job, a closed terminal) stops as cleanly as Ctrl-C: same handling.
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    previous_int = signal.getsignal(signal.SIGINT)
     from . import commands
 
     try:
         return commands.COMMANDS[args.command](args)
     except Stopped as stop:
+        if in_main:  # saving what finished must not be cut short by a second signal (a launcher's SIGTERM)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return stopped(stop, args)
     except CrossrtError as e:
-        commands.err(str(e))
+        if "RANK" not in os.environ or os.environ["RANK"] == "0":  # the other ranks would say the same
+            commands.err(str(e))
         return EXIT_USAGE
     except OSError as e:  # a folder that cannot be created, a full disk, a path that is a directory
         commands.err(f"{e.filename2 or e.filename or ''}: {e.strerror or e}".lstrip(": "))
@@ -203,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ and turns errors into exit codes. Every check that can fail runs before the long
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from .cli import EXIT_FAILED, EXIT_OK, build
 from .config import BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
+from .errors import ConfigError
 from .system import cpu_count
 
 
@@ -47,21 +49,31 @@ def _warn_threads(threads) -> None:
 
 def cmd_train(a) -> int:
     cfg = build(TrainConfig, a)
-    _warn_threads((cfg.threads,))
-    _check_outputs(a)
-    from . import console, render
+    from . import console, distributed, render
     from .export import export_trained
     from .fetch import resolve
     from .files import FolderLock, save_json
     from .system import select_device
     from .train import train
 
+    rank = distributed.this_rank()
+    main_rank = rank is None or rank.main
+    if main_rank:
+        _warn_threads((cfg.threads,))
+        _check_outputs(a)
     select_device(cfg.device, cfg.threads)  # a missing GPU fails here, before the data is read
+    if cfg.nproc > 1 and rank is None:  # this process launches the ranks and waits for them
+        if cfg.device == "cuda" and (n := __import__("torch").cuda.device_count()) < cfg.nproc:
+            raise ConfigError(f"--nproc {cfg.nproc}: one GPU per rank, and this machine has {n}")
+        return distributed.launch(a.launcher, a.argv, cfg.nproc)
+    console.console.quiet = not main_rank  # rank 0 speaks for the job
     ds = resolve(cfg.data)
     console.dataset_line(ds)
-    with FolderLock(cfg.out):
+    with FolderLock(cfg.out) if main_rank else contextlib.nullcontext():
         with console.TrainProgress(cfg.epochs) as progress:
-            result, model = train(cfg, ds, progress)
+            result, model = train(cfg, ds, progress, rank)
+        if not main_rank:
+            return EXIT_OK
         if cfg.export:
             export_trained(model, result, cfg.onnx_path, ds.test_images)
         data = result.to_dict()
@@ -153,7 +165,7 @@ def cmd_suite(a) -> int:
     from . import console, render
     from .fetch import resolve
     from .files import FolderLock, save_json
-    from .suite import reference, run_suite, scaling
+    from .suite import rank_scaling, reference, run_suite, scaling
 
     ds = resolve(cfg.data)
     console.dataset_line(ds)
@@ -161,9 +173,9 @@ def cmd_suite(a) -> int:
         result = run_suite(cfg, ds, progress)
     paths = save_json(result.to_dict(), cfg.json)
     console.console.print(render.suite_table(result, reference()))
-    rows = scaling(result)
-    if rows:
-        console.console.print(render.scaling_table(rows))
+    for rows, table in ((scaling(result), render.scaling_table), (rank_scaling(result), render.ranks_table)):
+        if rows:
+            console.console.print(table(rows))
     console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
     # The sweep is the thread-scaling picture; without it, each mode's own validation rows.
     benches = [result.sweep_bench] if result.sweep_bench else [m.bench for m in result.modes if m.bench]

@@ -9,6 +9,7 @@ flag, so a bad value never reaches the measurement code.
 
 from __future__ import annotations
 
+import os
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 
@@ -66,7 +67,10 @@ class TrainConfig:
     validation batch 100), validated after every epoch, checkpointed, exported to ONNX."""
 
     device: str = option("cpu", choices=DEVICES, help="torch device")
-    threads: int = option(factory=cpu_count, default_text="all {} cores", help="torch intra-op threads")
+    nproc: int = option(1, metavar="P", help="data-parallel ranks on this machine (torch.distributed: gloo on CPUs, "
+                                             "NCCL on GPUs, one GPU per rank); the batch is split over them")
+    threads: int | None = option(None, default_text="the cores / the ranks on this machine",
+                                 help="torch intra-op threads (per rank)")
     epochs: int = option(100, help="epochs")
     batch_size: int = option(600, help="training batch")
     valid_batch_size: int = option(100, help="validation batch")
@@ -90,9 +94,15 @@ class TrainConfig:
         choice("--device", self.device, DEVICES)
         choice("--arch", self.arch, ARCHS)
         choice("--precision", self.precision, PRECISIONS)
+        at_least("--nproc", self.nproc, 1, max(cpu_count(), 8))
+        if self.threads is None:  # a rank started by torchrun knows its neighbours from LOCAL_WORLD_SIZE
+            self.threads = max(1, cpu_count() // int(os.environ.get("LOCAL_WORLD_SIZE", self.nproc)))
         at_least("--threads", self.threads, 1, max_threads())
         at_least("--epochs", self.epochs, 1, MAX_EPOCHS)
         at_least("--batch-size", self.batch_size, 1)
+        if self.batch_size % self.nproc:
+            raise ConfigError(f"--nproc {self.nproc}: does not divide --batch-size {self.batch_size}; every rank "
+                              f"takes an equal share of each batch")
         at_least("--valid-batch-size", self.valid_batch_size, 1)
         at_least("--lr-step", self.lr_step, 0, MAX_EPOCHS)
         at_least("--seed", self.seed, 0, MAX_SEED)
@@ -217,6 +227,12 @@ class QuantizeConfig:
         self.out = writable_file("--out", self.out or self.model.with_suffix(".int8.onnx"))
 
 
+def default_sweep_ranks() -> tuple[int, ...]:
+    """Every data-parallel rank count above 1 that shares this machine's cores evenly."""
+    n = cpu_count()
+    return tuple(p for p in range(2, n + 1) if n % p == 0)
+
+
 def default_sweep_threads() -> tuple[int, ...]:
     """1, 2, 4, ... up to the core count, and the core count itself."""
     n, t, out = cpu_count(), 1, []
@@ -247,6 +263,9 @@ class SuiteConfig:
                                                   help="training batch sizes of the sweep")
     sweep_valid_batches: tuple[int, ...] = option((1, 10, 100, 1000), metavar="B[,B]",
                                                   help="validation batch sizes of the sweep")
+    sweep_ranks: tuple[int, ...] = option(factory=default_sweep_ranks, metavar="P[,P]",
+                                          default_text="every P above 1 that divides the cores",
+                                          help="data-parallel ranks of the sweep, each with cores / P threads")
     sweep_epochs: int = option(1, help="epochs per sweep training run")
     json: Path | None = option(None, metavar="PATH", default_text="only results/",
                                help="also write the result JSON here")
@@ -261,6 +280,7 @@ class SuiteConfig:
         at_least("--sweep-epochs", self.sweep_epochs, 1, MAX_EPOCHS)
         at_least("--min-time", self.min_time, 0, MAX_SECONDS)
         all_at_least("--sweep-threads", self.sweep_threads, 1, max_threads())
+        all_at_least("--sweep-ranks", self.sweep_ranks, 2, max(cpu_count(), 8))
         for flag in ("sweep_train_batches", "sweep_valid_batches"):
             all_at_least("--" + flag.replace("_", "-"), getattr(self, flag), 1)
         self.out = output_folder("--out", self.out)

@@ -109,6 +109,9 @@ class SuiteProgress(_Bar):
     def config(self) -> None:
         self.bar.advance(self.task, 50)
 
+    def advance_by(self, units: int) -> None:
+        self.bar.advance(self.task, units)
+
     def end_epoch(self, e: EpochResult) -> None:
         note(f"  epoch {e.epoch:>3}  train {e.train_s:6.2f} s  valid {e.valid_s:5.2f} s  "
              f"acc {100 * e.valid_accuracy:6.2f}%")

@@ -26,7 +26,8 @@ def rows_of(result: Result, source: str) -> list[dict]:
             s = part.summary()
             rows.append({**run_of, "machine": machine_of(part.environment, part.device), "kind": "train",
                          "device": f"{part.device} {part.precision}", "runtime": "pytorch",
-                         "threads": part.threads, "batch_size": part.batch_size, "epochs": len(part.epochs),
+                         "threads": part.threads if part.world_size == 1 else f"{part.world_size}x{part.threads}",
+                         "batch_size": part.batch_size, "epochs": len(part.epochs),
                          "train_s": s["train_s"], "valid_s": s["valid_s"], "total_s": s["total_s"],
                          "images_per_s": s["images_per_s"], "accuracy": s["final_accuracy"],
                          "stable": s["train_stable"] if part.schema_version >= 3 else None})

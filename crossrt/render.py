@@ -124,9 +124,10 @@ def train_summary(r: TrainResult) -> Table:
                      + (f" (best of {len(p['tries'])}, spread {100 * p['spread']:.0f}%)" if "tries" in p else "")])
     if s["train_cpu_s_per_1k"] is not None:
         rows.append(["CPU cost", f"{s['train_cpu_s_per_1k']:.2f} s / 1k img",
-                     "process CPU seconds per 1,000 training images, all threads"])
+                     "process CPU seconds per 1,000 training images, all threads" + (" of all ranks" * (r.world_size > 1))])
     if r.peak_rss_mb is not None:
-        rows.append(["peak memory", f"{r.peak_rss_mb:,.0f} MiB", "resident set of the process"])
+        rows.append(["peak memory", f"{r.peak_rss_mb:,.0f} MiB",
+                     "resident set of the process" + (" of rank 0 (each rank has its own)" if r.world_size > 1 else "")])
     rows += [["final accuracy", _pct(s["final_accuracy"]), f"epoch {n}"],
              ["best accuracy", _pct(s["best_accuracy"]), f"epoch {s['best_epoch']}"],
              [f"reached {_pct(r.target_accuracy)}", "not reached" if s["target_epoch"] is None else
@@ -138,7 +139,8 @@ def train_summary(r: TrainResult) -> Table:
         rows += [["ONNX export", f"opset {o.opset}", f"{esc(o.path)}, {_s(o.export_s)}"],
                  ["ONNX Runtime parity", f"[{ok}]{_pct(o.top1_agreement)} top-1[/]",
                   f"max |logit diff| {o.max_abs_diff:.2e} on {o.images:,} images"]]
-    title = f"LeNet5 ({r.arch}) on {esc(r.dataset)}: {n} epoch(s), {r.device}, {r.threads} thread(s), {r.precision}"
+    ranks = f"{r.world_size} ranks ({r.backend}) x " if r.world_size > 1 else ""
+    title = f"LeNet5 ({r.arch}) on {esc(r.dataset)}: {n} epoch(s), {r.device}, {ranks}{r.threads} thread(s), {r.precision}"
     if not r.complete:
         title += " [yellow](stopped early)[/]"
     return fitted(title, [Col("measure", left=True), Col("value"), Col("note", left=True, wrap=True)], rows)
@@ -255,6 +257,14 @@ def scaling_table(rows: list[dict]) -> Table:
     cols = [Col("phase", left=True, wrap=True), Col("batch"), Col("threads"), Col("images/s"), Col("speed-up"),
             Col("efficiency")]
     return fitted("Scaling against 1 thread (sweep)", cols, cells)
+
+
+def ranks_table(rows: list[dict]) -> Table:
+    cells = [[str(r["batch_size"]), f"{r['ranks']} x {r['threads']}", _num(r["images_per_s"]), _num(r["one_process"]),
+              "—" if r["ratio"] is None else f"{r['ratio']:.2f}x", _pct(r["final_accuracy"])] for r in rows]
+    cols = [Col("batch"), Col("ranks x threads"), Col("images/s"), Col("one process,\nsame cores"),
+            Col("ranks /\none process"), Col("final\naccuracy")]
+    return fitted("Data-parallel ranks against one process on the same total cores (sweep)", cols, cells)
 
 
 REPORT_COLS = [Col("kind", left=True), Col("dataset", left=True, fold=True), Col("device", left=True, fold=True),

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from .system import now_iso
 from .timing import Latency, stability
 
-SCHEMA_VERSION = 4  # what new files are written as; crossrt.schema reads older ones too
+SCHEMA_VERSION = 5  # what new files are written as; crossrt.schema reads older ones too
 
 
 def _known(cls, d: dict) -> dict:
@@ -91,13 +91,16 @@ class TrainResult(Record):
     checkpoint: str | None = None
     peak: dict | None = None  # measured GEMM peak in the same math mode, device and threads (crossrt.system)
     math: str = "fp32"  # what the matrix math ran in: fp32, tf32 (CUDA default for convolutions) or bf16
+    world_size: int = 1  # data-parallel ranks (threads is per rank)
+    backend: str | None = None  # their torch.distributed backend: gloo (CPU) or nccl (CUDA)
     weights_sha256: str | None = None  # of the final weights; the exported .onnx carries the same
     tuning: dict = field(default_factory=dict)  # how the loop was made fast (no effect on the math)
     kind: str = "train"
 
     @property
     def setup(self) -> str:
-        return f"{self.device} {self.threads} thr {self.precision}"
+        ranks = f"{self.world_size}x" if self.world_size > 1 else ""
+        return f"{self.device} {ranks}{self.threads} thr {self.precision}"
 
     def summary(self) -> dict:
         """Every derived figure, from the per-epoch samples."""
@@ -109,7 +112,8 @@ class TrainResult(Record):
         # Training costs about 3x the forward FLOPs (forward, and backward for inputs and weights).
         gflops = 3 * self.flops_per_image * self.train_images * len(eps) / train_s / 1e9 if train_s else None
         # The repeats are the steady epochs: the first one carries warm-up costs.
-        steady = stability([e.train_s for e in (eps[1:] if len(eps) > 1 else eps)], self.train_images)
+        steady = stability([e.train_s for e in (eps[1:] if len(eps) > 1 else eps)], self.train_images,
+                           more="train 3 epochs or more")
 
         def cpu_per_1k(key, images):
             cpu = [getattr(e, key) for e in eps]

@@ -10,16 +10,20 @@ sizes for a scaling table. There is no second way of timing anything here.
 from __future__ import annotations
 
 import json
+import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
+from . import distributed
 from .bench_infer import prepare, run_bench
 from .checks import fits
 from .config import BenchConfig, SuiteConfig, TrainConfig, to_plain
 from .data import Dataset
-from .errors import ProviderError, Stopped
+from .errors import CrossrtError, ProviderError, Stopped
 from .export import export_trained
 from .results import ModeResult, SuiteResult, TrainResult
+from .schema import load_result
 from .system import cpu_count, environment, peak_rss_mb
 from .train import train
 
@@ -59,12 +63,35 @@ def _train_mode(name: str, device: str, threads: int, epochs: int, batch: int, c
     return result, tcfg.onnx_path
 
 
+def _train_ranks(ranks: int, batch: int, cfg: SuiteConfig, ds: Dataset, progress) -> TrainResult:
+    """A data-parallel sweep run: `crossrt train --nproc P` through the same launcher, with
+    cores / P threads per rank; rank 0's result file is read back."""
+    threads = max(1, cpu_count() // ranks)
+    name = f"sweep {ranks}x{threads} thr batch {batch}"
+    progress.start(f"{name}: training, {cfg.sweep_epochs} epoch(s), {ranks} ranks")
+    data = ["--dataset", cfg.data.dataset] + (["--data-dir", str(cfg.data.data_dir)] if cfg.data.data_dir else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["train", "--nproc", str(ranks), "--threads", str(threads), "--epochs", str(cfg.sweep_epochs),
+                "--batch-size", str(batch), "--no-export", "--out", str(cfg.out / name.replace(" ", "-")),
+                "--json", f"{tmp}/run.json", *data]
+        code = distributed.launch([sys.executable, "-m", "crossrt"], argv, ranks)
+        if code == 130:
+            raise KeyboardInterrupt
+        if code:
+            raise CrossrtError(f"{name}: the data-parallel run failed (exit code {code})")
+        result = load_result(Path(tmp) / "run.json", ("train",))
+    progress.advance_by(cfg.sweep_epochs * -(-len(ds.train_labels) // batch))
+    return result
+
+
 def plan_units(cfg: SuiteConfig, ds: Dataset, mode_list) -> int:
     """Work units for the progress bar: one per training batch, 50 per bench configuration."""
     n = len(ds.train_labels)
     units = sum(cfg.epochs * -(-n // REFERENCE_BATCH) + 2 * 50 for _ in mode_list)
     if cfg.sweep:
         units += sum(cfg.sweep_epochs * -(-n // b) for b in cfg.sweep_train_batches) * len(cfg.sweep_threads)
+        units += sum(cfg.sweep_epochs * -(-n // b) for b in cfg.sweep_train_batches for p in cfg.sweep_ranks
+                     if b % p == 0)
         units += 50 * 2 * len(cfg.sweep_threads) * len(cfg.sweep_valid_batches)
     return units
 
@@ -90,6 +117,8 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
                 _train_mode(f"sweep {t} thr batch {b}", "cpu", t, cfg.sweep_epochs, b, cfg, ds, progress,
                             export=False)[0]
                 for t in cfg.sweep_threads for b in cfg.sweep_train_batches]
+            result.sweep_train += [_train_ranks(p, b, cfg, ds, progress) for p in cfg.sweep_ranks
+                                   for b in cfg.sweep_train_batches if b % p == 0]
             progress.start("sweep: validation over threads and batch sizes")
             model = Path([m for m in result.modes if m.device == "cpu"][-1].train.onnx.path)  # all cores
             bcfg = BenchConfig(data=cfg.data, model=model, threads=cfg.sweep_threads, runtimes=cfg.runtimes,
@@ -106,10 +135,22 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
     return result
 
 
+def rank_scaling(result: SuiteResult) -> list[dict]:
+    """Data-parallel runs of the sweep against one process on the same total cores."""
+    one = {(r.batch_size, r.threads): r.summary()["images_per_s"] for r in result.sweep_train if r.world_size == 1}
+    rows = []
+    for r in (r for r in result.sweep_train if r.world_size > 1):
+        ips, base = r.summary()["images_per_s"], one.get((r.batch_size, r.world_size * r.threads))
+        rows.append({"batch_size": r.batch_size, "ranks": r.world_size, "threads": r.threads, "images_per_s": ips,
+                     "one_process": base, "ratio": ips / base if base else None,
+                     "final_accuracy": r.summary()["final_accuracy"]})
+    return rows
+
+
 def scaling(result: SuiteResult) -> list[dict]:
     """Speed-up and parallel efficiency against 1 thread, per phase, runtime and batch size."""
     series: dict[tuple[str, int], dict[int, float]] = {}
-    for r in result.sweep_train:
+    for r in (r for r in result.sweep_train if r.world_size == 1):
         series.setdefault(("training (pytorch)", r.batch_size), {})[r.threads] = r.summary()["images_per_s"]
     for run in result.sweep_bench.runs if result.sweep_bench else []:
         series.setdefault((f"validation ({run.runtime})", run.batch_size), {})[run.threads] = run.images_per_s

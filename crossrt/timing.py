@@ -69,11 +69,13 @@ class Stability:
     cause: str | None  # why not stable, in words
 
 
-def stability(repeat_s, items_per_repeat: int, *, rules_met: bool = True, noise_hint: str | None = None) -> Stability:
-    """cv, bootstrap 95% interval of items/s, and the verdict for repeats of equal work."""
+def stability(repeat_s, items_per_repeat: int, *, rules_met: bool = True, noise_hint: str | None = None,
+              more: str = "raise --min-repeats") -> Stability:
+    """cv, bootstrap 95% interval of items/s, and the verdict for repeats of equal work;
+    `more` says how to get more repeats."""
     t = np.asarray(repeat_s, dtype=np.float64)
     if t.size < 2:
-        return Stability(None, None, False, "one repeat only: no spread to judge (raise --min-repeats)")
+        return Stability(None, None, False, f"one repeat only: no spread to judge ({more})")
     cv = float(t.std(ddof=1) / t.mean())
     means = t[np.random.default_rng(0).integers(0, t.size, (BOOTSTRAP, t.size))].mean(axis=1)
     low, high = np.percentile(items_per_repeat / means, [2.5, 97.5])

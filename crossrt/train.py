@@ -21,14 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .checks import fits
 from .config import TrainConfig, to_plain
 from .data import Dataset, normalize
 from .errors import ConfigError, Stopped
 from .flops import activations_per_image, forward_flops
 from .model import LeNet5
-from .peak import measured_peak, remeasure_peak
+from .peak import measured_peak
 from .results import EpochResult, TrainResult
 from .system import available_memory, environment, keep_freed_memory, peak_rss_mb, select_device, sync
 
@@ -50,18 +50,22 @@ def to_tensors(images: np.ndarray, labels: np.ndarray, device: torch.device):
     return x, y
 
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y), in batches; one host sync at the end."""
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+             world: int = 1, me: int = 0) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over (x, y), in batches; one host sync at the end.
+    With several ranks, each takes its share of the images and the sums are added up."""
     model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    total = len(x)
+    x, y = x.tensor_split(world)[me], y.tensor_split(world)[me]
+    sums = torch.zeros(2, device=x.device, dtype=torch.float64)  # loss, correct
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
             logits = model(x[i:i + batch_size])
             target = y[i:i + batch_size]
-            loss_sum += F.cross_entropy(logits, target, reduction="sum")
-            correct += (logits.argmax(1) == target).sum()
-    return loss_sum.item() / len(x), correct.item() / len(x)
+            sums[0] += F.cross_entropy(logits, target, reduction="sum")
+            sums[1] += (logits.argmax(1) == target).sum()
+    loss, correct = distributed.all_sum(sums).tolist()
+    return loss / total, correct / total
 
 
 def target_for(dataset: str, cfg: TrainConfig) -> float:
@@ -71,22 +75,31 @@ def target_for(dataset: str, cfg: TrainConfig) -> float:
 
 
 def train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, cfg: TrainConfig,
-                progress: Progress) -> float:
-    """One pass over the shuffled training set; the mean batch loss (read once, at the end)."""
+                progress: Progress, world: int = 1, me: int = 0) -> float:
+    """One pass over the shuffled training set; the mean batch loss (read once, at the end).
+
+    With several ranks, every rank draws the same shuffled batch and takes its share of it.
+    Its loss is its share's summed loss over the whole batch's size, times the ranks: DDP
+    averages the gradients over the ranks, which then gives exactly the gradient of the whole
+    batch's mean loss, as one process would compute it, even when the shares are uneven.
+    """
     model.train()
     bs, batches = cfg.batch_size, math.ceil(len(x) / cfg.batch_size)
     loss_sum = torch.zeros((), device=x.device)
     for b in range(batches):
         idx = order[b * bs:(b + 1) * bs]
+        mine = idx.tensor_split(world)[me] if world > 1 else idx
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            logits = model(x.index_select(0, idx))
-        loss = F.cross_entropy(logits.float(), y.index_select(0, idx))
+            logits = model(x.index_select(0, mine))
+        target = y.index_select(0, mine)
+        loss = (F.cross_entropy(logits.float(), target) if world == 1 else
+                F.cross_entropy(logits.float(), target, reduction="sum") * world / len(idx))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach()
         progress.advance()
-    return loss_sum.item() / batches  # .item() synchronises the device
+    return distributed.all_sum(loss_sum).item() / world / batches  # .item() synchronises the device
 
 
 def math_mode(cfg: TrainConfig, device: torch.device) -> str:
@@ -97,19 +110,35 @@ def math_mode(cfg: TrainConfig, device: torch.device) -> str:
     return "tf32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
 
 
-def check_fits(cfg: TrainConfig, data: Dataset, model: LeNet5, device: torch.device) -> None:
+def check_fits(cfg: TrainConfig, data: Dataset, model: LeNet5, device: torch.device, world: int) -> None:
     """Batch sizes the data and the memory can take, checked before anything is allocated."""
     fits("--batch-size", (cfg.batch_size,), len(data.train_labels), "training images")
     fits("--valid-batch-size", (cfg.valid_batch_size,), len(data.test_labels), "test images")
+    if cfg.batch_size % world:  # under torchrun: --nproc was not there to check it
+        raise ConfigError(f"{world} ranks do not divide --batch-size {cfg.batch_size}")
     # Activations, their gradients and what autograd keeps: about 3x the forward activations.
-    need = 3 * 4 * activations_per_image(model) * cfg.batch_size
+    need = 3 * 4 * activations_per_image(model) * cfg.batch_size // world
     have = available_memory(device)
     if have is not None and need > have:
         raise ConfigError(f"--batch-size {cfg.batch_size}: a training step needs about {need / 2**30:.1f} GiB, "
                           f"{have / 2**30:.1f} GiB is available on {device.type}")
 
 
-def _new_result(cfg: TrainConfig, data: Dataset, device: torch.device, flops: int, tuned_malloc: bool) -> TrainResult:
+def _peak(cfg: TrainConfig, device: torch.device, mode: str, rank: distributed.Rank | None,
+          again: bool = False) -> dict | None:
+    """The peak of every core (or GPU) the job trains on; measured by rank 0 alone.
+    again: measured anew (a run beat the cached figure), the better one kept."""
+    if rank is None:
+        return measured_peak(device.type, cfg.threads, mode, again=again)
+    if not rank.main:
+        return None
+    node = measured_peak(device.type, cfg.threads * rank.local_world_size, mode, again=again)
+    per_gpu = rank.local_world_size if device.type == "cuda" else 1
+    return {**node, "peak": node["peak"] * rank.nodes * per_gpu, "nodes": rank.nodes}
+
+
+def _new_result(cfg: TrainConfig, data: Dataset, device: torch.device, flops: int, tuned_malloc: bool,
+                rank: distributed.Rank | None) -> TrainResult:
     mode = math_mode(cfg, device)
     return TrainResult(
         dataset=data.name, dataset_source=data.source, device=cfg.device, threads=cfg.threads,
@@ -118,32 +147,40 @@ def _new_result(cfg: TrainConfig, data: Dataset, device: torch.device, flops: in
         valid_images=len(data.test_labels), flops_per_image=flops,
         target_accuracy=target_for(data.name, cfg), config=to_plain(cfg),
         checkpoint=str(cfg.checkpoint), environment=environment(),
-        peak=measured_peak(device.type, cfg.threads, mode), math=mode,
+        peak=_peak(cfg, device, mode, rank), math=mode, world_size=rank.world_size if rank else 1,
+        backend=distributed.backend(cfg.device) if rank else None,
         tuning={"channels_last": True, "glibc_keep_freed_memory": tuned_malloc,
                 "loss_sync": "once per epoch"})
 
 
-def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None) -> tuple[TrainResult, LeNet5]:
+def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
+          rank: distributed.Rank | None = None) -> tuple[TrainResult, LeNet5]:
     """Train (or resume) per cfg; checkpoint after every epoch; return the result and model.
 
-    Raises Stopped on Ctrl-C (resumable) and on a non-finite loss (failed); both carry the
-    result of the completed epochs, and the checkpoint on disk is the last good epoch.
+    With a rank (crossrt.distributed), this process is one of several data-parallel ranks:
+    all train, rank 0 alone measures the peak and writes the checkpoint.
+    Raises Stopped on Ctrl-C (resumable) and on a non-finite loss or a failed rank (failed);
+    both carry the result of the completed epochs, and the checkpoint is the last good epoch.
     """
     progress = progress or Progress()
+    world, me = (rank.world_size, rank.rank) if rank else (1, 0)
     device = select_device(cfg.device, cfg.threads)
+    if rank:
+        device = distributed.init(rank, cfg.device)
     tuned_malloc = keep_freed_memory()
-    torch.manual_seed(cfg.seed)
-    model = LeNet5(cfg.arch)
-    check_fits(cfg, data, model, device)
-    result = _new_result(cfg, data, device, forward_flops(model), tuned_malloc)
-    model = model.to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    net = LeNet5(cfg.arch)
+    check_fits(cfg, data, net, device, world)
+    result = _new_result(cfg, data, device, forward_flops(net), tuned_malloc, rank)
+    net = net.to(device, memory_format=torch.channels_last)
+    model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma)
                  if cfg.lr_step else None)
     # Shuffling draws from its own CPU generator, saved in the checkpoint, so a resumed
     # run sees the same batches as an uninterrupted one, on any device.
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    state = (model, optimizer, scheduler, shuffle)
+    state = (net, optimizer, scheduler, shuffle)
     if cfg.resume:
         done = checkpoint.restore(cfg.checkpoint, cfg, data.name, *state)
         result.epochs = [EpochResult(**e) for e in done]
@@ -155,15 +192,19 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None) -> 
             progress.start_epoch(epoch, math.ceil(len(x_train) / cfg.batch_size))
             lr = optimizer.param_groups[0]["lr"]
             sync(device)
+            distributed.barrier()  # every rank starts the timed epoch together
             t0, cpu0 = clock(), time.process_time()
             order = torch.randperm(len(x_train), generator=shuffle).to(device)
-            train_loss = train_epoch(model, optimizer, x_train, y_train, order, cfg, progress)
+            train_loss = train_epoch(model, optimizer, x_train, y_train, order, cfg, progress, world, me)
             train_s, train_cpu_s = clock() - t0, time.process_time() - cpu0
 
             progress.validating()
             t0, cpu0 = clock(), time.process_time()
-            valid_loss, valid_acc = evaluate(model, x_valid, y_valid, cfg.valid_batch_size)
+            valid_loss, valid_acc = evaluate(net, x_valid, y_valid, cfg.valid_batch_size, world, me)
             valid_s, valid_cpu_s = clock() - t0, time.process_time() - cpu0
+            if world > 1:  # the CPU every rank spent, not rank 0's alone
+                cpu = distributed.all_sum(torch.tensor([train_cpu_s, valid_cpu_s], dtype=torch.float64, device=device))
+                train_cpu_s, valid_cpu_s = cpu.tolist()
 
             if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
                 raise Stopped(f"epoch {epoch}: loss is {train_loss} (training) / {valid_loss} (validation); "
@@ -173,16 +214,24 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None) -> 
                 scheduler.step()
             e = EpochResult(epoch, train_loss, train_s, valid_loss, valid_acc, valid_s, lr, train_cpu_s, valid_cpu_s)
             result.epochs.append(e)
-            checkpoint.save(cfg.checkpoint, cfg, data, *state, [vars(x).copy() for x in result.epochs])
+            if me == 0:
+                checkpoint.save(cfg.checkpoint, cfg, data, *state, [vars(x).copy() for x in result.epochs])
             progress.end_epoch(e)
     except KeyboardInterrupt:
         raise Stopped(f"interrupted after {len(result.epochs)} completed epoch(s); checkpoint "
                       f"{cfg.checkpoint} keeps them", result, resumable=True) from None
+    except RuntimeError as e:  # with ranks: another one died or stopped (gloo raises plain RuntimeErrors)
+        if world == 1:
+            raise
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise Stopped(f"rank {me}: the ranks lost each other after {len(result.epochs)} epoch(s) ({why}); "
+                      f"{cfg.checkpoint} keeps the last good epoch", result, interrupted=False) from None
     finally:
         result.peak_rss_mb = peak_rss_mb()  # the process's peak so far: data, model, training
+        distributed.leave()
 
-    result.weights_sha256 = checkpoint.fingerprint(checkpoint.weights(model))
-    if (result.summary()["percent_of_peak"] or 0) > 100:  # the cached peak was measured on a busier machine
-        result.peak = remeasure_peak(device.type, cfg.threads, result.math)
+    result.weights_sha256 = checkpoint.fingerprint(checkpoint.weights(net))
+    if me == 0 and (result.summary()["percent_of_peak"] or 0) > 100:  # the cached peak was from a busier moment
+        result.peak = _peak(cfg, device, result.math, rank, again=True)
     result.complete = True
-    return result, model.to(memory_format=torch.contiguous_format)
+    return result, net.to(memory_format=torch.contiguous_format)

@@ -120,10 +120,11 @@ def test_plots_without_matplotlib_is_one_clear_line(capsys, tmp_path, monkeypatc
 def test_suite_end_to_end(capsys, workdir, tiny_data):
     out = workdir / "suite"
     assert main(["suite", "--data-dir", str(tiny_data), "--epochs", "2", "--device", "cpu", "--out", str(out),
-                 "--min-time", "0", "--sweep", "--sweep-threads", "1,2", "--sweep-train-batches", "200",
+                 "--min-time", "0", "--sweep", "--sweep-threads", "1,2", "--sweep-ranks", "2", "--sweep-train-batches", "200",
                  "--sweep-valid-batches", "50", "--json", "suite.json", "--plots", "plots"]) == 0
     text = capsys.readouterr().out
     assert "(reference)" in text and "times per epoch" in text and "Scaling against 1 thread" in text
+    assert "Data-parallel ranks against one process on the same total cores" in text
     result = load_result(workdir / "suite.json")
     assert result.kind == "suite" and result.complete is True
     names = [m.mode for m in result.modes]
@@ -137,9 +138,11 @@ def test_suite_end_to_end(capsys, workdir, tiny_data):
     assert {r["phase"] for r in rows} == {"training (pytorch)", "validation (onnxruntime)", "validation (pytorch)"}
     assert all(r["speedup"] == 1.0 for r in rows if r["threads"] == 1)
     assert len(list((workdir / "plots").glob("*.png"))) == 3
+    ranks = [r for r in result.sweep_train if r.world_size == 2]
+    assert len(ranks) == 1 and ranks[0].backend == "gloo" and len(ranks[0].epochs) == 1
     # Every mode: its training row and 2 validation rows; the sweep: 2 thread counts x 1 training
-    # batch, and 2 runtimes x 2 thread counts x 1 validation batch.
-    assert len(merge(load_results([workdir / "suite.json"]))) == 3 * len(names) + 2 + 4
+    # batch, a 2-rank run, and 2 runtimes x 2 thread counts x 1 validation batch.
+    assert len(merge(load_results([workdir / "suite.json"]))) == 3 * len(names) + 2 + 1 + 4
 
 
 def test_suite_interrupted_keeps_finished_modes(capsys, workdir, tiny_data, monkeypatch):

@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT, python_path, run_cli, write_dataset
 
 from crossrt import __version__
-from crossrt.cli import main, resume_command
+from crossrt.cli import launcher, main, resume_command
 from crossrt.compare import compare
 from crossrt.merge import load_results, merge, to_markdown
 from crossrt.peak import _peak_key, measured_peak
@@ -157,12 +157,14 @@ def test_4_report_shows_dataset_and_stopped_runs(trained, tmp_path):
 
 
 def test_5_resume_hint_in_the_words_the_run_was_started_with(monkeypatch):
-    shell = argparse.Namespace(argv=["train", "--epochs", "3", "--lr", "0.01"], from_shell=True)
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "crossrt" / "__main__.py")])
+    shell = argparse.Namespace(argv=["train", "--epochs", "3", "--lr", "0.01"], launcher=launcher(True))
     monkeypatch.setenv("CROSSRT_VIA_MAKE", r"train ARGS=--lr\ 0.01 EPOCHS=3")
     assert resume_command(shell) == "make train EPOCHS=3 'ARGS=--lr 0.01 --resume'"
     monkeypatch.delenv("CROSSRT_VIA_MAKE")
-    monkeypatch.setattr(sys, "argv", [str(ROOT / "crossrt" / "__main__.py")])
     assert resume_command(shell).startswith(f"{sys.executable} -m crossrt train --epochs 3")
+    monkeypatch.setenv("CROSSRT_LAUNCHED_AS", "crossrt train --nproc 2 --epochs 3")  # a data-parallel rank
+    assert resume_command(shell) == "crossrt train --nproc 2 --epochs 3 --resume"
 
 
 def test_6_no_export_leaves_a_model_that_bench_infer_refuses_with_a_reason(capsys, workdir, tiny_data):
