@@ -69,7 +69,7 @@ def add_options(p: argparse.ArgumentParser, cls) -> None:
         shown = (m["default_text"] or "{}").format(_shown(default))
         kw = {"dest": f.name, "default": default, "help": f"{m['help']} (default: {shown})"}
         flag = m["flag"] or "--" + f.name.replace("_", "-")
-        if f.type == "bool":
+        if f.type in ("bool", "bool | None"):
             action = ("store_false" if flag.startswith("--no-") else
                       argparse.BooleanOptionalAction if "/" in flag else "store_true")
             p.add_argument(flag.split("/")[0], action=action, **kw)

@@ -71,6 +71,8 @@ class TrainConfig:
                                              "NCCL on GPUs, one GPU per rank); the batch is split over them")
     threads: int | None = option(None, default_text="the cores / the ranks on this machine",
                                  help="torch intra-op threads (per rank)")
+    cuda_graph: bool | None = option(None, flag="--cuda-graph/--no-cuda-graph", default_text="on with --device cuda",
+                                     help="replay the training step and the validation batch as CUDA graphs")
     epochs: int = option(100, help="epochs")
     batch_size: int = option(600, help="training batch")
     valid_batch_size: int = option(100, help="validation batch")
@@ -95,6 +97,8 @@ class TrainConfig:
         choice("--arch", self.arch, ARCHS)
         choice("--precision", self.precision, PRECISIONS)
         at_least("--nproc", self.nproc, 1, max(cpu_count(), 8))
+        if self.cuda_graph and self.device != "cuda":
+            raise ConfigError("--cuda-graph: needs --device cuda (on the CPU the same step runs eagerly)")
         if self.threads is None:  # a rank started by torchrun knows its neighbours from LOCAL_WORLD_SIZE
             self.threads = max(1, cpu_count() // int(os.environ.get("LOCAL_WORLD_SIZE", self.nproc)))
         at_least("--threads", self.threads, 1, max_threads())

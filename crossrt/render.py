@@ -110,7 +110,11 @@ def train_summary(r: TrainResult) -> Table:
         ["training time", _s(s["train_s"]), f"{per(s['train_s'])} per epoch"],
         ["validation time", _s(s["valid_s"]),
          f"{per(s['valid_s'])} per pass ({r.valid_images:,} images, batch {r.valid_batch_size})"],
-        ["total", _s(s["total_s"]), "training + validation, as the reference adds them"],
+        ["total", _s(s["total_s"]), "training + validation, as the reference adds them"
+         + (" + setup" if r.setup_s else "")],
+        *([["setup (CUDA graphs)", _s(r.setup_s), "warm-up and capture; before: " + ", ".join(
+            f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f} s" for k, v in r.setup_parts.items()
+            if k != "warmup_and_capture_s")]] if r.setup_s else []),
         ["first epoch", _s(s["first_epoch_s"]), "train + valid; includes warm-up cost"],
         ["steady epoch (training)", _s(s["steady_epoch_train_s"]), f"mean of epochs 2..N; {stable}"],
         ["training throughput", f"{_num(s['images_per_s'])} img/s",

@@ -13,13 +13,12 @@ from dataclasses import asdict, dataclass, field, fields
 from .system import now_iso
 from .timing import Latency, stability
 
-SCHEMA_VERSION = 5  # what new files are written as; crossrt.schema reads older ones too
+SCHEMA_VERSION = 6  # what new files are written as; crossrt.schema reads older ones too
 
 
 def _known(cls, d: dict) -> dict:
     """The entries of d that are fields of cls (derived figures written beside them are dropped)."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in d.items() if k in names}
+    return {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
 
 
 @dataclass(kw_only=True)
@@ -91,6 +90,8 @@ class TrainResult(Record):
     checkpoint: str | None = None
     peak: dict | None = None  # measured GEMM peak in the same math mode, device and threads (crossrt.system)
     math: str = "fp32"  # what the matrix math ran in: fp32, tf32 (CUDA default for convolutions) or bf16
+    setup_s: float = 0.0  # CUDA graphs' warm-up and capture: counted in total_s
+    setup_parts: dict = field(default_factory=dict)  # what happened before epoch 1, in seconds
     world_size: int = 1  # data-parallel ranks (threads is per rank)
     backend: str | None = None  # their torch.distributed backend: gloo (CPU) or nccl (CUDA)
     weights_sha256: str | None = None  # of the final weights; the exported .onnx carries the same
@@ -122,7 +123,7 @@ class TrainResult(Record):
         return {
             "train_s": train_s,
             "valid_s": valid_s,
-            "total_s": train_s + valid_s,
+            "total_s": train_s + valid_s + self.setup_s,
             "first_epoch_s": eps[0].train_s + eps[0].valid_s if eps else None,
             "steady_epoch_train_s": (sum(e.train_s for e in eps[1:]) / (len(eps) - 1)
                                      if len(eps) > 1 else (eps[0].train_s if eps else None)),
@@ -287,11 +288,8 @@ class SuiteResult(Record):
         return [p for p in found if p is not None]
 
     def to_dict(self) -> dict:
-        def part(p):
-            return p.to_dict() if p is not None else None
-
-        modes = [{"mode": m.mode, "device": m.device, "threads": m.threads, "train": part(m.train),
-                  "bench": part(m.bench)} for m in self.modes]
+        part = lambda p: p.to_dict() if p is not None else None  # noqa: E731
+        modes = [{**vars(m), "train": part(m.train), "bench": part(m.bench)} for m in self.modes]
         sweep = ({"train": [t.to_dict() for t in self.sweep_train], "bench": part(self.sweep_bench)}
                  if self.swept else None)
         plain = {f.name: getattr(self, f.name) for f in fields(self)

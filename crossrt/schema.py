@@ -7,6 +7,7 @@ Versions (written as `schema_version`):
      mode per bench row; the math mode and weights fingerprint of a training run; git_dirty.
   4  more runtimes: a bench row's precision and accuracy delta; the runtimes a bench skipped.
   5  data-parallel training: a training run's world_size and backend.
+  6  CUDA graphs: a training run's setup_s (in total_s) and setup_parts.
 Every version is read; anything else (another kind, an unknown version, missing or malformed
 fields) is refused in one line that names the file.
 """
@@ -20,7 +21,7 @@ from .errors import ResultError
 from .files import load_json
 from .results import BenchResult, Result, SuiteResult, TrainResult, parts
 
-READABLE_SCHEMAS = (1, 2, 3, 4, 5)
+READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6)
 KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult}
 
 

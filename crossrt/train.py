@@ -9,7 +9,9 @@ Speed without changing the recipe: the whole dataset is one tensor already on th
 (batches are index_select slices, no DataLoader and no per-step host copies), the model runs
 in channels_last (the faster oneDNN/cuDNN convolution layout), the loss is accumulated on
 the device, so there is no host sync inside an epoch, and glibc is told to keep freed
-activation buffers for reuse (crossrt.system.keep_freed_memory).
+activation buffers for reuse (crossrt.system.keep_freed_memory). On CUDA the step and the
+validation batch are replayed as CUDA graphs (crossrt.steps); their warm-up and capture are
+timed as the run's setup and counted in its total.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import checkpoint, distributed
 from .checks import fits
@@ -30,6 +31,7 @@ from .flops import activations_per_image, forward_flops
 from .model import LeNet5
 from .peak import measured_peak
 from .results import EpochResult, TrainResult
+from .steps import Steps
 from .system import available_memory, environment, keep_freed_memory, peak_rss_mb, select_device, sync
 
 clock = time.perf_counter
@@ -50,56 +52,10 @@ def to_tensors(images: np.ndarray, labels: np.ndarray, device: torch.device):
     return x, y
 
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             world: int = 1, me: int = 0) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y), in batches; one host sync at the end.
-    With several ranks, each takes its share of the images and the sums are added up."""
-    model.eval()
-    total = len(x)
-    x, y = x.tensor_split(world)[me], y.tensor_split(world)[me]
-    sums = torch.zeros(2, device=x.device, dtype=torch.float64)  # loss, correct
-    with torch.inference_mode():
-        for i in range(0, len(x), batch_size):
-            logits = model(x[i:i + batch_size])
-            target = y[i:i + batch_size]
-            sums[0] += F.cross_entropy(logits, target, reduction="sum")
-            sums[1] += (logits.argmax(1) == target).sum()
-    loss, correct = distributed.all_sum(sums).tolist()
-    return loss / total, correct / total
-
-
 def target_for(dataset: str, cfg: TrainConfig) -> float:
     if cfg.target_accuracy is not None:
         return cfg.target_accuracy
     return 0.90 if dataset == "fashion-mnist" else 0.99
-
-
-def train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, cfg: TrainConfig,
-                progress: Progress, world: int = 1, me: int = 0) -> float:
-    """One pass over the shuffled training set; the mean batch loss (read once, at the end).
-
-    With several ranks, every rank draws the same shuffled batch and takes its share of it.
-    Its loss is its share's summed loss over the whole batch's size, times the ranks: DDP
-    averages the gradients over the ranks, which then gives exactly the gradient of the whole
-    batch's mean loss, as one process would compute it, even when the shares are uneven.
-    """
-    model.train()
-    bs, batches = cfg.batch_size, math.ceil(len(x) / cfg.batch_size)
-    loss_sum = torch.zeros((), device=x.device)
-    for b in range(batches):
-        idx = order[b * bs:(b + 1) * bs]
-        mine = idx.tensor_split(world)[me] if world > 1 else idx
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            logits = model(x.index_select(0, mine))
-        target = y.index_select(0, mine)
-        loss = (F.cross_entropy(logits.float(), target) if world == 1 else
-                F.cross_entropy(logits.float(), target, reduction="sum") * world / len(idx))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach()
-        progress.advance()
-    return distributed.all_sum(loss_sum).item() / world / batches  # .item() synchronises the device
 
 
 def math_mode(cfg: TrainConfig, device: torch.device) -> str:
@@ -153,6 +109,21 @@ def _new_result(cfg: TrainConfig, data: Dataset, device: torch.device, flops: in
                 "loss_sync": "once per epoch"})
 
 
+def _lr(optimizer, on: torch.device | None) -> None:
+    """The learning rate as a device tensor that a captured step reads (a scheduler updates it in
+    place), or, on=None, as a plain float (a checkpoint may hold either)."""
+    for group in optimizer.param_groups:
+        lr = float(group["lr"])
+        group["lr"] = torch.tensor(lr, device=on) if on is not None else lr
+
+
+def uses_graphs(cfg: TrainConfig, device: torch.device, world: int) -> bool:
+    """CUDA graphs by default on CUDA with one process; --cuda-graph asks, --no-cuda-graph declines."""
+    if cfg.cuda_graph and world > 1:
+        raise ConfigError("--cuda-graph: with one process only (data-parallel ranks run their steps eagerly)")
+    return cfg.cuda_graph if cfg.cuda_graph is not None else (device.type == "cuda" and world == 1)
+
+
 def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
           rank: distributed.Rank | None = None) -> tuple[TrainResult, LeNet5]:
     """Train (or resume) per cfg; checkpoint after every epoch; return the result and model.
@@ -164,9 +135,14 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
     """
     progress = progress or Progress()
     world, me = (rank.world_size, rank.rank) if rank else (1, 0)
+    t_setup = clock()
     device = select_device(cfg.device, cfg.threads)
     if rank:
         device = distributed.init(rank, cfg.device)
+    graph = uses_graphs(cfg, device, world)
+    torch.zeros(1, device=device).add_(1)  # the device context, created now rather than in epoch 1
+    sync(device)
+    parts = {"device_init_s": clock() - t_setup}
     tuned_malloc = keep_freed_memory()
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     net = LeNet5(cfg.arch)
@@ -174,7 +150,8 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
     result = _new_result(cfg, data, device, forward_flops(net), tuned_malloc, rank)
     net = net.to(device, memory_format=torch.channels_last)
     model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    # capturable: Adam's step counter lives on the GPU, so that a captured step can advance it.
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, capturable=graph)
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma)
                  if cfg.lr_step else None)
     # Shuffling draws from its own CPU generator, saved in the checkpoint, so a resumed
@@ -184,23 +161,34 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
     if cfg.resume:
         done = checkpoint.restore(cfg.checkpoint, cfg, data.name, *state)
         result.epochs = [EpochResult(**e) for e in done]
+    _lr(optimizer, device if graph else None)
 
+    t0 = clock()
     x_train, y_train = to_tensors(data.train_images, data.train_labels, device)
     x_valid, y_valid = to_tensors(data.test_images, data.test_labels, device)
+    sync(device)
+    parts["data_to_device_s"] = clock() - t0
+    t0 = clock()
+    steps = Steps(model, net, optimizer, x_train, y_train, x_valid, y_valid, cfg, world, me, graph)
+    sync(device)
+    if graph:  # warm-up and capture: a cost of this run, counted in its total
+        result.setup_s = parts["warmup_and_capture_s"] = clock() - t0
+    result.setup_parts = parts
+    result.tuning["cuda_graph"] = graph
     try:
         for epoch in range(len(result.epochs) + 1, cfg.epochs + 1):
             progress.start_epoch(epoch, math.ceil(len(x_train) / cfg.batch_size))
-            lr = optimizer.param_groups[0]["lr"]
+            lr = float(optimizer.param_groups[0]["lr"])
             sync(device)
             distributed.barrier()  # every rank starts the timed epoch together
             t0, cpu0 = clock(), time.process_time()
             order = torch.randperm(len(x_train), generator=shuffle).to(device)
-            train_loss = train_epoch(model, optimizer, x_train, y_train, order, cfg, progress, world, me)
+            train_loss = steps.epoch(order, progress)
             train_s, train_cpu_s = clock() - t0, time.process_time() - cpu0
 
             progress.validating()
             t0, cpu0 = clock(), time.process_time()
-            valid_loss, valid_acc = evaluate(net, x_valid, y_valid, cfg.valid_batch_size, world, me)
+            valid_loss, valid_acc = steps.evaluate()
             valid_s, valid_cpu_s = clock() - t0, time.process_time() - cpu0
             if world > 1:  # the CPU every rank spent, not rank 0's alone
                 cpu = distributed.all_sum(torch.tensor([train_cpu_s, valid_cpu_s], dtype=torch.float64, device=device))

@@ -1,0 +1,111 @@
+"""The step function a CUDA graph captures is the one the CPU path runs: on the CPU it trains
+exactly like a plain training loop, and the warm-up that precedes capture leaves no trace."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_images
+
+from crossrt.config import TrainConfig
+from crossrt.data import normalize
+from crossrt.model import LeNet5
+from crossrt.steps import Steps, rehearse
+from crossrt.train import Progress, _lr
+
+
+def _data(n_train=630, n_test=150):
+    """630 training images in batches of 60 (a last batch of 30), 150 test images in 100 + 50."""
+    rng = np.random.default_rng(0)
+    ytr, yte = rng.integers(0, 10, n_train), rng.integers(0, 10, n_test)
+    as_tensor = lambda labels: (torch.from_numpy(normalize(make_images(labels, rng))), torch.from_numpy(labels))
+    return (*as_tensor(ytr), *as_tensor(yte))
+
+
+def _fresh(lr_tensor=False):
+    torch.manual_seed(0)
+    net = LeNet5().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    if lr_tensor:
+        _lr(optimizer, torch.device("cpu"))
+    return net, optimizer
+
+
+CFG = types.SimpleNamespace(batch_size=60, valid_batch_size=100, precision="fp32")
+
+
+def _reference_epoch(net, optimizer, x, y, order, bs=60):
+    """The plain loop: what training means, written independently of crossrt.steps."""
+    losses = []
+    for b in range(0, len(x), bs):
+        idx = order[b:b + bs]
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(x[idx]), y[idx])
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return sum(losses) / len(losses)
+
+
+def test_the_step_function_trains_like_a_plain_loop():
+    x, y, xv, yv = _data()
+    net_a, opt_a = _fresh()
+    net_b, opt_b = _fresh()
+    steps = Steps(net_b, net_b, opt_b, x, y, xv, yv, CFG)
+    assert set(steps.runs) == {("train", 60), ("train", 30), ("valid", 100), ("valid", 50)}
+    for epoch in range(2):
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+        loss_a = _reference_epoch(net_a, opt_a, x, y, order)
+        loss_b = steps.epoch(order, Progress())
+        assert loss_b == pytest.approx(loss_a, rel=1e-6)
+    for a, b in zip(net_a.parameters(), net_b.parameters()):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        logits = net_a(xv)
+    assert steps.evaluate() == pytest.approx((F.cross_entropy(logits, yv).item(),
+                                              (logits.argmax(1) == yv).float().mean().item()), rel=1e-6)
+
+
+def test_the_warm_up_before_capture_leaves_no_trace():
+    """rehearse() without capture: the warm-up steps run (and train), then weights and Adam's
+    state are put back; training then matches a run that had no warm-up at all."""
+    x, y, xv, yv = _data()
+    results = []
+    for warm in (False, True):
+        net, optimizer = _fresh(lr_tensor=True)
+        steps = Steps(net, net, optimizer, x, y, xv, yv, CFG)
+        if warm:
+            before = [p.detach().clone() for p in net.parameters()]
+            steps.runs = rehearse(steps.runs, net, optimizer, capture=False)
+            assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+            assert all(int(s["step"]) == 0 for s in optimizer.state.values())
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+        steps.epoch(order, Progress())
+        results.append([p.detach().clone() for p in net.parameters()])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_a_scheduled_learning_rate_is_the_same_tensor_the_step_reads():
+    """A captured step reads the learning rate from one device tensor: the scheduler must change
+    that tensor in place, never replace it."""
+    net, optimizer = _fresh(lr_tensor=True)
+    lr = optimizer.param_groups[0]["lr"]
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.5)
+    net(torch.zeros(2, 1, 28, 28)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(5e-4)
+
+
+def test_cuda_graph_flags(capsys):
+    from crossrt.cli import main
+
+    assert main(["train", "--cuda-graph"]) == 2
+    err = capsys.readouterr().err
+    assert "--cuda-graph: needs --device cuda" in err and len(err.strip().splitlines()) == 1
+    assert TrainConfig(device="cpu").cuda_graph is None and TrainConfig(cuda_graph=False).cuda_graph is False
