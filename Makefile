@@ -4,9 +4,22 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CROSSRT := $(PY) -m crossrt
-# On these machines `torch==2.13.0` resolves to a local CPU build; a bare `torch` would
-# pull a multi-GB CUDA build. On a GPU machine, set TORCH to the build you want.
+# GPU=1 where `nvidia-smi -L` lists a GPU (override with GPU=0 or GPU=1). The GPU set is a CUDA 13
+# build of torch with onnxruntime-gpu and its [cuda,cudnn] extras: one set of CUDA 13 and cuDNN 9
+# libraries that both load (docs/commands.md, "The GPU set"). Without a GPU, `torch==2.13.0`
+# resolves to a local CPU build here; a bare `torch` would pull a multi-GB CUDA build.
+ifeq ($(origin GPU),undefined)
+GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
+endif
+ifeq ($(GPU),1)
+TORCH ?= torch==2.14.1
+EXTRAS := test,plots,openvino,gpu
+else
 TORCH ?= torch==2.13.0
+EXTRAS := test,plots,openvino
+endif
+WHY_GPU := $(if $(filter file,$(origin GPU)),$(if $(filter 1,$(GPU)),nvidia-smi lists a GPU,nvidia-smi lists none),set by hand)
+STAMP := $(VENV)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 # Each variable left unset passes no flag, so crossrt's own defaults apply (`crossrt <command> --help`).
@@ -26,7 +39,7 @@ opt = $(if $(2),$(1) $(2))
 DATA_FLAGS = $(call opt,--dataset,$(DATASET)) $(call opt,--data-dir,$(DATA))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dataset train export quantize bench-infer bench suite test clean
+.PHONY: help setup setup-plan dataset train export quantize bench-infer bench suite test clean
 
 help: ## list the targets and their variables
 	@echo "crossrt: LeNet5 trained in PyTorch, timed under PyTorch and ONNX Runtime"
@@ -35,14 +48,18 @@ help: ## list the targets and their variables
 	@echo
 	@echo "variables: DEVICE=cpu|cuda NPROC=P THREADS=N[,N] EPOCHS=N BATCH=N[,N] DATASET=auto|mnist|fashion-mnist"
 	@echo "           DATA=DIR PROVIDER=cpu[,cuda] MODEL=FILE RUNTIMES=R[,R]|all ARGS='...'; unset = defaults"
-	@echo "then: $(CROSSRT) --help, $(CROSSRT) train --help, ..."
+	@echo "then: $(CROSSRT) doctor, $(CROSSRT) --help, $(CROSSRT) train --help, ..."
 
-setup: $(VENV)/.installed dataset ## create .venv, install crossrt and its dependencies, the offline dataset
+setup: $(STAMP) dataset ## .venv with crossrt and its dependencies (the GPU set where nvidia-smi lists a GPU), the dataset [GPU=0|1]
 
-$(VENV)/.installed: pyproject.toml
+setup-plan: ## say what `make setup` would install on this machine, and why
+	@echo "GPU=$(GPU) ($(WHY_GPU)): $(TORCH) and crossrt[$(EXTRAS)] into $(VENV)"
+
+$(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip show torch >/dev/null 2>&1 || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,plots,openvino]"
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed*
 	touch $@
 
 # Debian's dataset-fashion-mnist makes `make train` work offline; MNIST is fetched when reachable.

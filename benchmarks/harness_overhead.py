@@ -1,7 +1,7 @@
 """Does bench-infer's harness cost anything? crossrt's ONNX Runtime images/s against a bare loop.
 
 The bare loop is what a user would write by hand: one session with the same options
-(crossrt.runners.session_options), `session.run` over the same batches, one clock around
+(crossrt.ort_runner.session_options), `session.run` over the same batches, one clock around
 each pass. The two are interleaved round by round in one process, so machine noise hits
 both alike, and the median of the rounds is compared. Target: within 3%.
 
@@ -26,7 +26,7 @@ from crossrt.config import BenchConfig, DataConfig
 from crossrt.data import normalize, split
 from crossrt.export import read_metadata
 from crossrt.fetch import resolve
-from crossrt.runners import session_options
+from crossrt.ort_runner import session_options
 from crossrt.system import cpu_count
 
 

@@ -24,14 +24,15 @@ from . import checkpoint
 from .checks import fits
 from .config import BenchConfig, to_plain
 from .data import Dataset, normalize, split
-from .errors import ModelError, Stopped
+from .errors import ModelError, ProviderError, Stopped
 from .export import read_metadata
 from .files import regular_file
 from .flops import onnx_flops
 from .isolate import isolated
 from .results import IO_PATHS, BenchResult, InferRun, TrainResult
 from .schema import load_result
-from .runners import all_logits, create_session, ort_runner, torch_runner
+from .ort_runner import create_session, ort_runner, placement
+from .runners import all_logits, torch_runner
 from .peak import measured_peak, remeasure_peak
 from .system import cpu_count, environment, peak_rss_mb
 from .timing import Latency, capped, stability, time_passes, timed
@@ -142,8 +143,9 @@ def plan(cfg: BenchConfig) -> list[Row]:
             threads = cfg.threads if provider == "cpu" else (max(cfg.threads),)
             for runtime in (r for r in cfg.runtimes if not unavailable(cfg, r, provider)):
                 spins = SPINS[cfg.spin] if runtime.startswith("onnxruntime") else (None,)
+                ios = [io for io in IO_PATHS[provider] if io != "cuda-graph" or runtime in ("onnxruntime", "pytorch")]
                 rows += [Row(runtime, provider, t, batch, io, spin, precision) for precision in precisions(runtime)
-                         for t in threads for io in IO_PATHS[provider] for spin in spins]
+                         for t in threads for io in ios for spin in spins]
     return rows
 
 
@@ -209,11 +211,18 @@ def run_bench(cfg: BenchConfig, data: Dataset, prepared: Prepared,
                   "graph_optimization": "all", "cpu_cores": cpu_count(),
                   "spin_note": "ORT session.intra_op.allow_spinning"}, skipped=skipped(cfg))
     preds: list[np.ndarray] = []
+    placements: dict[str, dict] = {}
     try:
         for row in plan(cfg):
             peak = measured_peak(row.provider, row.threads, row.math)  # the providers were proven in prepare()
             job = partial(measure, cfg, x, labels, row, prepared.flops_per_image, peak)
-            run, p = isolated(job) if cfg.isolate else job()
+            try:
+                run, p = isolated(job) if cfg.isolate else job()
+            except ProviderError as e:  # this configuration cannot run here (e.g. too many graphs): say so
+                result.skipped.append({"runtime": row.runtime, "provider": row.provider, "reason": str(e)})
+                continue
+            if row.runtime == "onnxruntime" and row.provider == "cuda":  # where every node really ran
+                run.placement = placements.setdefault(str(cfg.model), placement(cfg.model, "cuda"))
             if run.percent_of_peak > 100:  # the cached peak was measured on a busier machine: measure again
                 peak = remeasure_peak(row.provider, row.threads, row.math)
                 run.peak_gflops, run.percent_of_peak = peak["peak"], 100 * run.gflops / peak["peak"]

@@ -123,6 +123,12 @@ def build_parser() -> Parser:
     c.add_argument("--noise", type=float, default=0.10, metavar="F",
                    help="run-to-run noise band: B/A within 1 +- F is the same (default: %(default)s)")
 
+    d = sub.add_parser("doctor", help="is this machine ready for the CPU or CUDA mode? each problem with its fix",
+                       description="Check the installation, the GPU and a real ONNX Runtime session; exit 0 when "
+                                   "the mode is ready, 1 when not.")
+    d.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="the mode to check (default: cuda where a GPU is listed or usable, else cpu)")
+
     f = sub.add_parser("fetch", help="download a dataset into the cache, verifying SHA-256",
                        description="Download MNIST or Fashion-MNIST into the cache ($CROSSRT_CACHE).")
     f.add_argument("name", choices=DATASETS[1:], help="dataset to download")

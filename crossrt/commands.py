@@ -111,7 +111,7 @@ def cmd_quantize(a) -> int:
     from .fetch import resolve
     from .files import FolderLock
     from .quantize import quantize
-    from .runners import create_session
+    from .ort_runner import create_session
 
     create_session(cfg.model, "cpu", 1)  # a bad model fails here, before any data is read
     meta = read_metadata(cfg.model)
@@ -125,6 +125,21 @@ def cmd_quantize(a) -> int:
         f"{100 * q['int8_accuracy']:.2f}% ({100 * (q['int8_accuracy'] - q['fp32_accuracy']):+.2f} points), "
         f"top-1 agreement {100 * q['top1_agreement']:.2f}%"))
     return EXIT_OK
+
+
+def cmd_doctor(a) -> int:
+    from .console import note
+    from .doctor import checks, default_mode, line, ready
+
+    mode = a.device or default_mode()
+    found = checks()
+    for c in found:
+        note(line(c, mode))
+    if ready(found, mode):
+        note(f"[green]ready for the {mode} mode[/]")
+        return EXIT_OK
+    note(f"[red]not ready for the {mode} mode[/]: fix the FAIL line(s) the {mode} mode needs")
+    return EXIT_FAILED
 
 
 def cmd_fetch(a) -> int:
@@ -224,5 +239,5 @@ def cmd_compare(a) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "quantize": cmd_quantize, "export": cmd_export, "bench-infer": cmd_bench_infer, "suite": cmd_suite,
-            "report": cmd_report, "fetch": cmd_fetch}
+COMMANDS = {"train": cmd_train, "export": cmd_export, "quantize": cmd_quantize, "bench-infer": cmd_bench_infer,
+            "suite": cmd_suite, "report": cmd_report, "compare": cmd_compare, "doctor": cmd_doctor, "fetch": cmd_fetch}

@@ -24,7 +24,12 @@ class ModelError(CrossrtError):
 
 
 class ProviderError(CrossrtError):
-    """A requested device or execution provider that is not really in use."""
+    """A requested device or execution provider that is not really in use; `cause` says why in
+    a few words (`crossrt doctor` shows that)."""
+
+    def __init__(self, message: str, cause: str = ""):
+        super().__init__(message)
+        self.cause = cause or message
 
 
 class ResultError(CrossrtError):

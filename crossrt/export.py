@@ -21,7 +21,8 @@ from .data import PREPROCESSING, normalize, split
 from .errors import Stopped
 from .files import atomic_write
 from .results import OnnxParity, TrainResult
-from .runners import all_logits, copy_of, ort_runner, torch_runner
+from .ort_runner import ort_runner
+from .runners import all_logits, copy_of, torch_runner
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "logits"

@@ -19,7 +19,8 @@ import onnx
 from .config import QuantizeConfig
 from .data import Dataset, normalize, split
 from .files import atomic_write
-from .runners import all_logits, ort_runner
+from .ort_runner import ort_runner
+from .runners import all_logits
 
 METHOD = "static QDQ, per-channel int8 weights, int8 activations calibrated with MinMax"
 

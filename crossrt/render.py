@@ -14,6 +14,7 @@ from rich.text import Text
 
 from .console import console, esc, note
 from .results import BenchResult, SuiteResult, TrainResult, cost_rows, machine_of
+from .timing import bottleneck
 
 RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager", "openvino": "OpenVINO",
                  "torch-compile": "torch.compile", "onnxruntime-int8": "ONNX Runtime int8"}
@@ -184,15 +185,17 @@ def bench_table(r: BenchResult) -> Table:
 
 
 def split_table(r: BenchResult) -> Table | None:
-    """CUDA rows: where a batch's time goes, the way trtexec reports H2D / GPU compute / D2H."""
+    """CUDA end-to-end rows: where a batch's time goes, and trtexec's verdict on what bounds it."""
     runs = [x for x in r.runs if x.split_ms]
     if not runs:
         return None
-    rows = [[x.runtime, str(x.batch_size), *(f"{x.split_ms[k]:.3f}" for k in ("h2d", "compute", "d2h")),
-             f"{x.latency_ms.mean:.3f}"] for x in runs]
-    cols = [Col("runtime", left=True), Col("batch", fold=True), Col("host-to-device"), Col("compute"),
-            Col("device-to-host"), Col("end-to-end mean")]
-    return fitted("CUDA per-batch split (ms)", cols, rows)
+    rows = [[x.runtime, str(x.batch_size), *("—" if x.split_ms.get(k) is None else f"{x.split_ms[k]:.3f}"
+                                             for k in ("h2d", "enqueue", "compute", "d2h")),
+             f"{x.latency_ms.mean:.3f}", bottleneck(x.split_ms)[0]] for x in runs]
+    cols = [Col("runtime", left=True), Col("batch", fold=True), Col("host-to-\ndevice"), Col("enqueue"),
+            Col("compute"), Col("device-to-\nhost"), Col("end-to-end\nmean"), Col("verdict", left=True)]
+    advice = sorted({"{}: {}".format(*bottleneck(x.split_ms)) for x in runs})
+    return fitted("CUDA per-batch split (ms)", cols, rows, caption=esc("; ".join(advice)))
 
 
 def cost_table(r: BenchResult, train: TrainResult) -> Table:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from .system import now_iso
 from .timing import Latency, stability
 
-SCHEMA_VERSION = 6  # what new files are written as; crossrt.schema reads older ones too
+SCHEMA_VERSION = 7  # what new files are written as; crossrt.schema reads older ones too
 
 
 def _known(cls, d: dict) -> dict:
@@ -157,7 +157,7 @@ class TrainResult(Record):
 
 # ---------------------------------------------------------------------------- bench-infer
 
-IO_PATHS = {"cpu": ("host",), "cuda": ("end-to-end", "device-resident")}
+IO_PATHS = {"cpu": ("host",), "cuda": ("end-to-end", "device-resident", "cuda-graph")}
 
 
 @dataclass
@@ -184,7 +184,8 @@ class InferRun:
     percent_of_peak: float | None = None
     top1_agreement: float | None = None  # against the PyTorch reference predictions
     parity_ok: bool | None = None
-    split_ms: dict | None = None  # CUDA: per-batch host-to-device / compute / device-to-host
+    split_ms: dict | None = None  # CUDA end-to-end: per batch h2d / enqueue / compute / d2h
+    placement: dict | None = None  # CUDA ORT rows: {execution provider: nodes}, from ORT's profiler
     spin: bool | None = None  # ORT intra-op threads busy-wait between ops (None: PyTorch)
     isolated: bool = False  # timed in a fresh process of its own
     math: str = "fp32"

@@ -1,12 +1,8 @@
-"""Ready-to-time runners: an ONNX Runtime session or a PyTorch model over a list of batches.
-
-ONNX Runtime silently falls back to the CPU when the CUDA provider cannot start (a missing
-library, no GPU): it logs a warning and runs anyway. A benchmark must not report CPU numbers
-under a CUDA label, so after creating a session we read back ``session.get_providers()``
-and fail when the requested provider is not first in it.
+"""Ready-to-time runners over a list of batches, and the PyTorch ones (eager, compiled, CUDA graph).
 
 A runner's ``run(i)`` processes batch i and returns only when the work is done (the clock
 is read right after); ``logits(i)`` does the same and returns host logits, for scoring.
+The ONNX Runtime and OpenVINO runners are in crossrt.ort_runner and crossrt.ov_runner.
 """
 
 from __future__ import annotations
@@ -15,18 +11,12 @@ import copy
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .data import IMAGE_SIZE, NUM_CLASSES
-from .errors import ModelError, ProviderError
-from .files import regular_file
 from .system import cpu_count, select_device, sync
 from .timing import call_times, timed
-
-ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
 @dataclass
@@ -44,146 +34,19 @@ def all_logits(runner: Runner, n_batches: int) -> np.ndarray:
     return np.concatenate([runner.logits(i) for i in range(n_batches)])
 
 
-def _mean_ms(fn: Callable[[int], object], n: int) -> float:
+def mean_ms(fn: Callable[[int], object], n: int) -> float:
+    """Mean milliseconds of fn(0..n-1), for the CUDA split of a batch's time."""
     return 1e3 * sum(call_times(fn, n)) / n
 
 
-# ---------------------------------------------------------------------------- ONNX Runtime
-
-def _ort():
-    import onnxruntime as ort
-
-    # ORT logs through its own default logger, straight to stderr; a failed CUDA provider
-    # prints several lines there. We check and report every failure ourselves, in one line.
-    ort.set_default_logger_severity(4)
-    return ort
-
-
-def session_options(threads: int, spin: bool = True):
-    """Explicit thread settings: N intra-op threads, 1 inter-op thread, sequential execution.
-
-    LeNet5 is a chain of ops with nothing to run side by side, so inter-op parallelism
-    could only add scheduling noise. Spinning keeps idle intra-op threads busy-waiting
-    between ops (ORT's default): lower latency, at the price of burning CPU.
-    """
-    ort = _ort()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads  # 0 = ORT's default (one per physical core)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    so.log_severity_level = 3
-    return so
-
-
-def _preload_cuda(ort) -> None:
-    """Let the CUDA provider find the CUDA/cuDNN libraries that come with pip packages
-    (nvidia-*-cu13 wheels, or a CUDA build of torch) instead of needing a system install."""
-    if hasattr(ort, "preload_dlls"):
-        try:
-            import torch  # noqa: F401  a CUDA build of torch loads its CUDA libraries
-        except ImportError:
-            pass
-        ort.preload_dlls()
-
-
-def create_session(path: Path, provider: str = "cpu", threads: int = 0, spin: bool = True):
-    """An InferenceSession on exactly `provider`, with the model's signature checked."""
-    ort = _ort()
-    path = regular_file(path, "model", missing="run `make train` first to create it")
-    wanted = ORT_PROVIDERS[provider]
-    if provider == "cuda":
-        if wanted not in ort.get_available_providers():
-            raise ProviderError(f"--provider cuda: this onnxruntime build ({ort.__version__}) has no "
-                                "CUDAExecutionProvider; install onnxruntime-gpu")
-        _preload_cuda(ort)
-    # TF32 explicitly on, as cuDNN runs PyTorch's convolutions: both CUDA rows use the same math.
-    providers = [wanted] if provider == "cpu" else [(wanted, {"use_tf32": "1"}), ORT_PROVIDERS["cpu"]]
-    try:
-        session = ort.InferenceSession(str(path), session_options(threads, spin), providers=providers)
-    except Exception as e:  # ORT raises its own pybind exception types (InvalidProtobuf, Fail, ...)
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: ONNX Runtime cannot load it: {reason}") from None
-    active = session.get_providers()
-    if not active or active[0] != wanted:
-        raise ProviderError(
-            f"--provider {provider}: ONNX Runtime fell back to {', '.join(active)} "
-            f"({wanted} could not start: no usable GPU, or the CUDA/cuDNN libraries that "
-            f"onnxruntime {ort.__version__} needs are missing)")
-    check_signature(session, path)
-    try:  # a file can load and still fail to run (a damaged weight shape, an op without a kernel)
-        out = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)})
-    except Exception as e:
-        raise ModelError(f"{path}: ONNX Runtime loads it but cannot run it: {str(e).strip().splitlines()[0]}") from None
-    if np.shape(out[0]) != (1, NUM_CLASSES):
-        raise ModelError(f"{path}: one image gives output of shape {np.shape(out[0])}, expected (1, {NUM_CLASSES})")
-    return session
-
-
-def check_signature(session, path: Path) -> None:
-    """One float input [N, 1, 28, 28] and one output [N, 10], N free."""
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelError(f"{path}: expected 1 input and 1 output, found {len(inputs)} and {len(outputs)}")
-    shape, want = inputs[0].shape, [1, IMAGE_SIZE, IMAGE_SIZE]
-    if len(shape) != 4 or list(shape[1:]) != want or inputs[0].type != "tensor(float)":
-        raise ModelError(f"{path}: input {inputs[0].name!r} is {inputs[0].type} {shape}, "
-                         f"expected tensor(float) [N, {', '.join(map(str, want))}]")
-    if isinstance(shape[0], int) and shape[0] != 1:
-        raise ModelError(f"{path}: input batch size is fixed at {shape[0]}; export with a dynamic batch axis")
-    out = outputs[0].shape
-    if len(out) != 2 or out[1] != NUM_CLASSES:
-        raise ModelError(f"{path}: output {outputs[0].name!r} is {out}, expected [N, {NUM_CLASSES}]")
-
-
-def ort_runner(model: Path, provider: str, threads: int, io: str, batches: list[np.ndarray],
-               spin: bool = True) -> Runner:
-    ort = _ort()
-    session, create_s = timed(lambda: create_session(model, provider, threads, spin))
-    name, out_name = session.get_inputs()[0].name, session.get_outputs()[0].name
-    providers = session.get_providers()
-    threads_effective = threads or None  # ORT does not report the size of its default pool
-
-    def bind(x_dev, rows):
-        """An IO binding of one device input to a preallocated device output."""
-        binding = session.io_binding()
-        binding.bind_ortvalue_input(name, x_dev)
-        y_dev = ort.OrtValue.ortvalue_from_shape_and_type((rows, NUM_CLASSES), np.float32, "cuda", 0)
-        binding.bind_ortvalue_output(out_name, y_dev)
-        return binding
-
-    def to_gpu(i):
-        return ort.OrtValue.ortvalue_from_numpy(batches[i], "cuda", 0)
-
-    def host(i):
-        return session.run([out_name], {name: batches[i]})[0]
-
-    if io == "host":
-        return Runner(host, host, create_s, providers, threads_effective)
-    if io == "end-to-end":
-        def split():
-            binding = bind(to_gpu(0), len(batches[0]))
-            n = len(batches)
-            return {"h2d": _mean_ms(to_gpu, n),
-                    "compute": _mean_ms(lambda i: session.run_with_iobinding(binding), n),
-                    "d2h": _mean_ms(lambda i: binding.get_outputs()[0].numpy(), n)}
-        return Runner(host, host, create_s, providers, threads_effective, split)
-
-    # Device-resident: inputs copied to the GPU once, outputs preallocated there, one
-    # IO binding per batch, so the timed call is the model and nothing else.
-    bindings = [bind(to_gpu(i), len(b)) for i, b in enumerate(batches)]
-
-    def resident(i):
-        # ORT's CUDA provider synchronises its stream at the end of run(), so the clock
-        # read after this call covers the GPU work.
-        session.run_with_iobinding(bindings[i])
-
-    def logits(i):
-        resident(i)
-        return bindings[i].get_outputs()[0].numpy()
-
-    return Runner(resident, logits, create_s, providers, threads_effective)
+def enqueue_ms(enqueue: Callable[[int], object], wait: Callable[[], object], n: int) -> float:
+    """Mean milliseconds for the host to queue a batch's GPU work (not to finish it), waiting
+    for the GPU between batches: trtexec's enqueue time."""
+    total = 0.0
+    for i in range(n):
+        total += call_times(enqueue, 1)[0]
+        wait()
+    return 1e3 * total / n
 
 
 # ---------------------------------------------------------------------------- PyTorch
@@ -243,19 +106,52 @@ def torch_runner(build: Callable[[], object], provider: str, threads: int, io: s
             def synced(fn):
                 return lambda i: (fn(i), sync(device))
 
-            return {"h2d": _mean_ms(synced(lambda i: host_x[i].to(device)), len(batches)),
-                    "compute": _mean_ms(synced(lambda i: forward(dev)), len(batches)),
-                    "d2h": _mean_ms(lambda i: out.cpu(), len(batches))}
+            return {"h2d": mean_ms(synced(lambda i: host_x[i].to(device)), len(batches)),
+                    "enqueue": enqueue_ms(lambda i: forward(dev), lambda: sync(device), len(batches)),
+                    "compute": mean_ms(synced(lambda i: forward(dev)), len(batches)),
+                    "d2h": mean_ms(lambda i: out.cpu(), len(batches))}
         return Runner(e2e, lambda i: e2e(i).numpy(), create_s, label, torch.get_num_threads(), split)
 
     dev_x = [x.to(device) for x in host_x]
+    if io == "cuda-graph":
+        replay, capture_s = timed(lambda: _graphed(model, dev_x))
+        create_s += capture_s  # capturing is part of the cold cost
 
     def resident(i):
-        out = forward(dev_x[i])
+        out = replay(i) if io == "cuda-graph" else forward(dev_x[i])
         sync(device)
         return out
 
     return Runner(resident, lambda i: resident(i).cpu().numpy(), create_s, label, torch.get_num_threads())
+
+
+def _graphed(model, dev_x: list):
+    """The forward pass as one CUDA graph per batch shape, on a fixed input buffer: replay(i)
+    copies resident batch i into the buffer (on the GPU) and replays; the output stays fixed."""
+    import torch
+
+    first = {tuple(x.shape): x for x in dev_x}
+    static = {shape: x.clone() for shape, x in first.items()}
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.no_grad():  # warm-up on a side stream, as capture requires
+        for _ in range(3):
+            for x in static.values():
+                model(x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graphs = {}
+    for shape, x in static.items():
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), torch.no_grad():
+            out = model(x)
+        graphs[shape] = (x, graph, out)
+
+    def replay(i):
+        x, graph, out = graphs[tuple(dev_x[i].shape)]
+        x.copy_(dev_x[i])
+        graph.replay()
+        return out
+    return replay
 
 
 def copy_of(model) -> Callable[[], object]:

@@ -8,6 +8,7 @@ Versions (written as `schema_version`):
   4  more runtimes: a bench row's precision and accuracy delta; the runtimes a bench skipped.
   5  data-parallel training: a training run's world_size and backend.
   6  CUDA graphs: a training run's setup_s (in total_s) and setup_parts.
+  7  the cuda-graph data path of bench rows; a CUDA ORT row's node placement; enqueue in split_ms.
 Every version is read; anything else (another kind, an unknown version, missing or malformed
 fields) is refused in one line that names the file.
 """
@@ -21,7 +22,7 @@ from .errors import ResultError
 from .files import load_json
 from .results import BenchResult, Result, SuiteResult, TrainResult, parts
 
-READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6)
+READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6, 7)
 KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult}
 
 

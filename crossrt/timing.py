@@ -128,3 +128,14 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
     t0 = clock()
     out = fn()
     return out, clock() - t0
+
+
+def bottleneck(split: dict) -> tuple[str, str]:
+    """trtexec's reading of a batch's split: launch-bound (queueing the work takes at least 0.8x
+    the compute), transfer-bound (the copy in takes at least the compute) or compute-bound;
+    and what would help."""
+    if split.get("enqueue") is not None and split["enqueue"] >= 0.8 * split["compute"]:
+        return "launch-bound", "CUDA graphs (the cuda-graph rows) or larger batches"
+    if split["h2d"] >= split["compute"]:
+        return "transfer-bound", "keep inputs on the GPU (device-resident), or larger batches"
+    return "compute-bound", "faster kernels (TF32, bf16) or a larger GPU"

@@ -10,7 +10,8 @@ from crossrt.bench_infer import plan, score
 from crossrt.config import BenchConfig
 from crossrt.data import load_folder, normalize, split
 from crossrt.errors import ConfigError
-from crossrt.runners import all_logits, ort_runner, torch_runner
+from crossrt.ort_runner import ort_runner
+from crossrt.runners import all_logits, torch_runner
 
 
 def test_score_known_logits():
@@ -25,8 +26,8 @@ def test_plan_runs_cuda_once_per_batch_with_the_most_threads():
     rows = plan(cfg)
     cuda = [r for r in rows if r[1] == "cuda"]
     assert {r[2] for r in cuda} == {4}
-    assert {r[4] for r in cuda} == {"end-to-end", "device-resident"}
-    assert len(rows) == 2 * (2 * 2 + 2 * 2)  # batches x (cpu: runtimes x threads + cuda: runtimes x data paths)
+    assert {r[4] for r in cuda} == {"end-to-end", "device-resident", "cuda-graph"}
+    assert len(rows) == 2 * (2 * 2 + 2 * 3)  # batches x (cpu: runtimes x threads + cuda: runtimes x data paths)
 
 
 def test_config_rejects_junk():

@@ -21,12 +21,13 @@ def test_train_and_bench_on_cuda(tiny_data, tmp_path):
     assert out.returncode == 0, out.stderr
     runs = json.loads((tmp_path / "bench.json").read_text())["runs"]
     cuda = [r for r in runs if r["provider"] == "cuda"]
-    assert {r["mode"] for r in cuda} == {"end-to-end", "device-resident"}
+    assert {r["io"] for r in cuda} == {"end-to-end", "device-resident", "cuda-graph"}
     for r in cuda:
         if r["runtime"] == "onnxruntime":
             assert r["providers"][0] == "CUDAExecutionProvider"
-        assert r["parity_ok"] is True
-    assert all(set(r["split_ms"]) == {"h2d", "compute", "d2h"} for r in cuda if r["mode"] == "end-to-end")
+            assert set(r["placement"]) == {"CUDAExecutionProvider"}  # every node on the GPU
+        assert r["parity_ok"] is True and r["math"] == "tf32"
+    assert all(set(r["split_ms"]) == {"h2d", "enqueue", "compute", "d2h"} for r in cuda if r["io"] == "end-to-end")
 
 
 def _train(tmp_path, data, name, *args):
@@ -74,3 +75,13 @@ def test_cuda_graphs_resume_and_bf16(tiny_data, tmp_path):
     bf16 = _train(tmp_path, tiny_data, "bf16", "--epochs", "2", "--precision", "bf16")
     assert bf16["math"] == "bf16" and bf16["tuning"]["cuda_graph"] is True
     assert abs(bf16["final_accuracy"] - straight["final_accuracy"]) <= 0.05
+
+
+def test_doctor_on_a_gpu_machine(tmp_path):
+    out = run_cli("doctor", "--device", "cuda", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any(ln.startswith("ok   ONNX Runtime CUDA session") and ln.endswith("node(s) on CUDAExecutionProvider")
+               for ln in lines), out.stdout
+    assert any(ln.startswith("ok   CUDA tensor op: runs on ") for ln in lines)
+    assert lines[-1] == "ready for the cuda mode"

@@ -1,0 +1,161 @@
+"""`crossrt doctor`: is this machine ready for the CPU mode, or the CUDA mode? Every check is one
+line; a failing one says how to fix it.
+
+The CUDA checks do the real thing: a tensor operation on the GPU, and an ONNX Runtime CUDA
+session on a tiny model with CPU fallback disabled, whose every node ONNX Runtime's profiler
+must place on the CUDA provider. Nothing of ONNX Runtime's own output reaches the screen.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .config import DataConfig
+from .errors import CrossrtError
+from .system import cpu_count, cpu_model, version_of
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None  # None: information only
+    detail: str
+    fix: str = ""
+    needed_for: tuple[str, ...] = ()  # the modes that cannot run without it
+
+
+def nvidia_smi() -> str | None:
+    """'name, driver, memory' of the first GPU nvidia-smi lists, or None."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=30)
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def _tiny_model(path: Path) -> None:
+    """Conv, ReLU, pooling, flatten and a matrix product: LeNet5's kinds of node, small."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(s, dtype=np.float32), n)
+               for n, s in (("w", (4, 1, 5, 5)), ("b", (4,)), ("g", (4 * 12 * 12, 10)))]
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("MatMul", ["f", "g"], ["logits"])]
+    graph = helper.make_graph(nodes, "tiny",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+
+
+def checks() -> list[Check]:
+    out = [Check("crossrt", None, f"{__version__}, Python {__import__('platform').python_version()}")]
+    try:
+        import torch
+
+        built = f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}" if torch.version.cuda else ""
+        out.append(Check("torch", True, f"{torch.__version__} ({built or 'CPU build'})"))
+    except ImportError:
+        return out + [Check("torch", False, "not installed", "make setup", ("cpu", "cuda"))]
+    versions = {d: version_of(d) for d in ("onnx", "onnxruntime-gpu", "onnxruntime", "openvino")}
+    out.append(Check("onnx", bool(versions["onnx"]), versions["onnx"] or "not installed", "make setup",
+                     ("cpu", "cuda")))
+    try:
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(4)
+        package = "onnxruntime-gpu" if versions["onnxruntime-gpu"] else "onnxruntime"
+        out.append(Check("onnxruntime", True, f"{package} {ort.__version__}; providers: "
+                                              f"{', '.join(ort.get_available_providers())}"))
+    except ImportError:
+        return out + [Check("onnxruntime", False, "not installed", "make setup", ("cpu", "cuda"))]
+    out.append(Check("openvino", None,
+                     versions["openvino"] or "not installed (optional: pip install 'crossrt[openvino]')"))
+    out.append(Check("CPU", None, f"{cpu_model()}, {cpu_count()} cores usable; train uses {cpu_count()} threads, "
+                                  f"bench-infer 1 and {cpu_count()}"))
+    out.append(_dataset())
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "tiny.onnx"
+        _tiny_model(model)
+        out.append(_ort_session(model, "cpu"))
+        out += _gpu(torch)
+        out.append(_ort_session(model, "cuda"))
+    return out
+
+
+def _dataset() -> Check:
+    from .fetch import resolve
+
+    try:
+        ds = resolve(DataConfig(), download=False)
+        if ds.name == "mnist":
+            return Check("dataset", True, f"--dataset auto uses {ds.reason}")
+        return Check("dataset", True, f"--dataset auto: MNIST is not cached, so train downloads it when it can, "
+                                      f"else uses {ds.reason.split(' (auto:')[0]}")
+    except CrossrtError as e:
+        return Check("dataset", False, f"--dataset auto finds none ({str(e)[:120]})",
+                     "make setup (Debian's dataset-fashion-mnist), crossrt fetch mnist, or --data-dir DIR",
+                     ("cpu", "cuda"))
+
+
+def _ort_session(model: Path, provider: str) -> Check:
+    from .ort_runner import placement
+
+    name = f"ONNX Runtime {provider.upper()} session"
+    try:
+        nodes = placement(model, provider)
+    except CrossrtError as e:
+        return Check(name, False, getattr(e, "cause", str(e)),
+                     "make setup on a GPU machine: it installs onnxruntime-gpu with CUDA 13 and cuDNN 9", (provider,))
+    wanted = "CUDAExecutionProvider" if provider == "cuda" else "CPUExecutionProvider"
+    where = ", ".join(f"{n} node(s) on {p}" for p, n in nodes.items())
+    return Check(name, set(nodes) == {wanted}, f"a tiny model runs, {where}",
+                 "every node must run on the GPU: check the onnxruntime-gpu install", (provider,))
+
+
+def _gpu(torch) -> list[Check]:
+    smi = nvidia_smi()
+    out = [Check("GPU", bool(smi), smi or "nvidia-smi lists none", "a machine with an NVIDIA GPU and its driver",
+                 ("cuda",))]
+    if not torch.cuda.is_available():
+        why = "this torch is a CPU build" if torch.version.cuda is None else "torch sees no CUDA device"
+        return out + [Check("CUDA tensor op", False, why,
+                            "make setup on a GPU machine: it installs a CUDA 13 build of torch", ("cuda",))]
+    try:
+        value = torch.ones(2, device="cuda").sum().item()
+        return out + [Check("CUDA tensor op", value == 2, f"runs on {torch.cuda.get_device_name(0)}",
+                            "check the driver", ("cuda",))]
+    except Exception as e:
+        return out + [Check("CUDA tensor op", False, str(e).splitlines()[0][:160], "check the driver", ("cuda",))]
+
+
+def default_mode() -> str:
+    """What the machine has: the CUDA mode where a GPU is listed or usable, else the CPU mode."""
+    import torch
+
+    return "cuda" if nvidia_smi() or torch.cuda.is_available() else "cpu"
+
+
+def line(c: Check, mode: str) -> str:
+    """One check as one line (rich markup); a failure the mode does not need is shown, not counted."""
+    from .console import esc
+
+    if c.ok is False and mode in c.needed_for:
+        return f"[red]FAIL[/] {esc(c.name)}: {esc(c.detail)} [bold]-> fix:[/] {esc(c.fix)}"
+    if c.ok is False:
+        modes = "/".join(c.needed_for)
+        return f"[yellow]no  [/] {esc(c.name)}: {esc(c.detail)} [dim](for the {modes} mode: {esc(c.fix)})[/]"
+    return f"{'[green]ok  [/]' if c.ok else '[dim]--  [/]'} {esc(c.name)}: {esc(c.detail)}"
+
+
+def ready(found: list[Check], mode: str) -> bool:
+    """Every check the mode needs passed."""
+    return all(c.ok for c in found if mode in c.needed_for)

@@ -1,0 +1,213 @@
+"""ONNX Runtime sessions that are exactly what was asked for, and the ONNX Runtime runner.
+
+ONNX Runtime silently falls back to the CPU when the CUDA provider cannot start (a missing
+library, no GPU): it logs a warning and runs anyway. A benchmark must not report CPU numbers
+under a CUDA label. So a CUDA session is created with CPU fallback disabled
+(`session.disable_cpu_ep_fallback`: every node on the GPU, or no session), the provider list is
+read back, and a CUDA row records where ONNX Runtime's profiler saw each node run. ORT's own
+messages (a failed library load, its log) never reach the screen: crossrt says what went
+wrong in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .data import IMAGE_SIZE, NUM_CLASSES
+from .errors import ModelError, ProviderError
+from .files import regular_file
+from .runners import Runner, enqueue_ms, mean_ms
+from .timing import timed
+
+ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+GRAPH_WARMUP = 3  # runs per graph id before ORT captures it (it warms up twice, then captures)
+MAX_GRAPHS = 1000  # one graph per resident batch: batch sizes that leave more batches are refused
+
+
+def _ort():
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)  # ORT's default logger writes to stderr; we report failures ourselves
+    return ort
+
+
+def session_options(threads: int, spin: bool = True, cuda: bool = False, profile: str | None = None):
+    """Explicit thread settings: N intra-op threads, 1 inter-op thread, sequential execution.
+
+    LeNet5 is a chain of ops with nothing to run side by side, so inter-op parallelism
+    could only add scheduling noise. Spinning keeps idle intra-op threads busy-waiting
+    between ops (ORT's default): lower latency, at the price of burning CPU.
+    """
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads  # 0 = ORT's default (one per physical core)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if cuda:
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    if profile:
+        so.enable_profiling, so.profile_file_prefix = True, profile
+    so.log_severity_level = 4
+    return so
+
+
+def preload_cuda(ort) -> str:
+    """Let the CUDA provider find the CUDA/cuDNN libraries that come with pip packages (the
+    nvidia-* wheels, or a CUDA build of torch); what could not be loaded, in a few words."""
+    if not hasattr(ort, "preload_dlls"):
+        return ""
+    with contextlib.suppress(ImportError):
+        import torch  # noqa: F401  a CUDA build of torch loads its CUDA libraries
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # it prints each library it cannot load
+        ort.preload_dlls()
+    missing = [ln.split(":")[0].removeprefix("Failed to load ") for ln in printed.getvalue().splitlines()
+               if ln.startswith("Failed to load")]
+    return f"cannot load {', '.join(missing)}" if missing else ""
+
+
+def create_session(path, provider: str = "cpu", threads: int = 0, spin: bool = True, graph: bool = False,
+                   profile: str | None = None):
+    """An InferenceSession on exactly `provider`, signature checked and one image run through it."""
+    ort = _ort()
+    path = regular_file(path, "model", missing="run `make train` first to create it")
+    wanted, why = ORT_PROVIDERS[provider], ""
+    if provider == "cuda":
+        if wanted not in ort.get_available_providers():
+            cause = f"this onnxruntime build ({ort.__version__}) has no CUDAExecutionProvider"
+            raise ProviderError(f"--provider cuda: {cause}; install onnxruntime-gpu (make setup on a GPU machine)",
+                                cause)
+        why = preload_cuda(ort)
+    # TF32 explicitly on, as cuDNN runs PyTorch's convolutions: both CUDA rows use the same math.
+    options = {"use_tf32": "1", **({"enable_cuda_graph": "1"} if graph else {})}
+    providers = [wanted] if provider == "cpu" else [(wanted, options)]
+    try:
+        session = ort.InferenceSession(str(path), session_options(threads, spin, provider == "cuda", profile),
+                                       providers=providers)
+    except Exception as e:  # ORT raises its own pybind exception types (InvalidProtobuf, Fail, ...)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if provider == "cuda" and ("CUDA" in reason or "fallback" in reason.lower() or why):
+            raise ProviderError(f"--provider cuda: {wanted} could not run {path} ({why or reason}; no usable "
+                                f"GPU, or the CUDA 13 / cuDNN 9 libraries onnxruntime {ort.__version__} needs "
+                                f"are missing: make setup on a GPU machine)", why or reason) from None
+        raise ModelError(f"{path}: ONNX Runtime cannot load it: {reason}") from None
+    active = session.get_providers()
+    if not active or active[0] != wanted:
+        cause = f"ONNX Runtime fell back to {', '.join(active)} ({why or wanted} could not start)"
+        raise ProviderError(f"--provider {provider}: {cause}", cause)
+    check_signature(session, path)
+    try:  # a file can load and still fail to run (a damaged weight shape, an op without a kernel)
+        out = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)})
+    except Exception as e:
+        raise ModelError(f"{path}: ONNX Runtime loads it but cannot run it: {str(e).strip().splitlines()[0]}") from None
+    if np.shape(out[0]) != (1, NUM_CLASSES):
+        raise ModelError(f"{path}: one image gives output of shape {np.shape(out[0])}, expected (1, {NUM_CLASSES})")
+    return session
+
+
+def check_signature(session, path: Path) -> None:
+    """One float input [N, 1, 28, 28] and one output [N, 10], N free."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"{path}: expected 1 input and 1 output, found {len(inputs)} and {len(outputs)}")
+    shape, want = inputs[0].shape, [1, IMAGE_SIZE, IMAGE_SIZE]
+    if len(shape) != 4 or list(shape[1:]) != want or inputs[0].type != "tensor(float)":
+        raise ModelError(f"{path}: input {inputs[0].name!r} is {inputs[0].type} {shape}, "
+                         f"expected tensor(float) [N, {', '.join(map(str, want))}]")
+    if isinstance(shape[0], int) and shape[0] != 1:
+        raise ModelError(f"{path}: input batch size is fixed at {shape[0]}; export with a dynamic batch axis")
+    out = outputs[0].shape
+    if len(out) != 2 or out[1] != NUM_CLASSES:
+        raise ModelError(f"{path}: output {outputs[0].name!r} is {out}, expected [N, {NUM_CLASSES}]")
+
+
+def placement(path, provider: str) -> dict[str, int]:
+    """{execution provider: nodes} as ONNX Runtime's profiler saw it place the nodes of the
+    optimised graph (after fusions such as Conv+Relu) when they ran."""
+    with tempfile.TemporaryDirectory() as tmp:
+        session = create_session(path, provider, profile=os.path.join(tmp, "profile"))
+        session.run(None, {session.get_inputs()[0].name: np.zeros((2, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    where = {e["name"]: e["args"]["provider"] for e in events  # a node per name, however many runs
+             if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")}
+    return dict(Counter(where.values()))
+
+
+def ort_runner(model, provider: str, threads: int, io_path: str, batches: list[np.ndarray],
+               spin: bool = True) -> Runner:
+    """`host` (CPU), `end-to-end` (host arrays in and out, through CUDA), `device-resident`
+    (inputs on the GPU, outputs preallocated there) or `cuda-graph` (device-resident, every
+    batch's run captured as a CUDA graph of its own, annotated by gpu_graph_id)."""
+    ort = _ort()
+    graph = io_path == "cuda-graph"
+    if graph and len(batches) > MAX_GRAPHS:
+        raise ProviderError(f"cuda-graph: one graph per resident batch, at most {MAX_GRAPHS} ({len(batches)} "
+                            f"batches here: use a batch size of {-(-sum(map(len, batches)) // MAX_GRAPHS)} or more)")
+    session, create_s = timed(lambda: create_session(model, provider, threads, spin, graph))
+    name, out_name = session.get_inputs()[0].name, session.get_outputs()[0].name
+    providers = session.get_providers()
+    threads_effective = threads or None  # ORT does not report the size of its default pool
+
+    def host(i):
+        return session.run([out_name], {name: batches[i]})[0]
+
+    if io_path == "host":
+        return Runner(host, host, create_s, providers, threads_effective)
+
+    def to_gpu(i):
+        return ort.OrtValue.ortvalue_from_numpy(batches[i], "cuda", 0)
+
+    def bind(x_dev, rows):
+        """An IO binding of one device input to a preallocated device output."""
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(name, x_dev)
+        binding.bind_ortvalue_output(out_name, ort.OrtValue.ortvalue_from_shape_and_type(
+            (rows, NUM_CLASSES), np.float32, "cuda", 0))
+        return binding
+
+    if io_path == "end-to-end":
+        def split():
+            binding, n = bind(to_gpu(0), len(batches[0])), len(batches)
+            nosync = ort.RunOptions()  # run() returns once the work is queued: the enqueue time
+            nosync.add_run_config_entry("disable_synchronize_execution_providers", "1")
+            return {"h2d": mean_ms(to_gpu, n),
+                    "enqueue": enqueue_ms(lambda i: session.run_with_iobinding(binding, nosync),
+                                          binding.synchronize_outputs, n),
+                    "compute": mean_ms(lambda i: session.run_with_iobinding(binding), n),
+                    "d2h": mean_ms(lambda i: binding.get_outputs()[0].numpy(), n)}
+        return Runner(host, host, create_s, providers, threads_effective, split)
+
+    # Device-resident: inputs copied to the GPU once, outputs preallocated there, one IO
+    # binding per batch, so the timed call is the model and nothing else. ORT's CUDA provider
+    # synchronises its stream at the end of run(), so the clock read after it covers the GPU.
+    bindings = [bind(to_gpu(i), len(b)) for i, b in enumerate(batches)]
+    options = [None] * len(bindings)
+    if graph:
+        for i in range(len(bindings)):
+            options[i] = ort.RunOptions()
+            options[i].add_run_config_entry("gpu_graph_id", str(i + 1))  # 0 is ORT's own, -1 means none
+
+        def capture():
+            for i, binding in enumerate(bindings):
+                for _ in range(GRAPH_WARMUP):
+                    session.run_with_iobinding(binding, options[i])
+        create_s += timed(capture)[1]  # capturing the graphs is part of the cold cost
+
+    def resident(i):
+        session.run_with_iobinding(bindings[i], options[i])
+
+    def logits(i):
+        resident(i)
+        return bindings[i].get_outputs()[0].numpy()
+
+    return Runner(resident, logits, create_s, providers, threads_effective)

@@ -1,0 +1,138 @@
+"""A machine made ready in one command: `make setup`'s CPU/GPU choice, `crossrt doctor`, and
+ONNX Runtime CUDA sessions that say nothing of their own and refuse what they cannot do.
+
+The doctor runs for real: a real ONNX Runtime session on a real tiny model, real nvidia-smi
+(or its absence), the real dataset search pointed at a generated dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+from conftest import ROOT, run_cli
+
+from crossrt import fetch
+from crossrt.cli import main
+from crossrt.doctor import checks, ready
+from crossrt.errors import ProviderError
+
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without a GPU says")
+
+
+def plan(tmp_path, smi: str | None, *args: str) -> str:
+    """`make setup-plan` with a fake nvidia-smi first on PATH: one that lists an H200, or one
+    that fails the way it does when the driver is missing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    script = {"gpu": 'echo "GPU 0: NVIDIA H200 (UUID: GPU-0)"', "broken": "echo 'NVIDIA-SMI has failed'; exit 9"}[smi]
+    (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\n{script}\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("GPU", "TORCH", "MAKEFLAGS")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    out = subprocess.run(["make", "-s", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.skipif(not shutil.which("make"), reason="needs make")
+def test_setup_installs_the_gpu_set_only_where_nvidia_smi_lists_a_gpu(tmp_path):
+    gpu = plan(tmp_path, "gpu", "setup-plan")
+    assert gpu.startswith("GPU=1 (nvidia-smi lists a GPU): torch==2.14.1 and crossrt[test,plots,openvino,gpu]")
+    cpu = plan(tmp_path, "broken", "setup-plan")
+    assert cpu.startswith("GPU=0 (nvidia-smi lists none): torch==2.13.0 and crossrt[test,plots,openvino] ")
+    assert plan(tmp_path, "gpu", "setup-plan", "GPU=0").startswith("GPU=0 (set by hand): torch==2.13.0")
+    assert plan(tmp_path, "broken", "setup-plan", "GPU=1").startswith("GPU=1 (set by hand): torch==2.14.1")
+
+
+@pytest.mark.skipif(not shutil.which("make"), reason="needs make")
+def test_switching_sets_reinstalls(tmp_path):
+    """Each set has its own stamp, so `make setup` after the other set installs, in this order:
+    torch first (the pinned build), then crossrt with its extras."""
+    venv = tmp_path / "venv"
+    steps = plan(tmp_path, "gpu", "-n", "setup", f"VENV={venv}").splitlines()
+    torch_step = steps.index(f'{venv}/bin/python -m pip install -q "torch==2.14.1"')
+    assert steps[torch_step + 1] == f'{venv}/bin/python -m pip install -q -e ".[test,plots,openvino,gpu]"'
+    assert f"touch {venv}/.installed-gpu" in steps
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".installed-gpu").touch()  # the GPU set is in; now ask for the CPU one
+    steps = plan(tmp_path, "broken", "-n", "setup", f"VENV={venv}").splitlines()
+    assert f'{venv}/bin/python -m pip install -q "torch==2.13.0"' in steps
+    assert f"touch {venv}/.installed-cpu" in steps
+
+
+@pytest.fixture
+def dataset_here(monkeypatch, tmp_path, tiny_data):
+    """`--dataset auto` finds the tiny dataset where Debian's Fashion-MNIST would be."""
+    monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(fetch.SYSTEM_DIRS, "fashion-mnist", (tiny_data,))
+    return tiny_data
+
+
+def test_doctor_checks_a_real_session(dataset_here):
+    found = {c.name: c for c in checks()}
+    assert found["ONNX Runtime CPU session"].ok
+    assert found["ONNX Runtime CPU session"].detail.endswith("node(s) on CPUExecutionProvider")
+    assert str(dataset_here) in found["dataset"].detail and found["dataset"].ok
+    assert found["torch"].detail.startswith(torch.__version__)
+    assert ready(list(found.values()), "cpu")
+
+
+def test_doctor_cpu_mode_exit_codes(dataset_here, monkeypatch, capsys):
+    assert main(["doctor", "--device", "cpu"]) == 0
+    assert "ready for the cpu mode" in capsys.readouterr().out
+    monkeypatch.setitem(fetch.SYSTEM_DIRS, "fashion-mnist", ())  # now no dataset anywhere
+    assert main(["doctor", "--device", "cpu"]) == 1
+    out = capsys.readouterr().out
+    failing = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
+    assert len(failing) == 1 and failing[0].startswith("FAIL dataset: --dataset auto finds none")
+    assert "-> fix: make setup" in failing[0]
+    assert "not ready for the cpu mode" in out
+
+
+@no_gpu
+def test_doctor_cuda_mode_on_a_machine_without_gpu(tmp_path):
+    """Exit 1; every failing item is one line with its fix; nothing of ONNX Runtime's own output."""
+    proc = run_cli("doctor", "--device", "cuda", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failing = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAIL")]
+    assert {ln.split(":")[0] for ln in failing} >= {"FAIL GPU", "FAIL CUDA tensor op", "FAIL ONNX Runtime CUDA session"}
+    assert all(" -> fix: " in ln for ln in failing)
+    assert "Failed to load" not in proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.rstrip().endswith("not ready for the cuda mode: fix the FAIL line(s) the cuda mode needs")
+
+
+@no_gpu
+def test_ort_says_nothing_of_its_own_when_cuda_cannot_start(trained, capfd):
+    """ONNX Runtime prints the libraries it cannot load (from C++ too): none of it may show."""
+    from crossrt.ort_runner import create_session
+
+    with pytest.raises(ProviderError) as e:
+        create_session(trained / "lenet5.onnx", "cuda")
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert str(e.value).startswith("--provider cuda: ") and "\n" not in str(e.value)
+
+
+def test_placement_of_every_lenet5_node(trained):
+    from crossrt.ort_runner import placement
+
+    nodes = placement(trained / "lenet5.onnx", "cpu")
+    assert list(nodes) == ["CPUExecutionProvider"] and nodes["CPUExecutionProvider"] >= 5
+
+
+def test_ort_cuda_graph_refuses_more_batches_than_graphs(trained):
+    """One captured graph per resident batch: a pass of 1,001 batches is refused up front, with
+    the batch size that fits (checked before any session, so it holds on any machine)."""
+    import numpy as np
+
+    from crossrt.ort_runner import MAX_GRAPHS, ort_runner
+
+    batches = [np.zeros((1, 1, 28, 28), np.float32)] * (MAX_GRAPHS + 1)
+    with pytest.raises(ProviderError, match=r"at most 1000 \(1001 batches here: use a batch size of 2 or more\)"):
+        ort_runner(trained / "lenet5.onnx", "cuda", 0, "cuda-graph", batches)
