@@ -8,6 +8,7 @@ must place on the CUDA provider. Nothing of ONNX Runtime's own output reaches th
 
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -57,7 +58,7 @@ def _tiny_model(path: Path) -> None:
 
 
 def checks() -> list[Check]:
-    out = [Check("crossrt", None, f"{__version__}, Python {__import__('platform').python_version()}")]
+    out = [Check("crossrt", None, f"{__version__}, Python {platform.python_version()}")]
     try:
         import torch
 
@@ -66,8 +67,9 @@ def checks() -> list[Check]:
     except ImportError:
         return out + [Check("torch", False, "not installed", "make setup", ("cpu", "cuda"))]
     versions = {d: version_of(d) for d in ("onnx", "onnxruntime-gpu", "onnxruntime", "openvino")}
-    out.append(Check("onnx", bool(versions["onnx"]), versions["onnx"] or "not installed", "make setup",
-                     ("cpu", "cuda")))
+    if not versions["onnx"]:
+        return out + [Check("onnx", False, "not installed", "make setup", ("cpu", "cuda"))]
+    out.append(Check("onnx", True, versions["onnx"]))
     try:
         import onnxruntime as ort
 
