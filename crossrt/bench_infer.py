@@ -29,11 +29,11 @@ from .export import read_metadata
 from .files import regular_file
 from .flops import onnx_flops
 from .isolate import isolated
-from .results import IO_PATHS, BenchResult, InferRun, TrainResult
-from .schema import load_result
 from .ort_runner import create_session, ort_runner, placement
+from .peak import measured_peak
+from .results import IO_PATHS, BenchResult, InferRun, TrainResult
 from .runners import all_logits, torch_runner
-from .peak import measured_peak, remeasure_peak
+from .schema import load_result
 from .system import cpu_count, environment, peak_rss_mb
 from .timing import Latency, capped, stability, time_passes, timed
 
@@ -84,7 +84,8 @@ def prepare(cfg: BenchConfig) -> Prepared:
     if "onnxruntime-int8" in cfg.runtimes and not unavailable(cfg, "onnxruntime-int8", "cpu"):
         create_session(cfg.int8_model, "cpu", 1)
     meta = read_metadata(cfg.model)
-    if {"pytorch", "torch-compile"} & set(cfg.runtimes):
+    torch_rows = bool({"pytorch", "torch-compile"} & set(cfg.runtimes))
+    if torch_rows:
         state = checkpoint.load(cfg.checkpoint)
         ours, theirs = state.get("weights_sha256"), meta.get("weights_sha256")
         if ours and theirs and ours != theirs:
@@ -95,7 +96,7 @@ def prepare(cfg: BenchConfig) -> Prepared:
     training = None
     if cfg.train_json is not None or train_json.is_file():
         training = load_result(regular_file(train_json, "--train-json"), ("train",))
-    return Prepared(onnx_flops(cfg.model), meta, training, bool({"pytorch", "torch-compile"} & set(cfg.runtimes)))
+    return Prepared(onnx_flops(cfg.model), meta, training, torch_rows)
 
 
 def score(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -119,7 +120,7 @@ class Row(NamedTuple):
     @property
     def math(self) -> str:
         # cuDNN convolutions (PyTorch's default) and ORT's CUDA provider (use_tf32=1, set in
-        # crossrt.runners) run fp32 models in TF32 on GPUs that have it.
+        # crossrt.ort_runner) run fp32 models in TF32 on GPUs that have it.
         return self.precision if self.precision != "fp32" else "tf32" if self.provider == "cuda" else "fp32"
 
 
@@ -211,7 +212,7 @@ def run_bench(cfg: BenchConfig, data: Dataset, prepared: Prepared,
                   "graph_optimization": "all", "cpu_cores": cpu_count(),
                   "spin_note": "ORT session.intra_op.allow_spinning"}, skipped=skipped(cfg))
     preds: list[np.ndarray] = []
-    placements: dict[str, dict] = {}
+    cuda_nodes = None  # where ORT's CUDA provider ran each node of cfg.model: the same for every row
     try:
         for row in plan(cfg):
             peak = measured_peak(row.provider, row.threads, row.math)  # the providers were proven in prepare()
@@ -222,9 +223,9 @@ def run_bench(cfg: BenchConfig, data: Dataset, prepared: Prepared,
                 result.skipped.append({"runtime": row.runtime, "provider": row.provider, "reason": str(e)})
                 continue
             if row.runtime == "onnxruntime" and row.provider == "cuda":  # where every node really ran
-                run.placement = placements.setdefault(str(cfg.model), placement(cfg.model, "cuda"))
+                run.placement = cuda_nodes = cuda_nodes or placement(cfg.model, "cuda")
             if run.percent_of_peak > 100:  # the cached peak was measured on a busier machine: measure again
-                peak = remeasure_peak(row.provider, row.threads, row.math)
+                peak = measured_peak(row.provider, row.threads, row.math, again=True)
                 run.peak_gflops, run.percent_of_peak = peak["peak"], 100 * run.gflops / peak["peak"]
             if peak not in result.peaks:
                 result.peaks.append(peak)

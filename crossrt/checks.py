@@ -85,6 +85,13 @@ def nonempty_unique(flag: str, values: tuple) -> None:
         raise ConfigError(f"{flag}: lists a value twice: {','.join(map(str, values))}")
 
 
+def choices(flag: str, values: tuple, allowed: tuple[str, ...]) -> None:
+    """A non-empty list of known values, none twice."""
+    nonempty_unique(flag, values)
+    for v in values:
+        choice(flag, v, allowed)
+
+
 def all_at_least(flag: str, values: tuple, low, high=None) -> None:
     for v in values:
         at_least(flag, v, low, high)

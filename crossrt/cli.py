@@ -21,6 +21,7 @@ from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
 from .config import DATASETS, BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
+from .distributed import this_rank
 from .errors import CrossrtError, Stopped
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -135,8 +136,6 @@ def build_parser() -> Parser:
     return p
 
 
-
-
 def launcher(from_shell: bool) -> list[str]:
     """How to start crossrt the way this process was started: `crossrt` when that is on PATH,
     else the real path of the executable, else `python -m crossrt`."""
@@ -170,7 +169,6 @@ def stopped(stop: Stopped, a) -> int:
     """Save what a stopped run finished, say why it stopped and how to go on, and pick the exit code."""
     from . import commands, render
     from .console import console
-    from .distributed import this_rank
     from .files import save_json
     from .results import TrainResult
 
@@ -215,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return stopped(stop, args)
     except CrossrtError as e:
-        if "RANK" not in os.environ or os.environ["RANK"] == "0":  # the other ranks would say the same
+        if (rank := this_rank()) is None or rank.main:  # the other ranks would say the same
             commands.err(str(e))
         return EXIT_USAGE
     except OSError as e:  # a folder that cannot be created, a full disk, a path that is a directory

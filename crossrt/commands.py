@@ -63,7 +63,9 @@ def cmd_train(a) -> int:
         _check_outputs(a)
     select_device(cfg.device, cfg.threads)  # a missing GPU fails here, before the data is read
     if cfg.nproc > 1 and rank is None:  # this process launches the ranks and waits for them
-        if cfg.device == "cuda" and (n := __import__("torch").cuda.device_count()) < cfg.nproc:
+        import torch
+
+        if cfg.device == "cuda" and (n := torch.cuda.device_count()) < cfg.nproc:
             raise ConfigError(f"--nproc {cfg.nproc}: one GPU per rank, and this machine has {n}")
         return distributed.launch(a.launcher, a.argv, cfg.nproc)
     console.console.quiet = not main_rank  # rank 0 speaks for the job

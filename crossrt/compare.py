@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .results import Result, TrainResult, parts
-from .timing import BOOTSTRAP
+from .timing import bootstrap_means
 
 NOISE = 0.10  # run-to-run noise band: B/A within 1 +- NOISE is "same within noise"
 
@@ -26,10 +26,9 @@ def _repeats(result: Result) -> dict[tuple, tuple[str, float, list[float]]]:
     rows: dict[tuple, tuple[str, float, list[float]]] = {}
     for part in parts(result):
         if isinstance(part, TrainResult):
-            steady = part.epochs[1:] if len(part.epochs) > 1 else part.epochs
             key = ("train", part.dataset, part.device, part.threads, part.precision, part.batch_size)
             rows.setdefault(key, (f"training, {part.setup}, batch {part.batch_size}",
-                                  part.summary()["images_per_s"] or 0.0, [e.train_s for e in steady]))
+                                  part.summary()["images_per_s"] or 0.0, [e.train_s for e in part.steady_epochs]))
             continue
         for run in part.runs:
             key = ("bench", part.dataset, run.runtime, run.precision, run.provider, run.io, run.threads,
@@ -43,10 +42,7 @@ def ratio_ci(a: list[float], b: list[float]) -> list[float] | None:
     if len(a) < 2 or len(b) < 2:
         return None
     rng = np.random.default_rng(0)
-    ta, tb = np.asarray(a), np.asarray(b)
-    ma = ta[rng.integers(0, ta.size, (BOOTSTRAP, ta.size))].mean(axis=1)
-    mb = tb[rng.integers(0, tb.size, (BOOTSTRAP, tb.size))].mean(axis=1)
-    low, high = np.percentile(ma / mb, [2.5, 97.5])
+    low, high = np.percentile(bootstrap_means(a, rng) / bootstrap_means(b, rng), [2.5, 97.5])
     return [float(low), float(high)]
 
 

@@ -13,9 +13,10 @@ import os
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 
-from .checks import all_at_least, at_least, choice, nonempty_unique, output_folder, readable_folder, writable_file
+from .checks import (all_at_least, at_least, choice, choices, nonempty_unique, output_folder, readable_folder,
+                     writable_file)
 from .errors import ConfigError
-from .system import cpu_count, max_threads
+from .system import cpu_count, max_ranks, max_threads
 
 ARCHS = ("lenet5", "lenet5-classic")
 DATASETS = ("auto", "mnist", "fashion-mnist")
@@ -96,7 +97,7 @@ class TrainConfig:
         choice("--device", self.device, DEVICES)
         choice("--arch", self.arch, ARCHS)
         choice("--precision", self.precision, PRECISIONS)
-        at_least("--nproc", self.nproc, 1, max(cpu_count(), 8))
+        at_least("--nproc", self.nproc, 1, max_ranks())
         if self.cuda_graph and self.device != "cuda":
             raise ConfigError("--cuda-graph: needs --device cuda (on the CPU the same step runs eagerly)")
         if self.threads is None:  # a rank started by torchrun knows its neighbours from LOCAL_WORLD_SIZE
@@ -187,13 +188,10 @@ class BenchConfig:
         self.model = Path(self.model)
         self.providers, self.threads = tuple(self.providers), tuple(self.threads)
         self.batch_sizes, self.runtimes = tuple(self.batch_sizes), all_runtimes(self.runtimes)
-        for flag, values in (("--provider", self.providers), ("--threads", self.threads),
-                             ("--batch-size", self.batch_sizes), ("--runtimes", self.runtimes)):
-            nonempty_unique(flag, values)
-        for p in self.providers:
-            choice("--provider", p, PROVIDERS)
-        for r in self.runtimes:
-            choice("--runtimes", r, RUNTIMES)
+        choices("--provider", self.providers, PROVIDERS)
+        nonempty_unique("--threads", self.threads)
+        nonempty_unique("--batch-size", self.batch_sizes)
+        choices("--runtimes", self.runtimes, RUNTIMES)
         all_at_least("--threads", self.threads, 0, max_threads())
         all_at_least("--batch-size", self.batch_sizes, 1)
         at_least("--warmup", self.warmup, 0, MAX_REPEATS)
@@ -277,14 +275,12 @@ class SuiteConfig:
     def __post_init__(self) -> None:
         choice("--device", self.device, SUITE_DEVICES)
         self.runtimes = all_runtimes(self.runtimes)
-        nonempty_unique("--runtimes", self.runtimes)
-        for r in self.runtimes:
-            choice("--runtimes", r, RUNTIMES)
+        choices("--runtimes", self.runtimes, RUNTIMES)
         at_least("--epochs", self.epochs, 1, MAX_EPOCHS)
         at_least("--sweep-epochs", self.sweep_epochs, 1, MAX_EPOCHS)
         at_least("--min-time", self.min_time, 0, MAX_SECONDS)
         all_at_least("--sweep-threads", self.sweep_threads, 1, max_threads())
-        all_at_least("--sweep-ranks", self.sweep_ranks, 2, max(cpu_count(), 8))
+        all_at_least("--sweep-ranks", self.sweep_ranks, 2, max_ranks())
         for flag in ("sweep_train_batches", "sweep_valid_batches"):
             all_at_least("--" + flag.replace("_", "-"), getattr(self, flag), 1)
         self.out = output_folder("--out", self.out)

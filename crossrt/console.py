@@ -106,9 +106,6 @@ class SuiteProgress(_Bar):
     def advance(self) -> None:
         self.bar.advance(self.task)
 
-    def config(self) -> None:
-        self.bar.advance(self.task, 50)
-
     def advance_by(self, units: int) -> None:
         self.bar.advance(self.task, units)
 

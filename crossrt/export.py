@@ -20,13 +20,12 @@ import torch
 from .data import PREPROCESSING, normalize, split
 from .errors import Stopped
 from .files import atomic_write
+from .ort_runner import SCORING_BATCH, cpu_logits
 from .results import OnnxParity, TrainResult
-from .ort_runner import ort_runner
 from .runners import all_logits, copy_of, torch_runner
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-PARITY_BATCH = 1000
 
 
 def export_onnx(model: torch.nn.Module, path: Path, metadata: dict[str, str], opset: int = OPSET) -> float:
@@ -45,9 +44,7 @@ def export_onnx(model: torch.nn.Module, path: Path, metadata: dict[str, str], op
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
     proto = onnx.load_from_string(buf.getvalue())
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, str(value)
+    onnx.helper.set_model_props(proto, {key: str(value) for key, value in metadata.items()})
     onnx.checker.check_model(proto, full_check=True)
     atomic_write(Path(path), proto.SerializeToString())
     return time.perf_counter() - t0
@@ -55,9 +52,9 @@ def export_onnx(model: torch.nn.Module, path: Path, metadata: dict[str, str], op
 
 def check_parity(model: torch.nn.Module, path: Path, x: np.ndarray, export_s: float = 0.0) -> OnnxParity:
     """Max absolute logit difference and top-1 agreement of ORT (CPU) against PyTorch on x."""
-    batches = split(x, PARITY_BATCH)
+    batches = split(x, SCORING_BATCH)
     ref = all_logits(torch_runner(copy_of(model), "cpu", 0, "host", batches), len(batches))
-    got = all_logits(ort_runner(path, "cpu", 0, "host", batches), len(batches))
+    got = cpu_logits(path, x)
     return OnnxParity(
         path=str(path), opset=OPSET,
         max_abs_diff=float(np.abs(ref - got).max()),

@@ -43,8 +43,6 @@ SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),), "m
 PRETTY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 
-
-
 def mirrors(name: str) -> tuple[str, ...]:
     """$CROSSRT_MIRROR (one base URL, for a local mirror or a test server), else the public ones."""
     override = os.environ.get("CROSSRT_MIRROR")

@@ -17,6 +17,7 @@ from .errors import Busy, CrossrtError, ResultError
 
 RESULTS_DIR = Path("results")
 
+
 @contextmanager
 def atomic_file(path: Path):
     """Yield a binary file that replaces `path` only when the block ends without an exception."""

@@ -21,15 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import IMAGE_SIZE, NUM_CLASSES
+from .data import IMAGE_SIZE, NUM_CLASSES, split
 from .errors import ModelError, ProviderError
 from .files import regular_file
-from .runners import Runner, enqueue_ms, mean_ms
+from .runners import Runner, all_logits, enqueue_ms, mean_ms
 from .timing import timed
 
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 GRAPH_WARMUP = 3  # runs per graph id before ORT captures it (it warms up twice, then captures)
 MAX_GRAPHS = 1000  # one graph per resident batch: batch sizes that leave more batches are refused
+SCORING_BATCH = 1000  # batch of the untimed passes that score a model (parity, quantization)
 
 
 def _ort():
@@ -211,3 +212,9 @@ def ort_runner(model, provider: str, threads: int, io_path: str, batches: list[n
         return bindings[i].get_outputs()[0].numpy()
 
     return Runner(resident, logits, create_s, providers, threads_effective)
+
+
+def cpu_logits(path, x: np.ndarray) -> np.ndarray:
+    """The logits ONNX Runtime's CPU provider gives for x (untimed: to score a model)."""
+    batches = split(x, SCORING_BATCH)
+    return all_logits(ort_runner(path, "cpu", 0, "host", batches), len(batches))

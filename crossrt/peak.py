@@ -161,8 +161,3 @@ def measured_peak(device: str, threads: int, math: str = "fp32", *, again: bool 
     cache[key] = entry
     atomic_write(_peak_cache(), json.dumps(cache, indent=1))
     return entry
-
-
-def remeasure_peak(device: str, threads: int, math: str = "fp32") -> dict:
-    """Called when a run beat the cached peak: the cache was measured on a busier machine."""
-    return measured_peak(device, threads, math, again=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .files import atomic_write
-from .results import BenchResult, TrainResult, cost_rows, machine_of
+from .results import BenchResult, TrainResult, cost_rows, hardware_of, machine_of
 
 
 def pyplot():
@@ -47,7 +47,7 @@ def train_names(trains: list[TrainResult]) -> list[str]:
     machines = len({machine_of(r.environment, r.device) for r in trains}) > 1
 
     def base(r):
-        where = f" [{machine_of(r.environment, r.device).split(' @ ')[0]}]" if machines else ""
+        where = f" [{hardware_of(r.environment, r.device)}]" if machines else ""
         return f"{r.setup}, {r.dataset}, {len(r.epochs)} ep{where}"
 
     return run_names(trains, base)
@@ -78,8 +78,7 @@ def throughput_vs_threads(benches: list[BenchResult], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     lines: dict[str, dict[int, float]] = {}
     machines = len({machine_of(b.environment) for b in benches}) > 1
-    names = run_names(benches, lambda b: f"{b.dataset}" + (f" [{machine_of(b.environment).split(' @ ')[0]}]"
-                                                                 if machines else ""))
+    names = run_names(benches, lambda b: b.dataset + (f" [{hardware_of(b.environment)}]" if machines else ""))
     for b, name in zip(benches, names):
         for run in b.runs:
             if run.provider == "cpu":

@@ -19,8 +19,7 @@ import onnx
 from .config import QuantizeConfig
 from .data import Dataset, normalize, split
 from .files import atomic_write
-from .ort_runner import ort_runner
-from .runners import all_logits
+from .ort_runner import cpu_logits
 
 METHOD = "static QDQ, per-channel int8 weights, int8 activations calibrated with MinMax"
 
@@ -50,17 +49,14 @@ def quantize(cfg: QuantizeConfig, data: Dataset) -> dict:
             proto = onnx.load(str(out))
     finally:
         logging.disable(logging.NOTSET)
-    for key, value in (("quantization", f"{METHOD} on {images:,} {data.name} training images"),
-                       ("calibration_images", str(images)), ("quantized_from", str(cfg.model))):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                           "quantization": f"{METHOD} on {images:,} {data.name} training images",
+                                           "calibration_images": str(images), "quantized_from": str(cfg.model)})
     onnx.checker.check_model(proto)
     atomic_write(cfg.out, proto.SerializeToString())
 
     x, labels = normalize(data.test_images), data.test_labels
-    batches = split(x, 1000)
-    preds = [all_logits(ort_runner(path, "cpu", 0, "host", batches), len(batches)).argmax(1)
-             for path in (cfg.model, cfg.out)]
+    preds = [cpu_logits(path, x).argmax(1) for path in (cfg.model, cfg.out)]
     return {"fp32_bytes": cfg.model.stat().st_size, "int8_bytes": cfg.out.stat().st_size,
             "fp32_accuracy": float((preds[0] == labels).mean()), "int8_accuracy": float((preds[1] == labels).mean()),
             "top1_agreement": float(np.mean(preds[0] == preds[1])), "test_images": len(labels),

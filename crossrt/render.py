@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .console import console, esc, note
-from .results import BenchResult, SuiteResult, TrainResult, cost_rows, machine_of
+from .results import BenchResult, SuiteResult, TrainResult, cost_rows, hardware_of
 from .timing import bottleneck
 
 RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager", "openvino": "OpenVINO",
@@ -189,12 +189,13 @@ def split_table(r: BenchResult) -> Table | None:
     runs = [x for x in r.runs if x.split_ms]
     if not runs:
         return None
+    verdicts = [bottleneck(x.split_ms) for x in runs]
     rows = [[x.runtime, str(x.batch_size), *("—" if x.split_ms.get(k) is None else f"{x.split_ms[k]:.3f}"
                                              for k in ("h2d", "enqueue", "compute", "d2h")),
-             f"{x.latency_ms.mean:.3f}", bottleneck(x.split_ms)[0]] for x in runs]
+             f"{x.latency_ms.mean:.3f}", verdict] for x, (verdict, _) in zip(runs, verdicts)]
     cols = [Col("runtime", left=True), Col("batch", fold=True), Col("host-to-\ndevice"), Col("enqueue"),
             Col("compute"), Col("device-to-\nhost"), Col("end-to-end\nmean"), Col("verdict", left=True)]
-    advice = sorted({"{}: {}".format(*bottleneck(x.split_ms)) for x in runs})
+    advice = sorted({f"{verdict}: {helps}" for verdict, helps in verdicts})
     return fitted("CUDA per-batch split (ms)", cols, rows, caption=esc("; ".join(advice)))
 
 
@@ -230,7 +231,7 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
     rows, ends = [], []
     for m in result.modes:
         tr, s = m.train, m.train.summary()
-        rows.append([esc(machine_of(tr.environment, tr.device).split(" @ ")[0]), m.mode, "PyTorch (crossrt train)",
+        rows.append([esc(hardware_of(tr.environment, tr.device)), m.mode, "PyTorch (crossrt train)",
                      _s(s["train_s"] / div), _s(s["valid_s"] / div), _s(s["total_s"] / div),
                      _pct(s["final_accuracy"]), f"{_num(s['images_per_s'])} train"])
         runs = m.bench.runs if m.bench else []

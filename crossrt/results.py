@@ -33,12 +33,19 @@ class Record:
     schema_version: int = SCHEMA_VERSION
 
 
-def machine_of(environment: dict, device: str = "cpu") -> str:
-    """The machine a result ran on: its GPU for CUDA runs, else CPU model and core count."""
+def hardware_of(environment: dict, device: str = "cpu") -> str:
+    """What a result ran on: its GPU for CUDA runs, else the CPU model and its core count."""
     env = environment or {}
     if device == "cuda" and env.get("gpu"):
         return env["gpu"]["name"]
-    return f"{env.get('cpu_model', '?')} ({env.get('cpu_cores', '?')} cores) @ {env.get('hostname', '?')}"
+    return f"{env.get('cpu_model', '?')} ({env.get('cpu_cores', '?')} cores)"
+
+
+def machine_of(environment: dict, device: str = "cpu") -> str:
+    """hardware_of, and for the CPU the host too: the machine results are grouped by."""
+    env = environment or {}
+    gpu = device == "cuda" and env.get("gpu")
+    return hardware_of(env, device) + ("" if gpu else f" @ {env.get('hostname', '?')}")
 
 
 # ---------------------------------------------------------------------------- train
@@ -99,6 +106,11 @@ class TrainResult(Record):
     kind: str = "train"
 
     @property
+    def steady_epochs(self) -> list[EpochResult]:
+        """Epochs 2..N, the repeats of steady state (epoch 1 carries warm-up), or epoch 1 alone."""
+        return self.epochs[1:] if len(self.epochs) > 1 else self.epochs
+
+    @property
     def setup(self) -> str:
         ranks = f"{self.world_size}x" if self.world_size > 1 else ""
         return f"{self.device} {ranks}{self.threads} thr {self.precision}"
@@ -112,9 +124,8 @@ class TrainResult(Record):
         hit = next((e for e in eps if e.valid_accuracy >= self.target_accuracy), None)
         # Training costs about 3x the forward FLOPs (forward, and backward for inputs and weights).
         gflops = 3 * self.flops_per_image * self.train_images * len(eps) / train_s / 1e9 if train_s else None
-        # The repeats are the steady epochs: the first one carries warm-up costs.
-        steady = stability([e.train_s for e in (eps[1:] if len(eps) > 1 else eps)], self.train_images,
-                           more="train 3 epochs or more")
+        steady_s = [e.train_s for e in self.steady_epochs]
+        steady = stability(steady_s, self.train_images, more="train 3 epochs or more")
 
         def cpu_per_1k(key, images):
             cpu = [getattr(e, key) for e in eps]
@@ -125,8 +136,7 @@ class TrainResult(Record):
             "valid_s": valid_s,
             "total_s": train_s + valid_s + self.setup_s,
             "first_epoch_s": eps[0].train_s + eps[0].valid_s if eps else None,
-            "steady_epoch_train_s": (sum(e.train_s for e in eps[1:]) / (len(eps) - 1)
-                                     if len(eps) > 1 else (eps[0].train_s if eps else None)),
+            "steady_epoch_train_s": sum(steady_s) / len(steady_s) if eps else None,
             "images_per_s": self.train_images * len(eps) / train_s if train_s else None,
             "train_gflops": gflops,
             "percent_of_peak": 100 * gflops / self.peak["peak"] if gflops and self.peak else None,
@@ -166,7 +176,7 @@ class InferRun:
 
     runtime: str
     provider: str
-    io: str  # where the data lives: "host" (CPU), "end-to-end" or "device-resident" (CUDA)
+    io: str  # where the data lives: "host" (CPU), "end-to-end", "device-resident" or "cuda-graph" (CUDA)
     threads: int  # as asked; 0 = the runtime's default
     threads_effective: int | None  # what PyTorch reports it uses (None: ORT does not say)
     batch_size: int

@@ -44,7 +44,7 @@ def enqueue_ms(enqueue: Callable[[int], object], wait: Callable[[], object], n: 
     for the GPU between batches: trtexec's enqueue time."""
     total = 0.0
     for i in range(n):
-        total += call_times(enqueue, 1)[0]
+        total += timed(lambda: enqueue(i))[1]
         wait()
     return 1e3 * total / n
 
@@ -65,7 +65,7 @@ def _compiled(model, inputs: list):
     torch._dynamo.reset()
     compiled = torch.compile(model, dynamic=False)
     with torch.inference_mode():
-        for x in {tuple(x.shape): x for x in inputs}.values():
+        for x in _one_per_shape(inputs).values():
             compiled(x)
     return compiled
 
@@ -126,32 +126,36 @@ def torch_runner(build: Callable[[], object], provider: str, threads: int, io: s
 
 
 def _graphed(model, dev_x: list):
-    """The forward pass as one CUDA graph per batch shape, on a fixed input buffer: replay(i)
-    copies resident batch i into the buffer (on the GPU) and replays; the output stays fixed."""
+    """The forward pass as one CUDA graph per batch shape (crossrt.steps.graphed), on a fixed
+    input buffer: replay(i) copies resident batch i into the buffer (on the GPU) and replays;
+    the output stays where the graph wrote it."""
     import torch
 
-    first = {tuple(x.shape): x for x in dev_x}
-    static = {shape: x.clone() for shape, x in first.items()}
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream), torch.no_grad():  # warm-up on a side stream, as capture requires
-        for _ in range(3):
-            for x in static.values():
-                model(x)
-    torch.cuda.current_stream().wait_stream(stream)
-    graphs = {}
-    for shape, x in static.items():
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.no_grad():
-            out = model(x)
-        graphs[shape] = (x, graph, out)
+    from .steps import graphed
+
+    static = {shape: x.clone() for shape, x in _one_per_shape(dev_x).items()}
+    outs = {}
+
+    def forward(shape):
+        def run():
+            with torch.no_grad():
+                outs[shape] = model(static[shape])  # the last run is the capture: the graph's output
+        return run
+
+    replays = graphed({shape: forward(shape) for shape in static})
 
     def replay(i):
-        x, graph, out = graphs[tuple(dev_x[i].shape)]
-        x.copy_(dev_x[i])
-        graph.replay()
-        return out
+        shape = tuple(dev_x[i].shape)
+        static[shape].copy_(dev_x[i])
+        replays[shape]()
+        return outs[shape]
     return replay
+
+
+def _one_per_shape(xs: list) -> dict:
+    """{shape: a tensor of that shape}, shapes in the order they come: one input per graph or
+    per compiled shape."""
+    return {tuple(x.shape): x for x in xs}
 
 
 def copy_of(model) -> Callable[[], object]:

@@ -11,8 +11,6 @@ path calls directly is captured once on CUDA and replayed.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 
@@ -110,31 +108,42 @@ class Steps:
         return loss / self.valid_total, correct / self.valid_total
 
 
+def graphed(runs: dict) -> dict:
+    """Each function run WARMUP times on a side stream (as capture requires: cuDNN picks its
+    kernels, Adam creates its state), then recorded as a CUDA graph; the graphs' replays."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for run in runs.values():
+            for _ in range(WARMUP):
+                run()
+    torch.cuda.current_stream().wait_stream(stream)
+    replays = {}
+    for key, run in runs.items():
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            run()
+        replays[key] = graph.replay
+    return replays
+
+
 def rehearse(runs: dict, net, optimizer, capture: bool) -> dict:
     """Run each function WARMUP times, then (capture=True) record each as a CUDA graph; return
     what to call for each: the graph's replay, or the function itself.
 
     Warm-up steps train, so the weights and the optimizer's state are put back in place
     afterwards (fresh Adam state is all zeros): a rehearsed run trains exactly as one that was
-    not. On CUDA the warm-up runs on a side stream, as graph capture requires.
+    not.
     """
     saved = [p.detach().clone() for p in net.parameters()]
     state = {id(t): t.clone() for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)}
-    stream = torch.cuda.Stream() if capture else None
     if capture:
-        stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream) if capture else contextlib.nullcontext():
+        replays = graphed(runs)
+    else:
         for run in runs.values():
             for _ in range(WARMUP):
                 run()
-    replays = dict(runs)
-    if capture:
-        torch.cuda.current_stream().wait_stream(stream)
-        for key, run in runs.items():
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                run()
-            replays[key] = graph.replay
+        replays = dict(runs)
     with torch.no_grad():
         for p, value in zip(net.parameters(), saved):
             p.copy_(value)

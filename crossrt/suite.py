@@ -28,6 +28,7 @@ from .system import cpu_count, environment, peak_rss_mb
 from .train import train
 
 REFERENCE_BATCH = 600  # the reference's training batch, used by every mode
+BENCH_UNITS = 50  # a bench configuration's share of the progress bar, in training batches
 
 
 def modes(cfg: SuiteConfig) -> list[tuple[str, str, int]]:
@@ -48,8 +49,8 @@ def reference() -> dict:
     return json.loads(resources.files("crossrt").joinpath("reference.json").read_text())
 
 
-def _bench(cfg: SuiteConfig, bcfg: BenchConfig, ds: Dataset, progress):
-    return run_bench(bcfg, ds, prepare(bcfg), on_run=lambda r: progress.config())
+def _bench(bcfg: BenchConfig, ds: Dataset, progress):
+    return run_bench(bcfg, ds, prepare(bcfg), on_run=lambda r: progress.advance_by(BENCH_UNITS))
 
 
 def _train_mode(name: str, device: str, threads: int, epochs: int, batch: int, cfg: SuiteConfig,
@@ -85,14 +86,14 @@ def _train_ranks(ranks: int, batch: int, cfg: SuiteConfig, ds: Dataset, progress
 
 
 def plan_units(cfg: SuiteConfig, ds: Dataset, mode_list) -> int:
-    """Work units for the progress bar: one per training batch, 50 per bench configuration."""
+    """Work units for the progress bar: one per training batch, BENCH_UNITS per bench configuration."""
     n = len(ds.train_labels)
-    units = sum(cfg.epochs * -(-n // REFERENCE_BATCH) + 2 * 50 for _ in mode_list)
+    units = sum(cfg.epochs * -(-n // REFERENCE_BATCH) + 2 * BENCH_UNITS for _ in mode_list)
     if cfg.sweep:
         units += sum(cfg.sweep_epochs * -(-n // b) for b in cfg.sweep_train_batches) * len(cfg.sweep_threads)
         units += sum(cfg.sweep_epochs * -(-n // b) for b in cfg.sweep_train_batches for p in cfg.sweep_ranks
                      if b % p == 0)
-        units += 50 * 2 * len(cfg.sweep_threads) * len(cfg.sweep_valid_batches)
+        units += BENCH_UNITS * 2 * len(cfg.sweep_threads) * len(cfg.sweep_valid_batches)
     return units
 
 
@@ -111,7 +112,7 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
             progress.start(f"{name}: validation under ONNX Runtime and PyTorch")
             bcfg = BenchConfig(data=cfg.data, model=onnx_path, providers=(device,), threads=(threads,),
                                runtimes=cfg.runtimes, min_time=cfg.min_time, isolate=cfg.isolate)
-            result.modes.append(ModeResult(name, device, threads, train_result, _bench(cfg, bcfg, ds, progress)))
+            result.modes.append(ModeResult(name, device, threads, train_result, _bench(bcfg, ds, progress)))
         if cfg.sweep:
             result.sweep_train = [
                 _train_mode(f"sweep {t} thr batch {b}", "cpu", t, cfg.sweep_epochs, b, cfg, ds, progress,
@@ -123,7 +124,7 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
             model = Path([m for m in result.modes if m.device == "cpu"][-1].train.onnx.path)  # all cores
             bcfg = BenchConfig(data=cfg.data, model=model, threads=cfg.sweep_threads, runtimes=cfg.runtimes,
                                batch_sizes=cfg.sweep_valid_batches, min_time=cfg.min_time, isolate=cfg.isolate)
-            result.sweep_bench, result.swept = _bench(cfg, bcfg, ds, progress), True
+            result.sweep_bench, result.swept = _bench(bcfg, ds, progress), True
         result.complete = True
     except (KeyboardInterrupt, Stopped) as e:
         failed = isinstance(e, Stopped) and not e.interrupted

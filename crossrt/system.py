@@ -32,6 +32,12 @@ def max_threads() -> int:
     return max(64, 16 * cpu_count())
 
 
+def max_ranks() -> int:
+    """The most data-parallel ranks crossrt starts on one machine: one per core (at least 8,
+    so a small machine can still try a few)."""
+    return max(cpu_count(), 8)
+
+
 def cache_dir() -> Path:
     """$CROSSRT_CACHE, else $XDG_CACHE_HOME/crossrt, else ~/.cache/crossrt."""
     if os.environ.get("CROSSRT_CACHE"):

@@ -69,6 +69,12 @@ class Stability:
     cause: str | None  # why not stable, in words
 
 
+def bootstrap_means(values, rng: np.random.Generator) -> np.ndarray:
+    """BOOTSTRAP means of values resampled with replacement: the spread of their mean."""
+    v = np.asarray(values, dtype=np.float64)
+    return v[rng.integers(0, v.size, (BOOTSTRAP, v.size))].mean(axis=1)
+
+
 def stability(repeat_s, items_per_repeat: int, *, rules_met: bool = True, noise_hint: str | None = None,
               more: str = "raise --min-repeats") -> Stability:
     """cv, bootstrap 95% interval of items/s, and the verdict for repeats of equal work;
@@ -77,8 +83,7 @@ def stability(repeat_s, items_per_repeat: int, *, rules_met: bool = True, noise_
     if t.size < 2:
         return Stability(None, None, False, f"one repeat only: no spread to judge ({more})")
     cv = float(t.std(ddof=1) / t.mean())
-    means = t[np.random.default_rng(0).integers(0, t.size, (BOOTSTRAP, t.size))].mean(axis=1)
-    low, high = np.percentile(items_per_repeat / means, [2.5, 97.5])
+    low, high = np.percentile(items_per_repeat / bootstrap_means(t, np.random.default_rng(0)), [2.5, 97.5])
     cause = None
     if not rules_met:
         cause = "stopped before --min-time and --min-repeats were both reached"
