@@ -16,20 +16,18 @@ import argparse
 import multiprocessing
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import run
 from rich.console import Console
 from rich.table import Table
 
 from crossrt.compare import compare
 from crossrt.schema import load_result
 from crossrt.system import cpu_count
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def hog(core: int) -> None:
@@ -46,10 +44,7 @@ def hog(core: int) -> None:
 def bench(model: Path, min_time: float, out: Path) -> None:
     cmd = [sys.executable, "-m", "crossrt", "bench-infer", "--model", str(model), "--threads", "2",
            "--min-time", str(min_time), "--min-repeats", "5", "--json", str(out)]
-    proc = subprocess.run(cmd, cwd=out.parent, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
+    run(cmd, out.parent)
 
 
 def main() -> int:

@@ -11,20 +11,17 @@ run, and the ratio of the medians. Accuracy must agree within 0.5 points.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from common import run
 from rich.console import Console
 from rich.table import Table
 
 from crossrt.schema import load_result
 from crossrt.system import cpu_count
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def train(setup: tuple[int, int], epochs: int, dataset: str, work: Path, n: int):
@@ -32,9 +29,7 @@ def train(setup: tuple[int, int], epochs: int, dataset: str, work: Path, n: int)
     out = work / f"{ranks}x{threads}-{n}"
     cmd = [sys.executable, "-m", "crossrt", "train", "--nproc", str(ranks), "--threads", str(threads), "--epochs",
            str(epochs), "--dataset", dataset, "--no-export", "--out", str(out), "--json", f"{out}.json"]
-    proc = subprocess.run(cmd, cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
+    run(cmd, work)
     return load_result(Path(f"{out}.json"))
 
 

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import ENV, ROOT, run
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -29,7 +30,6 @@ from crossrt.files import atomic_write
 from crossrt.results import InferRun
 from crossrt.system import cpu_count, cpu_model
 
-ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 START, END = "<!-- make-bench:start -->", "<!-- make-bench:end -->"
 
@@ -40,20 +40,11 @@ def steady(epochs: list[dict], key: str) -> float:
     return statistics.mean(values[1:] if len(values) > 1 else values)
 
 
-def run(cmd: list[str], log: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with log.open("w") as f:
-        proc = subprocess.run(cmd, cwd=log.parent, env=env, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
-
-
 def help_seconds(repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run([PY, "-m", "crossrt", "--help"], capture_output=True, check=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+        subprocess.run([PY, "-m", "crossrt", "--help"], capture_output=True, check=True, env=ENV)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -89,7 +80,7 @@ def main() -> int:
         task = bar.add_task("", total=len(steps) + 1)
         for name, cmd in steps.items():
             bar.update(task, description=f"{name}: {' '.join(cmd[1:])}")
-            run(cmd, work / f"{name}.log")
+            run(cmd, work, work / f"{name}.log")
             bar.advance(task)
         bar.update(task, description="crossrt --help")
         help_s = help_seconds()

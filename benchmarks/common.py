@@ -1,0 +1,23 @@
+"""What the benchmark scripts share: running a command with this checkout's crossrt importable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def run(cmd: list[str], cwd: Path, log: Path | None = None) -> None:
+    """Run cmd in cwd (its output to log, when given); stop the script with its errors if it fails."""
+    if log is None:
+        proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+        detail = proc.stderr
+    else:
+        with log.open("w") as f:
+            proc = subprocess.run(cmd, cwd=cwd, env=ENV, stdout=f, stderr=subprocess.STDOUT)
+        detail = f"see {log}"
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{detail}")
