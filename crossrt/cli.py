@@ -116,7 +116,7 @@ def build_parser() -> Parser:
     fmt.add_argument("--csv", action="store_true", help="print CSV (default: a rich table)")
     _plots_flag(r)
 
-    c = sub.add_parser("compare", help="two runs side by side: ratio, its 95% interval, a verdict per row",
+    c = sub.add_parser("compare", help="two runs side by side: ratio, its 95%% interval, a verdict per row",
                        description="Compare every configuration two result files both measured: B's throughput "
                                    "over A's, a bootstrap 95% interval, and faster / slower / same within noise.")
     c.add_argument("a", type=Path, metavar="A", help="the baseline result file")

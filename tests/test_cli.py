@@ -118,6 +118,17 @@ def test_flags_are_the_config_fields_with_their_defaults(command, cls):
         assert "--epochs EPOCHS epochs (default: 100)" in text and "training batch (default: 600)" in text
 
 
+def test_top_level_help_lists_every_command():
+    """argparse %-formats help texts: a bare % in one of them broke `crossrt --help` once."""
+    out = run_cli("--help", cwd=".")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    listed = {ln.split()[0] for ln in out.stdout.splitlines() if ln.startswith("    ") and ln.split()}
+    from crossrt.commands import COMMANDS
+
+    assert set(COMMANDS) <= listed
+    assert "its 95% interval" in out.stdout
+
+
 def test_help_does_not_load_torch_or_onnxruntime():
     code = "import sys, crossrt.cli; print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=python_env())
