@@ -42,7 +42,7 @@ DATA_FLAGS = $(call opt,--dataset,$(DATASET)) $(call opt,--data-dir,$(DATA))
 .PHONY: help setup setup-plan dataset train export quantize bench-infer bench suite test clean
 
 help: ## list the targets and their variables
-	@echo "crossrt: LeNet5 trained in PyTorch, timed under PyTorch and ONNX Runtime"
+	@echo "crossrt: LeNet5 trained in PyTorch, timed under ONNX Runtime, PyTorch and more runtimes"
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from crossrt.ort_runner import session_options
 from rich.console import Console
 from rich.table import Table
 
 from crossrt.bench_infer import prepare, run_bench
 from crossrt.config import BenchConfig, DataConfig
-from crossrt.data import normalize, split
+from crossrt.data import in_batches, normalize
 from crossrt.export import read_metadata
 from crossrt.fetch import resolve
-from crossrt.ort_runner import session_options
 from crossrt.system import cpu_count
 
 
@@ -57,7 +57,7 @@ def main() -> int:
         return 2
     ds = resolve(DataConfig(read_metadata(a.model).get("dataset", "auto")))
     x = np.ascontiguousarray(normalize(ds.test_images))
-    batches = split(x, a.batch_size)
+    batches = in_batches(x, a.batch_size)
     console = Console()
     table = Table(title=f"Harness overhead: crossrt bench-infer vs a bare session.run loop "
                         f"({ds.name}, batch {a.batch_size}, {a.rounds} interleaved rounds, median)")

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig, to_plain
 from .data import Dataset
 from .errors import ConfigError, ModelError
 from .files import atomic_write, regular_file
 from .model import LeNet5
+from .schema import plain
 
 FORMAT = "crossrt-checkpoint-1"
 # Settings that must match for --resume to continue the same run.
@@ -39,12 +39,13 @@ def fingerprint(tensors: dict) -> str:
     return digest.hexdigest()
 
 
-def save(path: Path, cfg: TrainConfig, data: Dataset, model, optimizer, scheduler, shuffle,
+def save(path: Path, cfg, data: Dataset, model, optimizer, scheduler, shuffle,
          epochs: list[dict]) -> None:
-    """Write the whole training state atomically: the previous checkpoint stays until this one is complete."""
+    """Write the whole training state (cfg: the run's TrainConfig) atomically: the previous checkpoint
+    stays until this one is complete."""
     tensors = weights(model)
     state = {
-        "format": FORMAT, "config": to_plain(cfg), "dataset": data.name, "data_dir": data.source,
+        "format": FORMAT, "config": plain(cfg), "dataset": data.name, "data_dir": data.source,
         "model": tensors, "weights_sha256": fingerprint(tensors),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -78,7 +79,7 @@ def build_model(state: dict) -> LeNet5:
     return model.eval()
 
 
-def restore(path: Path, cfg: TrainConfig, dataset: str, model, optimizer, scheduler, shuffle) -> list[dict]:
+def restore(path: Path, cfg, dataset: str, model, optimizer, scheduler, shuffle) -> list[dict]:
     """Load the checkpoint for --resume into the live objects; return its completed epochs.
 
     Refuses a checkpoint of another recipe or dataset, or one that already has cfg.epochs.

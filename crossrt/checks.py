@@ -1,7 +1,9 @@
 """Validators for settings: numbers in range, known choices, paths that can be read or written.
 
 Each raises ConfigError with one line that names the flag and what is wrong, before any
-work starts; crossrt.config calls them from the settings' __post_init__.
+work starts. crossrt.config calls the value checks from the settings' __post_init__; the path
+checks touch the disk, so they run when a command starts (check_paths), not when a settings
+object is built.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from .errors import ConfigError
@@ -19,7 +22,7 @@ def choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{flag}: unknown value {value!r} (choose from {', '.join(allowed)})")
 
 
-def at_least(flag: str, value, low, high=None) -> None:
+def in_range(flag: str, value, low, high=None) -> None:
     """A finite number in [low, high]; high=None: no upper bound beyond finiteness."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
         raise ConfigError(f"{flag}: must be a number >= {low}, got {value!r}")
@@ -92,6 +95,20 @@ def choices(flag: str, values: tuple, allowed: tuple[str, ...]) -> None:
         choice(flag, v, allowed)
 
 
-def all_at_least(flag: str, values: tuple, low, high=None) -> None:
+def all_in_range(flag: str, values: tuple, low, high=None) -> None:
     for v in values:
-        at_least(flag, v, low, high)
+        in_range(flag, v, low, high)
+
+
+PATH_CHECKS = {"in-folder": readable_folder, "out-folder": output_folder, "out-file": writable_file}
+
+
+def check_paths(cfg) -> None:
+    """Every path a settings dataclass names (its fields' `path` metadata, nested settings too)
+    is what it must be: a folder that can be read, a folder or a file that can be written."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            check_paths(value)
+        elif f.metadata.get("path") and value is not None:
+            PATH_CHECKS[f.metadata["path"]](f.metadata["flag"] or "--" + f.name.replace("_", "-"), value)

@@ -1,30 +1,30 @@
-"""The `crossrt` command line: flags built from the config dataclasses, dispatch, exit codes.
+"""The `crossrt` command line: flags built from the config dataclasses, the config built from
+the flags, dispatch, and exit codes.
 
-Every flag, its default and its help come from a field of a config dataclass (crossrt.config),
-so there is one source of defaults; what each command does is in crossrt.commands. Heavy
-libraries (torch, onnxruntime) load only when a command runs, so `crossrt --help` answers at
-once. Errors the user can fix are one line on stderr and exit code 2; a run stopped by Ctrl-C
-or SIGTERM saves what was finished and exits 130, one that failed part-way (a diverged loss)
-saves it and exits 1.
+Every flag, its type, its default and its help come from a field of a config dataclass
+(crossrt.config; types from typing.get_type_hints), so there is one source of defaults; what
+each command does is in crossrt.commands. Heavy libraries (torch, onnxruntime) load only when a
+command runs, so `crossrt --help` answers at once. Errors the user can fix are one line on
+stderr and exit code 2; a run stopped by Ctrl-C or SIGTERM saves what was finished and exits
+130, one that failed part-way (a diverged loss) saves it and exits 1 (crossrt.errors).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import signal
 import sys
 import threading
+import types
+import typing
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
 from .config import DATASETS, BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from .distributed import this_rank
-from .errors import CrossrtError, Stopped
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, CrossrtError, Stopped
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,9 +46,19 @@ def str_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(","))
 
 
-# How each annotation of a config field is parsed from the command line.
-PARSE = {"int": int, "float": float, "str": str, "Path": Path, "Path | None": Path, "float | None": float,
-         "int | None": int, "tuple[int, ...]": int_list, "tuple[str, ...]": str_list}
+def value_type(hint):
+    """The type a field's value has once None is set aside: `int | None` and `Optional[int]` are int."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+    return hint
+
+
+def parser_of(hint):
+    """How a flag's text becomes the field's value: int, float, str, Path, or a comma-separated tuple."""
+    kind = value_type(hint)
+    if typing.get_origin(kind) is tuple:
+        return {int: int_list, str: str_list}[typing.get_args(kind)[0]]
+    return kind
 
 
 def _shown(value) -> str:
@@ -61,6 +71,7 @@ def _shown(value) -> str:
 
 def add_options(p: argparse.ArgumentParser, cls) -> None:
     """A flag per field of the config dataclass cls (and of its nested settings)."""
+    hints = typing.get_type_hints(cls)
     for f in fields(cls):
         if is_dataclass(f.default_factory):
             add_options(p, f.default_factory)
@@ -70,12 +81,12 @@ def add_options(p: argparse.ArgumentParser, cls) -> None:
         shown = (m["default_text"] or "{}").format(_shown(default))
         kw = {"dest": f.name, "default": default, "help": f"{m['help']} (default: {shown})"}
         flag = m["flag"] or "--" + f.name.replace("_", "-")
-        if f.type in ("bool", "bool | None"):
+        if value_type(hints[f.name]) is bool:
             action = ("store_false" if flag.startswith("--no-") else
                       argparse.BooleanOptionalAction if "/" in flag else "store_true")
             p.add_argument(flag.split("/")[0], action=action, **kw)
         else:
-            p.add_argument(flag, type=PARSE[f.type], metavar=m["metavar"], choices=m["choices"], **kw)
+            p.add_argument(flag, type=parser_of(hints[f.name]), metavar=m["metavar"], choices=m["choices"], **kw)
         for alias, value in m["aliases"].items():
             p.add_argument(alias, dest=f.name, action="store_const", const=value,
                            help=f"the same as {flag} {value} (default: {shown})")
@@ -95,7 +106,7 @@ def _plots_flag(p: argparse.ArgumentParser) -> None:
 def build_parser() -> Parser:
     p = Parser(prog="crossrt", description=(
         "Train LeNet5 on MNIST with the reference recipe in PyTorch, export it to ONNX, and time "
-        "validation under ONNX Runtime (CPU/CUDA) beside PyTorch."))
+        "validation under ONNX Runtime (CPU/CUDA), PyTorch, OpenVINO, torch.compile and an int8 model."))
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     commands = (("train", TrainConfig, "train LeNet5, checkpoint every epoch, export to ONNX"),
                 ("export", ExportConfig, "export a checkpoint to ONNX and check parity"),
@@ -105,6 +116,7 @@ def build_parser() -> Parser:
     for name, cls, short in commands:
         c = sub.add_parser(name, help=short, description=cls.__doc__)
         add_options(c, cls)
+        c.set_defaults(config_class=cls)
         if name not in ("export", "quantize"):
             _plots_flag(c)
 
@@ -146,47 +158,6 @@ def launcher(from_shell: bool) -> list[str]:
     return ["crossrt" if on_path and os.path.realpath(on_path) == os.path.realpath(exe) else os.path.realpath(exe)]
 
 
-def resume_command(a) -> str:
-    """The command that resumes this run, as the user can type it: the make target they ran
-    (`make train EPOCHS=3 ARGS=--resume`), else the command they started (for data-parallel
-    ranks: the launching command, not the rank's own)."""
-    via = os.environ.get("CROSSRT_VIA_MAKE")  # set by the Makefile: the target and its variables
-    if via:
-        target, *assigns = shlex.split(via)
-        extra = next((shlex.split(x[5:]) for x in assigns if x.startswith("ARGS=")), [])
-        rest = [x for x in assigns if not x.startswith("ARGS=")]
-        return shlex.join(["make", target, *rest, "ARGS=" + shlex.join(extra + ["--resume"] * ("--resume" not in extra))])
-    if "CROSSRT_LAUNCHED_AS" in os.environ:
-        command = shlex.split(os.environ["CROSSRT_LAUNCHED_AS"])
-    elif "TORCHELASTIC_RUN_ID" in os.environ:
-        return "the same torchrun command with --resume added"
-    else:
-        command = [*a.launcher, *a.argv]
-    return shlex.join([x for x in command if x != "--resume"] + ["--resume"])
-
-
-def stopped(stop: Stopped, a) -> int:
-    """Save what a stopped run finished, say why it stopped and how to go on, and pick the exit code."""
-    from . import commands, render
-    from .console import console
-    from .files import save_json
-    from .results import TrainResult
-
-    if (rank := this_rank()) and not rank.main:  # rank 0 saves and reports for the job
-        return EXIT_INTERRUPTED if stop.interrupted else EXIT_FAILED
-    paths = save_json(stop.result.to_dict(), getattr(a, "json", None))
-    if isinstance(stop.result, TrainResult):
-        console.print(render.train_summary(stop.result))
-    message = f"{stop}; partial results saved to {', '.join(map(str, paths))}"
-    if stop.resumable:
-        message += ". Resume with: " + resume_command(a)
-    if not stop.interrupted:
-        commands.err(message)
-        return EXIT_FAILED
-    print(f"crossrt: {message}", file=sys.stderr)
-    return EXIT_INTERRUPTED
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -206,12 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands
 
     try:
-        return commands.COMMANDS[args.command](args)
+        cls = getattr(args, "config_class", None)
+        return commands.COMMANDS[args.command](args, build(cls, args) if cls else None)
     except Stopped as stop:
         if in_main:  # saving what finished must not be cut short by a second signal (a launcher's SIGTERM)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        return stopped(stop, args)
+        return commands.stopped(stop, args)
     except CrossrtError as e:
         if (rank := this_rank()) is None or rank.main:  # the other ranks would say the same
             commands.err(str(e))

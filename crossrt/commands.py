@@ -1,17 +1,20 @@
-"""What each `crossrt` command does: build its config, check inputs, run, save, render.
+"""What each `crossrt` command does: check its inputs and outputs, run, save, render.
 
-Each command takes the parsed flags and returns an exit code; crossrt.cli parses, dispatches
-and turns errors into exit codes. Every check that can fail runs before the long work starts.
+Each command takes the parsed flags and the config crossrt.cli built from them, and returns an
+exit code (crossrt.errors). Every check that can fail runs before the long work starts. A run
+that stops early (Ctrl-C, a diverged loss) reaches :func:`stopped`, which saves what finished
+and says how to resume.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
 import sys
 
-from .cli import EXIT_FAILED, EXIT_OK, build
-from .config import BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
-from .errors import ConfigError
+from .checks import check_paths, in_range, output_folder
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, Stopped
 from .system import cpu_count
 
 
@@ -19,13 +22,15 @@ def err(message: str) -> None:
     print(f"crossrt: error: {message}", file=sys.stderr)
 
 
-def _check_outputs(a, results: bool = True) -> None:
-    """Fail before any work when --plots cannot be drawn or written, or results/ cannot be written."""
-    from .checks import output_folder
+def _check_outputs(a, cfg=None, results: bool = True) -> None:
+    """Fail before any work when a path of cfg is wrong, --plots cannot be drawn or written, or
+    results/ cannot be written."""
     from .files import RESULTS_DIR
 
+    if cfg is not None:
+        check_paths(cfg)
     if a.plots is not None:
-        from .plots import pyplot
+        from .ui.plots import pyplot
 
         pyplot()
         output_folder("--plots", a.plots)
@@ -34,8 +39,8 @@ def _check_outputs(a, results: bool = True) -> None:
 
 
 def _write_plots(a, pairs, benches) -> None:
-    from .console import esc, note
-    from .plots import write_all
+    from .ui.console import esc, note
+    from .ui.plots import write_all
 
     if a.plots is not None and (paths := write_all(a.plots, pairs, benches)):
         note(esc(f"plots: {', '.join(map(str, paths))}"))
@@ -47,20 +52,20 @@ def _warn_threads(threads) -> None:
               f"cores this process may use; the threads will share cores", file=sys.stderr)
 
 
-def cmd_train(a) -> int:
-    cfg = build(TrainConfig, a)
-    from . import console, distributed, render
+def cmd_train(a, cfg) -> int:
+    from . import distributed
     from .export import export_trained
     from .fetch import resolve
     from .files import FolderLock, save_json
     from .system import select_device
     from .train import train
+    from .ui import console, tables
 
     rank = distributed.this_rank()
     main_rank = rank is None or rank.main
     if main_rank:
         _warn_threads((cfg.threads,))
-        _check_outputs(a)
+        _check_outputs(a, cfg)
     select_device(cfg.device, cfg.threads)  # a missing GPU fails here, before the data is read
     if cfg.nproc > 1 and rank is None:  # this process launches the ranks and waits for them
         import torch
@@ -81,7 +86,7 @@ def cmd_train(a) -> int:
         data = result.to_dict()
         paths = save_json(data, cfg.json)
         save_json(data, cfg.run_json, results_dir=None)
-    console.console.print(render.train_summary(result))
+    console.console.print(tables.train_summary(result))
     console.note(console.esc(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; checkpoint: {cfg.checkpoint}"))
     if not cfg.export and cfg.onnx_path.is_file():
         console.note("[yellow]note:[/] " + console.esc(
@@ -91,13 +96,14 @@ def cmd_train(a) -> int:
     return EXIT_OK
 
 
-def cmd_export(a) -> int:
-    cfg = build(ExportConfig, a)
-    from . import checkpoint, console
+def cmd_export(a, cfg) -> int:
+    from . import checkpoint
     from .export import export_checkpoint
     from .fetch import resolve
     from .files import FolderLock
+    from .ui import console
 
+    check_paths(cfg)
     state = checkpoint.load(cfg.checkpoint)
     ds = resolve(cfg.data, trained_on=(state["dataset"], state.get("data_dir")))
     with FolderLock(cfg.out.parent):
@@ -106,15 +112,15 @@ def cmd_export(a) -> int:
     return EXIT_OK
 
 
-def cmd_quantize(a) -> int:
-    cfg = build(QuantizeConfig, a)
-    from . import console
+def cmd_quantize(a, cfg) -> int:
     from .export import read_metadata
     from .fetch import resolve
     from .files import FolderLock
     from .quantize import quantize
-    from .ort_runner import create_session
+    from .runtimes.onnxruntime import create_session
+    from .ui import console
 
+    check_paths(cfg)
     create_session(cfg.model, "cpu", 1)  # a bad model fails here, before any data is read
     meta = read_metadata(cfg.model)
     ds = resolve(cfg.data, trained_on=(meta.get("dataset") or None, meta.get("data_dir") or None))
@@ -129,9 +135,9 @@ def cmd_quantize(a) -> int:
     return EXIT_OK
 
 
-def cmd_doctor(a) -> int:
-    from .console import note
+def cmd_doctor(a, cfg) -> int:
     from .doctor import checks, default_mode, line, ready
+    from .ui.console import note
 
     mode = a.device or default_mode()
     found = checks()
@@ -144,21 +150,20 @@ def cmd_doctor(a) -> int:
     return EXIT_FAILED
 
 
-def cmd_fetch(a) -> int:
+def cmd_fetch(a, cfg) -> int:
     from .fetch import fetch
 
     print(f"{a.name}: {fetch(a.name)}")
     return EXIT_OK
 
 
-def cmd_bench_infer(a) -> int:
-    cfg = build(BenchConfig, a)
-    _check_outputs(a)
-    from . import console, render
+def cmd_bench_infer(a, cfg) -> int:
     from .bench_infer import parity_failures, plan, prepare, run_bench
     from .fetch import resolve
     from .files import save_json
+    from .ui import console, tables
 
+    _check_outputs(a, cfg)
     prepared = prepare(cfg)  # a bad model, checkpoint or provider fails here, before any work
     _warn_threads(cfg.threads)
     ds = resolve(cfg.data, trained_on=prepared.trained_on)
@@ -166,7 +171,7 @@ def cmd_bench_infer(a) -> int:
                  f"({console.esc(ds.reason)}); {len(plan(cfg))} configuration(s)")
     result = run_bench(cfg, ds, prepared, on_run=console.bench_line)
     paths = save_json(result.to_dict(), cfg.json)
-    render.bench_tables(result, prepared.training)
+    tables.bench_tables(result, prepared.training)
     console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
     _write_plots(a, [(prepared.training, result)] if prepared.training else [], [result])
     bad = parity_failures(result)
@@ -176,37 +181,37 @@ def cmd_bench_infer(a) -> int:
     return EXIT_OK
 
 
-def cmd_suite(a) -> int:
-    cfg = build(SuiteConfig, a)
-    _check_outputs(a)
-    from . import console, render
+def cmd_suite(a, cfg) -> int:
     from .fetch import resolve
     from .files import FolderLock, save_json
     from .suite import rank_scaling, reference, run_suite, scaling
+    from .ui import console, tables
 
+    _check_outputs(a, cfg)
     ds = resolve(cfg.data)
     console.dataset_line(ds)
     with FolderLock(cfg.out), console.SuiteProgress() as progress:
         result = run_suite(cfg, ds, progress)
     paths = save_json(result.to_dict(), cfg.json)
-    console.console.print(render.suite_table(result, reference()))
-    for rows, table in ((scaling(result), render.scaling_table), (rank_scaling(result), render.ranks_table)):
+    console.console.print(tables.suite_table(result, reference()))
+    for rows, table in ((scaling(result), tables.scaling_table), (rank_scaling(result), tables.ranks_table)):
         if rows:
             console.console.print(table(rows))
     console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
     # The sweep is the thread-scaling picture; without it, each mode's own validation rows.
-    benches = [result.sweep_bench] if result.sweep_bench else [m.bench for m in result.modes if m.bench]
+    sweep = result.sweep.bench if result.sweep else None
+    benches = [sweep] if sweep else [m.bench for m in result.modes if m.bench]
     _write_plots(a, [(m.train, m.bench) for m in result.modes], benches)
     return EXIT_OK
 
 
-def cmd_report(a) -> int:
-    _check_outputs(a, results=False)
-    from . import render
-    from .console import console
-    from .merge import load_results, merge, to_csv, to_markdown
+def cmd_report(a, cfg) -> int:
+    from .compare import load_results, merge, to_csv, to_markdown
     from .results import BenchResult, TrainResult, parts
+    from .ui import tables
+    from .ui.console import console
 
+    _check_outputs(a, results=False)
     loaded = load_results(a.files)
     rows = merge(loaded)
     if a.markdown:
@@ -214,7 +219,7 @@ def cmd_report(a) -> int:
     elif a.csv:
         sys.stdout.write(to_csv(rows))
     else:
-        for table in render.report_tables(rows):
+        for table in tables.report_tables(rows):
             console.print(table)
     found = [p for _, result in loaded for p in parts(result)]
     _write_plots(a, [(p, None) for p in found if isinstance(p, TrainResult)],
@@ -222,20 +227,19 @@ def cmd_report(a) -> int:
     return EXIT_OK
 
 
-def cmd_compare(a) -> int:
-    from . import render
-    from .checks import at_least
+def cmd_compare(a, cfg) -> int:
     from .compare import compare
-    from .console import console, note
     from .errors import ResultError
-    from .schema import load_result
+    from .results import load_result
+    from .ui import tables
+    from .ui.console import console, note
 
-    at_least("--noise", a.noise, 0, 1)
+    in_range("--noise", a.noise, 0, 1)
     rows, only_a, only_b = compare(load_result(a.a), load_result(a.b), a.noise)
     if not rows:
         raise ResultError(f"{a.a} and {a.b}: no configuration in common (dataset, runtime, provider, threads, "
                           f"batch size and spinning must match)")
-    console.print(render.compare_table(rows, str(a.a), str(a.b), a.noise))
+    console.print(tables.compare_table(rows, str(a.a), str(a.b), a.noise))
     if only_a or only_b:
         note(f"not compared: {only_a} row(s) only in A, {only_b} only in B")
     return EXIT_OK
@@ -243,3 +247,47 @@ def cmd_compare(a) -> int:
 
 COMMANDS = {"train": cmd_train, "export": cmd_export, "quantize": cmd_quantize, "bench-infer": cmd_bench_infer,
             "suite": cmd_suite, "report": cmd_report, "compare": cmd_compare, "doctor": cmd_doctor, "fetch": cmd_fetch}
+
+
+# ---------------------------------------------------------------------------- a run that stopped early
+
+def resume_command(a) -> str:
+    """The command that resumes this run, as the user can type it: the make target they ran
+    (`make train EPOCHS=3 ARGS=--resume`), else the command they started (for data-parallel
+    ranks: the launching command, not the rank's own)."""
+    via = os.environ.get("CROSSRT_VIA_MAKE")  # set by the Makefile: the target and its variables
+    if via:
+        target, *assigns = shlex.split(via)
+        extra = next((shlex.split(x[5:]) for x in assigns if x.startswith("ARGS=")), [])
+        rest = [x for x in assigns if not x.startswith("ARGS=")]
+        return shlex.join(["make", target, *rest, "ARGS=" + shlex.join(extra + ["--resume"] * ("--resume" not in extra))])
+    if "CROSSRT_LAUNCHED_AS" in os.environ:
+        command = shlex.split(os.environ["CROSSRT_LAUNCHED_AS"])
+    elif "TORCHELASTIC_RUN_ID" in os.environ:
+        return "the same torchrun command with --resume added"
+    else:
+        command = [*a.launcher, *a.argv]
+    return shlex.join([x for x in command if x != "--resume"] + ["--resume"])
+
+
+def stopped(stop: Stopped, a) -> int:
+    """Save what a stopped run finished, say why it stopped and how to go on, and pick the exit code."""
+    from .distributed import this_rank
+    from .files import save_json
+    from .results import TrainResult
+    from .ui import tables
+    from .ui.console import console
+
+    if (rank := this_rank()) and not rank.main:  # rank 0 saves and reports for the job
+        return EXIT_INTERRUPTED if stop.interrupted else EXIT_FAILED
+    paths = save_json(stop.result.to_dict(), getattr(a, "json", None))
+    if isinstance(stop.result, TrainResult):
+        console.print(tables.train_summary(stop.result))
+    message = f"{stop}; partial results saved to {', '.join(map(str, paths))}"
+    if stop.resumable:
+        message += ". Resume with: " + resume_command(a)
+    if not stop.interrupted:
+        err(message)
+        return EXIT_FAILED
+    print(f"crossrt: {message}", file=sys.stderr)
+    return EXIT_INTERRUPTED

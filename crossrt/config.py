@@ -2,20 +2,23 @@
 
 The CLI builds its flags from these dataclasses (each field's `metadata` holds its help
 text, and the flag name where it is not the field's), so a default is written once, here.
-They are also the Python API. Each one checks itself in ``__post_init__`` (with the
+They are also the Python API. Each one checks its values in ``__post_init__`` (with the
 validators of crossrt.checks) and raises :class:`ConfigError` with a message that names the
-flag, so a bad value never reaches the measurement code.
+flag, so a bad value never reaches the measurement code. Building one touches no file: the
+paths a field names (its `path` metadata) are checked by crossrt.checks.check_paths when the
+command runs, before any work.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
-from .checks import (all_at_least, at_least, choice, choices, nonempty_unique, output_folder, readable_folder,
-                     writable_file)
+from .checks import all_in_range, choice, choices, in_range, nonempty_unique
 from .errors import ConfigError
+from .runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
+from .runtimes.registry import RUNTIMES
 from .system import cpu_count, max_ranks, max_threads
 
 ARCHS = ("lenet5", "lenet5-classic")
@@ -23,8 +26,6 @@ DATASETS = ("auto", "mnist", "fashion-mnist")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 PROVIDERS = ("cpu", "cuda")
-RUNTIMES = ("onnxruntime", "pytorch", "openvino", "torch-compile", "onnxruntime-int8")
-DEFAULT_RUNTIMES = ("onnxruntime", "pytorch")
 SUITE_DEVICES = ("auto", "cpu", "cuda")
 SPIN = ("on", "off", "both")
 MAX_EPOCHS = 100_000
@@ -34,11 +35,13 @@ MAX_REPEATS = 1_000_000  # --warmup and --min-repeats
 
 
 def option(default=MISSING, *, help: str, factory=None, flag: str | None = None, metavar: str | None = None,
-           choices: tuple | None = None, default_text: str | None = None, aliases: dict | None = None):
+           choices: tuple | None = None, default_text: str | None = None, aliases: dict | None = None,
+           path: str | None = None):
     """A field that is also a CLI flag. default_text replaces the shown default ({} = the value);
-    aliases are extra flags that set a fixed value ({"--no-spin": "off"})."""
+    aliases are extra flags that set a fixed value ({"--no-spin": "off"}); path says what the
+    field's path must be when the command runs: "in-folder", "out-folder" or "out-file"."""
     meta = {"help": help, "flag": flag, "metavar": metavar, "choices": choices, "default_text": default_text,
-            "aliases": aliases or {}}
+            "aliases": aliases or {}, "path": path}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -53,13 +56,13 @@ class DataConfig:
     dataset: str = option("auto", choices=DATASETS, help=(
         "auto = the dataset a trained model records, else MNIST when cached or downloadable, "
         "else Fashion-MNIST"))
-    data_dir: Path | None = option(None, metavar="DIR", default_text="none, use --dataset",
+    data_dir: Path | None = option(None, metavar="DIR", default_text="none, use --dataset", path="in-folder",
                                    help="any folder with the four IDX files, raw or .gz")
 
     def __post_init__(self) -> None:
         choice("--dataset", self.dataset, DATASETS)
         if self.data_dir is not None:
-            self.data_dir = readable_folder("--data-dir", self.data_dir)
+            self.data_dir = Path(self.data_dir)
 
 
 @dataclass
@@ -87,38 +90,38 @@ class TrainConfig:
     target_accuracy: float | None = option(None, metavar="ACC", default_text="0.99, 0.90 for Fashion-MNIST",
                                            help="report epochs and time to reach ACC")
     data: DataConfig = field(default_factory=DataConfig)
-    out: Path = option(Path("exports"), metavar="DIR", help="checkpoint, ONNX model and run record go here")
+    out: Path = option(Path("exports"), metavar="DIR", path="out-folder",
+                       help="checkpoint, ONNX model and run record go here")
     resume: bool = option(False, help="continue from DIR/lenet5.pt")
     export: bool = option(True, flag="--no-export", default_text="export", help="skip the ONNX export at the end")
-    json: Path | None = option(None, metavar="PATH", default_text="only results/",
+    json: Path | None = option(None, metavar="PATH", default_text="only results/", path="out-file",
                                help="also write the result JSON here")
 
     def __post_init__(self) -> None:
         choice("--device", self.device, DEVICES)
         choice("--arch", self.arch, ARCHS)
         choice("--precision", self.precision, PRECISIONS)
-        at_least("--nproc", self.nproc, 1, max_ranks())
+        in_range("--nproc", self.nproc, 1, max_ranks())
         if self.cuda_graph and self.device != "cuda":
             raise ConfigError("--cuda-graph: needs --device cuda (on the CPU the same step runs eagerly)")
         if self.threads is None:  # a rank started by torchrun knows its neighbours from LOCAL_WORLD_SIZE
             self.threads = max(1, cpu_count() // int(os.environ.get("LOCAL_WORLD_SIZE", self.nproc)))
-        at_least("--threads", self.threads, 1, max_threads())
-        at_least("--epochs", self.epochs, 1, MAX_EPOCHS)
-        at_least("--batch-size", self.batch_size, 1)
+        in_range("--threads", self.threads, 1, max_threads())
+        in_range("--epochs", self.epochs, 1, MAX_EPOCHS)
+        in_range("--batch-size", self.batch_size, 1)
         if self.batch_size % self.nproc:
             raise ConfigError(f"--nproc {self.nproc}: does not divide --batch-size {self.batch_size}; every rank "
                               f"takes an equal share of each batch")
-        at_least("--valid-batch-size", self.valid_batch_size, 1)
-        at_least("--lr-step", self.lr_step, 0, MAX_EPOCHS)
-        at_least("--seed", self.seed, 0, MAX_SEED)
+        in_range("--valid-batch-size", self.valid_batch_size, 1)
+        in_range("--lr-step", self.lr_step, 0, MAX_EPOCHS)
+        in_range("--seed", self.seed, 0, MAX_SEED)
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
             raise ConfigError(f"--lr: must be in (0, 10), got {self.lr!r}")
         if not (isinstance(self.lr_gamma, (int, float)) and 0 < self.lr_gamma <= 1):
             raise ConfigError(f"--lr-gamma: must be in (0, 1], got {self.lr_gamma!r}")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ConfigError(f"--target-accuracy: must be in (0, 1], got {self.target_accuracy!r}")
-        self.out = output_folder("--out", self.out)
-        self.json = writable_file("--json", self.json)
+        self.out, self.json = Path(self.out), self.json and Path(self.json)
 
     @property
     def checkpoint(self) -> Path:
@@ -139,13 +142,13 @@ class ExportConfig:
     """export: a checkpoint to ONNX, with ONNX Runtime checked against PyTorch on the test set."""
 
     checkpoint: Path = option(Path("exports/lenet5.pt"), help="checkpoint from `train`")
-    out: Path | None = option(None, metavar="PATH", default_text="the checkpoint's path with .onnx",
+    out: Path | None = option(None, metavar="PATH", default_text="the checkpoint's path with .onnx", path="out-file",
                               help="ONNX file to write")
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         self.checkpoint = Path(self.checkpoint)
-        self.out = writable_file("--out", self.out or self.checkpoint.with_suffix(".onnx"))
+        self.out = Path(self.out or self.checkpoint.with_suffix(".onnx"))
 
 
 def _default_threads() -> tuple[int, ...]:
@@ -154,8 +157,8 @@ def _default_threads() -> tuple[int, ...]:
 
 @dataclass
 class BenchConfig:
-    """bench-infer: full validation passes of the exported model under ONNX Runtime and PyTorch,
-    for every combination of runtime x provider x threads x batch size."""
+    """bench-infer: full validation passes of the exported model under every runtime asked for (ONNX
+    Runtime and PyTorch by default), for every combination of runtime x provider x threads x batch size."""
 
     model: Path = option(Path("exports/lenet5.onnx"), help="ONNX model")
     checkpoint: Path | None = option(None, default_text="the model's path with .pt",
@@ -181,7 +184,7 @@ class BenchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train_json: Path | None = option(None, metavar="PATH", default_text="<model>.train.json when it exists",
                                      help="training record for the train-vs-validation table")
-    json: Path | None = option(None, metavar="PATH", default_text="only results/",
+    json: Path | None = option(None, metavar="PATH", default_text="only results/", path="out-file",
                                help="also write the result JSON here")
 
     def __post_init__(self) -> None:
@@ -191,25 +194,24 @@ class BenchConfig:
         choices("--provider", self.providers, PROVIDERS)
         nonempty_unique("--threads", self.threads)
         nonempty_unique("--batch-size", self.batch_sizes)
-        choices("--runtimes", self.runtimes, RUNTIMES)
-        all_at_least("--threads", self.threads, 0, max_threads())
-        all_at_least("--batch-size", self.batch_sizes, 1)
-        at_least("--warmup", self.warmup, 0, MAX_REPEATS)
-        at_least("--min-time", self.min_time, 0, MAX_SECONDS)
-        at_least("--min-repeats", self.min_repeats, 1, MAX_REPEATS)
+        choices("--runtimes", self.runtimes, tuple(RUNTIMES))
+        all_in_range("--threads", self.threads, 0, max_threads())
+        all_in_range("--batch-size", self.batch_sizes, 1)
+        in_range("--warmup", self.warmup, 0, MAX_REPEATS)
+        in_range("--min-time", self.min_time, 0, MAX_SECONDS)
+        in_range("--min-repeats", self.min_repeats, 1, MAX_REPEATS)
         if isinstance(self.spin, bool):  # the Python API may say spin=True/False
             self.spin = "on" if self.spin else "off"
         choice("--spin", self.spin, SPIN)
         self.checkpoint = Path(self.checkpoint or self.model.with_suffix(".pt"))
         self.int8_model = Path(self.int8_model or self.model.with_suffix(".int8.onnx"))
-        self.json = writable_file("--json", self.json)
-        if self.train_json is not None:
-            self.train_json = Path(self.train_json)
+        self.json = self.json and Path(self.json)
+        self.train_json = self.train_json and Path(self.train_json)
 
 
 def all_runtimes(runtimes) -> tuple[str, ...]:
     """`all` stands for every runtime crossrt knows (those that cannot run here are reported, not run)."""
-    return RUNTIMES if tuple(runtimes) == ("all",) else tuple(runtimes)
+    return tuple(RUNTIMES) if tuple(runtimes) == ("all",) else tuple(runtimes)
 
 
 @dataclass
@@ -219,14 +221,14 @@ class QuantizeConfig:
 
     model: Path = option(Path("exports/lenet5.onnx"), help="fp32 ONNX model")
     out: Path | None = option(None, metavar="PATH", default_text="the model's path with .int8.onnx",
-                              help="int8 ONNX file to write")
+                              path="out-file", help="int8 ONNX file to write")
     calibration_images: int = option(1000, metavar="N", help="training images the activation ranges are taken from")
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         self.model = Path(self.model)
-        at_least("--calibration-images", self.calibration_images, 1, 1_000_000)
-        self.out = writable_file("--out", self.out or self.model.with_suffix(".int8.onnx"))
+        in_range("--calibration-images", self.calibration_images, 1, 1_000_000)
+        self.out = Path(self.out or self.model.with_suffix(".int8.onnx"))
 
 
 def default_sweep_ranks() -> tuple[int, ...]:
@@ -252,7 +254,8 @@ class SuiteConfig:
     device: str = option("auto", choices=SUITE_DEVICES,
                          help="auto = add the GPU mode when a GPU is usable; cpu = CPU modes only")
     data: DataConfig = field(default_factory=DataConfig)
-    out: Path = option(Path("exports/suite"), metavar="DIR", help="a subfolder per mode for checkpoints and models")
+    out: Path = option(Path("exports/suite"), metavar="DIR", path="out-folder",
+                       help="a subfolder per mode for checkpoints and models")
     min_time: float = option(1.0, metavar="S", help="seconds of timed validation passes per configuration")
     isolate: bool = option(True, flag="--isolate/--no-isolate",
                            help="time each validation configuration in a fresh process of its own")
@@ -269,31 +272,18 @@ class SuiteConfig:
                                           default_text="every P above 1 that divides the cores",
                                           help="data-parallel ranks of the sweep, each with cores / P threads")
     sweep_epochs: int = option(1, help="epochs per sweep training run")
-    json: Path | None = option(None, metavar="PATH", default_text="only results/",
+    json: Path | None = option(None, metavar="PATH", default_text="only results/", path="out-file",
                                help="also write the result JSON here")
 
     def __post_init__(self) -> None:
         choice("--device", self.device, SUITE_DEVICES)
         self.runtimes = all_runtimes(self.runtimes)
-        choices("--runtimes", self.runtimes, RUNTIMES)
-        at_least("--epochs", self.epochs, 1, MAX_EPOCHS)
-        at_least("--sweep-epochs", self.sweep_epochs, 1, MAX_EPOCHS)
-        at_least("--min-time", self.min_time, 0, MAX_SECONDS)
-        all_at_least("--sweep-threads", self.sweep_threads, 1, max_threads())
-        all_at_least("--sweep-ranks", self.sweep_ranks, 2, max_ranks())
+        choices("--runtimes", self.runtimes, tuple(RUNTIMES))
+        in_range("--epochs", self.epochs, 1, MAX_EPOCHS)
+        in_range("--sweep-epochs", self.sweep_epochs, 1, MAX_EPOCHS)
+        in_range("--min-time", self.min_time, 0, MAX_SECONDS)
+        all_in_range("--sweep-threads", self.sweep_threads, 1, max_threads())
+        all_in_range("--sweep-ranks", self.sweep_ranks, 2, max_ranks())
         for flag in ("sweep_train_batches", "sweep_valid_batches"):
-            all_at_least("--" + flag.replace("_", "-"), getattr(self, flag), 1)
-        self.out = output_folder("--out", self.out)
-        self.json = writable_file("--json", self.json)
-
-
-def to_plain(cfg) -> dict:
-    """A settings dataclass as JSON-ready values (paths as strings), for results and checkpoints."""
-    def plain(v):
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return str(v) if isinstance(v, Path) else v
-
-    return plain(asdict(cfg))
+            all_in_range("--" + flag.replace("_", "-"), getattr(self, flag), 1)
+        self.out, self.json = Path(self.out), self.json and Path(self.json)

@@ -133,6 +133,6 @@ PREPROCESSING = ("uint8 28x28 -> float32 NCHW [N,1,28,28]; per image (x - mean(x
                  "std with ddof=1 over the 784 pixels (the reference's normalisation)")
 
 
-def split(x: np.ndarray, batch_size: int) -> list[np.ndarray]:
+def in_batches(x: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """x in consecutive batches (views, no copies); the last one may be smaller."""
     return [x[i:i + batch_size] for i in range(0, len(x), batch_size)]

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .config import DataConfig
 from .errors import CrossrtError
-from .system import cpu_count, cpu_model, version_of
+from .system import cpu_count, cpu_model, no_cuda_reason, version_of
 
 
 @dataclass
@@ -45,16 +45,18 @@ def _tiny_model(path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from .export import INPUT_NAME, OPSET, OUTPUT_NAME
+
     rng = np.random.default_rng(0)
     weights = [numpy_helper.from_array(rng.standard_normal(s, dtype=np.float32), n)
                for n, s in (("w", (4, 1, 5, 5)), ("b", (4,)), ("g", (4 * 12 * 12, 10)))]
-    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+    nodes = [helper.make_node("Conv", [INPUT_NAME, "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("MatMul", ["f", "g"], ["logits"])]
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("MatMul", ["f", "g"], [OUTPUT_NAME])]
     graph = helper.make_graph(nodes, "tiny",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], weights)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+                              [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 1, 28, 28])],
+                              [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", 10])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8), str(path))
 
 
 def checks() -> list[Check]:
@@ -109,7 +111,7 @@ def _dataset() -> Check:
 
 
 def _ort_session(model: Path, provider: str) -> Check:
-    from .ort_runner import placement
+    from .runtimes.onnxruntime import ORT_PROVIDERS, placement
 
     name = f"ONNX Runtime {provider.upper()} session"
     try:
@@ -117,7 +119,7 @@ def _ort_session(model: Path, provider: str) -> Check:
     except CrossrtError as e:
         return Check(name, False, getattr(e, "cause", str(e)),
                      "make setup on a GPU machine: it installs onnxruntime-gpu with CUDA 13 and cuDNN 9", (provider,))
-    wanted = "CUDAExecutionProvider" if provider == "cuda" else "CPUExecutionProvider"
+    wanted = ORT_PROVIDERS[provider]
     where = ", ".join(f"{n} node(s) on {p}" for p, n in nodes.items())
     return Check(name, set(nodes) == {wanted}, f"a tiny model runs, {where}",
                  "every node must run on the GPU: check the onnxruntime-gpu install", (provider,))
@@ -128,8 +130,7 @@ def _gpu(torch) -> list[Check]:
     out = [Check("GPU", bool(smi), smi or "nvidia-smi lists none", "a machine with an NVIDIA GPU and its driver",
                  ("cuda",))]
     if not torch.cuda.is_available():
-        why = "this torch is a CPU build" if torch.version.cuda is None else "torch sees no CUDA device"
-        return out + [Check("CUDA tensor op", False, why,
+        return out + [Check("CUDA tensor op", False, no_cuda_reason(),
                             "make setup on a GPU machine: it installs a CUDA 13 build of torch", ("cuda",))]
     try:
         value = torch.ones(2, device="cuda").sum().item()
@@ -148,7 +149,7 @@ def default_mode() -> str:
 
 def line(c: Check, mode: str) -> str:
     """One check as one line (rich markup); a failure the mode does not need is shown, not counted."""
-    from .console import esc
+    from .ui.console import esc
 
     if c.ok is False and mode in c.needed_for:
         return f"[red]FAIL[/] {esc(c.name)}: {esc(c.detail)} [bold]-> fix:[/] {esc(c.fix)}"

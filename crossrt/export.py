@@ -17,12 +17,13 @@ import numpy as np
 import onnx
 import torch
 
-from .data import PREPROCESSING, normalize, split
-from .errors import Stopped
+from .data import PREPROCESSING, in_batches, normalize
+from .errors import ModelError, Stopped
 from .files import atomic_write
-from .ort_runner import SCORING_BATCH, cpu_logits
 from .results import OnnxParity, TrainResult
-from .runners import all_logits, copy_of, torch_runner
+from .runtimes.base import all_logits
+from .runtimes.onnxruntime import SCORING_BATCH, cpu_logits
+from .runtimes.pytorch import copy_of, torch_runner
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -52,7 +53,7 @@ def export_onnx(model: torch.nn.Module, path: Path, metadata: dict[str, str], op
 
 def check_parity(model: torch.nn.Module, path: Path, x: np.ndarray, export_s: float = 0.0) -> OnnxParity:
     """Max absolute logit difference and top-1 agreement of ORT (CPU) against PyTorch on x."""
-    batches = split(x, SCORING_BATCH)
+    batches = in_batches(x, SCORING_BATCH)
     ref = all_logits(torch_runner(copy_of(model), "cpu", 0, "host", batches), len(batches))
     got = cpu_logits(path, x)
     return OnnxParity(
@@ -63,8 +64,12 @@ def check_parity(model: torch.nn.Module, path: Path, x: np.ndarray, export_s: fl
 
 
 def read_metadata(path: Path) -> dict[str, str]:
-    """The metadata_props of an ONNX file, as a dict."""
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    """The metadata_props of an ONNX file, as a dict; ModelError when it is not an ONNX file."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError, an OSError, ...
+        raise ModelError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+    return {p.key: p.value for p in model.metadata_props}
 
 
 def onnx_metadata(dataset: str, data_dir: str | None, arch: str, precision: str, epochs: int,

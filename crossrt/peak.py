@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
+from typing import Callable
 
 from .files import atomic_write
 from .system import cache_dir, cpu_count, cpu_model, now_iso, version_of
@@ -57,7 +58,9 @@ def _ort_matmul(threads: int, n: int, repeats: int, int8: bool = False) -> float
         [helper.make_node("MatMulInteger" if int8 else "MatMul", ["A", "B"], ["C"])], "gemm",
         [helper.make_tensor_value_info(x, kind, [n, n]) for x, kind in zip("AB", kinds)],
         [helper.make_tensor_value_info("C", kinds[2], [n, n])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    from .export import OPSET
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -161,3 +164,11 @@ def measured_peak(device: str, threads: int, math: str = "fp32", *, again: bool 
     cache[key] = entry
     atomic_write(_peak_cache(), json.dumps(cache, indent=1))
     return entry
+
+
+def unbeaten(peak: dict | None, gflops: float | None, measure_again: Callable[[], dict]) -> dict | None:
+    """The peak a run's "% of peak" divides by: the cached one, or, when the run beat it (so the
+    cached figure was measured on a busier moment), measure_again() (the better one is kept)."""
+    if peak is None or gflops is None or gflops <= peak["peak"]:
+        return peak
+    return measure_again()

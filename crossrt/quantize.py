@@ -17,26 +17,32 @@ import numpy as np
 import onnx
 
 from .config import QuantizeConfig
-from .data import Dataset, normalize, split
+from .data import Dataset, in_batches, normalize
 from .files import atomic_write
-from .ort_runner import cpu_logits
+from .runtimes.onnxruntime import cpu_logits, create_session
 
 METHOD = "static QDQ, per-channel int8 weights, int8 activations calibrated with MinMax"
 
 
 def quantize(cfg: QuantizeConfig, data: Dataset) -> dict:
     """Write cfg.out; return its size, the fp32 model's, and both accuracies on the test set."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     images = min(cfg.calibration_images, len(data.train_labels))
-    calibration = iter(split(normalize(data.train_images[:images]), 100))
+    calibration = iter(in_batches(normalize(data.train_images[:images]), 100))
+    name = create_session(cfg.model).get_inputs()[0].name  # the model's own input name, whatever its exporter chose
 
     class Reader(CalibrationDataReader):
         def get_next(self):
             batch = next(calibration, None)
-            return None if batch is None else {"input": batch}
+            return None if batch is None else {name: batch}
 
     logging.disable(logging.WARNING)  # the tools log advice on stderr; the result is checked below
     try:

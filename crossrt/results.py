@@ -1,24 +1,22 @@
 """Every result as a dataclass: raw samples in, derived figures out, JSON both ways.
 
-Each result keeps its raw samples (per-epoch figures, per-batch latency statistics) and its
-own settings and environment, so files from different machines can be merged. Derived
-figures (totals, best accuracy, time to target, validation cost) are computed here, once.
-`to_dict` gives the JSON; `from_dict` reads it back (crossrt.schema checks a file first).
+Each result keeps its samples and its own settings and environment, so files from different
+machines can be merged. Every derived figure is computed here from the samples: a training run's
+when read (TrainResult.summary), a bench row's when measured (InferRun.from_samples: a long run
+keeps only a sample of its batch times). `to_dict` writes the JSON; `load_result` reads it back.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
+from .errors import ResultError
+from .files import load_json
+from .schema import SCHEMA_VERSION, build, check_header, dict_has, plain
 from .system import now_iso
-from .timing import Latency, stability
-
-SCHEMA_VERSION = 7  # what new files are written as; crossrt.schema reads older ones too
-
-
-def _known(cls, d: dict) -> dict:
-    """The entries of d that are fields of cls (derived figures written beside them are dropped)."""
-    return {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
+from .timing import Latency, Passes, capped, stability
 
 
 @dataclass(kw_only=True)
@@ -32,20 +30,9 @@ class Record:
     created: str = field(default_factory=now_iso)
     schema_version: int = SCHEMA_VERSION
 
-
-def hardware_of(environment: dict, device: str = "cpu") -> str:
-    """What a result ran on: its GPU for CUDA runs, else the CPU model and its core count."""
-    env = environment or {}
-    if device == "cuda" and env.get("gpu"):
-        return env["gpu"]["name"]
-    return f"{env.get('cpu_model', '?')} ({env.get('cpu_cores', '?')} cores)"
-
-
-def machine_of(environment: dict, device: str = "cpu") -> str:
-    """hardware_of, and for the CPU the host too: the machine results are grouped by."""
-    env = environment or {}
-    gpu = device == "cuda" and env.get("gpu")
-    return hardware_of(env, device) + ("" if gpu else f" @ {env.get('hostname', '?')}")
+    def to_dict(self) -> dict:
+        """The JSON of the result: its fields, and every derived figure beside them."""
+        return plain(self)
 
 
 # ---------------------------------------------------------------------------- train
@@ -95,7 +82,7 @@ class TrainResult(Record):
     epochs: list[EpochResult] = field(default_factory=list)
     onnx: OnnxParity | None = None
     checkpoint: str | None = None
-    peak: dict | None = None  # measured GEMM peak in the same math mode, device and threads (crossrt.system)
+    peak: dict | None = None  # measured GEMM peak in the same math mode, device and threads (crossrt.peak)
     math: str = "fp32"  # what the matrix math ran in: fp32, tf32 (CUDA default for convolutions) or bf16
     setup_s: float = 0.0  # CUDA graphs' warm-up and capture: counted in total_s
     setup_parts: dict = field(default_factory=dict)  # what happened before epoch 1, in seconds
@@ -109,11 +96,6 @@ class TrainResult(Record):
     def steady_epochs(self) -> list[EpochResult]:
         """Epochs 2..N, the repeats of steady state (epoch 1 carries warm-up), or epoch 1 alone."""
         return self.epochs[1:] if len(self.epochs) > 1 else self.epochs
-
-    @property
-    def setup(self) -> str:
-        ranks = f"{self.world_size}x" if self.world_size > 1 else ""
-        return f"{self.device} {ranks}{self.threads} thr {self.precision}"
 
     def summary(self) -> dict:
         """Every derived figure, from the per-epoch samples."""
@@ -154,21 +136,9 @@ class TrainResult(Record):
             "valid_cpu_s_per_1k": cpu_per_1k("valid_cpu_s", self.valid_images),
         }
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), **self.summary()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainResult":
-        kw = _known(cls, d)
-        kw["epochs"] = [EpochResult(**e) for e in d.get("epochs", [])]
-        kw["onnx"] = OnnxParity(**d["onnx"]) if d.get("onnx") else None
-        return cls(**kw)
 
 
 # ---------------------------------------------------------------------------- bench-infer
-
-IO_PATHS = {"cpu": ("host",), "cuda": ("end-to-end", "device-resident", "cuda-graph")}
-
 
 @dataclass
 class InferRun:
@@ -191,7 +161,6 @@ class InferRun:
     loss: float
     providers: list[str]  # what really ran, read back from the session / device
     peak_gflops: float | None = None  # measured GEMM peak for this provider, thread count and math mode
-    percent_of_peak: float | None = None
     top1_agreement: float | None = None  # against the PyTorch reference predictions
     parity_ok: bool | None = None
     split_ms: dict | None = None  # CUDA end-to-end: per batch h2d / enqueue / compute / d2h
@@ -208,9 +177,27 @@ class InferRun:
     cpu_s_per_1k: float | None = None  # process CPU seconds per 1,000 images
     precision: str = "fp32"  # of the model as it ran: fp32, bf16 (OpenVINO) or int8 (onnxruntime-int8)
     accuracy_delta: float | None = None  # accuracy - PyTorch's, on the same images
+    renamed: ClassVar[dict] = {"mode": "io"}  # schema 1 called the data path "mode"
+
+    @classmethod
+    def from_samples(cls, passes: Passes, *, images: int, flops_per_image: int, rules_met: bool,
+                     noise_hint: str | None, **facts) -> "InferRun":
+        """A row from its timed passes: throughput, GFLOP/s, latency, spread and CPU cost derived here."""
+        n = len(passes.pass_times_s)
+        ips = images * n / passes.total_s
+        st = stability(passes.pass_times_s, images, rules_met=rules_met, noise_hint=noise_hint)
+        return cls(images=images, passes=n, images_per_s=ips, gflops=ips * flops_per_image / 1e9,
+                   latency_ms=Latency.from_values(passes.batch_times_s), pass_times_s=passes.pass_times_s,
+                   batch_ms=[1e3 * t for t in capped(passes.batch_times_s)], cv=st.cv, ci95=st.ci95,
+                   stable=st.stable, unstable_cause=st.cause, cpu_s_per_1k=1000 * passes.cpu_s / (images * n),
+                   **facts)
 
     @property
-    def pass_s(self) -> float:
+    def percent_of_peak(self) -> float | None:
+        return 100 * self.gflops / self.peak_gflops if self.peak_gflops else None
+
+    @property
+    def seconds_per_pass(self) -> float:
         """Seconds one validation pass takes (from the steady-state images/s)."""
         return self.images / self.images_per_s
 
@@ -229,15 +216,14 @@ class InferRun:
     def label(self) -> str:
         return f"{self.runtime_label} {self.where}, {self.threads or 'default'} thr, batch {self.batch_size}"
 
-    def same_config(self, other: "InferRun") -> bool:
-        """Same provider, data path, threads and batch size (the runtime and spinning may differ)."""
-        return (self.provider, self.io, self.threads, self.batch_size) == \
-            (other.provider, other.io, other.threads, other.batch_size)
+    @property
+    def setting(self) -> tuple:
+        """Where and how it ran, whatever the runtime: provider, data path, threads, batch size.
+        Rows of one setting are held against each other (vs PyTorch; A against B in compare)."""
+        return self.provider, self.io, self.threads, self.batch_size
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "InferRun":
-        d = {"io": d.get("mode"), **d}  # schema 1 called the data path "mode"
-        return cls(**{**_known(cls, d), "latency_ms": Latency(**d["latency_ms"])})
+    def summary(self) -> dict:
+        return {"percent_of_peak": self.percent_of_peak}
 
 
 @dataclass
@@ -247,26 +233,12 @@ class BenchResult(Record):
     dataset: str
     dataset_source: str
     flops_per_image: int
-    settings: dict
+    config: dict
     runs: list[InferRun] = field(default_factory=list)
     peaks: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # {runtime, provider, reason}: asked for, cannot run here
     kind: str = "bench-infer"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BenchResult":
-        return cls(**{**_known(cls, d), "runs": [InferRun.from_dict(r) for r in d.get("runs", [])]})
-
-
-def cost_rows(train: TrainResult, runs: list[InferRun]) -> list[tuple[str, float, float]]:
-    """The reference's split, (label, training s, validation s): PyTorch inside `train`, then
-    the same epochs' validation priced with each bench-infer configuration."""
-    s, n = train.summary(), len(train.epochs)
-    return [("PyTorch inside `train`", s["train_s"], s["valid_s"])] + \
-        [(run.label, s["train_s"], n * run.pass_s) for run in runs]
+    renamed: ClassVar[dict] = {"settings": "config"}  # schema 7 and older called it "settings"
 
 
 # ---------------------------------------------------------------------------- suite
@@ -283,40 +255,26 @@ class ModeResult:
 
 
 @dataclass
+class Sweep:
+    """The suite's sweep: training runs over threads, batch sizes and ranks; validation over threads and batches."""
+
+    train: list[TrainResult] = field(default_factory=list)
+    bench: BenchResult | None = None
+
+
+@dataclass
 class SuiteResult(Record):
     dataset: str
     dataset_source: str
     config: dict
     modes: list[ModeResult] = field(default_factory=list)
-    sweep_train: list[TrainResult] = field(default_factory=list)
-    sweep_bench: BenchResult | None = None
-    swept: bool = False
+    sweep: Sweep | None = None
     kind: str = "suite"
 
     def parts(self) -> list[TrainResult | BenchResult]:
         """Every train and bench-infer result inside, modes first, then the sweep."""
-        found = [p for m in self.modes for p in (m.train, m.bench)] + [*self.sweep_train, self.sweep_bench]
-        return [p for p in found if p is not None]
-
-    def to_dict(self) -> dict:
-        part = lambda p: p.to_dict() if p is not None else None  # noqa: E731
-        modes = [{**vars(m), "train": part(m.train), "bench": part(m.bench)} for m in self.modes]
-        sweep = ({"train": [t.to_dict() for t in self.sweep_train], "bench": part(self.sweep_bench)}
-                 if self.swept else None)
-        plain = {f.name: getattr(self, f.name) for f in fields(self)
-                 if f.name not in ("modes", "sweep_train", "sweep_bench", "swept")}
-        return {**plain, "modes": modes, "sweep": sweep}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SuiteResult":
-        modes = [ModeResult(m["mode"], m["device"], m["threads"],
-                            TrainResult.from_dict(m["train"]) if m.get("train") else None,
-                            BenchResult.from_dict(m["bench"]) if m.get("bench") else None)
-                 for m in d.get("modes", [])]
-        sweep = d.get("sweep") or {}
-        return cls(**{**_known(cls, d), "modes": modes, "swept": bool(d.get("sweep")),
-                      "sweep_train": [TrainResult.from_dict(t) for t in sweep.get("train", [])],
-                      "sweep_bench": BenchResult.from_dict(sweep["bench"]) if sweep.get("bench") else None})
+        sweep = [*self.sweep.train, self.sweep.bench] if self.sweep else []
+        return [p for p in [*(p for m in self.modes for p in (m.train, m.bench)), *sweep] if p is not None]
 
 
 Result = TrainResult | BenchResult | SuiteResult
@@ -325,3 +283,33 @@ Result = TrainResult | BenchResult | SuiteResult
 def parts(result: Result) -> list[TrainResult | BenchResult]:
     """The train and bench-infer results in a result (a suite holds several)."""
     return result.parts() if isinstance(result, SuiteResult) else [result]
+
+
+# ---------------------------------------------------------------------------- reading a file
+
+KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult}
+# What the tables read from the free-form dicts inside results.
+PEAK, PEAK_TRIES = {"peak": float}, {"tries": list[float], "spread": float}
+SPLIT = {"h2d": float, "compute": float, "d2h": float}
+
+
+def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
+    """A result file of one of `kinds`, typed, every figure the tables use derived once (so that a
+    malformed file fails here, not half-way through a table); else a ResultError naming the file."""
+    data = load_json(path)
+    check_header(data, path, kinds)
+    try:
+        result = build(KINDS[data["kind"]], data, data["kind"])
+        for part in parts(result):
+            if isinstance(part, TrainResult):
+                if part.peak is not None:
+                    dict_has(part.peak, {**PEAK, **(PEAK_TRIES if "tries" in part.peak else {})}, "peak")
+                part.summary()
+            for run in getattr(part, "runs", []):
+                if run.split_ms is not None:
+                    dict_has(run.split_ms, SPLIT, "split_ms")
+                run.seconds_per_pass
+        return result
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
+        raise ResultError(f"{path}: a {data['kind']!r} result with missing or malformed fields "
+                          f"({type(e).__name__}: {e})") from None

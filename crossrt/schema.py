@@ -1,4 +1,4 @@
-"""The result file format: its versions, and reading any readable file back into a result.
+"""The result file format: its versions, and the two directions between dataclasses and JSON.
 
 Versions (written as `schema_version`):
   1  the first.
@@ -9,81 +9,29 @@ Versions (written as `schema_version`):
   5  data-parallel training: a training run's world_size and backend.
   6  CUDA graphs: a training run's setup_s (in total_s) and setup_parts.
   7  the cuda-graph data path of bench rows; a CUDA ORT row's node placement; enqueue in split_ms.
-Every version is read; anything else (another kind, an unknown version, missing or malformed
-fields) is refused in one line that names the file.
+  8  a bench-infer result's settings are `config`, as in train and suite results.
+Every version is read (crossrt.results.load_result); anything else is refused in one line.
+
+Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes
+any dataclass with the derived figures its `summary()` gives, `build` reads one back, checking
+every value against its field's type, so a field added to a result needs no word here.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from .errors import ResultError
-from .files import load_json
-from .results import BenchResult, Result, SuiteResult, TrainResult, parts
 
-READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6, 7)
-KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult}
+SCHEMA_VERSION = 8  # what new files are written as
+READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
-KIND_OF = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-           "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-           "str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool),
-           "dict": lambda v: isinstance(v, dict), "None": lambda v: v is None}
-
-
-def _fits(value, annotation: str) -> bool:
-    """Whether a loaded value is what the field's annotation says ("float | None", "list[str]", ...)."""
-    for kind in annotation.split(" | "):
-        if kind.startswith("list[") and isinstance(value, list):
-            inner = kind[5:-1]
-            if all(_fits(v, inner) if inner in KIND_OF else is_dataclass(v) for v in value):
-                return True
-        elif KIND_OF.get(kind, is_dataclass)(value):
-            return True
-    return False
-
-
-def _typed(obj) -> None:
-    """Every field of a result and of the dataclasses inside it holds a value of its annotated type."""
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if not _fits(value, f.type):
-            raise ValueError(f"{type(obj).__name__}.{f.name} is {value!r:.40}, expected {f.type}")
-        for inner in value if isinstance(value, list) else [value]:
-            if is_dataclass(inner):
-                _typed(inner)
-
-
-# The free-form dicts inside results, and what the tables read from them.
-PEAK, PEAK_TRIES = {"peak": "float"}, {"tries": "list[float]", "spread": "float"}
-SPLIT = {"h2d": "float", "compute": "float", "d2h": "float"}
-
-
-def _dict_has(d: dict, spec: dict[str, str], where: str) -> None:
-    for key, kind in spec.items():
-        if key not in d or not _fits(d[key], kind):
-            raise ValueError(f"{where}[{key!r}] is {d.get(key)!r:.40}, expected {kind}")
-
-
-def _usable(result: Result) -> None:
-    """Types checked, and every figure the tables use derived, so that a malformed file fails
-    here, not half-way through a table."""
-    _typed(result)
-    for part in parts(result):
-        if isinstance(part, TrainResult):
-            if part.peak is not None:
-                _dict_has(part.peak, {**PEAK, **(PEAK_TRIES if "tries" in part.peak else {})}, "peak")
-            part.summary()
-        for run in getattr(part, "runs", []):
-            if run.split_ms is not None:
-                _dict_has(run.split_ms, SPLIT, "split_ms")
-            run.pass_s
-
-
-def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
-    """A result file of one of `kinds`, typed; any other kind, schema or shape is a ResultError."""
-    data = load_json(path)
+def check_header(data: dict, path: Path, kinds: tuple[str, ...]) -> None:
+    """A crossrt result of one of `kinds`, in a version this crossrt reads; else a ResultError."""
     if "kind" not in data:
         raise ResultError(f"{path}: not a crossrt result (no 'kind' field)")
     if data["kind"] not in kinds:
@@ -92,10 +40,64 @@ def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
         raise ResultError(f"{path}: schema_version {data.get('schema_version')!r} is not supported "
                           f"(this crossrt reads versions {', '.join(map(str, READABLE_SCHEMAS))}); "
                           f"re-run to regenerate it")
-    try:
-        result = KINDS[data["kind"]].from_dict(data)
-        _usable(result)
-        return result
-    except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
-        raise ResultError(f"{path}: a {data['kind']!r} result with missing or malformed fields "
-                          f"({type(e).__name__}: {e})") from None
+
+
+def plain(obj):
+    """obj as JSON-ready values: a dataclass as a dict of its fields and of the derived figures its
+    summary() gives, tuples as lists, paths as strings."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        d = {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
+        return {**d, **plain(obj.summary())} if hasattr(obj, "summary") else d
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return str(obj) if isinstance(obj, Path) else obj
+
+
+def _wrong(where: str, value, hint) -> ValueError:
+    shown = getattr(hint, "__name__", str(hint))
+    return ValueError(f"{where} is {value!r:.40}, expected {shown}")
+
+
+def build(hint, value, where: str):
+    """value (loaded JSON) as the type hint says: dataclasses built from dicts (keys that are not
+    fields, such as derived figures, dropped; the old names in a class's `renamed` read as the new
+    ones), every value checked. ValueError names the first that does not fit; TypeError a missing field."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for a in options[:-1]:
+            try:
+                return build(a, value, where)
+            except ValueError:
+                continue
+        return build(options[-1], value, where)
+    if is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise _wrong(where, value, hint)
+        value = {**{new: value[old] for old, new in getattr(hint, "renamed", {}).items() if old in value}, **value}
+        hints, names = typing.get_type_hints(hint), {f.name for f in fields(hint)}
+        return hint(**{k: build(hints[k], v, f"{where}.{k}") for k, v in value.items() if k in names})
+    if origin is list:
+        if not isinstance(value, list):
+            raise _wrong(where, value, hint)
+        return [build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise _wrong(where, value, hint)
+        return value
+    ok = {float: lambda v: isinstance(v, (int, float)),  # JSON writes 2.0 as 2
+          int: lambda v: isinstance(v, int), str: lambda v: isinstance(v, str),
+          bool: lambda v: isinstance(v, bool), type(None): lambda v: v is None}[hint]
+    if not ok(value) or (hint is not bool and isinstance(value, bool)):
+        raise _wrong(where, value, hint)
+    return value
+
+
+def dict_has(d: dict, spec: dict[str, type], where: str) -> None:
+    """A free-form dict inside a result holds the keys (of the types) that the tables read."""
+    for key, hint in spec.items():
+        build(hint, d.get(key), f"{where}[{key!r}]")

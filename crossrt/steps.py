@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
-
-WARMUP = 3  # eager runs before capture: cuDNN picks its kernels, Adam creates its state
+from .system import WARMUP, graphed
 
 
 class Steps:
@@ -106,25 +105,6 @@ class Steps:
             self.runs["valid", n]()
         loss, correct = distributed.all_sum(self.sums.clone()).tolist()
         return loss / self.valid_total, correct / self.valid_total
-
-
-def graphed(runs: dict) -> dict:
-    """Each function run WARMUP times on a side stream (as capture requires: cuDNN picks its
-    kernels, Adam creates its state), then recorded as a CUDA graph; the graphs' replays."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for run in runs.values():
-            for _ in range(WARMUP):
-                run()
-    torch.cuda.current_stream().wait_stream(stream)
-    replays = {}
-    for key, run in runs.items():
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            run()
-        replays[key] = graph.replay
-    return replays
 
 
 def rehearse(runs: dict, net, optimizer, capture: bool) -> dict:

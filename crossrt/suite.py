@@ -2,8 +2,8 @@
 
 For each of the reference's modes the machine has (CPU on 1 thread, CPU on all cores, CUDA
 when present) it trains with :func:`crossrt.train.train`, exports and checks the model, and
-times validation with :func:`crossrt.bench_infer.run_bench` (ONNX Runtime and PyTorch, on
-that mode's provider and threads). Optional sweeps repeat both over thread counts and batch
+times validation with :func:`crossrt.bench_infer.run_bench` (the runtimes asked for, ONNX
+Runtime and PyTorch by default, on that mode's provider and threads). Optional sweeps repeat both over thread counts and batch
 sizes for a scaling table. There is no second way of timing anything here.
 """
 
@@ -15,20 +15,29 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from . import distributed
+from . import distributed, train
 from .bench_infer import prepare, run_bench
 from .checks import fits
-from .config import BenchConfig, SuiteConfig, TrainConfig, to_plain
+from .config import BenchConfig, SuiteConfig, TrainConfig
 from .data import Dataset
 from .errors import CrossrtError, ProviderError, Stopped
 from .export import export_trained
-from .results import ModeResult, SuiteResult, TrainResult
-from .schema import load_result
+from .results import ModeResult, SuiteResult, Sweep, TrainResult, load_result
+from .schema import plain
 from .system import cpu_count, environment, peak_rss_mb
-from .train import train
 
 REFERENCE_BATCH = 600  # the reference's training batch, used by every mode
 BENCH_UNITS = 50  # a bench configuration's share of the progress bar, in training batches
+
+
+class Progress(train.Progress):
+    """What run_suite reports through, besides training's epochs and batches: the units of work
+    planned, the part that starts, and work done in bulk. The CLI passes a rich bar; this one
+    says nothing."""
+
+    def total(self, units: int) -> None: ...
+    def start(self, what: str) -> None: ...
+    def advance_by(self, units: int) -> None: ...
 
 
 def modes(cfg: SuiteConfig) -> list[tuple[str, str, int]]:
@@ -58,7 +67,7 @@ def _train_mode(name: str, device: str, threads: int, epochs: int, batch: int, c
     tcfg = TrainConfig(data=cfg.data, device=device, threads=threads, epochs=epochs, batch_size=batch,
                        out=cfg.out / name.replace(" ", "-"), export=export)
     progress.start(f"{name}: training, {epochs} epoch(s), batch {batch}")
-    result, model = train(tcfg, ds, progress)  # the suite's bar takes train's progress calls
+    result, model = train.train(tcfg, ds, progress)  # the suite's bar takes train's progress calls
     if export:
         export_trained(model, result, tcfg.onnx_path, ds.test_images)
     return result, tcfg.onnx_path
@@ -97,34 +106,36 @@ def plan_units(cfg: SuiteConfig, ds: Dataset, mode_list) -> int:
     return units
 
 
-def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
+def run_suite(cfg: SuiteConfig, ds: Dataset, progress: Progress | None = None) -> SuiteResult:
     """Every mode, then the sweeps; Stopped keeps the modes already finished."""
+    progress = progress or Progress()
     mode_list = modes(cfg)
     if cfg.sweep:  # checked now, not after the modes have trained for an hour
         fits("--sweep-train-batches", cfg.sweep_train_batches, len(ds.train_labels), "training images")
         fits("--sweep-valid-batches", cfg.sweep_valid_batches, len(ds.test_labels), "test images")
     progress.total(plan_units(cfg, ds, mode_list))
-    result = SuiteResult(dataset=ds.name, dataset_source=ds.source, config=to_plain(cfg))
+    result = SuiteResult(dataset=ds.name, dataset_source=ds.source, config=plain(cfg))
     try:
         for name, device, threads in mode_list:
             train_result, onnx_path = _train_mode(name, device, threads, cfg.epochs, REFERENCE_BATCH, cfg, ds,
                                                   progress, export=True)
-            progress.start(f"{name}: validation under ONNX Runtime and PyTorch")
+            progress.start(f"{name}: validation under {', '.join(cfg.runtimes)}")
             bcfg = BenchConfig(data=cfg.data, model=onnx_path, providers=(device,), threads=(threads,),
                                runtimes=cfg.runtimes, min_time=cfg.min_time, isolate=cfg.isolate)
             result.modes.append(ModeResult(name, device, threads, train_result, _bench(bcfg, ds, progress)))
         if cfg.sweep:
-            result.sweep_train = [
+            result.sweep = sweep = Sweep()
+            sweep.train = [
                 _train_mode(f"sweep {t} thr batch {b}", "cpu", t, cfg.sweep_epochs, b, cfg, ds, progress,
                             export=False)[0]
                 for t in cfg.sweep_threads for b in cfg.sweep_train_batches]
-            result.sweep_train += [_train_ranks(p, b, cfg, ds, progress) for p in cfg.sweep_ranks
-                                   for b in cfg.sweep_train_batches if b % p == 0]
+            sweep.train += [_train_ranks(p, b, cfg, ds, progress) for p in cfg.sweep_ranks
+                            for b in cfg.sweep_train_batches if b % p == 0]
             progress.start("sweep: validation over threads and batch sizes")
             model = Path([m for m in result.modes if m.device == "cpu"][-1].train.onnx.path)  # all cores
             bcfg = BenchConfig(data=cfg.data, model=model, threads=cfg.sweep_threads, runtimes=cfg.runtimes,
                                batch_sizes=cfg.sweep_valid_batches, min_time=cfg.min_time, isolate=cfg.isolate)
-            result.sweep_bench, result.swept = _bench(bcfg, ds, progress), True
+            sweep.bench = _bench(bcfg, ds, progress)
         result.complete = True
     except (KeyboardInterrupt, Stopped) as e:
         failed = isinstance(e, Stopped) and not e.interrupted
@@ -138,9 +149,10 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress) -> SuiteResult:
 
 def rank_scaling(result: SuiteResult) -> list[dict]:
     """Data-parallel runs of the sweep against one process on the same total cores."""
-    one = {(r.batch_size, r.threads): r.summary()["images_per_s"] for r in result.sweep_train if r.world_size == 1}
+    trains = result.sweep.train if result.sweep else []
+    one = {(r.batch_size, r.threads): r.summary()["images_per_s"] for r in trains if r.world_size == 1}
     rows = []
-    for r in (r for r in result.sweep_train if r.world_size > 1):
+    for r in (r for r in trains if r.world_size > 1):
         ips, base = r.summary()["images_per_s"], one.get((r.batch_size, r.world_size * r.threads))
         rows.append({"batch_size": r.batch_size, "ranks": r.world_size, "threads": r.threads, "images_per_s": ips,
                      "one_process": base, "ratio": ips / base if base else None,
@@ -151,9 +163,10 @@ def rank_scaling(result: SuiteResult) -> list[dict]:
 def scaling(result: SuiteResult) -> list[dict]:
     """Speed-up and parallel efficiency against 1 thread, per phase, runtime and batch size."""
     series: dict[tuple[str, int], dict[int, float]] = {}
-    for r in (r for r in result.sweep_train if r.world_size == 1):
+    sweep = result.sweep or Sweep()
+    for r in (r for r in sweep.train if r.world_size == 1):
         series.setdefault(("training (pytorch)", r.batch_size), {})[r.threads] = r.summary()["images_per_s"]
-    for run in result.sweep_bench.runs if result.sweep_bench else []:
+    for run in sweep.bench.runs if sweep.bench else []:
         series.setdefault((f"validation ({run.runtime})", run.batch_size), {})[run.threads] = run.images_per_s
     rows = []
     for (phase, batch), by_threads in series.items():

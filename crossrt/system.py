@@ -48,19 +48,49 @@ def cache_dir() -> Path:
 
 # ---------------------------------------------------------------------------- devices
 
+def no_cuda_reason() -> str:
+    """Why torch cannot use CUDA here, in a few words."""
+    import torch
+
+    return "this torch is a CPU build" if torch.version.cuda is None else "torch sees no CUDA device"
+
+
 def select_device(device: str, threads: int):
     """The torch device, or a ProviderError when CUDA is asked for and not usable."""
     import torch
 
     if device == "cuda":
         if not torch.cuda.is_available():
-            why = ("this torch build has no CUDA" if torch.version.cuda is None
-                   else "torch sees no CUDA device")
-            raise ProviderError(f"--device cuda: no usable CUDA GPU ({why}; torch {torch.__version__})")
+            raise ProviderError(f"--device cuda: no usable CUDA GPU ({no_cuda_reason()}; torch {torch.__version__})")
         # LeNet5's shapes never change, so let cuDNN benchmark and keep the fastest kernels.
         torch.backends.cudnn.benchmark = True
     torch.set_num_threads(threads)
     return torch.device(device)
+
+
+WARMUP = 3  # eager runs before a CUDA graph capture: cuDNN picks its kernels, Adam creates its state
+
+
+def graphed(runs: dict) -> dict:
+    """Each function run WARMUP times on a side stream (as capture requires: cuDNN picks its
+    kernels, Adam creates its state), then recorded as a CUDA graph; the graphs' replays.
+    The training step (crossrt.steps) and the PyTorch inference runner both capture through it."""
+    import torch
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for run in runs.values():
+            for _ in range(WARMUP):
+                run()
+    torch.cuda.current_stream().wait_stream(stream)
+    replays = {}
+    for key, run in runs.items():
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            run()
+        replays[key] = graph.replay
+    return replays
 
 
 def available_memory(device) -> int | None:

@@ -50,13 +50,13 @@ class Passes:
     """Raw timings of the timed passes: per-batch seconds, per-pass wall seconds, and the
     process CPU seconds they cost (all threads: spinning shows up here, not in wall time)."""
 
-    batch_s: list[float]
-    pass_s: list[float]
+    batch_times_s: list[float]
+    pass_times_s: list[float]
     cpu_s: float = 0.0
 
     @property
     def total_s(self) -> float:
-        return float(sum(self.pass_s))
+        return float(sum(self.pass_times_s))
 
 
 @dataclass
@@ -118,14 +118,14 @@ def time_passes(run_batch: Callable[[int], object], n_batches: int, *, warmup: i
     at least `min_time` seconds and `min_repeats` passes are timed."""
     for i in range(warmup):
         run_batch(i % n_batches)
-    batch_s: list[float] = []
-    pass_s: list[float] = []
+    batch_times_s: list[float] = []
+    pass_times_s: list[float] = []
     cpu0 = time.process_time()
-    while len(pass_s) < min_repeats or sum(pass_s) < min_time:
+    while len(pass_times_s) < min_repeats or sum(pass_times_s) < min_time:
         start = clock()
-        batch_s += call_times(run_batch, n_batches)
-        pass_s.append(clock() - start)
-    return Passes(batch_s, pass_s, time.process_time() - cpu0)
+        batch_times_s += call_times(run_batch, n_batches)
+        pass_times_s.append(clock() - start)
+    return Passes(batch_times_s, pass_times_s, time.process_time() - cpu0)
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
@@ -133,14 +133,3 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
     t0 = clock()
     out = fn()
     return out, clock() - t0
-
-
-def bottleneck(split: dict) -> tuple[str, str]:
-    """trtexec's reading of a batch's split: launch-bound (queueing the work takes at least 0.8x
-    the compute), transfer-bound (the copy in takes at least the compute) or compute-bound;
-    and what would help."""
-    if split.get("enqueue") is not None and split["enqueue"] >= 0.8 * split["compute"]:
-        return "launch-bound", "CUDA graphs (the cuda-graph rows) or larger batches"
-    if split["h2d"] >= split["compute"]:
-        return "transfer-bound", "keep inputs on the GPU (device-resident), or larger batches"
-    return "compute-bound", "faster kernels (TF32, bf16) or a larger GPU"

@@ -24,13 +24,14 @@ import torch
 
 from . import checkpoint, distributed
 from .checks import fits
-from .config import TrainConfig, to_plain
+from .config import TrainConfig
 from .data import Dataset, normalize
 from .errors import ConfigError, Stopped
 from .flops import activations_per_image, forward_flops
 from .model import LeNet5
-from .peak import measured_peak
+from .peak import measured_peak, unbeaten
 from .results import EpochResult, TrainResult
+from .schema import plain
 from .steps import Steps
 from .system import available_memory, environment, keep_freed_memory, peak_rss_mb, select_device, sync
 
@@ -101,7 +102,7 @@ def _new_result(cfg: TrainConfig, data: Dataset, device: torch.device, flops: in
         arch=cfg.arch, precision=cfg.precision, batch_size=cfg.batch_size,
         valid_batch_size=cfg.valid_batch_size, train_images=len(data.train_labels),
         valid_images=len(data.test_labels), flops_per_image=flops,
-        target_accuracy=target_for(data.name, cfg), config=to_plain(cfg),
+        target_accuracy=target_for(data.name, cfg), config=plain(cfg),
         checkpoint=str(cfg.checkpoint), environment=environment(),
         peak=_peak(cfg, device, mode, rank), math=mode, world_size=rank.world_size if rank else 1,
         backend=distributed.backend(cfg.device) if rank else None,
@@ -109,7 +110,7 @@ def _new_result(cfg: TrainConfig, data: Dataset, device: torch.device, flops: in
                 "loss_sync": "once per epoch"})
 
 
-def _lr(optimizer, on: torch.device | None) -> None:
+def place_lr(optimizer, on: torch.device | None) -> None:
     """The learning rate as a device tensor that a captured step reads (a scheduler updates it in
     place), or, on=None, as a plain float (a checkpoint may hold either)."""
     for group in optimizer.param_groups:
@@ -161,7 +162,7 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
     if cfg.resume:
         done = checkpoint.restore(cfg.checkpoint, cfg, data.name, *state)
         result.epochs = [EpochResult(**e) for e in done]
-    _lr(optimizer, device if graph else None)
+    place_lr(optimizer, device if graph else None)
 
     t0 = clock()
     x_train, y_train = to_tensors(data.train_images, data.train_labels, device)
@@ -219,7 +220,8 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
         distributed.leave()
 
     result.weights_sha256 = checkpoint.fingerprint(checkpoint.weights(net))
-    if me == 0 and (result.summary()["percent_of_peak"] or 0) > 100:  # the cached peak was from a busier moment
-        result.peak = _peak(cfg, device, result.math, rank, again=True)
+    if me == 0:
+        result.peak = unbeaten(result.peak, result.summary()["train_gflops"],
+                               lambda: _peak(cfg, device, result.math, rank, again=True))
     result.complete = True
     return result, net.to(memory_format=torch.contiguous_format)

@@ -8,10 +8,11 @@ import pytest
 from crossrt import checkpoint
 from crossrt.bench_infer import plan, score
 from crossrt.config import BenchConfig
-from crossrt.data import load_folder, normalize, split
+from crossrt.data import in_batches, load_folder, normalize
 from crossrt.errors import ConfigError
-from crossrt.ort_runner import ort_runner
-from crossrt.runners import all_logits, torch_runner
+from crossrt.runtimes.base import all_logits
+from crossrt.runtimes.onnxruntime import ort_runner
+from crossrt.runtimes.pytorch import torch_runner
 
 
 def test_score_known_logits():
@@ -24,9 +25,9 @@ def test_score_known_logits():
 def test_plan_runs_cuda_once_per_batch_with_the_most_threads():
     cfg = BenchConfig(providers=("cpu", "cuda"), threads=(1, 4), batch_sizes=(100, 1000))
     rows = plan(cfg)
-    cuda = [r for r in rows if r[1] == "cuda"]
-    assert {r[2] for r in cuda} == {4}
-    assert {r[4] for r in cuda} == {"end-to-end", "device-resident", "cuda-graph"}
+    cuda = [r for r in rows if r.provider == "cuda"]
+    assert {r.threads for r in cuda} == {4}
+    assert {r.io for r in cuda} == {"end-to-end", "device-resident", "cuda-graph"}
     assert len(rows) == 2 * (2 * 2 + 2 * 3)  # batches x (cpu: runtimes x threads + cuda: runtimes x data paths)
 
 
@@ -40,7 +41,7 @@ def test_config_rejects_junk():
 def test_onnxruntime_and_pytorch_agree_on_logits(trained, tiny_data):
     data = load_folder(tiny_data, "tiny", "test")
     x = normalize(data.test_images)
-    batches = split(x, 64)
+    batches = in_batches(x, 64)
     ort = ort_runner(trained / "lenet5.onnx", "cpu", 1, "host", batches)
     state = checkpoint.load(trained / "lenet5.pt")
     pt = torch_runner(lambda: checkpoint.build_model(state), "cpu", 1, "host", batches)

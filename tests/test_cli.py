@@ -11,13 +11,14 @@ import shutil
 import subprocess
 import sys
 from dataclasses import fields
+from typing import Optional
 
 import pytest
 import torch
 from conftest import python_path, run_cli, write_dataset
 
 from crossrt.cli import build, build_parser
-from crossrt.config import BenchConfig, ExportConfig, SuiteConfig, TrainConfig
+from crossrt.config import BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from crossrt.results import SCHEMA_VERSION
 
 
@@ -83,7 +84,7 @@ def test_bench_infer_end_to_end(e2e):
     assert [r["spin"] for r in runs] == [False, False, None, None]
     assert runs[0]["providers"] == ["CPUExecutionProvider"]
     assert [r["threads_effective"] for r in runs[2:]] == [1, 2]  # torch.get_num_threads() read back
-    s = result["settings"]
+    s = result["config"]
     assert s["spin"] == "off" and s["inter_op_threads"] == 1 and s["execution_mode"] == "sequential"
 
 
@@ -133,3 +134,39 @@ def test_help_does_not_load_torch_or_onnxruntime():
     code = "import sys, crossrt.cli; print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=python_env())
     assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_flag_types_come_from_the_type_hints_in_any_spelling():
+    """Optional[int], int | None and tuple[int, ...] all parse: types are read with
+    typing.get_type_hints, not matched as annotation text."""
+    import argparse
+    from dataclasses import dataclass
+
+    from crossrt.cli import add_options
+    from crossrt.config import option
+
+    @dataclass
+    class Demo:
+        old: Optional[int] = option(None, help="an Optional[int]")
+        new: "int | None" = option(None, help="an int | None")
+        many: tuple[int, ...] = option((1,), help="a list")
+        on: bool = option(False, help="a switch")
+
+    p = argparse.ArgumentParser()
+    add_options(p, Demo)
+    assert build(Demo, p.parse_args(["--old", "3", "--new", "4", "--many", "5,6", "--on"])) == Demo(3, 4, (5, 6), True)
+    assert build(Demo, p.parse_args([])) == Demo()
+
+
+def test_building_a_config_touches_no_file(tmp_path, monkeypatch):
+    """Settings are checked as values when built; their paths only when a command runs."""
+    monkeypatch.chdir(tmp_path)
+    seen, watching = [], [True]
+    sys.addaudithook(lambda event, args: watching[0] and event in ("open", "os.mkdir", "os.rmdir", "os.remove")
+                     and seen.append((event, args)))
+    try:
+        for cls in (TrainConfig, ExportConfig, BenchConfig, SuiteConfig, QuantizeConfig):
+            cls()
+    finally:
+        watching[0] = False
+    assert seen == [] and list(tmp_path.iterdir()) == []

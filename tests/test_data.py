@@ -11,7 +11,7 @@ from conftest import idx_bytes, make_images, write_dataset, write_idx
 
 from crossrt import fetch
 from crossrt.config import DataConfig
-from crossrt.data import load_folder, normalize, read_idx, split
+from crossrt.data import in_batches, load_folder, normalize, read_idx
 from crossrt.errors import DataError
 from crossrt.fetch import resolve
 
@@ -161,6 +161,6 @@ def test_auto_with_no_dataset_anywhere_names_both(tmp_path, monkeypatch):
 
 def test_split_keeps_every_image_in_order():
     x = np.arange(250)
-    parts = split(x, 100)
+    parts = in_batches(x, 100)
     assert [len(p) for p in parts] == [100, 100, 50]
     assert np.array_equal(np.concatenate(parts), x) and parts[0].base is x  # views, not copies

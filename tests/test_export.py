@@ -11,7 +11,7 @@ from crossrt.data import normalize
 from crossrt.export import check_parity, export_onnx, read_metadata
 from crossrt.flops import forward_flops, onnx_flops
 from crossrt.model import LeNet5
-from crossrt.ort_runner import create_session
+from crossrt.runtimes.onnxruntime import create_session
 
 
 def test_export_checker_metadata_parity(tmp_path):

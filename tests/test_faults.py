@@ -22,9 +22,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import has_cuda, idx_bytes, python_path, write_dataset, write_idx
 
 import crossrt.export
-from conftest import has_cuda, idx_bytes, python_path, write_dataset, write_idx
 from crossrt import checkpoint, fetch
 from crossrt.cli import main
 from crossrt.errors import DataError

@@ -110,7 +110,7 @@ def test_doctor_cuda_mode_on_a_machine_without_gpu(tmp_path):
 @no_gpu
 def test_ort_says_nothing_of_its_own_when_cuda_cannot_start(trained, capfd):
     """ONNX Runtime prints the libraries it cannot load (from C++ too): none of it may show."""
-    from crossrt.ort_runner import create_session
+    from crossrt.runtimes.onnxruntime import create_session
 
     with pytest.raises(ProviderError) as e:
         create_session(trained / "lenet5.onnx", "cuda")
@@ -120,7 +120,7 @@ def test_ort_says_nothing_of_its_own_when_cuda_cannot_start(trained, capfd):
 
 
 def test_placement_of_every_lenet5_node(trained):
-    from crossrt.ort_runner import placement
+    from crossrt.runtimes.onnxruntime import placement
 
     nodes = placement(trained / "lenet5.onnx", "cpu")
     assert list(nodes) == ["CPUExecutionProvider"] and nodes["CPUExecutionProvider"] >= 5
@@ -131,7 +131,7 @@ def test_ort_cuda_graph_refuses_more_batches_than_graphs(trained):
     the batch size that fits (checked before any session, so it holds on any machine)."""
     import numpy as np
 
-    from crossrt.ort_runner import MAX_GRAPHS, ort_runner
+    from crossrt.runtimes.onnxruntime import MAX_GRAPHS, ort_runner
 
     batches = [np.zeros((1, 1, 28, 28), np.float32)] * (MAX_GRAPHS + 1)
     with pytest.raises(ProviderError, match=r"at most 1000 \(1001 batches here: use a batch size of 2 or more\)"):

@@ -20,8 +20,8 @@ from crossrt.cli import build, build_parser
 from crossrt.config import BenchConfig, SuiteConfig, TrainConfig
 from crossrt.data import read_idx
 from crossrt.errors import CrossrtError
-from crossrt.ort_runner import create_session
-from crossrt.schema import load_result
+from crossrt.results import load_result
+from crossrt.runtimes.onnxruntime import create_session
 
 SETTINGS = settings(max_examples=int(__import__("os").environ.get("CROSSRT_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -136,8 +136,9 @@ def _paths(obj, prefix=()):
 @given(data=st.data())
 def test_any_result_file_is_loaded_and_shown_or_refused(trained, tiny_data, tmp_path_factory, name, data):
     """A real result with parts replaced by arbitrary JSON: loaded and rendered, or refused."""
-    from crossrt import render
-    from crossrt.merge import merge
+    from crossrt.compare import merge
+    from crossrt.ui import tables
+    from crossrt.ui.console import console
 
     source = trained / name if name.endswith(".json") else _bench_file(trained, tiny_data, tmp_path_factory)
     result = json.loads(Path(source).read_text())
@@ -160,11 +161,11 @@ def test_any_result_file_is_loaded_and_shown_or_refused(trained, tiny_data, tmp_
         return
     event("loaded and shown")
     with contextlib.redirect_stdout(io.StringIO()):
-        render.console.print(*render.report_tables(merge([(file, loaded)])))
+        console.print(*tables.report_tables(merge([(file, loaded)])))
         if name.endswith(".json"):
-            render.console.print(render.train_summary(loaded))
+            console.print(tables.train_summary(loaded))
         else:
-            render.bench_tables(loaded, None)
+            tables.bench_tables(loaded, None)
 
 
 _BENCH = {}

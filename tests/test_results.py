@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from crossrt.compare import cost_rows
 from crossrt.errors import ResultError
-from crossrt.results import BenchResult, EpochResult, InferRun, ModeResult, SuiteResult, TrainResult, cost_rows
-from crossrt.schema import load_result
+from crossrt.results import BenchResult, EpochResult, InferRun, ModeResult, SuiteResult, Sweep, TrainResult, load_result
 from crossrt.timing import Latency
 
 
@@ -68,10 +68,10 @@ def _roundtrip(result, tmp_path):
 def test_every_result_round_trips(tmp_path):
     train = train_result(complete=True)
     bench = BenchResult(model="m.onnx", checkpoint="m.pt", dataset="tiny", dataset_source="test",
-                        flops_per_image=10, settings={"spin": True}, runs=[infer_run(top1_agreement=1.0)])
+                        flops_per_image=10, config={"spin": True}, runs=[infer_run(top1_agreement=1.0)])
     suite = SuiteResult(dataset="tiny", dataset_source="test", config={"epochs": 3},
                         modes=[ModeResult("cpu 1 thread", "cpu", 1, train, bench)],
-                        sweep_train=[train], sweep_bench=bench, swept=True, complete=True)
+                        sweep=Sweep([train], bench), complete=True)
     for result in (train, bench, suite):
         assert _roundtrip(result, tmp_path) == result
     assert _roundtrip(suite, tmp_path).parts() == [train, bench, train, bench]
@@ -81,10 +81,12 @@ def test_schema_1_files_still_load(tmp_path):
     old = {**infer_run().__dict__, "latency_ms": vars(infer_run().latency_ms), "mode": "device-resident"}
     del old["io"]
     bench = BenchResult(model="m", checkpoint=None, dataset="d", dataset_source="s", flops_per_image=1,
-                        settings={}).to_dict()
+                        config={}).to_dict()
+    del bench["config"]
     path = tmp_path / "old.json"
-    path.write_text(json.dumps({**bench, "schema_version": 1, "runs": [old]}))
-    assert load_result(path).runs[0].io == "device-resident"
+    path.write_text(json.dumps({**bench, "schema_version": 1, "settings": {"spin": "on"}, "runs": [old]}))
+    loaded = load_result(path)
+    assert loaded.runs[0].io == "device-resident" and loaded.config == {"spin": "on"}
 
 
 def test_malformed_result_is_one_clear_error(tmp_path):

@@ -68,3 +68,22 @@ def test_a_runtime_that_cannot_run_here_is_one_line(capsys, trained, tiny_data, 
     result = json.loads((tmp_path / "b.json").read_text())
     assert [r["runtime"] for r in result["runs"]] == ["onnxruntime"]
     assert [s["runtime"] for s in result["skipped"]] == ["openvino", "onnxruntime-int8"]
+
+
+def test_a_runtime_is_one_registry_line(trained, tiny_data, monkeypatch, tmp_path):
+    """A runtime added to the registry alone is planned, timed, scored and saved like the others."""
+    from crossrt.bench_infer import plan, prepare, run_bench
+    from crossrt.config import BenchConfig
+    from crossrt.fetch import resolve
+    from crossrt.runtimes.registry import RUNTIMES, Runtime
+
+    monkeypatch.setitem(RUNTIMES, "onnxruntime-again", Runtime("onnxruntime-again", "ONNX Runtime again",
+                                                               "onnxruntime", spins=True))
+    cfg = BenchConfig(model=trained / "lenet5.onnx", runtimes=("onnxruntime-again", "pytorch"), threads=(1,),
+                      spin="both", min_time=0, min_repeats=1)
+    assert [(r.runtime, r.spin) for r in plan(cfg)] == [("onnxruntime-again", True), ("onnxruntime-again", False),
+                                                        ("pytorch", None)]
+    result = run_bench(cfg, resolve(cfg.data, trained_on=("data", str(tiny_data))), prepare(cfg))
+    assert [r.runtime for r in result.runs] == ["onnxruntime-again"] * 2 + ["pytorch"]
+    assert all(r.parity_ok for r in result.runs) and result.runs[0].providers == ["CPUExecutionProvider"]
+    assert result.to_dict()["runs"][0]["runtime"] == "onnxruntime-again"

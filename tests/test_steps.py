@@ -15,7 +15,7 @@ from crossrt.config import TrainConfig
 from crossrt.data import normalize
 from crossrt.model import LeNet5
 from crossrt.steps import Steps, rehearse
-from crossrt.train import Progress, _lr
+from crossrt.train import Progress, place_lr
 
 
 def _data(n_train=630, n_test=150):
@@ -31,7 +31,7 @@ def _fresh(lr_tensor=False):
     net = LeNet5().to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     if lr_tensor:
-        _lr(optimizer, torch.device("cpu"))
+        place_lr(optimizer, torch.device("cpu"))
     return net, optimizer
 
 

@@ -26,7 +26,7 @@ def test_latency_from_known_samples():
 def test_passes_repeat_until_both_limits():
     calls = []
     passes = time_passes(calls.append, 5, warmup=3, min_time=0.0, min_repeats=4)
-    assert len(passes.pass_s) == 4 and len(passes.batch_s) == 20
+    assert len(passes.pass_times_s) == 4 and len(passes.batch_times_s) == 20
     assert calls[:3] == [0, 1, 2]  # warm-up batches, untimed
     assert calls[3:] == list(range(5)) * 4  # then whole passes, in order
     slow = time_passes(lambda i: sum(range(20000)), 2, warmup=0, min_time=0.05, min_repeats=1)
@@ -34,14 +34,14 @@ def test_passes_repeat_until_both_limits():
 
 
 def test_measurement_does_not_import_rich():
-    code = ("import sys, crossrt.timing, crossrt.results, crossrt.bench_infer, crossrt.runners, crossrt.train, "
-            "crossrt.suite, crossrt.merge; print('rich' in sys.modules)")
+    code = ("import sys, crossrt.timing, crossrt.results, crossrt.bench_infer, crossrt.runtimes.pytorch, crossrt.train, "
+            "crossrt.suite, crossrt.compare; print('rich' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_bottleneck_follows_trtexec_rules():
-    from crossrt.timing import bottleneck
+    from crossrt.ui.tables import bottleneck
 
     # The H200 split of the issue (ms per batch of 100): compute 0.212 beats h2d 0.089.
     assert bottleneck({"h2d": 0.089, "compute": 0.212, "d2h": 0.021})[0] == "compute-bound"

@@ -67,19 +67,22 @@ def test_lr_step_decay(tiny_data, tmp_path):
 
 
 class Payload:
+    """Unpickling it would run `touch <marker>`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
         import os
 
-        return (os.system, ("touch /tmp/crossrt-pwned",))
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_checkpoint_with_code_is_refused(tmp_path, capsys):
-    evil = tmp_path / "lenet5.pt"
-    torch.save({"format": "crossrt-checkpoint-1", "x": Payload()}, evil)
+    evil, marker = tmp_path / "lenet5.pt", tmp_path / "pwned"
+    torch.save({"format": "crossrt-checkpoint-1", "x": Payload(marker)}, evil)
     with pytest.raises(CrossrtError, match="not a loadable checkpoint"):
         checkpoint.load(evil)
-    import os
-
-    assert not os.path.exists("/tmp/crossrt-pwned")
+    assert not marker.exists()
     assert main(["export", "--checkpoint", str(evil)]) == 2
     assert "not a loadable checkpoint" in capsys.readouterr().err

@@ -12,12 +12,10 @@ from typing import NamedTuple
 from rich.table import Table
 from rich.text import Text
 
+from ..compare import cost_rows, hardware_of
+from ..results import BenchResult, SuiteResult, TrainResult
+from ..runtimes.registry import RUNTIMES
 from .console import console, esc, note
-from .results import BenchResult, SuiteResult, TrainResult, cost_rows, hardware_of
-from .timing import bottleneck
-
-RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch eager", "openvino": "OpenVINO",
-                 "torch-compile": "torch.compile", "onnxruntime-int8": "ONNX Runtime int8"}
 
 
 def _s(seconds: float | None) -> str:
@@ -164,7 +162,7 @@ def bench_table(r: BenchResult) -> Table:
     fastest = max(r.runs, key=lambda x: x.images_per_s, default=None)
     rows = []
     for x in r.runs:
-        torch_row = next((y for y in r.runs if y.runtime == "pytorch" and x.same_config(y)), None)
+        torch_row = next((y for y in r.runs if y.runtime == "pytorch" and x.setting == y.setting), None)
         lat, red = x.latency_ms, (lambda v: f"[bold red]{v}[/]" if x.parity_ok is False else v)
         rows.append([x.runtime_label, x.where, str(x.threads or "auto"), str(x.batch_size), _num(x.images_per_s),
                      f"{x.images_per_s / torch_row.images_per_s:.2f}x" if torch_row else "—",
@@ -182,6 +180,17 @@ def bench_table(r: BenchResult) -> Table:
     caption = "\n".join(esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped) or None
     return fitted(title, BENCH_COLS, rows, styles=["bold green" if x is fastest else None for x in r.runs],
                   caption=caption)
+
+
+def bottleneck(split: dict) -> tuple[str, str]:
+    """trtexec's reading of a batch's split: launch-bound (queueing the work takes at least 0.8x
+    the compute), transfer-bound (the copy in takes at least the compute) or compute-bound;
+    and what would help."""
+    if split.get("enqueue") is not None and split["enqueue"] >= 0.8 * split["compute"]:
+        return "launch-bound", "CUDA graphs (the cuda-graph rows) or larger batches"
+    if split["h2d"] >= split["compute"]:
+        return "transfer-bound", "keep inputs on the GPU (device-resident), or larger batches"
+    return "compute-bound", "faster kernels (TF32, bf16) or a larger GPU"
 
 
 def split_table(r: BenchResult) -> Table | None:
@@ -237,7 +246,8 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
         runs = m.bench.runs if m.bench else []
         for run, (_, train_s, valid_s) in zip(runs, cost_rows(tr, runs)[1:]):
             io = "" if run.io == "host" else f" ({run.io})"
-            name = RUNTIME_NAMES.get(run.runtime, run.runtime) + (f" {run.precision}" if run.precision == "bf16" else "")
+            name = (RUNTIMES[run.runtime].label if run.runtime in RUNTIMES else run.runtime) + \
+                (f" {run.precision}" if run.precision == "bf16" else "")
             rows.append(["", "", f"validation: {name}{io}", _s(train_s / div), _s(valid_s / div),
                          _s((train_s + valid_s) / div), _pct(run.accuracy), f"{_num(run.images_per_s)} valid"])
         ends += [False] * (len(runs) + 1)

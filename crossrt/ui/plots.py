@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .errors import ConfigError
-from .files import atomic_write
-from .results import BenchResult, TrainResult, cost_rows, hardware_of, machine_of
+from ..compare import cost_rows, hardware_of, machine_of, train_setup
+from ..errors import ConfigError
+from ..files import atomic_write
+from ..results import BenchResult, TrainResult
 
 
 def pyplot():
@@ -48,7 +49,7 @@ def train_names(trains: list[TrainResult]) -> list[str]:
 
     def base(r):
         where = f" [{hardware_of(r.environment, r.device)}]" if machines else ""
-        return f"{r.setup}, {r.dataset}, {len(r.epochs)} ep{where}"
+        return f"{train_setup(r)}, {r.dataset}, {len(r.epochs)} ep{where}"
 
     return run_names(trains, base)
 

@@ -1,4 +1,4 @@
-"""The console: progress bars and one-line messages. With render.py, the only modules that import rich.
+"""The console: progress bars and one-line messages. With the rest of crossrt.ui, the only place rich loads.
 
 Output goes to stdout; errors and warnings go to stderr through the CLI. The width is the
 terminal's, or $COLUMNS, or 80 when the output is piped; piped output has no colours.
@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape as esc
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .results import EpochResult, InferRun
+from ..results import EpochResult, InferRun
 
 console = Console()
 

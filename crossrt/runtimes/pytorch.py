@@ -1,55 +1,41 @@
-"""Ready-to-time runners over a list of batches, and the PyTorch ones (eager, compiled, CUDA graph).
+"""The PyTorch runtimes: the network eager, through torch.compile, or replayed as CUDA graphs.
 
-A runner's ``run(i)`` processes batch i and returns only when the work is done (the clock
-is read right after); ``logits(i)`` does the same and returns host logits, for scoring.
-The ONNX Runtime and OpenVINO runners are in crossrt.ort_runner and crossrt.ov_runner.
+The network comes from a crossrt checkpoint (or, for export's parity check, a live model);
+building it on the device, and compiling or capturing it, is the runner's cold cost.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import shutil
 import tempfile
-from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .system import cpu_count, select_device, sync
-from .timing import call_times, timed
+from .. import checkpoint
+from ..system import cpu_count, graphed, select_device, sync
+from ..timing import timed
+from .base import Runner, enqueue_ms, mean_ms
 
 
-@dataclass
-class Runner:
-    run: Callable[[int], object]
-    logits: Callable[[int], np.ndarray]
-    create_s: float  # cold cost: session creation, or building the model on the device
-    providers: list[str]
-    threads_effective: int | None
-    split: Callable[[], dict] | None = None  # CUDA: per-batch copy/compute split in ms
+def unavailable(provider: str, compile: bool = False) -> str | None:
+    if compile and provider == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
+        return "torch.compile's CPU backend needs a C++ compiler (c++ or g++ on PATH)"
+    return None
 
 
-def all_logits(runner: Runner, n_batches: int) -> np.ndarray:
-    """Host logits of every batch, in order (untimed: for scoring and parity)."""
-    return np.concatenate([runner.logits(i) for i in range(n_batches)])
+def precisions(compile: bool = False) -> tuple[str, ...]:
+    return ("fp32",)
 
 
-def mean_ms(fn: Callable[[int], object], n: int) -> float:
-    """Mean milliseconds of fn(0..n-1), for the CUDA split of a batch's time."""
-    return 1e3 * sum(call_times(fn, n)) / n
+def runner(path: Path, row, batches: list[np.ndarray], compile: bool = False) -> Runner:
+    build = partial(checkpoint.build_model, checkpoint.load(path))
+    return torch_runner(build, row.provider, row.threads, row.io, batches, compile=compile)
 
-
-def enqueue_ms(enqueue: Callable[[int], object], wait: Callable[[], object], n: int) -> float:
-    """Mean milliseconds for the host to queue a batch's GPU work (not to finish it), waiting
-    for the GPU between batches: trtexec's enqueue time."""
-    total = 0.0
-    for i in range(n):
-        total += timed(lambda: enqueue(i))[1]
-        wait()
-    return 1e3 * total / n
-
-
-# ---------------------------------------------------------------------------- PyTorch
 
 def _compiled(model, inputs: list):
     """The model through torch.compile (inductor), compiled now on one input of every batch
@@ -126,12 +112,10 @@ def torch_runner(build: Callable[[], object], provider: str, threads: int, io: s
 
 
 def _graphed(model, dev_x: list):
-    """The forward pass as one CUDA graph per batch shape (crossrt.steps.graphed), on a fixed
+    """The forward pass as one CUDA graph per batch shape (crossrt.system.graphed), on a fixed
     input buffer: replay(i) copies resident batch i into the buffer (on the GPU) and replays;
     the output stays where the graph wrote it."""
     import torch
-
-    from .steps import graphed
 
     static = {shape: x.clone() for shape, x in _one_per_shape(dev_x).items()}
     outs = {}

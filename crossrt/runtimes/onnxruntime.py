@@ -1,4 +1,4 @@
-"""ONNX Runtime sessions that are exactly what was asked for, and the ONNX Runtime runner.
+"""The ONNX Runtime runtime: sessions that are exactly what was asked for, and its runner.
 
 ONNX Runtime silently falls back to the CPU when the CUDA provider cannot start (a missing
 library, no GPU): it logs a warning and runs anyway. A benchmark must not report CPU numbers
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import IMAGE_SIZE, NUM_CLASSES, split
-from .errors import ModelError, ProviderError
-from .files import regular_file
-from .runners import Runner, all_logits, enqueue_ms, mean_ms
-from .timing import timed
+from ..data import IMAGE_SIZE, NUM_CLASSES, in_batches
+from ..errors import ModelError, ProviderError
+from ..files import regular_file
+from ..timing import timed
+from .base import Runner, all_logits, enqueue_ms, mean_ms
 
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 GRAPH_WARMUP = 3  # runs per graph id before ORT captures it (it warms up twice, then captures)
@@ -144,6 +144,22 @@ def placement(path, provider: str) -> dict[str, int]:
     return dict(Counter(where.values()))
 
 
+def unavailable(provider: str) -> str | None:
+    return None  # a missing CUDA provider is a ProviderError from check(): the user asked for it
+
+
+def precisions() -> tuple[str, ...]:
+    return ("fp32",)  # an int8 model is another file (the registry's onnxruntime-int8)
+
+
+def check(model, provider: str) -> None:
+    create_session(model, provider, 1)
+
+
+def runner(model, row, batches: list[np.ndarray]) -> Runner:
+    return ort_runner(model, row.provider, row.threads, row.io, batches, row.spin)
+
+
 def ort_runner(model, provider: str, threads: int, io_path: str, batches: list[np.ndarray],
                spin: bool = True) -> Runner:
     """`host` (CPU), `end-to-end` (host arrays in and out, through CUDA), `device-resident`
@@ -216,5 +232,5 @@ def ort_runner(model, provider: str, threads: int, io_path: str, batches: list[n
 
 def cpu_logits(path, x: np.ndarray) -> np.ndarray:
     """The logits ONNX Runtime's CPU provider gives for x (untimed: to score a model)."""
-    batches = split(x, SCORING_BATCH)
+    batches = in_batches(x, SCORING_BATCH)
     return all_logits(ort_runner(path, "cpu", 0, "host", batches), len(batches))

@@ -1,4 +1,4 @@
-"""The OpenVINO runtime as a runner: it compiles the same .onnx file for the CPU.
+"""The OpenVINO runtime: it compiles the same .onnx file for the CPU.
 
 Settings are explicit and recorded: INFERENCE_PRECISION_HINT (OpenVINO's CPU plugin defaults
 to bf16 on CPUs that have it, so an fp32 row must ask for f32), INFERENCE_NUM_THREADS, and
@@ -11,13 +11,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .runners import Runner
-from .timing import timed
+from ..timing import timed
+from .base import Runner
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
-def openvino_precisions() -> tuple[str, ...]:
+def unavailable(provider: str) -> str | None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "not installed: pip install 'crossrt[openvino]'"
+    return None
+
+
+def runner(model: Path, row, batches: list[np.ndarray]) -> Runner:
+    return openvino_runner(model, row.threads, row.precision, batches)
+
+
+def precisions() -> tuple[str, ...]:
     """fp32 always; bf16 where the CPU plugin reports it (AVX-512 BF16, AMX)."""
     import openvino as ov
 

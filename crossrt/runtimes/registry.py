@@ -1,0 +1,77 @@
+"""Every runtime crossrt can time, by name: where it runs, why it cannot run here, its precisions
+and data paths, and how its runner is built.
+
+A runtime is a module in this folder and one line in RUNTIMES. The module defines
+
+    unavailable(provider, **options) -> str | None   why it cannot run here (not installed, ...)
+    precisions(**options) -> tuple[str, ...]         the precisions it runs the model in
+    runner(model, row, batches, **options) -> Runner a ready-to-time runner (crossrt.runtimes.base)
+    check(model, provider, **options)                optional: refuse a bad model before any work
+
+where `model` is the path of the file it runs: an ONNX model, or, for a runtime of the PyTorch
+model, the crossrt checkpoint that holds it. Nothing heavy is imported until a runtime is asked for, so the
+CLI can list the names at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+# Where the data lives per provider: host arrays on the CPU; on CUDA, host arrays in and out
+# (end-to-end), inputs resident on the GPU, or resident and replayed as a CUDA graph.
+IO_PATHS = {"cpu": ("host",), "cuda": ("end-to-end", "device-resident", "cuda-graph")}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    label: str  # as tables name it
+    module: str  # crossrt.runtimes.<module> builds its runners
+    providers: tuple[str, ...] = ("cpu",)
+    model: str = "onnx"  # what it runs: "onnx" (--model), "int8" (--int8-model), "torch" (--checkpoint's network)
+    precision: str | None = None  # fixed by the model file (int8); None: the module's precisions()
+    spins: bool = False  # ONNX Runtime's intra-op spinning applies (a row per --spin setting)
+    graphs: bool = False  # has the cuda-graph data path
+    options: tuple[tuple[str, object], ...] = ()  # keyword arguments for the module's functions
+
+    def _module(self):
+        return importlib.import_module(f"{__package__}.{self.module}")
+
+    def unavailable(self, provider: str, cfg) -> str | None:
+        """Why this runtime cannot run on provider with these settings (one line), or None."""
+        if provider not in self.providers:
+            return f"crossrt runs {self.name} on {' and '.join(p.upper() for p in self.providers)} only"
+        if self.model == "int8" and not cfg.int8_model.is_file():
+            return f"no int8 model {cfg.int8_model}: make one with `crossrt quantize`"
+        return self._module().unavailable(provider, **dict(self.options))
+
+    def precisions(self) -> tuple[str, ...]:
+        return (self.precision,) if self.precision else self._module().precisions(**dict(self.options))
+
+    def io_paths(self, provider: str) -> tuple[str, ...]:
+        return tuple(io for io in IO_PATHS[provider] if io != "cuda-graph" or self.graphs)
+
+    def model_of(self, cfg):
+        """The file this runtime runs: an ONNX model, or the checkpoint of the PyTorch network."""
+        return {"onnx": cfg.model, "int8": cfg.int8_model, "torch": cfg.checkpoint}[self.model]
+
+    def check(self, cfg, provider: str) -> None:
+        """Refuse a model this runtime cannot load on provider, before any work (where the module can tell)."""
+        module = self._module()
+        if hasattr(module, "check") and self.model != "torch":
+            module.check(self.model_of(cfg), provider, **dict(self.options))
+
+    def runner(self, cfg, row, batches):
+        return self._module().runner(self.model_of(cfg), row, batches, **dict(self.options))
+
+
+RUNTIMES = {r.name: r for r in (
+    Runtime("onnxruntime", "ONNX Runtime", "onnxruntime", ("cpu", "cuda"), spins=True, graphs=True),
+    Runtime("pytorch", "PyTorch eager", "pytorch", ("cpu", "cuda"), model="torch", graphs=True),
+    Runtime("openvino", "OpenVINO", "openvino"),
+    Runtime("torch-compile", "torch.compile", "pytorch", ("cpu", "cuda"), model="torch",
+            options=(("compile", True),)),
+    Runtime("onnxruntime-int8", "ONNX Runtime int8", "onnxruntime", model="int8", precision="int8", spins=True),
+)}
+DEFAULT = ("onnxruntime", "pytorch")
