@@ -170,3 +170,22 @@ def test_building_a_config_touches_no_file(tmp_path, monkeypatch):
     finally:
         watching[0] = False
     assert seen == [] and list(tmp_path.iterdir()) == []
+
+
+def test_the_wheel_holds_every_subpackage(tmp_path):
+    """pyproject finds the packages: a wheel built from this checkout holds crossrt.runtimes and crossrt.ui."""
+    import zipfile
+
+    from conftest import ROOT
+
+    src = tmp_path / "src"  # a copy, so that the build leaves nothing in the checkout
+    shutil.copytree(ROOT / "crossrt", src / "crossrt", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                          "-w", str(tmp_path), str(src)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (wheel,) = tmp_path.glob("crossrt-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packages = {str(p.relative_to(ROOT)) for p in (ROOT / "crossrt").rglob("*.py")} | {"crossrt/reference.json"}
+    assert packages <= names, packages - names
