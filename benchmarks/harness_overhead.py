@@ -1,7 +1,7 @@
 """Does bench-infer's harness cost anything? crossrt's ONNX Runtime images/s against a bare loop.
 
 The bare loop is what a user would write by hand: one session with the same options
-(crossrt.ort_runner.session_options), `session.run` over the same batches, one clock around
+(crossrt.runtimes.onnxruntime.session_options), `session.run` over the same batches, one clock around
 each pass. The two are interleaved round by round in one process, so machine noise hits
 both alike, and the median of the rounds is compared. Target: within 3%.
 
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from crossrt.ort_runner import session_options
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +26,7 @@ from crossrt.config import BenchConfig, DataConfig
 from crossrt.data import in_batches, normalize
 from crossrt.export import read_metadata
 from crossrt.fetch import resolve
+from crossrt.runtimes.onnxruntime import session_options
 from crossrt.system import cpu_count
 
 

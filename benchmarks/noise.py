@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crossrt.compare import compare
-from crossrt.schema import load_result
+from crossrt.files import load_result
 from crossrt.system import cpu_count
 
 

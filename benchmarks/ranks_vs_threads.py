@@ -20,7 +20,7 @@ from common import run
 from rich.console import Console
 from rich.table import Table
 
-from crossrt.schema import load_result
+from crossrt.files import load_result
 from crossrt.system import cpu_count
 
 

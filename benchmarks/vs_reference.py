@@ -26,8 +26,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crossrt.files import atomic_write
-from crossrt.results import InferRun
+from crossrt.files import atomic_write, load_result
 from crossrt.system import cpu_count, cpu_model
 
 PY = sys.executable
@@ -87,8 +86,8 @@ def main() -> int:
         bar.advance(task)
     wall = time.time() - t0
     res = {name: json.loads((work / f"{name}.json").read_text()) for name in steps if name != "bench-infer"}
-    bench = json.loads((work / "bench.json").read_text())
-    runs = [InferRun.from_dict(r) for r in bench["runs"]]
+    bench = load_result(work / "bench.json", ("bench-infer",))
+    runs = bench.runs
     ort_n = next(r for r in runs if r.runtime == "onnxruntime" and r.threads == n)
     pt_n = next(r for r in runs if r.runtime == "pytorch" and r.threads == n)
     fp32, bf16 = res[f"crossrt-{n}"], res[f"crossrt-bf16-{n}"]
@@ -116,7 +115,7 @@ def main() -> int:
         row(label, b, o, f"{o / b:.2f}x", f"<= {target:.2f}x", o / b <= target, pct(ours))
     ref_valid = steady(res[f"ref-{n}"]["epochs"], "valid_s")
     for r, target in ((ort_n, 0.30), (pt_n, None)):
-        o = r.pass_s
+        o = r.seconds_per_pass
         row(f"validation pass, {r.runtime}, {n} threads", ref_valid, o, f"{o / ref_valid:.2f}x",
             "—" if target is None else f"<= {target:.2f}x", None if target is None else o / ref_valid <= target,
             f"{r.percent_of_peak:.0f}%")
@@ -129,7 +128,7 @@ def main() -> int:
     base_mem = max(res[k]["peak_rss_mb"] for k in ("ref-1", f"ref-{n}"))
     row("peak memory, training", f"{base_mem:,.0f} MiB", f"{mem:,.0f} MiB", "", "< 1.5 GB",
         mem * 2**20 < 1.5e9)
-    row("peak memory, bench-infer", "", f"{bench['peak_rss_mb']:,.0f} MiB", "", "", None)
+    row("peak memory, bench-infer", "", f"{bench.peak_rss_mb:,.0f} MiB", "", "", None)
     row("crossrt --help", "", help_s, "", "< 0.50 s", help_s < 0.5)
 
     acc = Table(title="Validation accuracy per epoch (the reference's double softmax slows its learning)",

@@ -26,11 +26,11 @@ from .config import BenchConfig
 from .data import Dataset, in_batches, normalize
 from .errors import ModelError, ProviderError, Stopped
 from .export import read_metadata
-from .files import regular_file
+from .files import load_result, regular_file
 from .flops import onnx_flops
 from .isolate import isolated
 from .peak import measured_peak, unbeaten
-from .results import BenchResult, InferRun, TrainResult, load_result
+from .results import BenchResult, InferRun, TrainResult
 from .runtimes.base import Row, all_logits
 from .runtimes.onnxruntime import placement
 from .runtimes.registry import RUNTIMES

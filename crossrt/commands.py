@@ -230,7 +230,7 @@ def cmd_report(a, cfg) -> int:
 def cmd_compare(a, cfg) -> int:
     from .compare import compare
     from .errors import ResultError
-    from .results import load_result
+    from .files import load_result
     from .ui import tables
     from .ui.console import console, note
 

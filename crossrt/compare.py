@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import InferRun, Result, TrainResult, load_result, parts
+from .files import load_result
+from .results import InferRun, Result, TrainResult, parts
 from .timing import bootstrap_means
 
 NOISE = 0.10  # run-to-run noise band: B/A within 1 +- NOISE is "same within noise"

@@ -1,7 +1,8 @@
-"""Files that are never half-written: atomic writes, the output-folder lock, JSON in and out.
+"""Files that are never half-written: atomic writes, the output-folder lock, JSON and result files in and out.
 
 Every file goes through a temp file in the same folder and a rename, so a crash, a full disk
-or Ctrl-C leaves either the old file or the new one, never a mix.
+or Ctrl-C leaves either the old file or the new one, never a mix. A result file read back
+(load_result) is checked against its dataclasses' types (crossrt.schema) before anything uses it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import Busy, CrossrtError, ResultError
+from .results import BenchResult, Result, SuiteResult, TrainResult, parts
+from .schema import build, check_header, dict_has
 
 RESULTS_DIR = Path("results")
 
@@ -114,3 +117,33 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         os.close(self.fd)  # closing releases the lock
+
+
+# ---------------------------------------------------------------------------- result files
+
+KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult}
+# What the tables read from the free-form dicts inside results.
+PEAK, PEAK_TRIES = {"peak": float}, {"tries": list[float], "spread": float}
+SPLIT = {"h2d": float, "compute": float, "d2h": float}
+
+
+def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
+    """A result file of one of `kinds`, typed, every figure the tables use derived once (so that a
+    malformed file fails here, not half-way through a table); else a ResultError naming the file."""
+    data = load_json(path)
+    check_header(data, path, kinds)
+    try:
+        result = build(KINDS[data["kind"]], data, data["kind"])
+        for part in parts(result):
+            if isinstance(part, TrainResult):
+                if part.peak is not None:
+                    dict_has(part.peak, {**PEAK, **(PEAK_TRIES if "tries" in part.peak else {})}, "peak")
+                part.summary()
+            for run in getattr(part, "runs", []):
+                if run.split_ms is not None:
+                    dict_has(run.split_ms, SPLIT, "split_ms")
+                run.seconds_per_pass
+        return result
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
+        raise ResultError(f"{path}: a {data['kind']!r} result with missing or malformed fields "
+                          f"({type(e).__name__}: {e})") from None

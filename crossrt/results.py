@@ -3,18 +3,16 @@
 Each result keeps its samples and its own settings and environment, so files from different
 machines can be merged. Every derived figure is computed here from the samples: a training run's
 when read (TrainResult.summary), a bench row's when measured (InferRun.from_samples: a long run
-keeps only a sample of its batch times). `to_dict` writes the JSON; `load_result` reads it back.
+keeps only a sample of its batch times). `to_dict` writes the JSON; crossrt.files.load_result
+reads it back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
-from .errors import ResultError
-from .files import load_json
-from .schema import SCHEMA_VERSION, build, check_header, dict_has, plain
+from .schema import SCHEMA_VERSION, plain
 from .system import now_iso
 from .timing import Latency, Passes, capped, stability
 
@@ -283,33 +281,3 @@ Result = TrainResult | BenchResult | SuiteResult
 def parts(result: Result) -> list[TrainResult | BenchResult]:
     """The train and bench-infer results in a result (a suite holds several)."""
     return result.parts() if isinstance(result, SuiteResult) else [result]
-
-
-# ---------------------------------------------------------------------------- reading a file
-
-KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult}
-# What the tables read from the free-form dicts inside results.
-PEAK, PEAK_TRIES = {"peak": float}, {"tries": list[float], "spread": float}
-SPLIT = {"h2d": float, "compute": float, "d2h": float}
-
-
-def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
-    """A result file of one of `kinds`, typed, every figure the tables use derived once (so that a
-    malformed file fails here, not half-way through a table); else a ResultError naming the file."""
-    data = load_json(path)
-    check_header(data, path, kinds)
-    try:
-        result = build(KINDS[data["kind"]], data, data["kind"])
-        for part in parts(result):
-            if isinstance(part, TrainResult):
-                if part.peak is not None:
-                    dict_has(part.peak, {**PEAK, **(PEAK_TRIES if "tries" in part.peak else {})}, "peak")
-                part.summary()
-            for run in getattr(part, "runs", []):
-                if run.split_ms is not None:
-                    dict_has(run.split_ms, SPLIT, "split_ms")
-                run.seconds_per_pass
-        return result
-    except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
-        raise ResultError(f"{path}: a {data['kind']!r} result with missing or malformed fields "
-                          f"({type(e).__name__}: {e})") from None

@@ -22,7 +22,8 @@ from .config import BenchConfig, SuiteConfig, TrainConfig
 from .data import Dataset
 from .errors import CrossrtError, ProviderError, Stopped
 from .export import export_trained
-from .results import ModeResult, SuiteResult, Sweep, TrainResult, load_result
+from .files import load_result
+from .results import ModeResult, SuiteResult, Sweep, TrainResult
 from .schema import plain
 from .system import cpu_count, environment, peak_rss_mb
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 import pytest
 import torch
-from conftest import python_path, run_cli, write_dataset
+from conftest import ROOT, python_path, run_cli, write_dataset
 
 from crossrt.cli import build, build_parser
 from crossrt.config import BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
@@ -176,8 +176,6 @@ def test_the_wheel_holds_every_subpackage(tmp_path):
     """pyproject finds the packages: a wheel built from this checkout holds crossrt.runtimes and crossrt.ui."""
     import zipfile
 
-    from conftest import ROOT
-
     src = tmp_path / "src"  # a copy, so that the build leaves nothing in the checkout
     shutil.copytree(ROOT / "crossrt", src / "crossrt", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
@@ -189,3 +187,11 @@ def test_the_wheel_holds_every_subpackage(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     packages = {str(p.relative_to(ROOT)) for p in (ROOT / "crossrt").rglob("*.py")} | {"crossrt/reference.json"}
     assert packages <= names, packages - names
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name != "common.py"))
+def test_benchmark_scripts_import_and_answer_help(script):
+    """The benchmark scripts are not run in CI (minutes each), but they must still import this crossrt."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True,
+                         text=True, env=python_env(), timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("usage:"), out.stderr

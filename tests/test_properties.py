@@ -20,7 +20,7 @@ from crossrt.cli import build, build_parser
 from crossrt.config import BenchConfig, SuiteConfig, TrainConfig
 from crossrt.data import read_idx
 from crossrt.errors import CrossrtError
-from crossrt.results import load_result
+from crossrt.files import load_result
 from crossrt.runtimes.onnxruntime import create_session
 
 SETTINGS = settings(max_examples=int(__import__("os").environ.get("CROSSRT_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -8,7 +8,8 @@ import pytest
 
 from crossrt.compare import cost_rows
 from crossrt.errors import ResultError
-from crossrt.results import BenchResult, EpochResult, InferRun, ModeResult, SuiteResult, Sweep, TrainResult, load_result
+from crossrt.files import load_result
+from crossrt.results import BenchResult, EpochResult, InferRun, ModeResult, SuiteResult, Sweep, TrainResult
 from crossrt.timing import Latency
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from crossrt.cli import main
 from crossrt.compare import COLUMNS, load_results, merge
-from crossrt.results import load_result
+from crossrt.files import load_result
 from crossrt.suite import reference, scaling
 from crossrt.system import cpu_count
 

@@ -20,8 +20,8 @@ from crossrt import __version__
 from crossrt.cli import launcher, main
 from crossrt.commands import resume_command
 from crossrt.compare import compare, load_results, merge, to_markdown
+from crossrt.files import load_result
 from crossrt.peak import measured_peak
-from crossrt.results import load_result
 from crossrt.timing import stability
 from crossrt.ui.plots import train_names
 
