@@ -1,128 +1,40 @@
-"""Result tables for the console (rich). Measurement never imports this module.
-
-Every table fits the console's width (80 columns when piped) without cutting a number: a
-column whose value is the same in every row is said once in the title, less important
-columns are dropped, and a table that still does not fit is stacked, one value per line.
+"""Result tables for the console (rich), each fitted to the console's width (crossrt.ui.layout).
+Measurement never imports this module.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rich.table import Table
-from rich.text import Text
 
 from ..compare import cost_rows, hardware_of
 from ..results import BenchResult, SuiteResult, TrainResult
 from ..runtimes.registry import RUNTIMES
 from .console import console, esc, note
-
-
-def _s(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds:,.2f} s"
-
-
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.2f}%"
-
-
-def _num(x: float | None, digits: int = 0) -> str:
-    return "—" if x is None else f"{x:,.{digits}f}"
-
-
-def _peak_pct(p: float | None) -> str:
-    """% of peak; over 100% (a peak measured on a busier moment) is never shown as if normal."""
-    return "—" if p is None else f"{p:.0f}%" if p <= 100 else f"[yellow]{p:.0f}%![/]"
-
-
-def _ms(seconds: float) -> str:
-    """A cold cost: milliseconds, or seconds once it is long (a compile)."""
-    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:,.2f} s"
-
-
-def _stable(ok: bool | None) -> str:
-    return "—" if ok is None else "yes" if ok else "[yellow]no[/]"
-
-
-def _ci(ci: list[float] | None) -> str:
-    return "—" if not ci else f"{ci[0]:,.0f}–{ci[1]:,.0f}"
-
-
-class Col(NamedTuple):
-    name: str
-    left: bool = False
-    drop: int = 0  # 0: always shown; else dropped when the table is too wide, highest first
-    fold: bool = False  # when every row has the same value, said once in the title instead
-    wrap: bool = False  # text that may wrap; numbers never do
-
-
-def _need(cols: list[Col], rows: list[list[str]], keep: list[int]) -> int:
-    """Columns the table needs: whole cells (and header) where numbers must not wrap, the
-    longest word where text may. Each column adds 3 for its border and padding."""
-    def longest(cell: str, whole: bool) -> int:
-        lines = Text.from_markup(cell).plain.splitlines() or [""]
-        return max(len(ln) if whole else max(map(len, ln.split() or [""])) for ln in lines)
-
-    return 1 + sum(3 + max([longest(cols[i].name, not cols[i].wrap)] +
-                           [longest(r[i], not cols[i].wrap) for r in rows]) for i in keep)
-
-
-def fitted(title: str, cols: list[Col], rows: list[list[str]], styles=None, ends=None, caption=None) -> Table:
-    """A table of rows (lists of cells, markup allowed) that fits the console's width."""
-    width, keep, folded = console.width, list(range(len(cols))), []
-    if len(rows) > 1:
-        for i, c in enumerate(cols):
-            if c.fold and len({r[i] for r in rows}) == 1:
-                keep.remove(i)
-                folded.append(f"{c.name} {rows[0][i]}")
-    title += f" ({', '.join(folded)})" if folded else ""
-    drops, dropped = sorted((i for i in keep if cols[i].drop), key=lambda i: -cols[i].drop), []
-    while _need(cols, rows, keep) > width and drops:
-        dropped.append(drops.pop(0))
-        keep.remove(dropped[-1])
-    for i in reversed(dropped):  # the most important of the dropped columns first, if it fits now
-        if _need(cols, rows, sorted(keep + [i])) <= width:
-            keep = sorted(keep + [i])
-    if _need(cols, rows, keep) <= width:
-        t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-        for i in keep:
-            c = cols[i]
-            t.add_column(c.name, justify="left" if c.left else "right", no_wrap=not c.wrap, overflow="fold")
-        for n, r in enumerate(rows):
-            t.add_row(*(r[i] for i in keep), style=styles[n] if styles else None, end_section=bool(ends and ends[n]))
-        return t
-    stacked = Table(title=title, title_justify="left", show_header=False, caption=caption, caption_justify="left")
-    stacked.add_column("field", overflow="fold")
-    stacked.add_column("value", overflow="fold")
-    for r in rows:
-        for i, c in enumerate(cols):
-            stacked.add_row(c.name, r[i])
-        stacked.rows[-1].end_section = True
-    return stacked
+from .layout import Col, ci, cold, fitted, num, pct, peak_pct, secs, stable
 
 
 def train_summary(r: TrainResult) -> Table:
     s, n = r.summary(), len(r.epochs)
-    per = (lambda x: _s(x / n)) if n else (lambda x: "—")
-    stable = "stable" if s["train_stable"] else f"[yellow]unstable: {s['train_unstable_cause']}[/]"
+    per = (lambda x: secs(x / n)) if n else (lambda x: "—")
+    steadiness = "stable" if s["train_stable"] else f"[yellow]unstable: {s['train_unstable_cause']}[/]"
     rows = [
-        ["training time", _s(s["train_s"]), f"{per(s['train_s'])} per epoch"],
-        ["validation time", _s(s["valid_s"]),
+        ["training time", secs(s["train_s"]), f"{per(s['train_s'])} per epoch"],
+        ["validation time", secs(s["valid_s"]),
          f"{per(s['valid_s'])} per pass ({r.valid_images:,} images, batch {r.valid_batch_size})"],
-        ["total", _s(s["total_s"]), "training + validation, as the reference adds them"
+        ["total", secs(s["total_s"]), "training + validation, as the reference adds them"
          + (" + setup" if r.setup_s else "")],
-        *([["setup (CUDA graphs)", _s(r.setup_s), "warm-up and capture; before: " + ", ".join(
+        *([["setup (CUDA graphs)", secs(r.setup_s), "warm-up and capture; before: " + ", ".join(
             f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f} s" for k, v in r.setup_parts.items()
             if k != "warmup_and_capture_s")]] if r.setup_s else []),
-        ["first epoch", _s(s["first_epoch_s"]), "train + valid; includes warm-up cost"],
-        ["steady epoch (training)", _s(s["steady_epoch_train_s"]), f"mean of epochs 2..N; {stable}"],
-        ["training throughput", f"{_num(s['images_per_s'])} img/s",
-         f"steady epochs: 95% CI {_ci(s['train_ci95'])}; {_num(s['train_gflops'], 1)} GFLOP/s "
+        ["first epoch", secs(s["first_epoch_s"]), "train + valid; includes warm-up cost"],
+        ["steady epoch (training)", secs(s["steady_epoch_train_s"]), f"mean of epochs 2..N; {steadiness}"],
+        ["training throughput", f"{num(s['images_per_s'])} img/s",
+         f"steady epochs: 95% CI {ci(s['train_ci95'])}; {num(s['train_gflops'], 1)} GFLOP/s "
          f"(3 x {r.flops_per_image / 1e6:.2f} MFLOP/img)"],
     ]
     if s["percent_of_peak"] is not None:
         p = r.peak
-        rows.append([f"% of {r.math} peak", _peak_pct(s["percent_of_peak"]),
+        rows.append([f"% of {r.math} peak", peak_pct(s["percent_of_peak"]),
                      f"of {p['peak']:,.0f} GFLOP/s, a measured {r.math} GEMM on the same {r.device} threads"
                      + (f" (best of {len(p['tries'])}, spread {100 * p['spread']:.0f}%)" if "tries" in p else "")])
     if s["train_cpu_s_per_1k"] is not None:
@@ -131,16 +43,16 @@ def train_summary(r: TrainResult) -> Table:
     if r.peak_rss_mb is not None:
         rows.append(["peak memory", f"{r.peak_rss_mb:,.0f} MiB",
                      "resident set of the process" + (" of rank 0 (each rank has its own)" if r.world_size > 1 else "")])
-    rows += [["final accuracy", _pct(s["final_accuracy"]), f"epoch {n}"],
-             ["best accuracy", _pct(s["best_accuracy"]), f"epoch {s['best_epoch']}"],
-             [f"reached {_pct(r.target_accuracy)}", "not reached" if s["target_epoch"] is None else
+    rows += [["final accuracy", pct(s["final_accuracy"]), f"epoch {n}"],
+             ["best accuracy", pct(s["best_accuracy"]), f"epoch {s['best_epoch']}"],
+             [f"reached {pct(r.target_accuracy)}", "not reached" if s["target_epoch"] is None else
               f"epoch {s['target_epoch']}", f"in {n} epoch(s)" if s["target_epoch"] is None else
-              f"after {_s(s['target_s'])} (train + valid)"]]
+              f"after {secs(s['target_s'])} (train + valid)"]]
     if r.onnx is not None:
         o = r.onnx
         ok = "green" if o.top1_agreement == 1.0 and o.max_abs_diff < 1e-3 else "red"
-        rows += [["ONNX export", f"opset {o.opset}", f"{esc(o.path)}, {_s(o.export_s)}"],
-                 ["ONNX Runtime parity", f"[{ok}]{_pct(o.top1_agreement)} top-1[/]",
+        rows += [["ONNX export", f"opset {o.opset}", f"{esc(o.path)}, {secs(o.export_s)}"],
+                 ["ONNX Runtime parity", f"[{ok}]{pct(o.top1_agreement)} top-1[/]",
                   f"max |logit diff| {o.max_abs_diff:.2e} on {o.images:,} images"]]
     ranks = f"{r.world_size} ranks ({r.backend}) x " if r.world_size > 1 else ""
     title = f"LeNet5 ({r.arch}) on {esc(r.dataset)}: {n} epoch(s), {r.device}, {ranks}{r.threads} thread(s), {r.precision}"
@@ -164,15 +76,15 @@ def bench_table(r: BenchResult) -> Table:
     for x in r.runs:
         torch_row = next((y for y in r.runs if y.runtime == "pytorch" and x.setting == y.setting), None)
         lat, red = x.latency_ms, (lambda v: f"[bold red]{v}[/]" if x.parity_ok is False else v)
-        rows.append([x.runtime_label, x.where, str(x.threads or "auto"), str(x.batch_size), _num(x.images_per_s),
+        rows.append([x.runtime_label, x.where, str(x.threads or "auto"), str(x.batch_size), num(x.images_per_s),
                      f"{x.images_per_s / torch_row.images_per_s:.2f}x" if torch_row else "—",
-                     "—" if x.cv is None else f"{100 * x.cv:.1f}%", _stable(x.stable), _ci(x.ci95),
-                     _num(x.gflops, 1), _peak_pct(x.percent_of_peak),
+                     "—" if x.cv is None else f"{100 * x.cv:.1f}%", stable(x.stable), ci(x.ci95),
+                     num(x.gflops, 1), peak_pct(x.percent_of_peak),
                      "—" if x.cpu_s_per_1k is None else f"{x.cpu_s_per_1k:.3f}", f"{lat.mean:.3f} ± {lat.std:.3f}",
-                     f"{lat.p50:.3f}/{lat.p90:.3f}/{lat.p99:.3f}", _ms(x.session_create_s),
-                     _ms(x.first_run_s), red(_pct(x.accuracy)),
+                     f"{lat.p50:.3f}/{lat.p90:.3f}/{lat.p99:.3f}", cold(x.session_create_s),
+                     cold(x.first_run_s), red(pct(x.accuracy)),
                      red("—" if x.accuracy_delta is None else f"{100 * x.accuracy_delta:+.2f} pt"),
-                     red("—" if x.top1_agreement is None else _pct(x.top1_agreement))])
+                     red("—" if x.top1_agreement is None else pct(x.top1_agreement))])
     title = esc(f"Validation of {r.model} on {r.dataset} ({r.runs[0].images:,} test images), "
                 f"{r.flops_per_image / 1e6:.2f} MFLOP/image" if r.runs else f"{r.model}: no runs")
     if not r.complete:
@@ -210,7 +122,7 @@ def split_table(r: BenchResult) -> Table | None:
 
 def cost_table(r: BenchResult, train: TrainResult) -> Table:
     """The reference's split: training time, validation time, total, with validation priced per runtime."""
-    rows = [[label, _s(t), _s(v), _s(t + v), _pct(v / (t + v))] for label, t, v in cost_rows(train, r.runs)]
+    rows = [[label, secs(t), secs(v), secs(t + v), pct(v / (t + v))] for label, t, v in cost_rows(train, r.runs)]
     cols = [Col("validation by", left=True, wrap=True), Col("training"), Col("validation"), Col("total", drop=2),
             Col("validation\nshare", drop=1)]
     return fitted(f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: {train.device}, "
@@ -241,24 +153,24 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
     for m in result.modes:
         tr, s = m.train, m.train.summary()
         rows.append([esc(hardware_of(tr.environment, tr.device)), m.mode, "PyTorch (crossrt train)",
-                     _s(s["train_s"] / div), _s(s["valid_s"] / div), _s(s["total_s"] / div),
-                     _pct(s["final_accuracy"]), f"{_num(s['images_per_s'])} train"])
+                     secs(s["train_s"] / div), secs(s["valid_s"] / div), secs(s["total_s"] / div),
+                     pct(s["final_accuracy"]), f"{num(s['images_per_s'])} train"])
         runs = m.bench.runs if m.bench else []
         for run, (_, train_s, valid_s) in zip(runs, cost_rows(tr, runs)[1:]):
             io = "" if run.io == "host" else f" ({run.io})"
             name = (RUNTIMES[run.runtime].label if run.runtime in RUNTIMES else run.runtime) + \
                 (f" {run.precision}" if run.precision == "bf16" else "")
-            rows.append(["", "", f"validation: {name}{io}", _s(train_s / div), _s(valid_s / div),
-                         _s((train_s + valid_s) / div), _pct(run.accuracy), f"{_num(run.images_per_s)} valid"])
+            rows.append(["", "", f"validation: {name}{io}", secs(train_s / div), secs(valid_s / div),
+                         secs((train_s + valid_s) / div), pct(run.accuracy), f"{num(run.images_per_s)} valid"])
         ends += [False] * (len(runs) + 1)
         ends[-1] = True
     n = ref["epochs"] if per_epoch else 1
     for r in ref["rows"]:
         machine = ref["machine"]["gpu" if r["mode"].startswith("gpu") else "cpu"] + " (reference, MNIST)"
         rows.append([f"[dim]{machine}[/]", f"[dim]{r['mode']}[/]", f"[dim]{r['runtime']} (reference)[/]",
-                     _s(r["train_s"] and r["train_s"] / n), _s(r["valid_s"] and r["valid_s"] / n),
-                     _s(r["total_s"] / n), _pct(r["final_accuracy"]),
-                     f"{_num(60000 * ref['epochs'] / r['train_s'])} train" if r["train_s"] else "—"])
+                     secs(r["train_s"] and r["train_s"] / n), secs(r["valid_s"] and r["valid_s"] / n),
+                     secs(r["total_s"] / n), pct(r["final_accuracy"]),
+                     f"{num(60000 * ref['epochs'] / r['train_s'])} train" if r["train_s"] else "—"])
         ends.append(False)
     cols = [Col("machine", left=True, drop=9, wrap=True), Col("mode", left=True), Col("runtime", left=True, wrap=True),
             Col(f"training\n{unit}"), Col(f"validation\n{unit}"), Col(f"total\n{unit}", drop=3),
@@ -269,7 +181,7 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
 
 
 def scaling_table(rows: list[dict]) -> Table:
-    cells = [[r["phase"], str(r["batch_size"]), str(r["threads"]), _num(r["images_per_s"]),
+    cells = [[r["phase"], str(r["batch_size"]), str(r["threads"]), num(r["images_per_s"]),
               "—" if r["speedup"] is None else f"{r['speedup']:.2f}x",
               "—" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%"] for r in rows]
     cols = [Col("phase", left=True, wrap=True), Col("batch"), Col("threads"), Col("images/s"), Col("speed-up"),
@@ -278,8 +190,8 @@ def scaling_table(rows: list[dict]) -> Table:
 
 
 def ranks_table(rows: list[dict]) -> Table:
-    cells = [[str(r["batch_size"]), f"{r['ranks']} x {r['threads']}", _num(r["images_per_s"]), _num(r["one_process"]),
-              "—" if r["ratio"] is None else f"{r['ratio']:.2f}x", _pct(r["final_accuracy"])] for r in rows]
+    cells = [[str(r["batch_size"]), f"{r['ranks']} x {r['threads']}", num(r["images_per_s"]), num(r["one_process"]),
+              "—" if r["ratio"] is None else f"{r['ratio']:.2f}x", pct(r["final_accuracy"])] for r in rows]
     cols = [Col("batch"), Col("ranks x threads"), Col("images/s"), Col("one process,\nsame cores"),
             Col("ranks /\none process"), Col("final\naccuracy")]
     return fitted("Data-parallel ranks against one process on the same total cores (sweep)", cols, cells)
@@ -299,15 +211,15 @@ def report_tables(rows: list[dict]) -> list[Table]:
         mine = [r for r in rows if r["machine"] == machine]
         cells = [[r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]", esc(r["dataset"]), r["device"],
                   r["runtime"], str(r["threads"]), str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]),
-                  _s(r["train_s"]), _s(r["valid_s"]), _s(r["total_s"]), _num(r["images_per_s"]),
-                  _pct(r["accuracy"]), _stable(r["stable"]), r["created"][5:16].replace("T", " ")] for r in mine]
+                  secs(r["train_s"]), secs(r["valid_s"]), secs(r["total_s"]), num(r["images_per_s"]),
+                  pct(r["accuracy"]), stable(r["stable"]), r["created"][5:16].replace("T", " ")] for r in mine]
         caption = "* stopped before the end (complete: false)" if not all(r["complete"] for r in mine) else None
         tables.append(fitted(esc(machine), REPORT_COLS, cells, caption=caption))
     return tables
 
 
 def compare_table(rows: list[dict], a: str, b: str, noise: float) -> Table:
-    cells = [[r["what"], _num(r["a"]), _num(r["b"]), f"{r['ratio']:.3f}x",
+    cells = [[r["what"], num(r["a"]), num(r["b"]), f"{r['ratio']:.3f}x",
               "—" if r["ci95"] is None else f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
               {"faster": "[green]faster[/]", "slower": "[red]slower[/]"}.get(r["verdict"], r["verdict"])]
              for r in rows]
