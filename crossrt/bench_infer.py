@@ -24,7 +24,7 @@ from . import checkpoint
 from .checks import fits
 from .config import BenchConfig
 from .data import Dataset, in_batches, normalize
-from .errors import ModelError, ProviderError, Stopped
+from .errors import CrossrtError, ModelError, ProviderError, Stopped
 from .export import read_metadata
 from .files import load_result, regular_file
 from .flops import onnx_flops
@@ -141,9 +141,20 @@ def measure(cfg: BenchConfig, x: np.ndarray, labels: np.ndarray, row: Row, flops
     return run, preds
 
 
+def one_line(e: BaseException) -> str:
+    """An exception as one line: crossrt's own message, or another library's type and first line."""
+    text = (str(e).strip().splitlines() or [""])[0][:300]
+    return text if isinstance(e, CrossrtError) else f"{type(e).__name__}: {text}".rstrip(": ")
+
+
 def run_bench(cfg: BenchConfig, data: Dataset, prepared: Prepared,
-              on_run: Callable[[InferRun], None] | None = None) -> BenchResult:
-    """Run every configuration of cfg on the test split of data; Stopped keeps finished rows."""
+              on_run: Callable[[InferRun], None] | None = None,
+              on_fail: Callable[[dict], None] | None = None) -> BenchResult:
+    """Run every configuration of cfg on the test split of data; Stopped keeps finished rows.
+
+    A configuration that cannot run here (ProviderError) is listed in `skipped`; one that fails
+    (a model error, an ONNX Runtime or CUDA error in that configuration alone) in `failed` with
+    its reason, and the others still run."""
     fits("--batch-size", cfg.batch_sizes, len(data.test_labels), "test images")
     x = np.ascontiguousarray(normalize(data.test_images))
     labels = data.test_labels.astype(np.int64)
@@ -163,13 +174,20 @@ def run_bench(cfg: BenchConfig, data: Dataset, prepared: Prepared,
             except ProviderError as e:  # this configuration cannot run here (e.g. too many graphs): say so
                 result.skipped.append({"runtime": row.runtime, "provider": row.provider, "reason": str(e)})
                 continue
+            except Exception as e:  # this configuration failed; the rows measured and the rows to come stand
+                failure = {"runtime": row.runtime, "provider": row.provider, "threads": row.threads,
+                           "batch_size": row.batch, "io": row.io, "precision": row.precision, "reason": one_line(e)}
+                result.failed.append(failure)
+                if on_fail:
+                    on_fail(failure)
+                continue
             if row.runtime == "onnxruntime" and row.provider == "cuda":  # where every node really ran
                 run.placement = cuda_nodes = cuda_nodes or placement(cfg.model, "cuda")
             # The peak (measured once per machine and cached) in this process, not in an isolated child.
             peak = unbeaten(measured_peak(row.provider, row.threads, row.math), run.gflops,
                             lambda: measured_peak(row.provider, row.threads, row.math, again=True))
-            run.peak_gflops = peak["peak"]
-            if peak not in result.peaks:
+            run.peak_gflops = peak and peak["peak"]
+            if peak and peak not in result.peaks:
                 result.peaks.append(peak)
             preds.append(p)
             result.runs.append(run)

@@ -79,6 +79,25 @@ def build_model(state: dict) -> LeNet5:
     return model.eval()
 
 
+def suit_mode(optimizer, capturable: list[bool]) -> None:
+    """Put a loaded Adam back into the mode this run built it for.
+
+    load_state_dict takes the saved param groups whole, and a checkpoint may come from the other
+    mode: a CUDA-graph run saves capturable=True with its step counters on the GPU; an eager run,
+    capturable=False with them on the CPU. Each mode refuses the other's (torch's adam.py: "If
+    capturable=True, params and state_steps must be on supported devices"). So each group gets
+    back its own capturable flag and each step counter moves where that flag wants it: beside its
+    parameter (capturable) or on the CPU. The learning rate's type (a float, or a device tensor
+    that a captured step reads) is set afterwards, by train.place_lr.
+    """
+    for group, flag in zip(optimizer.param_groups, capturable):
+        group["capturable"] = flag
+        for p in group["params"]:
+            step = optimizer.state.get(p, {}).get("step")
+            if step is not None:
+                optimizer.state[p]["step"] = torch.as_tensor(step, dtype=torch.float32).to(p.device if flag else "cpu")
+
+
 def restore(path: Path, cfg, dataset: str, model, optimizer, scheduler, shuffle) -> list[dict]:
     """Load the checkpoint for --resume into the live objects; return its completed epochs.
 
@@ -94,7 +113,9 @@ def restore(path: Path, cfg, dataset: str, model, optimizer, scheduler, shuffle)
     if len(state["epochs"]) >= cfg.epochs:
         raise ConfigError(f"--resume: {path} already has {len(state['epochs'])} epochs; ask for more with --epochs")
     model.load_state_dict(state["model"])
+    capturable = [group["capturable"] for group in optimizer.param_groups]  # this run's mode, not the saved one
     optimizer.load_state_dict(state["optimizer"])
+    suit_mode(optimizer, capturable)
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     shuffle.set_state(state["shuffle"])

@@ -141,6 +141,8 @@ def build_parser() -> Parser:
                                    "the mode is ready, 1 when not.")
     d.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="the mode to check (default: cuda where a GPU is listed or usable, else cpu)")
+    d.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="check this folder of IDX files too (default: say what --dataset auto would use)")
 
     f = sub.add_parser("fetch", help="download a dataset into the cache, verifying SHA-256",
                        description="Download MNIST or Fashion-MNIST into the cache ($CROSSRT_CACHE).")

@@ -66,7 +66,7 @@ def cmd_train(a, cfg) -> int:
     if main_rank:
         _warn_threads((cfg.threads,))
         _check_outputs(a, cfg)
-    select_device(cfg.device, cfg.threads)  # a missing GPU fails here, before the data is read
+    select_device(cfg.device, cfg.threads, cfg.cudnn_benchmark)  # a missing GPU fails here, before the data is read
     if cfg.nproc > 1 and rank is None:  # this process launches the ranks and waits for them
         import torch
 
@@ -140,7 +140,7 @@ def cmd_doctor(a, cfg) -> int:
     from .ui.console import note
 
     mode = a.device or default_mode()
-    found = checks()
+    found = checks(a.data_dir)
     for c in found:
         note(line(c, mode))
     if ready(found, mode):
@@ -158,7 +158,7 @@ def cmd_fetch(a, cfg) -> int:
 
 
 def cmd_bench_infer(a, cfg) -> int:
-    from .bench_infer import parity_failures, plan, prepare, run_bench
+    from .bench_infer import plan, prepare, run_bench
     from .fetch import resolve
     from .files import save_json
     from .ui import console, tables
@@ -169,16 +169,26 @@ def cmd_bench_infer(a, cfg) -> int:
     ds = resolve(cfg.data, trained_on=prepared.trained_on)
     console.note(f"model: {console.esc(str(cfg.model))}; dataset: [bold]{console.esc(ds.name)}[/] "
                  f"({console.esc(ds.reason)}); {len(plan(cfg))} configuration(s)")
-    result = run_bench(cfg, ds, prepared, on_run=console.bench_line)
+    result = run_bench(cfg, ds, prepared, on_run=console.bench_line, on_fail=console.fail_line)
     paths = save_json(result.to_dict(), cfg.json)
     tables.bench_tables(result, prepared.training)
     console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
     _write_plots(a, [(prepared.training, result)] if prepared.training else [], [result])
-    bad = parity_failures(result)
-    if bad:
-        err(f"{len(bad)} configuration(s) disagree with PyTorch's accuracy (shown in red)")
-        return EXIT_FAILED
-    return EXIT_OK
+    return _bench_verdict([result])
+
+
+def _bench_verdict(benches) -> int:
+    """EXIT_FAILED, said in one line each, when a configuration failed or disagrees with PyTorch."""
+    from .bench_infer import parity_failures
+
+    code = EXIT_OK
+    if failed := sum(len(b.failed) for b in benches):
+        err(f"{failed} configuration(s) failed (their reasons are under the table); the others ran")
+        code = EXIT_FAILED
+    if bad := sum(len(parity_failures(b)) for b in benches):
+        err(f"{bad} configuration(s) disagree with PyTorch's accuracy (shown in red)")
+        code = EXIT_FAILED
+    return code
 
 
 def cmd_suite(a, cfg) -> int:
@@ -202,7 +212,7 @@ def cmd_suite(a, cfg) -> int:
     sweep = result.sweep.bench if result.sweep else None
     benches = [sweep] if sweep else [m.bench for m in result.modes if m.bench]
     _write_plots(a, [(m.train, m.bench) for m in result.modes], benches)
-    return EXIT_OK
+    return _bench_verdict([b for b in [*(m.bench for m in result.modes), sweep] if b])
 
 
 def cmd_report(a, cfg) -> int:

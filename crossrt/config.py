@@ -77,6 +77,9 @@ class TrainConfig:
                                  help="torch intra-op threads (per rank)")
     cuda_graph: bool | None = option(None, flag="--cuda-graph/--no-cuda-graph", default_text="on with --device cuda",
                                      help="replay the training step and the validation batch as CUDA graphs")
+    cudnn_benchmark: bool = option(True, flag="--cudnn-benchmark/--no-cudnn-benchmark",
+                                   help="with --device cuda: cuDNN times its convolution algorithms once and keeps "
+                                        "the fastest (the search is part of the run's setup or first epoch)")
     epochs: int = option(100, help="epochs")
     batch_size: int = option(600, help="training batch")
     valid_batch_size: int = option(100, help="validation batch")

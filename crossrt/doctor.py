@@ -59,7 +59,8 @@ def _tiny_model(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8), str(path))
 
 
-def checks() -> list[Check]:
+def checks(data_dir: Path | None = None) -> list[Check]:
+    """Every check, in the order shown; data_dir: the folder `--data-dir` names, if any."""
     out = [Check("crossrt", None, f"{__version__}, Python {platform.python_version()}")]
     try:
         import torch
@@ -85,7 +86,7 @@ def checks() -> list[Check]:
                      versions["openvino"] or "not installed (optional: pip install 'crossrt[openvino]')"))
     out.append(Check("CPU", None, f"{cpu_model()}, {cpu_count()} cores usable; train uses {cpu_count()} threads, "
                                   f"bench-infer 1 and {cpu_count()}"))
-    out.append(_dataset())
+    out.append(_dataset(data_dir))
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "tiny.onnx"
         _tiny_model(model)
@@ -95,19 +96,30 @@ def checks() -> list[Check]:
     return out
 
 
-def _dataset() -> Check:
+def _dataset(data_dir: Path | None) -> Check:
+    """With --data-dir: that folder must hold the four IDX files (needed by both modes). Without:
+    what `--dataset auto` would use, for information only: the data is not the machine, and any
+    IDX folder serves through --data-dir."""
+    from .data import load_folder
     from .fetch import resolve
 
+    if data_dir is not None:
+        try:
+            ds = load_folder(data_dir, data_dir.name, "--data-dir")
+            return Check("dataset", True, f"--data-dir {data_dir}: {len(ds.train_labels):,} training and "
+                                          f"{len(ds.test_labels):,} test images")
+        except CrossrtError as e:
+            return Check("dataset", False, str(e), "a folder with the four IDX files, raw or .gz", ("cpu", "cuda"))
     try:
         ds = resolve(DataConfig(), download=False)
-        if ds.name == "mnist":
-            return Check("dataset", True, f"--dataset auto uses {ds.reason}")
-        return Check("dataset", True, f"--dataset auto: MNIST is not cached, so train downloads it when it can, "
-                                      f"else uses {ds.reason.split(' (auto:')[0]}")
-    except CrossrtError as e:
-        return Check("dataset", False, f"--dataset auto finds none ({str(e)[:120]})",
-                     "make setup (Debian's dataset-fashion-mnist), crossrt fetch mnist, or --data-dir DIR",
-                     ("cpu", "cuda"))
+    except CrossrtError:
+        return Check("dataset", None, "--dataset auto finds none here (no MNIST in the cache, no Debian "
+                                      "Fashion-MNIST): train would try to download MNIST; or point crossrt at any "
+                                      "IDX folder with --data-dir DIR (also: crossrt fetch mnist, make setup)")
+    if ds.name == "mnist":
+        return Check("dataset", True, f"--dataset auto uses {ds.reason}")
+    return Check("dataset", True, f"--dataset auto: MNIST is not cached, so train downloads it when it can, "
+                                  f"else uses {ds.reason.split(' (auto:')[0]}")
 
 
 def _ort_session(model: Path, provider: str) -> Check:

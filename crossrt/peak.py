@@ -145,14 +145,20 @@ def _measure_peak(device: str, threads: int, math: str, tries: int) -> dict:
             "tries": peaks, "spread": (max(peaks) - min(peaks)) / max(peaks), "measured": now_iso()}
 
 
-def measured_peak(device: str, threads: int, math: str = "fp32", *, again: bool = False) -> dict:
+def measured_peak(device: str, threads: int, math: str = "fp32", *, again: bool = False) -> dict | None:
     """The GEMM peak for a device, thread count (0 = all cores) and math mode, in GFLOP/s.
 
     Measured once per machine (the best of PEAK_TRIES tries, with their spread) and cached in
     cache_dir()/peaks.json, so that every run divides by the same figure. More threads than
     cores add no compute, so the peak for N threads is that of min(N, cores). again=True
-    measures anew and keeps the better of the new and the cached peak.
+    measures anew and keeps the better of the new and the cached peak. None for a GPU that torch
+    cannot use (ONNX Runtime's CUDA rows beside a CPU build of torch): no GEMM to measure it with.
     """
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
     threads = 0 if device == "cuda" else min(threads or cpu_count(), cpu_count())
     key = _peak_key(device, threads, math)
     cache = _load_peaks()

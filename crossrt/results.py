@@ -115,6 +115,7 @@ class TrainResult(Record):
             "train_s": train_s,
             "valid_s": valid_s,
             "total_s": train_s + valid_s + self.setup_s,
+            "total_without_setup_s": train_s + valid_s,  # as a probe that starts its clock after capture counts
             "first_epoch_s": eps[0].train_s + eps[0].valid_s if eps else None,
             "steady_epoch_train_s": sum(steady_s) / len(steady_s) if eps else None,
             "images_per_s": self.train_images * len(eps) / train_s if train_s else None,
@@ -235,6 +236,7 @@ class BenchResult(Record):
     runs: list[InferRun] = field(default_factory=list)
     peaks: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # {runtime, provider, reason}: asked for, cannot run here
+    failed: list[dict] = field(default_factory=list)  # {runtime, provider, threads, batch_size, io, precision, reason}
     kind: str = "bench-infer"
     renamed: ClassVar[dict] = {"settings": "config"}  # schema 7 and older called it "settings"
 

@@ -10,6 +10,7 @@ Versions (written as `schema_version`):
   6  CUDA graphs: a training run's setup_s (in total_s) and setup_parts.
   7  the cuda-graph data path of bench rows; a CUDA ORT row's node placement; enqueue in split_ms.
   8  a bench-infer result's settings are `config`, as in train and suite results.
+  9  a bench-infer result's `failed` rows (a configuration that raised: its reason; the rest ran).
 Every version is read (crossrt.results.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes
@@ -26,8 +27,8 @@ from pathlib import Path
 
 from .errors import ResultError
 
-SCHEMA_VERSION = 8  # what new files are written as
-READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6, 7, 8)
+SCHEMA_VERSION = 9  # what new files are written as
+READABLE_SCHEMAS = tuple(range(1, SCHEMA_VERSION + 1))
 
 
 def check_header(data: dict, path: Path, kinds: tuple[str, ...]) -> None:

@@ -60,7 +60,8 @@ def reference() -> dict:
 
 
 def _bench(bcfg: BenchConfig, ds: Dataset, progress):
-    return run_bench(bcfg, ds, prepare(bcfg), on_run=lambda r: progress.advance_by(BENCH_UNITS))
+    return run_bench(bcfg, ds, prepare(bcfg), on_run=lambda r: progress.advance_by(BENCH_UNITS),
+                     on_fail=lambda f: progress.advance_by(BENCH_UNITS))
 
 
 def _train_mode(name: str, device: str, threads: int, epochs: int, batch: int, cfg: SuiteConfig,

@@ -55,15 +55,25 @@ def no_cuda_reason() -> str:
     return "this torch is a CPU build" if torch.version.cuda is None else "torch sees no CUDA device"
 
 
-def select_device(device: str, threads: int):
-    """The torch device, or a ProviderError when CUDA is asked for and not usable."""
+def require_cuda(flag: str) -> None:
+    """A ProviderError naming the flag when torch cannot use a CUDA GPU here."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ProviderError(f"{flag}: no usable CUDA GPU for torch ({no_cuda_reason()}; torch {torch.__version__})")
+
+
+def select_device(device: str, threads: int, cudnn_benchmark: bool = True):
+    """The torch device, or a ProviderError when CUDA is asked for and not usable.
+
+    cudnn_benchmark: LeNet5's shapes never change, so cuDNN may time its algorithms for each
+    convolution once and keep the fastest. The search is paid in the first steps (the warm-up
+    before a CUDA graph capture, or the first epoch), which every total counts."""
     import torch
 
     if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ProviderError(f"--device cuda: no usable CUDA GPU ({no_cuda_reason()}; torch {torch.__version__})")
-        # LeNet5's shapes never change, so let cuDNN benchmark and keep the fastest kernels.
-        torch.backends.cudnn.benchmark = True
+        require_cuda("--device cuda")
+        torch.backends.cudnn.benchmark = cudnn_benchmark
     torch.set_num_threads(threads)
     return torch.device(device)
 
@@ -87,7 +97,9 @@ def graphed(runs: dict) -> dict:
     replays = {}
     for key, run in runs.items():
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: what is unsafe during capture is refused in this thread only; other threads
+        # (NCCL's watchdog under torchrun, which polls its events) go on while the step is captured.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             run()
         replays[key] = graph.replay
     return replays

@@ -137,7 +137,7 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
     progress = progress or Progress()
     world, me = (rank.world_size, rank.rank) if rank else (1, 0)
     t_setup = clock()
-    device = select_device(cfg.device, cfg.threads)
+    device = select_device(cfg.device, cfg.threads, cfg.cudnn_benchmark)
     if rank:
         device = distributed.init(rank, cfg.device)
     graph = uses_graphs(cfg, device, world)
@@ -176,6 +176,7 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
         result.setup_s = parts["warmup_and_capture_s"] = clock() - t0
     result.setup_parts = parts
     result.tuning["cuda_graph"] = graph
+    result.tuning["cudnn_benchmark"] = cfg.cudnn_benchmark if device.type == "cuda" else None
     try:
         for epoch in range(len(result.epochs) + 1, cfg.epochs + 1):
             progress.start_epoch(epoch, math.ceil(len(x_train) / cfg.batch_size))

@@ -117,10 +117,19 @@ def has_cuda() -> bool:
         return False
 
 
+def has_ort_cuda() -> bool:
+    try:
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    except ImportError:
+        return False
+
+
 def pytest_collection_modifyitems(config, items):
-    if has_cuda():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+    gpu, ort_gpu = has_cuda(), has_ort_cuda()
+    for item in items:  # the markers, not any keyword (a parameter id may say cuda)
+        if item.get_closest_marker("cuda") and not gpu:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+        elif item.get_closest_marker("ort_cuda") and not ort_gpu:
+            item.add_marker(pytest.mark.skip(reason="needs onnxruntime-gpu's CUDAExecutionProvider"))

@@ -82,16 +82,26 @@ def test_doctor_checks_a_real_session(dataset_here):
     assert ready(list(found.values()), "cpu")
 
 
-def test_doctor_cpu_mode_exit_codes(dataset_here, monkeypatch, capsys):
-    assert main(["doctor", "--device", "cpu"]) == 0
-    assert "ready for the cpu mode" in capsys.readouterr().out
-    monkeypatch.setitem(fetch.SYSTEM_DIRS, "fashion-mnist", ())  # now no dataset anywhere
-    assert main(["doctor", "--device", "cpu"]) == 1
+@pytest.mark.parametrize("mode", ["cpu", "cuda"], ids=["cpu-mode", "gpu-mode"])
+def test_doctor_no_dataset_is_information_and_a_bad_data_dir_fails(dataset_here, monkeypatch, capsys, tmp_path, mode):
+    """No dataset installed says how to point crossrt at one and does not make a machine "not ready";
+    a --data-dir that holds no IDX files does, in either mode."""
+    monkeypatch.setitem(fetch.SYSTEM_DIRS, "fashion-mnist", ())  # no dataset anywhere
+    found = {c.name: c for c in checks()}
+    assert found["dataset"].ok is None and "--data-dir DIR" in found["dataset"].detail
+    assert ready(list(found.values()), "cpu")
+    if mode == "cpu":
+        assert main(["doctor", "--device", "cpu"]) == 0
+        assert "ready for the cpu mode" in capsys.readouterr().out
+    good = {c.name: c for c in checks(dataset_here)}["dataset"]
+    assert good.ok and "600 training and 200 test images" in good.detail
+    (tmp_path / "empty").mkdir()
+    bad = {c.name: c for c in checks(tmp_path / "empty")}["dataset"]
+    assert bad.ok is False and mode in bad.needed_for and "missing train-images" in bad.detail
+    assert main(["doctor", "--device", mode, "--data-dir", str(tmp_path / "empty")]) == 1
     out = capsys.readouterr().out
-    failing = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
-    assert len(failing) == 1 and failing[0].startswith("FAIL dataset: --dataset auto finds none")
-    assert "-> fix: make setup" in failing[0]
-    assert "not ready for the cpu mode" in out
+    assert [ln for ln in out.splitlines() if ln.startswith("FAIL dataset")][0].startswith(
+        f"FAIL dataset: {tmp_path / 'empty'}: missing train-images")
 
 
 @no_gpu

@@ -42,6 +42,8 @@ def test_train_summary_figures():
     assert s["percent_of_peak"] == pytest.approx(11.25)
     assert (s["final_accuracy"], s["best_accuracy"], s["best_epoch"]) == (0.7, 0.8, 2)
     assert s["target_epoch"] == 2 and s["target_s"] == 7.5  # (4 + 1) + (2 + 0.5)
+    graphed = train_result(setup_s=1.5).summary()  # warm-up and capture: in the total, and shown apart
+    assert graphed["total_s"] == 11.5 and graphed["total_without_setup_s"] == 10.0
 
 
 def test_train_summary_when_nothing_ran_or_target_missed():

@@ -107,8 +107,15 @@ def create_session(path, provider: str = "cpu", threads: int = 0, spin: bool = T
         cause = f"ONNX Runtime fell back to {', '.join(active)} ({why or wanted} could not start)"
         raise ProviderError(f"--provider {provider}: {cause}", cause)
     check_signature(session, path)
+    # A CUDA-graph session would count this run towards capturing graph 0; ORT captures only runs
+    # through IO binding on device memory, so the smoke run says -1: no capture, no replay.
+    smoke = None
+    if graph:
+        smoke = ort.RunOptions()
+        smoke.add_run_config_entry("gpu_graph_id", "-1")
     try:  # a file can load and still fail to run (a damaged weight shape, an op without a kernel)
-        out = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)})
+        out = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)},
+                          smoke)
     except Exception as e:
         raise ModelError(f"{path}: ONNX Runtime loads it but cannot run it: {str(e).strip().splitlines()[0]}") from None
     if np.shape(out[0]) != (1, NUM_CLASSES):

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .. import checkpoint
-from ..system import cpu_count, graphed, select_device, sync
+from ..system import cpu_count, graphed, require_cuda, select_device, sync
 from ..timing import timed
 from .base import Runner, enqueue_ms, mean_ms
 
@@ -30,6 +30,11 @@ def unavailable(provider: str, compile: bool = False) -> str | None:
 
 def precisions(compile: bool = False) -> tuple[str, ...]:
     return ("fp32",)
+
+
+def check(path: Path, provider: str, compile: bool = False) -> None:
+    if provider == "cuda":  # before any work, and without asking ONNX Runtime anything
+        require_cuda("--provider cuda")
 
 
 def runner(path: Path, row, batches: list[np.ndarray], compile: bool = False) -> Runner:

@@ -59,7 +59,7 @@ class Runtime:
     def check(self, cfg, provider: str) -> None:
         """Refuse a model this runtime cannot load on provider, before any work (where the module can tell)."""
         module = self._module()
-        if hasattr(module, "check") and self.model != "torch":
+        if hasattr(module, "check"):
             module.check(self.model_of(cfg), provider, **dict(self.options))
 
     def runner(self, cfg, row, batches):

@@ -40,6 +40,13 @@ def bench_line(run: InferRun) -> None:
     note(f"  {esc(run.label)}: {run.images_per_s:,.0f} img/s, acc {100 * run.accuracy:.2f}%{mark}")
 
 
+def fail_line(failure: dict) -> None:
+    """One line as a configuration fails, so a long bench shows it at once."""
+    from .tables import failure_label
+
+    note(f"  [red]failed[/] {esc(failure_label(failure))}")
+
+
 class _Bar:
     """A rich Progress as a context manager."""
 

@@ -22,10 +22,11 @@ def train_summary(r: TrainResult) -> Table:
         ["validation time", secs(s["valid_s"]),
          f"{per(s['valid_s'])} per pass ({r.valid_images:,} images, batch {r.valid_batch_size})"],
         ["total", secs(s["total_s"]), "training + validation, as the reference adds them"
-         + (" + setup" if r.setup_s else "")],
-        *([["setup (CUDA graphs)", secs(r.setup_s), "warm-up and capture; before: " + ", ".join(
-            f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f} s" for k, v in r.setup_parts.items()
-            if k != "warmup_and_capture_s")]] if r.setup_s else []),
+         + (f" + setup; without the setup {secs(s['total_without_setup_s'])}" if r.setup_s else "")],
+        *([["setup (CUDA graphs)", secs(r.setup_s), "warm-up (cuDNN's algorithm search "
+            + ("on" if r.tuning.get("cudnn_benchmark") else "off") + ") and capture; before it, not counted: "
+            + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f} s" for k, v in r.setup_parts.items()
+                        if k != "warmup_and_capture_s")]] if r.setup_s else []),
         ["first epoch", secs(s["first_epoch_s"]), "train + valid; includes warm-up cost"],
         ["steady epoch (training)", secs(s["steady_epoch_train_s"]), f"mean of epochs 2..N; {steadiness}"],
         ["training throughput", f"{num(s['images_per_s'])} img/s",
@@ -69,6 +70,12 @@ BENCH_COLS = [Col("runtime", left=True), Col("provider", left=True, fold=True), 
               Col("vs PyTorch\naccuracy", drop=2), Col("top-1 =\nPyTorch", drop=3)]
 
 
+def failure_label(f: dict) -> str:
+    """A failed configuration and why, in one line."""
+    where = f["provider"] if f["io"] == "host" else f"{f['provider']} {f['io']}"
+    return f"{f['runtime']} {where}, {f['threads'] or 'default'} thr, batch {f['batch_size']}: {f['reason']}"
+
+
 def bench_table(r: BenchResult) -> Table:
     """One row per configuration; the fastest in bold green, accuracy mismatches in red."""
     fastest = max(r.runs, key=lambda x: x.images_per_s, default=None)
@@ -89,7 +96,8 @@ def bench_table(r: BenchResult) -> Table:
                 f"{r.flops_per_image / 1e6:.2f} MFLOP/image" if r.runs else f"{r.model}: no runs")
     if not r.complete:
         title += " [yellow](stopped early)[/]"
-    caption = "\n".join(esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped) or None
+    caption = "\n".join([esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped] +
+                        [f"[red]failed:[/] {esc(failure_label(f))}" for f in r.failed]) or None
     return fitted(title, BENCH_COLS, rows, styles=["bold green" if x is fastest else None for x in r.runs],
                   caption=caption)
 

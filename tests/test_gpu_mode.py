@@ -1,0 +1,147 @@
+"""The GPU mode's breaks that a CPU can show: a failing configuration does not end a bench, a
+checkpoint resumes across the eager and CUDA-graph modes, PyTorch rows ask ONNX Runtime nothing,
+and benchmarks/gpu_check.sh runs step by step (here with DEVICE=cpu)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import ROOT, has_cuda, python_path, run_cli
+from onnx import TensorProto, helper, numpy_helper
+
+from crossrt import checkpoint
+from crossrt.cli import main
+from crossrt.config import DataConfig, TrainConfig
+from crossrt.fetch import resolve
+from crossrt.model import LeNet5
+from crossrt.train import place_lr, train
+
+
+def batch_one_only(path):
+    """A model that runs one image at a time and fails on more: it reshapes its input to [1, 784]
+    (an exporter that traced batch 1 writes such graphs). Input [N, 1, 28, 28], output [N, 10]."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((784, 10), dtype=np.float32), "w")
+    shape = numpy_helper.from_array(np.array([1, 784], dtype=np.int64), "shape")
+    nodes = [helper.make_node("Reshape", ["input", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])]
+    graph = helper.make_graph(nodes, "batch-one", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [w, shape])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
+def test_a_failing_configuration_is_reported_and_the_others_run(tmp_path, tiny_data, isolate):
+    model = batch_one_only(tmp_path / "batch-one.onnx")
+    out = run_cli("bench-infer", "--model", str(model), "--data-dir", str(tiny_data), "--runtimes", "onnxruntime",
+                  "--threads", "1", "--batch-size", "1,100,2", "--min-time", "0", "--min-repeats", "1",
+                  "--json", "b.json", *(["--isolate"] if isolate else []), cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "crossrt: error: 2 configuration(s) failed (their reasons are under the table); the others ran" in out.stderr
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert [r["batch_size"] for r in result["runs"]] == [1] and result["complete"] is True
+    assert [(f["batch_size"], f["runtime"], f["threads"]) for f in result["failed"]] == [(100, "onnxruntime", 1),
+                                                                                         (2, "onnxruntime", 1)]
+    assert all("Reshape" in f["reason"] and "\n" not in f["reason"] for f in result["failed"])
+    shown = " ".join(out.stdout.split())
+    assert "failed: onnxruntime cpu, 1 thr, batch 100:" in shown and "failed onnxruntime cpu, 1 thr, batch 2:" in shown
+
+
+def _cfg(data, out, **kw) -> TrainConfig:
+    return TrainConfig(data=DataConfig(data_dir=data), out=out, batch_size=60, threads=1, export=False, **kw)
+
+
+def test_a_cuda_graph_runs_checkpoint_resumes_eagerly_on_the_cpu(tiny_data, tmp_path):
+    """A CUDA-graph run saves Adam with capturable=True and the learning rate as a tensor. Resumed
+    eagerly, Adam used to refuse it: 'If capturable=True, params and state_steps must be on
+    supported devices'. Now it goes on, and trains exactly as an uninterrupted run."""
+    data = resolve(DataConfig(data_dir=tiny_data))
+    straight, _ = train(_cfg(tiny_data, tmp_path / "straight", epochs=2), data)
+    train(_cfg(tiny_data, tmp_path / "resumed", epochs=1), data)
+    path = tmp_path / "resumed" / "lenet5.pt"
+    state = torch.load(path, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:  # what a CUDA-graph run writes (its tensors loaded on the CPU)
+        group["capturable"], group["lr"] = True, torch.tensor(group["lr"])
+    torch.save(state, path)
+    resumed, _ = train(_cfg(tiny_data, tmp_path / "resumed", epochs=2, resume=True), data)
+    # Not to the bit: the saved learning rate is a float32 tensor (1e-3 becomes 0.0010000000475).
+    assert [e.train_loss for e in resumed.epochs] == pytest.approx([e.train_loss for e in straight.epochs], rel=1e-5)
+    a, b = (checkpoint.load(tmp_path / n / "lenet5.pt")["model"] for n in ("straight", "resumed"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_an_eager_checkpoint_is_put_into_the_cuda_graph_mode(tiny_data, tmp_path):
+    """The other way: a CUDA-graph resume builds Adam with capturable=True; loading an eager
+    checkpoint used to set it back to False (and the tensor learning rate then failed with 'lr as
+    a Tensor is not supported for capturable=False and foreach=True'). A capturable step cannot run
+    on a CPU, so this checks the state the step would get: the run's own flag, float32 step counters
+    beside their parameters, the learning rate as a tensor."""
+    data = resolve(DataConfig(data_dir=tiny_data))
+    cfg = _cfg(tiny_data, tmp_path, epochs=1)
+    train(cfg, data)
+    net = LeNet5()
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, capturable=True)
+    checkpoint.restore(cfg.checkpoint, _cfg(tiny_data, tmp_path, epochs=2), data.name, net, optimizer, None,
+                       torch.Generator())
+    place_lr(optimizer, torch.device("cpu"))
+    assert all(g["capturable"] for g in optimizer.param_groups) and torch.is_tensor(optimizer.param_groups[0]["lr"])
+    steps = [optimizer.state[p]["step"] for p in net.parameters()]
+    assert all(s.dtype == torch.float32 and s.device == p.device and float(s) == 10 for s, p in zip(steps, net.parameters()))
+
+
+def test_pytorch_rows_ask_onnxruntime_nothing(trained, tiny_data, monkeypatch, workdir):
+    """With --runtimes pytorch no ONNX Runtime session is opened on the model (so PyTorch's CUDA rows
+    run where onnxruntime-gpu is missing)."""
+    import onnxruntime
+
+    opened = []
+
+    class Counted(onnxruntime.InferenceSession):  # real sessions, counted
+        def __init__(self, path_or_bytes, *args, **kwargs):
+            opened.append(path_or_bytes)
+            super().__init__(path_or_bytes, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Counted)
+    model = str(trained / "lenet5.onnx")
+    args = ["bench-infer", "--model", model, "--data-dir", str(tiny_data), "--threads", "1", "--min-time", "0",
+            "--min-repeats", "1"]
+    assert main([*args, "--runtimes", "pytorch"]) == 0
+    assert model not in opened
+    assert main([*args, "--runtimes", "onnxruntime"]) == 0 and model in opened  # the count does see sessions
+
+
+@pytest.mark.skipif(has_cuda(), reason="this machine has a GPU")
+def test_pytorch_cuda_rows_without_a_gpu_say_torch_has_none(trained, capsys):
+    assert main(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--runtimes", "pytorch",
+                 "--provider", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "--provider cuda: no usable CUDA GPU for torch" in err and "ExecutionProvider" not in err
+
+
+def test_gpu_check_runs_every_step_and_goes_on_after_a_failure(tmp_path, tiny_data):
+    """The script, run for real with DEVICE=cpu on the tiny dataset: every step runs; the probe
+    (a file that is not there) fails, and the steps after it still run; the last line names it."""
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    env = {**os.environ, "DEVICE": "cpu", "EPOCHS": "1", "THREADS": "1", "BATCHES": "100", "PYTHON": sys.executable,
+           "PYTHONPATH": python_path(), "PYTEST_ADDOPTS": f"-p no:cacheprovider --basetemp={tmp_path / 'inner'}"}
+    dry = subprocess.run(["bash", str(script), "--dry-run", str(tiny_data), str(tmp_path / "dry"), "/nowhere.py"],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    assert dry.returncode == 0 and not (tmp_path / "dry").exists(), dry.stderr
+    steps = [ln.split()[1] for ln in dry.stdout.splitlines() if ln.startswith("== ")]
+    assert steps == ["train-fp32", "train-bf16", "reference-recipe", "probe", "torchrun-1-rank", "doctor",
+                     "bench-infer", "tests"]
+    out = subprocess.run(["bash", str(script), str(tiny_data), str(tmp_path / "out"), "/nowhere.py"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "failed steps: probe"
+    for name in ("train-fp32", "train-bf16", "reference-recipe", "torchrun-1-rank", "bench-infer"):
+        assert (tmp_path / "out" / f"{name}.log").is_file()
+    assert json.loads((tmp_path / "out" / "train-bf16.json").read_text())["precision"] == "bf16"
+    assert json.loads((tmp_path / "out" / "bench-infer.json").read_text())["runs"]
