@@ -40,10 +40,14 @@ def bench_line(run: InferRun) -> None:
     note(f"  {esc(run.label)}: {run.images_per_s:,.0f} img/s, acc {100 * run.accuracy:.2f}%{mark}")
 
 
+def failure_label(f: dict) -> str:
+    """A failed configuration and why, in one line."""
+    where = f["provider"] if f["io"] == "host" else f"{f['provider']} {f['io']}"
+    return f"{f['runtime']} {where}, {f['threads'] or 'default'} thr, batch {f['batch_size']}: {f['reason']}"
+
+
 def fail_line(failure: dict) -> None:
     """One line as a configuration fails, so a long bench shows it at once."""
-    from .tables import failure_label
-
     note(f"  [red]failed[/] {esc(failure_label(failure))}")
 
 

@@ -9,7 +9,7 @@ from rich.table import Table
 from ..compare import cost_rows, hardware_of
 from ..results import BenchResult, SuiteResult, TrainResult
 from ..runtimes.registry import RUNTIMES
-from .console import console, esc, note
+from .console import console, esc, failure_label, note
 from .layout import Col, ci, cold, fitted, num, pct, peak_pct, secs, stable
 
 
@@ -68,12 +68,6 @@ BENCH_COLS = [Col("runtime", left=True), Col("provider", left=True, fold=True), 
               Col("CPU s /\n1k img", drop=6), Col("ms/batch\nmean±std", drop=10), Col("p50/p90/p99\nms", drop=9),
               Col("create", drop=12), Col("1st run", drop=11), Col("accuracy", drop=2),
               Col("vs PyTorch\naccuracy", drop=2), Col("top-1 =\nPyTorch", drop=3)]
-
-
-def failure_label(f: dict) -> str:
-    """A failed configuration and why, in one line."""
-    where = f["provider"] if f["io"] == "host" else f"{f['provider']} {f['io']}"
-    return f"{f['runtime']} {where}, {f['threads'] or 'default'} thr, batch {f['batch_size']}: {f['reason']}"
 
 
 def bench_table(r: BenchResult) -> Table:
