@@ -39,26 +39,6 @@ def nvidia_smi() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
-def _tiny_model(path: Path) -> None:
-    """Conv, ReLU, pooling, flatten and a matrix product: LeNet5's kinds of node, small."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from .export import INPUT_NAME, OPSET, OUTPUT_NAME
-
-    rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array(rng.standard_normal(s, dtype=np.float32), n)
-               for n, s in (("w", (4, 1, 5, 5)), ("b", (4,)), ("g", (4 * 12 * 12, 10)))]
-    nodes = [helper.make_node("Conv", [INPUT_NAME, "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("MatMul", ["f", "g"], [OUTPUT_NAME])]
-    graph = helper.make_graph(nodes, "tiny",
-                              [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 1, 28, 28])],
-                              [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", 10])], weights)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8), str(path))
-
-
 def checks(data_dir: Path | None = None) -> list[Check]:
     """Every check, in the order shown; data_dir: the folder `--data-dir` names, if any."""
     out = [Check("crossrt", None, f"{__version__}, Python {platform.python_version()}")]
@@ -87,9 +67,11 @@ def checks(data_dir: Path | None = None) -> list[Check]:
     out.append(Check("CPU", None, f"{cpu_model()}, {cpu_count()} cores usable; train uses {cpu_count()} threads, "
                                   f"bench-infer 1 and {cpu_count()}"))
     out.append(_dataset(data_dir))
+    from .export import tiny_model  # needs torch and onnx, both checked above
+
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "tiny.onnx"
-        _tiny_model(model)
+        tiny_model(model)
         out.append(_ort_session(model, "cpu"))
         out += _gpu(torch)
         out.append(_ort_session(model, "cuda"))

@@ -116,3 +116,20 @@ def export_trained(model: torch.nn.Module, result: TrainResult, path: Path, test
         what = "interrupted during the ONNX export" if interrupted else f"the ONNX export failed ({e})"
         raise Stopped(f"{what}; {result.checkpoint} holds the trained model (export it with: "
                       f"crossrt export --checkpoint {result.checkpoint})", result, interrupted=interrupted) from None
+
+
+def tiny_model(path: Path) -> None:
+    """Conv, ReLU, pooling, flatten and a matrix product: LeNet5's kinds of node and signature, small.
+    What `doctor` and the suite open a session on to learn whether a provider really runs here."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(s, dtype=np.float32), n)
+               for n, s in (("w", (4, 1, 5, 5)), ("b", (4,)), ("g", (4 * 12 * 12, 10)))]
+    nodes = [helper.make_node("Conv", [INPUT_NAME, "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("MatMul", ["f", "g"], [OUTPUT_NAME])]
+    graph = helper.make_graph(nodes, "tiny",
+                              [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 1, 28, 28])],
+                              [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", 10])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8), str(path))

@@ -21,9 +21,10 @@ from .checks import fits
 from .config import BenchConfig, SuiteConfig, TrainConfig
 from .data import Dataset
 from .errors import CrossrtError, ProviderError, Stopped
-from .export import export_trained
+from .export import export_trained, tiny_model
 from .files import load_result
 from .results import ModeResult, SuiteResult, Sweep, TrainResult
+from .runtimes.registry import RUNTIMES
 from .schema import plain
 from .system import cpu_count, environment, peak_rss_mb
 
@@ -39,6 +40,30 @@ class Progress(train.Progress):
     def total(self, units: int) -> None: ...
     def start(self, what: str) -> None: ...
     def advance_by(self, units: int) -> None: ...
+
+
+def runtimes_on(provider: str, runtimes: tuple[str, ...]) -> tuple[tuple[str, ...], list[dict]]:
+    """The runtimes that really run on provider here, and why each other does not: asked with a
+    session on a tiny model (crossrt doctor's), before any training, so that a GPU mode whose
+    onnxruntime has no working CUDA provider times PyTorch alone instead of failing at the end."""
+    if provider == "cpu":
+        return runtimes, []  # what cannot run on the CPU (not installed, no compiler) the plan lists itself
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny_model(Path(tmp) / "tiny.onnx")
+        probe = BenchConfig(model=Path(tmp) / "tiny.onnx", providers=(provider,), runtimes=runtimes)
+        ok, cannot = [], []
+        for name in runtimes:
+            try:
+                why = RUNTIMES[name].unavailable(provider, probe)
+                if why is None:
+                    RUNTIMES[name].check(probe, provider)
+            except CrossrtError as e:
+                why = str(e)
+            if why is None:
+                ok.append(name)
+            else:
+                cannot.append({"runtime": name, "provider": provider, "reason": why})
+    return tuple(ok), cannot
 
 
 def modes(cfg: SuiteConfig) -> list[tuple[str, str, int]]:
@@ -115,16 +140,22 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress: Progress | None = None) -
     if cfg.sweep:  # checked now, not after the modes have trained for an hour
         fits("--sweep-train-batches", cfg.sweep_train_batches, len(ds.train_labels), "training images")
         fits("--sweep-valid-batches", cfg.sweep_valid_batches, len(ds.test_labels), "test images")
+    usable = {device: runtimes_on(device, cfg.runtimes) for device in {m[1] for m in mode_list}}
     progress.total(plan_units(cfg, ds, mode_list))
     result = SuiteResult(dataset=ds.name, dataset_source=ds.source, config=plain(cfg))
     try:
         for name, device, threads in mode_list:
             train_result, onnx_path = _train_mode(name, device, threads, cfg.epochs, REFERENCE_BATCH, cfg, ds,
                                                   progress, export=True)
-            progress.start(f"{name}: validation under {', '.join(cfg.runtimes)}")
-            bcfg = BenchConfig(data=cfg.data, model=onnx_path, providers=(device,), threads=(threads,),
-                               runtimes=cfg.runtimes, min_time=cfg.min_time, isolate=cfg.isolate)
-            result.modes.append(ModeResult(name, device, threads, train_result, _bench(bcfg, ds, progress)))
+            runtimes, cannot = usable[device]
+            progress.start(f"{name}: validation under {', '.join(runtimes)}")
+            bench = None
+            if runtimes:
+                bcfg = BenchConfig(data=cfg.data, model=onnx_path, providers=(device,), threads=(threads,),
+                                   runtimes=runtimes, min_time=cfg.min_time, isolate=cfg.isolate)
+                bench = _bench(bcfg, ds, progress)
+                bench.skipped += cannot
+            result.modes.append(ModeResult(name, device, threads, train_result, bench))
         if cfg.sweep:
             result.sweep = sweep = Sweep()
             sweep.train = [
@@ -139,8 +170,8 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress: Progress | None = None) -
                                batch_sizes=cfg.sweep_valid_batches, min_time=cfg.min_time, isolate=cfg.isolate)
             sweep.bench = _bench(bcfg, ds, progress)
         result.complete = True
-    except (KeyboardInterrupt, Stopped) as e:
-        failed = isinstance(e, Stopped) and not e.interrupted
+    except (KeyboardInterrupt, CrossrtError) as e:  # the modes that finished are saved all the same
+        failed = isinstance(e, CrossrtError) and not getattr(e, "interrupted", False)
         what = f"{e}; stopped" if failed else "interrupted"
         raise Stopped(f"{what} after {len(result.modes)} complete mode(s)", result, interrupted=not failed) from None
     finally:

@@ -145,3 +145,41 @@ def test_gpu_check_runs_every_step_and_goes_on_after_a_failure(tmp_path, tiny_da
         assert (tmp_path / "out" / f"{name}.log").is_file()
     assert json.loads((tmp_path / "out" / "train-bf16.json").read_text())["precision"] == "bf16"
     assert json.loads((tmp_path / "out" / "bench-infer.json").read_text())["runs"]
+
+
+@pytest.mark.skipif(has_cuda(), reason="this machine has a GPU")
+def test_the_suite_asks_which_runtimes_run_on_the_gpu_before_training():
+    """A real ONNX Runtime CUDA session on a tiny model, and torch's CUDA, asked up front: here
+    neither runs, and each says why (on a GPU machine without onnxruntime-gpu, PyTorch alone is timed)."""
+    from crossrt.suite import runtimes_on
+
+    assert runtimes_on("cpu", ("onnxruntime", "pytorch")) == (("onnxruntime", "pytorch"), [])
+    ok, cannot = runtimes_on("cuda", ("onnxruntime", "pytorch", "openvino"))
+    assert ok == () and [c["runtime"] for c in cannot] == ["onnxruntime", "pytorch", "openvino"]
+    assert cannot[0]["reason"].startswith("--provider cuda: ") and "for torch" in cannot[1]["reason"]
+    assert "crossrt runs openvino on CPU only" in cannot[2]["reason"]
+
+
+def test_a_suite_that_fails_late_keeps_the_modes_that_finished(capsys, workdir, tiny_data, monkeypatch):
+    """An error in a later mode (here the second mode's bench, as a GPU mode's could) ends the suite
+    with exit 1, and the first mode's results are saved, not lost."""
+    import crossrt.suite
+    from crossrt.errors import ProviderError
+    from crossrt.files import load_result
+
+    real, calls = crossrt.suite.run_bench, []
+
+    def second_fails(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ProviderError("--provider cuda: CUDAExecutionProvider could not run the model")
+        return real(*a, **k)
+
+    monkeypatch.setattr(crossrt.suite, "run_bench", second_fails)
+    monkeypatch.setattr(crossrt.suite, "cpu_count", lambda: 2)  # two CPU modes on any machine
+    assert main(["suite", "--data-dir", str(tiny_data), "--epochs", "1", "--device", "cpu",
+                 "--out", str(workdir / "s"), "--min-time", "0", "--json", "suite.json"]) == 1
+    err = capsys.readouterr().err
+    assert "CUDAExecutionProvider could not run the model; stopped after 1 complete mode(s)" in err
+    result = load_result(workdir / "suite.json")
+    assert result.complete is False and [m.mode for m in result.modes] == ["cpu 1 thread"]

@@ -178,7 +178,11 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
             Col(f"training\n{unit}"), Col(f"validation\n{unit}"), Col(f"total\n{unit}", drop=3),
             Col("final\naccuracy", drop=2), Col("images/s", drop=4)]
     title = f"LeNet5 on {esc(result.dataset)}: {epochs} epoch(s) per mode on this machine"
-    caption = f"(reference): the article's figures, MNIST on {ref['machine']['cpu']} / {ref['machine']['gpu']}"
+    caption = "\n".join([f"(reference): the article's figures, MNIST on {ref['machine']['cpu']} / {ref['machine']['gpu']}"]
+                        + [esc(f"not run in the {m.mode} mode: {x['runtime']}: {x['reason']}")
+                           for m in result.modes if m.bench for x in m.bench.skipped]
+                        + [f"[red]failed[/] in the {esc(m.mode)} mode: {esc(failure_label(f))}"
+                           for m in result.modes if m.bench for f in m.bench.failed])
     return fitted(title + (" (times per epoch)" if per_epoch else ""), cols, rows, ends=ends, caption=caption)
 
 
