@@ -30,6 +30,13 @@ def in_range(flag: str, value, low, high=None) -> None:
         raise ConfigError(f"{flag}: at most {high:,} here, got {value:,}")
 
 
+def between(flag: str, value, low, high, high_inclusive: bool = True) -> None:
+    """A number in (low, high], or (low, high)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and (low < value <= high if high_inclusive else low < value < high)):
+        raise ConfigError(f"{flag}: must be in ({low}, {high}{']' if high_inclusive else ')'}, got {value!r}")
+
+
 def fits(flag: str, values, available: int, what: str) -> None:
     """Batch sizes no larger than the data they split (a batch of 20,000 from 10,000 images is not one)."""
     for v in values:
@@ -93,6 +100,41 @@ def choices(flag: str, values: tuple, allowed: tuple[str, ...]) -> None:
     nonempty_unique(flag, values)
     for v in values:
         choice(flag, v, allowed)
+
+
+def pairs(flag: str, items: tuple[str, ...], parse) -> dict:
+    """NAME=VALUE items as {NAME: parse(VALUE)}; a malformed item or a name given twice is one line."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not (sep and name.strip()):
+                raise ValueError("expected NAME=VALUE")
+            parsed = parse(value.strip())
+        except ValueError as e:
+            raise ConfigError(f"{flag} {item!r}: {e}" if "NAME=VALUE" in str(e) or "below" in str(e)
+                              else f"{flag} {item!r}: cannot read {value.strip()!r}") from None
+        if name.strip() in out:
+            raise ConfigError(f"{flag}: {name.strip()!r} is given twice")
+        out[name.strip()] = parsed
+    return out
+
+
+def shape_text(text: str) -> tuple[int, ...]:
+    """`1x3x224x224` as (1, 3, 224, 224); `()` is a scalar's shape."""
+    return tuple(int(d) for d in text.lower().split("x")) if text not in ("", "()") else ()
+
+
+def number_text(text: str) -> float | int:
+    return int(text) if text.lstrip("+-").isdigit() else float(text)
+
+
+def range_text(text: str) -> tuple[float, float]:
+    """`LOW:HIGH` with LOW below HIGH."""
+    low, high = (number_text(v) for v in text.split(":"))
+    if not low < high:
+        raise ValueError("LOW must be below HIGH")
+    return low, high
 
 
 def all_in_range(flag: str, values: tuple, low, high=None) -> None:

@@ -113,25 +113,32 @@ def cmd_export(a, cfg) -> int:
 
 
 def cmd_quantize(a, cfg) -> int:
-    from .export import read_metadata
+    import onnx
+
     from .fetch import resolve
     from .files import FolderLock
+    from .inputs import is_mnist_classifier, signature
     from .quantize import quantize
     from .runtimes.onnxruntime import create_session
     from .ui import console
 
     check_paths(cfg)
     create_session(cfg.model, "cpu", 1)  # a bad model fails here, before any data is read
-    meta = read_metadata(cfg.model)
-    ds = resolve(cfg.data, trained_on=(meta.get("dataset") or None, meta.get("data_dir") or None))
+    model = onnx.load(str(cfg.model), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    mnist = is_mnist_classifier(*signature(model))
+    ds = resolve(cfg.data, trained_on=(meta.get("dataset") or None, meta.get("data_dir") or None)) if mnist else None
     with FolderLock(cfg.out.parent):
         q = quantize(cfg, ds)
-    console.note(console.esc(
-        f"quantized {cfg.model} ({q['fp32_bytes']:,} bytes) to {cfg.out} ({q['int8_bytes']:,} bytes): "
-        f"{q['method']} on {q['calibration_images']:,} {ds.name} training images. On the "
-        f"{q['test_images']:,} test images: accuracy {100 * q['fp32_accuracy']:.2f}% -> "
-        f"{100 * q['int8_accuracy']:.2f}% ({100 * (q['int8_accuracy'] - q['fp32_accuracy']):+.2f} points), "
-        f"top-1 agreement {100 * q['top1_agreement']:.2f}%"))
+    said = (f"On the {q['test_images']:,} test images: accuracy {100 * q['fp32_accuracy']:.2f}% -> "
+            f"{100 * q['int8_accuracy']:.2f}% ({100 * (q['int8_accuracy'] - q['fp32_accuracy']):+.2f} points), "
+            f"top-1 agreement {100 * q['top1_agreement']:.2f}%" if mnist else
+            "Against the fp32 model on fresh inputs: " + "; ".join(
+                f"{o['name']} max |diff| / max |fp32| {o['max_rel']:.2e}"
+                + (f", top-1 agreement {100 * o['top1']:.2f}%" if o["top1"] is not None else "")
+                for o in q["outputs"]))
+    console.note(console.esc(f"quantized {cfg.model} ({q['fp32_bytes']:,} bytes) to {cfg.out} ({q['int8_bytes']:,} "
+                             f"bytes): {q['method']} on {q['calibration']}. {said}"))
     return EXIT_OK
 
 
@@ -164,11 +171,13 @@ def cmd_bench_infer(a, cfg) -> int:
     from .ui import console, tables
 
     _check_outputs(a, cfg)
-    prepared = prepare(cfg)  # a bad model, checkpoint or provider fails here, before any work
+    prepared = prepare(cfg)  # a bad model, binding, checkpoint or provider fails here, before any work
     _warn_threads(cfg.threads)
-    ds = resolve(cfg.data, trained_on=prepared.trained_on)
-    console.note(f"model: {console.esc(str(cfg.model))}; dataset: [bold]{console.esc(ds.name)}[/] "
-                 f"({console.esc(ds.reason)}); {len(plan(cfg))} configuration(s)")
+    ds = resolve(cfg.data, trained_on=prepared.trained_on) if prepared.mnist else None
+    fed = (f"dataset: [bold]{console.esc(ds.name)}[/] ({console.esc(ds.reason)})" if ds else
+           f"inputs: {console.esc('; '.join(prepared.model_info['inputs']))} "
+           f"({console.esc(str(cfg.feed.inputs) if cfg.feed.inputs else 'generated, seed ' + str(cfg.feed.input_seed))})")
+    console.note(f"model: {console.esc(str(cfg.model))}; {fed}; {len(plan(cfg, prepared.batch_sizes))} configuration(s)")
     result = run_bench(cfg, ds, prepared, on_run=console.bench_line, on_fail=console.fail_line)
     paths = save_json(result.to_dict(), cfg.json)
     tables.bench_tables(result, prepared.training)
@@ -186,7 +195,8 @@ def _bench_verdict(benches) -> int:
         err(f"{failed} configuration(s) failed (their reasons are under the table); the others ran")
         code = EXIT_FAILED
     if bad := sum(len(parity_failures(b)) for b in benches):
-        err(f"{bad} configuration(s) disagree with PyTorch's accuracy (shown in red)")
+        err(f"{bad} configuration(s) disagree (outputs against ONNX Runtime CPU fp32, or accuracy against "
+            f"PyTorch; shown in red)")
         code = EXIT_FAILED
     return code
 

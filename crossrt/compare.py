@@ -27,7 +27,7 @@ from .timing import bootstrap_means
 
 NOISE = 0.10  # run-to-run noise band: B/A within 1 +- NOISE is "same within noise"
 COLUMNS = ("machine", "kind", "dataset", "device", "runtime", "threads", "batch_size", "epochs", "train_s",
-           "valid_s", "total_s", "images_per_s", "accuracy", "stable", "complete", "created", "source")
+           "valid_s", "total_s", "samples_per_s", "accuracy", "stable", "complete", "created", "source")
 
 
 # ---------------------------------------------------------------------------- labels
@@ -75,13 +75,13 @@ def rows_of(result: Result, source: str) -> list[dict]:
                          "threads": part.threads if part.world_size == 1 else f"{part.world_size}x{part.threads}",
                          "batch_size": part.batch_size, "epochs": len(part.epochs),
                          "train_s": s["train_s"], "valid_s": s["valid_s"], "total_s": s["total_s"],
-                         "images_per_s": s["images_per_s"], "accuracy": s["final_accuracy"],
+                         "samples_per_s": s["images_per_s"], "accuracy": s["final_accuracy"],
                          "stable": s["train_stable"] if part.schema_version >= 3 else None})
             continue
         rows += [{**run_of, "machine": machine_of(part.environment, run.provider), "kind": "bench-infer",
                   "device": run.where, "runtime": run.runtime_label, "threads": run.threads,
                   "batch_size": run.batch_size, "epochs": None, "train_s": None, "valid_s": run.seconds_per_pass,
-                  "total_s": None, "images_per_s": run.images_per_s, "accuracy": run.accuracy, "stable": run.stable}
+                  "total_s": None, "samples_per_s": run.samples_per_s, "accuracy": run.accuracy, "stable": run.stable}
                  for run in part.runs]
     return rows
 
@@ -133,7 +133,7 @@ def _repeats(result: Result) -> dict[tuple, tuple[str, float, list[float]]]:
             continue
         for run in part.runs:
             key = ("bench", part.dataset, run.runtime, run.precision, *run.setting, run.spin)
-            rows.setdefault(key, (f"validation, {run.label}", run.images_per_s, run.pass_times_s))
+            rows.setdefault(key, (f"validation, {run.label}", run.samples_per_s, run.pass_times_s))
     return rows
 
 

@@ -15,11 +15,12 @@ import os
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
-from .checks import all_in_range, choice, choices, in_range, nonempty_unique
+from .checks import (all_in_range, between, choice, choices, in_range, nonempty_unique, number_text, pairs,
+                     range_text, shape_text)
 from .errors import ConfigError
 from .runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
 from .runtimes.registry import RUNTIMES
-from .system import cpu_count, max_ranks, max_threads
+from .system import cpu_count, even_rank_counts, max_ranks, max_threads, one_and_all_cores, thread_ladder
 
 ARCHS = ("lenet5", "lenet5-classic")
 DATASETS = ("auto", "mnist", "fashion-mnist")
@@ -61,8 +62,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         choice("--dataset", self.dataset, DATASETS)
-        if self.data_dir is not None:
-            self.data_dir = Path(self.data_dir)
+        self.data_dir = self.data_dir and Path(self.data_dir)
 
 
 @dataclass
@@ -118,12 +118,10 @@ class TrainConfig:
         in_range("--valid-batch-size", self.valid_batch_size, 1)
         in_range("--lr-step", self.lr_step, 0, MAX_EPOCHS)
         in_range("--seed", self.seed, 0, MAX_SEED)
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
-            raise ConfigError(f"--lr: must be in (0, 10), got {self.lr!r}")
-        if not (isinstance(self.lr_gamma, (int, float)) and 0 < self.lr_gamma <= 1):
-            raise ConfigError(f"--lr-gamma: must be in (0, 1], got {self.lr_gamma!r}")
-        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
-            raise ConfigError(f"--target-accuracy: must be in (0, 1], got {self.target_accuracy!r}")
+        between("--lr", self.lr, 0, 10, high_inclusive=False)
+        between("--lr-gamma", self.lr_gamma, 0, 1)
+        if self.target_accuracy is not None:
+            between("--target-accuracy", self.target_accuracy, 0, 1)
         self.out, self.json = Path(self.out), self.json and Path(self.json)
 
     @property
@@ -154,8 +152,46 @@ class ExportConfig:
         self.out = Path(self.out or self.checkpoint.with_suffix(".onnx"))
 
 
-def _default_threads() -> tuple[int, ...]:
-    return tuple(sorted({1, cpu_count()}))
+INPUT_RANGES, MAX_DIM = ("uniform", "normal"), 2**31 - 1
+MNIST_BATCH = 100  # the reference's validation batch: bench-infer's default for an MNIST classifier
+
+
+@dataclass
+class InputsConfig:
+    """What a model that is not an MNIST classifier is fed: its inputs are read from the graph and
+    bound to shapes by these flags (crossrt.inputs), then generated, or read from --inputs."""
+
+    dims: tuple[str, ...] = option((), flag="--dim", metavar="NAME=N[,NAME=N]", default_text="none",
+                                   help="bind a named dynamic dimension wherever it appears (batch=8, height=224)")
+    shapes: tuple[str, ...] = option((), flag="--shape", metavar="INPUT=AxB[,...]", default_text="none",
+                                     help="fix one input's whole shape, e.g. pixel_values=1x3x224x224")
+    values: tuple[str, ...] = option((), flag="--value", metavar="INPUT=V[,...]", default_text="none",
+                                     help="fill an input with one value (a scalar input too), e.g. sample_rate=16000")
+    input_range: tuple[str, ...] = option(("uniform",), metavar="R[,INPUT=LOW:HIGH]",
+                                          help="generated floats: uniform in [0, 1) or normal; INPUT=LOW:HIGH draws "
+                                               "that input uniformly in [LOW, HIGH), integers too")
+    inputs: Path | None = option(None, metavar="FILE.npz", default_text="generated",
+                                 help="the inputs themselves: one array per input name (their shapes need no flags)")
+    batches_per_pass: int = option(10, metavar="K", help="distinct generated batches in one timed pass")
+    input_seed: int = option(0, help="seed of the generated inputs")
+
+    def __post_init__(self) -> None:
+        self.dims, self.shapes, self.values = tuple(self.dims), tuple(self.shapes), tuple(self.values)
+        self.input_range = tuple(self.input_range)
+        self.dim_map, self.shape_map, self.value_map = (
+            pairs("--dim", self.dims, int), pairs("--shape", self.shapes, shape_text),
+            pairs("--value", self.values, number_text))
+        for flag, sizes in (("--dim", self.dim_map.values()), *(("--shape", s) for s in self.shape_map.values())):
+            all_in_range(flag, tuple(sizes), 1, MAX_DIM)
+        self.range_map = pairs("--input-range", tuple(r for r in self.input_range if "=" in r), range_text)
+        kinds = [r for r in self.input_range if "=" not in r]
+        if len(kinds) > 1:
+            raise ConfigError(f"--input-range: one distribution for the float inputs, got {','.join(kinds)}")
+        self.distribution = kinds[0] if kinds else "uniform"
+        choice("--input-range", self.distribution, INPUT_RANGES)
+        in_range("--batches-per-pass", self.batches_per_pass, 1, 10_000)
+        in_range("--input-seed", self.input_seed, 0, MAX_SEED)
+        self.inputs = self.inputs and Path(self.inputs)
 
 
 @dataclass
@@ -168,10 +204,11 @@ class BenchConfig:
                                      help="checkpoint for the PyTorch rows")
     providers: tuple[str, ...] = option(("cpu",), flag="--provider", metavar="P[,P]",
                                         help=f"execution providers from {{{','.join(PROVIDERS)}}}")
-    threads: tuple[int, ...] = option(factory=_default_threads, metavar="N[,N]",
+    threads: tuple[int, ...] = option(factory=one_and_all_cores, metavar="N[,N]",
                                       help="intra-op threads; 0 = the runtime's default")
-    batch_sizes: tuple[int, ...] = option((100,), flag="--batch-size", metavar="B[,B]",
-                                          default_text="{}, the reference's", help="validation batch sizes")
+    batch_sizes: tuple[int, ...] | None = option(None, flag="--batch-size", metavar="B[,B]", default_text=(
+        f"{MNIST_BATCH} (the reference's) for an MNIST classifier, else 1"),
+        help="batch sizes; for another model, the first dimension of every input where it is dynamic")
     runtimes: tuple[str, ...] = option(DEFAULT_RUNTIMES, metavar="R[,R]",
                                        help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)")
     int8_model: Path | None = option(None, default_text="the model's path with .int8.onnx (`crossrt quantize`)",
@@ -185,6 +222,7 @@ class BenchConfig:
                        help="ORT intra-op threads busy-wait between ops; both = a row each way")
     isolate: bool = option(False, help="time each configuration in a fresh process of its own")
     data: DataConfig = field(default_factory=DataConfig)
+    feed: InputsConfig = field(default_factory=InputsConfig)
     train_json: Path | None = option(None, metavar="PATH", default_text="<model>.train.json when it exists",
                                      help="training record for the train-vs-validation table")
     json: Path | None = option(None, metavar="PATH", default_text="only results/", path="out-file",
@@ -193,13 +231,15 @@ class BenchConfig:
     def __post_init__(self) -> None:
         self.model = Path(self.model)
         self.providers, self.threads = tuple(self.providers), tuple(self.threads)
-        self.batch_sizes, self.runtimes = tuple(self.batch_sizes), all_runtimes(self.runtimes)
+        self.runtimes = all_runtimes(self.runtimes)
         choices("--provider", self.providers, PROVIDERS)
         nonempty_unique("--threads", self.threads)
-        nonempty_unique("--batch-size", self.batch_sizes)
         choices("--runtimes", self.runtimes, tuple(RUNTIMES))
         all_in_range("--threads", self.threads, 0, max_threads())
-        all_in_range("--batch-size", self.batch_sizes, 1)
+        if self.batch_sizes is not None:
+            self.batch_sizes = tuple(self.batch_sizes)
+            nonempty_unique("--batch-size", self.batch_sizes)
+            all_in_range("--batch-size", self.batch_sizes, 1, MAX_DIM)
         in_range("--warmup", self.warmup, 0, MAX_REPEATS)
         in_range("--min-time", self.min_time, 0, MAX_SECONDS)
         in_range("--min-repeats", self.min_repeats, 1, MAX_REPEATS)
@@ -219,34 +259,22 @@ def all_runtimes(runtimes) -> tuple[str, ...]:
 
 @dataclass
 class QuantizeConfig:
-    """quantize: an int8 copy of the exported model with ONNX Runtime's quantization tools
-    (pre-processing, static QDQ, per-channel weights), calibrated on training images."""
+    """quantize: an int8 copy of an ONNX model with ONNX Runtime's quantization tools (pre-processing,
+    static QDQ, per-channel weights), calibrated on training images, or on the inputs bench-infer
+    would give a model without a dataset (the same flags)."""
 
     model: Path = option(Path("exports/lenet5.onnx"), help="fp32 ONNX model")
     out: Path | None = option(None, metavar="PATH", default_text="the model's path with .int8.onnx",
                               path="out-file", help="int8 ONNX file to write")
-    calibration_images: int = option(1000, metavar="N", help="training images the activation ranges are taken from")
+    calibration_images: int = option(1000, metavar="N", help="samples the activation ranges are taken from: "
+                                                                 "training images, or the inputs of another model")
     data: DataConfig = field(default_factory=DataConfig)
+    feed: InputsConfig = field(default_factory=InputsConfig)
 
     def __post_init__(self) -> None:
         self.model = Path(self.model)
         in_range("--calibration-images", self.calibration_images, 1, 1_000_000)
         self.out = Path(self.out or self.model.with_suffix(".int8.onnx"))
-
-
-def default_sweep_ranks() -> tuple[int, ...]:
-    """Every data-parallel rank count above 1 that shares this machine's cores evenly."""
-    n = cpu_count()
-    return tuple(p for p in range(2, n + 1) if n % p == 0)
-
-
-def default_sweep_threads() -> tuple[int, ...]:
-    """1, 2, 4, ... up to the core count, and the core count itself."""
-    n, t, out = cpu_count(), 1, []
-    while t < n:
-        out.append(t)
-        t *= 2
-    return tuple(out + [n])
 
 
 @dataclass
@@ -265,13 +293,13 @@ class SuiteConfig:
     runtimes: tuple[str, ...] = option(DEFAULT_RUNTIMES, metavar="R[,R]",
                                        help=f"validation runtimes from {{{','.join(RUNTIMES)}}}, or all")
     sweep: bool = option(False, help="also sweep threads and batch sizes")
-    sweep_threads: tuple[int, ...] = option(factory=default_sweep_threads, metavar="N[,N]",
+    sweep_threads: tuple[int, ...] = option(factory=thread_ladder, metavar="N[,N]",
                                             default_text="1, 2, 4, ... and all cores", help="threads of the sweep")
     sweep_train_batches: tuple[int, ...] = option((100, 600, 2000), metavar="B[,B]",
                                                   help="training batch sizes of the sweep")
     sweep_valid_batches: tuple[int, ...] = option((1, 10, 100, 1000), metavar="B[,B]",
                                                   help="validation batch sizes of the sweep")
-    sweep_ranks: tuple[int, ...] = option(factory=default_sweep_ranks, metavar="P[,P]",
+    sweep_ranks: tuple[int, ...] = option(factory=even_rank_counts, metavar="P[,P]",
                                           default_text="every P above 1 that divides the cores",
                                           help="data-parallel ranks of the sweep, each with cores / P threads")
     sweep_epochs: int = option(1, help="epochs per sweep training run")

@@ -105,11 +105,14 @@ def _dataset(data_dir: Path | None) -> Check:
 
 
 def _ort_session(model: Path, provider: str) -> Check:
+    import numpy as np
+
+    from .export import INPUT_NAME
     from .runtimes.onnxruntime import ORT_PROVIDERS, placement
 
     name = f"ONNX Runtime {provider.upper()} session"
     try:
-        nodes = placement(model, provider)
+        nodes = placement(model, provider, {INPUT_NAME: np.zeros((2, 1, 28, 28), np.float32)})
     except CrossrtError as e:
         return Check(name, False, getattr(e, "cause", str(e)),
                      "make setup on a GPU machine: it installs onnxruntime-gpu with CUDA 13 and cuDNN 9", (provider,))

@@ -132,4 +132,6 @@ def tiny_model(path: Path) -> None:
     graph = helper.make_graph(nodes, "tiny",
                               [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 1, 28, 28])],
                               [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", 10])], weights)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
+    helper.set_model_props(model, {"producer": "crossrt"})  # crossrt's: a probe for the PyTorch runtimes too
+    onnx.save(model, str(path))

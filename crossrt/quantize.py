@@ -1,48 +1,65 @@
-"""`crossrt quantize`: an int8 copy of the exported model, made with ONNX Runtime's own tools.
+"""`crossrt quantize`: an int8 copy of an ONNX model, made with ONNX Runtime's own tools.
 
 The steps ONNX Runtime documents for static quantization: `quant_pre_process` (shape inference
 and graph clean-up), then `quantize_static` in the QDQ format, with per-channel int8 weights and
-int8 activations whose ranges are calibrated (MinMax) on training images, never on the test
-images the model is scored on. The int8 model keeps the fp32 model's metadata and adds how it
-was made; it runs under ONNX Runtime's CPU provider as the `onnxruntime-int8` runtime.
+int8 activations whose ranges are calibrated (MinMax) on training images for an MNIST classifier
+(never on the test images it is scored on), or, for any other model, on the inputs bench-infer
+would give it (the same flags; checked on other, fresh ones). The int8 model keeps the fp32
+model's metadata and adds how it was made; it runs under ONNX Runtime's CPU provider as the
+`onnxruntime-int8` runtime.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from . import inputs
+from .bench_infer import compare_outputs
 from .config import QuantizeConfig
 from .data import Dataset, in_batches, normalize
 from .files import atomic_write
-from .runtimes.onnxruntime import cpu_logits, create_session
+from .runtimes.onnxruntime import cpu_logits, cpu_outputs
 
 METHOD = "static QDQ, per-channel int8 weights, int8 activations calibrated with MinMax"
 
 
-def quantize(cfg: QuantizeConfig, data: Dataset) -> dict:
-    """Write cfg.out; return its size, the fp32 model's, and both accuracies on the test set."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+def calibration_feeds(cfg: QuantizeConfig, sig, data: Dataset | None) -> tuple[list[dict], str]:
+    """The batches the activation ranges come from, and what they are in words: an MNIST
+    classifier's training images (never the test images it is scored on), else the inputs
+    bench-infer gives the model (generated with the same flags, or --inputs)."""
+    if data is not None:
+        n = min(cfg.calibration_images, len(data.train_labels))
+        name = sig[0][0].name  # the model's own input name, whatever its exporter chose
+        return ([{name: b} for b in in_batches(normalize(data.train_images[:n]), 100)],
+                f"{n:,} {data.name} training images")
+    shapes = inputs.bind_batches(cfg.feed, None, cfg.model, sig)
+    batch = next(iter(shapes))
+    per = inputs.samples_per_batch(sig[0], shapes[batch])
+    n = max(1, min(cfg.calibration_images // per, 1000))
+    work = inputs.feeds(cfg.feed, sig, shapes, batch, n)
+    return work.feeds, f"{work.samples:,} {'given' if cfg.feed.inputs else 'generated'} samples"
+
+
+def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
+    """Write cfg.out; return its size, the fp32 model's, and how the two agree: accuracies and
+    top-1 on the test set for an MNIST classifier, every output on fresh inputs for another model."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    images = min(cfg.calibration_images, len(data.train_labels))
-    calibration = iter(in_batches(normalize(data.train_images[:images]), 100))
-    name = create_session(cfg.model).get_inputs()[0].name  # the model's own input name, whatever its exporter chose
+    sig = inputs.signature(onnx.load(str(cfg.model), load_external_data=False))
+    feeds, what = calibration_feeds(cfg, sig, data)
+    calibration = iter(feeds)
 
     class Reader(CalibrationDataReader):
         def get_next(self):
-            batch = next(calibration, None)
-            return None if batch is None else {name: batch}
+            return next(calibration, None)
 
     logging.disable(logging.WARNING)  # the tools log advice on stderr; the result is checked below
     try:
@@ -56,14 +73,22 @@ def quantize(cfg: QuantizeConfig, data: Dataset) -> dict:
     finally:
         logging.disable(logging.NOTSET)
     onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
-                                           "quantization": f"{METHOD} on {images:,} {data.name} training images",
-                                           "calibration_images": str(images), "quantized_from": str(cfg.model)})
+                                           "quantization": f"{METHOD} on {what}",
+                                           "calibration_images": what.split()[0].replace(",", ""),
+                                           "quantized_from": str(cfg.model)})
     onnx.checker.check_model(proto)
     atomic_write(cfg.out, proto.SerializeToString())
 
-    x, labels = normalize(data.test_images), data.test_labels
-    preds = [cpu_logits(path, x).argmax(1) for path in (cfg.model, cfg.out)]
-    return {"fp32_bytes": cfg.model.stat().st_size, "int8_bytes": cfg.out.stat().st_size,
-            "fp32_accuracy": float((preds[0] == labels).mean()), "int8_accuracy": float((preds[1] == labels).mean()),
-            "top1_agreement": float(np.mean(preds[0] == preds[1])), "test_images": len(labels),
-            "calibration_images": images, "method": METHOD}
+    sizes = {"fp32_bytes": cfg.model.stat().st_size, "int8_bytes": cfg.out.stat().st_size, "calibration": what,
+             "method": METHOD}
+    if data is not None:
+        x, labels = normalize(data.test_images), data.test_labels
+        preds = [cpu_logits(path, x).argmax(1) for path in (cfg.model, cfg.out)]
+        return {**sizes, "fp32_accuracy": float((preds[0] == labels).mean()),
+                "int8_accuracy": float((preds[1] == labels).mean()),
+                "top1_agreement": float(np.mean(preds[0] == preds[1])), "test_images": len(labels)}
+    fresh = replace(cfg.feed, input_seed=cfg.feed.input_seed + 1)  # not the calibration batches
+    shapes = inputs.bind_batches(fresh, None, cfg.model, sig)
+    test = inputs.feeds(fresh, sig, shapes, next(iter(shapes))).feeds
+    fp32, int8 = (cpu_outputs(path, test) for path in (cfg.model, cfg.out))
+    return {**sizes, "outputs": compare_outputs(fp32, int8, [t.name for t in sig[1]], "int8")}

@@ -149,15 +149,15 @@ class InferRun:
     threads: int  # as asked; 0 = the runtime's default
     threads_effective: int | None  # what PyTorch reports it uses (None: ORT does not say)
     batch_size: int
-    images: int
+    samples: int  # in one timed pass; a sample is one item of the batch dimension (an image, for LeNet5)
     passes: int
-    images_per_s: float
-    gflops: float
+    samples_per_s: float
+    gflops: float | None  # None: the graph's FLOPs are not counted (crossrt.flops)
     latency_ms: Latency
     session_create_s: float
     first_run_s: float
-    accuracy: float
-    loss: float
+    accuracy: float | None  # on the dataset's labels; None for a model without a dataset
+    loss: float | None
     providers: list[str]  # what really ran, read back from the session / device
     peak_gflops: float | None = None  # measured GEMM peak for this provider, thread count and math mode
     top1_agreement: float | None = None  # against the PyTorch reference predictions
@@ -176,29 +176,32 @@ class InferRun:
     cpu_s_per_1k: float | None = None  # process CPU seconds per 1,000 images
     precision: str = "fp32"  # of the model as it ran: fp32, bf16 (OpenVINO) or int8 (onnxruntime-int8)
     accuracy_delta: float | None = None  # accuracy - PyTorch's, on the same images
-    renamed: ClassVar[dict] = {"mode": "io"}  # schema 1 called the data path "mode"
+    outputs: list[dict] | None = None  # per output, against ONNX Runtime CPU fp32 (bench_infer.compare_outputs)
+    # schema 1 called the data path "mode"; schemas before 10 counted images, not samples
+    renamed: ClassVar[dict] = {"mode": "io", "images": "samples", "images_per_s": "samples_per_s"}
 
     @classmethod
-    def from_samples(cls, passes: Passes, *, images: int, flops_per_image: int, rules_met: bool,
+    def from_samples(cls, passes: Passes, *, samples: int, flops_per_sample: int | None, rules_met: bool,
                      noise_hint: str | None, **facts) -> "InferRun":
         """A row from its timed passes: throughput, GFLOP/s, latency, spread and CPU cost derived here."""
         n = len(passes.pass_times_s)
-        ips = images * n / passes.total_s
-        st = stability(passes.pass_times_s, images, rules_met=rules_met, noise_hint=noise_hint)
-        return cls(images=images, passes=n, images_per_s=ips, gflops=ips * flops_per_image / 1e9,
+        per_s = samples * n / passes.total_s
+        st = stability(passes.pass_times_s, samples, rules_met=rules_met, noise_hint=noise_hint)
+        return cls(samples=samples, passes=n, samples_per_s=per_s,
+                   gflops=per_s * flops_per_sample / 1e9 if flops_per_sample else None,
                    latency_ms=Latency.from_values(passes.batch_times_s), pass_times_s=passes.pass_times_s,
                    batch_ms=[1e3 * t for t in capped(passes.batch_times_s)], cv=st.cv, ci95=st.ci95,
-                   stable=st.stable, unstable_cause=st.cause, cpu_s_per_1k=1000 * passes.cpu_s / (images * n),
+                   stable=st.stable, unstable_cause=st.cause, cpu_s_per_1k=1000 * passes.cpu_s / (samples * n),
                    **facts)
 
     @property
     def percent_of_peak(self) -> float | None:
-        return 100 * self.gflops / self.peak_gflops if self.peak_gflops else None
+        return 100 * self.gflops / self.peak_gflops if self.peak_gflops and self.gflops else None
 
     @property
     def seconds_per_pass(self) -> float:
-        """Seconds one validation pass takes (from the steady-state images/s)."""
-        return self.images / self.images_per_s
+        """Seconds one validation pass takes (from the steady-state samples/s)."""
+        return self.samples / self.samples_per_s
 
     @property
     def where(self) -> str:
@@ -229,16 +232,17 @@ class InferRun:
 class BenchResult(Record):
     model: str
     checkpoint: str | None
-    dataset: str
-    dataset_source: str
-    flops_per_image: int
+    dataset: str | None  # None: a model without a dataset, fed generated inputs or --inputs
+    dataset_source: str | None
+    flops_per_sample: int | None  # None: not counted
     config: dict
     runs: list[InferRun] = field(default_factory=list)
     peaks: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # {runtime, provider, reason}: asked for, cannot run here
     failed: list[dict] = field(default_factory=list)  # {runtime, provider, threads, batch_size, io, precision, reason}
+    model_info: dict = field(default_factory=dict)  # name, sha256, bytes, parameters, inputs as bound, outputs, arch
     kind: str = "bench-infer"
-    renamed: ClassVar[dict] = {"settings": "config"}  # schema 7 and older called it "settings"
+    renamed: ClassVar[dict] = {"settings": "config", "flops_per_image": "flops_per_sample"}  # names before 8 / 10
 
 
 # ---------------------------------------------------------------------------- suite

@@ -11,6 +11,9 @@ Versions (written as `schema_version`):
   7  the cuda-graph data path of bench rows; a CUDA ORT row's node placement; enqueue in split_ms.
   8  a bench-infer result's settings are `config`, as in train and suite results.
   9  a bench-infer result's `failed` rows (a configuration that raised: its reason; the rest ran).
+  10 any ONNX model: a bench row counts `samples` (`samples_per_s`; `images` before), its `outputs`
+     compared with ONNX Runtime CPU fp32; a bench result's `model_info`, `flops_per_sample`
+     (`flops_per_image` before, null when not counted), and a null dataset for generated inputs.
 Every version is read (crossrt.results.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from .errors import ResultError
 
-SCHEMA_VERSION = 9  # what new files are written as
+SCHEMA_VERSION = 10  # what new files are written as
 READABLE_SCHEMAS = tuple(range(1, SCHEMA_VERSION + 1))
 
 

@@ -15,13 +15,15 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from . import distributed, train
 from .bench_infer import prepare, run_bench
 from .checks import fits
 from .config import BenchConfig, SuiteConfig, TrainConfig
 from .data import Dataset
 from .errors import CrossrtError, ProviderError, Stopped
-from .export import export_trained, tiny_model
+from .export import INPUT_NAME, export_trained, tiny_model
 from .files import load_result
 from .results import ModeResult, SuiteResult, Sweep, TrainResult
 from .runtimes.registry import RUNTIMES
@@ -56,7 +58,7 @@ def runtimes_on(provider: str, runtimes: tuple[str, ...]) -> tuple[tuple[str, ..
             try:
                 why = RUNTIMES[name].unavailable(provider, probe)
                 if why is None:
-                    RUNTIMES[name].check(probe, provider)
+                    RUNTIMES[name].check(probe, provider, {INPUT_NAME: np.zeros((1, 1, 28, 28), np.float32)})
             except CrossrtError as e:
                 why = str(e)
             if why is None:
@@ -200,7 +202,7 @@ def scaling(result: SuiteResult) -> list[dict]:
     for r in (r for r in sweep.train if r.world_size == 1):
         series.setdefault(("training (pytorch)", r.batch_size), {})[r.threads] = r.summary()["images_per_s"]
     for run in sweep.bench.runs if sweep.bench else []:
-        series.setdefault((f"validation ({run.runtime})", run.batch_size), {})[run.threads] = run.images_per_s
+        series.setdefault((f"validation ({run.runtime})", run.batch_size), {})[run.threads] = run.samples_per_s
     rows = []
     for (phase, batch), by_threads in series.items():
         base = by_threads.get(1)

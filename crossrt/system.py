@@ -38,6 +38,26 @@ def max_ranks() -> int:
     return max(cpu_count(), 8)
 
 
+def one_and_all_cores() -> tuple[int, ...]:
+    """bench-infer's default threads: 1 and every core."""
+    return tuple(sorted({1, cpu_count()}))
+
+
+def thread_ladder() -> tuple[int, ...]:
+    """1, 2, 4, ... up to the core count, and the core count itself (the suite's thread sweep)."""
+    n, t, out = cpu_count(), 1, []
+    while t < n:
+        out.append(t)
+        t *= 2
+    return tuple(out + [n])
+
+
+def even_rank_counts() -> tuple[int, ...]:
+    """Every data-parallel rank count above 1 that shares this machine's cores evenly."""
+    n = cpu_count()
+    return tuple(p for p in range(2, n + 1) if n % p == 0)
+
+
 def cache_dir() -> Path:
     """$CROSSRT_CACHE, else $XDG_CACHE_HOME/crossrt, else ~/.cache/crossrt."""
     if os.environ.get("CROSSRT_CACHE"):
@@ -105,9 +125,9 @@ def graphed(runs: dict) -> dict:
     return replays
 
 
-def available_memory(device) -> int | None:
-    """Bytes free for a new allocation on the device (None when the platform does not say)."""
-    if device.type == "cuda":
+def available_memory(device="cpu") -> int | None:
+    """Bytes free for a new allocation on the device, a torch.device or "cpu" (None when the platform does not say)."""
+    if getattr(device, "type", device) == "cuda":
         import torch
 
         return torch.cuda.mem_get_info(device)[0]

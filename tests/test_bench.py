@@ -42,7 +42,7 @@ def test_onnxruntime_and_pytorch_agree_on_logits(trained, tiny_data):
     data = load_folder(tiny_data, "tiny", "test")
     x = normalize(data.test_images)
     batches = in_batches(x, 64)
-    ort = ort_runner(trained / "lenet5.onnx", "cpu", 1, "host", batches)
+    ort = ort_runner(trained / "lenet5.onnx", "cpu", 1, "host", [{"input": b} for b in batches])
     state = checkpoint.load(trained / "lenet5.pt")
     pt = torch_runner(lambda: checkpoint.build_model(state), "cpu", 1, "host", batches)
     a, b = all_logits(ort, len(batches)), all_logits(pt, len(batches))

@@ -40,4 +40,6 @@ def test_flops_from_onnx_match_flops_from_torch(tmp_path):
     for arch in ("lenet5", "lenet5-classic"):
         model = LeNet5(arch)
         export_onnx(model, tmp_path / f"{arch}.onnx", {})
-        assert onnx_flops(tmp_path / f"{arch}.onnx") == forward_flops(model)
+        graph = onnx.load(str(tmp_path / f"{arch}.onnx"))
+        assert onnx_flops(graph, {"input": (1, 1, 28, 28)}) == forward_flops(model)
+        assert onnx_flops(graph, {"input": (8, 1, 28, 28)}) == 8 * forward_flops(model)

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -121,13 +120,6 @@ def test_bad_data_folder(capsys, workdir, trained, fault, command):
 
 # ---------------------------------------------------------------------------- model files
 
-def _export(model, example, path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(example),), str(path), dynamo=False,
-                          input_names=["input"], dynamic_axes={"input": {0: "n"}})
-
-
 def _future_opset(path, trained):
     m = onnx.load(str(trained / "lenet5.onnx"))
     m.opset_import[0].version = 99
@@ -137,10 +129,7 @@ def _future_opset(path, trained):
 MODEL_FAULTS = {
     "missing": (lambda p, t: None, "no such model (run `make train` first"),
     "empty file": (lambda p, t: p.write_bytes(b""), "ONNX Runtime cannot load it"),
-    "not ONNX": (lambda p, t: p.write_bytes(b"\x00\x01 definitely not protobuf"), "ONNX Runtime cannot load it"),
-    "wrong input shape": (lambda p, t: _export(torch.nn.Sequential(torch.nn.Conv2d(3, 10, 28), torch.nn.Flatten()),
-                                               (1, 3, 28, 28), p), "expected tensor(float) [N, 1, 28, 28]"),
-    "wrong rank": (lambda p, t: _export(torch.nn.Linear(784, 10), (1, 784), p), "expected tensor(float) [N, 1, 28, 28]"),
+    "not ONNX": (lambda p, t: p.write_bytes(b"\x00\x01 definitely not protobuf"), "not an ONNX model"),
     "opset ORT refuses": (_future_opset, "ONNX Runtime cannot load it"),
 }
 

@@ -130,9 +130,11 @@ def test_ort_says_nothing_of_its_own_when_cuda_cannot_start(trained, capfd):
 
 
 def test_placement_of_every_lenet5_node(trained):
+    import numpy as np
+
     from crossrt.runtimes.onnxruntime import placement
 
-    nodes = placement(trained / "lenet5.onnx", "cpu")
+    nodes = placement(trained / "lenet5.onnx", "cpu", {"input": np.zeros((2, 1, 28, 28), np.float32)})
     assert list(nodes) == ["CPUExecutionProvider"] and nodes["CPUExecutionProvider"] >= 5
 
 
@@ -143,6 +145,6 @@ def test_ort_cuda_graph_refuses_more_batches_than_graphs(trained):
 
     from crossrt.runtimes.onnxruntime import MAX_GRAPHS, ort_runner
 
-    batches = [np.zeros((1, 1, 28, 28), np.float32)] * (MAX_GRAPHS + 1)
+    batches = [{"input": np.zeros((1, 1, 28, 28), np.float32)}] * (MAX_GRAPHS + 1)
     with pytest.raises(ProviderError, match=r"at most 1000 \(1001 batches here: use a batch size of 2 or more\)"):
         ort_runner(trained / "lenet5.onnx", "cuda", 0, "cuda-graph", batches)

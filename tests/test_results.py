@@ -27,7 +27,7 @@ def train_result(**kw) -> TrainResult:
 
 def infer_run(**kw) -> InferRun:
     values = dict(runtime="onnxruntime", provider="cpu", io="host", threads=1, threads_effective=None,
-                  batch_size=100, images=500, passes=2, images_per_s=1000.0, gflops=10.0,
+                  batch_size=100, samples=500, passes=2, samples_per_s=1000.0, gflops=10.0,
                   latency_ms=Latency(1.0, 1.0, 1.2, 1.5, 0.1, 10), session_create_s=0.01, first_run_s=0.002,
                   accuracy=0.7, loss=1.0, providers=["CPUExecutionProvider"])
     return InferRun(**{**values, **kw})
@@ -55,7 +55,7 @@ def test_train_summary_when_nothing_ran_or_target_missed():
 
 def test_cost_rows_price_each_epoch_with_each_runtime():
     runs = [infer_run(), infer_run(runtime="pytorch", io="end-to-end", provider="cuda", threads=0,
-                                   images_per_s=250.0)]
+                                   samples_per_s=250.0)]
     rows = cost_rows(train_result(), runs)
     assert rows == [("PyTorch inside `train`", 8.0, 2.0),
                     ("onnxruntime cpu, 1 thr, batch 100", 8.0, 3 * 0.5),  # 3 epochs x 500 images / 1000 img/s
@@ -71,7 +71,7 @@ def _roundtrip(result, tmp_path):
 def test_every_result_round_trips(tmp_path):
     train = train_result(complete=True)
     bench = BenchResult(model="m.onnx", checkpoint="m.pt", dataset="tiny", dataset_source="test",
-                        flops_per_image=10, config={"spin": True}, runs=[infer_run(top1_agreement=1.0)])
+                        flops_per_sample=10, config={"spin": True}, runs=[infer_run(top1_agreement=1.0)])
     suite = SuiteResult(dataset="tiny", dataset_source="test", config={"epochs": 3},
                         modes=[ModeResult("cpu 1 thread", "cpu", 1, train, bench)],
                         sweep=Sweep([train], bench), complete=True)
@@ -81,15 +81,20 @@ def test_every_result_round_trips(tmp_path):
 
 
 def test_schema_1_files_still_load(tmp_path):
-    old = {**infer_run().__dict__, "latency_ms": vars(infer_run().latency_ms), "mode": "device-resident"}
-    del old["io"]
-    bench = BenchResult(model="m", checkpoint=None, dataset="d", dataset_source="s", flops_per_image=1,
+    """Old names read as the new ones: mode (1) -> io, settings (7) -> config, images (9) -> samples."""
+    old = {**infer_run().__dict__, "latency_ms": vars(infer_run().latency_ms), "mode": "device-resident",
+           "images": 500, "images_per_s": 1000.0}
+    for renamed in ("io", "samples", "samples_per_s", "outputs"):
+        del old[renamed]
+    bench = BenchResult(model="m", checkpoint=None, dataset="d", dataset_source="s", flops_per_sample=1,
                         config={}).to_dict()
-    del bench["config"]
+    del bench["config"], bench["flops_per_sample"], bench["model_info"], bench["failed"]
     path = tmp_path / "old.json"
-    path.write_text(json.dumps({**bench, "schema_version": 1, "settings": {"spin": "on"}, "runs": [old]}))
+    path.write_text(json.dumps({**bench, "schema_version": 1, "settings": {"spin": "on"}, "flops_per_image": 7,
+                                "runs": [old]}))
     loaded = load_result(path)
     assert loaded.runs[0].io == "device-resident" and loaded.config == {"spin": "on"}
+    assert (loaded.runs[0].samples, loaded.runs[0].samples_per_s, loaded.flops_per_sample) == (500, 1000.0, 7)
 
 
 def test_malformed_result_is_one_clear_error(tmp_path):

@@ -46,7 +46,7 @@ def test_every_runtime_on_the_same_batches(quantized, tiny_data):
     assert {"onnxruntime", "pytorch", "openvino", "torch-compile", "onnxruntime-int8"} == {k[0] for k in runs}
     assert result["skipped"] == []
     for (runtime, precision), r in runs.items():
-        assert r["images"] == 200 and r["passes"] == 2 and r["session_create_s"] > 0, runtime
+        assert r["samples"] == 200 and r["passes"] == 2 and r["session_create_s"] > 0, runtime
         assert r["parity_ok"] is True, (runtime, precision, r["accuracy_delta"])
         if precision == "fp32":
             assert r["accuracy_delta"] == 0 and r["math"] == "fp32"

@@ -95,7 +95,7 @@ def test_markdown_and_csv_parse_back(capsys, two_machines):
     assert len(parsed) == len(rows)
     for p, r in zip(parsed, rows):
         assert p["machine"] == r["machine"] and int(p["threads"]) == r["threads"]
-        assert float(p["images_per_s"]) == pytest.approx(r["images_per_s"])
+        assert float(p["samples_per_s"]) == pytest.approx(r["samples_per_s"])
 
 
 @pytest.mark.parametrize("change,needle", [

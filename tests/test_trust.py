@@ -62,7 +62,7 @@ def test_rows_carry_samples_spread_verdict_and_cpu_cost(bench_json):
         ("pytorch", 1, None), ("pytorch", 2, None)]
     for r in runs:
         assert len(r["pass_times_s"]) == r["passes"] >= 5
-        assert r["ci95"][0] <= r["images_per_s"] <= r["ci95"][1]
+        assert r["ci95"][0] <= r["samples_per_s"] <= r["ci95"][1]
         assert isinstance(r["stable"], bool) and r["cpu_s_per_1k"] > 0
 
 
@@ -74,7 +74,7 @@ def test_compare_a_run_with_itself_and_with_a_faster_one(bench_json, tmp_path):
     faster = json.loads(bench_json.read_text())
     for r in faster["runs"]:
         r["pass_times_s"] = [t / 2 for t in r["pass_times_s"]]
-        r["images_per_s"] *= 2
+        r["samples_per_s"] *= 2
     (tmp_path / "b.json").write_text(json.dumps(faster))
     rows, _, _ = compare(result, load_result(tmp_path / "b.json"))
     assert all(r["verdict"] == "faster" and r["ci95"][0] > 1.1 for r in rows)
@@ -99,7 +99,7 @@ def test_tables_fit_80_columns_and_piped_output_is_plain(bench_json, trained):
     assert "\x1b[" not in text and "…" not in text
     assert widest_table_line(text) <= 80
     for r in json.loads(bench_json.read_text())["runs"]:
-        assert f"{r['images_per_s']:,.0f}" in text  # every figure whole
+        assert f"{r['samples_per_s']:,.0f}" in text  # every figure whole
     report = run_cli("report", str(bench_json), str(trained / "lenet5.train.json"), cwd=bench_json.parent,
                      env={"COLUMNS": "80"})
     assert report.returncode == 0 and widest_table_line(report.stdout) <= 80 and "…" not in report.stdout

@@ -1,7 +1,9 @@
 """What every runtime hands to bench-infer: a Runner over a list of batches, and its timing hooks.
 
-A runner's ``run(i)`` processes batch i and returns only when the work is done (the clock is
-read right after it returns); ``logits(i)`` does the same and returns host logits, for scoring.
+A runner is built over a list of batches, each a feed {input name: array}. Its ``run(i)``
+processes batch i and returns only when the work is done (the clock is read right after it
+returns); ``outputs(i)`` does the same and returns every output on the host, for scoring and for
+comparing runtimes.
 Each runtime module (crossrt.runtimes.onnxruntime, .pytorch, .openvino) builds its runners;
 crossrt.runtimes.registry says which runtime runs where.
 """
@@ -37,7 +39,7 @@ class Row(NamedTuple):
 @dataclass
 class Runner:
     run: Callable[[int], object]
-    logits: Callable[[int], np.ndarray]
+    outputs: Callable[[int], list[np.ndarray]]
     create_s: float  # cold cost: session creation, compilation, or building the model on the device
     providers: list[str]  # what really runs it, read back from the session or device
     threads_effective: int | None
@@ -45,8 +47,8 @@ class Runner:
 
 
 def all_logits(runner: Runner, n_batches: int) -> np.ndarray:
-    """Host logits of every batch, in order (untimed: for scoring and parity)."""
-    return np.concatenate([runner.logits(i) for i in range(n_batches)])
+    """The first output of every batch, in order: an MNIST classifier's logits (untimed: for scoring)."""
+    return np.concatenate([runner.outputs(i)[0] for i in range(n_batches)])
 
 
 def mean_ms(fn: Callable[[int], object], n: int) -> float:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import IMAGE_SIZE, NUM_CLASSES, in_batches
+from ..data import in_batches
 from ..errors import ModelError, ProviderError
 from ..files import regular_file
 from ..timing import timed
@@ -79,7 +79,7 @@ def preload_cuda(ort) -> str:
 
 def create_session(path, provider: str = "cpu", threads: int = 0, spin: bool = True, graph: bool = False,
                    profile: str | None = None):
-    """An InferenceSession on exactly `provider`, signature checked and one image run through it."""
+    """An InferenceSession on exactly `provider`: a CPU fallback or a model ORT cannot load is a one-line error."""
     ort = _ort()
     path = regular_file(path, "model", missing="run `make train` first to create it")
     wanted, why = ORT_PROVIDERS[provider], ""
@@ -106,45 +106,23 @@ def create_session(path, provider: str = "cpu", threads: int = 0, spin: bool = T
     if not active or active[0] != wanted:
         cause = f"ONNX Runtime fell back to {', '.join(active)} ({why or wanted} could not start)"
         raise ProviderError(f"--provider {provider}: {cause}", cause)
-    check_signature(session, path)
-    # A CUDA-graph session would count this run towards capturing graph 0; ORT captures only runs
-    # through IO binding on device memory, so the smoke run says -1: no capture, no replay.
-    smoke = None
-    if graph:
-        smoke = ort.RunOptions()
-        smoke.add_run_config_entry("gpu_graph_id", "-1")
-    try:  # a file can load and still fail to run (a damaged weight shape, an op without a kernel)
-        out = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)},
-                          smoke)
-    except Exception as e:
-        raise ModelError(f"{path}: ONNX Runtime loads it but cannot run it: {str(e).strip().splitlines()[0]}") from None
-    if np.shape(out[0]) != (1, NUM_CLASSES):
-        raise ModelError(f"{path}: one image gives output of shape {np.shape(out[0])}, expected (1, {NUM_CLASSES})")
     return session
 
 
-def check_signature(session, path: Path) -> None:
-    """One float input [N, 1, 28, 28] and one output [N, 10], N free."""
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelError(f"{path}: expected 1 input and 1 output, found {len(inputs)} and {len(outputs)}")
-    shape, want = inputs[0].shape, [1, IMAGE_SIZE, IMAGE_SIZE]
-    if len(shape) != 4 or list(shape[1:]) != want or inputs[0].type != "tensor(float)":
-        raise ModelError(f"{path}: input {inputs[0].name!r} is {inputs[0].type} {shape}, "
-                         f"expected tensor(float) [N, {', '.join(map(str, want))}]")
-    if isinstance(shape[0], int) and shape[0] != 1:
-        raise ModelError(f"{path}: input batch size is fixed at {shape[0]}; export with a dynamic batch axis")
-    out = outputs[0].shape
-    if len(out) != 2 or out[1] != NUM_CLASSES:
-        raise ModelError(f"{path}: output {outputs[0].name!r} is {out}, expected [N, {NUM_CLASSES}]")
+def no_capture(ort):
+    """RunOptions for a plain run on a CUDA-graph session: graph id -1, no capture and no replay.
+    ORT captures only runs through IO binding on device memory; host arrays must never be in one."""
+    options = ort.RunOptions()
+    options.add_run_config_entry("gpu_graph_id", "-1")
+    return options
 
 
-def placement(path, provider: str) -> dict[str, int]:
+def placement(path, provider: str, feed: dict) -> dict[str, int]:
     """{execution provider: nodes} as ONNX Runtime's profiler saw it place the nodes of the
-    optimised graph (after fusions such as Conv+Relu) when they ran."""
+    optimised graph (after fusions such as Conv+Relu) when they ran on feed."""
     with tempfile.TemporaryDirectory() as tmp:
         session = create_session(path, provider, profile=os.path.join(tmp, "profile"))
-        session.run(None, {session.get_inputs()[0].name: np.zeros((2, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)})
+        session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
     where = {e["name"]: e["args"]["provider"] for e in events  # a node per name, however many runs
              if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")}
@@ -159,62 +137,72 @@ def precisions() -> tuple[str, ...]:
     return ("fp32",)  # an int8 model is another file (the registry's onnxruntime-int8)
 
 
-def check(model, provider: str) -> None:
-    create_session(model, provider, 1)
+def check(model, provider: str, feed: dict) -> None:
+    """The model loads on provider and runs one batch: a file can load and still fail to run (a
+    damaged weight shape, an operator without a kernel), and that is the model's fault, not a row's."""
+    session = create_session(model, provider, 1)
+    try:
+        session.run(None, feed)
+    except Exception as e:
+        raise ModelError(f"{model}: ONNX Runtime loads it but cannot run it: {str(e).strip().splitlines()[0]}") from None
 
 
-def runner(model, row, batches: list[np.ndarray]) -> Runner:
-    return ort_runner(model, row.provider, row.threads, row.io, batches, row.spin)
+def runner(model, row, feeds: list[dict]) -> Runner:
+    return ort_runner(model, row.provider, row.threads, row.io, feeds, row.spin)
 
 
-def ort_runner(model, provider: str, threads: int, io_path: str, batches: list[np.ndarray],
-               spin: bool = True) -> Runner:
+def ort_runner(model, provider: str, threads: int, io_path: str, feeds: list[dict], spin: bool = True) -> Runner:
     """`host` (CPU), `end-to-end` (host arrays in and out, through CUDA), `device-resident`
     (inputs on the GPU, outputs preallocated there) or `cuda-graph` (device-resident, every
     batch's run captured as a CUDA graph of its own, annotated by gpu_graph_id)."""
     ort = _ort()
     graph = io_path == "cuda-graph"
-    if graph and len(batches) > MAX_GRAPHS:
-        raise ProviderError(f"cuda-graph: one graph per resident batch, at most {MAX_GRAPHS} ({len(batches)} "
-                            f"batches here: use a batch size of {-(-sum(map(len, batches)) // MAX_GRAPHS)} or more)")
+    if graph and len(feeds) > MAX_GRAPHS:
+        samples = sum(len(next(iter(f.values()), ())) for f in feeds)
+        raise ProviderError(f"cuda-graph: one graph per resident batch, at most {MAX_GRAPHS} ({len(feeds)} "
+                            f"batches here: use a batch size of {-(-samples // MAX_GRAPHS)} or more)")
     session, create_s = timed(lambda: create_session(model, provider, threads, spin, graph))
-    name, out_name = session.get_inputs()[0].name, session.get_outputs()[0].name
+    out_names = [o.name for o in session.get_outputs()]
     providers = session.get_providers()
     threads_effective = threads or None  # ORT does not report the size of its default pool
+    plain = no_capture(ort) if graph else None
 
     def host(i):
-        return session.run([out_name], {name: batches[i]})[0]
+        return session.run(out_names, feeds[i], plain)
 
     if io_path == "host":
         return Runner(host, host, create_s, providers, threads_effective)
 
-    def to_gpu(i):
-        return ort.OrtValue.ortvalue_from_numpy(batches[i], "cuda", 0)
+    def to_gpu(feed):
+        return {name: ort.OrtValue.ortvalue_from_numpy(a, "cuda", 0) for name, a in feed.items()}
 
-    def bind(x_dev, rows):
-        """An IO binding of one device input to a preallocated device output."""
+    def bind(i, dev):
+        """An IO binding of batch i's device inputs to preallocated device outputs of the shapes a
+        host run of batch i gives."""
         binding = session.io_binding()
-        binding.bind_ortvalue_input(name, x_dev)
-        binding.bind_ortvalue_output(out_name, ort.OrtValue.ortvalue_from_shape_and_type(
-            (rows, NUM_CLASSES), np.float32, "cuda", 0))
+        for name, value in dev.items():
+            binding.bind_ortvalue_input(name, value)
+        for name, out in zip(out_names, host(i)):
+            binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_shape_and_type(out.shape, out.dtype,
+                                                                                         "cuda", 0))
         return binding
 
     if io_path == "end-to-end":
         def split():
-            binding, n = bind(to_gpu(0), len(batches[0])), len(batches)
+            binding, n = bind(0, to_gpu(feeds[0])), len(feeds)
             nosync = ort.RunOptions()  # run() returns once the work is queued: the enqueue time
             nosync.add_run_config_entry("disable_synchronize_execution_providers", "1")
-            return {"h2d": mean_ms(to_gpu, n),
+            return {"h2d": mean_ms(lambda i: to_gpu(feeds[i]), n),
                     "enqueue": enqueue_ms(lambda i: session.run_with_iobinding(binding, nosync),
                                           binding.synchronize_outputs, n),
                     "compute": mean_ms(lambda i: session.run_with_iobinding(binding), n),
-                    "d2h": mean_ms(lambda i: binding.get_outputs()[0].numpy(), n)}
+                    "d2h": mean_ms(lambda i: [o.numpy() for o in binding.get_outputs()], n)}
         return Runner(host, host, create_s, providers, threads_effective, split)
 
     # Device-resident: inputs copied to the GPU once, outputs preallocated there, one IO
     # binding per batch, so the timed call is the model and nothing else. ORT's CUDA provider
     # synchronises its stream at the end of run(), so the clock read after it covers the GPU.
-    bindings = [bind(to_gpu(i), len(b)) for i, b in enumerate(batches)]
+    bindings = [bind(i, to_gpu(f)) for i, f in enumerate(feeds)]
     options = [None] * len(bindings)
     if graph:
         for i in range(len(bindings)):
@@ -230,14 +218,22 @@ def ort_runner(model, provider: str, threads: int, io_path: str, batches: list[n
     def resident(i):
         session.run_with_iobinding(bindings[i], options[i])
 
-    def logits(i):
+    def outputs(i):
         resident(i)
-        return bindings[i].get_outputs()[0].numpy()
+        return [o.numpy() for o in bindings[i].get_outputs()]
 
-    return Runner(resident, logits, create_s, providers, threads_effective)
+    return Runner(resident, outputs, create_s, providers, threads_effective)
+
+
+def cpu_outputs(path, feeds: list[dict]) -> list[list[np.ndarray]]:
+    """The outputs ONNX Runtime's CPU provider gives for every batch (untimed: the reference that
+    every runtime's outputs are compared with, and what scores a model)."""
+    runner = ort_runner(path, "cpu", 0, "host", feeds)
+    return [runner.outputs(i) for i in range(len(feeds))]
 
 
 def cpu_logits(path, x: np.ndarray) -> np.ndarray:
-    """The logits ONNX Runtime's CPU provider gives for x (untimed: to score a model)."""
-    batches = in_batches(x, SCORING_BATCH)
-    return all_logits(ort_runner(path, "cpu", 0, "host", batches), len(batches))
+    """The logits ONNX Runtime's CPU provider gives for x, an MNIST classifier's images."""
+    name = create_session(path).get_inputs()[0].name
+    feeds = [{name: b} for b in in_batches(x, SCORING_BATCH)]
+    return all_logits(ort_runner(path, "cpu", 0, "host", feeds), len(feeds))

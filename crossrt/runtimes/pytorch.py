@@ -32,14 +32,15 @@ def precisions(compile: bool = False) -> tuple[str, ...]:
     return ("fp32",)
 
 
-def check(path: Path, provider: str, compile: bool = False) -> None:
+def check(path: Path, provider: str, feed: dict, compile: bool = False) -> None:
     if provider == "cuda":  # before any work, and without asking ONNX Runtime anything
         require_cuda("--provider cuda")
 
 
-def runner(path: Path, row, batches: list[np.ndarray], compile: bool = False) -> Runner:
+def runner(path: Path, row, feeds: list[dict], compile: bool = False) -> Runner:
     build = partial(checkpoint.build_model, checkpoint.load(path))
-    return torch_runner(build, row.provider, row.threads, row.io, batches, compile=compile)
+    return torch_runner(build, row.provider, row.threads, row.io, [next(iter(f.values())) for f in feeds],
+                        compile=compile)
 
 
 def _compiled(model, inputs: list):
@@ -63,8 +64,8 @@ def _compiled(model, inputs: list):
 
 def torch_runner(build: Callable[[], object], provider: str, threads: int, io: str,
                  batches: list[np.ndarray], compile: bool = False) -> Runner:
-    """build() returns the network on the CPU; building it on the device (and compiling it,
-    with compile=True) is the cold cost."""
+    """build() returns the network (one input, one output) on the CPU; building it on the device
+    (and compiling it, with compile=True) is the cold cost."""
     import torch
 
     device = select_device(provider, threads or cpu_count())
@@ -83,7 +84,7 @@ def torch_runner(build: Callable[[], object], provider: str, threads: int, io: s
             return model(x)
 
     if io == "host":
-        return Runner(lambda i: forward(host_x[i]), lambda i: forward(host_x[i]).numpy(), create_s, label,
+        return Runner(lambda i: forward(host_x[i]), lambda i: [forward(host_x[i]).numpy()], create_s, label,
                       torch.get_num_threads())
 
     def e2e(i):
@@ -101,7 +102,7 @@ def torch_runner(build: Callable[[], object], provider: str, threads: int, io: s
                     "enqueue": enqueue_ms(lambda i: forward(dev), lambda: sync(device), len(batches)),
                     "compute": mean_ms(synced(lambda i: forward(dev)), len(batches)),
                     "d2h": mean_ms(lambda i: out.cpu(), len(batches))}
-        return Runner(e2e, lambda i: e2e(i).numpy(), create_s, label, torch.get_num_threads(), split)
+        return Runner(e2e, lambda i: [e2e(i).numpy()], create_s, label, torch.get_num_threads(), split)
 
     dev_x = [x.to(device) for x in host_x]
     if io == "cuda-graph":
@@ -113,7 +114,7 @@ def torch_runner(build: Callable[[], object], provider: str, threads: int, io: s
         sync(device)
         return out
 
-    return Runner(resident, lambda i: resident(i).cpu().numpy(), create_s, label, torch.get_num_threads())
+    return Runner(resident, lambda i: [resident(i).cpu().numpy()], create_s, label, torch.get_num_threads())
 
 
 def _graphed(model, dev_x: list):

@@ -6,7 +6,7 @@ A runtime is a module in this folder and one line in RUNTIMES. The module define
     unavailable(provider, **options) -> str | None   why it cannot run here (not installed, ...)
     precisions(**options) -> tuple[str, ...]         the precisions it runs the model in
     runner(model, row, batches, **options) -> Runner a ready-to-time runner (crossrt.runtimes.base)
-    check(model, provider, **options)                optional: refuse a bad model before any work
+    check(model, provider, feed, **options)          optional: refuse a bad model before any work
 
 where `model` is the path of the file it runs: an ONNX model, or, for a runtime of the PyTorch
 model, the crossrt checkpoint that holds it. Nothing heavy is imported until a runtime is asked for, so the
@@ -16,7 +16,10 @@ CLI can list the names at once.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 # Where the data lives per provider: host arrays on the CPU; on CUDA, host arrays in and out
 # (end-to-end), inputs resident on the GPU, or resident and replayed as a CUDA graph.
@@ -43,7 +46,10 @@ class Runtime:
         if provider not in self.providers:
             return f"crossrt runs {self.name} on {' and '.join(p.upper() for p in self.providers)} only"
         if self.model == "int8" and not cfg.int8_model.is_file():
-            return f"no int8 model {cfg.int8_model}: make one with `crossrt quantize`"
+            return f"no int8 model {cfg.int8_model}: make one with `crossrt quantize --model {cfg.model}`"
+        if self.model == "torch" and foreign(cfg.model):
+            return (f"needs the PyTorch model, and {cfg.model.name} is not a crossrt LeNet5 export "
+                    f"(no crossrt checkpoint builds it)")
         return self._module().unavailable(provider, **dict(self.options))
 
     def precisions(self) -> tuple[str, ...]:
@@ -56,11 +62,12 @@ class Runtime:
         """The file this runtime runs: an ONNX model, or the checkpoint of the PyTorch network."""
         return {"onnx": cfg.model, "int8": cfg.int8_model, "torch": cfg.checkpoint}[self.model]
 
-    def check(self, cfg, provider: str) -> None:
-        """Refuse a model this runtime cannot load on provider, before any work (where the module can tell)."""
+    def check(self, cfg, provider: str, feed: dict) -> None:
+        """Refuse a model this runtime cannot load or run (on one batch, feed) on provider, before any
+        work, where the module can tell."""
         module = self._module()
         if hasattr(module, "check"):
-            module.check(self.model_of(cfg), provider, **dict(self.options))
+            module.check(self.model_of(cfg), provider, feed, **dict(self.options))
 
     def runner(self, cfg, row, batches):
         return self._module().runner(self.model_of(cfg), row, batches, **dict(self.options))
@@ -75,3 +82,25 @@ RUNTIMES = {r.name: r for r in (
     Runtime("onnxruntime-int8", "ONNX Runtime int8", "onnxruntime", model="int8", precision="int8", spins=True),
 )}
 DEFAULT = ("onnxruntime", "pytorch")
+
+
+def foreign(model: Path) -> bool:
+    """Whether an ONNX file is one crossrt did not export (its metadata does not say producer
+    crossrt): only crossrt's have a checkpoint that builds the same network in PyTorch. A file
+    that is not there is not judged here (bench-infer refuses it in one line)."""
+    try:
+        stat = os.stat(model)
+    except OSError:
+        return False
+    return _producer(str(model), stat.st_mtime_ns, stat.st_size) != "crossrt"
+
+
+@lru_cache(maxsize=16)
+def _producer(path: str, mtime_ns: int, size: int) -> str | None:
+    import onnx
+
+    try:
+        props = onnx.load(path, load_external_data=False).metadata_props
+    except Exception:  # not ONNX: prepare says so in one line
+        return None
+    return next((p.value for p in props if p.key == "producer"), None)

@@ -37,13 +37,17 @@ def export_line(path, parity, dataset: str) -> None:
 def bench_line(run: InferRun) -> None:
     """One line as each configuration finishes, so a long bench shows progress."""
     mark = "" if run.stable else " [yellow](unstable)[/]"
-    note(f"  {esc(run.label)}: {run.images_per_s:,.0f} img/s, acc {100 * run.accuracy:.2f}%{mark}")
+    scored = f"acc {100 * run.accuracy:.2f}%" if run.accuracy is not None else "outputs " + (
+        "agree" if all(o["ok"] for o in run.outputs or []) else "[red]disagree[/]")
+    unit = "img/s" if run.accuracy is not None else "samples/s"
+    note(f"  {esc(run.label)}: {run.samples_per_s:,.0f} {unit}, {scored}{mark}")
 
 
 def failure_label(f: dict) -> str:
     """A failed configuration and why, in one line."""
     where = f["provider"] if f["io"] == "host" else f"{f['provider']} {f['io']}"
-    return f"{f['runtime']} {where}, {f['threads'] or 'default'} thr, batch {f['batch_size']}: {f['reason']}"
+    precision = "" if f["precision"] in ("fp32", "int8") else f" {f['precision']}"
+    return f"{f['runtime']}{precision} {where}, {f['threads'] or 'default'} thr, batch {f['batch_size']}: {f['reason']}"
 
 
 def fail_line(failure: dict) -> None:

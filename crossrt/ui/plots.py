@@ -84,7 +84,7 @@ def throughput_vs_threads(benches: list[BenchResult], path: Path) -> Path:
         for run in b.runs:
             if run.provider == "cpu":
                 key = f"{run.runtime_label} batch {run.batch_size}, {name}"
-                lines.setdefault(key, {})[run.threads_effective or run.threads] = run.images_per_s
+                lines.setdefault(key, {})[run.threads_effective or run.threads] = run.samples_per_s
     for key, points in sorted(lines.items()):
         threads = sorted(points)
         ax.plot(threads, [points[t] for t in threads], "o-", label=key)

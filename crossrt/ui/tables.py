@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from ..compare import cost_rows, hardware_of
-from ..results import BenchResult, SuiteResult, TrainResult
+from ..results import BenchResult, InferRun, SuiteResult, TrainResult
 from ..runtimes.registry import RUNTIMES
 from .console import console, esc, failure_label, note
 from .layout import Col, ci, cold, fitted, num, pct, peak_pct, secs, stable
@@ -62,38 +62,79 @@ def train_summary(r: TrainResult) -> Table:
     return fitted(title, [Col("measure", left=True), Col("value"), Col("note", left=True, wrap=True)], rows)
 
 
-BENCH_COLS = [Col("runtime", left=True), Col("provider", left=True, fold=True), Col("threads", fold=True),
-              Col("batch", fold=True), Col("images/s"), Col("vs\nPyTorch", drop=1), Col("cv", drop=4),
-              Col("stable"), Col("95% CI\nimg/s", drop=7), Col("GFLOP/s", drop=8), Col("% peak", drop=5),
-              Col("CPU s /\n1k img", drop=6), Col("ms/batch\nmean±std", drop=10), Col("p50/p90/p99\nms", drop=9),
-              Col("create", drop=12), Col("1st run", drop=11), Col("accuracy", drop=2),
-              Col("vs PyTorch\naccuracy", drop=2), Col("top-1 =\nPyTorch", drop=3)]
+def bench_cols(unit: str, labelled: bool, torch_rows: bool) -> list[Col]:
+    """bench-infer's columns: per sample of the model (an image for LeNet5); the accuracy columns
+    where there are labels to score on; the ratio to PyTorch where PyTorch ran."""
+    cols = [Col("runtime", left=True), Col("provider", left=True, fold=True), Col("threads", fold=True),
+            Col("batch", fold=True), Col(f"{unit}/s"), *([Col("vs\nPyTorch", drop=1)] if torch_rows else []),
+            Col("cv", drop=4),
+            Col("stable"), Col(f"95% CI\n{unit}/s", drop=7), Col("GFLOP/s", drop=8), Col("% peak", drop=5),
+            Col(f"CPU s /\n1k {unit}", drop=6), Col("ms/batch\nmean±std", drop=10),
+            Col("p50/p90/p99\nms", drop=9), Col("create", drop=12), Col("1st run", drop=11),
+            Col("vs ORT CPU\nfp32 diff", drop=3)]
+    return cols + ([Col("accuracy", drop=2), Col("vs PyTorch\naccuracy", drop=2), Col("top-1 =\nPyTorch", drop=3)]
+                   if labelled else [Col("top-1 =\nORT CPU", drop=2)])
+
+
+def worst_output(x: InferRun) -> dict | None:
+    """The output that differs most from ONNX Runtime CPU fp32 (a failed one first)."""
+    return max(x.outputs or [], key=lambda o: (not o["ok"], o["max_rel"] or 0), default=None)
+
+
+def model_title(r: BenchResult) -> str:
+    """What ran: the model (its size and parameters for any model), what fed it, its FLOPs per sample."""
+    info, flops = r.model_info, r.flops_per_sample
+    per = "image" if r.dataset else "sample"
+    cost = ("FLOPs not counted" if flops is None else f"{flops / 1e9:,.2f} GFLOP/{per}" if flops >= 1e9
+            else f"{flops / 1e6:,.2f} MFLOP/{per}")
+    if r.dataset:
+        return f"Validation of {r.model} on {r.dataset} ({r.runs[0].samples:,} test images), {cost}"
+    size = f"{info['parameters'] / 1e6:,.2f}M parameters, {info['bytes'] / 2**20:,.1f} MiB" if info else ""
+    return f"{info.get('name', r.model)} ({size}): {'; '.join(info.get('inputs', []))}; {cost}"
 
 
 def bench_table(r: BenchResult) -> Table:
-    """One row per configuration; the fastest in bold green, accuracy mismatches in red."""
-    fastest = max(r.runs, key=lambda x: x.images_per_s, default=None)
+    """One row per configuration; the fastest in bold green, disagreeing outputs or accuracies in red."""
+    fastest = max(r.runs, key=lambda x: x.samples_per_s, default=None)
+    labelled, torch_rows = r.dataset is not None, any(x.runtime == "pytorch" for x in r.runs)
     rows = []
     for x in r.runs:
         torch_row = next((y for y in r.runs if y.runtime == "pytorch" and x.setting == y.setting), None)
         lat, red = x.latency_ms, (lambda v: f"[bold red]{v}[/]" if x.parity_ok is False else v)
-        rows.append([x.runtime_label, x.where, str(x.threads or "auto"), str(x.batch_size), num(x.images_per_s),
-                     f"{x.images_per_s / torch_row.images_per_s:.2f}x" if torch_row else "—",
+        w = worst_output(x)
+        diff = "—" if w is None else w.get("note") or f"{w['max_rel']:.1e}"
+        rows.append([x.runtime_label, x.where, str(x.threads or "auto"), str(x.batch_size), num(x.samples_per_s),
+                     *([f"{x.samples_per_s / torch_row.samples_per_s:.2f}x" if torch_row else "—"] if torch_rows
+                       else []),
                      "—" if x.cv is None else f"{100 * x.cv:.1f}%", stable(x.stable), ci(x.ci95),
                      num(x.gflops, 1), peak_pct(x.percent_of_peak),
                      "—" if x.cpu_s_per_1k is None else f"{x.cpu_s_per_1k:.3f}", f"{lat.mean:.3f} ± {lat.std:.3f}",
                      f"{lat.p50:.3f}/{lat.p90:.3f}/{lat.p99:.3f}", cold(x.session_create_s),
-                     cold(x.first_run_s), red(pct(x.accuracy)),
-                     red("—" if x.accuracy_delta is None else f"{100 * x.accuracy_delta:+.2f} pt"),
-                     red("—" if x.top1_agreement is None else pct(x.top1_agreement))])
-    title = esc(f"Validation of {r.model} on {r.dataset} ({r.runs[0].images:,} test images), "
-                f"{r.flops_per_image / 1e6:.2f} MFLOP/image" if r.runs else f"{r.model}: no runs")
+                     cold(x.first_run_s), red(diff) if w and not w["ok"] else diff]
+                    + ([red(pct(x.accuracy)),
+                        red("—" if x.accuracy_delta is None else f"{100 * x.accuracy_delta:+.2f} pt"),
+                        red("—" if x.top1_agreement is None else pct(x.top1_agreement))] if labelled
+                       else ["—" if w is None or w["top1"] is None else pct(w["top1"])]))
+    title = esc(model_title(r) if r.runs else f"{r.model}: no runs")
     if not r.complete:
         title += " [yellow](stopped early)[/]"
     caption = "\n".join([esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped] +
                         [f"[red]failed:[/] {esc(failure_label(f))}" for f in r.failed]) or None
-    return fitted(title, BENCH_COLS, rows, styles=["bold green" if x is fastest else None for x in r.runs],
-                  caption=caption)
+    return fitted(title, bench_cols("img" if labelled else "samples", labelled, torch_rows), rows,
+                  styles=["bold green" if x is fastest else None for x in r.runs], caption=caption)
+
+
+def outputs_table(r: BenchResult) -> Table | None:
+    """A model with several outputs: each one of each row against ONNX Runtime CPU fp32."""
+    if not any(len(x.outputs or []) > 1 for x in r.runs):
+        return None
+    rows = [[x.label, o["name"], "—" if o["max_abs"] is None else f"{o['max_abs']:.2e}",
+             o.get("note") or ("—" if o["max_rel"] is None else f"{o['max_rel']:.2e}"),
+             "—" if o["top1"] is None else pct(o["top1"]), "yes" if o["ok"] else "[bold red]no[/]"]
+            for x in r.runs for o in x.outputs or []]
+    cols = [Col("configuration", left=True, wrap=True), Col("output", left=True), Col("max |diff|"),
+            Col("max |diff| /\nmax |ref|"), Col("top-1\nagrees", drop=1), Col("within\ntolerance")]
+    return fitted("Every output against ONNX Runtime CPU fp32 on the same inputs", cols, rows)
 
 
 def bottleneck(split: dict) -> tuple[str, str]:
@@ -137,7 +178,7 @@ def bench_tables(result: BenchResult, training: TrainResult | None) -> None:
     for x in result.runs:
         if x.stable is False:
             note(f"[yellow]unstable[/] {esc(f'{x.label}: {x.unstable_cause}')}")
-    for t in (split_table(result), cost_table(result, training) if training else None):
+    for t in (outputs_table(result), split_table(result), cost_table(result, training) if training else None):
         if t is not None:
             console.print(t)
 
@@ -163,7 +204,7 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
             name = (RUNTIMES[run.runtime].label if run.runtime in RUNTIMES else run.runtime) + \
                 (f" {run.precision}" if run.precision == "bf16" else "")
             rows.append(["", "", f"validation: {name}{io}", secs(train_s / div), secs(valid_s / div),
-                         secs((train_s + valid_s) / div), pct(run.accuracy), f"{num(run.images_per_s)} valid"])
+                         secs((train_s + valid_s) / div), pct(run.accuracy), f"{num(run.samples_per_s)} valid"])
         ends += [False] * (len(runs) + 1)
         ends[-1] = True
     n = ref["epochs"] if per_epoch else 1
@@ -206,7 +247,7 @@ def ranks_table(rows: list[dict]) -> Table:
 REPORT_COLS = [Col("kind", left=True), Col("dataset", left=True, fold=True), Col("device", left=True, fold=True),
                Col("runtime", left=True), Col("threads", fold=True), Col("batch", fold=True),
                Col("epochs", drop=5, fold=True), Col("training", drop=3), Col("validation", drop=2),
-               Col("total", drop=6), Col("images/s"), Col("accuracy", drop=1), Col("stable", drop=4),
+               Col("total", drop=6), Col("samples/s"), Col("accuracy", drop=1), Col("stable", drop=4),
                Col("run", left=True, drop=7)]
 
 
@@ -217,7 +258,7 @@ def report_tables(rows: list[dict]) -> list[Table]:
         mine = [r for r in rows if r["machine"] == machine]
         cells = [[r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]", esc(r["dataset"]), r["device"],
                   r["runtime"], str(r["threads"]), str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]),
-                  secs(r["train_s"]), secs(r["valid_s"]), secs(r["total_s"]), num(r["images_per_s"]),
+                  secs(r["train_s"]), secs(r["valid_s"]), secs(r["total_s"]), num(r["samples_per_s"]),
                   pct(r["accuracy"]), stable(r["stable"]), r["created"][5:16].replace("T", " ")] for r in mine]
         caption = "* stopped before the end (complete: false)" if not all(r["complete"] for r in mine) else None
         tables.append(fitted(esc(machine), REPORT_COLS, cells, caption=caption))

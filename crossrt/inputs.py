@@ -1,0 +1,261 @@
+"""What a model takes: its inputs read from the ONNX graph, bound to shapes by the flags, filled with data.
+
+A model with an MNIST classifier's signature (crossrt's LeNet5 exports: one float input
+[N, 1, 28, 28] and one output [N, 10]) is fed the dataset's test images, as the reference does,
+and scored on their labels (crossrt.bench_infer). Any other model's inputs are read from its graph
+(names, element types, shapes). Dynamic dimensions come in every form exporters write: a name
+("batch", "height"), -1, 0, "?", or nothing. The flags of crossrt.config.InputsConfig bind them:
+--shape fixes one input, --dim binds a named dimension wherever it appears, the batch size binds
+the first dimension of every input where it is dynamic (and only there), --inputs FILE.npz gives
+the arrays themselves. A dimension still unknown is a one-line error naming the input, the
+dimension and the flag to use. Generated inputs have a fixed seed: floats in [0, 1) or standard
+normal; integers and booleans only from a value or a range the user gave, never garbage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from .config import InputsConfig
+from .data import IMAGE_SIZE, NUM_CLASSES, Dataset, in_batches, normalize
+from .errors import ConfigError, ModelError
+from .files import regular_file
+from .system import available_memory
+
+# The element types crossrt can feed and compare, as numpy dtypes.
+DTYPES = {TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64", TensorProto.FLOAT16: "float16",
+          TensorProto.INT64: "int64", TensorProto.INT32: "int32", TensorProto.INT16: "int16", TensorProto.INT8: "int8",
+          TensorProto.UINT8: "uint8", TensorProto.BOOL: "bool"}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """An input or output as the graph declares it."""
+
+    name: str
+    dtype: str  # a numpy dtype name; "" for a type crossrt cannot feed (a string, a sequence, bfloat16)
+    dims: tuple | None  # None: no shape in the graph; else per dimension an int, a name, or None (unknown)
+
+    def shown(self, shape: tuple[int, ...] | None = None) -> str:
+        """name dtype[dims], with the bound shape when given: `input float32[N=100, 1, 28, 28]`."""
+        if self.dims is None and shape is None:
+            return f"{self.name} {self.dtype or '?'}[no shape]"
+        dims = self.dims if self.dims is not None else (None,) * len(shape)
+        cells = [str(d) if isinstance(d, int) else f"{d or '?'}={shape[i]}" if shape else (d or "?")
+                 for i, d in enumerate(dims)]
+        return f"{self.name} {self.dtype or '?'}[{', '.join(cells)}]"
+
+
+def _dims(t) -> tuple | None:
+    if not t.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else  # 0 and -1 mean unknown
+                 (d.dim_param if d.HasField("dim_param") and d.dim_param not in ("?", "") else None)
+                 for d in t.shape.dim)
+
+
+def signature(model: onnx.ModelProto) -> tuple[list[Tensor], list[Tensor]]:
+    """The graph's inputs (initializers are weights, not inputs) and outputs."""
+    weights = {init.name for init in model.graph.initializer}
+
+    def tensor(vi) -> Tensor:
+        t = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+        return Tensor(vi.name, DTYPES.get(t.elem_type, "") if t else "", _dims(t) if t else None)
+
+    return [tensor(vi) for vi in model.graph.input if vi.name not in weights], [tensor(vi) for vi in model.graph.output]
+
+
+def is_mnist_classifier(inputs: list[Tensor], outputs: list[Tensor]) -> bool:
+    """One float input [N, 1, 28, 28] with a free N and one output [N, 10]: what the dataset's images feed."""
+    if len(inputs) != 1 or len(outputs) != 1:
+        return False
+    x, y = inputs[0], outputs[0]
+    return (x.dtype == "float32" and x.dims is not None and len(x.dims) == 4 and not isinstance(x.dims[0], int)
+            and tuple(x.dims[1:]) == (1, IMAGE_SIZE, IMAGE_SIZE)
+            and y.dims is not None and len(y.dims) == 2 and y.dims[1] == NUM_CLASSES)
+
+
+def flags_given(cfg: InputsConfig) -> list[str]:
+    """The flags set that only a model without a dataset takes."""
+    return [flag for flag, v in (("--dim", cfg.dims), ("--shape", cfg.shapes), ("--value", cfg.values),
+                                 ("--inputs", cfg.inputs)) if v]
+
+
+def check_flags(inputs: list[Tensor], cfg: InputsConfig) -> None:
+    """Every input the flags name exists, and every named dimension appears somewhere."""
+    names = {t.name for t in inputs}
+    for flag, given in (("--shape", cfg.shape_map), ("--value", cfg.value_map), ("--input-range", cfg.range_map)):
+        for name in given:
+            if name not in names:
+                raise ConfigError(f"{flag} {name}: the model has no input {name!r} (its inputs: {', '.join(sorted(names))})")
+    dim_names = {d for t in inputs for d in (t.dims or ()) if isinstance(d, str)}
+    for name in cfg.dim_map:
+        if name not in dim_names:
+            raise ConfigError(f"--dim {name}: no input has a dimension named {name!r} "
+                              f"(named: {', '.join(sorted(dim_names)) or 'none'})")
+    for t in inputs:
+        if not t.dtype:
+            raise ConfigError(f"input {t.name!r}: not a tensor of a type crossrt can feed (numbers or booleans)")
+        if t.dtype not in ("float32", "float64", "float16") and t.name not in cfg.value_map \
+                and t.name not in cfg.range_map and cfg.inputs is None:
+            raise ConfigError(f"input {t.name!r} is {t.dtype}: crossrt does not make up {t.dtype} values; give them "
+                              f"with --value {t.name}=V, --input-range {t.name}=LOW:HIGH or --inputs FILE.npz")
+
+
+def bind(inputs: list[Tensor], cfg: InputsConfig, batch: int | None) -> dict[str, tuple[int, ...]]:
+    """Each input's shape with every dimension known. `batch` binds the first dimension of every
+    input where it is dynamic; a named dimension is bound by --dim, a whole shape by --shape."""
+    shapes = {}
+    for t in inputs:
+        if t.name in cfg.shape_map:
+            shape = cfg.shape_map[t.name]
+            if t.dims is not None and (len(t.dims) != len(shape) or any(
+                    isinstance(d, int) and d != s for d, s in zip(t.dims, shape))):
+                raise ConfigError(f"--shape {t.name}={'x'.join(map(str, shape))}: the graph says {t.shown()}")
+            shapes[t.name] = shape
+            continue
+        if t.dims is None:
+            raise ConfigError(f"input {t.name!r} has no shape in the graph: give it with --shape {t.name}=AxBx...")
+        bound = []
+        for i, d in enumerate(t.dims):
+            if isinstance(d, int):
+                bound.append(d)
+            elif d in cfg.dim_map:
+                bound.append(cfg.dim_map[d])
+            elif i == 0 and batch is not None:
+                bound.append(batch)
+            else:
+                use = f"--dim {d}=N" if d else f"--shape {t.name}={'x'.join(str(x or 'N') for x in t.dims)}"
+                raise ConfigError(f"input {t.name!r}: dimension {i} ({d or 'unnamed'}) of {t.shown()} is not bound: "
+                                  f"use {use}")
+        shapes[t.name] = tuple(bound)
+    return shapes
+
+
+def samples_per_batch(inputs: list[Tensor], shapes: dict[str, tuple[int, ...]]) -> int:
+    """A sample is one item of the batch dimension: the first dimension of the first input that has one."""
+    return next((shapes[t.name][0] for t in inputs if shapes[t.name]), 1)
+
+
+def batch_bytes(inputs: list[Tensor], shapes: dict[str, tuple[int, ...]]) -> int:
+    return sum(int(np.prod(shapes[t.name], dtype=np.float64)) * np.dtype(t.dtype).itemsize for t in inputs)
+
+
+def generate(inputs: list[Tensor], shapes: dict[str, tuple[int, ...]], cfg: InputsConfig,
+             n: int) -> list[dict[str, np.ndarray]]:
+    """n batches of inputs from a fixed seed: --value, --input-range, else floats in [0, 1) or normal."""
+    rng = np.random.default_rng(cfg.input_seed)
+    feeds = []
+    for _ in range(n):
+        feed = {}
+        for t in inputs:
+            shape, dtype = shapes[t.name], np.dtype(t.dtype)
+            if t.name in cfg.value_map:
+                feed[t.name] = np.full(shape, cfg.value_map[t.name], dtype=dtype)
+            elif t.name in cfg.range_map:
+                low, high = cfg.range_map[t.name]
+                values = (rng.integers(int(low), int(np.ceil(high)), shape) if dtype.kind in "iub"
+                          else rng.uniform(low, high, shape))
+                feed[t.name] = values.astype(dtype)
+            else:
+                values = rng.standard_normal(shape) if cfg.distribution == "normal" else rng.random(shape)
+                feed[t.name] = values.astype(dtype)
+        feeds.append(feed)
+    return feeds
+
+
+def from_file(inputs: list[Tensor], path: Path) -> dict[str, np.ndarray]:
+    """The arrays of --inputs FILE.npz, one per input name, of the input's type."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--inputs {path}: not a readable .npz file ({e})") from None
+    names = [t.name for t in inputs]
+    if missing := [n for n in names if n not in arrays]:
+        raise ConfigError(f"--inputs {path}: no array for input(s) {', '.join(missing)} (it holds "
+                          f"{', '.join(sorted(arrays)) or 'none'})")
+    if extra := sorted(set(arrays) - set(names)):
+        raise ConfigError(f"--inputs {path}: the model has no input(s) {', '.join(extra)}")
+    for t in inputs:
+        a = arrays[t.name]
+        if t.dims is not None and (len(t.dims) != a.ndim or any(isinstance(d, int) and d != s
+                                                                for d, s in zip(t.dims, a.shape))):
+            raise ConfigError(f"--inputs {path}: {t.name} is {a.dtype}{list(a.shape)}, the graph says {t.shown()}")
+        if np.dtype(t.dtype).kind != a.dtype.kind and not (np.dtype(t.dtype).kind == "f" and a.dtype.kind in "iu"):
+            raise ConfigError(f"--inputs {path}: {t.name} is {a.dtype}, the model takes {t.dtype}")
+        arrays[t.name] = a.astype(t.dtype, copy=False)
+    return arrays
+
+
+def check_external_data(model_path: Path, model: onnx.ModelProto) -> None:
+    """An external-data file outside the model's folder is refused (a model file must not read
+    whatever it names on this machine)."""
+    folder = model_path.resolve().parent
+    for init in model.graph.initializer:
+        if init.data_location == TensorProto.EXTERNAL:
+            where = next((e.value for e in init.external_data if e.key == "location"), "")
+            target = (folder / where).resolve()
+            if folder not in target.parents:
+                raise ModelError(f"{model_path}: weight {init.name!r} names external data {where!r}, outside the "
+                                 f"model's folder")
+
+
+@dataclass
+class Workload:
+    """What one batch size's timed pass runs: its batches, its samples and, for a dataset, the labels."""
+
+    feeds: list[dict[str, np.ndarray]]
+    samples: int
+    labels: np.ndarray | None = None
+
+
+def bind_batches(feed: InputsConfig, batch_sizes: tuple[int, ...] | None, path,
+                 sig) -> dict[int, dict[str, tuple[int, ...]]]:
+    """{batch size: {input: shape}} for a model without a dataset; errors name the input and the flag."""
+    ins = sig[0]
+    if not ins:
+        raise ModelError(f"{path}: the graph has no inputs to feed")
+    check_flags(ins, feed)
+    if feed.inputs is not None:
+        arrays = from_file(ins, regular_file(feed.inputs, "--inputs"))
+        shapes = {t.name: arrays[t.name].shape for t in ins}
+        return {samples_per_batch(ins, shapes): shapes}
+    out = {}
+    for batch in batch_sizes or (1,):
+        shapes = bind(ins, feed, batch)
+        size = samples_per_batch(ins, shapes)
+        if batch_sizes and size != batch:
+            raise ConfigError(f"--batch-size {batch}: the first dimension of {ins[0].shown()} is fixed at {size}")
+        need, have = feed.batches_per_pass * batch_bytes(ins, shapes), available_memory("cpu")
+        if have is not None and need > have // 2:
+            raise ConfigError(f"--batch-size {batch} with {', '.join(t.shown(shapes[t.name]) for t in ins)}: a pass "
+                              f"of {feed.batches_per_pass} batches needs {need / 2**30:.1f} GiB of inputs, "
+                              f"{have / 2**30:.1f} GiB is free (lower --batch-size, --dim or --batches-per-pass)")
+        out[size] = shapes
+    return out
+
+
+def feeds(feed: InputsConfig, sig, shapes: dict, batch: int, n: int | None = None) -> Workload:
+    """A model without a dataset: n (or --batches-per-pass) batches of generated inputs, or --inputs."""
+    ins = sig[0]
+    n = n or feed.batches_per_pass
+    if feed.inputs is not None:
+        made = [from_file(ins, feed.inputs)] * n  # the same arrays, a pass of n batches
+    else:
+        made = generate(ins, shapes[batch], feed, n)
+    return Workload(made, n * samples_per_batch(ins, shapes[batch]))
+
+
+def workload(cfg, prepared, batch: int, data: Dataset | None) -> Workload:
+    """The batches one batch size's pass runs: the dataset's test images, or the model's own inputs."""
+    if not prepared.mnist:
+        return feeds(cfg.feed, prepared.signature, prepared.shapes, batch)
+    name = prepared.signature[0][0].name
+    x = np.ascontiguousarray(normalize(data.test_images))
+    return Workload([{name: b} for b in in_batches(x, batch)], len(x), data.test_labels.astype(np.int64))
