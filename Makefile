@@ -20,6 +20,7 @@ EXTRAS := test,plots,openvino
 endif
 WHY_GPU := $(if $(filter file,$(origin GPU)),$(if $(filter 1,$(GPU)),nvidia-smi lists a GPU,nvidia-smi lists none),set by hand)
 STAMP := $(VENV)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
+DATASET_STAMP := $(VENV)/.dataset-tried
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 # Each variable left unset passes no flag, so crossrt's own defaults apply (`crossrt <command> --help`).
@@ -50,7 +51,7 @@ help: ## list the targets and their variables
 	@echo "           DATA=DIR PROVIDER=cpu[,cuda] MODEL=FILE RUNTIMES=R[,R]|all ARGS='...'; unset = defaults"
 	@echo "then: $(CROSSRT) doctor, $(CROSSRT) --help, $(CROSSRT) train --help, ..."
 
-setup: $(STAMP) dataset ## .venv with crossrt and its dependencies (the GPU set where nvidia-smi lists a GPU), the dataset [GPU=0|1]
+setup: $(STAMP) $(DATASET_STAMP) ## .venv with crossrt and its dependencies (the GPU set where nvidia-smi lists a GPU), the dataset [GPU=0|1]
 
 setup-plan: ## say what `make setup` would install on this machine, and why
 	@echo "GPU=$(GPU) ($(WHY_GPU)): $(TORCH) and crossrt[$(EXTRAS)] into $(VENV)"
@@ -63,7 +64,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Debian's dataset-fashion-mnist makes `make train` work offline; MNIST is fetched when reachable.
-dataset:
+# Tried once per .venv (the stamp), so that every later target does not say it again.
+dataset: $(DATASET_STAMP)
+
+$(DATASET_STAMP): $(STAMP)
 	@if [ -d $(FASHION_DIR) ]; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
@@ -72,6 +76,7 @@ dataset:
 	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else echo "note: no apt-get as root here; crossrt will download its datasets instead"; fi
 	@$(CROSSRT) fetch mnist >/dev/null 2>&1 || echo "note: MNIST is not reachable (offline?); make train will use Fashion-MNIST"
+	@touch $@
 
 # Tells crossrt how it was started, so that a stopped run says how to resume it in the same words.
 VIA_MAKE = CROSSRT_VIA_MAKE='$@ $(MAKEOVERRIDES)'

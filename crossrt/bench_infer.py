@@ -26,6 +26,7 @@ import onnx
 
 from . import checkpoint, inputs
 from .checks import fits
+from .compare import verdicts
 from .config import MNIST_BATCH, BenchConfig
 from .data import Dataset
 from .errors import ConfigError, CrossrtError, ModelError, ProviderError, Stopped
@@ -120,7 +121,7 @@ def prepare(cfg: BenchConfig) -> Prepared:
     one = {sig[0][0].name: (1, 1, 28, 28)} if mnist else shapes[batch_sizes[0]]
     flops = onnx_flops(model, one)
     per_sample = flops and flops // (1 if mnist else inputs.samples_per_batch(sig[0], one))
-    info = _model_info(path, model, meta, sig, {} if mnist else shapes[batch_sizes[0]])
+    info = _model_info(path, model, meta, sig, shapes[batch_sizes[0]] if len(batch_sizes) == 1 and not mnist else {})
     return Prepared(per_sample, meta, training, torch_rows, info, mnist, batch_sizes, sig, shapes)
 
 
@@ -217,7 +218,8 @@ def one_line(e: BaseException) -> str:
 
 def run_bench(cfg: BenchConfig, data: Dataset | None, prepared: Prepared,
               on_run: Callable[[InferRun], None] | None = None,
-              on_fail: Callable[[dict], None] | None = None) -> BenchResult:
+              on_fail: Callable[[dict], None] | None = None,
+              on_start: Callable[[Row, int, int], None] | None = None) -> BenchResult:
     """Run every configuration of cfg (on the test split of data, for an MNIST classifier);
     Stopped keeps finished rows.
 
@@ -236,8 +238,11 @@ def run_bench(cfg: BenchConfig, data: Dataset | None, prepared: Prepared,
     names = [t.name for t in prepared.signature[1]]
     preds: list[np.ndarray | None] = []  # top-1 of the first output, for agreement with PyTorch (LeNet5)
     works, references, cuda_nodes = {}, {}, None
+    rows = plan(cfg, prepared.batch_sizes)
     try:
-        for row in plan(cfg, prepared.batch_sizes):
+        for k, row in enumerate(rows):
+            if on_start:
+                on_start(row, k, len(rows))
             if row.batch not in works:  # every runtime gets the very same batches
                 works[row.batch] = work = inputs.workload(cfg, prepared, row.batch, data)
                 try:
@@ -293,6 +298,7 @@ def _finish(result: BenchResult, preds: list) -> None:
             r.accuracy_delta = r.accuracy - result.runs[ref].accuracy
             r.parity_ok &= (r.accuracy_delta == 0 if r.precision == "fp32"
                             else abs(r.accuracy_delta) <= LOW_PRECISION_TOLERANCE)
+    result.verdicts = verdicts(result.runs)
     result.environment = environment()
     result.peak_rss_mb = peak_rss_mb()
 

@@ -12,6 +12,7 @@ stderr and exit code 2; a run stopped by Ctrl-C or SIGTERM saves what was finish
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import signal
@@ -24,7 +25,13 @@ from pathlib import Path
 
 from .config import DATASETS, BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from .distributed import this_rank
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, CrossrtError, Stopped
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, CrossrtError, Stopped, say
+
+
+# Each command and the module whose cmd_<command> runs it.
+COMMANDS = {"train": "commands", "export": "commands", "quantize": "commands", "bench-infer": "commands",
+            "suite": "commands", "doctor": "commands", "fetch": "commands", "report": "reports",
+            "compare": "reports", "show": "reports"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -135,6 +142,18 @@ def build_parser() -> Parser:
     c.add_argument("b", type=Path, metavar="B", help="the result file compared with it")
     c.add_argument("--noise", type=float, default=0.10, metavar="F",
                    help="run-to-run noise band: B/A within 1 +- F is the same (default: %(default)s)")
+    c.add_argument("--fail-if-slower", type=float, default=None, metavar="PCT",
+                   help="exit 1 when a row of B is slower beyond the noise and by more than PCT%% (default: never)")
+    c.add_argument("--allow-different-models", action="store_true",
+                   help="hold one model against another (default: refuse results of different models)")
+
+    w = sub.add_parser("show", help="lay a saved result out again: every table, every column, at any width",
+                       description="Show a train, bench-infer or suite result file again: its tables, verdicts "
+                                   "and notes. Columns that do not fit go into a second part of a table, never away.")
+    w.add_argument("file", type=Path, metavar="FILE", help="a result JSON file")
+    w.add_argument("--wide", action="store_true", help="one part per table, as wide as it needs (default: fit)")
+    w.add_argument("--columns", default=None, metavar="NAME[,NAME]",
+                   help="only these columns, by their heading, beside the row labels (default: all)")
 
     d = sub.add_parser("doctor", help="is this machine ready for the CPU or CUDA mode? each problem with its fix",
                        description="Check the installation, the GPU and a real ONNX Runtime session; exit 0 when "
@@ -176,22 +195,23 @@ def main(argv: list[str] | None = None) -> int:
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     previous_int = signal.getsignal(signal.SIGINT)
-    from . import commands
-
     try:
         cls = getattr(args, "config_class", None)
-        return commands.COMMANDS[args.command](args, build(cls, args) if cls else None)
+        module = importlib.import_module(f"{__package__}.{COMMANDS[args.command]}")  # the heavy part, now
+        return getattr(module, "cmd_" + args.command.replace("-", "_"))(args, build(cls, args) if cls else None)
     except Stopped as stop:
         if in_main:  # saving what finished must not be cut short by a second signal (a launcher's SIGTERM)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        return commands.stopped(stop, args)
+        from .commands import stopped
+
+        return stopped(stop, args)
     except CrossrtError as e:
         if (rank := this_rank()) is None or rank.main:  # the other ranks would say the same
-            commands.err(str(e))
+            say(str(e))
         return EXIT_USAGE
     except OSError as e:  # a folder that cannot be created, a full disk, a path that is a directory
-        commands.err(f"{e.filename2 or e.filename or ''}: {e.strerror or e}".lstrip(": "))
+        say(f"{e.filename2 or e.filename or ''}: {e.strerror or e}".lstrip(": "))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("crossrt: interrupted", file=sys.stderr)

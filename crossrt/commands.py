@@ -1,4 +1,5 @@
-"""What each `crossrt` command does: check its inputs and outputs, run, save, render.
+"""What each `crossrt` command that runs something does: check its inputs and outputs, run, save,
+render. (The commands that read saved results are in crossrt.reports.)
 
 Each command takes the parsed flags and the config crossrt.cli built from them, and returns an
 exit code (crossrt.errors). Every check that can fail runs before the long work starts. A run
@@ -13,16 +14,12 @@ import os
 import shlex
 import sys
 
-from .checks import check_paths, in_range, output_folder
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, Stopped
+from .checks import check_paths, output_folder
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, Stopped, say
 from .system import cpu_count
 
 
-def err(message: str) -> None:
-    print(f"crossrt: error: {message}", file=sys.stderr)
-
-
-def _check_outputs(a, cfg=None, results: bool = True) -> None:
+def check_outputs(a, cfg=None, results: bool = True) -> None:
     """Fail before any work when a path of cfg is wrong, --plots cannot be drawn or written, or
     results/ cannot be written."""
     from .files import RESULTS_DIR
@@ -38,7 +35,7 @@ def _check_outputs(a, cfg=None, results: bool = True) -> None:
         output_folder("the results folder", RESULTS_DIR)
 
 
-def _write_plots(a, pairs, benches) -> None:
+def write_plots(a, pairs, benches) -> None:
     from .ui.console import esc, note
     from .ui.plots import write_all
 
@@ -65,7 +62,7 @@ def cmd_train(a, cfg) -> int:
     main_rank = rank is None or rank.main
     if main_rank:
         _warn_threads((cfg.threads,))
-        _check_outputs(a, cfg)
+        check_outputs(a, cfg)
     select_device(cfg.device, cfg.threads, cfg.cudnn_benchmark)  # a missing GPU fails here, before the data is read
     if cfg.nproc > 1 and rank is None:  # this process launches the ranks and waits for them
         import torch
@@ -92,7 +89,7 @@ def cmd_train(a, cfg) -> int:
         console.note("[yellow]note:[/] " + console.esc(
             f"{cfg.onnx_path} is from an earlier training run (--no-export); bench-infer refuses it with this "
             f"checkpoint: export this one with `crossrt export --checkpoint {cfg.checkpoint}`"))
-    _write_plots(a, [(result, None)], [])
+    write_plots(a, [(result, None)], [])
     return EXIT_OK
 
 
@@ -158,9 +155,11 @@ def cmd_doctor(a, cfg) -> int:
 
 
 def cmd_fetch(a, cfg) -> int:
-    from .fetch import fetch
+    from .fetch import SYSTEM_DIRS, fetch
 
-    print(f"{a.name}: {fetch(a.name)}")
+    where = fetch(a.name)
+    print(f"{a.name}: {where}" + (" (installed by the system: nothing to download)" if where in SYSTEM_DIRS[a.name]
+                                  else ""))
     return EXIT_OK
 
 
@@ -170,7 +169,7 @@ def cmd_bench_infer(a, cfg) -> int:
     from .files import save_json
     from .ui import console, tables
 
-    _check_outputs(a, cfg)
+    check_outputs(a, cfg)
     prepared = prepare(cfg)  # a bad model, binding, checkpoint or provider fails here, before any work
     _warn_threads(cfg.threads)
     ds = resolve(cfg.data, trained_on=prepared.trained_on) if prepared.mnist else None
@@ -178,11 +177,12 @@ def cmd_bench_infer(a, cfg) -> int:
            f"inputs: {console.esc('; '.join(prepared.model_info['inputs']))} "
            f"({console.esc(str(cfg.feed.inputs) if cfg.feed.inputs else 'generated, seed ' + str(cfg.feed.input_seed))})")
     console.note(f"model: {console.esc(str(cfg.model))}; {fed}; {len(plan(cfg, prepared.batch_sizes))} configuration(s)")
-    result = run_bench(cfg, ds, prepared, on_run=console.bench_line, on_fail=console.fail_line)
+    with console.BenchProgress() as bar:
+        result = run_bench(cfg, ds, prepared, on_run=bar.ran, on_fail=bar.failed, on_start=bar.start)
     paths = save_json(result.to_dict(), cfg.json)
     tables.bench_tables(result, prepared.training)
     console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
-    _write_plots(a, [(prepared.training, result)] if prepared.training else [], [result])
+    write_plots(a, [(prepared.training, result)] if prepared.training else [], [result])
     return _bench_verdict([result])
 
 
@@ -192,10 +192,10 @@ def _bench_verdict(benches) -> int:
 
     code = EXIT_OK
     if failed := sum(len(b.failed) for b in benches):
-        err(f"{failed} configuration(s) failed (their reasons are under the table); the others ran")
+        say(f"{failed} configuration(s) failed (their reasons are under the table); the others ran")
         code = EXIT_FAILED
     if bad := sum(len(parity_failures(b)) for b in benches):
-        err(f"{bad} configuration(s) disagree (outputs against ONNX Runtime CPU fp32, or accuracy against "
+        say(f"{bad} configuration(s) disagree (outputs against ONNX Runtime CPU fp32, or accuracy against "
             f"PyTorch; shown in red)")
         code = EXIT_FAILED
     return code
@@ -207,13 +207,15 @@ def cmd_suite(a, cfg) -> int:
     from .suite import rank_scaling, reference, run_suite, scaling
     from .ui import console, tables
 
-    _check_outputs(a, cfg)
+    check_outputs(a, cfg)
     ds = resolve(cfg.data)
     console.dataset_line(ds)
     with FolderLock(cfg.out), console.SuiteProgress() as progress:
         result = run_suite(cfg, ds, progress)
     paths = save_json(result.to_dict(), cfg.json)
     console.console.print(tables.suite_table(result, reference()))
+    for m in (m for m in result.modes if m.bench):
+        tables.verdict_lines(m.bench, f" ({m.mode})")
     for rows, table in ((scaling(result), tables.scaling_table), (rank_scaling(result), tables.ranks_table)):
         if rows:
             console.console.print(table(rows))
@@ -221,52 +223,8 @@ def cmd_suite(a, cfg) -> int:
     # The sweep is the thread-scaling picture; without it, each mode's own validation rows.
     sweep = result.sweep.bench if result.sweep else None
     benches = [sweep] if sweep else [m.bench for m in result.modes if m.bench]
-    _write_plots(a, [(m.train, m.bench) for m in result.modes], benches)
+    write_plots(a, [(m.train, m.bench) for m in result.modes], benches)
     return _bench_verdict([b for b in [*(m.bench for m in result.modes), sweep] if b])
-
-
-def cmd_report(a, cfg) -> int:
-    from .compare import load_results, merge, to_csv, to_markdown
-    from .results import BenchResult, TrainResult, parts
-    from .ui import tables
-    from .ui.console import console
-
-    _check_outputs(a, results=False)
-    loaded = load_results(a.files)
-    rows = merge(loaded)
-    if a.markdown:
-        sys.stdout.write(to_markdown(rows))
-    elif a.csv:
-        sys.stdout.write(to_csv(rows))
-    else:
-        for table in tables.report_tables(rows):
-            console.print(table)
-    found = [p for _, result in loaded for p in parts(result)]
-    _write_plots(a, [(p, None) for p in found if isinstance(p, TrainResult)],
-                 [p for p in found if isinstance(p, BenchResult)])
-    return EXIT_OK
-
-
-def cmd_compare(a, cfg) -> int:
-    from .compare import compare
-    from .errors import ResultError
-    from .files import load_result
-    from .ui import tables
-    from .ui.console import console, note
-
-    in_range("--noise", a.noise, 0, 1)
-    rows, only_a, only_b = compare(load_result(a.a), load_result(a.b), a.noise)
-    if not rows:
-        raise ResultError(f"{a.a} and {a.b}: no configuration in common (dataset, runtime, provider, threads, "
-                          f"batch size and spinning must match)")
-    console.print(tables.compare_table(rows, str(a.a), str(a.b), a.noise))
-    if only_a or only_b:
-        note(f"not compared: {only_a} row(s) only in A, {only_b} only in B")
-    return EXIT_OK
-
-
-COMMANDS = {"train": cmd_train, "export": cmd_export, "quantize": cmd_quantize, "bench-infer": cmd_bench_infer,
-            "suite": cmd_suite, "report": cmd_report, "compare": cmd_compare, "doctor": cmd_doctor, "fetch": cmd_fetch}
 
 
 # ---------------------------------------------------------------------------- a run that stopped early
@@ -307,7 +265,7 @@ def stopped(stop: Stopped, a) -> int:
     if stop.resumable:
         message += ". Resume with: " + resume_command(a)
     if not stop.interrupted:
-        err(message)
+        say(message)
         return EXIT_FAILED
     print(f"crossrt: {message}", file=sys.stderr)
     return EXIT_INTERRUPTED

@@ -26,8 +26,9 @@ from .results import InferRun, Result, TrainResult, parts
 from .timing import bootstrap_means
 
 NOISE = 0.10  # run-to-run noise band: B/A within 1 +- NOISE is "same within noise"
-COLUMNS = ("machine", "kind", "dataset", "device", "runtime", "threads", "batch_size", "epochs", "train_s",
-           "valid_s", "total_s", "samples_per_s", "accuracy", "stable", "complete", "created", "source")
+COLUMNS = ("machine", "model", "run", "kind", "dataset", "device", "runtime", "threads", "batch_size", "epochs",
+           "train_s", "valid_s", "total_s", "samples_per_s", "ci95", "n", "spread", "accuracy", "stable",
+           "unstable_cause", "complete", "created", "source")
 
 
 # ---------------------------------------------------------------------------- labels
@@ -63,11 +64,25 @@ def cost_rows(train: TrainResult, runs: list[InferRun]) -> list[tuple[str, float
 
 # ---------------------------------------------------------------------------- report
 
+def model_of(part) -> tuple[str, str]:
+    """(key, label) of the model a train or bench-infer result measured: its weights' fingerprint
+    where crossrt knows it (a LeNet5 and the ONNX file exported from it share it), else the ONNX
+    file's SHA-256, else (a file from before schema 10) its file name."""
+    if isinstance(part, TrainResult):
+        fp = part.weights_sha256
+        return fp or f"train {part.arch}", f"{part.arch} {fp[:8]}" if fp else part.arch
+    info = part.model_info or {}
+    fp, name = info.get("weights_sha256") or info.get("sha256"), info.get("name") or Path(part.model).name
+    return fp or f"file {name}", f"{name} {fp[:8]}" if fp else name
+
+
 def rows_of(result: Result, source: str) -> list[dict]:
     """Flat rows, one per training run or bench configuration, with COLUMNS as keys."""
     rows = []
     for part in parts(result):
-        run_of = {"dataset": part.dataset, "complete": part.complete, "created": part.created, "source": source}
+        key, label = model_of(part)
+        run_of = {"dataset": part.dataset or "generated", "complete": part.complete, "created": part.created,
+                  "source": source, "model": label, "model_key": key, "run": part.run_id, "n": 1, "spread": None}
         if isinstance(part, TrainResult):
             s = part.summary()
             rows.append({**run_of, "machine": machine_of(part.environment, part.device), "kind": "train",
@@ -75,13 +90,15 @@ def rows_of(result: Result, source: str) -> list[dict]:
                          "threads": part.threads if part.world_size == 1 else f"{part.world_size}x{part.threads}",
                          "batch_size": part.batch_size, "epochs": len(part.epochs),
                          "train_s": s["train_s"], "valid_s": s["valid_s"], "total_s": s["total_s"],
-                         "samples_per_s": s["images_per_s"], "accuracy": s["final_accuracy"],
-                         "stable": s["train_stable"] if part.schema_version >= 3 else None})
+                         "samples_per_s": s["steady_images_per_s"], "ci95": s["train_ci95"],
+                         "accuracy": s["final_accuracy"], "stable": s["train_stable"] if part.schema_version >= 3
+                         else None, "unstable_cause": s["train_unstable_cause"]})
             continue
         rows += [{**run_of, "machine": machine_of(part.environment, run.provider), "kind": "bench-infer",
                   "device": run.where, "runtime": run.runtime_label, "threads": run.threads,
                   "batch_size": run.batch_size, "epochs": None, "train_s": None, "valid_s": run.seconds_per_pass,
-                  "total_s": None, "samples_per_s": run.samples_per_s, "accuracy": run.accuracy, "stable": run.stable}
+                  "total_s": None, "samples_per_s": run.samples_per_s, "ci95": run.ci95, "accuracy": run.accuracy,
+                  "stable": run.stable, "unstable_cause": run.unstable_cause}
                  for run in part.runs]
     return rows
 
@@ -91,15 +108,40 @@ def load_results(paths: list[Path]) -> list[tuple[Path, Result]]:
     return [(Path(p), load_result(p)) for p in paths]
 
 
-def merge(loaded: list[tuple[Path, Result]]) -> list[dict]:
-    """Rows of every result, grouped by machine (stable within a machine)."""
+SAME = ("machine", "model_key", "kind", "dataset", "device", "runtime", "threads", "batch_size", "epochs")
+
+
+def merge(loaded: list[tuple[Path, Result]], group: bool = True) -> list[dict]:
+    """Rows of every result, grouped by machine and model; with group, the repeated runs of one
+    configuration (SAME) are one row: the median throughput, its spread ((max - min) / median) and n."""
     rows = [row for path, result in loaded for row in rows_of(result, str(path))]
-    return sorted(rows, key=lambda r: r["machine"])
+    if group:
+        by: dict[tuple, list[dict]] = {}
+        for r in rows:
+            by.setdefault(tuple(r[k] for k in SAME), []).append(r)
+        rows = [_grouped(g) if len(g) > 1 else g[0] for g in by.values()]
+    return sorted(rows, key=lambda r: (r["machine"], r["model_key"]))
 
 
-def _cell(v) -> str:
+def _grouped(rows: list[dict]) -> dict:
+    rates = [r["samples_per_s"] for r in rows if r["samples_per_s"]]
+    median = float(np.median(rates)) if rates else None
+    middle = min(rows, key=lambda r: abs((r["samples_per_s"] or 0) - (median or 0)))  # the run nearest the median
+    return {**middle, "samples_per_s": median, "n": len(rows), "run": ",".join(r["run"] for r in rows),
+            "spread": (max(rates) - min(rates)) / median if median else None, "ci95": None,
+            "stable": all(r["stable"] for r in rows) if None not in [r["stable"] for r in rows] else None,
+            "complete": all(r["complete"] for r in rows), "source": f"{len(rows)} files",
+            "unstable_cause": "; ".join(sorted({r["unstable_cause"] for r in rows if r["unstable_cause"]})) or None}
+
+
+def _cell(v, column: str = "") -> str:
+    """A value as text for Markdown: accuracies and spreads as percentages, intervals as low-high."""
     if v is None:
         return ""
+    if column in ("accuracy", "spread"):
+        return f"{100 * v:.2f}%"
+    if column == "ci95":
+        return f"{v[0]:,.0f}-{v[1]:,.0f}"
     if isinstance(v, float):
         return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
     return str(v)
@@ -107,7 +149,7 @@ def _cell(v) -> str:
 
 def to_markdown(rows: list[dict], columns=COLUMNS) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(r[c]).replace("|", "/") for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(r[c], c).replace("|", "/") for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -116,25 +158,34 @@ def to_csv(rows: list[dict], columns=COLUMNS) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({c: "" if r[c] is None else r[c] for c in columns})
+        writer.writerow({c: "" if r[c] is None else "-".join(map(str, r[c])) if c == "ci95" else r[c]
+                         for c in columns})
     return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------- compare
 
-def _repeats(result: Result) -> dict[tuple, tuple[str, float, list[float]]]:
-    """key -> (label, items/s, repeat seconds) of every timed row in a result file."""
+def _repeats(result: Result, with_model: bool) -> dict[tuple, tuple[str, float, list[float]]]:
+    """key -> (label, items/s, repeat seconds) of every timed row in a result file; the model is
+    part of the key unless with_model is False."""
     rows: dict[tuple, tuple[str, float, list[float]]] = {}
     for part in parts(result):
+        model = (model_of(part)[0],) if with_model else ()
         if isinstance(part, TrainResult):
-            key = ("train", part.dataset, part.device, part.threads, part.precision, part.batch_size)
+            key = ("train", *model, part.dataset, part.device, part.threads, part.precision, part.batch_size)
             rows.setdefault(key, (f"training, {train_setup(part)}, batch {part.batch_size}",
-                                  part.summary()["images_per_s"] or 0.0, [e.train_s for e in part.steady_epochs]))
+                                  part.summary()["steady_images_per_s"] or 0.0,
+                                  [e.train_s for e in part.steady_epochs]))
             continue
         for run in part.runs:
-            key = ("bench", part.dataset, run.runtime, run.precision, *run.setting, run.spin)
+            key = ("bench", *model, part.dataset, run.runtime, run.precision, *run.setting, run.spin)
             rows.setdefault(key, (f"validation, {run.label}", run.samples_per_s, run.pass_times_s))
     return rows
+
+
+def models(result: Result) -> dict[str, str]:
+    """{key: label} of the models a result measured."""
+    return dict(model_of(part) for part in parts(result))
 
 
 def ratio_ci(a: list[float], b: list[float]) -> list[float] | None:
@@ -156,9 +207,10 @@ def verdict(ci: list[float] | None, noise: float = NOISE) -> str:
     return "same within noise"
 
 
-def compare(a: Result, b: Result, noise: float = NOISE) -> tuple[list[dict], int, int]:
-    """Matching rows (what, a, b, ratio, ci95, verdict) and the counts of rows found in only A or only B."""
-    ra, rb = _repeats(a), _repeats(b)
+def compare(a: Result, b: Result, noise: float = NOISE, different_models: bool = False) -> tuple[list[dict], int, int]:
+    """Matching rows (what, a, b, ratio, ci95, verdict) and the counts of rows found in only A or only B.
+    Rows match only on the same model, unless different_models says to hold one model against another."""
+    ra, rb = _repeats(a, not different_models), _repeats(b, not different_models)
     rows = []
     for key in (k for k in ra if k in rb):
         (what, ips_a, rep_a), (_, ips_b, rep_b) = ra[key], rb[key]
@@ -166,3 +218,40 @@ def compare(a: Result, b: Result, noise: float = NOISE) -> tuple[list[dict], int
         ci = ratio_ci(rep_a, rep_b)
         rows.append({"what": what, "a": ips_a, "b": ips_b, "ratio": ratio, "ci95": ci, "verdict": verdict(ci, noise)})
     return rows, len(ra.keys() - rb.keys()), len(rb.keys() - ra.keys())
+
+
+# ---------------------------------------------------------------------------- which runtime to pick
+
+def verdicts(runs: list[InferRun]) -> list[dict]:
+    """Per setting (provider, data path, threads, batch size) with two runtimes or more: the fastest
+    that agrees with the reference (parity), by how much over the next and over PyTorch, and
+    whether that is beyond this run's noise (their 95% intervals apart); an unstable row is named
+    wherever a ratio uses it."""
+    out = []
+    for setting in dict.fromkeys(r.setting for r in runs):
+        rows = sorted((r for r in runs if r.setting == setting), key=lambda r: -r.samples_per_s)
+        ok = [r for r in rows if r.parity_ok is not False]
+        if len(rows) < 2 or not ok:
+            continue
+        pick, others = ok[0], [r for r in ok[1:]]
+        nxt = others[0] if others else None
+        torch_row = next((r for r in ok if r.runtime == "pytorch" and r is not pick), None)
+        sure = bool(nxt and pick.ci95 and nxt.ci95 and pick.ci95[0] > nxt.ci95[1])
+        shaky = [r.runtime_label for r in (pick, nxt, torch_row) if r is not None and r.stable is False]
+        provider, io, threads, batch = setting
+        where = f"{provider}{'' if io == 'host' else ' ' + io}, {threads or 'default'} thr, batch {batch}"
+        text = f"{where}: use {pick.runtime_label}"
+        if nxt:
+            text += f", {pick.samples_per_s / nxt.samples_per_s:.2f}x {nxt.runtime_label} (the next)"
+        if torch_row and torch_row is not nxt:
+            text += f", {pick.samples_per_s / torch_row.samples_per_s:.2f}x PyTorch"
+        text += "; beyond this run's noise (95% intervals apart)" if sure else "; within this run's noise"
+        if shaky:
+            text += f"; unstable, so take the ratio with care: {', '.join(dict.fromkeys(shaky))}"
+        if left := [r.runtime_label for r in rows if r.parity_ok is False]:
+            text += f"; not picked, their outputs disagree: {', '.join(left)}"
+        out.append({"provider": provider, "io": io, "threads": threads, "batch_size": batch,
+                    "pick": pick.runtime_label, "next": nxt.runtime_label if nxt else None,
+                    "ratio": pick.samples_per_s / nxt.samples_per_s if nxt else None, "sure": sure,
+                    "unstable": shaky, "text": text})
+    return out

@@ -6,11 +6,18 @@ partial result; the CLI saves it, says why, and exits 130 (interrupted) or 1 (fa
 
 from __future__ import annotations
 
+import sys
+
 # The exit codes of every crossrt command.
 EXIT_OK = 0  # done
 EXIT_FAILED = 1  # ran, and something measured failed (a disagreeing runtime, a diverged loss, a failed row)
 EXIT_USAGE = 2  # an error the user can fix: a flag, a file, a missing device; nothing was run
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; what finished was saved
+
+
+def say(message: str) -> None:
+    """An error as the user sees it: one line on stderr."""
+    print(f"crossrt: error: {message}", file=sys.stderr)
 
 
 class CrossrtError(Exception):

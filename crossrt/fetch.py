@@ -63,15 +63,29 @@ def _download(url: str, dest: Path, sha256: str, timeout: float) -> None:
 
 def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = None,
           timeout: float = 30.0) -> Path:
-    """Download a named dataset into dest (default: the cache), verifying every file's SHA-256.
+    """Download a named dataset into dest (default: the cache, unless the system already has it),
+    verifying every file's SHA-256.
 
     Files already present with the right hash are kept, others are deleted and fetched again;
     a download only lands in dest once it has matched its hash, so an interrupted or tampered
     download leaves nothing behind.
     """
+    if dest is None and (system := next((d for d in SYSTEM_DIRS[name] if has_files(d)), None)):
+        return system  # installed by the system (Debian's dataset-fashion-mnist): nothing to download
     dest = Path(dest) if dest is not None else cache_dir() / name
     urls = urls or mirrors(name)
+    made = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        _fetch_files(name, dest, urls, timeout)
+    except BaseException:
+        if made and not any(dest.iterdir()):  # a failed first download leaves no empty cache folder behind
+            dest.rmdir()
+        raise
+    return dest
+
+
+def _fetch_files(name: str, dest: Path, urls: tuple[str, ...], timeout: float) -> None:
     for filename, sha256 in SHA256[name].items():
         target = dest / filename
         if target.is_file():
@@ -89,9 +103,8 @@ def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = No
             except OSError as e:  # URLError, HTTPError, timeouts, refused connections
                 errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
         else:
-            raise DataError(f"could not download {PRETTY[name]} {filename}: {'; '.join(errors)} "
-                            f"(offline? give a folder with the four IDX files with --data-dir)")
-    return dest
+            raise DataError(f"could not download {PRETTY[name]} {filename}: {'; '.join(errors)} (offline? train, "
+                            f"export, quantize and bench-infer take any folder of the four IDX files: --data-dir DIR)")
 
 
 def _sha256(path: Path) -> str:

@@ -7,10 +7,10 @@ or Ctrl-C leaves either the old file or the new one, never a mix. A result file 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,13 +59,13 @@ def atomic_write(path: Path, data: bytes | str) -> None:
 
 
 def save_json(data: dict, path: Path | None, results_dir: Path | None = RESULTS_DIR) -> list[Path]:
-    """Write data to path (if given) and a timestamped copy under results_dir; return the paths."""
+    """Write data to path (if given) and a copy under results_dir named by the run's start and its
+    run id (`bench-infer-20261201-201500-3fa9c2d1.json`), as `report` shows them; return the paths."""
     text = json.dumps(data, indent=2) + "\n"
     written = []
     if results_dir is not None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        # The pid keeps two runs started in the same second from overwriting each other.
-        written.append(Path(results_dir) / f"{data['kind']}-{stamp}-{os.getpid()}.json")
+        stamp = data["created"][:19].replace("-", "").replace(":", "").replace("T", "-")
+        written.append(Path(results_dir) / f"{data['kind']}-{stamp}-{data['run_id']}.json")
     if path is not None:
         written.append(Path(path))
     for p in written:
@@ -125,6 +125,10 @@ KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult}
 # What the tables read from the free-form dicts inside results.
 PEAK, PEAK_TRIES = {"peak": float}, {"tries": list[float], "spread": float}
 SPLIT = {"h2d": float, "compute": float, "d2h": float}
+OUTPUT = {"name": str, "max_abs": float | None, "max_rel": float | None, "top1": float | None, "ok": bool}
+SKIPPED = {"runtime": str, "provider": str, "reason": str}
+FAILED = {**SKIPPED, "threads": int, "batch_size": int, "io": str, "precision": str}
+VERDICT = {"pick": str, "sure": bool, "unstable": list[str], "text": str}
 
 
 def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
@@ -132,6 +136,8 @@ def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
     malformed file fails here, not half-way through a table); else a ResultError naming the file."""
     data = load_json(path)
     check_header(data, path, kinds)
+    # A file from before run ids gets a stable one from its contents, the same at every reading.
+    data.setdefault("run_id", hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8])
     try:
         result = build(KINDS[data["kind"]], data, data["kind"])
         for part in parts(result):
@@ -139,9 +145,14 @@ def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
                 if part.peak is not None:
                     dict_has(part.peak, {**PEAK, **(PEAK_TRIES if "tries" in part.peak else {})}, "peak")
                 part.summary()
+            for spec, key in ((SKIPPED, "skipped"), (FAILED, "failed"), (VERDICT, "verdicts")):
+                for d in getattr(part, key, []):
+                    dict_has(d, spec, key)
             for run in getattr(part, "runs", []):
                 if run.split_ms is not None:
                     dict_has(run.split_ms, SPLIT, "split_ms")
+                for o in run.outputs or []:
+                    dict_has(o, OUTPUT, "outputs")
                 run.seconds_per_pass
         return result
     except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:

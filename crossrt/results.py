@@ -9,6 +9,7 @@ reads it back.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -25,7 +26,8 @@ class Record:
     complete: bool = False
     peak_rss_mb: float | None = None
     environment: dict = field(default_factory=dict)
-    created: str = field(default_factory=now_iso)
+    created: str = field(default_factory=now_iso)  # when the run started
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))  # also in the result file's name
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
@@ -102,10 +104,12 @@ class TrainResult(Record):
         valid_s = sum(e.valid_s for e in eps)
         best = max(eps, key=lambda e: e.valid_accuracy) if eps else None
         hit = next((e for e in eps if e.valid_accuracy >= self.target_accuracy), None)
-        # Training costs about 3x the forward FLOPs (forward, and backward for inputs and weights).
-        gflops = 3 * self.flops_per_image * self.train_images * len(eps) / train_s / 1e9 if train_s else None
         steady_s = [e.train_s for e in self.steady_epochs]
         steady = stability(steady_s, self.train_images, more="train 3 epochs or more")
+        steady_ips = self.train_images * len(steady_s) / sum(steady_s) if steady_s and sum(steady_s) else None
+        # Training costs about 3x the forward FLOPs (forward, and backward for inputs and weights).
+        # Like the interval, GFLOP/s and % of peak are of the steady epochs: epoch 1 carries the warm-up.
+        gflops = 3 * self.flops_per_image * steady_ips / 1e9 if steady_ips else None
 
         def cpu_per_1k(key, images):
             cpu = [getattr(e, key) for e in eps]
@@ -118,7 +122,8 @@ class TrainResult(Record):
             "total_without_setup_s": train_s + valid_s,  # as a probe that starts its clock after capture counts
             "first_epoch_s": eps[0].train_s + eps[0].valid_s if eps else None,
             "steady_epoch_train_s": sum(steady_s) / len(steady_s) if eps else None,
-            "images_per_s": self.train_images * len(eps) / train_s if train_s else None,
+            "images_per_s": self.train_images * len(eps) / train_s if train_s else None,  # every epoch
+            "steady_images_per_s": steady_ips,  # epochs 2..N (epoch 1 alone for a 1-epoch run)
             "train_gflops": gflops,
             "percent_of_peak": 100 * gflops / self.peak["peak"] if gflops and self.peak else None,
             "final_accuracy": eps[-1].valid_accuracy if eps else None,
@@ -240,6 +245,7 @@ class BenchResult(Record):
     peaks: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # {runtime, provider, reason}: asked for, cannot run here
     failed: list[dict] = field(default_factory=list)  # {runtime, provider, threads, batch_size, io, precision, reason}
+    verdicts: list[dict] = field(default_factory=list)  # per setting, the runtime to pick (compare.verdicts)
     model_info: dict = field(default_factory=dict)  # name, sha256, bytes, parameters, inputs as bound, outputs, arch
     kind: str = "bench-infer"
     renamed: ClassVar[dict] = {"settings": "config", "flops_per_image": "flops_per_sample"}  # names before 8 / 10

@@ -14,6 +14,7 @@ Versions (written as `schema_version`):
   10 any ONNX model: a bench row counts `samples` (`samples_per_s`; `images` before), its `outputs`
      compared with ONNX Runtime CPU fp32; a bench result's `model_info`, `flops_per_sample`
      (`flops_per_image` before, null when not counted), and a null dataset for generated inputs.
+  11 every result's `run_id` (also in its file name); a bench result's `verdicts`.
 Every version is read (crossrt.results.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from .errors import ResultError
 
-SCHEMA_VERSION = 10  # what new files are written as
+SCHEMA_VERSION = 11  # what new files are written as
 READABLE_SCHEMAS = tuple(range(1, SCHEMA_VERSION + 1))
 
 

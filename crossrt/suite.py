@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import distributed, train
-from .bench_infer import prepare, run_bench
+from .bench_infer import plan, prepare, run_bench
 from .checks import fits
 from .config import BenchConfig, SuiteConfig, TrainConfig
 from .data import Dataset
@@ -41,6 +41,7 @@ class Progress(train.Progress):
 
     def total(self, units: int) -> None: ...
     def start(self, what: str) -> None: ...
+    def describe(self, what: str) -> None: ...
     def advance_by(self, units: int) -> None: ...
 
 
@@ -86,9 +87,12 @@ def reference() -> dict:
     return json.loads(resources.files("crossrt").joinpath("reference.json").read_text())
 
 
-def _bench(bcfg: BenchConfig, ds: Dataset, progress):
+def _bench(bcfg: BenchConfig, ds: Dataset, progress, what: str):
+    def started(row, done: int, total: int) -> None:
+        progress.describe(f"{what}: validation {done + 1}/{total}, {row.runtime} {row.threads} thr, batch {row.batch}")
+
     return run_bench(bcfg, ds, prepare(bcfg), on_run=lambda r: progress.advance_by(BENCH_UNITS),
-                     on_fail=lambda f: progress.advance_by(BENCH_UNITS))
+                     on_fail=lambda f: progress.advance_by(BENCH_UNITS), on_start=started)
 
 
 def _train_mode(name: str, device: str, threads: int, epochs: int, batch: int, cfg: SuiteConfig,
@@ -123,15 +127,22 @@ def _train_ranks(ranks: int, batch: int, cfg: SuiteConfig, ds: Dataset, progress
     return result
 
 
-def plan_units(cfg: SuiteConfig, ds: Dataset, mode_list) -> int:
-    """Work units for the progress bar: one per training batch, BENCH_UNITS per bench configuration."""
+def plan_units(cfg: SuiteConfig, ds: Dataset, mode_list, usable: dict) -> int:
+    """Work units for the progress bar: one per training batch, BENCH_UNITS per bench configuration
+    (counted by bench-infer's own plan)."""
     n = len(ds.train_labels)
-    units = sum(cfg.epochs * -(-n // REFERENCE_BATCH) + 2 * BENCH_UNITS for _ in mode_list)
+
+    def configs(device: str, threads, batches) -> int:
+        return len(plan(BenchConfig(providers=(device,), threads=threads, runtimes=usable[device][0] or
+                                    ("onnxruntime",), batch_sizes=batches))) if usable[device][0] else 0
+
+    units = sum(cfg.epochs * -(-n // REFERENCE_BATCH) + BENCH_UNITS * configs(device, (threads,), None)
+                for _, device, threads in mode_list)
     if cfg.sweep:
         units += sum(cfg.sweep_epochs * -(-n // b) for b in cfg.sweep_train_batches) * len(cfg.sweep_threads)
         units += sum(cfg.sweep_epochs * -(-n // b) for b in cfg.sweep_train_batches for p in cfg.sweep_ranks
                      if b % p == 0)
-        units += BENCH_UNITS * 2 * len(cfg.sweep_threads) * len(cfg.sweep_valid_batches)
+        units += BENCH_UNITS * configs("cpu", cfg.sweep_threads, cfg.sweep_valid_batches)
     return units
 
 
@@ -143,7 +154,7 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress: Progress | None = None) -
         fits("--sweep-train-batches", cfg.sweep_train_batches, len(ds.train_labels), "training images")
         fits("--sweep-valid-batches", cfg.sweep_valid_batches, len(ds.test_labels), "test images")
     usable = {device: runtimes_on(device, cfg.runtimes) for device in {m[1] for m in mode_list}}
-    progress.total(plan_units(cfg, ds, mode_list))
+    progress.total(plan_units(cfg, ds, mode_list, usable))
     result = SuiteResult(dataset=ds.name, dataset_source=ds.source, config=plain(cfg))
     try:
         for name, device, threads in mode_list:
@@ -155,7 +166,7 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress: Progress | None = None) -
             if runtimes:
                 bcfg = BenchConfig(data=cfg.data, model=onnx_path, providers=(device,), threads=(threads,),
                                    runtimes=runtimes, min_time=cfg.min_time, isolate=cfg.isolate)
-                bench = _bench(bcfg, ds, progress)
+                bench = _bench(bcfg, ds, progress, name)
                 bench.skipped += cannot
             result.modes.append(ModeResult(name, device, threads, train_result, bench))
         if cfg.sweep:
@@ -170,7 +181,7 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress: Progress | None = None) -
             model = Path([m for m in result.modes if m.device == "cpu"][-1].train.onnx.path)  # all cores
             bcfg = BenchConfig(data=cfg.data, model=model, threads=cfg.sweep_threads, runtimes=cfg.runtimes,
                                batch_sizes=cfg.sweep_valid_batches, min_time=cfg.min_time, isolate=cfg.isolate)
-            sweep.bench = _bench(bcfg, ds, progress)
+            sweep.bench = _bench(bcfg, ds, progress, "sweep")
         result.complete = True
     except (KeyboardInterrupt, CrossrtError) as e:  # the modes that finished are saved all the same
         failed = isinstance(e, CrossrtError) and not getattr(e, "interrupted", False)

@@ -127,7 +127,7 @@ def test_top_level_help_lists_every_command():
     out = run_cli("--help", cwd=".")
     assert out.returncode == 0 and out.stderr == "", out.stderr
     listed = {ln.split()[0] for ln in out.stdout.splitlines() if ln.startswith("    ") and ln.split()}
-    from crossrt.commands import COMMANDS
+    from crossrt.cli import COMMANDS
 
     assert set(COMMANDS) <= listed
     assert "its 95% interval" in out.stdout

@@ -37,9 +37,9 @@ def test_train_summary_figures():
     s = train_result().summary()
     assert s["train_s"] == 8.0 and s["valid_s"] == 2.0 and s["total_s"] == 10.0
     assert s["first_epoch_s"] == 5.0 and s["steady_epoch_train_s"] == 2.0
-    assert s["images_per_s"] == 3000 / 8.0
-    assert s["train_gflops"] == pytest.approx(3 * 10e6 * 3000 / 8.0 / 1e9)  # 11.25
-    assert s["percent_of_peak"] == pytest.approx(11.25)
+    assert s["images_per_s"] == 3000 / 8.0 and s["steady_images_per_s"] == 1000 / 2.0  # epochs 2 and 3: 2 s each
+    assert s["train_gflops"] == pytest.approx(3 * 10e6 * 500 / 1e9)  # 15, of the steady epochs, as the interval
+    assert s["percent_of_peak"] == pytest.approx(15.0)
     assert (s["final_accuracy"], s["best_accuracy"], s["best_epoch"]) == (0.7, 0.8, 2)
     assert s["target_epoch"] == 2 and s["target_s"] == 7.5  # (4 + 1) + (2 + 0.5)
     graphed = train_result(setup_s=1.5).summary()  # warm-up and capture: in the total, and shown apart

@@ -23,7 +23,7 @@ from crossrt.compare import compare, load_results, merge, to_markdown
 from crossrt.files import load_result
 from crossrt.peak import measured_peak
 from crossrt.timing import stability
-from crossrt.ui.plots import train_names
+from crossrt.ui.plots import run_name
 
 
 def one_line_2(capsys, argv) -> str:
@@ -157,7 +157,8 @@ def test_report_shows_dataset_and_stopped_runs(trained, tmp_path):
     report = run_cli("report", str(trained / "lenet5.train.json"), str(tmp_path / "stopped.json"), cwd=tmp_path)
     assert "train*" in report.stdout and "stopped before the end" in report.stdout
     a, b = (load_result(trained / "lenet5.train.json") for _ in range(2))
-    assert len(set(train_names([a, b, load_result(tmp_path / "stopped.json")]))) == 3
+    names = [run_name(r) for r in (a, b, load_result(tmp_path / "stopped.json"))]
+    assert names[0] == names[1] != names[2] and f"run {a.run_id}" in names[0]  # a run is named by its run id
 
 
 def test_resume_hint_in_the_words_the_run_was_started_with(monkeypatch):

@@ -1,7 +1,8 @@
 """The console: progress bars and one-line messages. With the rest of crossrt.ui, the only place rich loads.
 
 Output goes to stdout; errors and warnings go to stderr through the CLI. The width is the
-terminal's, or $COLUMNS, or 80 when the output is piped; piped output has no colours.
+terminal's (rich asks stdin, stdout and stderr, so `| tee` keeps it), or $COLUMNS, or 80 with no
+terminal at all; piped output has no colours.
 """
 
 from __future__ import annotations
@@ -95,6 +96,29 @@ class TrainProgress(_Bar):
              f"valid loss {e.valid_loss:.4f}  acc [bold]{100 * e.valid_accuracy:6.2f}%[/]  [cyan]{e.valid_s:5.2f} s[/]")
 
 
+class BenchProgress(_Bar):
+    """bench-infer's bar: configurations done of the total, the one running now, the time left."""
+
+    def __init__(self):
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("configurations"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console, refresh_per_second=4, transient=True)
+        self.task = self.bar.add_task("bench-infer", total=None)
+
+    def start(self, row, done: int, total: int) -> None:
+        self.bar.update(self.task, total=total, completed=done, description=esc(
+            f"{row.runtime}{'' if row.precision in ('fp32', 'int8') else ' ' + row.precision} {row.provider} "
+            f"{row.io if row.io != 'host' else ''} {row.threads or 'default'} thr, batch {row.batch}"))
+
+    def ran(self, run: InferRun) -> None:
+        bench_line(run)
+        self.bar.advance(self.task)
+
+    def failed(self, failure: dict) -> None:
+        fail_line(failure)
+        self.bar.advance(self.task)
+
+
 class SuiteProgress(_Bar):
     """One bar across the whole suite (with the time left) and a line per finished epoch.
 
@@ -113,6 +137,10 @@ class SuiteProgress(_Bar):
     def start(self, what: str) -> None:
         self.bar.update(self.task, description=what)
         note(f"[bold]{esc(what)}[/]")
+
+    def describe(self, what: str) -> None:
+        """What runs now, on the bar only (start also prints it)."""
+        self.bar.update(self.task, description=esc(what))
 
     def start_epoch(self, epoch: int, batches: int) -> None: ...
     def validating(self) -> None: ...

@@ -1,14 +1,16 @@
 """How every table is laid out: cell formats, and tables that fit the console's width.
 
-A table fits the console's width (80 columns when piped) without cutting a number: a column
-whose value is the same in every row is said once in the title, less important columns are
-dropped, and a table that still does not fit is stacked, one value per line.
+A table fits the console's width (the terminal's; 80 columns without one; $COLUMNS sets it)
+without cutting a number or losing a column: a column whose value is the same in every row is
+said once in the title, and what does not fit goes into a second part (and a third...), each
+repeating the rows' labels, in the order of importance its columns declare (`Col.drop`).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -47,10 +49,19 @@ def ci(ci: list[float] | None) -> str:
 
 class Col(NamedTuple):
     name: str
-    left: bool = False
-    drop: int = 0  # 0: always shown; else dropped when the table is too wide, highest first
+    left: bool = False  # left-aligned (text)
+    drop: int = 0  # the order of the columns in a split table: 0 in its first part, higher ones later
     fold: bool = False  # when every row has the same value, said once in the title instead
     wrap: bool = False  # text that may wrap; numbers never do
+    key: bool = False  # labels a row (runtime, threads, batch): repeated in every part of a split table
+
+    @property
+    def label(self) -> bool:
+        return self.key
+
+
+# `crossrt show --wide` lays every table out as wide as it needs; --columns shows only those named.
+VIEW = {"wide": False, "columns": None}
 
 
 def _need(cols: list[Col], rows: list[list[str]], keep: list[int]) -> int:
@@ -64,35 +75,55 @@ def _need(cols: list[Col], rows: list[list[str]], keep: list[int]) -> int:
                            [longest(r[i], not cols[i].wrap) for r in rows]) for i in keep)
 
 
-def fitted(title: str, cols: list[Col], rows: list[list[str]], styles=None, ends=None, caption=None) -> Table:
-    """A table of rows (lists of cells, markup allowed) that fits the console's width."""
-    width, keep, folded = console.width, list(range(len(cols))), []
-    if len(rows) > 1:
-        for i, c in enumerate(cols):
-            if c.fold and len({r[i] for r in rows}) == 1:
+def _named(col: Col, names) -> bool:
+    return col.name.replace("\n", " ").lower() in names
+
+
+def fitted(title: str, cols: list[Col], rows: list[list[str]], styles=None, ends=None, caption=None):
+    """A table of rows (lists of cells, markup allowed) that fits the console's width, no number cut
+    and no column lost: a column whose value is the same in every row is said once in the title;
+    the rest goes, in the order of the columns' `drop`, into as many parts as the width needs, each
+    repeating the label columns; only when the labels alone do not fit is it stacked, one value per line."""
+    width = 10**6 if VIEW["wide"] else console.width
+    keep, folded = list(range(len(cols))), []
+    if VIEW["columns"]:
+        keep = [i for i, c in enumerate(cols) if c.label or _named(c, VIEW["columns"])]
+    keep = [i for i in keep if cols[i].label or any(r[i] not in ("", "—") for r in rows)]  # nothing to show
+    if rows:
+        for i in list(keep):
+            if cols[i].fold and len({r[i] for r in rows}) == 1:
                 keep.remove(i)
-                folded.append(f"{c.name} {rows[0][i]}")
+                if rows[0][i] not in ("", "—"):  # an empty column says nothing, in the title or in the table
+                    folded.append(f"{cols[i].name} {rows[0][i]}")
     title += f" ({', '.join(folded)})" if folded else ""
-    drops, dropped = sorted((i for i in keep if cols[i].drop), key=lambda i: -cols[i].drop), []
-    while _need(cols, rows, keep) > width and drops:
-        dropped.append(drops.pop(0))
-        keep.remove(dropped[-1])
-    for i in reversed(dropped):  # the most important of the dropped columns first, if it fits now
-        if _need(cols, rows, sorted(keep + [i])) <= width:
-            keep = sorted(keep + [i])
-    if _need(cols, rows, keep) <= width:
-        t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-        for i in keep:
+    labels = [i for i in keep if cols[i].label]
+    parts: list[list[int]] = [[]]
+    for i in sorted((i for i in keep if not cols[i].label), key=lambda i: (cols[i].drop, i)):
+        if parts[-1] and _need(cols, rows, labels + parts[-1] + [i]) > width:
+            parts.append([])
+        parts[-1].append(i)
+    if _need(cols, rows, labels + parts[0][:1]) > width:
+        return _stacked(title, cols, rows, caption)
+    tables = []
+    for n, part in enumerate(parts):
+        t = Table(title=title if n == 0 else "(continued)", title_justify="left",
+                  caption=caption if n == len(parts) - 1 else None, caption_justify="left")
+        shown = sorted(labels + part)
+        for i in shown:
             c = cols[i]
             t.add_column(c.name, justify="left" if c.left else "right", no_wrap=not c.wrap, overflow="fold")
-        for n, r in enumerate(rows):
-            t.add_row(*(r[i] for i in keep), style=styles[n] if styles else None, end_section=bool(ends and ends[n]))
-        return t
+        for k, r in enumerate(rows):
+            t.add_row(*(r[i] for i in shown), style=styles[k] if styles else None, end_section=bool(ends and ends[k]))
+        tables.append(t)
+    return tables[0] if len(tables) == 1 else Group(*tables)
+
+
+def _stacked(title: str, cols: list[Col], rows: list[list[str]], caption) -> Table:
     stacked = Table(title=title, title_justify="left", show_header=False, caption=caption, caption_justify="left")
     stacked.add_column("field", overflow="fold")
     stacked.add_column("value", overflow="fold")
     for r in rows:
-        for i, c in enumerate(cols):
-            stacked.add_row(c.name, r[i])
+        for c, cell in zip(cols, r):
+            stacked.add_row(c.name, cell)
         stacked.rows[-1].end_section = True
     return stacked

@@ -1,9 +1,12 @@
-"""PNG figures of results: learning curves, throughput against threads, training vs validation time.
+"""PNG figures of results, a figure per question: how throughput grows with threads (a panel per
+runtime), where a training run's time goes (training vs validation per epoch, validation priced by
+each runtime), how each run learned (loss and accuracy per epoch).
 
-matplotlib is an optional extra (`pip install crossrt[plots]`); without it, asking for plots
-is a one-line error. Figures are written atomically like every other crossrt file. Runs stay
-apart: every line and bar is named by its run (setup, dataset, epochs, and its start time
-where two runs would otherwise share a name), and points are marked, so a one-epoch run shows.
+matplotlib is an optional extra (`pip install crossrt[plots]`); without it, asking for plots is a
+one-line error. Figures are written atomically like every other crossrt file. Repeated runs of one
+configuration are one point (their median) with error bars over their 95% intervals; legends sit
+outside the data; every axis read as a ratio starts at 0; epochs are whole numbers; titles say the
+dataset, the machine and the epochs; every run is named by its run id, as `report` names it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ..compare import cost_rows, hardware_of, machine_of, train_setup
+import numpy as np
+
+from ..compare import cost_rows, hardware_of, model_of, train_setup
 from ..errors import ConfigError
 from ..files import atomic_write
 from ..results import BenchResult, TrainResult
@@ -22,7 +27,7 @@ def pyplot():
         import matplotlib
     except ImportError:
         raise ConfigError("--plots needs matplotlib: pip install 'crossrt[plots]' "
-                           "(or: .venv/bin/pip install matplotlib)") from None
+                          "(or: .venv/bin/pip install matplotlib)") from None
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
 
@@ -36,93 +41,132 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def run_names(results: list, base) -> list[str]:
-    """base(result) for each result, made unique: the run's start time is added where two
-    share a name, and a number where even that is the same."""
-    names = [base(r) for r in results]
-    names = [f"{n} @{r.created[5:16].replace('T', ' ')}" if names.count(n) > 1 else n for n, r in zip(names, results)]
-    return [f"{n} #{i + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+def _about(results: list) -> str:
+    """What the results have in common, for a title: their datasets and machines."""
+    datasets = sorted({r.dataset or "generated inputs" for r in results})
+    machines = sorted({hardware_of(r.environment) for r in results})
+    return f"{', '.join(datasets)}; {', '.join(machines)}"
 
 
-def train_names(trains: list[TrainResult]) -> list[str]:
-    machines = len({machine_of(r.environment, r.device) for r in trains}) > 1
-
-    def base(r):
-        where = f" [{hardware_of(r.environment, r.device)}]" if machines else ""
-        return f"{train_setup(r)}, {r.dataset}, {len(r.epochs)} ep{where}"
-
-    return run_names(trains, base)
+def run_name(r: TrainResult) -> str:
+    """A training run as a legend names it: its setting, epochs and run id."""
+    return f"{train_setup(r)}, {len(r.epochs)} ep, run {r.run_id}"
 
 
 def learning_curves(trains: list[TrainResult], path: Path) -> Path:
-    """Loss (training and validation) and validation accuracy per epoch, every run on one chart."""
+    """Loss (training and validation) and validation accuracy per epoch, a line per run."""
     plt = pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for r, name in zip(trains, train_names(trains)):
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for r in trains:
         epochs = [e.epoch for e in r.epochs]
-        line, = ax_loss.plot(epochs, [e.train_loss for e in r.epochs], "o-", ms=3, label=f"{name} train")
+        line, = ax_loss.plot(epochs, [e.train_loss for e in r.epochs], "o-", ms=3, label=f"{run_name(r)}: training")
         ax_loss.plot(epochs, [e.valid_loss for e in r.epochs], "s--", ms=3, color=line.get_color(),
-                     label=f"{name} valid")
+                     label=f"{run_name(r)}: validation")
         ax_acc.plot(epochs, [100 * e.valid_accuracy for e in r.epochs], "o-", ms=3, color=line.get_color(),
-                    label=name)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss per epoch")
-    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy per epoch")
+                    label=run_name(r))
+    from matplotlib.lines import Line2D
+
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss per epoch", ylim=(0, None))
+    ax_loss.legend([Line2D([], [], color="gray"), Line2D([], [], color="gray", ls="--")], ["training", "validation"],
+                   fontsize=7)
+    low = min((100 * e.valid_accuracy for r in trains for e in r.epochs), default=0)
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy per epoch",
+               ylim=(max(0, low - 5), 100.5))
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    ax_acc.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"Learning curves: {_about(trains)}; {', '.join(sorted({str(len(r.epochs)) for r in trains}))} "
+                 f"epoch(s)", fontsize=10)
     return _save(fig, path)
+
+
+def thread_series(benches: list[BenchResult]) -> dict[str, dict[str, dict[int, list]]]:
+    """{runtime: {series: {threads: [runs]}}} of the CPU rows: a series is one configuration (its
+    batch, spinning and precision, its model and machine where the results hold several), every run
+    of it merged."""
+    models = len({model_of(b)[0] for b in benches}) > 1
+    machines = len({hardware_of(b.environment) for b in benches}) > 1
+    out: dict = {}
+    for b in benches:
+        where = (f", {model_of(b)[1]}" if models else "") + (f", {hardware_of(b.environment)}" if machines else "")
+        for run in (x for x in b.runs if x.provider == "cpu"):
+            series = f"batch {run.batch_size}{' no-spin' if run.spin is False else ''}{where}"
+            out.setdefault(run.runtime_label.removesuffix(" no-spin"), {}).setdefault(series, {}) \
+               .setdefault(run.threads_effective or run.threads, []).append(run)
+    return out
 
 
 def throughput_vs_threads(benches: list[BenchResult], path: Path) -> Path:
-    """Validation images/s against intra-op threads, one line per runtime, provider and batch."""
+    """Samples/s against intra-op threads, a panel per runtime (same y scale), a line per
+    configuration; the median of its runs, error bars over their 95% intervals."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    lines: dict[str, dict[int, float]] = {}
-    machines = len({machine_of(b.environment) for b in benches}) > 1
-    names = run_names(benches, lambda b: b.dataset + (f" [{hardware_of(b.environment)}]" if machines else ""))
-    for b, name in zip(benches, names):
-        for run in b.runs:
-            if run.provider == "cpu":
-                key = f"{run.runtime_label} batch {run.batch_size}, {name}"
-                lines.setdefault(key, {})[run.threads_effective or run.threads] = run.samples_per_s
-    for key, points in sorted(lines.items()):
-        threads = sorted(points)
-        ax.plot(threads, [points[t] for t in threads], "o-", label=key)
-    ax.set_xticks(sorted({t for points in lines.values() for t in points}))
-    ax.set(xlabel="intra-op threads", ylabel="validation images/s", title="Throughput against threads (CPU)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    series = thread_series(benches)
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series) + 1.5, 4), sharey=True, squeeze=False)
+    top = 0.0
+    for ax, (runtime, lines) in zip(axes[0], sorted(series.items())):
+        for name, points in sorted(lines.items()):
+            threads = sorted(points)
+            median = [float(np.median([r.samples_per_s for r in points[t]])) for t in threads]
+            low = [min((r.ci95 or [r.samples_per_s])[0] for r in points[t]) for t in threads]
+            high = [max((r.ci95 or [0, r.samples_per_s])[-1] for r in points[t]) for t in threads]
+            ax.errorbar(threads, median, yerr=[np.subtract(median, low), np.subtract(high, median)], fmt="o-",
+                        capsize=3, label=name)
+            top = max(top, *high)
+        ax.set_xticks(sorted({t for points in lines.values() for t in points}))
+        ax.set(title=runtime, xlabel="intra-op threads")
+        ax.grid(alpha=0.3)
+    unit = "images" if all(b.dataset for b in benches) else "samples"
+    axes[0][0].set(ylabel=f"validation {unit}/s", ylim=(0, 1.08 * top or 1))
+    fig.legend(*_merged_legend(axes[0]), fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.suptitle(f"Throughput against threads (CPU): {_about(benches)}", fontsize=10)
     return _save(fig, path)
 
 
-def train_vs_valid(rows: list[tuple[str, float, float]], path: Path) -> Path:
-    """Stacked bars per mode: training time and validation time (the reference's split)."""
+def _merged_legend(axes) -> tuple[list, list]:
+    seen: dict = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    return list(seen.values()), list(seen)
+
+
+def train_vs_valid(pairs: list[tuple[TrainResult, BenchResult | None]], path: Path) -> Path:
+    """Seconds per epoch, training and validation stacked, per training run and per runtime that
+    priced its validation: runs of different lengths side by side, fairly."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4.5))
-    labels = [r[0] for r in rows]
-    train = [r[1] for r in rows]
-    valid = [r[2] for r in rows]
-    ax.bar(labels, train, label="training")
-    ax.bar(labels, valid, bottom=train, label="validation")
-    ax.set(ylabel="seconds", title="Training vs validation time per mode")
-    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    ax.legend()
+    bars = []
+    for train, bench in pairs:
+        n = len(train.epochs) or 1
+        for label, t, v in cost_rows(train, bench.runs if bench else []):
+            label = label.replace("PyTorch inside `train`", "PyTorch (train's own loop)")
+            bars.append((f"run {train.run_id}\n{label.replace(', ', chr(10), 1)}", t / n, v / n))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(bars)), 4.8))
+    labels = [b[0] for b in bars]
+    train_s, valid_s = [b[1] for b in bars], [b[2] for b in bars]
+    ax.bar(labels, train_s, label="training")
+    ax.bar(labels, valid_s, bottom=train_s, label="validation")
+    ax.set(ylabel="seconds per epoch")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    trains = [t for t, _ in pairs]
+    ax.set_title(f"Training vs validation per epoch: {_about(trains)}; "
+                 f"{', '.join(sorted({str(len(t.epochs)) for t in trains}))} epoch(s)", fontsize=10)
     return _save(fig, path)
 
 
 def write_all(plot_dir: Path, pairs: list[tuple[TrainResult, BenchResult | None]],
               benches: list[BenchResult]) -> list[Path]:
-    """Every figure the results allow: learning curves and cost bars of each training run (priced
-    with its bench-infer runs, when paired), throughput against threads; returns the paths."""
+    """Every figure the results allow; returns the paths."""
     plot_dir = Path(plot_dir)
-    trains = [t for t, _ in pairs]
-    costs = [(f"{name}\n{label}", a, b) for (t, bench), name in zip(pairs, train_names(trains))
-             for label, a, b in cost_rows(t, bench.runs if bench else [])]
     written = []
-    if trains:
-        written.append(learning_curves(trains, plot_dir / "learning_curves.png"))
+    if pairs:
+        written.append(learning_curves([t for t, _ in pairs], plot_dir / "learning_curves.png"))
     if any(r.provider == "cpu" for b in benches for r in b.runs):
         written.append(throughput_vs_threads(benches, plot_dir / "throughput_vs_threads.png"))
-    if costs:
-        written.append(train_vs_valid(costs, plot_dir / "train_vs_valid.png"))
+    if pairs:
+        written.append(train_vs_valid(pairs, plot_dir / "train_vs_valid.png"))
     return written

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ..compare import cost_rows, hardware_of
+from ..compare import cost_rows, hardware_of, train_setup, verdicts
 from ..results import BenchResult, InferRun, SuiteResult, TrainResult
 from ..runtimes.registry import RUNTIMES
 from .console import console, esc, failure_label, note
@@ -28,10 +28,13 @@ def train_summary(r: TrainResult) -> Table:
             + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f} s" for k, v in r.setup_parts.items()
                         if k != "warmup_and_capture_s")]] if r.setup_s else []),
         ["first epoch", secs(s["first_epoch_s"]), "train + valid; includes warm-up cost"],
-        ["steady epoch (training)", secs(s["steady_epoch_train_s"]), f"mean of epochs 2..N; {steadiness}"],
-        ["training throughput", f"{num(s['images_per_s'])} img/s",
-         f"steady epochs: 95% CI {ci(s['train_ci95'])}; {num(s['train_gflops'], 1)} GFLOP/s "
-         f"(3 x {r.flops_per_image / 1e6:.2f} MFLOP/img)"],
+        ["steady epoch (training)", secs(s["steady_epoch_train_s"]),
+         f"mean of epochs 2..{n}; {steadiness}" if n > 1 else "epoch 1 only, warm-up included: train 2 epochs or "
+                                                              "more for a steady state"],
+        ["training throughput", f"{num(s['steady_images_per_s'])} img/s",
+         f"{'steady epochs' if n > 1 else 'epoch 1'}: 95% CI {ci(s['train_ci95'])}; {num(s['train_gflops'], 1)} "
+         f"GFLOP/s (3 x {r.flops_per_image / 1e6:.2f} MFLOP/img); every epoch, warm-up too: "
+         f"{num(s['images_per_s'])} img/s"],
     ]
     if s["percent_of_peak"] is not None:
         p = r.peak
@@ -59,21 +62,36 @@ def train_summary(r: TrainResult) -> Table:
     title = f"LeNet5 ({r.arch}) on {esc(r.dataset)}: {n} epoch(s), {r.device}, {ranks}{r.threads} thread(s), {r.precision}"
     if not r.complete:
         title += " [yellow](stopped early)[/]"
-    return fitted(title, [Col("measure", left=True), Col("value"), Col("note", left=True, wrap=True)], rows)
+    return fitted(title, [Col("measure", left=True, key=True), Col("value"), Col("note", left=True, wrap=True)], rows)
 
 
 def bench_cols(unit: str, labelled: bool, torch_rows: bool) -> list[Col]:
-    """bench-infer's columns: per sample of the model (an image for LeNet5); the accuracy columns
-    where there are labels to score on; the ratio to PyTorch where PyTorch ran."""
-    cols = [Col("runtime", left=True), Col("provider", left=True, fold=True), Col("threads", fold=True),
-            Col("batch", fold=True), Col(f"{unit}/s"), *([Col("vs\nPyTorch", drop=1)] if torch_rows else []),
-            Col("cv", drop=4),
-            Col("stable"), Col(f"95% CI\n{unit}/s", drop=7), Col("GFLOP/s", drop=8), Col("% peak", drop=5),
-            Col(f"CPU s /\n1k {unit}", drop=6), Col("ms/batch\nmean±std", drop=10),
-            Col("p50/p90/p99\nms", drop=9), Col("create", drop=12), Col("1st run", drop=11),
-            Col("vs ORT CPU\nfp32 diff", drop=3)]
-    return cols + ([Col("accuracy", drop=2), Col("vs PyTorch\naccuracy", drop=2), Col("top-1 =\nPyTorch", drop=3)]
-                   if labelled else [Col("top-1 =\nORT CPU", drop=2)])
+    """bench-infer's columns, per sample of the model (an image for LeNet5): the accuracy columns
+    where there are labels to score on, the ratio to PyTorch where PyTorch ran. `drop` orders
+    them when the width splits the table: throughput, stability, the ratio, accuracy or output
+    agreement, % of peak and CPU cost (README's --spin both) first; the latency percentiles next;
+    the spread, the intervals, GFLOP/s and the cold costs last."""
+    cols = [Col("runtime", left=True, key=True), Col("provider", left=True, fold=True, key=True),
+            Col("threads", fold=True, key=True), Col("batch", fold=True, key=True), Col(f"{unit}/s"), *([Col("vs\nPyTorch", drop=1)] if torch_rows else []),
+            Col("cv", drop=5), Col("stable"), Col(f"95% CI\n{unit}/s", drop=4), Col("GFLOP/s", drop=6),
+            Col("% peak", drop=2), Col(f"CPU s /\n1k {unit}", drop=2), Col("ms/batch\nmean±std", drop=5),
+            Col("p50/p90/p99\nms", drop=3), Col("create", drop=6), Col("1st run", drop=6),
+            Col("vs ORT CPU\nfp32 diff", drop=2 if labelled else 1)]
+    return cols + ([Col("accuracy", drop=1), Col("vs PyTorch\naccuracy", drop=4), Col("top-1 =\nPyTorch", drop=4)]
+                   if labelled else [Col("top-1 =\nORT CPU", drop=1)])
+
+
+def ratio(per_s: float, base: InferRun) -> str:
+    """per_s over an unstable baseline's rate is marked (`?`, yellow), as the caption says."""
+    text = f"{per_s / base.samples_per_s:.2f}x"
+    return f"[yellow]{text}?[/]" if base.stable is False else text
+
+
+def verdict_lines(r: BenchResult, where: str = "") -> None:
+    """The answer under the table, in words: per setting, the runtime to pick and how sure."""
+    for v in r.verdicts or verdicts(r.runs):  # a file from before schema 11 has none saved
+        sure = "green" if v["sure"] and not v["unstable"] else "yellow"
+        note(f"[bold {sure}]verdict[/]{esc(where)}: {esc(v['text'])}")
 
 
 def worst_output(x: InferRun) -> dict | None:
@@ -89,7 +107,9 @@ def model_title(r: BenchResult) -> str:
             else f"{flops / 1e6:,.2f} MFLOP/{per}")
     if r.dataset:
         return f"Validation of {r.model} on {r.dataset} ({r.runs[0].samples:,} test images), {cost}"
-    size = f"{info['parameters'] / 1e6:,.2f}M parameters, {info['bytes'] / 2**20:,.1f} MiB" if info else ""
+    params, size = info.get("parameters", 0), info.get("bytes", 0)
+    size = (f"{params / 1e6:,.2f}M parameters" if params >= 1e6 else f"{params:,} parameters") + (
+        f", {size / 2**20:,.1f} MiB" if size >= 2**20 else f", {size:,} bytes")
     return f"{info.get('name', r.model)} ({size}): {'; '.join(info.get('inputs', []))}; {cost}"
 
 
@@ -102,10 +122,9 @@ def bench_table(r: BenchResult) -> Table:
         torch_row = next((y for y in r.runs if y.runtime == "pytorch" and x.setting == y.setting), None)
         lat, red = x.latency_ms, (lambda v: f"[bold red]{v}[/]" if x.parity_ok is False else v)
         w = worst_output(x)
-        diff = "—" if w is None else w.get("note") or f"{w['max_rel']:.1e}"
+        diff = "—" if w is None or w["max_rel"] is None else str(w.get("note") or f"{w['max_rel']:.1e}")
         rows.append([x.runtime_label, x.where, str(x.threads or "auto"), str(x.batch_size), num(x.samples_per_s),
-                     *([f"{x.samples_per_s / torch_row.samples_per_s:.2f}x" if torch_row else "—"] if torch_rows
-                       else []),
+                     *([ratio(x.samples_per_s, torch_row) if torch_row else "—"] if torch_rows else []),
                      "—" if x.cv is None else f"{100 * x.cv:.1f}%", stable(x.stable), ci(x.ci95),
                      num(x.gflops, 1), peak_pct(x.percent_of_peak),
                      "—" if x.cpu_s_per_1k is None else f"{x.cpu_s_per_1k:.3f}", f"{lat.mean:.3f} ± {lat.std:.3f}",
@@ -119,7 +138,9 @@ def bench_table(r: BenchResult) -> Table:
     if not r.complete:
         title += " [yellow](stopped early)[/]"
     caption = "\n".join([esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped] +
-                        [f"[red]failed:[/] {esc(failure_label(f))}" for f in r.failed]) or None
+                        [f"[red]failed:[/] {esc(failure_label(f))}" for f in r.failed] +
+                        (["[yellow]?[/]: the PyTorch row it divides by is unstable"] if torch_rows and any(
+                            x.runtime == "pytorch" and x.stable is False for x in r.runs) else [])) or None
     return fitted(title, bench_cols("img" if labelled else "samples", labelled, torch_rows), rows,
                   styles=["bold green" if x is fastest else None for x in r.runs], caption=caption)
 
@@ -132,7 +153,7 @@ def outputs_table(r: BenchResult) -> Table | None:
              o.get("note") or ("—" if o["max_rel"] is None else f"{o['max_rel']:.2e}"),
              "—" if o["top1"] is None else pct(o["top1"]), "yes" if o["ok"] else "[bold red]no[/]"]
             for x in r.runs for o in x.outputs or []]
-    cols = [Col("configuration", left=True, wrap=True), Col("output", left=True), Col("max |diff|"),
+    cols = [Col("configuration", left=True, wrap=True, key=True), Col("output", left=True), Col("max |diff|"),
             Col("max |diff| /\nmax |ref|"), Col("top-1\nagrees", drop=1), Col("within\ntolerance")]
     return fitted("Every output against ONNX Runtime CPU fp32 on the same inputs", cols, rows)
 
@@ -157,7 +178,7 @@ def split_table(r: BenchResult) -> Table | None:
     rows = [[x.runtime, str(x.batch_size), *("—" if x.split_ms.get(k) is None else f"{x.split_ms[k]:.3f}"
                                              for k in ("h2d", "enqueue", "compute", "d2h")),
              f"{x.latency_ms.mean:.3f}", verdict] for x, (verdict, _) in zip(runs, verdicts)]
-    cols = [Col("runtime", left=True), Col("batch", fold=True), Col("host-to-\ndevice"), Col("enqueue"),
+    cols = [Col("runtime", left=True, key=True), Col("batch", fold=True, key=True), Col("host-to-\ndevice"), Col("enqueue"),
             Col("compute"), Col("device-to-\nhost"), Col("end-to-end\nmean"), Col("verdict", left=True)]
     advice = sorted({f"{verdict}: {helps}" for verdict, helps in verdicts})
     return fitted("CUDA per-batch split (ms)", cols, rows, caption=esc("; ".join(advice)))
@@ -166,15 +187,16 @@ def split_table(r: BenchResult) -> Table | None:
 def cost_table(r: BenchResult, train: TrainResult) -> Table:
     """The reference's split: training time, validation time, total, with validation priced per runtime."""
     rows = [[label, secs(t), secs(v), secs(t + v), pct(v / (t + v))] for label, t, v in cost_rows(train, r.runs)]
-    cols = [Col("validation by", left=True, wrap=True), Col("training"), Col("validation"), Col("total", drop=2),
+    cols = [Col("validation by", left=True, wrap=True, key=True), Col("training"), Col("validation"), Col("total", drop=2),
             Col("validation\nshare", drop=1)]
-    return fitted(f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: {train.device}, "
-                  f"{train.threads} thread(s), {train.dataset})", cols, rows)
+    return fitted(f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: "
+                  f"{train_setup(train)}, {train.dataset})", cols, rows)
 
 
 def bench_tables(result: BenchResult, training: TrainResult | None) -> None:
     """bench-infer's tables: every configuration (and why any is unstable), the CUDA split, the cost."""
     console.print(bench_table(result))
+    verdict_lines(result)
     for x in result.runs:
         if x.stable is False:
             note(f"[yellow]unstable[/] {esc(f'{x.label}: {x.unstable_cause}')}")
@@ -215,7 +237,8 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
                      secs(r["total_s"] / n), pct(r["final_accuracy"]),
                      f"{num(60000 * ref['epochs'] / r['train_s'])} train" if r["train_s"] else "—"])
         ends.append(False)
-    cols = [Col("machine", left=True, drop=9, wrap=True), Col("mode", left=True), Col("runtime", left=True, wrap=True),
+    cols = [Col("machine", left=True, drop=9, wrap=True), Col("mode", left=True, key=True),
+            Col("runtime", left=True, wrap=True, key=True),
             Col(f"training\n{unit}"), Col(f"validation\n{unit}"), Col(f"total\n{unit}", drop=3),
             Col("final\naccuracy", drop=2), Col("images/s", drop=4)]
     title = f"LeNet5 on {esc(result.dataset)}: {epochs} epoch(s) per mode on this machine"
@@ -231,7 +254,7 @@ def scaling_table(rows: list[dict]) -> Table:
     cells = [[r["phase"], str(r["batch_size"]), str(r["threads"]), num(r["images_per_s"]),
               "—" if r["speedup"] is None else f"{r['speedup']:.2f}x",
               "—" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%"] for r in rows]
-    cols = [Col("phase", left=True, wrap=True), Col("batch"), Col("threads"), Col("images/s"), Col("speed-up"),
+    cols = [Col("phase", left=True, wrap=True, key=True), Col("batch", key=True), Col("threads", key=True), Col("images/s"), Col("speed-up"),
             Col("efficiency")]
     return fitted("Scaling against 1 thread (sweep)", cols, cells)
 
@@ -239,29 +262,35 @@ def scaling_table(rows: list[dict]) -> Table:
 def ranks_table(rows: list[dict]) -> Table:
     cells = [[str(r["batch_size"]), f"{r['ranks']} x {r['threads']}", num(r["images_per_s"]), num(r["one_process"]),
               "—" if r["ratio"] is None else f"{r['ratio']:.2f}x", pct(r["final_accuracy"])] for r in rows]
-    cols = [Col("batch"), Col("ranks x threads"), Col("images/s"), Col("one process,\nsame cores"),
+    cols = [Col("batch", key=True), Col("ranks x threads", key=True), Col("images/s"), Col("one process,\nsame cores"),
             Col("ranks /\none process"), Col("final\naccuracy")]
     return fitted("Data-parallel ranks against one process on the same total cores (sweep)", cols, cells)
 
 
-REPORT_COLS = [Col("kind", left=True), Col("dataset", left=True, fold=True), Col("device", left=True, fold=True),
-               Col("runtime", left=True), Col("threads", fold=True), Col("batch", fold=True),
-               Col("epochs", drop=5, fold=True), Col("training", drop=3), Col("validation", drop=2),
-               Col("total", drop=6), Col("samples/s"), Col("accuracy", drop=1), Col("stable", drop=4),
-               Col("run", left=True, drop=7)]
+REPORT_COLS = [Col("kind", left=True, key=True, fold=True), Col("dataset", left=True, fold=True, key=True),
+               Col("device", left=True, fold=True, key=True), Col("runtime", left=True, key=True), Col("threads", fold=True, key=True), Col("batch", fold=True, key=True),
+               Col("epochs", fold=True, key=True), Col("training", drop=2), Col("validation", drop=2),
+               Col("total", drop=3), Col("samples/s"), Col("n", drop=1), Col("spread", drop=1),
+               Col("accuracy", drop=1), Col("stable"), Col("run", left=True, drop=1, wrap=True)]
 
 
-def report_tables(rows: list[dict]) -> list[Table]:
-    """Merged results: a table per machine; runs stopped early are marked."""
+def report_tables(rows: list[dict]) -> list:
+    """Merged results: a table per machine, model and kind (training, or bench-infer); repeated runs of
+    one configuration as one row (the median, its spread, n); runs stopped early are marked."""
     tables = []
-    for machine in dict.fromkeys(r["machine"] for r in rows):
-        mine = [r for r in rows if r["machine"] == machine]
+    models = {}
+    for r in rows:  # a LeNet5 and its ONNX export are one model (one key), named both ways
+        models.setdefault((r["machine"], r["model_key"]), []).append(r["model"])
+    for machine, key, kind in dict.fromkeys((r["machine"], r["model_key"], r["kind"]) for r in rows):
+        mine = [r for r in rows if (r["machine"], r["model_key"], r["kind"]) == (machine, key, kind)]
+        model = " = ".join(dict.fromkeys(models[machine, key]))
         cells = [[r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]", esc(r["dataset"]), r["device"],
                   r["runtime"], str(r["threads"]), str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]),
-                  secs(r["train_s"]), secs(r["valid_s"]), secs(r["total_s"]), num(r["samples_per_s"]),
-                  pct(r["accuracy"]), stable(r["stable"]), r["created"][5:16].replace("T", " ")] for r in mine]
+                  secs(r["train_s"]), secs(r["valid_s"]), secs(r["total_s"]), num(r["samples_per_s"]), str(r["n"]),
+                  "—" if r["spread"] is None else f"{100 * r['spread']:.1f}%", pct(r["accuracy"]), stable(r["stable"]),
+                  r["run"].replace(",", ", ")] for r in mine]
         caption = "* stopped before the end (complete: false)" if not all(r["complete"] for r in mine) else None
-        tables.append(fitted(esc(machine), REPORT_COLS, cells, caption=caption))
+        tables.append(fitted(esc(f"{machine}: {model}"), REPORT_COLS, cells, caption=caption))
     return tables
 
 
@@ -270,6 +299,6 @@ def compare_table(rows: list[dict], a: str, b: str, noise: float) -> Table:
               "—" if r["ci95"] is None else f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
               {"faster": "[green]faster[/]", "slower": "[red]slower[/]"}.get(r["verdict"], r["verdict"])]
              for r in rows]
-    cols = [Col("configuration", left=True, wrap=True), Col("A img/s"), Col("B img/s"), Col("B / A"),
+    cols = [Col("configuration", left=True, wrap=True, key=True), Col("A img/s"), Col("B img/s"), Col("B / A"),
             Col("95% CI", drop=1), Col("verdict", left=True)]
     return fitted(f"B against A, matching rows (A: {a}; B: {b}; noise band ±{100 * noise:.0f}%)", cols, cells)

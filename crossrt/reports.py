@@ -1,0 +1,85 @@
+"""The commands that read saved results: `report` merges any of them, `compare` holds B against A,
+`show` lays one out again, every column at any width."""
+
+from __future__ import annotations
+
+import sys
+
+from .checks import in_range
+from .commands import check_outputs, write_plots
+from .errors import EXIT_FAILED, EXIT_OK, say
+
+
+def cmd_report(a, cfg) -> int:
+    from .compare import load_results, merge, to_csv, to_markdown
+    from .results import BenchResult, TrainResult, parts
+    from .ui import tables
+    from .ui.console import console
+
+    check_outputs(a, results=False)
+    loaded = load_results(a.files)
+    rows = merge(loaded)
+    if a.markdown:
+        sys.stdout.write(to_markdown(rows))
+    elif a.csv:
+        sys.stdout.write(to_csv(rows))
+    else:
+        for table in tables.report_tables(rows):
+            console.print(table)
+    found = [p for _, result in loaded for p in parts(result)]
+    write_plots(a, [(p, None) for p in found if isinstance(p, TrainResult)],
+                 [p for p in found if isinstance(p, BenchResult)])
+    return EXIT_OK
+
+
+def cmd_compare(a, cfg) -> int:
+    from .compare import compare, models
+    from .errors import ResultError
+    from .files import load_result
+    from .ui import tables
+    from .ui.console import console, note
+
+    in_range("--noise", a.noise, 0, 1)
+    if a.fail_if_slower is not None:
+        in_range("--fail-if-slower", a.fail_if_slower, 0, 100)
+    ra, rb = load_result(a.a), load_result(a.b)
+    ma, mb = models(ra), models(rb)
+    if ma.keys() != mb.keys() and not a.allow_different_models:
+        raise ResultError(f"{a.a} and {a.b} measured different models ({', '.join(ma.values())} against "
+                          f"{', '.join(mb.values())}): pass --allow-different-models to compare them anyway")
+    rows, only_a, only_b = compare(ra, rb, a.noise, a.allow_different_models)
+    if not rows:
+        raise ResultError(f"{a.a} and {a.b}: no configuration in common (dataset, runtime, provider, threads, "
+                          f"batch size and spinning must match)")
+    console.print(tables.compare_table(rows, str(a.a), str(a.b), a.noise))
+    if only_a or only_b:
+        note(f"not compared: {only_a} row(s) only in A, {only_b} only in B")
+    if a.fail_if_slower is not None:
+        slower = [r for r in rows if r["verdict"] == "slower" and r["ratio"] < 1 - a.fail_if_slower / 100]
+        if slower:
+            say(f"{len(slower)} row(s) of B slower than A beyond the noise and by more than {a.fail_if_slower:g}%: "
+                + "; ".join(f"{r['what']} {r['ratio']:.3f}x" for r in slower))
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_show(a, cfg) -> int:
+    """A saved result laid out again: its tables, verdicts and notes, at the console's width, as wide
+    as it needs (--wide), or with only the columns named (--columns)."""
+    from .files import load_result
+    from .results import BenchResult, SuiteResult
+    from .suite import reference
+    from .ui import layout, tables
+    from .ui.console import console
+
+    result = load_result(a.file)
+    layout.VIEW.update(wide=a.wide, columns={c.strip().lower() for c in a.columns.split(",")} if a.columns else None)
+    if isinstance(result, SuiteResult):
+        console.print(tables.suite_table(result, reference()))
+        for m in (m for m in result.modes if m.bench):
+            tables.verdict_lines(m.bench, f" ({m.mode})")
+    elif isinstance(result, BenchResult):
+        tables.bench_tables(result, None)
+    else:
+        console.print(tables.train_summary(result))
+    return EXIT_OK
