@@ -109,8 +109,15 @@ def prepare(cfg: BenchConfig) -> Prepared:
     torch_rows = any(RUNTIMES[r].model == "torch" and not RUNTIMES[r].unavailable("cpu", cfg) for r in cfg.runtimes)
     if torch_rows:
         state = checkpoint.load(cfg.checkpoint)
-        ours, theirs = state.get("weights_sha256"), meta.get("weights_sha256")
-        if ours and theirs and ours != theirs:
+        checkpoint.build_model(state, cfg.checkpoint)  # weights of another shape fail here, not mid-run
+        ours = state.get("weights_sha256") or checkpoint.fingerprint(state["model"])
+        theirs = meta.get("weights_sha256")
+        if not theirs:  # a model from elsewhere, timed against this checkpoint, would fail only on accuracy
+            raise ModelError(f"{cfg.model} carries no weights fingerprint (weights_sha256), so nothing says it "
+                             f"holds the weights of {cfg.checkpoint}, which the PyTorch rows run: export that "
+                             f"checkpoint with `crossrt export --checkpoint {cfg.checkpoint}`, or time the model "
+                             f"alone with --runtimes onnxruntime")
+        if ours != theirs:
             raise ModelError(f"{cfg.model} holds other weights than {cfg.checkpoint} (an older export, e.g. after "
                              f"`train --no-export`): export this checkpoint with `crossrt export --checkpoint "
                              f"{cfg.checkpoint}`, or pass the matching --checkpoint")

@@ -15,14 +15,18 @@ from pathlib import Path
 import torch
 
 from .data import Dataset
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, CrossrtError, ModelError
 from .files import atomic_write, regular_file
-from .model import LeNet5
-from .schema import plain
+from .model import ARCH_CHANNELS, LeNet5
+from .results import EpochResult
+from .schema import dict_has, plain
 
 FORMAT = "crossrt-checkpoint-1"
 # Settings that must match for --resume to continue the same run.
 RESUME_KEYS = ("arch", "batch_size", "lr", "lr_step", "lr_gamma", "seed", "precision")
+# What export, bench-infer and --resume read from a checkpoint, checked when it is loaded.
+FIELDS = {"config": dict, "dataset": str, "data_dir": str | None, "model": dict, "epochs": list[EpochResult],
+          "weights_sha256": str | None}
 
 
 def weights(model) -> dict:
@@ -69,14 +73,44 @@ def load(path: Path) -> dict:
         raise ModelError(f"{path}: not a loadable checkpoint ({why[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ModelError(f"{path}: not a crossrt checkpoint (format {FORMAT})")
+    try:
+        dict_has(state, FIELDS, "the checkpoint")
+        dict_has(state["config"], {"arch": str}, "its config")
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"{path}: a damaged crossrt checkpoint: {e}") from None
+    if state["config"]["arch"] not in ARCH_CHANNELS:
+        raise ModelError(f"{path}: a checkpoint of an unknown arch {state['config']['arch']!r:.40} "
+                         f"(this crossrt knows {', '.join(ARCH_CHANNELS)})")
     return state
 
 
-def build_model(state: dict) -> LeNet5:
+def load_weights(module, weights, path) -> None:
+    """module.load_state_dict(weights), or a ModelError naming the file and the first mismatch
+    (a checkpoint of another shape, or with tensors missing)."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        why = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e).splitlines()[0])
+        raise ModelError(f"{path}: its weights do not fit this {getattr(module, 'arch', 'model')!s} ({why[:200]})") \
+            from None
+
+
+def build_model(state: dict, path: Path | str = "the checkpoint") -> LeNet5:
     """The checkpoint's network, in eval mode on the CPU."""
     model = LeNet5(state["config"]["arch"])
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path)
     return model.eval()
+
+
+def epochs_kept(path: Path, epochs: list[dict]) -> int:
+    """How many of a run's epochs (as it saves them) the checkpoint on disk holds: 0 when there is
+    none, it cannot be read, or it is another run's (its epochs are not the first of `epochs`)."""
+    try:
+        saved = load(path)["epochs"]
+    except CrossrtError:
+        return 0
+    ours = len(saved) <= len(epochs) and all(all(e.get(k) == v for k, v in s.items()) for s, e in zip(saved, epochs))
+    return len(saved) if ours else 0
 
 
 def suit_mode(optimizer, capturable: list[bool]) -> None:
@@ -105,18 +139,21 @@ def restore(path: Path, cfg, dataset: str, model, optimizer, scheduler, shuffle)
     """
     state = load(path)
     for key in RESUME_KEYS:
-        if state["config"][key] != getattr(cfg, key):
+        if state["config"].get(key) != getattr(cfg, key):
             raise ConfigError(f"--resume: {path} was trained with {key}="
-                              f"{state['config'][key]!r}, not {getattr(cfg, key)!r}")
+                              f"{state['config'].get(key)!r:.40}, not {getattr(cfg, key)!r}")
     if state["dataset"] != dataset:
         raise ConfigError(f"--resume: {path} was trained on {state['dataset']}, not {dataset}")
     if len(state["epochs"]) >= cfg.epochs:
         raise ConfigError(f"--resume: {path} already has {len(state['epochs'])} epochs; ask for more with --epochs")
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path)
     capturable = [group["capturable"] for group in optimizer.param_groups]  # this run's mode, not the saved one
-    optimizer.load_state_dict(state["optimizer"])
-    suit_mode(optimizer, capturable)
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    shuffle.set_state(state["shuffle"])
+    try:  # a damaged file: optimizer state of other shapes, a generator state that is not one
+        optimizer.load_state_dict(state["optimizer"])
+        suit_mode(optimizer, capturable)
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        shuffle.set_state(state["shuffle"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{path}: its training state cannot be resumed ({str(e).splitlines()[0][:200]})") from None
     return state["epochs"]

@@ -2,19 +2,27 @@
 
 Each raises ConfigError with one line that names the flag and what is wrong, before any
 work starts. crossrt.config calls the value checks from the settings' __post_init__; the path
-checks touch the disk, so they run when a command starts (check_paths), not when a settings
-object is built.
+checks touch the disk, so they run when a command starts (crossrt.paths.check_paths, one
+PATH_CHECKS entry per path), not when a settings object is built.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
-from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+
+LOCK_FILE = ".crossrt.lock"  # in every folder a run writes: crossrt.files.FolderLock
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, from its st_mode."""
+    return ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else
+            "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device")
 
 
 def choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -59,12 +67,21 @@ def _can_create_in(flag: str, path: Path, folder: Path | None = None) -> None:
 
 
 def writable_file(flag: str, path: Path | None) -> Path | None:
-    """A path we will write a file to: checked now, not after an hour of training."""
+    """A path we will write a file to: checked now, not after an hour of training. A write
+    replaces regular files only: never a link (it would be replaced, or written through), a
+    device node or a FIFO."""
     if path is None:
         return None
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag} {path}: is a directory, expected a file path")
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise ConfigError(f"{flag} {path}: is {file_kind(mode)}, not a regular file; crossrt replaces only regular "
+                          f"files (remove it or choose another path)")
     _can_create_in(flag, path, path.parent)
     return path
 
@@ -75,6 +92,19 @@ def output_folder(flag: str, path: Path) -> Path:
         raise ConfigError(f"{flag} {path}: is a file, expected a folder")
     _can_create_in(flag, path)
     return path
+
+
+def cache_folder(path: Path) -> Path:
+    """The cache (datasets, measured peaks; created when first written): no file where it, or a
+    folder above it, should be. A cache that cannot be written is said when it is written."""
+    name = f"the cache {path}" + (" ($CROSSRT_CACHE)" if os.environ.get("CROSSRT_CACHE") else "")
+    parent = Path(path)
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        what = "a file" if parent.is_file() else "not a folder" if parent.exists() else "a broken link"
+        raise ConfigError(f"{name}: {parent} is {what}, not a folder; point $CROSSRT_CACHE at a folder")
+    return Path(path)
 
 
 def readable_folder(flag: str, path: Path) -> Path:
@@ -142,15 +172,9 @@ def all_in_range(flag: str, values: tuple, low, high=None) -> None:
         in_range(flag, v, low, high)
 
 
-PATH_CHECKS = {"in-folder": readable_folder, "out-folder": output_folder, "out-file": writable_file}
+def _no_check(flag: str, path: Path) -> Path:
+    return path  # an input file: the command that reads it says what is wrong with it
 
 
-def check_paths(cfg) -> None:
-    """Every path a settings dataclass names (its fields' `path` metadata, nested settings too)
-    is what it must be: a folder that can be read, a folder or a file that can be written."""
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if is_dataclass(value):
-            check_paths(value)
-        elif f.metadata.get("path") and value is not None:
-            PATH_CHECKS[f.metadata["path"]](f.metadata["flag"] or "--" + f.name.replace("_", "-"), value)
+PATH_CHECKS = {"in-file": _no_check, "in-folder": readable_folder, "out-folder": output_folder,
+               "out-file": writable_file}

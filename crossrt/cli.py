@@ -25,7 +25,8 @@ from pathlib import Path
 
 from .config import DATASETS, BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from .distributed import this_rank
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, CrossrtError, Stopped, say
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CrossrtError, Stopped
+from .text import ascii_safe, printable
 
 
 # Each command and the module whose cmd_<command> runs it.
@@ -38,7 +39,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr (no usage dump), exit code 2."""
 
     def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {printable(message)}\n")
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -183,9 +184,19 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _drop_stdout() -> None:
+    """The reader of stdout went away (`crossrt report ... | head`): what is still buffered goes
+    nowhere, instead of failing once more as Python exits."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (a test's capture)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     from_shell = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
+    ascii_safe()  # an ASCII-only terminal (LC_ALL=C) gets look-alikes, not a UnicodeEncodeError
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a bad flag (already reported in one line)
@@ -195,23 +206,28 @@ def main(argv: list[str] | None = None) -> int:
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     previous_int = signal.getsignal(signal.SIGINT)
+    from . import outcome
+
     try:
         cls = getattr(args, "config_class", None)
         module = importlib.import_module(f"{__package__}.{COMMANDS[args.command]}")  # the heavy part, now
-        return getattr(module, "cmd_" + args.command.replace("-", "_"))(args, build(cls, args) if cls else None)
+        code = getattr(module, "cmd_" + args.command.replace("-", "_"))(args, build(cls, args) if cls else None)
+        sys.stdout.flush()  # a reader that went away is noticed here, not as Python exits
+        return code
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_FAILED
     except Stopped as stop:
         if in_main:  # saving what finished must not be cut short by a second signal (a launcher's SIGTERM)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        from .commands import stopped
-
-        return stopped(stop, args)
+        return outcome.stopped(stop, args)
     except CrossrtError as e:
         if (rank := this_rank()) is None or rank.main:  # the other ranks would say the same
-            say(str(e))
+            outcome.err(str(e))
         return EXIT_USAGE
     except OSError as e:  # a folder that cannot be created, a full disk, a path that is a directory
-        say(f"{e.filename2 or e.filename or ''}: {e.strerror or e}".lstrip(": "))
+        outcome.err(f"{e.filename2 or e.filename or ''}: {e.strerror or e}".lstrip(": "))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("crossrt: interrupted", file=sys.stderr)

@@ -3,20 +3,26 @@ render. (The commands that read saved results are in crossrt.reports.)
 
 Each command takes the parsed flags and the config crossrt.cli built from them, and returns an
 exit code (crossrt.errors). Every check that can fail runs before the long work starts. A run
-that stops early (Ctrl-C, a diverged loss) reaches :func:`stopped`, which saves what finished
-and says how to resume.
+that stops early (Ctrl-C, a diverged loss, a full disk) reaches crossrt.outcome.stopped, which
+saves what finished and says how to resume.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shlex
 import sys
 
-from .checks import check_paths, output_folder
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, Stopped, say
-from .system import cpu_count
+from .checks import cache_folder, output_folder, writable_file
+from .errors import EXIT_FAILED, EXIT_OK, ConfigError, CrossrtError
+from .outcome import err
+from .paths import check_paths
+from .system import cache_dir, cpu_count
+
+
+def _check_inputs(cfg) -> None:
+    """The paths of cfg, and the cache the data and the peaks come from."""
+    check_paths(cfg)
+    cache_folder(cache_dir())
 
 
 def check_outputs(a, cfg=None, results: bool = True) -> None:
@@ -25,12 +31,14 @@ def check_outputs(a, cfg=None, results: bool = True) -> None:
     from .files import RESULTS_DIR
 
     if cfg is not None:
-        check_paths(cfg)
+        _check_inputs(cfg)
     if a.plots is not None:
-        from .ui.plots import pyplot
+        from .ui.plots import PLOT_FILES, pyplot
 
         pyplot()
         output_folder("--plots", a.plots)
+        for name in PLOT_FILES:
+            writable_file("--plots", a.plots / name)
     if results:
         output_folder("the results folder", RESULTS_DIR)
 
@@ -81,8 +89,13 @@ def cmd_train(a, cfg) -> int:
         if cfg.export:
             export_trained(model, result, cfg.onnx_path, ds.test_images)
         data = result.to_dict()
-        paths = save_json(data, cfg.json)
-        save_json(data, cfg.run_json, results_dir=None)
+        try:
+            paths = save_json(data, cfg.json)
+            save_json(data, cfg.run_json, results_dir=None)
+        except CrossrtError as e:  # a full disk: the training itself is safe on disk
+            model = f" and {cfg.onnx_path} the exported model" if cfg.export else ""
+            raise CrossrtError(f"{e}; the training is kept: {cfg.checkpoint} holds all {len(result.epochs)} "
+                               f"epoch(s){model}") from None
     console.console.print(tables.train_summary(result))
     console.note(console.esc(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; checkpoint: {cfg.checkpoint}"))
     if not cfg.export and cfg.onnx_path.is_file():
@@ -100,11 +113,11 @@ def cmd_export(a, cfg) -> int:
     from .files import FolderLock
     from .ui import console
 
-    check_paths(cfg)
+    _check_inputs(cfg)
     state = checkpoint.load(cfg.checkpoint)
     ds = resolve(cfg.data, trained_on=(state["dataset"], state.get("data_dir")))
     with FolderLock(cfg.out.parent):
-        parity = export_checkpoint(state, checkpoint.build_model(state), cfg.out, ds.test_images)
+        parity = export_checkpoint(state, checkpoint.build_model(state, cfg.checkpoint), cfg.out, ds.test_images)
     console.export_line(cfg.out, parity, ds.name)
     return EXIT_OK
 
@@ -119,7 +132,7 @@ def cmd_quantize(a, cfg) -> int:
     from .runtimes.onnxruntime import create_session
     from .ui import console
 
-    check_paths(cfg)
+    _check_inputs(cfg)
     create_session(cfg.model, "cpu", 1)  # a bad model fails here, before any data is read
     model = onnx.load(str(cfg.model), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
@@ -157,6 +170,7 @@ def cmd_doctor(a, cfg) -> int:
 def cmd_fetch(a, cfg) -> int:
     from .fetch import SYSTEM_DIRS, fetch
 
+    cache_folder(cache_dir())
     where = fetch(a.name)
     print(f"{a.name}: {where}" + (" (installed by the system: nothing to download)" if where in SYSTEM_DIRS[a.name]
                                   else ""))
@@ -192,10 +206,10 @@ def _bench_verdict(benches) -> int:
 
     code = EXIT_OK
     if failed := sum(len(b.failed) for b in benches):
-        say(f"{failed} configuration(s) failed (their reasons are under the table); the others ran")
+        err(f"{failed} configuration(s) failed (their reasons are under the table); the others ran")
         code = EXIT_FAILED
     if bad := sum(len(parity_failures(b)) for b in benches):
-        say(f"{bad} configuration(s) disagree (outputs against ONNX Runtime CPU fp32, or accuracy against "
+        err(f"{bad} configuration(s) disagree (outputs against ONNX Runtime CPU fp32, or accuracy against "
             f"PyTorch; shown in red)")
         code = EXIT_FAILED
     return code
@@ -225,47 +239,3 @@ def cmd_suite(a, cfg) -> int:
     benches = [sweep] if sweep else [m.bench for m in result.modes if m.bench]
     write_plots(a, [(m.train, m.bench) for m in result.modes], benches)
     return _bench_verdict([b for b in [*(m.bench for m in result.modes), sweep] if b])
-
-
-# ---------------------------------------------------------------------------- a run that stopped early
-
-def resume_command(a) -> str:
-    """The command that resumes this run, as the user can type it: the make target they ran
-    (`make train EPOCHS=3 ARGS=--resume`), else the command they started (for data-parallel
-    ranks: the launching command, not the rank's own)."""
-    via = os.environ.get("CROSSRT_VIA_MAKE")  # set by the Makefile: the target and its variables
-    if via:
-        target, *assigns = shlex.split(via)
-        extra = next((shlex.split(x[5:]) for x in assigns if x.startswith("ARGS=")), [])
-        rest = [x for x in assigns if not x.startswith("ARGS=")]
-        return shlex.join(["make", target, *rest, "ARGS=" + shlex.join(extra + ["--resume"] * ("--resume" not in extra))])
-    if "CROSSRT_LAUNCHED_AS" in os.environ:
-        command = shlex.split(os.environ["CROSSRT_LAUNCHED_AS"])
-    elif "TORCHELASTIC_RUN_ID" in os.environ:
-        return "the same torchrun command with --resume added"
-    else:
-        command = [*a.launcher, *a.argv]
-    return shlex.join([x for x in command if x != "--resume"] + ["--resume"])
-
-
-def stopped(stop: Stopped, a) -> int:
-    """Save what a stopped run finished, say why it stopped and how to go on, and pick the exit code."""
-    from .distributed import this_rank
-    from .files import save_json
-    from .results import TrainResult
-    from .ui import tables
-    from .ui.console import console
-
-    if (rank := this_rank()) and not rank.main:  # rank 0 saves and reports for the job
-        return EXIT_INTERRUPTED if stop.interrupted else EXIT_FAILED
-    paths = save_json(stop.result.to_dict(), getattr(a, "json", None))
-    if isinstance(stop.result, TrainResult):
-        console.print(tables.train_summary(stop.result))
-    message = f"{stop}; partial results saved to {', '.join(map(str, paths))}"
-    if stop.resumable:
-        message += ". Resume with: " + resume_command(a)
-    if not stop.interrupted:
-        say(message)
-        return EXIT_FAILED
-    print(f"crossrt: {message}", file=sys.stderr)
-    return EXIT_INTERRUPTED

@@ -23,6 +23,7 @@ import numpy as np
 
 from .files import load_result
 from .results import InferRun, Result, TrainResult, parts
+from .text import printable
 from .timing import bootstrap_means
 
 NOISE = 0.10  # run-to-run noise band: B/A within 1 +- NOISE is "same within noise"
@@ -144,7 +145,7 @@ def _cell(v, column: str = "") -> str:
         return f"{v[0]:,.0f}-{v[1]:,.0f}"
     if isinstance(v, float):
         return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
-    return str(v)
+    return printable(v)  # text from a result file: no control character reaches the terminal
 
 
 def to_markdown(rows: list[dict], columns=COLUMNS) -> str:
@@ -153,13 +154,23 @@ def to_markdown(rows: list[dict], columns=COLUMNS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _csv_value(v):
+    """A CSV value: text without control characters, and never read as a formula by a spreadsheet
+    (a cell of text starting with = + - @ is prefixed with ', as OWASP advises)."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        v = printable(v)
+        return "'" + v if v[:1] in ("=", "+", "-", "@") else v
+    return v
+
+
 def to_csv(rows: list[dict], columns=COLUMNS) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({c: "" if r[c] is None else "-".join(map(str, r[c])) if c == "ci95" else r[c]
-                         for c in columns})
+        writer.writerow({c: _csv_value("-".join(map(str, r[c])) if c == "ci95" and r[c] else r[c]) for c in columns})
     return buf.getvalue()
 
 
@@ -190,7 +201,7 @@ def models(result: Result) -> dict[str, str]:
 
 def ratio_ci(a: list[float], b: list[float]) -> list[float] | None:
     """95% interval of throughput(B) / throughput(A) = mean(A's repeat times) / mean(B's), bootstrapped."""
-    if len(a) < 2 or len(b) < 2:
+    if len(a) < 2 or len(b) < 2 or min(a) <= 0 or min(b) <= 0:
         return None
     rng = np.random.default_rng(0)
     low, high = np.percentile(bootstrap_means(a, rng) / bootstrap_means(b, rng), [2.5, 97.5])

@@ -5,7 +5,7 @@ text, and the flag name where it is not the field's), so a default is written on
 They are also the Python API. Each one checks its values in ``__post_init__`` (with the
 validators of crossrt.checks) and raises :class:`ConfigError` with a message that names the
 flag, so a bad value never reaches the measurement code. Building one touches no file: the
-paths a field names (its `path` metadata) are checked by crossrt.checks.check_paths when the
+paths a field names (its `path` metadata) are checked by crossrt.paths.check_paths when the
 command runs, before any work.
 """
 
@@ -15,8 +15,8 @@ import os
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
-from .checks import (all_in_range, between, choice, choices, in_range, nonempty_unique, number_text, pairs,
-                     range_text, shape_text)
+from . import checks
+from .checks import between, choice, choices, in_range, nonempty_unique, number_text, pairs, range_text, shape_text
 from .errors import ConfigError
 from .runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
 from .runtimes.registry import RUNTIMES
@@ -39,8 +39,8 @@ def option(default=MISSING, *, help: str, factory=None, flag: str | None = None,
            choices: tuple | None = None, default_text: str | None = None, aliases: dict | None = None,
            path: str | None = None):
     """A field that is also a CLI flag. default_text replaces the shown default ({} = the value);
-    aliases are extra flags that set a fixed value ({"--no-spin": "off"}); path says what the
-    field's path must be when the command runs: "in-folder", "out-folder" or "out-file"."""
+    aliases are extra flags that set a fixed value ({"--no-spin": "off"}); path: what the field's
+    path is to the command ("in-file", "in-folder", "out-folder", "out-file"; crossrt.paths)."""
     meta = {"help": help, "flag": flag, "metavar": metavar, "choices": choices, "default_text": default_text,
             "aliases": aliases or {}, "path": path}
     if factory is not None:
@@ -142,7 +142,7 @@ class TrainConfig:
 class ExportConfig:
     """export: a checkpoint to ONNX, with ONNX Runtime checked against PyTorch on the test set."""
 
-    checkpoint: Path = option(Path("exports/lenet5.pt"), help="checkpoint from `train`")
+    checkpoint: Path = option(Path("exports/lenet5.pt"), path="in-file", help="checkpoint from `train`")
     out: Path | None = option(None, metavar="PATH", default_text="the checkpoint's path with .onnx", path="out-file",
                               help="ONNX file to write")
     data: DataConfig = field(default_factory=DataConfig)
@@ -182,7 +182,7 @@ class InputsConfig:
             pairs("--dim", self.dims, int), pairs("--shape", self.shapes, shape_text),
             pairs("--value", self.values, number_text))
         for flag, sizes in (("--dim", self.dim_map.values()), *(("--shape", s) for s in self.shape_map.values())):
-            all_in_range(flag, tuple(sizes), 1, MAX_DIM)
+            checks.all_in_range(flag, tuple(sizes), 1, MAX_DIM)
         self.range_map = pairs("--input-range", tuple(r for r in self.input_range if "=" in r), range_text)
         kinds = [r for r in self.input_range if "=" not in r]
         if len(kinds) > 1:
@@ -199,8 +199,8 @@ class BenchConfig:
     """bench-infer: full validation passes of the exported model under every runtime asked for (ONNX
     Runtime and PyTorch by default), for every combination of runtime x provider x threads x batch size."""
 
-    model: Path = option(Path("exports/lenet5.onnx"), help="ONNX model")
-    checkpoint: Path | None = option(None, default_text="the model's path with .pt",
+    model: Path = option(Path("exports/lenet5.onnx"), path="in-file", help="ONNX model")
+    checkpoint: Path | None = option(None, default_text="the model's path with .pt", path="in-file",
                                      help="checkpoint for the PyTorch rows")
     providers: tuple[str, ...] = option(("cpu",), flag="--provider", metavar="P[,P]",
                                         help=f"execution providers from {{{','.join(PROVIDERS)}}}")
@@ -212,7 +212,7 @@ class BenchConfig:
     runtimes: tuple[str, ...] = option(DEFAULT_RUNTIMES, metavar="R[,R]",
                                        help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)")
     int8_model: Path | None = option(None, default_text="the model's path with .int8.onnx (`crossrt quantize`)",
-                                     help="int8 ONNX model for the onnxruntime-int8 rows")
+                                     path="in-file", help="int8 ONNX model for the onnxruntime-int8 rows")
     # Warm-up runs pay for allocator growth, kernel selection and cache misses: cold costs,
     # reported apart (first_run_s), not steady state.
     warmup: int = option(10, help="untimed batches per configuration")
@@ -224,7 +224,7 @@ class BenchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     feed: InputsConfig = field(default_factory=InputsConfig)
     train_json: Path | None = option(None, metavar="PATH", default_text="<model>.train.json when it exists",
-                                     help="training record for the train-vs-validation table")
+                                     path="in-file", help="training record for the train-vs-validation table")
     json: Path | None = option(None, metavar="PATH", default_text="only results/", path="out-file",
                                help="also write the result JSON here")
 
@@ -235,11 +235,11 @@ class BenchConfig:
         choices("--provider", self.providers, PROVIDERS)
         nonempty_unique("--threads", self.threads)
         choices("--runtimes", self.runtimes, tuple(RUNTIMES))
-        all_in_range("--threads", self.threads, 0, max_threads())
+        checks.all_in_range("--threads", self.threads, 0, max_threads())
         if self.batch_sizes is not None:
             self.batch_sizes = tuple(self.batch_sizes)
             nonempty_unique("--batch-size", self.batch_sizes)
-            all_in_range("--batch-size", self.batch_sizes, 1, MAX_DIM)
+            checks.all_in_range("--batch-size", self.batch_sizes, 1, MAX_DIM)
         in_range("--warmup", self.warmup, 0, MAX_REPEATS)
         in_range("--min-time", self.min_time, 0, MAX_SECONDS)
         in_range("--min-repeats", self.min_repeats, 1, MAX_REPEATS)
@@ -263,7 +263,7 @@ class QuantizeConfig:
     static QDQ, per-channel weights), calibrated on training images, or on the inputs bench-infer
     would give a model without a dataset (the same flags)."""
 
-    model: Path = option(Path("exports/lenet5.onnx"), help="fp32 ONNX model")
+    model: Path = option(Path("exports/lenet5.onnx"), path="in-file", help="fp32 ONNX model")
     out: Path | None = option(None, metavar="PATH", default_text="the model's path with .int8.onnx",
                               path="out-file", help="int8 ONNX file to write")
     calibration_images: int = option(1000, metavar="N", help="samples the activation ranges are taken from: "
@@ -313,8 +313,8 @@ class SuiteConfig:
         in_range("--epochs", self.epochs, 1, MAX_EPOCHS)
         in_range("--sweep-epochs", self.sweep_epochs, 1, MAX_EPOCHS)
         in_range("--min-time", self.min_time, 0, MAX_SECONDS)
-        all_in_range("--sweep-threads", self.sweep_threads, 1, max_threads())
-        all_in_range("--sweep-ranks", self.sweep_ranks, 2, max_ranks())
+        checks.all_in_range("--sweep-threads", self.sweep_threads, 1, max_threads())
+        checks.all_in_range("--sweep-ranks", self.sweep_ranks, 2, max_ranks())
         for flag in ("sweep_train_batches", "sweep_valid_batches"):
-            all_in_range("--" + flag.replace("_", "-"), getattr(self, flag), 1)
+            checks.all_in_range("--" + flag.replace("_", "-"), getattr(self, flag), 1)
         self.out, self.json = Path(self.out), self.json and Path(self.json)

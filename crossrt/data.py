@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .system import host_memory
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -44,40 +45,56 @@ def _file_names(stem: str, rank: int) -> list[str]:
     return names + [n + ".gz" for n in names]
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if path.suffix == ".gz" or raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{path}: not a valid gzip file ({e})") from None
-    return raw
+def _dims(path: Path, head: bytes, rank: int) -> list[int]:
+    """The dimensions an IDX header gives, checked against what crossrt reads."""
+    if len(head) < 4 + 4 * rank:
+        raise DataError(f"{path}: truncated IDX header ({len(head)} bytes)")
+    zero, dtype, ndim = int.from_bytes(head[0:2], "big"), head[2], head[3]
+    if zero != 0 or dtype != IDX_UINT8 or ndim != rank:
+        raise DataError(f"{path}: wrong magic number 0x{head[:4].hex()} "
+                        f"(expected 0x0000080{rank}: unsigned bytes, {rank} dimension(s))")
+    dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank)]
+    if rank == 3 and dims[1:] != [IMAGE_SIZE, IMAGE_SIZE]:
+        raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
+    return dims
 
 
 def read_idx(path: Path, rank: int) -> np.ndarray:
-    """Read one IDX file of unsigned bytes, raw or gzip, checking its header against its size."""
+    """Read one IDX file of unsigned bytes, raw or gzip, checking its header against its size.
+
+    The header says how many bytes follow; that must fit in the memory available before any is
+    read, and a .gz is inflated no further than that (a gzip bomb of a few MB that would inflate
+    to many GB stops at its header's claim), so a hostile file is refused in one line, never a
+    MemoryError.
+    """
     path = Path(path)
-    raw = _read_bytes(path)
     header = 4 + 4 * rank
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes)")
-    zero, dtype, ndim = int.from_bytes(raw[0:2], "big"), raw[2], raw[3]
-    if zero != 0 or dtype != IDX_UINT8 or ndim != rank:
-        raise DataError(f"{path}: wrong magic number 0x{raw[:4].hex()} "
-                        f"(expected 0x0000080{rank}: unsigned bytes, {rank} dimension(s))")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank)]
-    if rank == 3 and dims[1:] != [IMAGE_SIZE, IMAGE_SIZE]:
-        raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
-    expected = int(np.prod(dims))
-    found = len(raw) - header
-    if found < expected:
-        raise DataError(f"{path}: truncated: header promises {expected} bytes of data, file has {found}")
-    if found > expected:
-        raise DataError(f"{path}: {found - expected} unexpected bytes after the data")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    try:
+        with open(path, "rb") as raw:
+            gz = path.suffix == ".gz" or raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+            dims = _dims(path, f.read(header), rank)
+            expected = int(np.prod(dims, dtype=object))
+            have = host_memory()
+            if have is not None and expected > have:
+                raise DataError(f"{path}: its header claims {expected:,} bytes of data, more than the {have:,} bytes "
+                                f"of memory available (a damaged or hostile file?)")
+            data = f.read(expected + 1)
+            extra = len(data) - expected
+            if extra > 0 and not gz:
+                extra = os.fstat(raw.fileno()).st_size - header - expected
+            while gz and 0 < extra < 2**26 and (more := f.read(2**20)):  # counted, within a bound
+                extra += len(more)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a valid gzip file ({e})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if extra < 0:
+        raise DataError(f"{path}: truncated: header promises {expected} bytes of data, file has {len(data)}")
+    if extra > 0:
+        raise DataError(f"{path}: {'more than ' * (extra >= 2**26)}{extra:,} unexpected bytes after the data")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def find_files(folder: Path) -> list[Path]:

@@ -5,7 +5,9 @@ launcher (the API behind torchrun), each running `python -m crossrt train ...` a
 what `torchrun --nproc-per-node P -m crossrt train ...` does, on one machine or many (README).
 A process knows it is a rank from the environment torchrun sets (RANK, WORLD_SIZE, ...).
 Ranks talk over gloo on CPUs and NCCL on GPUs (one GPU per rank); a collective that waits
-longer than TIMEOUT for a dead or stuck rank fails instead of hanging.
+longer than TIMEOUT for a dead or stuck rank fails instead of hanging. The ranks run the crossrt
+that launched them: never a `crossrt` (or any module) in the working folder, which `python -m`
+would otherwise put first on the path.
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
+def rank_command() -> list[str]:
+    """How a rank is started: `python -m crossrt`, but with this crossrt's folder in place of the
+    working folder at the head of the path (where `-m` would find a `crossrt` of the working folder)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # sys is built in; everything else is imported once the working folder is off the path.
+    return ["-c", f"import sys; sys.path[0] = {here!r}; import runpy; "
+                  f"runpy.run_module('crossrt', run_name='__main__', alter_sys=True)"]
+
+
 def launch(launcher: list[str], argv: list[str], nproc: int) -> int:
     """Run `python -m crossrt <argv>` as nproc ranks on this machine; the job's exit code.
 
@@ -104,7 +115,7 @@ def launch(launcher: list[str], argv: list[str], nproc: int) -> int:
     before = os.environ.get("CROSSRT_LAUNCHED_AS")
     os.environ["CROSSRT_LAUNCHED_AS"] = shlex.join([*launcher, *argv])
     try:
-        elastic_launch(config, sys.executable)("-m", "crossrt", *_without_nproc(argv))
+        elastic_launch(config, sys.executable)(*rank_command(), *_without_nproc(argv))
     except ChildFailedError as e:
         first, failure = e.get_first_failure()
         if first == 0 and failure.exitcode in EXIT_OWN:

@@ -6,18 +6,11 @@ partial result; the CLI saves it, says why, and exits 130 (interrupted) or 1 (fa
 
 from __future__ import annotations
 
-import sys
-
 # The exit codes of every crossrt command.
 EXIT_OK = 0  # done
 EXIT_FAILED = 1  # ran, and something measured failed (a disagreeing runtime, a diverged loss, a failed row)
 EXIT_USAGE = 2  # an error the user can fix: a flag, a file, a missing device; nothing was run
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; what finished was saved
-
-
-def say(message: str) -> None:
-    """An error as the user sees it: one line on stderr."""
-    print(f"crossrt: error: {message}", file=sys.stderr)
 
 
 class CrossrtError(Exception):
@@ -47,6 +40,15 @@ class ProviderError(CrossrtError):
 
 class ResultError(CrossrtError):
     """A result JSON file that cannot be used."""
+
+
+class WriteError(CrossrtError):
+    """A file that could not be written (a full disk, a file-size limit, a path that is not a
+    regular file); `path` names it, `reason` says why. The message says what was kept."""
+
+    def __init__(self, message: str, path=None, reason: str = ""):
+        super().__init__(message)
+        self.path, self.reason = path, reason
 
 
 class Busy(CrossrtError):

@@ -1,13 +1,19 @@
 """Named datasets: find them (system folder, cache), download them (SHA-256 checked), choose one.
 
 `--dataset auto` is MNIST when it can be had, else Fashion-MNIST, and the Dataset says which
-and why. A download lands in the cache only once its hash matches the published one.
+and why. A download lands in the cache only once its hash matches the published one, and ends
+in bounded time and size: a mirror that sends a byte every few seconds, or without end, is given
+up after DEADLINE_S or MAX_BYTES, not after a timeout per read that a slow drip never reaches.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import socket
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -49,22 +55,95 @@ def mirrors(name: str) -> tuple[str, ...]:
     return (override,) if override else MIRRORS[name]
 
 
-def _download(url: str, dest: Path, sha256: str, timeout: float) -> None:
-    """Stream url into a temp file beside dest; it replaces dest only if the hash matches."""
-    with atomic_file(dest) as out, urllib.request.urlopen(url, timeout=timeout) as response:
-        digest = hashlib.sha256()
-        while chunk := response.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise DataError(f"{url}: SHA-256 mismatch (got {digest.hexdigest()[:16]}..., "
-                            f"expected {sha256[:16]}...)")
+DEADLINE_S = 600.0  # for one file, from the first byte asked for to the last: MNIST is 10 MB at most
+MAX_BYTES = 64 * 2**20  # the largest file of either dataset is 26 MB
+
+
+class _Watchdog:
+    """The sockets of one download, shut down when its deadline passes: that ends a read that is
+    waiting (for the headers as for the body) at once, however slowly the bytes come."""
+
+    def __init__(self, seconds: float):
+        self.socks: list[socket.socket] = []
+        self.expired = False
+        self.timer = threading.Timer(seconds, self._expire)
+        self.timer.daemon = True
+
+    def _expire(self) -> None:
+        self.expired = True
+        for sock in self.socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urllib's opener (proxies, redirects) whose connections report their sockets here."""
+        dog = self
+
+        def tracked(base):
+            class Connection(base):
+                def connect(self):
+                    super().connect()
+                    dog.socks.append(self.sock)
+                    if dog.expired:
+                        dog._expire()
+            return Connection
+
+        class HTTP(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(tracked(http.client.HTTPConnection), req)
+
+        class HTTPS(urllib.request.HTTPSHandler):
+            def https_open(self, req):
+                return self.do_open(tracked(http.client.HTTPSConnection), req, context=self._context)
+
+        return urllib.request.build_opener(HTTP, HTTPS)
+
+
+def _download(url: str, dest: Path, sha256: str, timeout: float, deadline: float | None = None,
+              max_bytes: int | None = None) -> None:
+    """Stream url into a temp file beside dest; it replaces dest only if the hash matches.
+    timeout bounds each wait, deadline (DEADLINE_S) the whole download, max_bytes (MAX_BYTES) its size."""
+    deadline, max_bytes = deadline or DEADLINE_S, max_bytes or MAX_BYTES
+    dog, t0 = _Watchdog(deadline), time.monotonic()
+    dog.timer.start()
+    got = 0
+    try:
+        with atomic_file(dest) as out, dog.opener().open(url, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise DataError(f"{url}: {int(length):,} bytes, more than the {max_bytes:,} any dataset file has")
+            digest = hashlib.sha256()
+            while chunk := response.read1(1 << 16):  # returns what has come: the deadline is checked often
+                got += len(chunk)
+                if got > max_bytes:
+                    raise DataError(f"{url}: more than the {max_bytes:,} bytes any dataset file has; stopped")
+                if time.monotonic() - t0 > deadline:
+                    raise TimeoutError
+                digest.update(chunk)
+                out.write(chunk)
+            if dog.expired:
+                raise TimeoutError
+            if length and length.isdigit() and got != int(length):  # the connection closed early
+                raise DataError(f"{url}: broke off after {got:,} of {int(length):,} bytes")
+            if digest.hexdigest() != sha256:
+                raise DataError(f"{url}: SHA-256 mismatch (got {digest.hexdigest()[:16]}..., "
+                                f"expected {sha256[:16]}...)")
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        if dog.expired or isinstance(e, TimeoutError) and time.monotonic() - t0 > deadline:
+            raise DataError(f"{url}: not done after {deadline:g} s ({got:,} bytes came); given up") from None
+        if isinstance(e, OSError):
+            raise
+        raise DataError(f"{url}: {type(e).__name__}: {str(e)[:120] or 'no answer'}") from None
+    finally:
+        dog.timer.cancel()
 
 
 def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = None,
-          timeout: float = 30.0) -> Path:
+          timeout: float = 30.0, deadline: float | None = None, max_bytes: int | None = None) -> Path:
     """Download a named dataset into dest (default: the cache, unless the system already has it),
-    verifying every file's SHA-256.
+    verifying every file's SHA-256; each file within deadline seconds and max_bytes (DEADLINE_S, MAX_BYTES).
 
     Files already present with the right hash are kept, others are deleted and fetched again;
     a download only lands in dest once it has matched its hash, so an interrupted or tampered
@@ -75,9 +154,13 @@ def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = No
     dest = Path(dest) if dest is not None else cache_dir() / name
     urls = urls or mirrors(name)
     made = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
     try:
-        _fetch_files(name, dest, urls, timeout)
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"the cache folder {dest} for {PRETTY[name]}: cannot be created ({e.strerror or e}); "
+                        f"set $CROSSRT_CACHE to a folder crossrt can write") from None
+    try:
+        _fetch_files(name, dest, urls, timeout, deadline, max_bytes)
     except BaseException:
         if made and not any(dest.iterdir()):  # a failed first download leaves no empty cache folder behind
             dest.rmdir()
@@ -85,7 +168,7 @@ def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = No
     return dest
 
 
-def _fetch_files(name: str, dest: Path, urls: tuple[str, ...], timeout: float) -> None:
+def _fetch_files(name: str, dest: Path, urls: tuple[str, ...], timeout: float, deadline, max_bytes) -> None:
     for filename, sha256 in SHA256[name].items():
         target = dest / filename
         if target.is_file():
@@ -96,7 +179,7 @@ def _fetch_files(name: str, dest: Path, urls: tuple[str, ...], timeout: float) -
         for base in urls:
             url = base.rstrip("/") + "/" + filename
             try:
-                _download(url, target, sha256, timeout)
+                _download(url, target, sha256, timeout, deadline, max_bytes)
                 break
             except DataError as e:
                 errors.append(str(e))

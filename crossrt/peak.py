@@ -10,17 +10,26 @@ A busy moment depresses a measurement, and a depressed peak makes every "% of pe
 So the peak is the best of several tries, kept with their spread, and cached per machine and
 library versions: every run divides by the same figure. A run that beats the cached peak
 triggers a new measurement, and the better of the two is kept.
+
+The cache is never trusted: an entry that is not a positive, finite peak with its tries (a
+damaged or edited peaks.json) is measured again, and a cache that cannot be read or written
+(not a regular file, a full disk) costs a warning and a new measurement next time, never the run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import stat
+import sys
 from pathlib import Path
 from typing import Callable
 
+from .errors import CrossrtError
 from .files import atomic_write
 from .system import cache_dir, cpu_count, cpu_model, now_iso, version_of
+from .text import printable
 from .timing import call_times
 
 GEMM_N = 1024  # 2.1 GFLOP per product: long enough to time, short enough to cost ~0.2 s
@@ -125,12 +134,41 @@ def _peak_cache() -> Path:
     return cache_dir() / "peaks.json"
 
 
+MAX_PEAK = 1e9  # GFLOP/s: an exaflop, a thousand times any GPU of today's
+MAX_CACHE_BYTES = 16 * 2**20
+
+
+def _number(x, low: float, high: float) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and low <= x <= high  # NaN is in no range
+
+
+def sound(entry) -> bool:
+    """A cached peak that can be divided by: a positive, finite peak, with its tries and spread."""
+    return (isinstance(entry, dict) and _number(entry.get("peak"), 1e-9, MAX_PEAK)
+            and isinstance(entry.get("tries"), list) and bool(entry["tries"])
+            and all(_number(t, 0, MAX_PEAK) for t in entry["tries"]) and _number(entry.get("spread"), 0, 1))
+
+
 def _load_peaks() -> dict:
+    """The cached peaks that are sound; a damaged entry is dropped (measured again), a damaged
+    or unreadable file is no cache. Only a regular file is read (a FIFO there would hang)."""
+    path = _peak_cache()
     try:
-        data = json.loads(_peak_cache().read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_CACHE_BYTES:
+            return {}
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         return {}  # no cache yet, or a damaged one: measure again
+    return {k: v for k, v in data.items() if sound(v)} if isinstance(data, dict) else {}
+
+
+def _save_peaks(cache: dict) -> None:
+    try:
+        atomic_write(_peak_cache(), json.dumps(cache, indent=1))
+    except (OSError, CrossrtError) as e:  # the peak is measured; only the next run measures it again
+        print(f"crossrt: warning: the peak cache cannot be written ({printable(e)}); the next run measures "
+              f"the peak again", file=sys.stderr)
 
 
 def _measure_peak(device: str, threads: int, math: str, tries: int) -> dict:
@@ -168,7 +206,7 @@ def measured_peak(device: str, threads: int, math: str = "fp32", *, again: bool 
     if key in cache and cache[key]["peak"] >= entry["peak"]:
         return cache[key]
     cache[key] = entry
-    atomic_write(_peak_cache(), json.dumps(cache, indent=1))
+    _save_peaks(cache)
     return entry
 
 

@@ -7,7 +7,8 @@ import sys
 
 from .checks import in_range
 from .commands import check_outputs, write_plots
-from .errors import EXIT_FAILED, EXIT_OK, say
+from .errors import EXIT_FAILED, EXIT_OK
+from .outcome import err
 
 
 def cmd_report(a, cfg) -> int:
@@ -57,7 +58,7 @@ def cmd_compare(a, cfg) -> int:
     if a.fail_if_slower is not None:
         slower = [r for r in rows if r["verdict"] == "slower" and r["ratio"] < 1 - a.fail_if_slower / 100]
         if slower:
-            say(f"{len(slower)} row(s) of B slower than A beyond the noise and by more than {a.fail_if_slower:g}%: "
+            err(f"{len(slower)} row(s) of B slower than A beyond the noise and by more than {a.fail_if_slower:g}%: "
                 + "; ".join(f"{r['what']} {r['ratio']:.3f}x" for r in slower))
             return EXIT_FAILED
     return EXIT_OK

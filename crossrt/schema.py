@@ -33,6 +33,11 @@ from .errors import ResultError
 
 SCHEMA_VERSION = 11  # what new files are written as
 READABLE_SCHEMAS = tuple(range(1, SCHEMA_VERSION + 1))
+# No figure crossrt measures comes near these (1e15 s is 30 million years, 1e15 images/s a
+# billion GPUs): a number beyond them is a damaged or forged file, and would overflow the tables'
+# arithmetic (1e308 + 1e308 is inf).
+MAX_FLOAT = 1e15
+MAX_INT = 2**63
 
 
 def check_header(data: dict, path: Path, kinds: tuple[str, ...]) -> None:
@@ -65,10 +70,17 @@ def _wrong(where: str, value, hint) -> ValueError:
     return ValueError(f"{where} is {value!r:.40}, expected {shown}")
 
 
-def build(hint, value, where: str):
+def _is_duration(name: str) -> bool:
+    """A field in seconds or milliseconds (units are in the names: train_s, latency_ms): never negative."""
+    return name.endswith(("_s", "_ms"))
+
+
+def build(hint, value, where: str, duration: bool = False):
     """value (loaded JSON) as the type hint says: dataclasses built from dicts (keys that are not
     fields, such as derived figures, dropped; the old names in a class's `renamed` read as the new
-    ones), every value checked. ValueError names the first that does not fit; TypeError a missing field."""
+    ones), every value checked: numbers finite and within MAX_FLOAT / MAX_INT, durations (fields
+    named *_s, *_ms, and what they hold) not negative. ValueError names the first that does not
+    fit; TypeError a missing field."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -76,20 +88,21 @@ def build(hint, value, where: str):
         options = [a for a in args if a is not type(None)]
         for a in options[:-1]:
             try:
-                return build(a, value, where)
+                return build(a, value, where, duration)
             except ValueError:
                 continue
-        return build(options[-1], value, where)
+        return build(options[-1], value, where, duration)
     if is_dataclass(hint):
         if not isinstance(value, dict):
             raise _wrong(where, value, hint)
         value = {**{new: value[old] for old, new in getattr(hint, "renamed", {}).items() if old in value}, **value}
         hints, names = typing.get_type_hints(hint), {f.name for f in fields(hint)}
-        return hint(**{k: build(hints[k], v, f"{where}.{k}") for k, v in value.items() if k in names})
+        return hint(**{k: build(hints[k], v, f"{where}.{k}", duration or _is_duration(k))
+                       for k, v in value.items() if k in names})
     if origin is list:
         if not isinstance(value, list):
             raise _wrong(where, value, hint)
-        return [build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [build(args[0], v, f"{where}[{i}]", duration) for i, v in enumerate(value)]
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
             raise _wrong(where, value, hint)
@@ -99,10 +112,15 @@ def build(hint, value, where: str):
           bool: lambda v: isinstance(v, bool), type(None): lambda v: v is None}[hint]
     if not ok(value) or (hint is not bool and isinstance(value, bool)):
         raise _wrong(where, value, hint)
+    if hint in (int, float):
+        if not abs(value) <= (MAX_INT if hint is int else MAX_FLOAT):  # NaN and inf fail this too
+            raise ValueError(f"{where} is {value!r:.40}, beyond any figure crossrt measures")
+        if duration and value < 0:
+            raise ValueError(f"{where} is {value!r:.40}: a duration cannot be negative")
     return value
 
 
 def dict_has(d: dict, spec: dict[str, type], where: str) -> None:
     """A free-form dict inside a result holds the keys (of the types) that the tables read."""
     for key, hint in spec.items():
-        build(hint, d.get(key), f"{where}[{key!r}]")
+        build(hint, d.get(key), f"{where}[{key!r}]", _is_duration(key))

@@ -156,19 +156,31 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress: Progress | None = None) -
     usable = {device: runtimes_on(device, cfg.runtimes) for device in {m[1] for m in mode_list}}
     progress.total(plan_units(cfg, ds, mode_list, usable))
     result = SuiteResult(dataset=ds.name, dataset_source=ds.source, config=plain(cfg))
+    unfinished: list[str] = []  # a mode stopped part-way, kept as far as it got
     try:
         for name, device, threads in mode_list:
-            train_result, onnx_path = _train_mode(name, device, threads, cfg.epochs, REFERENCE_BATCH, cfg, ds,
-                                                  progress, export=True)
-            runtimes, cannot = usable[device]
-            progress.start(f"{name}: validation under {', '.join(runtimes)}")
-            bench = None
-            if runtimes:
-                bcfg = BenchConfig(data=cfg.data, model=onnx_path, providers=(device,), threads=(threads,),
-                                   runtimes=runtimes, min_time=cfg.min_time, isolate=cfg.isolate)
-                bench = _bench(bcfg, ds, progress, name)
-                bench.skipped += cannot
-            result.modes.append(ModeResult(name, device, threads, train_result, bench))
+            mode = ModeResult(name, device, threads)
+            try:
+                mode.train, onnx_path = _train_mode(name, device, threads, cfg.epochs, REFERENCE_BATCH, cfg, ds,
+                                                    progress, export=True)
+                runtimes, cannot = usable[device]
+                progress.start(f"{name}: validation under {', '.join(runtimes)}")
+                if runtimes:
+                    bcfg = BenchConfig(data=cfg.data, model=onnx_path, providers=(device,), threads=(threads,),
+                                       runtimes=runtimes, min_time=cfg.min_time, isolate=cfg.isolate)
+                    mode.bench = _bench(bcfg, ds, progress, name)
+                    mode.bench.skipped += cannot
+            except (KeyboardInterrupt, CrossrtError) as stop:  # the mode as far as it got is kept
+                kept = getattr(stop, "result", None)
+                if isinstance(kept, TrainResult):
+                    mode.train = kept
+                elif kept is not None:
+                    mode.bench = kept
+                if mode.train is not None:
+                    result.modes.append(mode)
+                    unfinished.append(name)
+                raise
+            result.modes.append(mode)
         if cfg.sweep:
             result.sweep = sweep = Sweep()
             sweep.train = [
@@ -186,7 +198,9 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress: Progress | None = None) -
     except (KeyboardInterrupt, CrossrtError) as e:  # the modes that finished are saved all the same
         failed = isinstance(e, CrossrtError) and not getattr(e, "interrupted", False)
         what = f"{e}; stopped" if failed else "interrupted"
-        raise Stopped(f"{what} after {len(result.modes)} complete mode(s)", result, interrupted=not failed) from None
+        kept = f" (kept as far as it got: {', '.join(unfinished)})" if unfinished else ""
+        raise Stopped(f"{what} after {len(result.modes) - len(unfinished)} complete mode(s){kept}", result,
+                      interrupted=not failed) from None
     finally:
         result.environment = environment()
         result.peak_rss_mb = peak_rss_mb()

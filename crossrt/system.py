@@ -131,10 +131,28 @@ def available_memory(device="cpu") -> int | None:
         import torch
 
         return torch.cuda.mem_get_info(device)[0]
+    return host_memory()
+
+
+def host_memory() -> int | None:
+    """Bytes of RAM this process can still take: the kernel's MemAvailable (free, and what it can
+    reclaim from caches), within the container's own limit (cgroup v2) where it has one."""
+    have = None
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+        meminfo = dict(ln.split(":", 1) for ln in Path("/proc/meminfo").read_text().splitlines() if ":" in ln)
+        have = int(meminfo["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        try:
+            have = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            have = min(have, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return have
 
 
 def sync(device) -> None:

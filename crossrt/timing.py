@@ -82,6 +82,8 @@ def stability(repeat_s, items_per_repeat: int, *, rules_met: bool = True, noise_
     t = np.asarray(repeat_s, dtype=np.float64)
     if t.size < 2:
         return Stability(None, None, False, f"one repeat only: no spread to judge ({more})")
+    if not (t > 0).all():  # only a damaged or forged file holds a repeat that took no time
+        return Stability(None, None, False, "a repeat of 0 s or less: not a measurement")
     cv = float(t.std(ddof=1) / t.mean())
     low, high = np.percentile(items_per_repeat / bootstrap_means(t, np.random.default_rng(0)), [2.5, 97.5])
     cause = None

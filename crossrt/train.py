@@ -26,7 +26,7 @@ from . import checkpoint, distributed
 from .checks import fits
 from .config import TrainConfig
 from .data import Dataset, normalize
-from .errors import ConfigError, Stopped
+from .errors import ConfigError, Stopped, WriteError
 from .flops import activations_per_image, forward_flops
 from .model import LeNet5
 from .peak import measured_peak, unbeaten
@@ -125,6 +125,26 @@ def uses_graphs(cfg: TrainConfig, device: torch.device, world: int) -> bool:
     return cfg.cuda_graph if cfg.cuda_graph is not None else (device.type == "cuda" and world == 1)
 
 
+def on_disk(cfg: TrainConfig, result: TrainResult) -> tuple[int, str]:
+    """How many of this run's epochs its checkpoint really holds, read back from the file (a
+    signal may have come in the middle of writing it), and that in words, with what to do next."""
+    n = checkpoint.epochs_kept(cfg.checkpoint, [vars(e) for e in result.epochs])
+    if n == cfg.epochs:
+        return n, (f"{cfg.checkpoint} holds all {n} epoch(s) (export it with: crossrt export --checkpoint "
+                   f"{cfg.checkpoint})")
+    if n:
+        return n, f"{cfg.checkpoint} keeps {n} epoch(s)"
+    earlier = f" ({cfg.checkpoint} is from an earlier run)" if cfg.checkpoint.exists() else ""
+    return 0, f"no checkpoint of this run was written{earlier}"
+
+
+def _stop(cfg: TrainConfig, result: TrainResult, why: str, me: int, interrupted: bool) -> Stopped:
+    """Stopped with what the checkpoint on disk holds (rank 0 writes it and says it); resumable
+    only when --resume would continue from it."""
+    n, kept = on_disk(cfg, result) if me == 0 else (0, "")
+    return Stopped(f"{why}; {kept}" if kept else why, result, interrupted=interrupted, resumable=0 < n < cfg.epochs)
+
+
 def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
           rank: distributed.Rank | None = None) -> tuple[TrainResult, LeNet5]:
     """Train (or resume) per cfg; checkpoint after every epoch; return the result and model.
@@ -197,25 +217,29 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
                 train_cpu_s, valid_cpu_s = cpu.tolist()
 
             if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
-                raise Stopped(f"epoch {epoch}: loss is {train_loss} (training) / {valid_loss} (validation); "
-                              f"stopped, {cfg.checkpoint} keeps the last good epoch ({epoch - 1}); "
-                              f"try a lower --lr", result, interrupted=False)
+                stop = _stop(cfg, result, f"epoch {epoch}: loss is {train_loss} (training) / {valid_loss} "
+                             f"(validation); stopped (try a lower --lr)", me, interrupted=False)
+                stop.resumable = False  # the same settings would diverge again
+                raise stop
             if scheduler is not None:
                 scheduler.step()
             e = EpochResult(epoch, train_loss, train_s, valid_loss, valid_acc, valid_s, lr, train_cpu_s, valid_cpu_s)
             result.epochs.append(e)
             if me == 0:
-                checkpoint.save(cfg.checkpoint, cfg, data, *state, [vars(x).copy() for x in result.epochs])
+                try:
+                    checkpoint.save(cfg.checkpoint, cfg, data, *state, [vars(x).copy() for x in result.epochs])
+                except WriteError as full:  # a full disk: the previous checkpoint is whole; say what it holds
+                    raise _stop(cfg, result, f"epoch {epoch}: {full.path} could not be written ({full.reason})", me,
+                                interrupted=False) from None
             progress.end_epoch(e)
     except KeyboardInterrupt:
-        raise Stopped(f"interrupted after {len(result.epochs)} completed epoch(s); checkpoint "
-                      f"{cfg.checkpoint} keeps them", result, resumable=True) from None
+        raise _stop(cfg, result, f"interrupted after {len(result.epochs)} completed epoch(s)", me, True) from None
     except RuntimeError as e:  # with ranks: another one died or stopped (gloo raises plain RuntimeErrors)
         if world == 1:
             raise
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise Stopped(f"rank {me}: the ranks lost each other after {len(result.epochs)} epoch(s) ({why}); "
-                      f"{cfg.checkpoint} keeps the last good epoch", result, interrupted=False) from None
+        raise _stop(cfg, result, f"rank {me}: the ranks lost each other after {len(result.epochs)} epoch(s) ({why})",
+                    me, interrupted=False) from None
     finally:
         result.peak_rss_mb = peak_rss_mb()  # the process's peak so far: data, model, training
         distributed.leave()

@@ -175,4 +175,6 @@ def test_a_suite_that_fails_late_keeps_the_modes_that_finished(capsys, workdir, 
     err = capsys.readouterr().err
     assert "CUDAExecutionProvider could not run the model; stopped after 1 complete mode(s)" in err
     result = load_result(workdir / "suite.json")
-    assert result.complete is False and [m.mode for m in result.modes] == ["cpu 1 thread"]
+    # The second mode trained before its bench failed: that training is kept, without a bench.
+    assert result.complete is False and [m.mode for m in result.modes] == ["cpu 1 thread", "cpu 2 threads"]
+    assert result.modes[1].bench is None and "kept as far as it got: cpu 2 threads" in err

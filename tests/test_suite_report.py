@@ -174,6 +174,9 @@ def test_suite_interrupted_keeps_finished_modes(capsys, workdir, tiny_data, monk
     monkeypatch.setattr(crossrt.suite, "cpu_count", lambda: 2)  # two CPU modes on any machine
     assert main(["suite", "--data-dir", str(tiny_data), "--epochs", "1", "--device", "cpu",
                  "--out", str(workdir / "s"), "--min-time", "0", "--json", "suite.json"]) == 130
-    assert "partial results saved" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "partial results saved" in err and "after 1 complete mode(s) (kept as far as it got: cpu 2 threads)" in err
     result = load_result(workdir / "suite.json")
-    assert result.complete is False and [m.mode for m in result.modes] == ["cpu 1 thread"]
+    # The second mode was stopped in its validation: its finished training is kept, without a bench.
+    assert result.complete is False and [m.mode for m in result.modes] == ["cpu 1 thread", "cpu 2 threads"]
+    assert result.modes[0].bench.complete and result.modes[1].train.complete and result.modes[1].bench is None

@@ -18,9 +18,9 @@ from conftest import ROOT, python_path, run_cli, write_dataset
 
 from crossrt import __version__
 from crossrt.cli import launcher, main
-from crossrt.commands import resume_command
 from crossrt.compare import compare, load_results, merge, to_markdown
 from crossrt.files import load_result
+from crossrt.outcome import resume_command
 from crossrt.peak import measured_peak
 from crossrt.timing import stability
 from crossrt.ui.plots import run_name

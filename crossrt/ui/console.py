@@ -8,19 +8,38 @@ terminal at all; piped output has no colours.
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape as esc
+from rich.errors import MarkupError
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..results import EpochResult, InferRun
+from ..text import printable
 
-console = Console()
+# No :emoji: codes: a name from a file is shown as it is. Below PLAIN_WIDTH columns (a narrow
+# pane, COLUMNS=5, COLUMNS=0) tables are plain `name: value` lists (crossrt.ui.layout) and rich
+# wraps nothing (the terminal does); rich, which prints nothing at all at 0 columns, is given 20.
+PLAIN_WIDTH = 40
+console = Console(emoji=False)
+if console.width < PLAIN_WIDTH:
+    console.width, console.soft_wrap = max(console.width, 20), True
+
+
+def esc(text) -> str:
+    """Text from outside (a path, a name, a field of a file) as rich markup that shows it as it
+    is: markup escaped, control characters made visible (crossrt.text.printable)."""
+    return escape(printable(str(text)))
 
 
 def note(text: str) -> None:
     """A line of plain output, never re-highlighted, never broken by rich: paths in it stay
     whole and copyable (the terminal wraps long lines). Rich markup is allowed, so any text
-    from outside (paths, names, reasons) goes in through esc()."""
-    console.print(text, highlight=False, soft_wrap=True)
+    from outside (paths, names, reasons) goes in through esc(); should one slip through
+    unescaped, it is shown as plain text, and no control character reaches the terminal."""
+    text = printable(text, keep_newlines=True)
+    try:
+        console.print(text, highlight=False, soft_wrap=True)
+    except MarkupError:
+        console.print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 def dataset_line(ds) -> None:

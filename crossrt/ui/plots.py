@@ -7,6 +7,8 @@ one-line error. Figures are written atomically like every other crossrt file. Re
 configuration are one point (their median) with error bars over their 95% intervals; legends sit
 outside the data; every axis read as a ratio starts at 0; epochs are whole numbers; titles say the
 dataset, the machine and the epochs; every run is named by its run id, as `report` names it.
+Names come from result files: they are drawn as they are, never read as mathtext ($...$), and
+with their control characters made visible.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from ..compare import cost_rows, hardware_of, model_of, train_setup
 from ..errors import ConfigError
 from ..files import atomic_write
 from ..results import BenchResult, TrainResult
+from ..text import printable
+
+# The files write_all may write into --plots, checked before any work (crossrt.commands).
+PLOT_FILES = ("learning_curves.png", "throughput_vs_threads.png", "train_vs_valid.png")
 
 
 def pyplot():
@@ -29,6 +35,7 @@ def pyplot():
         raise ConfigError("--plots needs matplotlib: pip install 'crossrt[plots]' "
                           "(or: .venv/bin/pip install matplotlib)") from None
     matplotlib.use("Agg")  # files only, no display needed
+    matplotlib.rcParams["text.parse_math"] = False  # a "$" in a run's name is a dollar sign
     import matplotlib.pyplot as plt
 
     return plt
@@ -45,12 +52,12 @@ def _about(results: list) -> str:
     """What the results have in common, for a title: their datasets and machines."""
     datasets = sorted({r.dataset or "generated inputs" for r in results})
     machines = sorted({hardware_of(r.environment) for r in results})
-    return f"{', '.join(datasets)}; {', '.join(machines)}"
+    return printable(f"{', '.join(datasets)}; {', '.join(machines)}")
 
 
 def run_name(r: TrainResult) -> str:
     """A training run as a legend names it: its setting, epochs and run id."""
-    return f"{train_setup(r)}, {len(r.epochs)} ep, run {r.run_id}"
+    return printable(f"{train_setup(r)}, {len(r.epochs)} ep, run {r.run_id}")
 
 
 def learning_curves(trains: list[TrainResult], path: Path) -> Path:
@@ -93,8 +100,8 @@ def thread_series(benches: list[BenchResult]) -> dict[str, dict[str, dict[int, l
     for b in benches:
         where = (f", {model_of(b)[1]}" if models else "") + (f", {hardware_of(b.environment)}" if machines else "")
         for run in (x for x in b.runs if x.provider == "cpu"):
-            series = f"batch {run.batch_size}{' no-spin' if run.spin is False else ''}{where}"
-            out.setdefault(run.runtime_label.removesuffix(" no-spin"), {}).setdefault(series, {}) \
+            series = printable(f"batch {run.batch_size}{' no-spin' if run.spin is False else ''}{where}")
+            out.setdefault(printable(run.runtime_label.removesuffix(" no-spin")), {}).setdefault(series, {}) \
                .setdefault(run.threads_effective or run.threads, []).append(run)
     return out
 
@@ -143,7 +150,8 @@ def train_vs_valid(pairs: list[tuple[TrainResult, BenchResult | None]], path: Pa
         n = len(train.epochs) or 1
         for label, t, v in cost_rows(train, bench.runs if bench else []):
             label = label.replace("PyTorch inside `train`", "PyTorch (train's own loop)")
-            bars.append((f"run {train.run_id}\n{label.replace(', ', chr(10), 1)}", t / n, v / n))
+            bars.append((printable(f"run {train.run_id}\n{label.replace(', ', chr(10), 1)}", keep_newlines=True),
+                         t / n, v / n))
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(bars)), 4.8))
     labels = [b[0] for b in bars]
     train_s, valid_s = [b[1] for b in bars], [b[2] for b in bars]
@@ -164,9 +172,9 @@ def write_all(plot_dir: Path, pairs: list[tuple[TrainResult, BenchResult | None]
     plot_dir = Path(plot_dir)
     written = []
     if pairs:
-        written.append(learning_curves([t for t, _ in pairs], plot_dir / "learning_curves.png"))
+        written.append(learning_curves([t for t, _ in pairs], plot_dir / PLOT_FILES[0]))
     if any(r.provider == "cpu" for b in benches for r in b.runs):
-        written.append(throughput_vs_threads(benches, plot_dir / "throughput_vs_threads.png"))
+        written.append(throughput_vs_threads(benches, plot_dir / PLOT_FILES[1]))
     if pairs:
-        written.append(train_vs_valid(pairs, plot_dir / "train_vs_valid.png"))
+        written.append(train_vs_valid(pairs, plot_dir / PLOT_FILES[2]))
     return written

@@ -16,7 +16,7 @@ from .layout import Col, ci, cold, fitted, num, pct, peak_pct, secs, stable
 def train_summary(r: TrainResult) -> Table:
     s, n = r.summary(), len(r.epochs)
     per = (lambda x: secs(x / n)) if n else (lambda x: "—")
-    steadiness = "stable" if s["train_stable"] else f"[yellow]unstable: {s['train_unstable_cause']}[/]"
+    steadiness = "stable" if s["train_stable"] else f"[yellow]unstable: {esc(s['train_unstable_cause'])}[/]"
     rows = [
         ["training time", secs(s["train_s"]), f"{per(s['train_s'])} per epoch"],
         ["validation time", secs(s["valid_s"]),
@@ -25,7 +25,7 @@ def train_summary(r: TrainResult) -> Table:
          + (f" + setup; without the setup {secs(s['total_without_setup_s'])}" if r.setup_s else "")],
         *([["setup (CUDA graphs)", secs(r.setup_s), "warm-up (cuDNN's algorithm search "
             + ("on" if r.tuning.get("cudnn_benchmark") else "off") + ") and capture; before it, not counted: "
-            + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f} s" for k, v in r.setup_parts.items()
+            + ", ".join(esc(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f} s") for k, v in r.setup_parts.items()
                         if k != "warmup_and_capture_s")]] if r.setup_s else []),
         ["first epoch", secs(s["first_epoch_s"]), "train + valid; includes warm-up cost"],
         ["steady epoch (training)", secs(s["steady_epoch_train_s"]),
@@ -38,8 +38,8 @@ def train_summary(r: TrainResult) -> Table:
     ]
     if s["percent_of_peak"] is not None:
         p = r.peak
-        rows.append([f"% of {r.math} peak", peak_pct(s["percent_of_peak"]),
-                     f"of {p['peak']:,.0f} GFLOP/s, a measured {r.math} GEMM on the same {r.device} threads"
+        rows.append([f"% of {esc(r.math)} peak", peak_pct(s["percent_of_peak"]),
+                     esc(f"of {p['peak']:,.0f} GFLOP/s, a measured {r.math} GEMM on the same {r.device} threads")
                      + (f" (best of {len(p['tries'])}, spread {100 * p['spread']:.0f}%)" if "tries" in p else "")])
     if s["train_cpu_s_per_1k"] is not None:
         rows.append(["CPU cost", f"{s['train_cpu_s_per_1k']:.2f} s / 1k img",
@@ -59,7 +59,8 @@ def train_summary(r: TrainResult) -> Table:
                  ["ONNX Runtime parity", f"[{ok}]{pct(o.top1_agreement)} top-1[/]",
                   f"max |logit diff| {o.max_abs_diff:.2e} on {o.images:,} images"]]
     ranks = f"{r.world_size} ranks ({r.backend}) x " if r.world_size > 1 else ""
-    title = f"LeNet5 ({r.arch}) on {esc(r.dataset)}: {n} epoch(s), {r.device}, {ranks}{r.threads} thread(s), {r.precision}"
+    title = esc(f"LeNet5 ({r.arch}) on {r.dataset}: {n} epoch(s), {r.device}, {ranks}{r.threads} thread(s), "
+                f"{r.precision}")
     if not r.complete:
         title += " [yellow](stopped early)[/]"
     return fitted(title, [Col("measure", left=True, key=True), Col("value"), Col("note", left=True, wrap=True)], rows)
@@ -123,7 +124,8 @@ def bench_table(r: BenchResult) -> Table:
         lat, red = x.latency_ms, (lambda v: f"[bold red]{v}[/]" if x.parity_ok is False else v)
         w = worst_output(x)
         diff = "—" if w is None or w["max_rel"] is None else str(w.get("note") or f"{w['max_rel']:.1e}")
-        rows.append([x.runtime_label, x.where, str(x.threads or "auto"), str(x.batch_size), num(x.samples_per_s),
+        rows.append([esc(x.runtime_label), esc(x.where), str(x.threads or "auto"), str(x.batch_size),
+                     num(x.samples_per_s),
                      *([ratio(x.samples_per_s, torch_row) if torch_row else "—"] if torch_rows else []),
                      "—" if x.cv is None else f"{100 * x.cv:.1f}%", stable(x.stable), ci(x.ci95),
                      num(x.gflops, 1), peak_pct(x.percent_of_peak),
@@ -175,7 +177,7 @@ def split_table(r: BenchResult) -> Table | None:
     if not runs:
         return None
     verdicts = [bottleneck(x.split_ms) for x in runs]
-    rows = [[x.runtime, str(x.batch_size), *("—" if x.split_ms.get(k) is None else f"{x.split_ms[k]:.3f}"
+    rows = [[esc(x.runtime), str(x.batch_size), *("—" if x.split_ms.get(k) is None else f"{x.split_ms[k]:.3f}"
                                              for k in ("h2d", "enqueue", "compute", "d2h")),
              f"{x.latency_ms.mean:.3f}", verdict] for x, (verdict, _) in zip(runs, verdicts)]
     cols = [Col("runtime", left=True, key=True), Col("batch", fold=True, key=True), Col("host-to-\ndevice"), Col("enqueue"),
@@ -186,11 +188,11 @@ def split_table(r: BenchResult) -> Table | None:
 
 def cost_table(r: BenchResult, train: TrainResult) -> Table:
     """The reference's split: training time, validation time, total, with validation priced per runtime."""
-    rows = [[label, secs(t), secs(v), secs(t + v), pct(v / (t + v))] for label, t, v in cost_rows(train, r.runs)]
+    rows = [[esc(label), secs(t), secs(v), secs(t + v), pct(v / (t + v))] for label, t, v in cost_rows(train, r.runs)]
     cols = [Col("validation by", left=True, wrap=True, key=True), Col("training"), Col("validation"), Col("total", drop=2),
             Col("validation\nshare", drop=1)]
-    return fitted(f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: "
-                  f"{train_setup(train)}, {train.dataset})", cols, rows)
+    return fitted(esc(f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: "
+                      f"{train_setup(train)}, {train.dataset})"), cols, rows)
 
 
 def bench_tables(result: BenchResult, training: TrainResult | None) -> None:
@@ -217,7 +219,7 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
     rows, ends = [], []
     for m in result.modes:
         tr, s = m.train, m.train.summary()
-        rows.append([esc(hardware_of(tr.environment, tr.device)), m.mode, "PyTorch (crossrt train)",
+        rows.append([esc(hardware_of(tr.environment, tr.device)), esc(m.mode), "PyTorch (crossrt train)",
                      secs(s["train_s"] / div), secs(s["valid_s"] / div), secs(s["total_s"] / div),
                      pct(s["final_accuracy"]), f"{num(s['images_per_s'])} train"])
         runs = m.bench.runs if m.bench else []
@@ -225,7 +227,7 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
             io = "" if run.io == "host" else f" ({run.io})"
             name = (RUNTIMES[run.runtime].label if run.runtime in RUNTIMES else run.runtime) + \
                 (f" {run.precision}" if run.precision == "bf16" else "")
-            rows.append(["", "", f"validation: {name}{io}", secs(train_s / div), secs(valid_s / div),
+            rows.append(["", "", esc(f"validation: {name}{io}"), secs(train_s / div), secs(valid_s / div),
                          secs((train_s + valid_s) / div), pct(run.accuracy), f"{num(run.samples_per_s)} valid"])
         ends += [False] * (len(runs) + 1)
         ends[-1] = True
@@ -251,7 +253,7 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
 
 
 def scaling_table(rows: list[dict]) -> Table:
-    cells = [[r["phase"], str(r["batch_size"]), str(r["threads"]), num(r["images_per_s"]),
+    cells = [[esc(r["phase"]), str(r["batch_size"]), str(r["threads"]), num(r["images_per_s"]),
               "—" if r["speedup"] is None else f"{r['speedup']:.2f}x",
               "—" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%"] for r in rows]
     cols = [Col("phase", left=True, wrap=True, key=True), Col("batch", key=True), Col("threads", key=True), Col("images/s"), Col("speed-up"),
@@ -284,21 +286,21 @@ def report_tables(rows: list[dict]) -> list:
     for machine, key, kind in dict.fromkeys((r["machine"], r["model_key"], r["kind"]) for r in rows):
         mine = [r for r in rows if (r["machine"], r["model_key"], r["kind"]) == (machine, key, kind)]
         model = " = ".join(dict.fromkeys(models[machine, key]))
-        cells = [[r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]", esc(r["dataset"]), r["device"],
-                  r["runtime"], str(r["threads"]), str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]),
+        cells = [[r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]", esc(r["dataset"]), esc(r["device"]),
+                  esc(r["runtime"]), esc(r["threads"]), str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]),
                   secs(r["train_s"]), secs(r["valid_s"]), secs(r["total_s"]), num(r["samples_per_s"]), str(r["n"]),
                   "—" if r["spread"] is None else f"{100 * r['spread']:.1f}%", pct(r["accuracy"]), stable(r["stable"]),
-                  r["run"].replace(",", ", ")] for r in mine]
+                  esc(r["run"].replace(",", ", "))] for r in mine]
         caption = "* stopped before the end (complete: false)" if not all(r["complete"] for r in mine) else None
         tables.append(fitted(esc(f"{machine}: {model}"), REPORT_COLS, cells, caption=caption))
     return tables
 
 
 def compare_table(rows: list[dict], a: str, b: str, noise: float) -> Table:
-    cells = [[r["what"], num(r["a"]), num(r["b"]), f"{r['ratio']:.3f}x",
+    cells = [[esc(r["what"]), num(r["a"]), num(r["b"]), f"{r['ratio']:.3f}x",
               "—" if r["ci95"] is None else f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
               {"faster": "[green]faster[/]", "slower": "[red]slower[/]"}.get(r["verdict"], r["verdict"])]
              for r in rows]
     cols = [Col("configuration", left=True, wrap=True, key=True), Col("A img/s"), Col("B img/s"), Col("B / A"),
             Col("95% CI", drop=1), Col("verdict", left=True)]
-    return fitted(f"B against A, matching rows (A: {a}; B: {b}; noise band ±{100 * noise:.0f}%)", cols, cells)
+    return fitted(esc(f"B against A, matching rows (A: {a}; B: {b}; noise band ±{100 * noise:.0f}%)"), cols, cells)
