@@ -23,6 +23,7 @@ from . import inputs
 from .bench_infer import compare_outputs
 from .config import QuantizeConfig
 from .data import Dataset, in_batches, normalize
+from .errors import ModelError
 from .files import atomic_write
 from .runtimes.onnxruntime import cpu_logits, cpu_outputs
 
@@ -70,13 +71,16 @@ def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax)
             proto = onnx.load(str(out))
+            onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                                   "quantization": f"{METHOD} on {what}",
+                                                   "calibration_images": what.split()[0].replace(",", ""),
+                                                   "quantized_from": str(cfg.model)})
+            onnx.checker.check_model(proto)
+    except Exception as e:  # ONNX Runtime's tools and ONNX's checker: the model is the cause, said in one line
+        why = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ModelError(f"{cfg.model}: cannot be quantized ({type(e).__name__}: {why})") from None
     finally:
         logging.disable(logging.NOTSET)
-    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
-                                           "quantization": f"{METHOD} on {what}",
-                                           "calibration_images": what.split()[0].replace(",", ""),
-                                           "quantized_from": str(cfg.model)})
-    onnx.checker.check_model(proto)
     atomic_write(cfg.out, proto.SerializeToString())
 
     sizes = {"fp32_bytes": cfg.model.stat().st_size, "int8_bytes": cfg.out.stat().st_size, "calibration": what,
