@@ -163,6 +163,8 @@ def build_parser() -> Parser:
                    help="the mode to check (default: cuda where a GPU is listed or usable, else cpu)")
     d.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="check this folder of IDX files too (default: say what --dataset auto would use)")
+    d.add_argument("--measure-peak", action="store_true",
+                   help="measure the fp32 peaks again, replacing the cached ones (default: show the cached ones)")
 
     f = sub.add_parser("fetch", help="download a dataset into the cache, verifying SHA-256",
                        description="Download MNIST or Fashion-MNIST into the cache ($CROSSRT_CACHE).")

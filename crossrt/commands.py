@@ -157,7 +157,7 @@ def cmd_doctor(a, cfg) -> int:
     from .ui.console import note
 
     mode = a.device or default_mode()
-    found = checks(a.data_dir)
+    found = checks(a.data_dir, a.measure_peak)
     for c in found:
         note(line(c, mode))
     if ready(found, mode):

@@ -39,8 +39,9 @@ def nvidia_smi() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
-def checks(data_dir: Path | None = None) -> list[Check]:
-    """Every check, in the order shown; data_dir: the folder `--data-dir` names, if any."""
+def checks(data_dir: Path | None = None, measure_peak: bool = False) -> list[Check]:
+    """Every check, in the order shown; data_dir: the folder `--data-dir` names, if any;
+    measure_peak: measure the fp32 peaks again (replacing the cached ones when they can be trusted)."""
     out = [Check("crossrt", None, f"{__version__}, Python {platform.python_version()}")]
     try:
         import torch
@@ -67,6 +68,7 @@ def checks(data_dir: Path | None = None) -> list[Check]:
     out.append(Check("CPU", None, f"{cpu_model()}, {cpu_count()} cores usable; train uses {cpu_count()} threads, "
                                   f"bench-infer 1 and {cpu_count()}"))
     out.append(_dataset(data_dir))
+    out.append(_peaks(measure_peak))
     from .export import tiny_model  # needs torch and onnx, both checked above
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,6 +104,25 @@ def _dataset(data_dir: Path | None) -> Check:
         return Check("dataset", True, f"--dataset auto uses {ds.reason}")
     return Check("dataset", True, f"--dataset auto: MNIST is not cached, so train downloads it when it can, "
                                   f"else uses {ds.reason.split(' (auto:')[0]}")
+
+
+def _peaks(measure: bool) -> Check:
+    """The fp32 peaks "% of peak" divides by, at 1 thread and on all cores: cached (with their age
+    and spread), or measured now with --measure-peak (crossrt.peak says when one is not cached)."""
+    from .peak import cached_peak, measured_peak
+    from .system import ago
+
+    said = []
+    for threads in dict.fromkeys((1, cpu_count())):
+        p = measured_peak("cpu", threads, again="replace") if measure else cached_peak("cpu", threads)
+        if p is None:
+            said.append(f"{threads} thread(s): none cached yet")
+            continue
+        kept = f", not cached: {p['why']}" if p.get("cached") is False else ""
+        said.append(f"{threads} thread(s) {p['peak']:,.0f} GFLOP/s (spread {100 * p['spread']:.0f}%, measured "
+                    f"{ago(p.get('measured'))}{kept})")
+    hint = "" if measure else "; crossrt doctor --measure-peak measures them again"
+    return Check("fp32 peak", None, "; ".join(said) + hint)
 
 
 def _ort_session(model: Path, provider: str) -> Check:

@@ -180,6 +180,18 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
+def page_aligned_alloc() -> bool:
+    """Whether torch's CPU allocator page-aligns its buffers, as THP_MEM_ALLOC_ENABLE=1 (set by
+    crossrt/__init__.py before torch loads) makes it: read off real allocations, not the setting.
+    With it, the step's buffers above glibc's mmap threshold were reused instead of faulted in
+    anew every step (benchmarks/profile_step.py), which keep_freed_memory alone did not achieve."""
+    import torch
+
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    held = [torch.empty(2**20) for _ in range(4)]  # 4 MB each (torch aligns from 2 MB), four addresses
+    return all(t.data_ptr() % page == 0 for t in held)
+
+
 # ---------------------------------------------------------------------------- machine facts
 
 def cpu_model() -> str:
@@ -276,3 +288,17 @@ def peak_rss_mb() -> float:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def ago(iso: str | None) -> str:
+    """How long ago a now_iso() time was, in words ('3 h ago')."""
+    from datetime import datetime
+
+    try:
+        s = time.time() - datetime.fromisoformat(str(iso)).timestamp()
+    except ValueError:
+        return "at an unknown time"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= size:
+            return f"{s / size:.0f} {unit} ago"
+    return "just now"

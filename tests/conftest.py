@@ -94,18 +94,22 @@ def workdir(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(autouse=True, scope="session")
 def _results_outside_checkout(tmp_path_factory):
     """In-process runs write results/ under the cwd, and the measured peaks into the cache:
-    keep both out of the checkout and the user's home (subprocesses inherit the variable)."""
+    keep both out of the checkout and the user's home (subprocesses inherit the variables)."""
     import os
 
-    old, cache = os.getcwd(), os.environ.get("CROSSRT_CACHE")
+    old = os.getcwd(), os.environ.get("CROSSRT_CACHE"), os.environ.get("CROSSRT_PEAK_TRUST")
     os.chdir(tmp_path_factory.mktemp("cwd"))
     os.environ["CROSSRT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    # A peak measured while other tests (or other programs) ran is cached all the same: no test may
+    # depend on the machine's load. test_trust.py's CPU-hog test checks the rule that refuses it.
+    os.environ["CROSSRT_PEAK_TRUST"] = "always"
     yield
-    os.chdir(old)
-    if cache is None:
-        os.environ.pop("CROSSRT_CACHE")
-    else:
-        os.environ["CROSSRT_CACHE"] = cache
+    os.chdir(old[0])
+    for name, value in zip(("CROSSRT_CACHE", "CROSSRT_PEAK_TRUST"), old[1:]):
+        if value is None:
+            os.environ.pop(name)
+        else:
+            os.environ[name] = value
 
 
 def has_cuda() -> bool:

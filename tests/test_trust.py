@@ -22,6 +22,7 @@ from crossrt.compare import compare, load_results, merge, to_markdown
 from crossrt.files import load_result
 from crossrt.outcome import resume_command
 from crossrt.peak import measured_peak
+from crossrt.system import cpu_count
 from crossrt.timing import stability
 from crossrt.ui.plots import run_name
 
@@ -127,6 +128,26 @@ def test_peak_is_cached_and_a_run_above_it_measures_again(trained, tiny_data, mo
     assert run["peak_gflops"] > 1.0 and run["percent_of_peak"] == pytest.approx(100 * run["gflops"] / run["peak_gflops"])
     healed = json.loads((cache / "peaks.json").read_text())[key]
     assert healed["peak"] == run["peak_gflops"] and len(healed["tries"]) == 5
+    assert "% peak: of" in out.stdout and "spread" in out.stdout and "measured just now" in out.stdout  # age, spread
+
+
+def test_a_peak_measured_beside_a_cpu_hog_is_not_cached(tmp_path, monkeypatch):
+    """Real hogs, one per core, beside a real measurement on every core: the process cannot have
+    its threads to itself, so the peak is this run's only, said why, and never written to the cache."""
+    monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CROSSRT_PEAK_TRUST")  # the rule itself, as a user's run applies it
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cpu_count())]
+    try:
+        time.sleep(0.5)  # the hogs are spinning
+        peak = measured_peak("cpu", cpu_count())
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert peak["cached"] is False and ("of the CPU time" in peak["why"] or "tries differ" in peak["why"]), peak
+    assert peak["cpu_share"] < 0.9 or peak["spread"] > 0.05
+    assert not (tmp_path / "cache" / "peaks.json").exists()
+    assert measured_peak("cpu", cpu_count()) is peak  # kept for this process, not measured again
 
 
 # ---------------------------------------------------------------------------- what new users ran into

@@ -9,6 +9,7 @@ from rich.table import Table
 from ..compare import cost_rows, hardware_of, train_setup, verdicts
 from ..results import BenchResult, InferRun, SuiteResult, TrainResult
 from ..runtimes.registry import RUNTIMES
+from ..system import ago
 from .console import console, esc, failure_label, note
 from .layout import Col, ci, cold, fitted, num, pct, peak_pct, secs, stable
 
@@ -37,10 +38,7 @@ def train_summary(r: TrainResult) -> Table:
          f"{num(s['images_per_s'])} img/s"],
     ]
     if s["percent_of_peak"] is not None:
-        p = r.peak
-        rows.append([f"% of {esc(r.math)} peak", peak_pct(s["percent_of_peak"]),
-                     esc(f"of {p['peak']:,.0f} GFLOP/s, a measured {r.math} GEMM on the same {r.device} threads")
-                     + (f" (best of {len(p['tries'])}, spread {100 * p['spread']:.0f}%)" if "tries" in p else "")])
+        rows.append([f"% of {esc(r.math)} peak", peak_pct(s["percent_of_peak"]), peak_note(r.peak)])
     if s["train_cpu_s_per_1k"] is not None:
         rows.append(["CPU cost", f"{s['train_cpu_s_per_1k']:.2f} s / 1k img",
                      "process CPU seconds per 1,000 training images, all threads" + (" of all ranks" * (r.world_size > 1))])
@@ -64,6 +62,19 @@ def train_summary(r: TrainResult) -> Table:
     if not r.complete:
         title += " [yellow](stopped early)[/]"
     return fitted(title, [Col("measure", left=True, key=True), Col("value"), Col("note", left=True, wrap=True)], rows)
+
+
+def peak_note(p: dict) -> str:
+    """What a "% of peak" divides by: the figure, how it was measured, its spread and age, and
+    whether it is the machine's cached peak or one measured for this run only (and why)."""
+    how = (f"best of {len(p['tries'])}, spread {100 * p['spread']:.0f}%, measured {ago(p.get('measured'))}"
+           if "tries" in p else "")
+    where = f"{p.get('threads') or 'all'} {p.get('device', '')} thread(s)" if p.get("device") == "cpu" else "the GPU"
+    text = esc(f"of {p['peak']:,.0f} GFLOP/s, the fastest {p.get('math', '')} kernel measured on {where}"
+               + (f" ({how})" if how else ""))
+    if p.get("cached") is False:
+        text += f" [yellow]for this run only, not cached: {esc(p.get('why', ''))}[/]"
+    return text
 
 
 def bench_cols(unit: str, labelled: bool, torch_rows: bool) -> list[Col]:
@@ -141,6 +152,7 @@ def bench_table(r: BenchResult) -> Table:
         title += " [yellow](stopped early)[/]"
     caption = "\n".join([esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped] +
                         [f"[red]failed:[/] {esc(failure_label(f))}" for f in r.failed] +
+                        [f"% peak: {peak_note(p)}" for p in r.peaks] +
                         (["[yellow]?[/]: the PyTorch row it divides by is unstable"] if torch_rows and any(
                             x.runtime == "pytorch" and x.stable is False for x in r.runs) else [])) or None
     return fitted(title, bench_cols("img" if labelled else "samples", labelled, torch_rows), rows,
