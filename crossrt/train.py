@@ -32,8 +32,9 @@ from .model import LeNet5
 from .peak import measured_peak, unbeaten
 from .results import EpochResult, TrainResult
 from .schema import plain
-from .steps import Steps
-from .system import available_memory, environment, keep_freed_memory, peak_rss_mb, select_device, sync
+from .steps import Lean, Steps
+from .system import (available_memory, environment, keep_freed_memory, page_aligned_alloc, peak_rss_mb, select_device,
+                     sync)
 
 clock = time.perf_counter
 
@@ -106,8 +107,8 @@ def _new_result(cfg: TrainConfig, data: Dataset, device: torch.device, flops: in
         checkpoint=str(cfg.checkpoint), environment=environment(),
         peak=_peak(cfg, device, mode, rank), math=mode, world_size=rank.world_size if rank else 1,
         backend=distributed.backend(cfg.device) if rank else None,
-        tuning={"channels_last": True, "glibc_keep_freed_memory": tuned_malloc,
-                "loss_sync": "once per epoch"})
+        tuning={"channels_last": True, "glibc_keep_freed_memory": tuned_malloc, "lean_step": cfg.lean_step,
+                "torch_page_aligned_alloc": page_aligned_alloc(), "loss_sync": "once per epoch"})
 
 
 def place_lr(optimizer, on: torch.device | None) -> None:
@@ -170,7 +171,8 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
     check_fits(cfg, data, net, device, world)
     result = _new_result(cfg, data, device, forward_flops(net), tuned_malloc, rank)
     net = net.to(device, memory_format=torch.channels_last)
-    model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    body = Lean(net) if cfg.lean_step else net  # what the steps call: the same function either way
+    model = torch.nn.parallel.DistributedDataParallel(body) if world > 1 else body
     # capturable: Adam's step counter lives on the GPU, so that a captured step can advance it.
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, capturable=graph)
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma)
@@ -190,7 +192,7 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
     sync(device)
     parts["data_to_device_s"] = clock() - t0
     t0 = clock()
-    steps = Steps(model, net, optimizer, x_train, y_train, x_valid, y_valid, cfg, world, me, graph)
+    steps = Steps(model, body, optimizer, x_train, y_train, x_valid, y_valid, cfg, world, me, graph)
     sync(device)
     if graph:  # warm-up and capture: a cost of this run, counted in its total
         result.setup_s = parts["warmup_and_capture_s"] = clock() - t0

@@ -14,7 +14,7 @@ from conftest import make_images
 from crossrt.config import TrainConfig
 from crossrt.data import normalize
 from crossrt.model import LeNet5
-from crossrt.steps import Steps, rehearse
+from crossrt.steps import Lean, Steps, rehearse
 from crossrt.train import Progress, place_lr
 
 
@@ -68,6 +68,32 @@ def test_the_step_function_trains_like_a_plain_loop():
         logits = net_a(xv)
     assert steps.evaluate() == pytest.approx((F.cross_entropy(logits, yv).item(),
                                               (logits.argmax(1) == yv).float().mean().item()), rel=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["lenet5", "lenet5-classic"])
+def test_the_lean_step_computes_the_modules_function_and_gradients(arch):
+    """Pool before ReLU and C5 as one GEMM: the module's own outputs and gradients, to float
+    rounding, and two epochs of training that end with the same weights, loss and accuracy."""
+    x, y, xv, yv = _data()
+    torch.manual_seed(0)
+    net = LeNet5(arch).to(memory_format=torch.channels_last)
+    out = [F.cross_entropy(m(x[:60]), y[:60]) for m in (net, Lean(net))]
+    grads = [torch.autograd.grad(o, list(net.parameters())) for o in out]
+    assert out[1].item() == pytest.approx(out[0].item(), rel=1e-6)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    trained = []
+    for lean in (False, True):
+        net, optimizer = _fresh()
+        body = Lean(net) if lean else net
+        steps = Steps(body, body, optimizer, x, y, xv, yv, CFG)
+        losses = [steps.epoch(torch.randperm(len(x), generator=torch.Generator().manual_seed(e)), Progress())
+                  for e in range(2)]
+        trained.append((losses, steps.evaluate(), [p.detach().clone() for p in net.parameters()]))
+    (loss_a, eval_a, w_a), (loss_b, eval_b, w_b) = trained
+    assert loss_b == pytest.approx(loss_a, rel=1e-4) and eval_b == pytest.approx(eval_a, rel=1e-3)
+    for a, b in zip(w_a, w_b):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
 
 
 def test_the_warm_up_before_capture_leaves_no_trace():
