@@ -13,10 +13,10 @@ GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
 endif
 ifeq ($(GPU),1)
 TORCH ?= torch==2.14.1
-EXTRAS := test,plots,openvino,gpu
+EXTRAS := test,plots,openvino,loadgen,gpu
 else
 TORCH ?= torch==2.13.0
-EXTRAS := test,plots,openvino
+EXTRAS := test,plots,openvino,loadgen
 endif
 WHY_GPU := $(if $(filter file,$(origin GPU)),$(if $(filter 1,$(GPU)),nvidia-smi lists a GPU,nvidia-smi lists none),set by hand)
 STAMP := $(VENV)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
@@ -40,7 +40,7 @@ opt = $(if $(2),$(1) $(2))
 DATA_FLAGS = $(call opt,--dataset,$(DATASET)) $(call opt,--data-dir,$(DATA))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-plan dataset train export quantize bench-infer bench suite test clean
+.PHONY: help setup setup-plan dataset train export quantize bench-infer loadgen bench suite test clean
 
 help: ## list the targets and their variables
 	@echo "crossrt: LeNet5 trained in PyTorch, timed under ONNX Runtime, PyTorch and more runtimes"
@@ -94,6 +94,10 @@ quantize: setup ## an int8 copy of exports/lenet5.onnx, for bench-infer's onnxru
 bench-infer: setup ## time validation under ONNX Runtime, PyTorch, ... [PROVIDER THREADS BATCH MODEL RUNTIMES]
 	$(CROSSRT) bench-infer $(call opt,--model,$(MODEL)) $(call opt,--provider,$(PROVIDER)) \
 	  $(call opt,--threads,$(THREADS)) $(call opt,--batch-size,$(BATCH)) $(call opt,--runtimes,$(RUNTIMES)) \
+	  $(DATA_FLAGS) $(ARGS)
+
+loadgen: setup ## MLPerf LoadGen's scenarios: p90 latency, offline samples/s, the QPS a latency bound allows [THREADS RUNTIMES]
+	$(CROSSRT) loadgen $(call opt,--model,$(MODEL)) $(call opt,--threads,$(THREADS)) $(call opt,--runtimes,$(RUNTIMES)) \
 	  $(DATA_FLAGS) $(ARGS)
 
 suite: setup ## the reference's table for this machine, every mode, beside the article's figures [EPOCHS DEVICE]

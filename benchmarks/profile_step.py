@@ -5,10 +5,13 @@ before it: the module's own forward, torch's allocator as it comes), a fresh pro
 step exactly as `crossrt train` does (crossrt.steps.Steps), times it, then profiles it twice:
 torch.profiler for every operator, and oneDNN's verbose mode for each convolution primitive
 (forward, input-gradient, weight-gradient: oneDNN's own execution times) and the layout
-reorders between them. Prints a Markdown table per thread count, each part in ms per step with
-its GFLOP/s and % of the measured peak, and each setting's step time measured without a profiler.
+reorders between them. The settings run in turn, `--rounds` times each (lean, module, lean,
+module, ...), and each figure is the smallest a round measured: this machine's speed drifts
+from minute to minute, and the least disturbed round is the closest to what the step costs.
+Prints a Markdown table per thread count, each part in ms per step with its GFLOP/s and % of the
+measured peak, and each setting's step time measured without a profiler.
 
-    python benchmarks/profile_step.py [--threads 1,2] [--precisions fp32,bf16] [--steps lean,module]
+    python benchmarks/profile_step.py [--threads 1,2] [--precisions fp32,bf16] [--steps lean,module] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def child(threads: int, precision: str, lean: bool, out: Path) -> None:
         for _ in range(5):
             step()
         chunks.append((time.perf_counter() - t0) / 5 * 1000)
-    n = 10
+    n = 20
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(n):
             step()
@@ -93,13 +96,13 @@ def child(threads: int, precision: str, lean: bool, out: Path) -> None:
             parts[operator_part(e.key)] += e.self_cpu_time_total / 1000 / n
     profiled = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key.startswith(("aten::", "Optimizer")))
 
-    # oneDNN's own times per primitive, printed on stdout: caught in a file for 3 steps.
+    # oneDNN's own times per primitive, printed on stdout: caught in a file for 10 steps.
     log = out.with_suffix(".onednn")
     saved = os.dup(1)
     with open(log, "w") as f:
         os.dup2(f.fileno(), 1)
         with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
-            for _ in range(3):
+            for _ in range(10):
                 step()
         sys.stdout.flush()
         os.dup2(saved, 1)
@@ -108,7 +111,7 @@ def child(threads: int, precision: str, lean: bool, out: Path) -> None:
         f = line.split(",")
         if len(f) < 6 or f[3] != "exec":
             continue
-        ms = float(f[-1]) / 3
+        ms = float(f[-1]) / 10
         if f[5] == "reorder":
             convs["layout reorders (oneDNN)"] += ms
         elif f[5] == "convolution" and (m := re.search(r"ic(\d+)oc(\d+)", line)):
@@ -126,6 +129,7 @@ def main() -> int:
     p.add_argument("--threads", default="1,2")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--steps", default="lean,module", help="lean (crossrt's step) and/or module (the step before it)")
+    p.add_argument("--rounds", type=int, default=2, help="times each setting runs, in turn; the least disturbed counts")
     p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
@@ -137,21 +141,28 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="crossrt-profile-"))
     steps = a.steps.split(",")
     print(f"Machine: {cpu_model()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
-          f"`python benchmarks/profile_step.py --threads {a.threads} --precisions {a.precisions} --steps {a.steps}`\n")
+          f"`python benchmarks/profile_step.py --threads {a.threads} --precisions {a.precisions} --steps {a.steps} "
+          f"--rounds {a.rounds}`\n")
     for threads in map(int, a.threads.split(",")):
         for precision in a.precisions.split(","):
-            res = {}
-            for s in steps:
-                out = work / f"{threads}-{precision}-{s}.json"
-                env = {**ENV, **({} if s == "lean" else {"THP_MEM_ALLOC_ENABLE": "0"})}
-                subprocess.run([sys.executable, __file__, "--child", str(threads), precision, s, str(out)], env=env,
-                               check=True)
-                res[s] = json.loads(out.read_text())
+            rounds = {s: [] for s in steps}
+            for k in range(a.rounds):
+                for s in steps:
+                    out = work / f"{threads}-{precision}-{s}-{k}.json"
+                    env = {**ENV, **({} if s == "lean" else {"THP_MEM_ALLOC_ENABLE": "0"})}
+                    subprocess.run([sys.executable, __file__, "--child", str(threads), precision, s, str(out)],
+                                   env=env, check=True)
+                    rounds[s].append(json.loads(out.read_text()))
+            res = {s: {"step_ms": min(r["step_ms"] for r in rs), "flops": rs[0]["flops"],
+                       "page_aligned_alloc": rs[0]["page_aligned_alloc"],
+                       "parts": {k: min(r["parts"].get(k, float("inf")) for r in rs)
+                                 for k in dict.fromkeys(k for r in rs for k in r["parts"])}}
+                   for s, rs in rounds.items()}
             peak = measured_peak("cpu", threads, precision)["peak"]
             names = list(dict.fromkeys(k for s in steps for k in sorted(res[s]["parts"], key=lambda k: (
                 k[:2] not in ("C1", "C3", "C5"), k))))
-            print(f"**{threads} thread(s), {precision}** (peak {peak:,.0f} GFLOP/s, a measured {precision} GEMM on "
-                  f"these threads); ms per step of batch {BATCH}\n")
+            print(f"**{threads} thread(s), {precision}** (peak {peak:,.0f} GFLOP/s, the fastest {precision} kernel "
+                  f"measured on these threads); ms per step of batch {BATCH}, the least of {a.rounds} rounds\n")
             print("| part | " + " | ".join(f"{s}: ms | GFLOP/s, % of peak" for s in steps) + " |")
             print("|---|" + "---:|---:|" * len(steps))
             for name in names:

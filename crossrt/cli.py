@@ -26,12 +26,13 @@ from pathlib import Path
 from .config import DATASETS, BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from .distributed import this_rank
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CrossrtError, Stopped
+from .loadgen import LoadgenConfig
 from .text import ascii_safe, printable
 
 
 # Each command and the module whose cmd_<command> runs it.
 COMMANDS = {"train": "commands", "export": "commands", "quantize": "commands", "bench-infer": "commands",
-            "suite": "commands", "doctor": "commands", "fetch": "commands", "report": "reports",
+            "suite": "commands", "loadgen": "commands", "doctor": "commands", "fetch": "commands", "report": "reports",
             "compare": "reports", "show": "reports"}
 
 
@@ -42,12 +43,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {printable(message)}\n")
 
 
-def int_list(text: str) -> tuple[int, ...]:
-    """Parse `1,2,18`; junk gives a one-line error (argparse names the flag)."""
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+def number_list(kind, what: str):
+    """A parser of `1,2,18` into a tuple of kind; junk gives a one-line error (argparse names the flag)."""
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+    return parse
+
+
+int_list, float_list = number_list(int, "whole numbers"), number_list(float, "numbers")
 
 
 def str_list(text: str) -> tuple[str, ...]:
@@ -65,7 +71,7 @@ def parser_of(hint):
     """How a flag's text becomes the field's value: int, float, str, Path, or a comma-separated tuple."""
     kind = value_type(hint)
     if typing.get_origin(kind) is tuple:
-        return {int: int_list, str: str_list}[typing.get_args(kind)[0]]
+        return {int: int_list, float: float_list, str: str_list}[typing.get_args(kind)[0]]
     return kind
 
 
@@ -120,12 +126,14 @@ def build_parser() -> Parser:
                 ("export", ExportConfig, "export a checkpoint to ONNX and check parity"),
                 ("quantize", QuantizeConfig, "an int8 copy of the ONNX model, for the onnxruntime-int8 rows"),
                 ("bench-infer", BenchConfig, "time validation under ONNX Runtime, PyTorch and more runtimes"),
-                ("suite", SuiteConfig, "the reference's table for this machine: every mode, train + validation"))
+                ("suite", SuiteConfig, "the reference's table for this machine: every mode, train + validation"),
+                ("loadgen", LoadgenConfig, "MLPerf LoadGen's scenarios: latency one query at a time, samples/s "
+                                           "offline, the QPS a latency bound allows"))
     for name, cls, short in commands:
         c = sub.add_parser(name, help=short, description=cls.__doc__)
         add_options(c, cls)
         c.set_defaults(config_class=cls)
-        if name not in ("export", "quantize"):
+        if name not in ("export", "quantize", "loadgen"):
             _plots_flag(c)
 
     r = sub.add_parser("report", help="merge result files from any runs and machines into one table",
@@ -149,7 +157,7 @@ def build_parser() -> Parser:
                    help="hold one model against another (default: refuse results of different models)")
 
     w = sub.add_parser("show", help="lay a saved result out again: every table, every column, at any width",
-                       description="Show a train, bench-infer or suite result file again: its tables, verdicts "
+                       description="Show a train, bench-infer, suite or loadgen result file again: its tables, verdicts "
                                    "and notes. Columns that do not fit go into a second part of a table, never away.")
     w.add_argument("file", type=Path, metavar="FILE", help="a result JSON file")
     w.add_argument("--wide", action="store_true", help="one part per table, as wide as it needs (default: fit)")

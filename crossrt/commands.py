@@ -32,7 +32,7 @@ def check_outputs(a, cfg=None, results: bool = True) -> None:
 
     if cfg is not None:
         _check_inputs(cfg)
-    if a.plots is not None:
+    if getattr(a, "plots", None) is not None:  # the commands that draw take --plots
         from .ui.plots import PLOT_FILES, pyplot
 
         pyplot()
@@ -198,6 +198,41 @@ def cmd_bench_infer(a, cfg) -> int:
     console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
     write_plots(a, [(prepared.training, result)] if prepared.training else [], [result])
     return _bench_verdict([result])
+
+
+def cmd_loadgen(a, cfg) -> int:
+    from .bench_infer import prepare
+    from .fetch import resolve
+    from .files import save_json
+    from .loadgen import run_loadgen
+    from .sut import loadgen
+    from .ui import console, serving
+
+    loadgen()  # LoadGen installed, or a one-line error before any work
+    check_outputs(a, cfg)
+    prepared = prepare(cfg.bench())  # a bad model, checkpoint or provider fails here, before any work
+    if not prepared.mnist:
+        raise ConfigError(f"--model {cfg.model}: crossrt loadgen serves MNIST classifiers (crossrt's LeNet5 "
+                          f"exports) on their test images; bench-infer times any ONNX model")
+    ds = resolve(cfg.data, trained_on=prepared.trained_on)
+    console.dataset_line(ds)
+    durations = ("MLPerf's" if cfg.mlperf_durations else f"at least {cfg.duration:g} s each; not MLPerf's 600 s, "
+                 f"so not MLPerf-valid")
+    console.note(console.esc(f"LoadGen tests: {', '.join(cfg.scenarios)}; {durations}"))
+    with serving.LoadgenProgress() as bar:
+        result = run_loadgen(cfg, ds, prepared, on_run=bar.ran, on_start=bar.start, on_fail=bar.failed)
+    paths = save_json(result.to_dict(), cfg.json)
+    for table in serving.loadgen_tables(result):
+        console.console.print(table)
+    console.note(console.esc(f"results: {', '.join(map(str, paths))}; LoadGen's logs: {result.log_dir}"))
+    code = EXIT_OK
+    if result.failed:
+        err(f"{len(result.failed)} configuration(s) failed (their reasons are above); the others ran")
+        code = EXIT_FAILED
+    if bad := [r for r in result.runs if r.mode == "accuracy" and not serving.accuracy_agrees(r)]:
+        err(f"{len(bad)} configuration(s): LoadGen's accuracy differs from bench-infer's scoring of the same runner")
+        code = EXIT_FAILED
+    return code
 
 
 def _bench_verdict(benches) -> int:

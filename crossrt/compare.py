@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import load_result
-from .results import InferRun, Result, TrainResult, parts
+from .results import InferRun, LoadgenResult, Result, TrainResult, parts
 from .text import printable
 from .timing import bootstrap_means
 
@@ -94,6 +94,17 @@ def rows_of(result: Result, source: str) -> list[dict]:
                          "samples_per_s": s["steady_images_per_s"], "ci95": s["train_ci95"],
                          "accuracy": s["final_accuracy"], "stable": s["train_stable"] if part.schema_version >= 3
                          else None, "unstable_cause": s["train_unstable_cause"]})
+            continue
+        if isinstance(part, LoadgenResult):
+            rows += [{**run_of, "machine": machine_of(part.environment, run.provider), "kind": "loadgen",
+                      "device": f"{run.provider} {run.scenario}" + (f" p99<={run.latency_bound_ms:g} ms" if
+                                                                  run.latency_bound_ms else "")
+                                + (" VALID" if run.valid else " INVALID"),
+                      "runtime": run.runtime, "threads": run.threads, "batch_size": None, "epochs": None,
+                      "train_s": None, "valid_s": None, "total_s": None, "ci95": None,
+                      "samples_per_s": run.target_qps if run.scenario == "server" else run.samples_per_s,
+                      "accuracy": run.accuracy, "stable": None, "unstable_cause": "; ".join(run.reasons) or None}
+                     for run in part.runs]
             continue
         rows += [{**run_of, "machine": machine_of(part.environment, run.provider), "kind": "bench-infer",
                   "device": run.where, "runtime": run.runtime_label, "threads": run.threads,
@@ -188,6 +199,16 @@ def _repeats(result: Result, with_model: bool) -> dict[tuple, tuple[str, float, 
                                   part.summary()["steady_images_per_s"] or 0.0,
                                   [e.train_s for e in part.steady_epochs]))
             continue
+        if isinstance(part, LoadgenResult):  # LoadGen keeps no repeats: the rows have no interval
+            for run in (r for r in part.runs if r.mode == "performance"):
+                rate = run.target_qps if run.scenario == "server" else run.samples_per_s or (
+                    1e3 / run.latency_ms["p90"] if run.latency_ms.get("p90") else 0.0)
+                key = ("loadgen", *model, part.dataset, run.runtime, run.precision, run.provider, run.threads,
+                       run.spin, run.scenario, run.latency_bound_ms)
+                rows.setdefault(key, (f"LoadGen {run.scenario}, {run.runtime} {run.provider}, {run.threads} thr"
+                                      + (f", p99 <= {run.latency_bound_ms:g} ms" if run.latency_bound_ms else ""),
+                                      rate, []))
+            continue
         for run in part.runs:
             key = ("bench", *model, part.dataset, run.runtime, run.precision, *run.setting, run.spin)
             rows.setdefault(key, (f"validation, {run.label}", run.samples_per_s, run.pass_times_s))
@@ -210,7 +231,7 @@ def ratio_ci(a: list[float], b: list[float]) -> list[float] | None:
 
 def verdict(ci: list[float] | None, noise: float = NOISE) -> str:
     if ci is None:
-        return "no verdict: fewer than 2 repeats (or a file from before schema 3)"
+        return "no verdict: fewer than 2 repeats (LoadGen rows keep none; files before schema 3 neither)"
     if ci[0] > 1 + noise:
         return "faster"
     if ci[1] < 1 - noise:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .checks import LOCK_FILE, file_kind
 from .errors import Busy, CrossrtError, ResultError, WriteError
-from .results import BenchResult, Result, SuiteResult, TrainResult, parts
+from .results import BenchResult, LoadgenResult, Result, SuiteResult, TrainResult, parts
 from .schema import build, check_header, dict_has
 
 RESULTS_DIR = Path("results")
@@ -159,14 +159,19 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         f.write(data)
 
 
+def result_name(data: dict) -> str:
+    """What a result's file under results/ is named (without .json): kind, start, run id."""
+    stamp = data["created"][:19].replace("-", "").replace(":", "").replace("T", "-")
+    return f"{data['kind']}-{stamp}-{data['run_id']}"
+
+
 def save_json(data: dict, path: Path | None, results_dir: Path | None = RESULTS_DIR) -> list[Path]:
     """Write data to path (if given) and a copy under results_dir named by the run's start and its
     run id (`bench-infer-20261201-201500-3fa9c2d1.json`), as `report` shows them; return the paths."""
     text = json.dumps(data, indent=2) + "\n"
     written = []
     if results_dir is not None:
-        stamp = data["created"][:19].replace("-", "").replace(":", "").replace("T", "-")
-        written.append(Path(results_dir) / f"{data['kind']}-{stamp}-{data['run_id']}.json")
+        written.append(Path(results_dir) / f"{result_name(data)}.json")
     if path is not None:
         written.append(Path(path))
     for p in written:
@@ -266,7 +271,7 @@ class FolderLock:
 
 # ---------------------------------------------------------------------------- result files
 
-KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult}
+KINDS = {"train": TrainResult, "bench-infer": BenchResult, "suite": SuiteResult, "loadgen": LoadgenResult}
 # What the tables read from the free-form dicts inside results.
 PEAK, PEAK_TRIES = {"peak": float}, {"tries": list[float], "spread": float}
 SPLIT = {"h2d": float, "compute": float, "d2h": float}
@@ -275,7 +280,7 @@ SKIPPED = {"runtime": str, "provider": str, "reason": str}
 FAILED = {**SKIPPED, "threads": int, "batch_size": int, "io": str, "precision": str}
 VERDICT = {"pick": str, "sure": bool, "unstable": list[str], "text": str}
 ENVIRONMENT = {"cpu_model": str | None, "cpu_cores": int | None, "hostname": str | None, "gpu": dict | None}
-GPU = {"name": str}
+GPU, SEARCH_STEP = {"name": str}, {"qps": float, "valid": bool, "p99_ms": float | None, "reasons": list[str]}
 
 
 def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
@@ -298,12 +303,17 @@ def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
             for spec, key in ((SKIPPED, "skipped"), (FAILED, "failed"), (VERDICT, "verdicts")):
                 for d in getattr(part, key, []):
                     dict_has(d, spec, key)
-            for run in getattr(part, "runs", []):
+            for run in part.runs if isinstance(part, BenchResult) else []:
                 if run.split_ms is not None:
                     dict_has(run.split_ms, SPLIT, "split_ms")
                 for o in run.outputs or []:
                     dict_has(o, OUTPUT, "outputs")
                 run.seconds_per_pass
+            for run in part.runs if isinstance(part, LoadgenResult) else []:
+                dict_has(run.latency_ms, dict.fromkeys(run.latency_ms, float), "latency_ms")  # not negative either
+                dict_has(run.batches, dict.fromkeys(run.batches, int), "batches")
+                for step in run.search:
+                    dict_has(step, SEARCH_STEP, "search")
         return result
     except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
         raise ResultError(f"{path}: a {data['kind']!r} result with missing or malformed fields "

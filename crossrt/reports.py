@@ -68,7 +68,7 @@ def cmd_show(a, cfg) -> int:
     """A saved result laid out again: its tables, verdicts and notes, at the console's width, as wide
     as it needs (--wide), or with only the columns named (--columns)."""
     from .files import load_result
-    from .results import BenchResult, SuiteResult
+    from .results import BenchResult, LoadgenResult, SuiteResult
     from .suite import reference
     from .ui import layout, tables
     from .ui.console import console
@@ -81,6 +81,11 @@ def cmd_show(a, cfg) -> int:
             tables.verdict_lines(m.bench, f" ({m.mode})")
     elif isinstance(result, BenchResult):
         tables.bench_tables(result, None)
+    elif isinstance(result, LoadgenResult):
+        from .ui.serving import loadgen_tables
+
+        for table in loadgen_tables(result):
+            console.print(table)
     else:
         console.print(tables.train_summary(result))
     return EXIT_OK

@@ -9,30 +9,11 @@ reads it back.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .schema import SCHEMA_VERSION, plain
-from .system import now_iso
+from .schema import Record
 from .timing import Latency, Passes, capped, stability
-
-
-@dataclass(kw_only=True)
-class Record:
-    """What every saved result carries besides its figures: whether it ran to the end, the
-    process's peak memory, the machine and software, when, and the schema."""
-
-    complete: bool = False
-    peak_rss_mb: float | None = None
-    environment: dict = field(default_factory=dict)
-    created: str = field(default_factory=now_iso)  # when the run started
-    run_id: str = field(default_factory=lambda: secrets.token_hex(4))  # also in the result file's name
-    schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict:
-        """The JSON of the result: its fields, and every derived figure beside them."""
-        return plain(self)
 
 
 # ---------------------------------------------------------------------------- train
@@ -287,9 +268,50 @@ class SuiteResult(Record):
         return [p for p in [*(p for m in self.modes for p in (m.train, m.bench)), *sweep] if p is not None]
 
 
-Result = TrainResult | BenchResult | SuiteResult
+# ---------------------------------------------------------------------------- loadgen
+
+@dataclass
+class LoadgenRun:
+    """One LoadGen test (for Server: the highest valid QPS its search found) as LoadGen judged it."""
+
+    runtime: str
+    provider: str
+    threads: int
+    scenario: str  # single-stream, multi-stream, offline, server
+    valid: bool | None  # LoadGen's "Result is: VALID"; None for an accuracy test (LoadGen judges none)
+    reasons: list[str]  # LoadGen's, when INVALID
+    samples_per_s: float | None  # Offline and Server (completed samples/s); None for the stream scenarios
+    latency_ms: dict  # LoadGen's mean, p50, p90, p99, max per sample (per query for multi-stream)
+    queries: int
+    batches: dict  # batch size -> batches of that size that ran
+    log_dir: str  # LoadGen's summary and detail logs
+    mode: str = "performance"  # or accuracy
+    spin: bool | None = None
+    precision: str = "fp32"
+    target_qps: float | None = None  # Server
+    latency_bound_ms: float | None = None  # Server
+    search: list[dict] = field(default_factory=list)  # Server: every QPS tried, valid or not, in order
+    early_stopping: str | None = None  # LoadGen's early-stopping estimate, in its words
+    accuracy: float | None = None  # accuracy mode: LoadGen's accuracy log scored on the labels
+    bench_accuracy: float | None = None  # ... and the same runner scored as bench-infer scores it
 
 
-def parts(result: Result) -> list[TrainResult | BenchResult]:
-    """The train and bench-infer results in a result (a suite holds several)."""
+@dataclass
+class LoadgenResult(Record):
+    model: str
+    dataset: str
+    config: dict
+    runs: list[LoadgenRun] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    model_info: dict = field(default_factory=dict)
+    log_dir: str = ""
+    kind: str = "loadgen"
+
+
+Result = TrainResult | BenchResult | SuiteResult | LoadgenResult
+
+
+def parts(result: Result) -> list[TrainResult | BenchResult | LoadgenResult]:
+    """The train, bench-infer and loadgen results in a result (a suite holds several)."""
     return result.parts() if isinstance(result, SuiteResult) else [result]

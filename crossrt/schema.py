@@ -1,4 +1,5 @@
-"""The result file format: its versions, and the two directions between dataclasses and JSON.
+"""The result file format: its versions, what every result carries (Record), and the two
+directions between dataclasses and JSON.
 
 Versions (written as `schema_version`):
   1  the first.
@@ -15,6 +16,7 @@ Versions (written as `schema_version`):
      compared with ONNX Runtime CPU fp32; a bench result's `model_info`, `flops_per_sample`
      (`flops_per_image` before, null when not counted), and a null dataset for generated inputs.
   11 every result's `run_id` (also in its file name); a bench result's `verdicts`.
+  12 a new kind, `loadgen` (crossrt loadgen: MLPerf LoadGen's scenarios).
 Every version is read (crossrt.results.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes
@@ -24,20 +26,39 @@ every value against its field's type, so a field added to a result needs no word
 
 from __future__ import annotations
 
+import secrets
 import types
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from .errors import ResultError
+from .system import now_iso
 
-SCHEMA_VERSION = 11  # what new files are written as
+SCHEMA_VERSION = 12  # what new files are written as
 READABLE_SCHEMAS = tuple(range(1, SCHEMA_VERSION + 1))
 # No figure crossrt measures comes near these (1e15 s is 30 million years, 1e15 images/s a
 # billion GPUs): a number beyond them is a damaged or forged file, and would overflow the tables'
 # arithmetic (1e308 + 1e308 is inf).
 MAX_FLOAT = 1e15
 MAX_INT = 2**63
+
+
+@dataclass(kw_only=True)
+class Record:
+    """What every saved result carries besides its figures: whether it ran to the end, the
+    process's peak memory, the machine and software, when, and the schema."""
+
+    complete: bool = False
+    peak_rss_mb: float | None = None
+    environment: dict = field(default_factory=dict)
+    created: str = field(default_factory=now_iso)  # when the run started
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))  # also in the result file's name
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        """The JSON of the result: its fields, and every derived figure beside them."""
+        return plain(self)
 
 
 def check_header(data: dict, path: Path, kinds: tuple[str, ...]) -> None:
@@ -123,4 +144,4 @@ def build(hint, value, where: str, duration: bool = False):
 def dict_has(d: dict, spec: dict[str, type], where: str) -> None:
     """A free-form dict inside a result holds the keys (of the types) that the tables read."""
     for key, hint in spec.items():
-        build(hint, d.get(key), f"{where}[{key!r}]", _is_duration(key))
+        build(hint, d.get(key), f"{where}[{key!r}]", _is_duration(key) or _is_duration(where))

@@ -19,7 +19,8 @@ from conftest import ROOT, python_path, run_cli, write_dataset
 
 from crossrt.cli import build, build_parser
 from crossrt.config import BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
-from crossrt.results import SCHEMA_VERSION
+from crossrt.loadgen import LoadgenConfig
+from crossrt.schema import SCHEMA_VERSION
 
 
 def python_env() -> dict:
@@ -108,7 +109,8 @@ def test_bench_infer_exits_1_when_runtimes_disagree(e2e, tmp_path):
 
 
 @pytest.mark.parametrize("command,cls", [("train", TrainConfig), ("export", ExportConfig),
-                                         ("bench-infer", BenchConfig), ("suite", SuiteConfig)])
+                                         ("bench-infer", BenchConfig), ("suite", SuiteConfig),
+                                         ("loadgen", LoadgenConfig)])
 def test_flags_are_the_config_fields_with_their_defaults(command, cls):
     """One source of defaults: no flags given builds exactly the dataclass's defaults, and
     every flag's help states its default."""

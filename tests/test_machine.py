@@ -42,9 +42,9 @@ def plan(tmp_path, smi: str | None, *args: str) -> str:
 @pytest.mark.skipif(not shutil.which("make"), reason="needs make")
 def test_setup_installs_the_gpu_set_only_where_nvidia_smi_lists_a_gpu(tmp_path):
     gpu = plan(tmp_path, "gpu", "setup-plan")
-    assert gpu.startswith("GPU=1 (nvidia-smi lists a GPU): torch==2.14.1 and crossrt[test,plots,openvino,gpu]")
+    assert gpu.startswith("GPU=1 (nvidia-smi lists a GPU): torch==2.14.1 and crossrt[test,plots,openvino,loadgen,gpu]")
     cpu = plan(tmp_path, "broken", "setup-plan")
-    assert cpu.startswith("GPU=0 (nvidia-smi lists none): torch==2.13.0 and crossrt[test,plots,openvino] ")
+    assert cpu.startswith("GPU=0 (nvidia-smi lists none): torch==2.13.0 and crossrt[test,plots,openvino,loadgen] ")
     assert plan(tmp_path, "gpu", "setup-plan", "GPU=0").startswith("GPU=0 (set by hand): torch==2.13.0")
     assert plan(tmp_path, "broken", "setup-plan", "GPU=1").startswith("GPU=1 (set by hand): torch==2.14.1")
 
@@ -56,7 +56,7 @@ def test_switching_sets_reinstalls(tmp_path):
     venv = tmp_path / "venv"
     steps = plan(tmp_path, "gpu", "-n", "setup", f"VENV={venv}").splitlines()
     torch_step = steps.index(f'{venv}/bin/python -m pip install -q "torch==2.14.1"')
-    assert steps[torch_step + 1] == f'{venv}/bin/python -m pip install -q -e ".[test,plots,openvino,gpu]"'
+    assert steps[torch_step + 1] == f'{venv}/bin/python -m pip install -q -e ".[test,plots,openvino,loadgen,gpu]"'
     assert f"touch {venv}/.installed-gpu" in steps
     (venv / "bin").mkdir(parents=True)
     (venv / ".installed-gpu").touch()  # the GPU set is in; now ask for the CPU one

@@ -1,0 +1,302 @@
+"""`crossrt loadgen`: MLPerf LoadGen's serving scenarios over the runners bench-infer uses.
+
+bench-infer times full passes with the next batch always ready. A service sees requests one at a
+time, or at random moments, and is judged on a latency percentile. MLPerf Inference's LoadGen
+(the real library, `mlcommons-loadgen`) issues the queries of its scenarios and judges each test
+VALID or INVALID by its rules (minimum duration and query count, the latency bound, early
+stopping); crossrt.sut is the system under test, on the runners of crossrt.runtimes, so every
+runtime bench-infer has serves here too, built the same way.
+
+- SingleStream: one sample per query, the next when it is done: LoadGen's 90th-percentile latency.
+- MultiStream: 8 samples per query, one query at a time: the 99th-percentile query latency.
+- Offline: every sample in one query, run in batches of --max-batch: samples per second.
+- Server: Poisson arrivals at a target QPS; VALID when the 99th-percentile latency stays within
+  --latency-bound. crossrt searches the highest such QPS over LoadGen runs (widening, then
+  halving the interval, each test a full LoadGen run), rather than LoadGen's FindPeakPerformance
+  mode, so that every QPS tried is a run of its own with LoadGen's verdict and reasons, and the
+  whole trail is kept.
+
+A separate command, not a bench-infer flag: it asks another question (the rate a latency bound
+allows, not the rate of a loop), with settings of its own (scenarios, bound, batching, durations).
+Each runtime's configuration runs in a process of its own (crossrt.isolate), so that Ctrl-C ends
+the LoadGen test under way at once and the configurations that finished are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+
+from .checks import choices, in_range, nonempty_unique
+from .config import DataConfig, BenchConfig, PROVIDERS, all_runtimes, option
+from .errors import ConfigError, Stopped
+from .runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
+from .runtimes.registry import RUNTIMES
+from .system import max_threads, one_and_all_cores
+
+# LoadGen's scenario names, by crossrt's flag values.
+SCENARIOS = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "offline": "Offline",
+             "server": "Server"}
+# MLPerf's rules (loadgen/mlperf.conf, for every model): 600 s per test; MultiStream 662 queries.
+MLPERF_MIN_DURATION_S, MLPERF_MIN_QUERIES = 600, {"multi-stream": 662}
+SEEDS = {"qsl_rng_seed": 2085463073848966840, "sample_index_rng_seed": 2747215439041700203,
+         "schedule_rng_seed": 16159082839903944936}  # mlperf.conf's, so that runs are repeatable
+SEARCH_STEPS = 8  # LoadGen runs per Server search at most, after the first
+MAX_QUERIES = 10_000_000  # a Server test LoadGen would have to schedule more queries for (in memory) is refused
+
+
+@dataclass
+class LoadgenConfig:
+    """loadgen: MLPerf LoadGen's scenarios (SingleStream, MultiStream, Offline, Server) over every
+    runtime asked for, on crossrt's LeNet5 export and its test images; LoadGen's logs are kept."""
+
+    model: Path = option(Path("exports/lenet5.onnx"), path="in-file", help="a crossrt LeNet5 ONNX export")
+    runtimes: tuple[str, ...] = option(DEFAULT_RUNTIMES, metavar="R[,R]",
+                                       help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)")
+    provider: str = option("cpu", choices=PROVIDERS, help="execution provider (CUDA: host arrays in and out)")
+    threads: tuple[int, ...] = option(factory=one_and_all_cores, metavar="N[,N]",
+                                      help="intra-op threads of each runner; 0 = the runtime's default")
+    scenarios: tuple[str, ...] = option(("single-stream", "offline", "server"), metavar="S[,S]",
+                                        help=f"LoadGen scenarios from {{{','.join(SCENARIOS)}}}")
+    latency_bound: tuple[float, ...] = option((5.0,), metavar="MS[,MS]",
+                                              help="Server: the 99th-percentile latency bound, in ms; a search "
+                                                   "finds the highest QPS that keeps it, per bound")
+    max_batch: int = option(100, help="the most samples a batch runs: Offline's batch, Server's batching limit")
+    batch_timeout_ms: float = option(1.0, metavar="MS",
+                                     help="Server: how long a waiting sample waits for others to join its batch")
+    workers: int = option(1, help="Server: threads that run batches at once, each with a runner of its own")
+    qps: float | None = option(None, metavar="Q", default_text="search",
+                               help="Server: one test at this QPS per bound instead of the search for the highest")
+    duration: float = option(5.0, metavar="S", help="minimum seconds of each LoadGen test (short: not "
+                                                    "MLPerf-valid; --mlperf-durations for MLPerf's)")
+    mlperf_durations: bool = option(False, help=f"MLPerf's minimum of {MLPERF_MIN_DURATION_S} s per test")
+    accuracy: bool = option(False, help="also LoadGen's AccuracyOnly test over the test set, its accuracy held "
+                                        "against the same runner's scored the way bench-infer scores it")
+    data: DataConfig = field(default_factory=DataConfig)
+    json: Path | None = option(None, metavar="PATH", default_text="only results/", path="out-file",
+                               help="also write the result JSON here")
+
+    def __post_init__(self) -> None:
+        self.model, self.threads = Path(self.model), tuple(self.threads)
+        self.runtimes, self.scenarios = all_runtimes(self.runtimes), tuple(self.scenarios)
+        self.latency_bound = tuple(self.latency_bound)
+        choices("--runtimes", self.runtimes, tuple(RUNTIMES))
+        nonempty_unique("--scenarios", self.scenarios)
+        choices("--scenarios", self.scenarios, tuple(SCENARIOS))
+        nonempty_unique("--threads", self.threads)
+        for t in self.threads:
+            in_range("--threads", t, 0, max_threads())
+        nonempty_unique("--latency-bound", self.latency_bound)
+        for bound in self.latency_bound:
+            if not 0 < bound <= 60_000:
+                raise ConfigError(f"--latency-bound: {bound:g} ms; a bound is above 0 and at most 60,000 ms")
+        in_range("--max-batch", self.max_batch, 1, 10_000)
+        in_range("--workers", self.workers, 1, 64)
+        if not 0 <= self.batch_timeout_ms <= 10_000:
+            raise ConfigError(f"--batch-timeout-ms: {self.batch_timeout_ms:g}; from 0 to 10,000 ms")
+        if not 0.1 <= self.duration <= 86_400:
+            raise ConfigError(f"--duration: {self.duration:g} s; from 0.1 s to a day")
+        if self.qps is not None and not 0 < self.qps * self.min_duration_s() <= MAX_QUERIES:
+            raise ConfigError(f"--qps {self.qps:g}: LoadGen schedules every query of a test before it starts: "
+                              f"{self.qps:g} QPS for {self.min_duration_s():g} s is not 1 to {MAX_QUERIES:,} queries")
+        self.json = self.json and Path(self.json)
+
+    def bench(self) -> BenchConfig:
+        """The bench-infer settings of the same model, runtimes and threads: the runners, and the
+        checks bench-infer makes before any work, come from there."""
+        return BenchConfig(model=self.model, providers=(self.provider,), threads=self.threads,
+                           runtimes=self.runtimes, batch_sizes=(self.max_batch,), data=self.data)
+
+    def min_duration_s(self) -> float:
+        return MLPERF_MIN_DURATION_S if self.mlperf_durations else self.duration
+
+
+def settings(cfg: LoadgenConfig, scenario: str, hints: dict, qps: float | None = None,
+             bound_ms: float | None = None, samples: int = 0) -> dict:
+    """LoadGen TestSettings for one test: the durations, the scenario's own fields, and hints from
+    a probe of the runner (LoadGen pre-generates its queries from them: too low a hint ends a
+    test before its minimum duration)."""
+    s = {**SEEDS, "min_duration_ms": int(1000 * cfg.min_duration_s()), "performance_sample_count_override": samples}
+    if cfg.mlperf_durations and scenario in MLPERF_MIN_QUERIES:
+        s["min_query_count"] = MLPERF_MIN_QUERIES[scenario]
+    if scenario == "single-stream":
+        s["single_stream_expected_latency_ns"] = max(1, int(hints["latency_1_s"] * 1e9))
+    elif scenario == "multi-stream":
+        s["multi_stream_expected_latency_ns"] = max(1, int(hints["latency_8_s"] * 1e9))
+        s["multi_stream_samples_per_query"] = 8
+    elif scenario == "offline":
+        s["offline_expected_qps"] = hints["samples_per_s"]
+    else:
+        s.update(server_target_qps=qps, server_target_latency_ns=int(bound_ms * 1e6),
+                 server_target_latency_percentile=0.99)
+    return s
+
+
+def figures(detail: dict, scenario: str) -> dict:
+    """A LoadGen test's figures as crossrt keeps them, from its detail log: LoadGen's verdict, its
+    reasons when INVALID, throughput, latency percentiles in ms (per query for MultiStream)."""
+    q = scenario == "multi-stream"  # LoadGen's per-query figures: "mean_query", "99.00_percentile_per_query"
+    ms = {name: detail.get(f"result_{key}{'_query' if q and len(key) < 5 else '_per_query' if q else ''}_latency_ns")
+          for name, key in (("mean", "mean"), ("p50", "50.00_percentile"), ("p90", "90.00_percentile"),
+                            ("p99", "99.00_percentile"), ("max", "max"))}
+    unmet = [why for key, why in (("result_min_duration_met", "min duration not met"),
+                                  ("result_min_queries_met", "min queries not met"),
+                                  ("result_perf_constraints_met", "latency bound not met"),
+                                  ("early_stopping_met", "early stopping not met")) if detail.get(key) is False]
+    reason = detail.get("result_invalid_reason")
+    rate = {"offline": "result_samples_per_second", "server": "result_completed_samples_per_sec"}.get(scenario)
+    valid = detail["result_validity"] == "VALID" if "result_validity" in detail else None  # None: accuracy mode
+    return {"valid": valid, "reasons": unmet + ([str(reason)] if reason else []),
+            "samples_per_s": detail.get(rate) if rate else None,
+            "latency_ms": {k: v / 1e6 for k, v in ms.items() if isinstance(v, (int, float))},
+            "queries": int(detail.get("result_query_count") or 0), "early_stopping": detail.get("early_stopping_result"),
+            "batches": {str(k): v for k, v in detail["batches"].items()}}
+
+
+def probe(sut, max_batch: int) -> dict:
+    """The runner's latency at batch 1 and 8 and its samples/s at max_batch: LoadGen's hints."""
+    import time
+
+    def seconds(n: int) -> float:
+        run = sut.runners[0].outputs
+        run(n - 1)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(5):
+            run(n - 1)
+        return (time.perf_counter() - t0) / 5
+
+    big = seconds(max_batch)
+    return {"latency_1_s": seconds(1), "latency_8_s": seconds(min(8, max_batch)), "samples_per_s": max_batch / big}
+
+
+def search(test, start_qps: float) -> tuple[dict | None, list[dict]]:
+    """The highest QPS whose LoadGen Server test is VALID: widen from start_qps (x1.5 up while
+    valid, /2 down while not), then halve the interval to 5%, at most SEARCH_STEPS more tests.
+    test(qps) runs one and returns its figures; (the best valid test, every test in order)."""
+    trail, best, low, high = [], None, None, None
+    qps = start_qps
+    for _ in range(SEARCH_STEPS + 1):
+        fig = {**test(qps), "target_qps": qps}
+        trail.append(fig)
+        if fig["valid"]:
+            best, low = fig, qps
+        else:
+            high = qps
+        if low is None:
+            qps /= 2
+        elif high is None:
+            qps *= 1.5
+        elif high / low <= 1.05:
+            break
+        else:
+            qps = (low + high) / 2
+        if qps < 0.1:  # not even a query every 10 s keeps the bound
+            break
+    return best, trail
+
+
+def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) -> list[dict]:
+    """Every scenario asked for, on one runtime configuration (row), in this process: the runs as
+    dicts (crossrt.results.LoadgenRun's fields). A top-level function of picklable arguments, so
+    that it runs in a fresh process of its own."""
+    import numpy as np
+
+    from .bench_infer import score
+    from .sut import SUT, accuracy_log
+
+    bench = cfg.bench()
+    sut = SUT(lambda feeds: RUNTIMES[row.runtime].runner(bench, row, feeds), name, x, cfg.max_batch,
+              cfg.workers if "server" in cfg.scenarios else 1)
+    hints = probe(sut, cfg.max_batch)
+    runs = []
+
+    def test(scenario: str, qps=None, bound=None, accuracy=False) -> dict:
+        where = logs / scenario / (f"{bound:g}ms-{qps:.1f}qps" if qps else "accuracy" if accuracy else "")
+        s = settings(cfg, scenario, hints, qps, bound, len(x))
+        return figures(sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy), scenario) | {
+            "log_dir": str(where)}
+
+    for scenario in (s for s in SCENARIOS if s in cfg.scenarios):
+        if scenario != "server":
+            runs.append({**test(scenario), "scenario": scenario})
+            continue
+        for bound in cfg.latency_bound:
+            if cfg.qps:  # one test at the QPS asked for
+                runs.append({**test(scenario, cfg.qps, bound), "scenario": scenario, "target_qps": cfg.qps,
+                             "latency_bound_ms": bound})
+                continue
+            # The search starts at half of what Offline batches run (more than a Server can keep),
+            # capped so that LoadGen never schedules more than MAX_QUERIES in one test.
+            start = min(hints["samples_per_s"] / 2, MAX_QUERIES / cfg.min_duration_s() / 2)
+            best, trail = search(partial(test, scenario, bound=bound), start)
+            found = best or trail[-1]
+            runs.append({**found, "scenario": scenario, "latency_bound_ms": bound,
+                         "search": [{"qps": t["target_qps"], "valid": t["valid"], "p99_ms": t["latency_ms"].get("p99"),
+                                     "reasons": t["reasons"]} for t in trail]})
+    if cfg.accuracy:
+        run = test("offline", accuracy=True)
+        direct = np.concatenate([sut.runners[0].outputs(len(b) - 1)[0] for b in _batches(sut, x, cfg.max_batch)])
+        runs.append({**run, "scenario": "offline", "mode": "accuracy",
+                     "accuracy": accuracy_log(Path(run["log_dir"]) / "mlperf_log_accuracy.json", labels, 10),
+                     "bench_accuracy": score(direct, labels)[1]})
+    return runs
+
+
+def _batches(sut, x, size: int):
+    """The whole pool in order, each batch copied into the runner's buffer of its size, as bench-infer batches."""
+    for i in range(0, len(x), size):
+        buf = next(iter(sut.buffers[0][len(x[i:i + size]) - 1].values()))
+        buf[...] = x[i:i + size]
+        yield buf
+
+
+def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, on_fail=None) -> "LoadgenResult":
+    """Every runtime configuration of cfg (runtime x threads x spin), each in a process of its own,
+    on data's test images; Stopped keeps the configurations that finished. A configuration that
+    fails is listed in `failed` with its reason, and the others still run."""
+    from .bench_infer import one_line, plan, skipped
+    from .data import normalize
+    from .files import RESULTS_DIR, result_name
+    from .isolate import isolated
+    from .results import LoadgenResult, LoadgenRun
+    from .schema import plain
+    from .system import environment, peak_rss_mb
+
+    bench = cfg.bench()
+    result = LoadgenResult(model=str(cfg.model), dataset=data.name, config=plain(cfg), skipped=skipped(bench),
+                           model_info=prepared.model_info)
+    logs = RESULTS_DIR / f"{result_name(plain(result))}-logs"  # beside the result's own file
+    result.log_dir = str(logs)
+    x, labels = normalize(data.test_images), data.test_labels.astype("int64")
+    name = prepared.signature[0][0].name
+    rows = [r for r in plan(bench, (cfg.max_batch,)) if r.io in ("host", "end-to-end")]
+    try:
+        for k, row in enumerate(rows):
+            if on_start:
+                on_start(row, k, len(rows))
+            where = logs / f"{row.runtime}-{row.precision}-{row.provider}-{row.threads}thr" \
+                           f"{'' if row.spin is not False else '-no-spin'}"
+            try:
+                runs = isolated(partial(measure_config, cfg, row, x, labels, name, where))
+            except Exception as e:  # this configuration failed (a runtime's error): the rest still run
+                runs, why = [], one_line(e)
+            if not runs:
+                failure = {"runtime": row.runtime, "provider": row.provider, "threads": row.threads, "io": row.io,
+                           "batch_size": cfg.max_batch, "precision": row.precision, "reason": why}
+                result.failed.append(failure)
+                if on_fail:
+                    on_fail(failure)
+                continue
+            for r in runs:
+                run = LoadgenRun(**{"runtime": row.runtime, "provider": row.provider, "threads": row.threads,
+                                    "spin": row.spin, "precision": row.precision, **r})
+                result.runs.append(run)
+                if on_run:
+                    on_run(run)
+    except KeyboardInterrupt:
+        raise Stopped(f"interrupted after {len(result.runs)} LoadGen test(s)", result) from None
+    finally:
+        result.environment, result.peak_rss_mb = environment(), peak_rss_mb()
+    result.complete = True
+    return result

@@ -1,0 +1,159 @@
+"""The system under test that MLPerf LoadGen drives: crossrt's runners behind LoadGen's callbacks.
+
+LoadGen (mlcommons/inference `loadgen/`, the `mlcommons-loadgen` package) issues the queries, at
+the times its scenario says, and measures each sample from its issue to its completion; the SUT
+only runs them. This one runs them on a runner of crossrt.runtimes, built over one input buffer
+per batch size (1..max_batch): a batch is gathered into the buffer of its size and run there, so
+every runtime sees a plain batch of the model's input, as in bench-infer.
+
+- SingleStream and MultiStream: LoadGen has one query out at a time; it runs at once, in LoadGen's
+  own thread (one query, one batch), with no queue or thread switch to add to its latency.
+- Offline: one query of every sample; it runs in batches of max_batch.
+- Server: queries arrive at random (Poisson) times. They wait in a queue, and each of `workers`
+  threads takes what waits, up to max_batch samples, after giving the first of them at most
+  batch_timeout to be joined by others (what Triton's dynamic batcher does). Each worker has a
+  runner of its own (an ONNX Runtime session, a PyTorch model): ONNX Runtime and OpenVINO release
+  the GIL while they run, so workers overlap; PyTorch releases it inside its kernels but holds it
+  for the Python between them, so its workers overlap less.
+
+A LoadGen test's figures are LoadGen's own, read back from its detail log (`:::MLLOG` JSON lines).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+
+def loadgen():
+    """The mlperf_loadgen module, or a one-line error saying how to install it."""
+    try:
+        import mlperf_loadgen
+    except ImportError:
+        raise ConfigError("crossrt loadgen needs MLPerf LoadGen: pip install mlcommons-loadgen "
+                          "(make setup installs it)") from None
+    return mlperf_loadgen
+
+
+class SUT:
+    """Runners over per-size buffers of a model's one input, fed from a pool of samples (x[i] is
+    sample i); make_runner(feeds) builds a runner over a list of feeds (crossrt.runtimes)."""
+
+    def __init__(self, make_runner, name: str, x: np.ndarray, max_batch: int, workers: int = 1):
+        self.lg, self.x, self.max_batch = loadgen(), x, max_batch
+        self.buffers, self.runners = [], []
+        for _ in range(workers):  # each worker owns its buffers and its runner (the input is `name`)
+            feeds = [{name: np.empty((b, *x.shape[1:]), x.dtype)} for b in range(1, max_batch + 1)]
+            self.buffers.append(feeds)
+            self.runners.append(make_runner(feeds))
+        self.batches: collections.Counter = collections.Counter()
+        self.predictions: dict[int, int] = {}  # sample index -> top-1, kept for an accuracy run
+        self.keep_predictions = False
+
+    def run(self, worker: int, samples: list) -> None:
+        """Run samples (LoadGen QuerySamples) as one batch on a worker's runner; complete them.
+        Kept lean: LoadGen's latency of a query includes all of it."""
+        lg, n = self.lg, len(samples)
+        buf = next(iter(self.buffers[worker][n - 1].values()))
+        if n == 1:
+            buf[0] = self.x[samples[0].index]
+        else:
+            np.take(self.x, [s.index for s in samples], axis=0, out=buf)
+        out = np.ascontiguousarray(self.runners[worker].outputs(n - 1)[0], dtype=np.float32)
+        self.batches[n] += 1
+        if self.keep_predictions:
+            self.predictions.update(zip((s.index for s in samples), out.argmax(1).tolist()))
+        pointer, size = out.ctypes.data, out[0].nbytes  # LoadGen copies the bytes it logs before returning
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, pointer + k * size, size)
+                                 for k, s in enumerate(samples)])
+
+    # ------------------------------------------------------------------ one LoadGen test
+
+    def test(self, scenario: str, settings: dict, log_dir: Path, timeout_s: float = 0.0,
+             accuracy: bool = False) -> dict:
+        """One LoadGen test of scenario (LoadGen's name: SingleStream, MultiStream, Server,
+        Offline) with TestSettings fields `settings`; its logs in log_dir; LoadGen's detail log as
+        {key: value}, and the batch sizes that ran."""
+        lg = self.lg
+        s = lg.TestSettings()
+        s.scenario = getattr(lg.TestScenario, scenario)
+        s.mode = lg.TestMode.AccuracyOnly if accuracy else lg.TestMode.PerformanceOnly
+        for key, value in settings.items():
+            setattr(s, key, value)
+        log = lg.LogSettings()
+        log.log_output.outdir = str(log_dir)
+        log.log_output.copy_summary_to_stdout = False
+        log.enable_trace = False
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.batches.clear()
+        self.keep_predictions = accuracy
+        queue: collections.deque = collections.deque()
+        ready, stop = threading.Condition(), threading.Event()
+
+        def issue(samples):
+            if scenario == "Server":
+                with ready:
+                    queue.extend(samples)
+                    ready.notify()
+            else:  # one query out at a time, or Offline's one query of everything: run it here
+                for i in range(0, len(samples), self.max_batch):
+                    self.run(0, samples[i:i + self.max_batch])
+
+        def worker(k: int):
+            while True:
+                with ready:
+                    while not queue and not stop.is_set():
+                        ready.wait(0.05)
+                    if stop.is_set() and not queue:
+                        return
+                    first = time.perf_counter()
+                    # Wait for more, up to max_batch, at most timeout_s after the first was taken.
+                    while len(queue) < self.max_batch and (left := timeout_s - (time.perf_counter() - first)) > 0:
+                        ready.wait(left)
+                    batch = [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
+                self.run(k, batch)
+
+        threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(len(self.runners))]
+        if scenario == "Server":
+            for t in threads:
+                t.start()
+        sut = lg.ConstructSUT(issue, lambda: None)
+        qsl = lg.ConstructQSL(len(self.x), len(self.x), lambda ids: None, lambda ids: None)
+        try:
+            lg.StartTestWithLogSettings(sut, qsl, s, log)
+        finally:
+            stop.set()
+            with ready:
+                ready.notify_all()
+            for t in threads if scenario == "Server" else ():
+                t.join()
+            lg.DestroyQSL(qsl)
+            lg.DestroySUT(sut)
+        return {**detail_log(log_dir / "mlperf_log_detail.txt"), "batches": dict(sorted(self.batches.items()))}
+
+
+def detail_log(path: Path) -> dict:
+    """LoadGen's detail log as {key: value} (a key logged twice keeps its last value)."""
+    out = {}
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if line.startswith(":::MLLOG "):
+            try:
+                entry = json.loads(line[len(":::MLLOG "):])
+            except ValueError:
+                continue
+            out[entry.get("key")] = entry.get("value")
+    return out
+
+
+def accuracy_log(path: Path, labels: np.ndarray, classes: int) -> float:
+    """The accuracy of LoadGen's accuracy log (every sample's response, hex-encoded float32 logits)."""
+    entries = json.loads(Path(path).read_text())
+    right = [int(np.frombuffer(bytes.fromhex(e["data"]), np.float32)[:classes].argmax() == labels[e["qsl_idx"]])
+             for e in entries]
+    return sum(right) / len(right) if right else 0.0

@@ -1,0 +1,109 @@
+"""What `crossrt loadgen` shows: a line per LoadGen test as it ends, then a table per scenario,
+LoadGen's verdict and reasons on every row, and the Server search's trail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..results import LoadgenResult, LoadgenRun
+from .console import BenchProgress, esc, fail_line, note
+from .layout import Col, fitted, num, pct
+
+LABELS = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "offline": "Offline", "server": "Server"}
+
+
+def verdict(run: LoadgenRun) -> str:
+    return "" if run.valid is None else "[green]VALID[/]" if run.valid else "[yellow]INVALID[/]"
+
+
+def what(run: LoadgenRun) -> str:
+    """The configuration in a few words: runtime, precision, provider, threads."""
+    precision = "" if run.precision in ("fp32", "int8") else f" {run.precision}"
+    spin = " no-spin" if run.spin is False else ""
+    return f"{run.runtime}{precision}{spin} {run.provider}, {run.threads or 'default'} thr"
+
+
+def batches(run: LoadgenRun) -> str:
+    """The batch sizes that ran, most used first: `1 x2031, 2 x40`."""
+    ranked = sorted(run.batches.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{size} x{count:,}" for size, count in ranked[:4]) + (" ..." if len(ranked) > 4 else "")
+
+
+def run_line(run: LoadgenRun) -> None:
+    lat = run.latency_ms
+    if run.mode == "accuracy":
+        figure = f"accuracy {pct(run.accuracy)} (bench-infer's scoring: {pct(run.bench_accuracy)})"
+    elif run.scenario == "server":
+        figure = f"{num(run.target_qps, 1)} QPS at p99 {lat.get('p99', 0):.3f} ms (bound {run.latency_bound_ms:g} ms)"
+    elif run.samples_per_s is not None:
+        figure = f"{num(run.samples_per_s)} samples/s"
+    else:
+        key = "p99" if run.scenario == "multi-stream" else "p90"
+        figure = f"{key} {lat.get(key, 0):.3f} ms"
+    note(f"{esc(what(run))} {LABELS[run.scenario]}: {figure} {verdict(run)}")
+
+
+class LoadgenProgress(BenchProgress):
+    """bench-infer's bar, over LoadGen's runtime configurations: a line per test as it ends."""
+
+    def start(self, row, done: int, total: int) -> None:
+        precision = "" if row.precision in ("fp32", "int8") else f" {row.precision}"
+        self.bar.update(self.task, total=total, completed=done, description=esc(
+            f"LoadGen: {row.runtime}{precision} {row.provider} {row.threads or 'default'} thr"))
+
+    def ran(self, run: LoadgenRun) -> None:
+        run_line(run)
+
+    def failed(self, failure: dict) -> None:
+        fail_line(failure)
+
+    def configuration_done(self) -> None:
+        self.bar.advance(self.task)
+
+
+COLS = [Col("runtime", left=True, key=True), Col("provider", left=True, fold=True, key=True),
+        Col("threads", fold=True, key=True), Col("LoadGen"), Col("samples/s"), Col("QPS\nasked", drop=1),
+        Col("p50 ms", drop=2), Col("p90 ms"), Col("p99 ms"), Col("max ms", drop=3), Col("queries", drop=3),
+        Col("batches that ran", left=True, wrap=True, drop=2), Col("why not VALID", left=True, wrap=True, drop=1)]
+
+
+def loadgen_tables(result: LoadgenResult) -> list:
+    """A table per scenario (Server: one row per bound, at the highest QPS found), and the
+    Server search's trail."""
+    tables = []
+    for scenario in LABELS:
+        runs = [r for r in result.runs if r.scenario == scenario and r.mode == "performance"]
+        if not runs:
+            continue
+        rows = [[esc(r.runtime + ("" if r.precision in ("fp32", "int8") else f" {r.precision}")
+                     + (" no-spin" if r.spin is False else "")), esc(r.provider), str(r.threads or "default"),
+                 verdict(r), num(r.samples_per_s), num(r.target_qps, 1),
+                 *(f"{r.latency_ms[k]:.3f}" if k in r.latency_ms else "—" for k in ("p50", "p90", "p99", "max")),
+                 f"{r.queries:,}", esc(batches(r)), esc("; ".join(r.reasons)) or "—"] for r in runs]
+        title = f"LoadGen {LABELS[scenario]} on {esc(Path(result.model).name)} ({esc(result.dataset)})"
+        if scenario == "server":
+            bounds = ", ".join(f"{b:g} ms" for b in dict.fromkeys(r.latency_bound_ms for r in runs))
+            title += f": the highest QPS whose p99 stays within {bounds}"
+        per = " per query" if scenario == "multi-stream" else ""
+        caption = f"latencies per sample{per}, as LoadGen measured them from its issue to the response"
+        tables.append(fitted(title, COLS, rows, caption=caption))
+    trail = [[esc(what(r)), f"{r.latency_bound_ms:g}", num(t["qps"], 1), "[green]VALID[/]" if t["valid"] else
+              "[yellow]INVALID[/]", "—" if t["p99_ms"] is None else f"{t['p99_ms']:.3f}", esc("; ".join(t["reasons"]))]
+             for r in result.runs if r.search for t in r.search]
+    if trail:
+        cols = [Col("configuration", left=True, key=True), Col("bound\nms", key=True), Col("QPS asked"),
+                Col("LoadGen"), Col("p99 ms"), Col("why not VALID", left=True, wrap=True)]
+        tables.append(fitted("Server: every QPS the search tried, in order", cols, trail))
+    checks = [[esc(what(r)), pct(r.accuracy), pct(r.bench_accuracy), "[green]yes[/]" if accuracy_agrees(r)
+               else "[bold red]no[/]"] for r in result.runs if r.mode == "accuracy"]
+    if checks:
+        cols = [Col("configuration", left=True, key=True), Col("LoadGen accuracy"), Col("bench-infer's scoring"),
+                Col("the same")]
+        tables.append(fitted(f"LoadGen AccuracyOnly over the {esc(result.dataset)} test set", cols, checks))
+    return tables
+
+
+def accuracy_agrees(run: LoadgenRun) -> bool:
+    """LoadGen's accuracy and bench-infer's scoring of the same runner agree: the same images
+    right, to one image of the 10,000 (the batches LoadGen makes differ from bench-infer's)."""
+    return run.accuracy is not None and run.bench_accuracy is not None and abs(run.accuracy - run.bench_accuracy) <= 1e-4

@@ -1,0 +1,166 @@
+"""`crossrt loadgen`: MLPerf LoadGen's scenarios through the real library (mlcommons-loadgen), on
+the session's trained LeNet5, for a fraction of a second per test; bad input; Ctrl-C.
+
+No test asserts VALID: LoadGen's verdict depends on the machine's load. The tests check what
+LoadGen was asked and what it wrote: its logs, its figures, the batches that ran, the search."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import python_path, run_cli
+
+from crossrt.cli import main
+from crossrt.loadgen import search
+
+QUICK = ["--duration", "0.3", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def served(trained, tiny_data, tmp_path_factory) -> tuple[Path, dict, subprocess.CompletedProcess]:
+    """Every scenario, under ONNX Runtime and PyTorch, with LoadGen's accuracy test."""
+    work = tmp_path_factory.mktemp("loadgen")
+    out = run_cli("loadgen", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), *QUICK,
+                  "--scenarios", "single-stream,multi-stream,offline,server", "--latency-bound", "20,50",
+                  "--max-batch", "16", "--accuracy", "--json", "l.json", cwd=work, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return work, json.loads((work / "l.json").read_text()), out
+
+
+def test_every_scenario_runs_through_loadgen_for_every_runtime(served):
+    work, result, out = served
+    assert result["kind"] == "loadgen" and result["complete"] and not result["failed"]
+    runs = result["runs"]
+    got = {(r["runtime"], r["scenario"], r["mode"], r["latency_bound_ms"]) for r in runs}
+    for runtime in ("onnxruntime", "pytorch"):
+        for scenario in ("single-stream", "multi-stream", "offline"):
+            assert (runtime, scenario, "performance", None) in got
+        assert {(runtime, "server", "performance", 20.0), (runtime, "server", "performance", 50.0)} <= got
+        assert (runtime, "offline", "accuracy", None) in got
+    for r in runs:
+        log = Path(work / r["log_dir"])
+        assert (log / "mlperf_log_summary.txt").is_file() and (log / "mlperf_log_detail.txt").is_file()
+        if r["mode"] == "performance":
+            assert isinstance(r["valid"], bool) and (r["valid"] or r["reasons"]), r  # INVALID always says why
+        else:
+            assert r["valid"] is None  # LoadGen judges no accuracy test
+        assert (r["queries"] >= 1 or r["mode"] == "accuracy") and sum(r["batches"].values()) >= 1
+        assert all(1 <= int(size) <= 16 for size in r["batches"])
+    for r in (r for r in runs if r["mode"] == "performance"):
+        if r["scenario"] in ("single-stream", "multi-stream"):
+            assert r["samples_per_s"] is None and 0 < r["latency_ms"]["p90"] <= r["latency_ms"]["max"]
+            assert set(r["batches"]) == {"1" if r["scenario"] == "single-stream" else "8"}  # a query is a batch
+        if r["scenario"] == "offline":
+            assert r["samples_per_s"] > 0 and max(map(int, r["batches"])) == 16
+        if r["scenario"] == "server":  # the row is the highest QPS found valid, else the last one tried
+            valid = [t["qps"] for t in r["search"] if t["valid"]]
+            assert r["search"] and r["target_qps"] == (max(valid) if valid else r["search"][-1]["qps"])
+            assert r["valid"] == bool(valid) and all(t["qps"] > 0 for t in r["search"])
+
+
+def test_loadgens_accuracy_is_bench_infers_scoring_of_the_same_runner(served):
+    _, result, out = served
+    checks = [r for r in result["runs"] if r["mode"] == "accuracy"]
+    assert len(checks) == 2
+    for r in checks:
+        assert 0 < r["accuracy"] <= 1 and r["accuracy"] == pytest.approx(r["bench_accuracy"], abs=1e-4)
+    assert "LoadGen AccuracyOnly over the" in out.stdout
+
+
+def test_the_tables_report_show_and_compare_read_a_loadgen_result(served):
+    work, result, out = served
+    for words in ("LoadGen SingleStream on", "LoadGen Offline on", "the highest QPS whose p99 stays within",
+                  "every QPS the search tried", "not MLPerf-valid", "LoadGen's logs: results/loadgen-", "-logs"):
+        assert words in out.stdout, words
+    report = run_cli("report", "l.json", "--markdown", cwd=work)
+    assert report.returncode == 0 and "| loadgen |" in report.stdout and "server" in report.stdout, report.stderr
+    show = run_cli("show", "l.json", cwd=work)
+    assert show.returncode == 0 and "LoadGen MultiStream on" in show.stdout, show.stderr
+    same = run_cli("compare", "l.json", "l.json", cwd=work)
+    assert same.returncode == 0 and "offline" in same.stdout, same.stderr
+
+
+@pytest.mark.parametrize("field, value", [("latency_ms", {"p90": -1.0}), ("batches", {"1": "many"}),
+                                          ("search", [{"qps": 5.0, "valid": "yes", "p99_ms": 1.0, "reasons": []}])])
+def test_a_damaged_loadgen_result_is_refused_in_one_line(served, tmp_path, field, value):
+    result = copy.deepcopy(served[1])  # the module's result stays whole for the other tests
+    result["runs"][0][field] = value
+    (tmp_path / "bad.json").write_text(json.dumps(result))
+    out = run_cli("show", "bad.json", cwd=tmp_path)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and field in out.stderr, out.stderr
+
+
+def test_the_server_search_finds_the_highest_valid_qps_within_five_percent():
+    """search() against a system that keeps its bound up to 123 QPS and not beyond."""
+    asked = []
+
+    def test(qps):
+        asked.append(qps)
+        return {"valid": qps <= 123.0}
+
+    best, trail = search(test, 40.0)
+    assert 117 <= best["target_qps"] <= 123 and len(trail) == len(asked) <= 9
+    best, trail = search(lambda q: {"valid": False}, 8.0)  # nothing keeps the bound
+    assert best is None and trail[-1]["target_qps"] < 0.2
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--latency-bound", "0"], "--latency-bound: 0 ms; a bound is above 0"),
+    (["--latency-bound", "-5"], "--latency-bound: -5 ms"),
+    (["--qps", "1e9"], "LoadGen schedules every query of a test before it starts"),
+    (["--qps", "0"], "--qps 0"),
+    (["--scenarios", "stream"], "--scenarios"),
+    (["--max-batch", "0"], "--max-batch"),
+    (["--latency-bound", "fast"], "expected comma-separated numbers"),
+])
+def test_bad_input_is_one_line(capsys, trained, flags, words):
+    assert main(["loadgen", "--model", str(trained / "lenet5.onnx"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err, err
+
+
+def test_loadgen_not_installed_is_one_line(capsys, trained, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlperf_loadgen", None)  # what an environment without it imports
+    assert main(["loadgen", "--model", str(trained / "lenet5.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "needs MLPerf LoadGen: pip install mlcommons-loadgen" in err and len(err.strip().splitlines()) == 1
+
+
+def test_another_model_is_refused_in_one_line(capsys, tmp_path):
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", T.FLOAT, ["n", 3])],
+                              [helper.make_tensor_value_info("y", T.FLOAT, ["n", 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+              tmp_path / "relu.onnx")
+    assert main(["loadgen", "--model", str(tmp_path / "relu.onnx"), "--runtimes", "onnxruntime"]) == 2
+    assert "serves MNIST classifiers" in capsys.readouterr().err
+
+
+def test_ctrl_c_keeps_the_configurations_that_finished(trained, tiny_data, tmp_path):
+    """A real SIGINT once the first configuration's tests are done: exit 130, and the partial
+    result holds them; the LoadGen test under way (in a child process) ends at once."""
+    cmd = [sys.executable, "-m", "crossrt", "loadgen", "--model", str(trained / "lenet5.onnx"), "--data-dir",
+           str(tiny_data), "--threads", "1", "--runtimes", "onnxruntime,pytorch", "--scenarios", "single-stream",
+           "--duration", "0.3", "--json", "l.json"]
+    import os
+
+    env = {**os.environ, "PYTHONPATH": python_path(), "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "SingleStream:" in line:  # the first configuration finished
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    result = json.loads((tmp_path / "l.json").read_text())
+    assert result["complete"] is False and [r["runtime"] for r in result["runs"]][:1] == ["onnxruntime"]
