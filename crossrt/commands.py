@@ -222,14 +222,13 @@ def cmd_loadgen(a, cfg) -> int:
     with serving.LoadgenProgress() as bar:
         result = run_loadgen(cfg, ds, prepared, on_run=bar.ran, on_start=bar.start, on_fail=bar.failed)
     paths = save_json(result.to_dict(), cfg.json)
-    for table in serving.loadgen_tables(result):
-        console.console.print(table)
+    serving.show(result)
     console.note(console.esc(f"results: {', '.join(map(str, paths))}; LoadGen's logs: {result.log_dir}"))
     code = EXIT_OK
     if result.failed:
-        err(f"{len(result.failed)} configuration(s) failed (their reasons are above); the others ran")
+        err(f"{len(result.failed)} configuration(s) failed (their reasons are under the tables); the others ran")
         code = EXIT_FAILED
-    if bad := [r for r in result.runs if r.mode == "accuracy" and not serving.accuracy_agrees(r)]:
+    if bad := [r for r in result.runs if r.mode == "accuracy" and not serving.accuracy_agrees(r, result.samples)]:
         err(f"{len(bad)} configuration(s): LoadGen's accuracy differs from bench-infer's scoring of the same runner")
         code = EXIT_FAILED
     return code

@@ -128,7 +128,7 @@ def atomic_file(path: Path, size: int | None = None):
         if own:
             raise
         written = size
-        if written is None:
+        if written is None and f is not None:
             with contextlib.suppress(ValueError, OSError):
                 written = -f.tell()  # what was written so far: it needs at least that
         raise _write_failed(path, e, written or 0) from None

@@ -42,7 +42,11 @@ SCENARIOS = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "of
 MLPERF_MIN_DURATION_S, MLPERF_MIN_QUERIES = 600, {"multi-stream": 662}
 SEEDS = {"qsl_rng_seed": 2085463073848966840, "sample_index_rng_seed": 2747215439041700203,
          "schedule_rng_seed": 16159082839903944936}  # mlperf.conf's, so that runs are repeatable
+# Runtimes the SUT does not serve, and why (they are listed with the runtimes that cannot run here).
+NOT_SERVED = {"torch-compile": "compiles a graph per batch shape, and a server's batches come in every size up "
+                               "to --max-batch; bench-infer times it"}
 SEARCH_STEPS = 8  # LoadGen runs per Server search at most, after the first
+MAX_BATCH = 1024  # the SUT keeps an input buffer per batch size up to --max-batch
 MAX_QUERIES = 10_000_000  # a Server test LoadGen would have to schedule more queries for (in memory) is refused
 
 
@@ -91,7 +95,7 @@ class LoadgenConfig:
         for bound in self.latency_bound:
             if not 0 < bound <= 60_000:
                 raise ConfigError(f"--latency-bound: {bound:g} ms; a bound is above 0 and at most 60,000 ms")
-        in_range("--max-batch", self.max_batch, 1, 10_000)
+        in_range("--max-batch", self.max_batch, 1, MAX_BATCH)
         in_range("--workers", self.workers, 1, 64)
         if not 0 <= self.batch_timeout_ms <= 10_000:
             raise ConfigError(f"--batch-timeout-ms: {self.batch_timeout_ms:g}; from 0 to 10,000 ms")
@@ -125,8 +129,8 @@ def settings(cfg: LoadgenConfig, scenario: str, hints: dict, qps: float | None =
     elif scenario == "multi-stream":
         s["multi_stream_expected_latency_ns"] = max(1, int(hints["latency_8_s"] * 1e9))
         s["multi_stream_samples_per_query"] = 8
-    elif scenario == "offline":
-        s["offline_expected_qps"] = hints["samples_per_s"]
+    elif scenario == "offline":  # LoadGen makes one query of qps x duration x 1.1 samples: bounded
+        s["offline_expected_qps"] = min(hints["samples_per_s"], MAX_QUERIES / cfg.min_duration_s())
     else:
         s.update(server_target_qps=qps, server_target_latency_ns=int(bound_ms * 1e6),
                  server_target_latency_percentile=0.99)
@@ -155,10 +159,15 @@ def figures(detail: dict, scenario: str) -> dict:
 
 
 def probe(sut, max_batch: int) -> dict:
-    """The runner's latency at batch 1 and 8 and its samples/s at max_batch: LoadGen's hints."""
+    """The runner's latency of a MultiStream query (8 samples) and of one sample, and its samples/s
+    at max_batch, on real samples: LoadGen's hints."""
     import time
 
+    import numpy as np
+
     def seconds(n: int) -> float:
+        buf = next(iter(sut.buffers[0][n - 1].values()))
+        buf[...] = sut.x[np.arange(n) % len(sut.x)]
         run = sut.runners[0].outputs
         run(n - 1)  # warm-up
         t0 = time.perf_counter()
@@ -166,16 +175,17 @@ def probe(sut, max_batch: int) -> dict:
             run(n - 1)
         return (time.perf_counter() - t0) / 5
 
-    big = seconds(max_batch)
-    return {"latency_1_s": seconds(1), "latency_8_s": seconds(min(8, max_batch)), "samples_per_s": max_batch / big}
+    per8 = min(8, max_batch)
+    return {"latency_1_s": seconds(1), "latency_8_s": seconds(per8) * -(-8 // per8),
+            "samples_per_s": max_batch / seconds(max_batch)}
 
 
-def search(test, start_qps: float) -> tuple[dict | None, list[dict]]:
-    """The highest QPS whose LoadGen Server test is VALID: widen from start_qps (x1.5 up while
-    valid, /2 down while not), then halve the interval to 5%, at most SEARCH_STEPS more tests.
-    test(qps) runs one and returns its figures; (the best valid test, every test in order)."""
+def search(test, start_qps: float, cap: float = float("inf")) -> tuple[dict | None, list[dict]]:
+    """The highest QPS up to cap whose LoadGen Server test is VALID: widen from start_qps (x1.5 up
+    while valid, /2 down while not), then halve the interval to 5%, at most SEARCH_STEPS more
+    tests. test(qps) runs one and returns its figures; (the best valid test, every test in order)."""
     trail, best, low, high = [], None, None, None
-    qps = start_qps
+    qps = min(start_qps, cap)
     for _ in range(SEARCH_STEPS + 1):
         fig = {**test(qps), "target_qps": qps}
         trail.append(fig)
@@ -186,7 +196,9 @@ def search(test, start_qps: float) -> tuple[dict | None, list[dict]]:
         if low is None:
             qps /= 2
         elif high is None:
-            qps *= 1.5
+            if qps >= cap:  # valid at the cap: as far as LoadGen is asked to go
+                break
+            qps = min(qps * 1.5, cap)
         elif high / low <= 1.05:
             break
         else:
@@ -211,8 +223,12 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
     hints = probe(sut, cfg.max_batch)
     runs = []
 
+    tests = iter(range(1, 1000))
+
     def test(scenario: str, qps=None, bound=None, accuracy=False) -> dict:
-        where = logs / scenario / (f"{bound:g}ms-{qps:.1f}qps" if qps else "accuracy" if accuracy else "")
+        """One LoadGen test, its logs in a folder of its own (numbered: two QPS may print alike)."""
+        kind = f"{bound:g}ms-{qps:.6g}qps" if qps else "accuracy" if accuracy else "performance"
+        where = logs / scenario / f"{next(tests):02d}-{kind}"
         s = settings(cfg, scenario, hints, qps, bound, len(x))
         return figures(sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy), scenario) | {
             "log_dir": str(where)}
@@ -227,9 +243,9 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
                              "latency_bound_ms": bound})
                 continue
             # The search starts at half of what Offline batches run (more than a Server can keep),
-            # capped so that LoadGen never schedules more than MAX_QUERIES in one test.
-            start = min(hints["samples_per_s"] / 2, MAX_QUERIES / cfg.min_duration_s() / 2)
-            best, trail = search(partial(test, scenario, bound=bound), start)
+            # and never asks LoadGen to schedule more than MAX_QUERIES in one test.
+            cap = MAX_QUERIES / cfg.min_duration_s()
+            best, trail = search(partial(test, scenario, bound=bound), hints["samples_per_s"] / 2, cap)
             found = best or trail[-1]
             runs.append({**found, "scenario": scenario, "latency_bound_ms": bound,
                          "search": [{"qps": t["target_qps"], "valid": t["valid"], "p99_ms": t["latency_ms"].get("p99"),
@@ -264,13 +280,15 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
     from .system import environment, peak_rss_mb
 
     bench = cfg.bench()
-    result = LoadgenResult(model=str(cfg.model), dataset=data.name, config=plain(cfg), skipped=skipped(bench),
-                           model_info=prepared.model_info)
+    result = LoadgenResult(model=str(cfg.model), dataset=data.name, samples=len(data.test_labels),
+                           config=plain(cfg), skipped=skipped(bench), model_info=prepared.model_info)
+    result.skipped += [{"runtime": r, "provider": cfg.provider, "reason": why} for r, why in NOT_SERVED.items()
+                       if r in cfg.runtimes]
     logs = RESULTS_DIR / f"{result_name(plain(result))}-logs"  # beside the result's own file
     result.log_dir = str(logs)
     x, labels = normalize(data.test_images), data.test_labels.astype("int64")
     name = prepared.signature[0][0].name
-    rows = [r for r in plan(bench, (cfg.max_batch,)) if r.io in ("host", "end-to-end")]
+    rows = [r for r in plan(bench, (cfg.max_batch,)) if r.io in ("host", "end-to-end") and r.runtime not in NOT_SERVED]
     try:
         for k, row in enumerate(rows):
             if on_start:
@@ -278,7 +296,7 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
             where = logs / f"{row.runtime}-{row.precision}-{row.provider}-{row.threads}thr" \
                            f"{'' if row.spin is not False else '-no-spin'}"
             try:
-                runs = isolated(partial(measure_config, cfg, row, x, labels, name, where))
+                runs, why = isolated(partial(measure_config, cfg, row, x, labels, name, where)), ""
             except Exception as e:  # this configuration failed (a runtime's error): the rest still run
                 runs, why = [], one_line(e)
             if not runs:

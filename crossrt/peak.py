@@ -4,7 +4,8 @@ A datasheet peak (cores x clock x FMA width) is rarely reachable and often unkno
 boost, a VM's CPU model); instead we time the fastest dense kernels at hand, on the same threads
 and in the same math mode (fp32, tf32, bf16, int8): a large matrix product under PyTorch (MKL or
 oneDNN) and under ONNX Runtime (MLAS), and on the CPU also ONNX Runtime's direct convolution (its
-NCHWc kernels), which ran about 30% faster than either GEMM on the 2-core AMD test machine. The
+NCHWc kernels), which on the 2-core AMD test machine ran 10-15% faster than ONNX Runtime's GEMM at
+1 thread and about 1.5x at 2 threads (and MKL's GEMM at about half of MLAS's). The
 peak is the best of them: a model that ran above a GEMM-only peak (LeNet5's validation under
 ONNX Runtime did, at 1 and at 2 threads) measured the peak, not the model.
 

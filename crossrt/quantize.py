@@ -76,6 +76,8 @@ def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
                                                    "calibration_images": what.split()[0].replace(",", ""),
                                                    "quantized_from": str(cfg.model)})
             onnx.checker.check_model(proto)
+    except (OSError, MemoryError):  # the machine's, not the model's (a full disk): said as such by the CLI
+        raise
     except Exception as e:  # ONNX Runtime's tools and ONNX's checker: the model is the cause, said in one line
         why = (str(e).strip().splitlines() or [""])[0][:200]
         raise ModelError(f"{cfg.model}: cannot be quantized ({type(e).__name__}: {why})") from None

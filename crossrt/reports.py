@@ -82,10 +82,9 @@ def cmd_show(a, cfg) -> int:
     elif isinstance(result, BenchResult):
         tables.bench_tables(result, None)
     elif isinstance(result, LoadgenResult):
-        from .ui.serving import loadgen_tables
+        from .ui.serving import show
 
-        for table in loadgen_tables(result):
-            console.print(table)
+        show(result)
     else:
         console.print(tables.train_summary(result))
     return EXIT_OK

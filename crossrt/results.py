@@ -300,6 +300,7 @@ class LoadgenRun:
 class LoadgenResult(Record):
     model: str
     dataset: str
+    samples: int  # LoadGen's sample library: the test images
     config: dict
     runs: list[LoadgenRun] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)

@@ -7,11 +7,12 @@ per batch size (1..max_batch): a batch is gathered into the buffer of its size a
 every runtime sees a plain batch of the model's input, as in bench-infer.
 
 - SingleStream and MultiStream: LoadGen has one query out at a time; it runs at once, in LoadGen's
-  own thread (one query, one batch), with no queue or thread switch to add to its latency.
+  own thread (one batch per query, unless max_batch is smaller than MultiStream's 8 samples), with
+  no queue or thread switch to add to its latency.
 - Offline: one query of every sample; it runs in batches of max_batch.
 - Server: queries arrive at random (Poisson) times. They wait in a queue, and each of `workers`
-  threads takes what waits, up to max_batch samples, after giving the first of them at most
-  batch_timeout to be joined by others (what Triton's dynamic batcher does). Each worker has a
+  threads takes what waits, up to max_batch samples, once the oldest has waited at most
+  batch_timeout since it arrived for others to join it (what Triton's dynamic batcher does). Each worker has a
   runner of its own (an ONNX Runtime session, a PyTorch model): ONNX Runtime and OpenVINO release
   the GIL while they run, so workers overlap; PyTorch releases it inside its kernels but holds it
   for the Python between them, so its workers overlap less.
@@ -49,26 +50,34 @@ class SUT:
         self.lg, self.x, self.max_batch = loadgen(), x, max_batch
         self.buffers, self.runners = [], []
         for _ in range(workers):  # each worker owns its buffers and its runner (the input is `name`)
+            # Untouched until a batch of their size runs: memory only for the sizes used.
             feeds = [{name: np.empty((b, *x.shape[1:]), x.dtype)} for b in range(1, max_batch + 1)]
             self.buffers.append(feeds)
             self.runners.append(make_runner(feeds))
         self.batches: collections.Counter = collections.Counter()
-        self.predictions: dict[int, int] = {}  # sample index -> top-1, kept for an accuracy run
-        self.keep_predictions = False
+        self.counting = threading.Lock()  # workers count their batches at once
+        self.error: BaseException | None = None  # the first batch that failed; the test still ends
 
     def run(self, worker: int, samples: list) -> None:
         """Run samples (LoadGen QuerySamples) as one batch on a worker's runner; complete them.
-        Kept lean: LoadGen's latency of a query includes all of it."""
+        Kept lean: LoadGen's latency of a query includes all of it. A batch that fails is
+        completed empty (so that LoadGen can end its test) and its error kept for test() to raise."""
         lg, n = self.lg, len(samples)
-        buf = next(iter(self.buffers[worker][n - 1].values()))
-        if n == 1:
-            buf[0] = self.x[samples[0].index]
-        else:
-            np.take(self.x, [s.index for s in samples], axis=0, out=buf)
-        out = np.ascontiguousarray(self.runners[worker].outputs(n - 1)[0], dtype=np.float32)
-        self.batches[n] += 1
-        if self.keep_predictions:
-            self.predictions.update(zip((s.index for s in samples), out.argmax(1).tolist()))
+        try:
+            if self.error is not None:
+                raise self.error
+            buf = next(iter(self.buffers[worker][n - 1].values()))
+            if n == 1:
+                buf[0] = self.x[samples[0].index]
+            else:
+                np.take(self.x, [s.index for s in samples], axis=0, out=buf)
+            out = np.ascontiguousarray(self.runners[worker].outputs(n - 1)[0], dtype=np.float32)
+        except Exception as e:
+            self.error = self.error or e
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
+            return
+        with self.counting:
+            self.batches[n] += 1
         pointer, size = out.ctypes.data, out[0].nbytes  # LoadGen copies the bytes it logs before returning
         lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, pointer + k * size, size)
                                  for k, s in enumerate(samples)])
@@ -92,31 +101,37 @@ class SUT:
         log.enable_trace = False
         log_dir.mkdir(parents=True, exist_ok=True)
         self.batches.clear()
-        self.keep_predictions = accuracy
-        queue: collections.deque = collections.deque()
+        self.error = None
+        queue: collections.deque = collections.deque()  # (arrival time, sample), oldest first
         ready, stop = threading.Condition(), threading.Event()
 
         def issue(samples):
             if scenario == "Server":
+                now = time.perf_counter()
                 with ready:
-                    queue.extend(samples)
+                    queue.extend((now, s) for s in samples)
                     ready.notify()
             else:  # one query out at a time, or Offline's one query of everything: run it here
                 for i in range(0, len(samples), self.max_batch):
                     self.run(0, samples[i:i + self.max_batch])
 
         def worker(k: int):
+            """Take what waits once max_batch samples wait, or once the oldest has waited
+            timeout_s since it arrived; every check is made again after each wait, since another
+            worker may have taken the samples meanwhile."""
             while True:
                 with ready:
-                    while not queue and not stop.is_set():
-                        ready.wait(0.05)
-                    if stop.is_set() and not queue:
-                        return
-                    first = time.perf_counter()
-                    # Wait for more, up to max_batch, at most timeout_s after the first was taken.
-                    while len(queue) < self.max_batch and (left := timeout_s - (time.perf_counter() - first)) > 0:
-                        ready.wait(left)
-                    batch = [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
+                    while True:
+                        if queue:
+                            left = queue[0][0] + timeout_s - time.perf_counter()
+                            if len(queue) >= self.max_batch or left <= 0:
+                                break
+                            ready.wait(left)
+                        elif stop.is_set():
+                            return
+                        else:
+                            ready.wait(0.05)
+                    batch = [queue.popleft()[1] for _ in range(min(self.max_batch, len(queue)))]
                 self.run(k, batch)
 
         threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(len(self.runners))]
@@ -135,6 +150,8 @@ class SUT:
                 t.join()
             lg.DestroyQSL(qsl)
             lg.DestroySUT(sut)
+        if self.error is not None:
+            raise self.error
         return {**detail_log(log_dir / "mlperf_log_detail.txt"), "batches": dict(sorted(self.batches.items()))}
 
 

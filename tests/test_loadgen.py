@@ -64,6 +64,20 @@ def test_every_scenario_runs_through_loadgen_for_every_runtime(served):
             assert r["valid"] == bool(valid) and all(t["qps"] > 0 for t in r["search"])
 
 
+def test_server_workers_batch_together_and_torch_compile_is_not_served(trained, tiny_data, tmp_path):
+    """Two workers share one queue: every batch they ran holds 1 to --max-batch samples (an empty
+    one, taken after another worker emptied the queue, once crashed a worker and hung LoadGen)."""
+    out = run_cli("loadgen", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), *QUICK,
+                  "--runtimes", "onnxruntime,torch-compile", "--scenarios", "server", "--workers", "2",
+                  "--max-batch", "4", "--batch-timeout-ms", "2", "--qps", "3000", "--latency-bound", "50",
+                  "--json", "w.json", cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "w.json").read_text())
+    (run,) = result["runs"]
+    assert run["target_qps"] == 3000 and run["search"] == [] and all(1 <= int(b) <= 4 for b in run["batches"])
+    assert [s["runtime"] for s in result["skipped"]] == ["torch-compile"] and "not run: torch-compile" in out.stdout
+
+
 def test_loadgens_accuracy_is_bench_infers_scoring_of_the_same_runner(served):
     _, result, out = served
     checks = [r for r in result["runs"] if r["mode"] == "accuracy"]

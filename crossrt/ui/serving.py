@@ -5,22 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..loadgen import SCENARIOS
 from ..results import LoadgenResult, LoadgenRun
-from .console import BenchProgress, esc, fail_line, note
+from .console import BenchProgress, console, esc, fail_line, failure_label, note
 from .layout import Col, fitted, num, pct
 
-LABELS = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "offline": "Offline", "server": "Server"}
 
 
 def verdict(run: LoadgenRun) -> str:
     return "" if run.valid is None else "[green]VALID[/]" if run.valid else "[yellow]INVALID[/]"
 
 
-def what(run: LoadgenRun) -> str:
-    """The configuration in a few words: runtime, precision, provider, threads."""
-    precision = "" if run.precision in ("fp32", "int8") else f" {run.precision}"
-    spin = " no-spin" if run.spin is False else ""
-    return f"{run.runtime}{precision}{spin} {run.provider}, {run.threads or 'default'} thr"
+def runtime_label(x) -> str:
+    """A runtime, its precision other than fp32, and ORT's spinning when off: of a LoadgenRun or a Row."""
+    return x.runtime + ("" if x.precision in ("fp32", "int8") else f" {x.precision}") + (
+        " no-spin" if x.spin is False else "")
+
+
+def what(x) -> str:
+    """The configuration in a few words: runtime, provider, threads."""
+    return f"{runtime_label(x)} {x.provider}, {x.threads or 'default'} thr"
 
 
 def batches(run: LoadgenRun) -> str:
@@ -40,25 +44,20 @@ def run_line(run: LoadgenRun) -> None:
     else:
         key = "p99" if run.scenario == "multi-stream" else "p90"
         figure = f"{key} {lat.get(key, 0):.3f} ms"
-    note(f"{esc(what(run))} {LABELS[run.scenario]}: {figure} {verdict(run)}")
+    note(f"{esc(what(run))} {SCENARIOS[run.scenario]}: {figure} {verdict(run)}")
 
 
 class LoadgenProgress(BenchProgress):
     """bench-infer's bar, over LoadGen's runtime configurations: a line per test as it ends."""
 
     def start(self, row, done: int, total: int) -> None:
-        precision = "" if row.precision in ("fp32", "int8") else f" {row.precision}"
-        self.bar.update(self.task, total=total, completed=done, description=esc(
-            f"LoadGen: {row.runtime}{precision} {row.provider} {row.threads or 'default'} thr"))
+        self.bar.update(self.task, total=total, completed=done, description=esc(f"LoadGen: {what(row)}"))
 
     def ran(self, run: LoadgenRun) -> None:
         run_line(run)
 
     def failed(self, failure: dict) -> None:
         fail_line(failure)
-
-    def configuration_done(self) -> None:
-        self.bar.advance(self.task)
 
 
 COLS = [Col("runtime", left=True, key=True), Col("provider", left=True, fold=True, key=True),
@@ -71,16 +70,15 @@ def loadgen_tables(result: LoadgenResult) -> list:
     """A table per scenario (Server: one row per bound, at the highest QPS found), and the
     Server search's trail."""
     tables = []
-    for scenario in LABELS:
+    for scenario in SCENARIOS:
         runs = [r for r in result.runs if r.scenario == scenario and r.mode == "performance"]
         if not runs:
             continue
-        rows = [[esc(r.runtime + ("" if r.precision in ("fp32", "int8") else f" {r.precision}")
-                     + (" no-spin" if r.spin is False else "")), esc(r.provider), str(r.threads or "default"),
+        rows = [[esc(runtime_label(r)), esc(r.provider), str(r.threads or "default"),
                  verdict(r), num(r.samples_per_s), num(r.target_qps, 1),
                  *(f"{r.latency_ms[k]:.3f}" if k in r.latency_ms else "—" for k in ("p50", "p90", "p99", "max")),
                  f"{r.queries:,}", esc(batches(r)), esc("; ".join(r.reasons)) or "—"] for r in runs]
-        title = f"LoadGen {LABELS[scenario]} on {esc(Path(result.model).name)} ({esc(result.dataset)})"
+        title = f"LoadGen {SCENARIOS[scenario]} on {esc(Path(result.model).name)} ({esc(result.dataset)})"
         if scenario == "server":
             bounds = ", ".join(f"{b:g} ms" for b in dict.fromkeys(r.latency_bound_ms for r in runs))
             title += f": the highest QPS whose p99 stays within {bounds}"
@@ -94,7 +92,7 @@ def loadgen_tables(result: LoadgenResult) -> list:
         cols = [Col("configuration", left=True, key=True), Col("bound\nms", key=True), Col("QPS asked"),
                 Col("LoadGen"), Col("p99 ms"), Col("why not VALID", left=True, wrap=True)]
         tables.append(fitted("Server: every QPS the search tried, in order", cols, trail))
-    checks = [[esc(what(r)), pct(r.accuracy), pct(r.bench_accuracy), "[green]yes[/]" if accuracy_agrees(r)
+    checks = [[esc(what(r)), pct(r.accuracy), pct(r.bench_accuracy), "[green]yes[/]" if accuracy_agrees(r, result.samples)
                else "[bold red]no[/]"] for r in result.runs if r.mode == "accuracy"]
     if checks:
         cols = [Col("configuration", left=True, key=True), Col("LoadGen accuracy"), Col("bench-infer's scoring"),
@@ -103,7 +101,19 @@ def loadgen_tables(result: LoadgenResult) -> list:
     return tables
 
 
-def accuracy_agrees(run: LoadgenRun) -> bool:
-    """LoadGen's accuracy and bench-infer's scoring of the same runner agree: the same images
-    right, to one image of the 10,000 (the batches LoadGen makes differ from bench-infer's)."""
-    return run.accuracy is not None and run.bench_accuracy is not None and abs(run.accuracy - run.bench_accuracy) <= 1e-4
+def accuracy_agrees(run: LoadgenRun, samples: int) -> bool:
+    """LoadGen's accuracy and bench-infer's scoring of the same runner agree to one image of the
+    `samples` scored: LoadGen batches other images together, and a logit tie may fall either way."""
+    return (run.accuracy is not None and run.bench_accuracy is not None
+            and abs(run.accuracy - run.bench_accuracy) * samples <= 1 + 1e-9)
+
+
+def show(result: LoadgenResult) -> None:
+    """Every table of a loadgen result, then the runtimes that did not run, and why."""
+    for table in loadgen_tables(result):
+        console.print(table)
+    for s in result.skipped:
+        note(esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}"))
+    for f in result.failed:
+        note(f"[red]failed:[/] {esc(failure_label(f))}")
+
