@@ -56,19 +56,24 @@ def main() -> int:
     print(f"Machine: {env['cpu_model']}, {env['cpu_cores']} cores; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
           f"{(time.time() - t0) / 60:.1f} min; LoadGen tests of {a.duration} s (not MLPerf-valid); work in {work}\n")
 
-    def bench_row(runtime, threads, batch):
-        return next(r for r in bench["runs"] if (r["runtime"], r["threads"], r["batch_size"]) ==
-                    (runtime, threads, batch) and r["spin"] is not False)
+    def bench_row(run, batch):
+        return next(r for r in bench["runs"] if (r["runtime"], r["precision"], r["threads"], r["batch_size"]) ==
+                    (run["runtime"], run["precision"], run["threads"], batch) and r["spin"] is not False)
+
+    def same(run, scenario):
+        return next(r for r in served["runs"] if r["scenario"] == scenario and
+                    (r["runtime"], r["precision"], r["threads"]) == (run["runtime"], run["precision"], run["threads"]))
+
+    def label(run):
+        return run["runtime"] + ("" if run["precision"] in ("fp32", "int8") else " " + run["precision"])
 
     print("| runtime | threads | LoadGen SingleStream p90 ms | bench-infer batch-1 p90 ms | ratio | "
           f"LoadGen Offline samples/s | bench-infer batch-{a.max_batch} samples/s | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for run in (r for r in served["runs"] if r["scenario"] == "single-stream"):
-        rt, th = run["runtime"], run["threads"]
-        off = next(r for r in served["runs"] if (r["runtime"], r["threads"], r["scenario"]) == (rt, th, "offline"))
-        b1, bb = bench_row(rt, th, 1), bench_row(rt, th, int(a.max_batch))
+        off, b1, bb = same(run, "offline"), bench_row(run, 1), bench_row(run, int(a.max_batch))
         ss, ref = run["latency_ms"]["p90"], b1["latency_ms"]["p90"]
-        print(f"| {rt} | {th} | {ss:.4f} ({'VALID' if run['valid'] else 'INVALID'}) | {ref:.4f} | {ss / ref:.2f}x | "
+        print(f"| {label(run)} | {run['threads']} | {ss:.4f} ({'VALID' if run['valid'] else 'INVALID'}) | {ref:.4f} | {ss / ref:.2f}x | "
               f"{off['samples_per_s']:,.0f} ({'VALID' if off['valid'] else 'INVALID'}) | {bb['samples_per_s']:,.0f} | "
               f"{off['samples_per_s'] / bb['samples_per_s']:.2f}x |")
     print("\n| runtime | threads | p99 bound | highest QPS found | LoadGen | p99 ms | batch sizes that ran (count) | "
@@ -77,7 +82,7 @@ def main() -> int:
     for run in (r for r in served["runs"] if r["scenario"] == "server"):
         ranked = sorted(run["batches"].items(), key=lambda kv: -kv[1])
         tried = ", ".join(f"{t['qps']:,.0f}{'' if t['valid'] else ' x'}" for t in run["search"])
-        print(f"| {run['runtime']} | {run['threads']} | {run['latency_bound_ms']:g} ms | {run['target_qps']:,.0f} | "
+        print(f"| {label(run)} | {run['threads']} | {run['latency_bound_ms']:g} ms | {run['target_qps']:,.0f} | "
               f"{'VALID' if run['valid'] else 'INVALID: ' + '; '.join(run['reasons'])} | "
               f"{run['latency_ms'].get('p99', float('nan')):.3f} | "
               f"{', '.join(f'{s} ({c:,})' for s, c in ranked[:5])} | {tried} |")

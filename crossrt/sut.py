@@ -87,8 +87,8 @@ class SUT:
     def test(self, scenario: str, settings: dict, log_dir: Path, timeout_s: float = 0.0,
              accuracy: bool = False) -> dict:
         """One LoadGen test of scenario (LoadGen's name: SingleStream, MultiStream, Server,
-        Offline) with TestSettings fields `settings`; its logs in log_dir; LoadGen's detail log as
-        {key: value}, and the batch sizes that ran."""
+        Offline) with TestSettings fields `settings`; its logs in log_dir; its figures (figures())
+        with the batch sizes that ran."""
         lg = self.lg
         s = lg.TestSettings()
         s.scenario = getattr(lg.TestScenario, scenario)
@@ -152,7 +152,29 @@ class SUT:
             lg.DestroySUT(sut)
         if self.error is not None:
             raise self.error
-        return {**detail_log(log_dir / "mlperf_log_detail.txt"), "batches": dict(sorted(self.batches.items()))}
+        return figures(detail_log(log_dir / "mlperf_log_detail.txt"), scenario, dict(sorted(self.batches.items())))
+
+
+def figures(detail: dict, scenario: str, batches: dict) -> dict:
+    """A LoadGen test's figures as crossrt keeps them (crossrt.results.LoadgenRun's), from its
+    detail log: LoadGen's verdict (None in accuracy mode: none is given), its reasons when
+    INVALID, throughput, latency percentiles in ms (per query for MultiStream)."""
+    q = scenario == "MultiStream"  # LoadGen's per-query figures: "mean_query", "99.00_percentile_per_query"
+    ms = {name: detail.get(f"result_{key}{'_query' if q and len(key) < 5 else '_per_query' if q else ''}_latency_ns")
+          for name, key in (("mean", "mean"), ("p50", "50.00_percentile"), ("p90", "90.00_percentile"),
+                            ("p99", "99.00_percentile"), ("max", "max"))}
+    unmet = [why for key, why in (("result_min_duration_met", "min duration not met"),
+                                  ("result_min_queries_met", "min queries not met"),
+                                  ("result_perf_constraints_met", "latency bound not met"),
+                                  ("early_stopping_met", "early stopping not met")) if detail.get(key) is False]
+    reason = detail.get("result_invalid_reason")
+    rate = {"Offline": "result_samples_per_second", "Server": "result_completed_samples_per_sec"}.get(scenario)
+    valid = detail["result_validity"] == "VALID" if "result_validity" in detail else None  # None: accuracy mode
+    return {"valid": valid, "reasons": unmet + ([str(reason)] if reason else []),
+            "samples_per_s": detail.get(rate) if rate else None,
+            "latency_ms": {k: v / 1e6 for k, v in ms.items() if isinstance(v, (int, float))},
+            "queries": int(detail.get("result_query_count") or 0), "early_stopping": detail.get("early_stopping_result"),
+            "batches": {str(k): v for k, v in batches.items()}}
 
 
 def detail_log(path: Path) -> dict:

@@ -122,6 +122,11 @@ def test_the_server_search_finds_the_highest_valid_qps_within_five_percent():
     assert 117 <= best["target_qps"] <= 123 and len(trail) == len(asked) <= 9
     best, trail = search(lambda q: {"valid": False}, 8.0)  # nothing keeps the bound
     assert best is None and trail[-1]["target_qps"] < 0.2
+    # Not below the rate whose test has enough queries to judge (floor), nor above the cap.
+    best, trail = search(lambda q: {"valid": False}, 800.0, floor=150.0)
+    assert [t["target_qps"] for t in trail] == [800.0, 400.0, 200.0, 150.0] and best is None
+    best, trail = search(lambda q: {"valid": True}, 100.0, cap=200.0)
+    assert [t["target_qps"] for t in trail] == [100.0, 150.0, 200.0] and best["target_qps"] == 200.0
 
 
 @pytest.mark.parametrize("flags, words", [
