@@ -150,7 +150,7 @@ def probe(sut, max_batch: int) -> dict:
 
     def seconds(n: int) -> float:
         """The median of calls over a quarter of a second, after a few warm-up calls."""
-        buf = next(iter(sut.buffers[0][n - 1].values()))
+        buf = sut.inputs[0][n - 1]
         buf[...] = sut.x[np.arange(n) % len(sut.x)]
         run = sut.runners[0].outputs
         for _ in range(3):
@@ -251,7 +251,7 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
 def _batches(sut, x, size: int):
     """The whole pool in order, each batch copied into the runner's buffer of its size, as bench-infer batches."""
     for i in range(0, len(x), size):
-        buf = next(iter(sut.buffers[0][len(x[i:i + size]) - 1].values()))
+        buf = sut.inputs[0][len(x[i:i + size]) - 1]
         buf[...] = x[i:i + size]
         yield buf
 

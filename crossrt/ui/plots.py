@@ -128,8 +128,8 @@ def throughput_vs_threads(benches: list[BenchResult], path: Path) -> Path:
     unit = "images" if all(b.dataset for b in benches) else "samples"
     axes[0][0].set(ylabel=f"validation {unit}/s", ylim=(0, 1.08 * top or 1))
     fig.legend(*_merged_legend(axes[0]), fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
     fig.suptitle(f"Throughput against threads (CPU): {_about(benches)}", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))  # the figure's title above the panels' own, not over them
     return _save(fig, path)
 
 
@@ -149,10 +149,11 @@ def train_vs_valid(pairs: list[tuple[TrainResult, BenchResult | None]], path: Pa
     for train, bench in pairs:
         n = len(train.epochs) or 1
         for label, t, v in cost_rows(train, bench.runs if bench else []):
-            label = label.replace("PyTorch inside `train`", "PyTorch (train's own loop)")
+            label = label.replace("PyTorch inside `train`", "PyTorch\n(train's own loop)")
             bars.append((printable(f"run {train.run_id}\n{label.replace(', ', chr(10), 1)}", keep_newlines=True),
                          t / n, v / n))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(bars)), 4.8))
+    # Each bar's label is a few short lines: about 1.6 inches of width each keeps them apart.
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(bars) + 1.5), 5))
     labels = [b[0] for b in bars]
     train_s, valid_s = [b[1] for b in bars], [b[2] for b in bars]
     ax.bar(labels, train_s, label="training")
