@@ -27,6 +27,7 @@ import crossrt.export
 from crossrt import checkpoint, fetch
 from crossrt.cli import main
 from crossrt.errors import DataError
+from crossrt.steps import Lean
 from crossrt.files import FolderLock
 from crossrt.model import LeNet5
 
@@ -289,11 +290,12 @@ def test_second_run_on_the_same_folder_is_refused(capsys, workdir, tiny_data):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(capsys, workdir, tiny_data):
     """Logits turn NaN from the 11th training step on, through PyTorch's public global forward
     hook: 600 images / batch 60 = 10 steps make epoch 1, so epoch 2 goes NaN. Only passes with
-    gradients count as steps (validation and the FLOP count run without)."""
+    gradients count as steps (validation and the FLOP count run without). The lean step
+    (steps.Lean) calls the network's layers but not LeNet5.forward, so the hook watches both."""
     steps = []
 
     def nan_after_10_steps(module, inputs, output):
-        if isinstance(module, LeNet5) and torch.is_grad_enabled():
+        if isinstance(module, (LeNet5, Lean)) and torch.is_grad_enabled():
             steps.append(1)
             return output * float("nan") if len(steps) > 10 else output
 
