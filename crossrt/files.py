@@ -296,9 +296,9 @@ def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
             dict_has(part.environment, ENVIRONMENT, "environment")
             if part.environment.get("gpu"):
                 dict_has(part.environment["gpu"], GPU, "environment['gpu']")
+            for peak in [p for p in getattr(part, "peaks", [getattr(part, "peak", None)]) if p is not None]:
+                dict_has(peak, {**PEAK, **(PEAK_TRIES if "tries" in peak else {})}, "peak")
             if isinstance(part, TrainResult):
-                if part.peak is not None:
-                    dict_has(part.peak, {**PEAK, **(PEAK_TRIES if "tries" in part.peak else {})}, "peak")
                 part.summary()
             for spec, key in ((SKIPPED, "skipped"), (FAILED, "failed"), (VERDICT, "verdicts")):
                 for d in getattr(part, key, []):

@@ -8,6 +8,7 @@ import copy
 import gzip
 import io
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -23,7 +24,11 @@ from crossrt.errors import CrossrtError
 from crossrt.files import load_result
 from crossrt.bench_infer import prepare
 
-SETTINGS = settings(max_examples=int(__import__("os").environ.get("CROSSRT_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The same examples at every run (derandomize), so that `make test` passes or fails the same way
+# each time; CROSSRT_EXPLORE=1 draws new ones (and CROSSRT_EXAMPLES=N more of them) to hunt.
+SETTINGS = settings(max_examples=int(os.environ.get("CROSSRT_EXAMPLES", 60)), deadline=None,
+                    derandomize=not os.environ.get("CROSSRT_EXPLORE"),
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 numbers = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
                     st.sampled_from(["0", "-1", "1e400", "nan", "inf", "", "1,2", "1,,2", "2,2", "0x10"]))
@@ -164,6 +169,20 @@ def test_any_result_file_is_loaded_and_shown_or_refused(trained, tiny_data, tmp_
             console.print(tables.train_summary(loaded))
         else:
             tables.bench_tables(loaded, None)
+
+
+@pytest.mark.parametrize("peak", [{}, {"peak": "fast"}, {"peak": 1.0, "tries": "3"}])
+def test_a_damaged_peak_is_refused_when_loaded(trained, tiny_data, tmp_path_factory, peak):
+    """Found by the test above: a bench result whose peaks held {} loaded, then its table
+    crashed on the missing figure. A train result's peak was checked; a bench result's were not."""
+    for name, key in (("train", "peak"), ("bench", "peaks")):
+        source = trained / "lenet5.train.json" if name == "train" else _bench_file(trained, tiny_data, tmp_path_factory)
+        result = json.loads(Path(source).read_text())
+        result[key] = peak if key == "peak" else [peak]
+        file = tmp_path_factory.mktemp("json") / f"{name}.json"
+        file.write_text(json.dumps(result))
+        with pytest.raises(CrossrtError, match="malformed fields .*peak"):
+            load_result(file)
 
 
 _BENCH = {}
