@@ -70,8 +70,8 @@ class LoadgenConfig:
                                               help="Server: the 99th-percentile latency bound, in ms; a search "
                                                    "finds the highest QPS that keeps it, per bound")
     max_batch: int = option(100, help="the most samples a batch runs: Offline's batch, Server's batching limit")
-    batch_timeout_ms: float | None = option(None, metavar="MS", default_text="a tenth of the latency bound",
-                                            help="Server: how long a waiting sample waits for others to join its batch")
+    batch_timeout_ms: float = option(0.0, metavar="MS", help="Server: how long a waiting sample waits for others "
+                                     "to join its batch (0: none; batches form while a worker is busy)")
     workers: int = option(1, help="Server: threads that run batches at once, each with a runner of its own")
     qps: float | None = option(None, metavar="Q", default_text="search",
                                help="Server: one test at this QPS per bound instead of the search for the highest")
@@ -100,7 +100,7 @@ class LoadgenConfig:
                 raise ConfigError(f"--latency-bound: {bound:g} ms; a bound is above 0 and at most 60,000 ms")
         in_range("--max-batch", self.max_batch, 1, MAX_BATCH)
         in_range("--workers", self.workers, 1, 64)
-        if self.batch_timeout_ms is not None and not 0 <= self.batch_timeout_ms <= 10_000:
+        if not 0 <= self.batch_timeout_ms <= 10_000:
             raise ConfigError(f"--batch-timeout-ms: {self.batch_timeout_ms:g}; from 0 to 10,000 ms")
         if not 0.1 <= self.duration <= 86_400:
             raise ConfigError(f"--duration: {self.duration:g} s; from 0.1 s to a day")
@@ -217,8 +217,7 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
         kind = f"{bound:g}ms-{qps:.6g}qps" if qps else "accuracy" if accuracy else "performance"
         where = logs / scenario / f"{next(tests):02d}-{kind}"
         s = settings(cfg, scenario, hints, qps, bound, len(x))
-        timeout_ms = cfg.batch_timeout_ms if cfg.batch_timeout_ms is not None else (bound or 0) / 10
-        return sut.test(SCENARIOS[scenario], s, where, timeout_ms / 1e3, accuracy) | {
+        return sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy) | {
             "log_dir": str(where)}
 
     for scenario in (s for s in SCENARIOS if s in cfg.scenarios):

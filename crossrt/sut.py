@@ -12,7 +12,8 @@ every runtime sees a plain batch of the model's input, as in bench-infer.
 - Offline: one query of every sample; it runs in batches of max_batch.
 - Server: queries arrive at random (Poisson) times. They wait in a queue, and each of `workers`
   threads takes what waits, up to max_batch samples, once the oldest has waited at most
-  batch_timeout since it arrived for others to join it (what Triton's dynamic batcher does).
+  batch_timeout since it arrived for others to join it (what Triton's dynamic batcher does; 0,
+  Triton's default too, takes what waits at once).
   Each worker has a runner of its own (an ONNX Runtime session, a PyTorch model): ONNX Runtime and OpenVINO release
   the GIL while they run, so workers overlap; PyTorch releases it inside its kernels but holds it
   for the Python between them, so its workers overlap less.
