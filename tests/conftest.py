@@ -67,6 +67,26 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) 
                           capture_output=True, text=True, timeout=timeout)
 
 
+def suite_whose_second_bench_raises(error: BaseException, data: Path, out: Path, monkeypatch) -> int:
+    """`crossrt suite` of two CPU modes (on any machine, 1 epoch) whose second bench-infer raises
+    error, as a GPU mode's or a Ctrl-C could: its exit code; suite.json in the working folder."""
+    import crossrt.suite
+    from crossrt.cli import main
+
+    real, calls = crossrt.suite.run_bench, []
+
+    def second_raises(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise error
+        return real(*a, **k)
+
+    monkeypatch.setattr(crossrt.suite, "run_bench", second_raises)
+    monkeypatch.setattr(crossrt.suite, "cpu_count", lambda: 2)
+    return main(["suite", "--data-dir", str(data), "--epochs", "1", "--device", "cpu", "--out", str(out),
+                 "--min-time", "0", "--json", "suite.json"])
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("tiny") / "data")

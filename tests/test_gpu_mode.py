@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import ROOT, has_cuda, python_path, run_cli
+from conftest import ROOT, has_cuda, python_path, run_cli, suite_whose_second_bench_raises
 from onnx import TensorProto, helper, numpy_helper
 
 from crossrt import checkpoint
@@ -156,22 +156,11 @@ def test_the_suite_asks_which_runtimes_run_on_the_gpu_before_training():
 def test_a_suite_that_fails_late_keeps_the_modes_that_finished(capsys, workdir, tiny_data, monkeypatch):
     """An error in a later mode (here the second mode's bench, as a GPU mode's could) ends the suite
     with exit 1, and the first mode's results are saved, not lost."""
-    import crossrt.suite
     from crossrt.errors import ProviderError
     from crossrt.files import load_result
 
-    real, calls = crossrt.suite.run_bench, []
-
-    def second_fails(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise ProviderError("--provider cuda: CUDAExecutionProvider could not run the model")
-        return real(*a, **k)
-
-    monkeypatch.setattr(crossrt.suite, "run_bench", second_fails)
-    monkeypatch.setattr(crossrt.suite, "cpu_count", lambda: 2)  # two CPU modes on any machine
-    assert main(["suite", "--data-dir", str(tiny_data), "--epochs", "1", "--device", "cpu",
-                 "--out", str(workdir / "s"), "--min-time", "0", "--json", "suite.json"]) == 1
+    failure = ProviderError("--provider cuda: CUDAExecutionProvider could not run the model")
+    assert suite_whose_second_bench_raises(failure, tiny_data, workdir / "s", monkeypatch) == 1
     err = capsys.readouterr().err
     assert "CUDAExecutionProvider could not run the model; stopped after 1 complete mode(s)" in err
     result = load_result(workdir / "suite.json")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import suite_whose_second_bench_raises
 
 from crossrt.cli import main
 from crossrt.compare import COLUMNS, load_results, merge
@@ -159,21 +160,7 @@ def test_suite_end_to_end(capsys, workdir, tiny_data):
 
 
 def test_suite_interrupted_keeps_finished_modes(capsys, workdir, tiny_data, monkeypatch):
-    import crossrt.suite
-
-    real = crossrt.suite.run_bench
-    calls = []
-
-    def bench_then_ctrl_c(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(crossrt.suite, "run_bench", bench_then_ctrl_c)
-    monkeypatch.setattr(crossrt.suite, "cpu_count", lambda: 2)  # two CPU modes on any machine
-    assert main(["suite", "--data-dir", str(tiny_data), "--epochs", "1", "--device", "cpu",
-                 "--out", str(workdir / "s"), "--min-time", "0", "--json", "suite.json"]) == 130
+    assert suite_whose_second_bench_raises(KeyboardInterrupt(), tiny_data, workdir / "s", monkeypatch) == 130
     err = capsys.readouterr().err
     assert "partial results saved" in err and "after 1 complete mode(s) (kept as far as it got: cpu 2 threads)" in err
     result = load_result(workdir / "suite.json")
