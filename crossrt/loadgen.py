@@ -172,7 +172,7 @@ def search(test, start_qps: float, cap: float = float("inf"), floor: float = 0.1
     (x1.5 up while valid, /2 down while not), then halve the interval to 5%, at most SEARCH_STEPS
     more tests. test(qps) runs one and returns its figures; (the best valid test, every test in order)."""
     trail, best, low, high = [], None, None, None
-    qps = min(start_qps, cap)
+    qps = min(max(start_qps, floor), cap)  # below the floor no test can be VALID
     for _ in range(SEARCH_STEPS + 1):
         fig = {**test(qps), "target_qps": qps}
         trail.append(fig)
@@ -195,10 +195,25 @@ def search(test, start_qps: float, cap: float = float("inf"), floor: float = 0.1
     return best, trail
 
 
-def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) -> list[dict]:
+def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) -> tuple[list[dict], str]:
     """Every scenario asked for, on one runtime configuration (row), in this process: the runs as
-    dicts (crossrt.results.LoadgenRun's fields). A top-level function of picklable arguments, so
-    that it runs in a fresh process of its own."""
+    dicts (crossrt.results.LoadgenRun's fields), and why the tests stopped early ("" when all
+    ran): a test that fails keeps the tests that finished before it. A top-level function of
+    picklable arguments, so that it runs in a fresh process of its own."""
+    from .bench_infer import one_line
+
+    runs = []
+    try:
+        _measure(cfg, row, x, labels, name, logs, runs)
+    except Exception as e:  # a runtime's error in one test
+        if not runs:
+            raise
+        return runs, one_line(e)
+    return runs, ""
+
+
+def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: list[dict]) -> None:
+    """measure_config's tests, each appended to runs as it ends."""
     import numpy as np
 
     from .bench_infer import score
@@ -208,7 +223,6 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
     sut = SUT(lambda feeds: RUNTIMES[row.runtime].runner(bench, row, feeds), name, x, cfg.max_batch,
               cfg.workers if "server" in cfg.scenarios else 1)
     hints = probe(sut, cfg.max_batch)
-    runs = []
 
     tests = iter(range(1, 1000))
 
@@ -244,7 +258,6 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
         runs.append({**run, "scenario": "offline", "mode": "accuracy",
                      "accuracy": accuracy_log(Path(run["log_dir"]) / "mlperf_log_accuracy.json", labels, 10),
                      "bench_accuracy": score(direct, labels)[1]})
-    return runs
 
 
 def _batches(sut, x, size: int):
@@ -284,16 +297,15 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
             where = logs / f"{row.runtime}-{row.precision}-{row.provider}-{row.threads}thr" \
                            f"{'' if row.spin is not False else '-no-spin'}"
             try:
-                runs, why = isolated(partial(measure_config, cfg, row, x, labels, name, where)), ""
+                runs, why = isolated(partial(measure_config, cfg, row, x, labels, name, where))
             except Exception as e:  # this configuration failed (a runtime's error): the rest still run
                 runs, why = [], one_line(e)
-            if not runs:
+            if why:  # its tests that finished before the failure are kept below
                 failure = {"runtime": row.runtime, "provider": row.provider, "threads": row.threads, "io": row.io,
                            "batch_size": cfg.max_batch, "precision": row.precision, "reason": why}
                 result.failed.append(failure)
                 if on_fail:
                     on_fail(failure)
-                continue
             for r in runs:
                 run = LoadgenRun(**{"runtime": row.runtime, "provider": row.provider, "threads": row.threads,
                                     "spin": row.spin, "precision": row.precision, **r})

@@ -127,6 +127,9 @@ def test_the_server_search_finds_the_highest_valid_qps_within_five_percent():
     assert [t["target_qps"] for t in trail] == [800.0, 400.0, 200.0, 150.0] and best is None
     best, trail = search(lambda q: {"valid": True}, 100.0, cap=200.0)
     assert [t["target_qps"] for t in trail] == [100.0, 150.0, 200.0] and best["target_qps"] == 200.0
+    # A start below the floor (a slow runner) starts at the floor, where a test can still be VALID.
+    best, trail = search(lambda q: {"valid": q >= 150.0}, 20.0, floor=150.0)
+    assert trail[0]["target_qps"] == 150.0 and best["target_qps"] >= 150.0
 
 
 @pytest.mark.parametrize("flags, words", [
@@ -183,3 +186,29 @@ def test_ctrl_c_keeps_the_configurations_that_finished(trained, tiny_data, tmp_p
     assert proc.returncode == 130 and "Traceback" not in err, err
     result = json.loads((tmp_path / "l.json").read_text())
     assert result["complete"] is False and [r["runtime"] for r in result["runs"]][:1] == ["onnxruntime"]
+
+
+def test_a_test_that_fails_keeps_the_tests_that_finished_before_it(capsys, trained, tiny_data, workdir, monkeypatch):
+    """A runtime error in the Server test (injected; the configuration runs in this process so
+    that the injection reaches it) ends that configuration with its reason, exit 1, and keeps its
+    SingleStream test, which ran first through the real LoadGen."""
+    import crossrt.isolate
+    from crossrt.sut import SUT
+
+    real = SUT.test
+
+    def server_fails(self, scenario, *a, **k):
+        if scenario == "Server":
+            raise RuntimeError("the runtime failed mid-test")
+        return real(self, scenario, *a, **k)
+
+    monkeypatch.setattr(SUT, "test", server_fails)
+    monkeypatch.setattr(crossrt.isolate, "isolated", lambda fn: fn())
+    assert main(["loadgen", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), *QUICK,
+                 "--runtimes", "onnxruntime", "--scenarios", "single-stream,server", "--qps", "100",
+                 "--json", "f.json"]) == 1
+    out = capsys.readouterr()
+    assert "1 configuration(s) failed" in out.err and "the runtime failed mid-test" in out.out
+    result = json.loads((workdir / "f.json").read_text())
+    assert [r["scenario"] for r in result["runs"]] == ["single-stream"] and result["runs"][0]["valid"] is not None
+    assert [f["reason"] for f in result["failed"]] == ["RuntimeError: the runtime failed mid-test"]
