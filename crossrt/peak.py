@@ -273,8 +273,9 @@ def measured_peak(device: str, threads: int, math: str = "fp32", *, again: bool 
     if memo in _THIS_RUN and not again:  # measured in this process, not trusted enough to cache
         return _THIS_RUN[memo]
     entry = _measure_peak(device, threads, math, PEAK_TRIES + 2 * bool(again))
-    if key in cache and cache[key]["peak"] >= entry["peak"] and again != "replace":
-        return cache[key]
+    known = cache.get(key) or _THIS_RUN.get(memo)  # a peak never goes down within a run, unless replaced
+    if known and known["peak"] >= entry["peak"] and again != "replace":
+        return known
     why = distrust(entry)
     if why:
         entry = _THIS_RUN[memo] = {**entry, "cached": False, "why": why}
