@@ -77,6 +77,16 @@ def model_of(part) -> tuple[str, str]:
     return fp or f"file {name}", f"{name} {fp[:8]}" if fp else name
 
 
+def loadgen_rate(run) -> float | None:
+    """A LoadGen test's samples/s: Offline's own; Server's QPS only when VALID (an INVALID search
+    kept no rate); SingleStream and MultiStream one query at a time, at its p90 / p99 latency
+    (MultiStream's queries hold 8 samples)."""
+    if run.scenario == "server":
+        return run.target_qps if run.valid else None
+    ms = run.latency_ms.get("p99" if run.scenario == "multi-stream" else "p90")
+    return run.samples_per_s or ((8 if run.scenario == "multi-stream" else 1) * 1e3 / ms if ms else None)
+
+
 def rows_of(result: Result, source: str) -> list[dict]:
     """Flat rows, one per training run or bench configuration, with COLUMNS as keys."""
     rows = []
@@ -99,10 +109,10 @@ def rows_of(result: Result, source: str) -> list[dict]:
             rows += [{**run_of, "machine": machine_of(part.environment, run.provider), "kind": "loadgen",
                       "device": f"{run.provider} {run.scenario}" + (f" p99<={run.latency_bound_ms:g} ms" if
                                                                   run.latency_bound_ms else "")
-                                + (" VALID" if run.valid else " INVALID"),
+                                + {True: " VALID", False: " INVALID", None: " accuracy"}[run.valid],
                       "runtime": run.runtime, "threads": run.threads, "batch_size": None, "epochs": None,
                       "train_s": None, "valid_s": None, "total_s": None, "ci95": None,
-                      "samples_per_s": run.target_qps if run.scenario == "server" else run.samples_per_s,
+                      "samples_per_s": loadgen_rate(run),
                       "accuracy": run.accuracy, "stable": None, "unstable_cause": "; ".join(run.reasons) or None}
                      for run in part.runs]
             continue
@@ -200,14 +210,12 @@ def _repeats(result: Result, with_model: bool) -> dict[tuple, tuple[str, float, 
                                   [e.train_s for e in part.steady_epochs]))
             continue
         if isinstance(part, LoadgenResult):  # LoadGen keeps no repeats: the rows have no interval
-            for run in (r for r in part.runs if r.mode == "performance"):
-                rate = run.target_qps if run.scenario == "server" else run.samples_per_s or (
-                    1e3 / run.latency_ms["p90"] if run.latency_ms.get("p90") else 0.0)
+            for run in (r for r in part.runs if r.mode == "performance" and loadgen_rate(r)):
                 key = ("loadgen", *model, part.dataset, run.runtime, run.precision, run.provider, run.threads,
                        run.spin, run.scenario, run.latency_bound_ms)
                 rows.setdefault(key, (f"LoadGen {run.scenario}, {run.runtime} {run.provider}, {run.threads} thr"
                                       + (f", p99 <= {run.latency_bound_ms:g} ms" if run.latency_bound_ms else ""),
-                                      rate, []))
+                                      loadgen_rate(run), []))
             continue
         for run in part.runs:
             key = ("bench", *model, part.dataset, run.runtime, run.precision, *run.setting, run.spin)

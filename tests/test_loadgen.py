@@ -94,10 +94,28 @@ def test_the_tables_report_show_and_compare_read_a_loadgen_result(served):
         assert words in out.stdout, words
     report = run_cli("report", "l.json", "--markdown", cwd=work)
     assert report.returncode == 0 and "| loadgen |" in report.stdout and "server" in report.stdout, report.stderr
+    assert "cpu offline accuracy" in report.stdout  # an accuracy test, which LoadGen does not judge: not "INVALID"
     show = run_cli("show", "l.json", cwd=work)
     assert show.returncode == 0 and "LoadGen MultiStream on" in show.stdout, show.stderr
     same = run_cli("compare", "l.json", "l.json", cwd=work)
     assert same.returncode == 0 and "offline" in same.stdout, same.stderr
+
+
+def test_a_loadgen_tests_rate_is_samples_per_second_and_none_for_a_server_that_kept_no_rate():
+    """What report and compare hold one run against another by: a MultiStream query is 8 samples
+    at its p99; an INVALID Server search found no rate (its last QPS tried is not one)."""
+    from crossrt.compare import loadgen_rate
+    from crossrt.results import LoadgenRun
+
+    def run(scenario, valid=True, **kw):
+        return LoadgenRun(**{"runtime": "onnxruntime", "provider": "cpu", "threads": 1, "scenario": scenario,
+                             "valid": valid, "reasons": [], "samples_per_s": None, "latency_ms": {"p90": 0.5, "p99": 2.0},
+                             "queries": 700, "batches": {}, "log_dir": "", **kw})
+
+    assert loadgen_rate(run("single-stream")) == 2000.0 and loadgen_rate(run("multi-stream")) == 4000.0
+    assert loadgen_rate(run("offline", samples_per_s=9000.0)) == 9000.0
+    assert loadgen_rate(run("server", target_qps=132.0)) == 132.0
+    assert loadgen_rate(run("server", valid=False, target_qps=132.0)) is None
 
 
 @pytest.mark.parametrize("field, value", [("latency_ms", {"p90": -1.0}), ("batches", {"1": "many"}),
