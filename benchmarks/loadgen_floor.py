@@ -20,7 +20,7 @@ from pathlib import Path
 import mlperf_loadgen as lg
 import numpy as np
 
-from crossrt.sut import SUT, detail_log, figures
+from crossrt.sut import SUT, figures, run_test
 
 
 class Ready:
@@ -44,18 +44,8 @@ def inline(qps: float, duration_s: float) -> dict:
     def issue(ids, indices):
         lg.QuerySamplesComplete([lg.QuerySampleResponse(i, out.ctypes.data, out.nbytes) for i in ids])
 
-    s = lg.TestSettings()
-    s.scenario, s.mode = lg.TestScenario.Server, lg.TestMode.PerformanceOnly
-    for key, value in settings(qps, duration_s).items():
-        setattr(s, key, value)
     with tempfile.TemporaryDirectory() as d:
-        log = lg.LogSettings()
-        log.log_output.outdir, log.log_output.copy_summary_to_stdout = d, False
-        sut, qsl = lg.ConstructFastSUT(issue, lambda: None), lg.ConstructQSL(1000, 1000, lambda i: None, lambda i: None)
-        lg.StartTestWithLogSettings(sut, qsl, s, log)
-        lg.DestroyQSL(qsl)
-        lg.DestroyFastSUT(sut)
-        return figures(detail_log(Path(d) / "mlperf_log_detail.txt"), "Server", {})
+        return figures(run_test(issue, "Server", settings(qps, duration_s), Path(d), 1000), "Server", {})
 
 
 def main() -> int:

@@ -21,8 +21,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from common import ENV
+
+from crossrt.results import runtime_label
 
 
 def crossrt(args: list[str], cwd: Path) -> dict:
@@ -65,7 +68,11 @@ def main() -> int:
                     (r["runtime"], r["precision"], r["threads"]) == (run["runtime"], run["precision"], run["threads"]))
 
     def label(run):
-        return run["runtime"] + ("" if run["precision"] in ("fp32", "int8") else " " + run["precision"])
+        return runtime_label(SimpleNamespace(**run))
+
+    def judged(run):
+        """LoadGen's verdict, and its reasons when INVALID."""
+        return "VALID" if run["valid"] else "INVALID: " + "; ".join(r.strip() for r in run["reasons"])
 
     print("| runtime | threads | LoadGen SingleStream p90 ms | bench-infer batch-1 p90 ms | ratio | "
           f"LoadGen Offline samples/s | bench-infer batch-{a.max_batch} samples/s | ratio |")
@@ -73,8 +80,8 @@ def main() -> int:
     for run in (r for r in served["runs"] if r["scenario"] == "single-stream"):
         off, b1, bb = same(run, "offline"), bench_row(run, 1), bench_row(run, int(a.max_batch))
         ss, ref = run["latency_ms"]["p90"], b1["latency_ms"]["p90"]
-        print(f"| {label(run)} | {run['threads']} | {ss:.4f} ({'VALID' if run['valid'] else 'INVALID'}) | {ref:.4f} | {ss / ref:.2f}x | "
-              f"{off['samples_per_s']:,.0f} ({'VALID' if off['valid'] else 'INVALID'}) | {bb['samples_per_s']:,.0f} | "
+        print(f"| {label(run)} | {run['threads']} | {ss:.4f} ({judged(run)}) | {ref:.4f} | {ss / ref:.2f}x | "
+              f"{off['samples_per_s']:,.0f} ({judged(off)}) | {bb['samples_per_s']:,.0f} | "
               f"{off['samples_per_s'] / bb['samples_per_s']:.2f}x |")
     print("\n| runtime | threads | p99 bound | highest QPS found | LoadGen | p99 ms | batch sizes that ran (count) | "
           "QPS tried |")
@@ -83,7 +90,7 @@ def main() -> int:
         ranked = sorted(run["batches"].items(), key=lambda kv: -kv[1])
         tried = ", ".join(f"{t['qps']:,.0f}{'' if t['valid'] else ' x'}" for t in run["search"])
         print(f"| {label(run)} | {run['threads']} | {run['latency_bound_ms']:g} ms | {run['target_qps']:,.0f} | "
-              f"{'VALID' if run['valid'] else 'INVALID: ' + '; '.join(run['reasons'])} | "
+              f"{judged(run)} | "
               f"{run['latency_ms'].get('p99', float('nan')):.3f} | "
               f"{', '.join(f'{s} ({c:,})' for s, c in ranked[:5])} | {tried} |")
     return 0

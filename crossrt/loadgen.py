@@ -5,7 +5,7 @@ time, or at random moments, and is judged on a latency percentile. MLPerf Infere
 (the real library, `mlcommons-loadgen`) issues the queries of its scenarios and judges each test
 VALID or INVALID by its rules (minimum duration and query count, the latency bound, early
 stopping); crossrt.sut is the system under test, on the runners of crossrt.runtimes, so every
-runtime bench-infer has serves here too, built the same way.
+runtime bench-infer has serves here too, built by the same code (OpenVINO with a dynamic batch).
 
 - SingleStream: one sample per query, the next when it is done: LoadGen's 90th-percentile latency.
 - MultiStream: 8 samples per query, one query at a time: the 99th-percentile query latency.
@@ -122,8 +122,8 @@ class LoadgenConfig:
 def settings(cfg: LoadgenConfig, scenario: str, hints: dict, qps: float | None = None,
              bound_ms: float | None = None, samples: int = 0) -> dict:
     """LoadGen TestSettings for one test: the durations, the scenario's own fields, and hints from
-    a probe of the runner (LoadGen pre-generates its queries from them: too low a hint ends a
-    test before its minimum duration)."""
+    a probe of the runner (LoadGen pre-generates its queries from them: too few, from too low a
+    rate or too high a latency, end a test before its minimum duration)."""
     s = {**SEEDS, "min_duration_ms": int(1000 * cfg.min_duration_s()), "performance_sample_count_override": samples}
     if cfg.mlperf_durations and scenario in MLPERF_MIN_QUERIES:
         s["min_query_count"] = MLPERF_MIN_QUERIES[scenario]
@@ -243,7 +243,7 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
                 runs.append({**test(scenario, cfg.qps, bound), "scenario": scenario, "target_qps": cfg.qps,
                              "latency_bound_ms": bound})
                 continue
-            # The search starts at half of what Offline batches run (more than a Server can keep),
+            # The search starts at half of what the probe's max_batch batches ran (more than a Server keeps),
             # and never asks LoadGen to schedule more than MAX_QUERIES in one test.
             # Below `floor`, a test has too few queries for LoadGen's early stopping to judge a p99.
             cap, floor = MAX_QUERIES / cfg.min_duration_s(), EARLY_STOPPING_QUERIES / cfg.min_duration_s()

@@ -122,8 +122,12 @@ class TrainResult(Record):
         }
 
 
-
 # ---------------------------------------------------------------------------- bench-infer
+
+def runtime_label(x) -> str:
+    """A runtime, a precision other than fp32, and ORT's spinning when off (of a run or a plan row)."""
+    return x.runtime + ("" if x.precision in ("fp32", "int8") else f" {x.precision}") + " no-spin" * (x.spin is False)
+
 
 @dataclass
 class InferRun:
@@ -196,9 +200,7 @@ class InferRun:
 
     @property
     def runtime_label(self) -> str:
-        """The runtime, a precision other than fp32, and ORT's spinning when it was switched off."""
-        precision = f" {self.precision}" if self.precision not in ("fp32", "int8") else ""
-        return self.runtime + precision + (" no-spin" if self.spin is False else "")
+        return runtime_label(self)
 
     @property
     def label(self) -> str:

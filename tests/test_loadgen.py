@@ -118,6 +118,27 @@ def test_a_loadgen_tests_rate_is_samples_per_second_and_none_for_a_server_that_k
     assert loadgen_rate(run("server", valid=False, target_qps=132.0)) is None
 
 
+def test_a_figure_ended_by_crossrts_query_limit_says_so(capsys):
+    """At MLPerf's 600 s, 10,000,000 queries are 16,667 QPS: a Server search valid there stopped at
+    the limit, and a faster Offline runner's one query ran out before 600 s. Both are said."""
+    from crossrt.results import LoadgenResult, LoadgenRun
+    from crossrt.ui import serving
+
+    def run(scenario, **kw):
+        return LoadgenRun(**{"runtime": "onnxruntime", "provider": "cpu", "threads": 2, "scenario": scenario,
+                             "valid": True, "reasons": [], "latency_ms": {}, "queries": 700, "batches": {},
+                             "log_dir": "", **kw})
+
+    runs = [run("server", samples_per_s=16_600.0, target_qps=10_000_000 / 600, latency_bound_ms=5.0),
+            run("offline", samples_per_s=41_000.0, valid=False)]
+    serving.show(LoadgenResult(model="m.onnx", dataset="d", samples=10, config={"mlperf_durations": True}, runs=runs))
+    out = capsys.readouterr().out
+    assert "the search stopped at the 10,000,000 queries crossrt asks of one 600 s LoadGen test" in out
+    assert "Offline's one query held about the 10,000,000 queries" in out
+    serving.show(LoadgenResult(model="m.onnx", dataset="d", samples=10, config={"duration": 5.0}, runs=runs))
+    assert "10,000,000" not in capsys.readouterr().out  # at 5 s the limit is 2,000,000 QPS: not reached
+
+
 @pytest.mark.parametrize("field, value", [("latency_ms", {"p90": -1.0}), ("batches", {"1": "many"}),
                                           ("search", [{"qps": 5.0, "valid": "yes", "p99_ms": 1.0, "reasons": []}])])
 def test_a_damaged_loadgen_result_is_refused_in_one_line(served, tmp_path, field, value):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..loadgen import SCENARIOS
-from ..results import LoadgenResult, LoadgenRun
+from ..loadgen import MAX_QUERIES, MLPERF_MIN_DURATION_S, SCENARIOS
+from ..results import LoadgenResult, LoadgenRun, runtime_label
 from .console import BenchProgress, console, esc, fail_line, failure_label, note
 from .layout import Col, fitted, num, pct
 
@@ -14,12 +14,6 @@ from .layout import Col, fitted, num, pct
 
 def verdict(run: LoadgenRun) -> str:
     return "" if run.valid is None else "[green]VALID[/]" if run.valid else "[yellow]INVALID[/]"
-
-
-def runtime_label(x) -> str:
-    """A runtime, its precision other than fp32, and ORT's spinning when off: of a LoadgenRun or a Row."""
-    return x.runtime + ("" if x.precision in ("fp32", "int8") else f" {x.precision}") + (
-        " no-spin" if x.spin is False else "")
 
 
 def what(x) -> str:
@@ -82,8 +76,9 @@ def loadgen_tables(result: LoadgenResult) -> list:
         if scenario == "server":
             bounds = ", ".join(f"{b:g} ms" for b in dict.fromkeys(r.latency_bound_ms for r in runs))
             title += f": the highest QPS whose p99 stays within {bounds}"
-        per = " per query" if scenario == "multi-stream" else ""
-        caption = f"latencies per sample{per}, as LoadGen measured them from its issue to the response"
+        caption = {"multi-stream": "latencies per query of 8 samples, from LoadGen's issue to the last response",
+                   "offline": "latencies per sample from the issue of Offline's one query: they grow with the test"
+                   }.get(scenario, "latencies per sample, as LoadGen measured them from its issue to the response")
         tables.append(fitted(title, COLS, rows, caption=caption))
     trail = [[esc(what(r)), f"{r.latency_bound_ms:g}", num(t["qps"], 1), "[green]VALID[/]" if t["valid"] else
               "[yellow]INVALID[/]", "—" if t["p99_ms"] is None else f"{t['p99_ms']:.3f}", esc("; ".join(t["reasons"]))]
@@ -116,4 +111,11 @@ def show(result: LoadgenResult) -> None:
         note(esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}"))
     for f in result.failed:
         note(f"[red]failed:[/] {esc(failure_label(f))}")
+    seconds = MLPERF_MIN_DURATION_S if result.config.get("mlperf_durations") else result.config.get("duration") or 1
+    limit = f"the {MAX_QUERIES:,} queries crossrt asks of one {seconds:g} s LoadGen test"
+    for r in result.runs:  # where that limit, not the runtime, ended a figure
+        if r.scenario == "server" and r.valid and r.target_qps * seconds >= MAX_QUERIES * 0.999:
+            note(f"[yellow]{esc(what(r))}: the search stopped at {limit}; the runtime may serve more[/]")
+        if r.scenario == "offline" and (r.samples_per_s or 0) * seconds > MAX_QUERIES:
+            note(f"[yellow]{esc(what(r))}: Offline's one query held about {limit}, so its test ended early[/]")
 
