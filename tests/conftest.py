@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import signal
 import struct
 import subprocess
 import sys
@@ -12,6 +13,12 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A shell starts a background job (`make test &`, a CI runner's script) with SIGINT ignored, and
+# every process it starts inherits that: the tests that stop crossrt with a real SIGINT, as Ctrl-C
+# does, need it at its default here and in the processes they start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
