@@ -137,6 +137,9 @@ def test_a_figure_ended_by_crossrts_query_limit_says_so(capsys):
     assert "Offline's one query held about the 10,000,000 queries" in out
     serving.show(LoadgenResult(model="m.onnx", dataset="d", samples=10, config={"duration": 5.0}, runs=runs))
     assert "10,000,000" not in capsys.readouterr().out  # at 5 s the limit is 2,000,000 QPS: not reached
+    for config in ({"duration": "5"}, {"duration": -1}, {}):  # a file from elsewhere: shown, the note left out
+        serving.show(LoadgenResult(model="m.onnx", dataset="d", samples=10, config=config, runs=runs))
+        assert "LoadGen Server on m.onnx" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("field, value", [("latency_ms", {"p90": -1.0}), ("batches", {"1": "many"}),

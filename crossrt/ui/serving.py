@@ -111,10 +111,12 @@ def show(result: LoadgenResult) -> None:
         note(esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}"))
     for f in result.failed:
         note(f"[red]failed:[/] {esc(failure_label(f))}")
-    seconds = MLPERF_MIN_DURATION_S if result.config.get("mlperf_durations") else result.config.get("duration") or 1
+    seconds = MLPERF_MIN_DURATION_S if result.config.get("mlperf_durations") else result.config.get("duration")
+    if not isinstance(seconds, (int, float)) or not 0 < seconds < 1e9:  # a file from elsewhere: say nothing
+        return
     limit = f"the {MAX_QUERIES:,} queries crossrt asks of one {seconds:g} s LoadGen test"
     for r in result.runs:  # where that limit, not the runtime, ended a figure
-        if r.scenario == "server" and r.valid and r.target_qps * seconds >= MAX_QUERIES * 0.999:
+        if r.scenario == "server" and r.valid and (r.target_qps or 0) * seconds >= MAX_QUERIES * 0.999:
             note(f"[yellow]{esc(what(r))}: the search stopped at {limit}; the runtime may serve more[/]")
         if r.scenario == "offline" and (r.samples_per_s or 0) * seconds > MAX_QUERIES:
             note(f"[yellow]{esc(what(r))}: Offline's one query held about {limit}, so its test ended early[/]")
