@@ -30,7 +30,12 @@ SIGNALS = {signal.SIGINT, signal.SIGTERM}
 def _child_main(fd: int) -> None:
     """In the child: read the function, run it, send back (True, result) or (False, exception)."""
     with socket.socket(fileno=fd) as sock, sock.makefile("rwb") as pipe:
-        fn = pickle.load(pipe)
+        try:
+            fn = pickle.load(pipe)
+        except (EOFError, pickle.UnpicklingError):
+            # The parent stopped before it handed the function over: a Ctrl-C that Python raised
+            # in Popen's own code, after the fork, before the parent knew this child. Nothing to run.
+            return
         try:
             reply = pickle.dumps((True, fn()))
         except BaseException as e:  # sent back whole, raised again in the parent

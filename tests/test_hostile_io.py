@@ -233,6 +233,22 @@ def test_ctrl_c_while_an_isolated_child_starts_shows_no_traceback(trained, tiny_
     assert "partial results saved" in err
 
 
+def test_a_child_whose_parent_stopped_before_handing_over_its_work_exits_quietly():
+    """The race behind a rare traceback under load: Python raises a Ctrl-C in Popen's own code,
+    after the fork, so the parent never knows its child, closes the socket, and the child reads
+    nothing. Here the same child (isolate's own start line) gets a socket closed at once."""
+    import socket
+
+    mine, theirs = socket.socketpair()
+    boot = f"from crossrt.isolate import _child_main; _child_main({theirs.fileno()})"
+    proc = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(theirs.fileno(),), env=crossrt_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    theirs.close()
+    mine.close()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out == err == b"", err
+
+
 def test_a_temp_file_of_a_killed_write_is_removed_by_the_next_write(workdir, tiny_data):
     out = workdir / "exp"
     out.mkdir()
