@@ -210,12 +210,14 @@ def _repeats(result: Result, with_model: bool) -> dict[tuple, tuple[str, float, 
                                   [e.train_s for e in part.steady_epochs]))
             continue
         if isinstance(part, LoadgenResult):  # LoadGen keeps no repeats: the rows have no interval
-            for run in (r for r in part.runs if r.mode == "performance" and loadgen_rate(r)):
+            for run, rate in ((r, loadgen_rate(r)) for r in part.runs if r.mode == "performance"):
+                if not rate:  # an INVALID Server search kept no rate
+                    continue
                 key = ("loadgen", *model, part.dataset, run.runtime, run.precision, run.provider, run.threads,
                        run.spin, run.scenario, run.latency_bound_ms)
                 rows.setdefault(key, (f"LoadGen {run.scenario}, {run.runtime} {run.provider}, {run.threads} thr"
                                       + (f", p99 <= {run.latency_bound_ms:g} ms" if run.latency_bound_ms else ""),
-                                      loadgen_rate(run), []))
+                                      rate, []))
             continue
         for run in part.runs:
             key = ("bench", *model, part.dataset, run.runtime, run.precision, *run.setting, run.spin)

@@ -52,16 +52,25 @@ class SUT:
 
     def __init__(self, make_runner, name: str, x: np.ndarray, max_batch: int, workers: int = 1):
         self.lg, self.x, self.max_batch = loadgen(), x, max_batch
-        self.buffers, self.inputs, self.runners = [], [], []
+        self.inputs, self.runners = [], []
         for _ in range(workers):  # each worker owns its buffers and its runner (the input is `name`)
             # Untouched until a batch of their size runs: memory only for the sizes used.
             feeds = [{name: np.empty((b, *x.shape[1:]), x.dtype)} for b in range(1, max_batch + 1)]
-            self.buffers.append(feeds)
             self.inputs.append([feed[name] for feed in feeds])  # the same arrays, by batch size
             self.runners.append(make_runner(feeds))
         self.batches: collections.Counter = collections.Counter()
         self.counting = threading.Lock()  # workers count their batches at once
         self.error: BaseException | None = None  # the first batch that failed; the test still ends
+
+    def load(self, worker: int, indices) -> int:
+        """Gather the samples at indices into the worker's buffer of their count; that count."""
+        n = len(indices)
+        buf = self.inputs[worker][n - 1]
+        if n == 1:
+            buf[0] = self.x[indices[0]]
+        else:
+            np.take(self.x, indices, axis=0, out=buf)
+        return n
 
     def run(self, worker: int, ids: list[int], indices: list[int]) -> None:
         """Run the samples (LoadGen's response ids and sample indices) as one batch on a worker's
@@ -72,11 +81,7 @@ class SUT:
         try:
             if self.error is not None:
                 raise self.error
-            buf = self.inputs[worker][n - 1]
-            if n == 1:
-                buf[0] = self.x[indices[0]]
-            else:
-                np.take(self.x, indices, axis=0, out=buf)
+            self.load(worker, indices)
             out = np.ascontiguousarray(self.runners[worker].outputs(n - 1)[0], dtype=np.float32)
         except Exception as e:
             self.error = self.error or e
