@@ -17,10 +17,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import mlperf_loadgen as lg
 import numpy as np
 
-from crossrt.sut import SUT, figures, run_test
+from crossrt.sut import SUT, figures, loadgen, run_test
 
 
 class Ready:
@@ -39,7 +38,7 @@ def settings(qps: float, duration_s: float) -> dict:
 
 
 def inline(qps: float, duration_s: float) -> dict:
-    out = np.zeros(10, np.float32)
+    lg, out = loadgen(), np.zeros(10, np.float32)
 
     def issue(ids, indices):
         lg.QuerySamplesComplete([lg.QuerySampleResponse(i, out.ctypes.data, out.nbytes) for i in ids])
