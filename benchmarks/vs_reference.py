@@ -4,10 +4,12 @@ Runs, one after the other in fresh processes on the same data: the reference rec
 (benchmarks/reference_recipe.py) and `crossrt train` at 1 thread and at all cores, crossrt in
 bf16 (threads, and data-parallel ranks of 1 thread), the step as it was before the lean step
 (`--no-lean-step`, torch's allocator as it comes: THP_MEM_ALLOC_ENABLE=0) in fp32 and bf16, then
-`crossrt bench-infer` on the model crossrt just trained; prints the ratios against the targets,
-the old step's beside the new, and the fp32 epoch against its same-run limit (a training image
-costs 3 forward passes: 3 x the training images at ONNX Runtime's fp32 validation pace, batch
-100, same threads), and writes them into BENCHMARKS.md with the command, machine and date.
+`crossrt bench-infer` on the model crossrt just trained, and the floor under a step
+(benchmarks/kernel_floor.py: its convolutions, GEMMs and max-pools alone); prints the ratios
+against the targets, the old step's beside the new, the fp32 epoch against its same-run limit (a
+training image costs 3 forward passes: 3 x the training images at ONNX Runtime's fp32 validation
+pace, batch 100, same threads), and whether each training target lies above or below its floor;
+writes them into BENCHMARKS.md with the command, machine, date and commit.
 
     .venv/bin/python benchmarks/vs_reference.py [--epochs 2] [--accuracy-epochs 10] [--no-write]
 """
@@ -81,6 +83,8 @@ def main() -> int:
                      "--out", "old", "--json", f"old-{n}.json"],
         f"old-bf16-{n}": [*train, "--epochs", str(a.epochs), "--threads", str(n), "--no-lean-step", "--precision",
                           "bf16", "--no-export", "--out", "oldbf16", "--json", f"old-bf16-{n}.json"],
+        f"floor-{n}": [PY, str(ROOT / "benchmarks" / "kernel_floor.py"), "--threads", str(n),
+                       "--json", f"floor-{n}.json"],
         "bench-infer": [*crossrt, "bench-infer", "--model", "fp32/lenet5.onnx", "--threads", f"1,{n}",
                         "--min-time", "2", "--json", "bench.json"],
     }
@@ -98,6 +102,7 @@ def main() -> int:
         bar.advance(task)
     wall = time.time() - t0
     res = {name: json.loads((work / f"{name}.json").read_text()) for name in steps if name != "bench-infer"}
+    floor = res.pop(f"floor-{n}")
     bench = load_result(work / "bench.json", ("bench-infer",))
     runs = bench.runs
     ort_n = next(r for r in runs if r.runtime == "onnxruntime" and r.threads == n)
@@ -137,6 +142,20 @@ def main() -> int:
     row(f"fp32 epoch, {n} threads, vs same-run limit (3 x {fp32['train_images']:,} img at ORT's pace)", limit,
         epoch[f"crossrt-{n}"], f"{epoch[f'crossrt-{n}'] / limit:.2f}x", "<= 1.15x",
         epoch[f"crossrt-{n}"] / limit <= 1.15, old=f"{epoch[f'old-{n}'] / limit:.2f}x")
+    # The floor: the step's convolutions and GEMMs alone, then with its max-pools, as the
+    # libraries run them (benchmarks/kernel_floor.py); no step made of these kernels is faster.
+    steps_per_epoch = -(-fp32["train_images"] // fp32["batch_size"])
+    floor_s = {p: [floor[p][k] * steps_per_epoch / 1000 for k in ("compute_ms", "pool_ms")] for p in floor}
+    for precision, (compute, pools) in floor_s.items():
+        row(f"{precision} floor, {n} threads: the step's convolutions + GEMMs alone", ref_n, compute,
+            f"{compute / ref_n:.2f}x", "", None)
+        row(f"{precision} floor + its max-pools ({pools:.2f} s)", ref_n, compute + pools,
+            f"{(compute + pools) / ref_n:.2f}x", "", None)
+    row("fp32 floor + max-pools vs same-run limit", limit, sum(floor_s["fp32"]),
+        f"{sum(floor_s['fp32']) / limit:.2f}x", "", None)
+    bounds = (("fp32 epoch <= 0.35x the reference", sum(floor_s["fp32"]) / ref_n, 0.35),
+              ("best mode <= 0.20x the reference (bf16's floor)", sum(floor_s["bf16"]) / ref_n, 0.20),
+              ("fp32 epoch <= 1.15x the same-run limit", sum(floor_s["fp32"]) / limit, 1.15))
     ref_valid = steady(res[f"ref-{n}"]["epochs"], "valid_s")
     for r, target in ((ort_n, 0.30), (pt_n, None)):
         o = r.seconds_per_pass
@@ -168,15 +187,22 @@ def main() -> int:
         console.print(t)
         record.print(t)
     machine = f"{cpu_model()}, {n} cores, {platform.system()} {platform.machine()}"
+    # A target below its floor cannot be met by any step made of these kernels: said under the table.
+    notes = "\n".join(f"{'out of reach' if bound > target else 'within reach'} of these kernels: {what}; "
+                      f"their floor with the max-pools is {bound:.2f}x" for what, bound, target in bounds)
+    console.print(notes)
     summary = (f"{sum(v is True for v in verdicts)} of {sum(v is not None for v in verdicts)} targets met; "
                f"wall time {wall / 60:.1f} min; logs and JSON in {work}")
     console.print(summary)
     if not a.no_write:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip() or "an unknown commit (not a git checkout)"
         section = (f"{START}\n## `make bench`: crossrt against the reference's PyTorch recipe\n\n"
                    f"Command: `make bench` (= `{Path(PY).name} benchmarks/vs_reference.py --epochs {a.epochs} "
                    f"--accuracy-epochs {a.accuracy_epochs}`)  \nMachine: {machine}  \n"
                    f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; {summary.split(';')[0]}; "
-                   f"wall time {wall / 60:.1f} min.\n\n```\n{record.export_text().rstrip()}\n```\n{END}")
+                   f"wall time {wall / 60:.1f} min; crossrt at {commit}.\n\n"
+                   f"```\n{record.export_text().rstrip()}\n{notes}\n```\n{END}")
         path = ROOT / "BENCHMARKS.md"
         text = path.read_text()
         if START in text:

@@ -135,3 +135,37 @@ def test_cuda_graph_flags(capsys):
     err = capsys.readouterr().err
     assert "--cuda-graph: needs --device cuda" in err and len(err.strip().splitlines()) == 1
     assert TrainConfig(device="cpu").cuda_graph is None and TrainConfig(cuda_graph=False).cuda_graph is False
+
+
+def _gemm_and_conv_shapes(fn) -> list:
+    """The input shapes of every convolution and GEMM that fn runs (a GEMM's bias left out)."""
+    from torch.profiler import profile
+
+    with profile(record_shapes=True) as prof:
+        fn()
+    names = {"aten::mkldnn_convolution", "aten::convolution_backward", "aten::mm", "aten::addmm"}
+    return sorted((e.name.replace("addmm", "mm"), [s for s in e.input_shapes if len(s) > 1])
+                  for e in prof.events() if e.name in names)
+
+
+def test_the_kernel_floor_runs_exactly_the_steps_convolutions_and_gemms():
+    """benchmarks/kernel_floor.py claims no lean step can beat it: it must run the step's own
+    convolutions and GEMMs, with the same shapes, no fewer and no more."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "kernel_floor.py"
+    spec = importlib.util.spec_from_file_location("kernel_floor", path)
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    x, y = torch.randn(floor.BATCH, 1, 28, 28), torch.randint(0, 10, (floor.BATCH,))
+    net, optimizer = _fresh()
+    body = Lean(net)
+    cfg = types.SimpleNamespace(batch_size=floor.BATCH, valid_batch_size=100, precision="fp32")
+    steps = Steps(body, body, optimizer, x, y, x[:100], y[:100], cfg)
+    steps.idx[floor.BATCH].copy_(torch.arange(floor.BATCH))
+    compute, _ = floor.kernels(torch.float32)
+    with torch.no_grad():
+        floors = _gemm_and_conv_shapes(compute)
+    assert floors == _gemm_and_conv_shapes(steps.runs["train", floor.BATCH])
+    assert len(floors) == 2 + 9 + 2  # C1 and C3 forward; C5, F6, OUT x 3 GEMMs; C3 and C1 backward
