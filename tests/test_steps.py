@@ -137,20 +137,32 @@ def test_cuda_graph_flags(capsys):
     assert TrainConfig(device="cpu").cuda_graph is None and TrainConfig(cuda_graph=False).cuda_graph is False
 
 
-def _gemm_and_conv_shapes(fn) -> list:
-    """The input shapes of every convolution and GEMM that fn runs (a GEMM's bias left out)."""
+def _kernel_calls(fn) -> list:
+    """Every convolution, GEMM and max-pool call fn makes: op, its tensors' shapes, dtypes and
+    strides, and its flags (a convolution's output mask: which gradients it computes). A GEMM's
+    bias is left out: the floor's forward GEMMs have none."""
     from torch.profiler import profile
 
+    names = {"aten::mkldnn_convolution", "aten::convolution_backward", "aten::mm", "aten::addmm",
+             "aten::max_pool2d_with_indices", "aten::max_pool2d_with_indices_backward"}
     with profile(record_shapes=True) as prof:
         fn()
-    names = {"aten::mkldnn_convolution", "aten::convolution_backward", "aten::mm", "aten::addmm"}
-    return sorted((e.name.replace("addmm", "mm"), [s for s in e.input_shapes if len(s) > 1])
-                  for e in prof.events() if e.name in names)
+    calls = []
+    for e in prof.events():
+        if e.name in names:
+            tensors = [(shape, dtype, [st for n, st in zip(shape, strides) if n > 1])  # a size-1 dim's stride is moot
+                       for shape, dtype, strides in zip(e.input_shapes, e.input_dtypes, e.structured_input_strides)
+                       if len(shape) > 1]
+            flags = [] if e.name == "aten::addmm" else [c for c in e.concrete_inputs if c is not None]
+            calls.append(repr((e.name.replace("addmm", "mm"), tensors, flags)))
+    return sorted(calls)
 
 
-def test_the_kernel_floor_runs_exactly_the_steps_convolutions_and_gemms():
-    """benchmarks/kernel_floor.py claims no lean step can beat it: it must run the step's own
-    convolutions and GEMMs, with the same shapes, no fewer and no more."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_kernel_floor_makes_exactly_the_steps_kernel_calls(precision):
+    """benchmarks/kernel_floor.py is the floor make bench holds the training targets against: it
+    must make the step's own convolution, GEMM and max-pool calls, no fewer and no more, with the
+    same shapes, dtypes, layouts and flags (C1 computes no input gradient in either)."""
     import importlib.util
     from pathlib import Path
 
@@ -161,11 +173,11 @@ def test_the_kernel_floor_runs_exactly_the_steps_convolutions_and_gemms():
     x, y = torch.randn(floor.BATCH, 1, 28, 28), torch.randint(0, 10, (floor.BATCH,))
     net, optimizer = _fresh()
     body = Lean(net)
-    cfg = types.SimpleNamespace(batch_size=floor.BATCH, valid_batch_size=100, precision="fp32")
+    cfg = types.SimpleNamespace(batch_size=floor.BATCH, valid_batch_size=100, precision=precision)
     steps = Steps(body, body, optimizer, x, y, x[:100], y[:100], cfg)
     steps.idx[floor.BATCH].copy_(torch.arange(floor.BATCH))
-    compute, _ = floor.kernels(torch.float32)
+    compute, pools = floor.kernels({"fp32": torch.float32, "bf16": torch.bfloat16}[precision])
     with torch.no_grad():
-        floors = _gemm_and_conv_shapes(compute)
-    assert floors == _gemm_and_conv_shapes(steps.runs["train", floor.BATCH])
-    assert len(floors) == 2 + 9 + 2  # C1 and C3 forward; C5, F6, OUT x 3 GEMMs; C3 and C1 backward
+        floors = _kernel_calls(lambda: (compute(), pools()))
+    assert floors == _kernel_calls(steps.runs["train", floor.BATCH])
+    assert len(floors) == 2 + 9 + 2 + 4  # C1, C3 forward; C5, F6, OUT x 3 GEMMs; C3, C1 backward; 2 pools x 2
