@@ -7,9 +7,9 @@ its largest tensors through ATen's max-pools. This script runs exactly those ker
 step's shapes, layouts and precision, on fixed inputs (outputs are allocated per call, as in the
 step; the forward GEMMs skip their bias add), and nothing else: no ReLU, loss, optimizer or
 autograd. It times the convolutions and GEMMs, and the max-pools (forward and backward) apart.
-A step made of these kernels cannot take less than their sum, but for what it may gain when a
-kernel finds its input still in cache from the kernel before it (measured in isolation, the
-floor has none of that). tests/test_steps.py holds it to the step's own kernel calls.
+A step made of these kernels takes about their sum, or a little less (in the step a kernel may
+find its input still in cache from the kernel before it; measured apart, the floor has none of
+that). tests/test_steps.py holds it to the step's own kernel calls.
 
 Each figure is the least of several rounds of 10 steps (the least disturbed): a floor, so the
 comparison errs on the side of leaving room.

@@ -185,7 +185,7 @@ def main() -> int:
     machine = f"{cpu_model()}, {n} cores, {platform.system()} {platform.machine()}"
     notes = (f"floor: what the step's convolutions, GEMMs and max-pools take alone, {n} threads "
              f"(benchmarks/kernel_floor.py), as a ratio like\nthe row's; \"over\": over the target, "
-             f"which no step made of these kernels can then meet. Without the max-pools:\nfp32 "
+             f"so a step made of these kernels must beat their sum to meet it. Without the max-pools:\nfp32 "
              f"{compute['fp32'] / ref_n:.2f}x and bf16 {compute['bf16'] / ref_n:.2f}x the reference, fp32 "
              f"{compute['fp32'] / limit:.2f}x the same-run limit.")
     console.print(notes)
