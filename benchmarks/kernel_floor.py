@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+from pathlib import Path
 
 import crossrt  # noqa: F401  sets the allocator up as crossrt train runs with
 import torch
 import torch.nn.functional as F
 
+from crossrt.files import atomic_write
 from crossrt.system import keep_freed_memory
+from crossrt.timing import call_times
 
 BATCH = 600
 CL = torch.channels_last
@@ -67,15 +69,10 @@ def kernels(dtype: torch.dtype):
 
 
 def least_ms(fn, rounds: int = 7, steps: int = 10) -> float:
+    """ms per call of fn: the least over `rounds` rounds of `steps` calls, after 3 untimed."""
     for _ in range(3):
         fn()
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / steps * 1000)
-    return best
+    return min(call_times(lambda _: [fn() for _ in range(steps)], rounds)) / steps * 1000
 
 
 def main() -> int:
@@ -95,8 +92,7 @@ def main() -> int:
             print(f"{precision}, {a.threads} threads, ms per step of {BATCH}: convolutions and GEMMs "
                   f"{out[precision]['compute_ms']:.2f}, max-pools forward and backward {out[precision]['pool_ms']:.2f}")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f)
+        atomic_write(Path(a.json), json.dumps(out))
     return 0
 
 

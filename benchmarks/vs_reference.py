@@ -33,7 +33,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from crossrt.files import atomic_write, load_result
-from crossrt.system import cpu_count, cpu_model
+from crossrt.system import cpu_count, cpu_model, source_commit
 
 PY = sys.executable
 START, END = "<!-- make-bench:start -->", "<!-- make-bench:end -->"
@@ -109,10 +109,10 @@ def main() -> int:
     pt_n = next(r for r in runs if r.runtime == "pytorch" and r.threads == n)
     fp32, bf16 = res[f"crossrt-{n}"], res[f"crossrt-bf16-{n}"]
     # The floor under an epoch, in seconds: the step's convolutions and GEMMs, and its max-pools,
-    # alone (benchmarks/kernel_floor.py), times the steps of an epoch.
-    per_epoch = fp32["train_images"] / floor.pop("batch_size") / 1000
-    compute = {p: f["compute_ms"] * per_epoch for p, f in floor.items()}
-    floor_s = {p: compute[p] + f["pool_ms"] * per_epoch for p, f in floor.items()}
+    # alone (benchmarks/kernel_floor.py), in ms per step, times the steps of an epoch.
+    ms_to_epoch_s = fp32["train_images"] / floor.pop("batch_size") / 1000
+    compute = {p: f["compute_ms"] * ms_to_epoch_s for p, f in floor.items()}
+    floor_s = {p: compute[p] + f["pool_ms"] * ms_to_epoch_s for p, f in floor.items()}
     floors = {f"crossrt-{n}": floor_s["fp32"], f"crossrt-bf16-{n}": floor_s["bf16"]}  # the modes it applies to
 
     table = Table(title=f"crossrt vs the reference's PyTorch recipe ({fp32['dataset']}, steady epochs, same run)",
@@ -123,12 +123,13 @@ def main() -> int:
     verdicts = []
 
     def row(phase, base, ours, ratio, target, ok, peak="", unit="s", old="", low=None):
-        """target: text, or a ratio not to exceed; low: the floor as a ratio to base, marked over the target."""
+        """target: text, a ratio not to exceed, or None; low: the floor as a ratio to base, marked over the target."""
         verdicts.append(ok)
         fmt = (lambda v: f"{v:.2f} {unit}" if isinstance(v, float) else (v or "—"))
         goal = target if isinstance(target, float) else None
         lows = "" if low is None else (f"[yellow]{low:.2f}x, over[/]" if goal and low > goal else f"{low:.2f}x")
-        table.add_row(phase, fmt(base), fmt(ours), ratio, old, lows, target if goal is None else f"<= {goal:.2f}x",
+        shown = "—" if target is None else target if goal is None else f"<= {goal:.2f}x"
+        table.add_row(phase, fmt(base), fmt(ours), ratio, old, lows, shown,
                       "—" if ok is None else ("[green]yes[/]" if ok else "[bold red]NO[/]"), peak)
 
     def pct(result):
@@ -142,12 +143,12 @@ def main() -> int:
             (f"training epoch, bf16, {n} threads", f"ref-{n}", f"crossrt-bf16-{n}", f"old-bf16-{n}", 0.35),
             (f"training epoch, bf16, {n} ranks x 1 thread", f"ref-{n}", f"crossrt-bf16-ranks-{n}", None, None)):
         b, o = epoch[base], epoch[ours]
-        row(label, b, o, f"{o / b:.2f}x", "—" if target is None else target,
-            None if target is None else o / b <= target, pct(res[ours]),
-            old=f"{epoch[old]:.2f} s, {epoch[old] / b:.2f}x" if old else "", low=floors.get(ours, 0) / b or None)
+        row(label, b, o, f"{o / b:.2f}x", target, None if target is None else o / b <= target, pct(res[ours]),
+            old=f"{epoch[old]:.2f} s, {epoch[old] / b:.2f}x" if old else "",
+            low=floors[ours] / b if ours in floors else None)
     best = min((f"crossrt-bf16-{n}", f"crossrt-bf16-ranks-{n}", f"crossrt-{n}"), key=epoch.get)
     row(f"best {n}-core mode: {best.removeprefix('crossrt-')}", ref_n, epoch[best], f"{epoch[best] / ref_n:.2f}x",
-        0.20, epoch[best] / ref_n <= 0.20, low=floors.get(best, 0) / ref_n or None)
+        0.20, epoch[best] / ref_n <= 0.20, low=floors[best] / ref_n if best in floors else None)
     limit = 3 * fp32["train_images"] / ort_n.samples_per_s
     row(f"fp32 epoch, {n} threads, vs same-run limit (3 x {fp32['train_images']:,} img at ORT's pace)", limit,
         epoch[f"crossrt-{n}"], f"{epoch[f'crossrt-{n}'] / limit:.2f}x", 1.15,
@@ -156,7 +157,7 @@ def main() -> int:
     for r, target in ((ort_n, 0.30), (pt_n, None)):
         o = r.seconds_per_pass
         row(f"validation pass, {r.runtime}, {n} threads", ref_valid, o, f"{o / ref_valid:.2f}x",
-            "—" if target is None else f"<= {target:.2f}x", None if target is None else o / ref_valid <= target,
+            target, None if target is None else o / ref_valid <= target,
             f"{r.percent_of_peak:.0f}%")
     row(f"onnxruntime validation vs peak ({ort_n.peak_gflops:.0f} GFLOP/s)", "",
         f"{ort_n.percent_of_peak:.0f}%", "", ">= 75%", ort_n.percent_of_peak >= 75)
@@ -193,12 +194,8 @@ def main() -> int:
                f"wall time {wall / 60:.1f} min; logs and JSON in {work}")
     console.print(summary)
     if not a.no_write:
-        try:
-            commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                                    text=True).stdout.strip()
-        except OSError:  # no git
-            commit = ""
-        commit = commit or "an unknown commit (not a git checkout)"
+        commit, dirty = source_commit()
+        commit = f"{commit}{' with uncommitted changes' if dirty else ''}" if commit else "an unknown commit"
         section = (f"{START}\n## `make bench`: crossrt against the reference's PyTorch recipe\n\n"
                    f"Command: `make bench` (= `{Path(PY).name} benchmarks/vs_reference.py --epochs {a.epochs} "
                    f"--accuracy-epochs {a.accuracy_epochs}`)  \nMachine: {machine}  \n"
