@@ -40,7 +40,7 @@ opt = $(if $(2),$(1) $(2))
 DATA_FLAGS = $(call opt,--dataset,$(DATASET)) $(call opt,--data-dir,$(DATA))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-plan dataset train export quantize bench-infer loadgen bench suite test clean
+.PHONY: help setup setup-plan dataset train export quantize bench-infer loadgen bench suite test test-all lint clean
 
 help: ## list the targets and their variables
 	@echo "crossrt: LeNet5 trained in PyTorch, timed under ONNX Runtime, PyTorch and more runtimes"
@@ -108,6 +108,10 @@ bench: setup ## crossrt vs the reference's PyTorch recipe, same run; updates BEN
 
 test: setup ## run the test suite (CPU; CUDA tests skip without a GPU)
 	$(PY) -m pytest -q
+
+lint: setup ## ruff's lint and format checks, as CI runs them
+	$(VENV)/bin/ruff check crossrt tests benchmarks
+	$(VENV)/bin/ruff format --check crossrt tests benchmarks
 
 clean: ## remove everything in exports/ and results/ (keeps .venv and the dataset cache)
 	rm -rf results

@@ -32,36 +32,61 @@ def crossrt(args: list[str], cwd: Path) -> int:
 
 
 def bench(model: Path, flags: list[str], out: Path, min_time: str) -> dict:
-    binding = [f for i, f in enumerate(flags) if "--batch-size" not in flags[i - i % 2:i - i % 2 + 1]]
+    binding = [f for i, f in enumerate(flags) if "--batch-size" not in flags[i - i % 2 : i - i % 2 + 1]]
     int8 = out / f"{model.stem}.int8.onnx"
     crossrt(["quantize", "--model", str(model), "--out", str(int8), *binding, "--calibration-images", "64"], out)
-    crossrt(["bench-infer", "--model", str(model), *flags, "--runtimes", RUNTIMES, "--threads", "1,2",
-             "--int8-model", str(int8), "--min-time", min_time, "--json", str(out / f"{model.stem}.json")], out)
+    crossrt(
+        [
+            "bench-infer",
+            "--model",
+            str(model),
+            *flags,
+            "--runtimes",
+            RUNTIMES,
+            "--threads",
+            "1,2",
+            "--int8-model",
+            str(int8),
+            "--min-time",
+            min_time,
+            "--json",
+            str(out / f"{model.stem}.json"),
+        ],
+        out,
+    )
     return json.loads((out / f"{model.stem}.json").read_text())
 
 
 def table(results: dict[str, dict]) -> str:
-    lines = ["| model | runtime | threads | batch | samples/s | % of peak | worst output: max abs diff, "
-             "/ max abs ref | top-1 = ORT CPU | within tolerance |", "|" + "---|" * 9]
+    lines = [
+        "| model | runtime | threads | batch | samples/s | % of peak | worst output: max abs diff, "
+        "/ max abs ref | top-1 = ORT CPU | within tolerance |",
+        "|" + "---|" * 9,
+    ]
     for name, r in results.items():
         for x in r["runs"]:
             w = max(x["outputs"], key=lambda o: o["max_rel"] or 0)
             peak = "" if x["percent_of_peak"] is None else f"{x['percent_of_peak']:.0f}%"
             top1 = "" if w["top1"] is None else f"{100 * w['top1']:.2f}%"
             label = x["runtime"] + (f" {x['precision']}" if x["precision"] == "bf16" else "")
-            lines.append(f"| {name} | {label} | {x['threads']} | {x['batch_size']} | {x['samples_per_s']:,.0f} | "
-                         f"{peak} | {w['max_abs']:.2e}, {w['max_rel']:.2e} | {top1} | "
-                         f"{'yes' if x['parity_ok'] else 'NO'} |")
+            lines.append(
+                f"| {name} | {label} | {x['threads']} | {x['batch_size']} | {x['samples_per_s']:,.0f} | "
+                f"{peak} | {w['max_abs']:.2e}, {w['max_rel']:.2e} | {top1} | "
+                f"{'yes' if x['parity_ok'] else 'NO'} |"
+            )
         for f in r["failed"]:
             label = f["runtime"] + (f" {f['precision']}" if f["precision"] == "bf16" else "")
-            lines.append(f"| {name} | {label} | {f['threads']} | {f['batch_size']} | failed: "
-                         f"{f['reason'][:70]} | | | | |")
+            lines.append(
+                f"| {name} | {label} | {f['threads']} | {f['batch_size']} | failed: {f['reason'][:70]} | | | | |"
+            )
     return "\n".join(lines)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("/tmp/crossrt-any-models"), help="work folder (default: %(default)s)")
+    p.add_argument(
+        "--out", type=Path, default=Path("/tmp/crossrt-any-models"), help="work folder (default: %(default)s)"
+    )
     p.add_argument("--skip-small", action="store_true", help="only the ResNet-18")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -74,8 +99,10 @@ def main() -> int:
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "resnet18.py"), "--out", str(resnet)], check=True)
     big = {"ResNet-18": bench(resnet, ["--batch-size", "1,8"], a.out, "2")}
     env = big["ResNet-18"]["environment"]
-    print(f"Machine: {env['cpu_model']}, {env['cpu_cores']} cores; onnxruntime {env['versions']['onnxruntime']}; "
-          f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {(time.time() - t0) / 60:.1f} min\n")
+    print(
+        f"Machine: {env['cpu_model']}, {env['cpu_cores']} cores; onnxruntime {env['versions']['onnxruntime']}; "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {(time.time() - t0) / 60:.1f} min\n"
+    )
     if small:
         print(table(small) + "\n")
     print(table(big))

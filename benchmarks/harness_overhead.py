@@ -59,15 +59,23 @@ def main() -> int:
     x = np.ascontiguousarray(normalize(ds.test_images))
     batches = in_batches(x, a.batch_size)
     console = Console()
-    table = Table(title=f"Harness overhead: crossrt bench-infer vs a bare session.run loop "
-                        f"({ds.name}, batch {a.batch_size}, {a.rounds} interleaved rounds, median)")
+    table = Table(
+        title=f"Harness overhead: crossrt bench-infer vs a bare session.run loop "
+        f"({ds.name}, batch {a.batch_size}, {a.rounds} interleaved rounds, median)"
+    )
     for col in ("threads", "crossrt img/s", "bare loop img/s", "crossrt / bare", "rounds within 3%"):
         table.add_column(col, justify="right")
     worst = 0.0
     for threads in sorted({1, cpu_count()}):
-        cfg = BenchConfig(data=DataConfig(ds.name), model=a.model, threads=(threads,),
-                          batch_sizes=(a.batch_size,), runtimes=("onnxruntime",), min_time=a.min_time,
-                          min_repeats=1)
+        cfg = BenchConfig(
+            data=DataConfig(ds.name),
+            model=a.model,
+            threads=(threads,),
+            batch_sizes=(a.batch_size,),
+            runtimes=("onnxruntime",),
+            min_time=a.min_time,
+            min_repeats=1,
+        )
         ours, bare = [], []
         prepared = prepare(cfg)
         for _ in range(a.rounds):
@@ -76,8 +84,13 @@ def main() -> int:
         ratios = [o / b for o, b in zip(ours, bare)]
         ratio = statistics.median(ours) / statistics.median(bare)
         worst = max(worst, abs(1 - ratio))
-        table.add_row(str(threads), f"{statistics.median(ours):,.0f}", f"{statistics.median(bare):,.0f}",
-                      f"{ratio:.3f}", f"{sum(abs(1 - r) <= 0.03 for r in ratios)}/{len(ratios)}")
+        table.add_row(
+            str(threads),
+            f"{statistics.median(ours):,.0f}",
+            f"{statistics.median(bare):,.0f}",
+            f"{ratio:.3f}",
+            f"{sum(abs(1 - r) <= 0.03 for r in ratios)}/{len(ratios)}",
+        )
     console.print(table)
     verdict = "met" if worst <= 0.03 else "NOT met"
     console.print(f"target |1 - crossrt/bare| <= 3%: {verdict} (worst {100 * worst:.1f}%)")

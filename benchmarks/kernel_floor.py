@@ -23,10 +23,10 @@ import argparse
 import json
 from pathlib import Path
 
-import crossrt  # noqa: F401  sets the allocator up as crossrt train runs with
 import torch
 import torch.nn.functional as F
 
+import crossrt  # noqa: F401  sets the allocator up as crossrt train runs with
 from crossrt.files import atomic_write
 from crossrt.system import keep_freed_memory
 from crossrt.timing import call_times
@@ -37,6 +37,7 @@ CL = torch.channels_last
 
 def kernels(dtype: torch.dtype):
     """(the step's convolutions and GEMMs, its max-pools), as functions over fixed tensors."""
+
     def t(*shape, cl=False):
         x = torch.randn(*shape).to(dtype)
         return x.contiguous(memory_format=CL) if cl else x
@@ -65,6 +66,7 @@ def kernels(dtype: torch.dtype):
         for a, out, idx in pooled:
             F.max_pool2d(a, 2)
             torch.ops.aten.max_pool2d_with_indices_backward(out, a, [2, 2], [], [0, 0], [1, 1], False, idx)
+
     return compute, pools
 
 
@@ -89,8 +91,10 @@ def main() -> int:
         for precision in a.precisions.split(","):
             compute, pools = kernels({"fp32": torch.float32, "bf16": torch.bfloat16}[precision])
             out[precision] = {"compute_ms": least_ms(compute), "pool_ms": least_ms(pools)}
-            print(f"{precision}, {a.threads} threads, ms per step of {BATCH}: convolutions and GEMMs "
-                  f"{out[precision]['compute_ms']:.2f}, max-pools forward and backward {out[precision]['pool_ms']:.2f}")
+            print(
+                f"{precision}, {a.threads} threads, ms per step of {BATCH}: convolutions and GEMMs "
+                f"{out[precision]['compute_ms']:.2f}, max-pools forward and backward {out[precision]['pool_ms']:.2f}"
+            )
     if a.json:
         atomic_write(Path(a.json), json.dumps(out))
     return 0

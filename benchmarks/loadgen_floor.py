@@ -33,8 +33,12 @@ class Ready:
 
 
 def settings(qps: float, duration_s: float) -> dict:
-    return {"server_target_qps": qps, "min_duration_ms": int(duration_s * 1000), "min_query_count": 662,
-            "server_target_latency_ns": 1_000_000}
+    return {
+        "server_target_qps": qps,
+        "min_duration_ms": int(duration_s * 1000),
+        "min_query_count": 662,
+        "server_target_latency_ns": 1_000_000,
+    }
 
 
 def inline(qps: float, duration_s: float) -> dict:
@@ -63,8 +67,11 @@ def main() -> int:
                 with tempfile.TemporaryDirectory() as d:
                     f = SUT(Ready, "x", x, 100).test("Server", settings(qps, args.duration), Path(d), timeout_s=timeout)
             ms = f["latency_ms"]
-            print(f"| {name} | {qps:,.0f} | {ms['p50']:.3f} | {ms['p90']:.3f} | {ms['p99']:.3f} | {ms['max']:.3f} | "
-                  f"{'VALID' if f['valid'] else 'INVALID'} |", flush=True)
+            print(
+                f"| {name} | {qps:,.0f} | {ms['p50']:.3f} | {ms['p90']:.3f} | {ms['p99']:.3f} | {ms['max']:.3f} | "
+                f"{'VALID' if f['valid'] else 'INVALID'} |",
+                flush=True,
+            )
     return 0
 
 

@@ -21,13 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import run
 from rich.console import Console
 from rich.table import Table
 
 from crossrt.compare import compare
 from crossrt.files import load_result
 from crossrt.system import cpu_count
+
+from common import run
 
 
 def hog(core: int) -> None:
@@ -42,8 +43,22 @@ def hog(core: int) -> None:
 
 
 def bench(model: Path, min_time: float, out: Path) -> None:
-    cmd = [sys.executable, "-m", "crossrt", "bench-infer", "--model", str(model), "--threads", "2",
-           "--min-time", str(min_time), "--min-repeats", "5", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "crossrt",
+        "bench-infer",
+        "--model",
+        str(model),
+        "--threads",
+        "2",
+        "--min-time",
+        str(min_time),
+        "--min-repeats",
+        "5",
+        "--json",
+        str(out),
+    ]
     run(cmd, out.parent)
 
 
@@ -71,22 +86,38 @@ def main() -> int:
     quiet, quiet_b, loaded = (load_result(work / f"{n}.json") for n in ("quiet-a", "quiet-b", "hog"))
 
     console = Console(width=120)
-    table = Table(title=f"bench-infer at 2 threads: quiet, and beside a bursty CPU hog on core {cpu_count() - 1}",
-                  title_justify="left")
+    table = Table(
+        title=f"bench-infer at 2 threads: quiet, and beside a bursty CPU hog on core {cpu_count() - 1}",
+        title_justify="left",
+    )
     for col in ("row", "quiet img/s", "quiet cv", "quiet stable", "hog img/s", "hog cv", "hog stable"):
         table.add_column(col, justify="left" if col == "row" else "right")
     for q, h in zip(quiet.runs, loaded.runs):
-        table.add_row(q.label, f"{q.images_per_s:,.0f}", f"{100 * q.cv:.1f}%", str(q.stable),
-                      f"{h.images_per_s:,.0f}", f"{100 * h.cv:.1f}%", str(h.stable))
+        table.add_row(
+            q.label,
+            f"{q.images_per_s:,.0f}",
+            f"{100 * q.cv:.1f}%",
+            str(q.stable),
+            f"{h.images_per_s:,.0f}",
+            f"{100 * h.cv:.1f}%",
+            str(h.stable),
+        )
     console.print(table)
     rows, _, _ = compare(quiet, quiet_b)
     for r in rows:
-        console.print(f"compare quiet A, quiet B: {r['what']}: B/A {r['ratio']:.3f}, 95% CI "
-                      f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}: {r['verdict']}")
-    met = (all(r.stable for r in quiet.runs), not all(r.stable for r in loaded.runs),
-           all(r["verdict"] == "same within noise" for r in rows))
-    console.print(f"quiet rows all stable: {met[0]}; some rows unstable beside the hog: {met[1]}; "
-                  f"quiet runs the same within noise: {met[2]}; files in {work}")
+        console.print(
+            f"compare quiet A, quiet B: {r['what']}: B/A {r['ratio']:.3f}, 95% CI "
+            f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}: {r['verdict']}"
+        )
+    met = (
+        all(r.stable for r in quiet.runs),
+        not all(r.stable for r in loaded.runs),
+        all(r["verdict"] == "same within noise" for r in rows),
+    )
+    console.print(
+        f"quiet rows all stable: {met[0]}; some rows unstable beside the hog: {met[1]}; "
+        f"quiet runs the same within noise: {met[2]}; files in {work}"
+    )
     return 0 if all(met) else 1
 
 

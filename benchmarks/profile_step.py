@@ -30,8 +30,12 @@ from pathlib import Path
 from common import ENV
 
 LAYERS = {(1, 32): ("C1", 5, 24), (32, 64): ("C3", 5, 8), (64, 128): ("C5", 4, 1)}  # (ic, oc): name, kernel, out
-PROP = {"forward_training": "forward", "forward_inference": "forward", "backward_data": "input-gradient",
-        "backward_weights": "weight-gradient"}
+PROP = {
+    "forward_training": "forward",
+    "forward_inference": "forward",
+    "backward_data": "input-gradient",
+    "backward_weights": "weight-gradient",
+}
 BATCH = 600
 
 
@@ -42,12 +46,20 @@ def conv_flops(ic: int, oc: int) -> int:
 
 def operator_part(name: str) -> str:
     """The part of the step a torch operator (not a convolution) belongs to."""
-    for pattern, part in (("threshold_backward", "ReLU backward"), ("clamp_min|relu", "ReLU forward"),
-                          ("max_pool2d_with_indices_backward", "max-pool backward"),
-                          ("max_pool2d", "max-pool forward"), ("addmm|^aten::mm$|linear", "GEMMs (F6, OUT; C5 when lean)"),
-                          ("softmax|nll_loss", "loss"), ("Adam.step", "optimizer (Adam)"), ("zero_grad", "zero_grad"),
-                          ("fill_|zero_", "zero fills"), ("index_select", "batch gather"), ("copy_|_to_copy", "copies"),
-                          ("convolution", "convolution (torch's side)")):
+    for pattern, part in (
+        ("threshold_backward", "ReLU backward"),
+        ("clamp_min|relu", "ReLU forward"),
+        ("max_pool2d_with_indices_backward", "max-pool backward"),
+        ("max_pool2d", "max-pool forward"),
+        ("addmm|^aten::mm$|linear", "GEMMs (F6, OUT; C5 when lean)"),
+        ("softmax|nll_loss", "loss"),
+        ("Adam.step", "optimizer (Adam)"),
+        ("zero_grad", "zero_grad"),
+        ("fill_|zero_", "zero fills"),
+        ("index_select", "batch gather"),
+        ("copy_|_to_copy", "copies"),
+        ("convolution", "convolution (torch's side)"),
+    ):
         if re.search(pattern, name):
             return part
     return "autograd and the rest"
@@ -55,10 +67,10 @@ def operator_part(name: str) -> str:
 
 def child(threads: int, precision: str, lean: bool, out: Path) -> None:
     """In a fresh process: build the step as `crossrt train` does, time it, profile it."""
-    import crossrt  # noqa: F401  sets THP_MEM_ALLOC_ENABLE before torch loads (unless the parent set it)
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    import crossrt  # noqa: F401  sets THP_MEM_ALLOC_ENABLE before torch loads (unless the parent set it)
     from crossrt.config import TrainConfig
     from crossrt.model import LeNet5
     from crossrt.steps import Lean, Steps
@@ -119,9 +131,17 @@ def child(threads: int, precision: str, lean: bool, out: Path) -> None:
             part = f"{layer} {PROP[next(p for p in PROP if p in line)]}"
             convs[part] += ms
             flops[part] = conv_flops(int(m[1]), int(m[2]))
-    out.write_text(json.dumps({"step_ms": sorted(chunks)[len(chunks) // 2], "parts": {**convs, **parts},
-                               "flops": flops, "profiled_ms": profiled / 1000 / n,
-                               "page_aligned_alloc": page_aligned_alloc()}))
+    out.write_text(
+        json.dumps(
+            {
+                "step_ms": sorted(chunks)[len(chunks) // 2],
+                "parts": {**convs, **parts},
+                "flops": flops,
+                "profiled_ms": profiled / 1000 / n,
+                "page_aligned_alloc": page_aligned_alloc(),
+            }
+        )
+    )
 
 
 def main() -> int:
@@ -140,9 +160,11 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="crossrt-profile-"))
     steps = a.steps.split(",")
-    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
-          f"`python benchmarks/profile_step.py --threads {a.threads} --precisions {a.precisions} --steps {a.steps} "
-          f"--rounds {a.rounds}`\n")
+    print(
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
+        f"`python benchmarks/profile_step.py --threads {a.threads} --precisions {a.precisions} --steps {a.steps} "
+        f"--rounds {a.rounds}`\n"
+    )
     for threads in map(int, a.threads.split(",")):
         for precision in a.precisions.split(","):
             rounds = {s: [] for s in steps}
@@ -150,31 +172,53 @@ def main() -> int:
                 for s in steps:
                     out = work / f"{threads}-{precision}-{s}-{k}.json"
                     env = {**ENV, **({} if s == "lean" else {"THP_MEM_ALLOC_ENABLE": "0"})}
-                    subprocess.run([sys.executable, __file__, "--child", str(threads), precision, s, str(out)],
-                                   env=env, check=True)
+                    subprocess.run(
+                        [sys.executable, __file__, "--child", str(threads), precision, s, str(out)], env=env, check=True
+                    )
                     rounds[s].append(json.loads(out.read_text()))
-            res = {s: {"step_ms": min(r["step_ms"] for r in rs), "flops": rs[0]["flops"],
-                       "page_aligned_alloc": rs[0]["page_aligned_alloc"],
-                       "parts": {k: min(r["parts"].get(k, float("inf")) for r in rs)
-                                 for k in dict.fromkeys(k for r in rs for k in r["parts"])}}
-                   for s, rs in rounds.items()}
+            res = {
+                s: {
+                    "step_ms": min(r["step_ms"] for r in rs),
+                    "flops": rs[0]["flops"],
+                    "page_aligned_alloc": rs[0]["page_aligned_alloc"],
+                    "parts": {
+                        k: min(r["parts"].get(k, float("inf")) for r in rs)
+                        for k in dict.fromkeys(k for r in rs for k in r["parts"])
+                    },
+                }
+                for s, rs in rounds.items()
+            }
             peak = measured_peak("cpu", threads, precision)["peak"]
-            names = list(dict.fromkeys(k for s in steps for k in sorted(res[s]["parts"], key=lambda k: (
-                k[:2] not in ("C1", "C3", "C5"), k))))
-            print(f"**{threads} thread(s), {precision}** (peak {peak:,.0f} GFLOP/s, the fastest {precision} kernel "
-                  f"measured on these threads); ms per step of batch {BATCH}, the least of {a.rounds} rounds\n")
+            names = list(
+                dict.fromkeys(
+                    k
+                    for s in steps
+                    for k in sorted(res[s]["parts"], key=lambda k: (k[:2] not in ("C1", "C3", "C5"), k))
+                )
+            )
+            print(
+                f"**{threads} thread(s), {precision}** (peak {peak:,.0f} GFLOP/s, the fastest {precision} kernel "
+                f"measured on these threads); ms per step of batch {BATCH}, the least of {a.rounds} rounds\n"
+            )
             print("| part | " + " | ".join(f"{s}: ms | GFLOP/s, % of peak" for s in steps) + " |")
             print("|---|" + "---:|---:|" * len(steps))
             for name in names:
                 cells = []
                 for s in steps:
                     ms, f = res[s]["parts"].get(name), res[s]["flops"].get(name)
-                    cells += ["" if ms is None else f"{ms:.2f}",
-                              f"{f / ms / 1e6:,.0f}, {100 * f / ms / 1e6 / peak:.0f}%" if ms and f else ""]
+                    cells += [
+                        "" if ms is None else f"{ms:.2f}",
+                        f"{f / ms / 1e6:,.0f}, {100 * f / ms / 1e6 / peak:.0f}%" if ms and f else "",
+                    ]
                 print(f"| {name} | " + " | ".join(cells) + " |")
-            print("| **step, timed without a profiler** | " + " | ".join(
-                f"**{res[s]['step_ms']:.1f}** | torch page-aligned alloc: {res[s]['page_aligned_alloc']}" for s in steps)
-                + " |\n")
+            print(
+                "| **step, timed without a profiler** | "
+                + " | ".join(
+                    f"**{res[s]['step_ms']:.1f}** | torch page-aligned alloc: {res[s]['page_aligned_alloc']}"
+                    for s in steps
+                )
+                + " |\n"
+            )
     return 0
 
 

@@ -16,19 +16,37 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import run
 from rich.console import Console
 from rich.table import Table
 
 from crossrt.files import load_result
 from crossrt.system import cpu_count
 
+from common import run
+
 
 def train(setup: tuple[int, int], epochs: int, dataset: str, work: Path, n: int):
     ranks, threads = setup
     out = work / f"{ranks}x{threads}-{n}"
-    cmd = [sys.executable, "-m", "crossrt", "train", "--nproc", str(ranks), "--threads", str(threads), "--epochs",
-           str(epochs), "--dataset", dataset, "--no-export", "--out", str(out), "--json", f"{out}.json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "crossrt",
+        "train",
+        "--nproc",
+        str(ranks),
+        "--threads",
+        str(threads),
+        "--epochs",
+        str(epochs),
+        "--dataset",
+        dataset,
+        "--no-export",
+        "--out",
+        str(out),
+        "--json",
+        f"{out}.json",
+    ]
     run(cmd, work)
     return load_result(Path(f"{out}.json"))
 
@@ -51,24 +69,34 @@ def main() -> int:
             runs[s].append(train(s, a.epochs, a.dataset, work, n))
 
     console = Console(width=130)
-    table = Table(title=f"{a.epochs} epochs, batch 600, {runs[setups[0]][0].dataset}: ranks x threads on "
-                        f"{cores} cores, alternated A B A B", title_justify="left")
+    table = Table(
+        title=f"{a.epochs} epochs, batch 600, {runs[setups[0]][0].dataset}: ranks x threads on "
+        f"{cores} cores, alternated A B A B",
+        title_justify="left",
+    )
     for col in ("setup", "run", "epoch times (s)", "steady epoch", "images/s", "final accuracy"):
         table.add_column(col, justify="left" if col in ("setup", "epoch times (s)") else "right")
     for (ranks, threads), results in runs.items():
         for n, r in enumerate(results):
             s = r.summary()
-            table.add_row(f"--nproc {ranks} --threads {threads}", str(n + 1),
-                          " ".join(f"{e.train_s:.2f}" for e in r.epochs), f"{s['steady_epoch_train_s']:.2f} s",
-                          f"{s['images_per_s']:,.0f}", f"{100 * s['final_accuracy']:.2f}%")
+            table.add_row(
+                f"--nproc {ranks} --threads {threads}",
+                str(n + 1),
+                " ".join(f"{e.train_s:.2f}" for e in r.epochs),
+                f"{s['steady_epoch_train_s']:.2f} s",
+                f"{s['images_per_s']:,.0f}",
+                f"{100 * s['final_accuracy']:.2f}%",
+            )
     console.print(table)
     median = {k: statistics.median(r.summary()["images_per_s"] for r in v) for k, v in runs.items()}
     acc = {k: statistics.mean(r.summary()["final_accuracy"] for r in v) for k, v in runs.items()}
     ratio = median[setups[1]] / median[setups[0]]
     gap = abs(acc[setups[1]] - acc[setups[0]])
-    console.print(f"{cores} ranks x 1 thread / 1 process x {cores} threads, median images/s: {ratio:.3f}x; "
-                  f"accuracy gap {100 * gap:.2f} points (target <= 0.5): {'met' if gap <= 0.005 else 'NOT met'}; "
-                  f"files in {work}")
+    console.print(
+        f"{cores} ranks x 1 thread / 1 process x {cores} threads, median images/s: {ratio:.3f}x; "
+        f"accuracy gap {100 * gap:.2f} points (target <= 0.5): {'met' if gap <= 0.005 else 'NOT met'}; "
+        f"files in {work}"
+    )
     return 0 if gap <= 0.005 else 1
 
 

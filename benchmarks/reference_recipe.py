@@ -28,23 +28,27 @@ from crossrt.fetch import resolve
 
 class NewLeNet(th.nn.Module):
     def __init__(self, nclass=10):
-        super(NewLeNet, self).__init__()
+        super().__init__()
         self.nclass = nclass
-        self.net = th.nn.Sequential(OrderedDict([
-            ('C1', th.nn.Conv2d(1, 32, (5, 5))),
-            ('relu1', th.nn.ReLU()),
-            ('S2', th.nn.MaxPool2d((2, 2), (2, 2))),
-            ('C3', th.nn.Conv2d(32, 64, (5, 5))),
-            ('relu2', th.nn.ReLU()),
-            ('S4', th.nn.MaxPool2d((2, 2), (2, 2))),
-            ('C5', th.nn.Conv2d(64, 128, (4, 4))),
-            ('relu3', th.nn.ReLU()),
-            ('flatten', th.nn.Flatten()),
-            ('F6', th.nn.Linear(128, 84)),
-            ('relu4', th.nn.ReLU()),
-            ('OUT', th.nn.Linear(84, self.nclass)),
-            ('softmax', th.nn.Softmax(dim=1)),
-        ]))
+        self.net = th.nn.Sequential(
+            OrderedDict(
+                [
+                    ("C1", th.nn.Conv2d(1, 32, (5, 5))),
+                    ("relu1", th.nn.ReLU()),
+                    ("S2", th.nn.MaxPool2d((2, 2), (2, 2))),
+                    ("C3", th.nn.Conv2d(32, 64, (5, 5))),
+                    ("relu2", th.nn.ReLU()),
+                    ("S4", th.nn.MaxPool2d((2, 2), (2, 2))),
+                    ("C5", th.nn.Conv2d(64, 128, (4, 4))),
+                    ("relu3", th.nn.ReLU()),
+                    ("flatten", th.nn.Flatten()),
+                    ("F6", th.nn.Linear(128, 84)),
+                    ("relu4", th.nn.ReLU()),
+                    ("OUT", th.nn.Linear(84, self.nclass)),
+                    ("softmax", th.nn.Softmax(dim=1)),
+                ]
+            )
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -53,7 +57,7 @@ class NewLeNet(th.nn.Module):
 def train(model, traindl, lossfn, optimizer, epoch, device):
     model.train()
     tstart = time.time()
-    train_loss = 0.
+    train_loss = 0.0
     for batch_idx, (data, target) in enumerate(traindl):
         data, target = data.to(device), target.to(device)
         optimizer.zero_grad()
@@ -64,14 +68,14 @@ def train(model, traindl, lossfn, optimizer, epoch, device):
         train_loss += loss.item()
     train_loss /= len(traindl.dataset)
     tend = time.time()
-    print('--->Train epoch %d, loss: %.4f, time: %.2f' % (epoch, train_loss, tend - tstart), flush=True)
+    print("--->Train epoch %d, loss: %.4f, time: %.2f" % (epoch, train_loss, tend - tstart), flush=True)
     return train_loss, tend - tstart
 
 
 def valid(model, validdl, lossfn, epoch, device):
     model.eval()
     tstart = time.time()
-    valid_loss, correct = 0., 0.
+    valid_loss, correct = 0.0, 0.0
     with th.no_grad():
         for data, target in validdl:
             data, target = data.to(device), target.to(device)
@@ -83,8 +87,10 @@ def valid(model, validdl, lossfn, epoch, device):
     accuracy = correct / len(validdl.dataset)
     valid_loss /= len(validdl.dataset)
     tend = time.time()
-    print('--->Valid epoch %d, loss: %.4f, accuracy: %.4f, time: %.2f' % (epoch, valid_loss, accuracy, tend - tstart),
-          flush=True)
+    print(
+        "--->Valid epoch %d, loss: %.4f, accuracy: %.4f, time: %.2f" % (epoch, valid_loss, accuracy, tend - tstart),
+        flush=True,
+    )
     return valid_loss, accuracy, tend - tstart
 
 
@@ -105,8 +111,8 @@ def main() -> int:
     ds = resolve(DataConfig(a.dataset, a.data_dir))
     Xtrain = ds.train_images.reshape(-1, 1, 28, 28)
     Xvalid = ds.test_images.reshape(-1, 1, 28, 28)
-    Xtrain, Ytrain = th.from_numpy(Xtrain.astype('float32')), th.from_numpy(ds.train_labels.astype('int64'))
-    Xvalid, Yvalid = th.from_numpy(Xvalid.astype('float32')), th.from_numpy(ds.test_labels.astype('int64'))
+    Xtrain, Ytrain = th.from_numpy(Xtrain.astype("float32")), th.from_numpy(ds.train_labels.astype("int64"))
+    Xvalid, Yvalid = th.from_numpy(Xvalid.astype("float32")), th.from_numpy(ds.test_labels.astype("int64"))
     # normalization
     Xtrain = (Xtrain - Xtrain.mean(dim=(1, 2, 3), keepdim=True)) / Xtrain.std(dim=(1, 2, 3), keepdim=True)
     Xvalid = (Xvalid - Xvalid.mean(dim=(1, 2, 3), keepdim=True)) / Xvalid.std(dim=(1, 2, 3), keepdim=True)
@@ -125,15 +131,32 @@ def main() -> int:
     for epoch in range(a.epochs):
         train_loss, train_s = train(model, traindl, lossfn, optimizer, epoch, device)
         valid_loss, accuracy, valid_s = valid(model, validdl, lossfn, epoch, device)
-        epochs.append({"epoch": epoch + 1, "train_loss": train_loss, "train_s": train_s,
-                       "valid_loss": valid_loss, "valid_accuracy": accuracy, "valid_s": valid_s})
+        epochs.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "train_s": train_s,
+                "valid_loss": valid_loss,
+                "valid_accuracy": accuracy,
+                "valid_s": valid_s,
+            }
+        )
     total_time = time.time() - total_time
     train_time, valid_time = sum(e["train_s"] for e in epochs), sum(e["valid_s"] for e in epochs)
-    print('--->Total time: %.2f, training time: %.2f, validation time: %.2f' % (total_time, train_time, valid_time))
+    print("--->Total time: %.2f, training time: %.2f, validation time: %.2f" % (total_time, train_time, valid_time))
     if a.json:
-        a.json.write_text(json.dumps({
-            "kind": "reference-baseline", "dataset": ds.name, "threads": th.get_num_threads(), "epochs": epochs,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, indent=2))
+        a.json.write_text(
+            json.dumps(
+                {
+                    "kind": "reference-baseline",
+                    "dataset": ds.name,
+                    "threads": th.get_num_threads(),
+                    "epochs": epochs,
+                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -27,8 +27,11 @@ class Block(nn.Module):
         super().__init__()
         self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
         self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-        self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
+        self.down = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
 
     def forward(self, x):
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -57,9 +60,16 @@ def main(argv=None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(a.out), dynamo=False, opset_version=17,
-                          input_names=["pixel_values"], output_names=["logits"],
-                          dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 3, 224, 224),),
+            str(a.out),
+            dynamo=False,
+            opset_version=17,
+            input_names=["pixel_values"],
+            output_names=["logits"],
+            dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
+        )
     print(f"{a.out}: ResNet-18, {params:,} parameters, random weights (seed {a.seed})")
     return 0
 

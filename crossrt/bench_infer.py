@@ -17,9 +17,9 @@ thread-pool state carries over from the one before.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -70,16 +70,28 @@ class Prepared:
 
 
 def skipped(cfg: BenchConfig) -> list[dict]:
-    return [{"runtime": r, "provider": p, "reason": why} for p in cfg.providers for r in cfg.runtimes
-            if (why := RUNTIMES[r].unavailable(p, cfg))]
+    return [
+        {"runtime": r, "provider": p, "reason": why}
+        for p in cfg.providers
+        for r in cfg.runtimes
+        if (why := RUNTIMES[r].unavailable(p, cfg))
+    ]
 
 
 def _model_info(path, model: onnx.ModelProto, meta: dict, sig, shapes: dict) -> dict:
     data = path.read_bytes()
     params = sum(int(np.prod(init.dims)) for init in model.graph.initializer)
-    return {"name": path.name, "path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            "parameters": params, "arch": meta.get("arch") or None, "weights_sha256": meta.get("weights_sha256") or None,
-            "inputs": [t.shown(shapes.get(t.name)) for t in sig[0]], "outputs": [t.shown() for t in sig[1]]}
+    return {
+        "name": path.name,
+        "path": str(path),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "parameters": params,
+        "arch": meta.get("arch") or None,
+        "weights_sha256": meta.get("weights_sha256") or None,
+        "inputs": [t.shown(shapes.get(t.name)) for t in sig[0]],
+        "outputs": [t.shown() for t in sig[1]],
+    }
 
 
 def prepare(cfg: BenchConfig) -> Prepared:
@@ -96,12 +108,17 @@ def prepare(cfg: BenchConfig) -> Prepared:
     sig = inputs.signature(model)
     mnist = inputs.is_mnist_classifier(*sig)
     if mnist and (given := inputs.flags_given(cfg.feed)):
-        raise ConfigError(f"{given[0]}: {path} is an MNIST classifier, fed the dataset's test images; "
-                          f"{', '.join(given)} are for other models")
+        raise ConfigError(
+            f"{given[0]}: {path} is an MNIST classifier, fed the dataset's test images; "
+            f"{', '.join(given)} are for other models"
+        )
     shapes = {} if mnist else inputs.bind_batches(cfg.feed, cfg.batch_sizes, path, sig)
     batch_sizes = (cfg.batch_sizes or (MNIST_BATCH,)) if mnist else tuple(shapes)
-    first = ({sig[0][0].name: np.zeros((1, 1, 28, 28), np.float32)} if mnist
-             else inputs.feeds(cfg.feed, sig, shapes, batch_sizes[0], 1).feeds[0])
+    first = (
+        {sig[0][0].name: np.zeros((1, 1, 28, 28), np.float32)}
+        if mnist
+        else inputs.feeds(cfg.feed, sig, shapes, batch_sizes[0], 1).feeds[0]
+    )
     for provider in cfg.providers:
         for name in cfg.runtimes:
             if not RUNTIMES[name].unavailable(provider, cfg):
@@ -113,14 +130,18 @@ def prepare(cfg: BenchConfig) -> Prepared:
         ours = state.get("weights_sha256") or checkpoint.fingerprint(state["model"])
         theirs = meta.get("weights_sha256")
         if not theirs:  # a model from elsewhere, timed against this checkpoint, would fail only on accuracy
-            raise ModelError(f"{cfg.model} carries no weights fingerprint (weights_sha256), so nothing says it "
-                             f"holds the weights of {cfg.checkpoint}, which the PyTorch rows run: export that "
-                             f"checkpoint with `crossrt export --checkpoint {cfg.checkpoint}`, or time the model "
-                             f"alone with --runtimes onnxruntime")
+            raise ModelError(
+                f"{cfg.model} carries no weights fingerprint (weights_sha256), so nothing says it "
+                f"holds the weights of {cfg.checkpoint}, which the PyTorch rows run: export that "
+                f"checkpoint with `crossrt export --checkpoint {cfg.checkpoint}`, or time the model "
+                f"alone with --runtimes onnxruntime"
+            )
         if ours != theirs:
-            raise ModelError(f"{cfg.model} holds other weights than {cfg.checkpoint} (an older export, e.g. after "
-                             f"`train --no-export`): export this checkpoint with `crossrt export --checkpoint "
-                             f"{cfg.checkpoint}`, or pass the matching --checkpoint")
+            raise ModelError(
+                f"{cfg.model} holds other weights than {cfg.checkpoint} (an older export, e.g. after "
+                f"`train --no-export`): export this checkpoint with `crossrt export --checkpoint "
+                f"{cfg.checkpoint}`, or pass the matching --checkpoint"
+            )
     train_json = cfg.train_json or cfg.model.with_suffix(".train.json")
     training = None
     if cfg.train_json is not None or train_json.is_file():
@@ -141,8 +162,9 @@ def score(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndar
     return float(-logp[np.arange(len(labels)), labels].mean()), float((preds == labels).mean()), preds
 
 
-def compare_outputs(reference: list[list[np.ndarray]], got: list[list[np.ndarray]], names: list[str],
-                    math: str) -> list[dict]:
+def compare_outputs(
+    reference: list[list[np.ndarray]], got: list[list[np.ndarray]], names: list[str], math: str
+) -> list[dict]:
     """Per output, over every batch: the largest absolute difference from the reference, that over
     the reference's largest magnitude (max_rel), top-1 agreement where the output looks like class
     scores (floats, last dimension of 2 or more), and whether max_rel is within math's tolerance."""
@@ -151,17 +173,34 @@ def compare_outputs(reference: list[list[np.ndarray]], got: list[list[np.ndarray
         ref = [np.asarray(r[k]) for r in reference]
         row = [np.asarray(g[k]) for g in got]
         if any(a.shape != b.shape for a, b in zip(ref, row)):
-            out.append({"name": name, "max_abs": None, "max_rel": None, "top1": None, "ok": False,
-                        "note": "shapes differ from the reference"})
+            out.append(
+                {
+                    "name": name,
+                    "max_abs": None,
+                    "max_rel": None,
+                    "top1": None,
+                    "ok": False,
+                    "note": "shapes differ from the reference",
+                }
+            )
             continue
         numeric = all(a.dtype.kind in "fiub" for a in ref)
-        diff = max((float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0)
-                   for a, b in zip(ref, row)) if numeric else None
+        diff = (
+            max(
+                (float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0)
+                for a, b in zip(ref, row)
+            )
+            if numeric
+            else None
+        )
         scale = max((float(np.abs(a.astype(np.float64)).max()) if a.size else 0.0) for a in ref) if numeric else 0
         rel = diff / scale if diff is not None and scale else diff
         scores = ref[0].dtype.kind == "f" and ref[0].ndim >= 2 and ref[0].shape[-1] >= 2
-        top1 = (float(np.mean(np.concatenate([(a.argmax(-1) == b.argmax(-1)).ravel() for a, b in zip(ref, row)])))
-                if scores else None)
+        top1 = (
+            float(np.mean(np.concatenate([(a.argmax(-1) == b.argmax(-1)).ravel() for a, b in zip(ref, row)])))
+            if scores
+            else None
+        )
         ok = rel is not None and np.isfinite(rel) and rel <= OUTPUT_TOLERANCE[math]
         out.append({"name": name, "max_abs": diff, "max_rel": rel, "top1": top1, "ok": bool(ok)})
     return out
@@ -180,8 +219,13 @@ def plan(cfg: BenchConfig, batch_sizes: tuple[int, ...] | None = None) -> list[R
             threads = cfg.threads if provider == "cpu" else (max(cfg.threads),)
             for rt in (RUNTIMES[r] for r in cfg.runtimes if not RUNTIMES[r].unavailable(provider, cfg)):
                 spins = SPINS[cfg.spin] if rt.spins else (None,)
-                rows += [Row(rt.name, provider, t, batch, io, spin, precision) for precision in rt.precisions()
-                         for t in threads for io in rt.io_paths(provider) for spin in spins]
+                rows += [
+                    Row(rt.name, provider, t, batch, io, spin, precision)
+                    for precision in rt.precisions()
+                    for t in threads
+                    for io in rt.io_paths(provider)
+                    for spin in spins
+                ]
     return rows
 
 
@@ -201,16 +245,33 @@ def measure(cfg: BenchConfig, work: inputs.Workload, row: Row, flops: int | None
     loss = accuracy = None
     if work.labels is not None:
         loss, accuracy, _ = score(np.concatenate([o[0] for o in outputs]), work.labels)
-    passes = time_passes(runner.run, len(work.feeds), warmup=cfg.warmup, min_time=cfg.min_time,
-                         min_repeats=cfg.min_repeats)
+    passes = time_passes(
+        runner.run, len(work.feeds), warmup=cfg.warmup, min_time=cfg.min_time, min_repeats=cfg.min_repeats
+    )
     met = len(passes.pass_times_s) >= cfg.min_repeats and passes.total_s >= cfg.min_time
     run = InferRun.from_samples(
-        passes, samples=work.samples, flops_per_sample=flops, rules_met=met, noise_hint=_noise_hint(row),
-        runtime=row.runtime, provider=row.provider, io=row.io, threads=row.threads,
-        threads_effective=runner.threads_effective, batch_size=row.batch, session_create_s=runner.create_s,
-        first_run_s=first_s, accuracy=accuracy, loss=loss, providers=runner.providers,
-        split_ms=runner.split() if runner.split else None, spin=row.spin, isolated=cfg.isolate, math=row.math,
-        precision=row.precision)
+        passes,
+        samples=work.samples,
+        flops_per_sample=flops,
+        rules_met=met,
+        noise_hint=_noise_hint(row),
+        runtime=row.runtime,
+        provider=row.provider,
+        io=row.io,
+        threads=row.threads,
+        threads_effective=runner.threads_effective,
+        batch_size=row.batch,
+        session_create_s=runner.create_s,
+        first_run_s=first_s,
+        accuracy=accuracy,
+        loss=loss,
+        providers=runner.providers,
+        split_ms=runner.split() if runner.split else None,
+        spin=row.spin,
+        isolated=cfg.isolate,
+        math=row.math,
+        precision=row.precision,
+    )
     return run, outputs
 
 
@@ -223,10 +284,14 @@ def one_line(e: BaseException) -> str:
     return text if isinstance(e, CrossrtError) else f"{type(e).__name__}: {text}".rstrip(": ")
 
 
-def run_bench(cfg: BenchConfig, data: Dataset | None, prepared: Prepared,
-              on_run: Callable[[InferRun], None] | None = None,
-              on_fail: Callable[[dict], None] | None = None,
-              on_start: Callable[[Row, int, int], None] | None = None) -> BenchResult:
+def run_bench(
+    cfg: BenchConfig,
+    data: Dataset | None,
+    prepared: Prepared,
+    on_run: Callable[[InferRun], None] | None = None,
+    on_fail: Callable[[dict], None] | None = None,
+    on_start: Callable[[Row, int, int], None] | None = None,
+) -> BenchResult:
     """Run every configuration of cfg (on the test split of data, for an MNIST classifier);
     Stopped keeps finished rows.
 
@@ -236,12 +301,23 @@ def run_bench(cfg: BenchConfig, data: Dataset | None, prepared: Prepared,
     if prepared.mnist:
         fits("--batch-size", prepared.batch_sizes, len(data.test_labels), "test images")
     result = BenchResult(
-        model=str(cfg.model), checkpoint=str(cfg.checkpoint) if prepared.torch_rows else None,
-        dataset=data.name if prepared.mnist else None, dataset_source=data.source if prepared.mnist else None,
-        flops_per_sample=prepared.flops_per_sample, model_info=prepared.model_info,
-        config={**plain(cfg), "batch_sizes": list(prepared.batch_sizes), "inter_op_threads": 1,
-                "execution_mode": "sequential", "graph_optimization": "all", "cpu_cores": cpu_count(),
-                "spin_note": "ORT session.intra_op.allow_spinning"}, skipped=skipped(cfg))
+        model=str(cfg.model),
+        checkpoint=str(cfg.checkpoint) if prepared.torch_rows else None,
+        dataset=data.name if prepared.mnist else None,
+        dataset_source=data.source if prepared.mnist else None,
+        flops_per_sample=prepared.flops_per_sample,
+        model_info=prepared.model_info,
+        config={
+            **plain(cfg),
+            "batch_sizes": list(prepared.batch_sizes),
+            "inter_op_threads": 1,
+            "execution_mode": "sequential",
+            "graph_optimization": "all",
+            "cpu_cores": cpu_count(),
+            "spin_note": "ORT session.intra_op.allow_spinning",
+        },
+        skipped=skipped(cfg),
+    )
     names = [t.name for t in prepared.signature[1]]
     preds: list[np.ndarray | None] = []  # top-1 of the first output, for agreement with PyTorch (LeNet5)
     works, references, cuda_nodes = {}, {}, None
@@ -266,8 +342,15 @@ def run_bench(cfg: BenchConfig, data: Dataset | None, prepared: Prepared,
                 result.skipped.append({"runtime": row.runtime, "provider": row.provider, "reason": str(e)})
                 continue
             except Exception as e:  # this configuration failed; the rows measured and the rows to come stand
-                failure = {"runtime": row.runtime, "provider": row.provider, "threads": row.threads,
-                           "batch_size": row.batch, "io": row.io, "precision": row.precision, "reason": one_line(e)}
+                failure = {
+                    "runtime": row.runtime,
+                    "provider": row.provider,
+                    "threads": row.threads,
+                    "batch_size": row.batch,
+                    "io": row.io,
+                    "precision": row.precision,
+                    "reason": one_line(e),
+                }
                 result.failed.append(failure)
                 if on_fail:
                     on_fail(failure)
@@ -276,8 +359,11 @@ def run_bench(cfg: BenchConfig, data: Dataset | None, prepared: Prepared,
             if row.runtime == "onnxruntime" and row.provider == "cuda":  # where every node really ran
                 run.placement = cuda_nodes = cuda_nodes or placement(cfg.model, "cuda", work.feeds[0])
             # The peak (measured once per machine and cached) in this process, not in an isolated child.
-            peak = unbeaten(measured_peak(row.provider, row.threads, row.math), run.gflops,
-                            lambda: measured_peak(row.provider, row.threads, row.math, again=True))
+            peak = unbeaten(
+                measured_peak(row.provider, row.threads, row.math),
+                run.gflops,
+                partial(measured_peak, row.provider, row.threads, row.math, again=True),
+            )
             run.peak_gflops = peak and peak["peak"]
             if peak and peak not in result.peaks:
                 result.peaks.append(peak)
@@ -303,8 +389,9 @@ def _finish(result: BenchResult, preds: list) -> None:
         if ref is not None and preds[i] is not None:
             r.top1_agreement = float((preds[i] == preds[ref]).mean())
             r.accuracy_delta = r.accuracy - result.runs[ref].accuracy
-            r.parity_ok &= (r.accuracy_delta == 0 if r.precision == "fp32"
-                            else abs(r.accuracy_delta) <= LOW_PRECISION_TOLERANCE)
+            r.parity_ok &= (
+                r.accuracy_delta == 0 if r.precision == "fp32" else abs(r.accuracy_delta) <= LOW_PRECISION_TOLERANCE
+            )
     result.verdicts = verdicts(result.runs)
     result.environment = environment()
     result.peak_rss_mb = peak_rss_mb()

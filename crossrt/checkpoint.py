@@ -25,8 +25,14 @@ FORMAT = "crossrt-checkpoint-1"
 # Settings that must match for --resume to continue the same run.
 RESUME_KEYS = ("arch", "batch_size", "lr", "lr_step", "lr_gamma", "seed", "precision")
 # What export, bench-infer and --resume read from a checkpoint, checked when it is loaded.
-FIELDS = {"config": dict, "dataset": str, "data_dir": str | None, "model": dict, "epochs": list[EpochResult],
-          "weights_sha256": str | None}
+FIELDS = {
+    "config": dict,
+    "dataset": str,
+    "data_dir": str | None,
+    "model": dict,
+    "epochs": list[EpochResult],
+    "weights_sha256": str | None,
+}
 
 
 def weights(model) -> dict:
@@ -43,14 +49,17 @@ def fingerprint(tensors: dict) -> str:
     return digest.hexdigest()
 
 
-def save(path: Path, cfg, data: Dataset, model, optimizer, scheduler, shuffle,
-         epochs: list[dict]) -> None:
+def save(path: Path, cfg, data: Dataset, model, optimizer, scheduler, shuffle, epochs: list[dict]) -> None:
     """Write the whole training state (cfg: the run's TrainConfig) atomically: the previous checkpoint
     stays until this one is complete."""
     tensors = weights(model)
     state = {
-        "format": FORMAT, "config": plain(cfg), "dataset": data.name, "data_dir": data.source,
-        "model": tensors, "weights_sha256": fingerprint(tensors),
+        "format": FORMAT,
+        "config": plain(cfg),
+        "dataset": data.name,
+        "data_dir": data.source,
+        "model": tensors,
+        "weights_sha256": fingerprint(tensors),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "shuffle": shuffle.get_state(),
@@ -79,8 +88,10 @@ def load(path: Path) -> dict:
     except (ValueError, TypeError) as e:
         raise ModelError(f"{path}: a damaged crossrt checkpoint: {e}") from None
     if state["config"]["arch"] not in ARCH_CHANNELS:
-        raise ModelError(f"{path}: a checkpoint of an unknown arch {state['config']['arch']!r:.40} "
-                         f"(this crossrt knows {', '.join(ARCH_CHANNELS)})")
+        raise ModelError(
+            f"{path}: a checkpoint of an unknown arch {state['config']['arch']!r:.40} "
+            f"(this crossrt knows {', '.join(ARCH_CHANNELS)})"
+        )
     return state
 
 
@@ -91,8 +102,9 @@ def load_weights(module, weights, path) -> None:
         module.load_state_dict(weights)
     except (RuntimeError, ValueError, KeyError, TypeError) as e:
         why = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e).splitlines()[0])
-        raise ModelError(f"{path}: its weights do not fit this {getattr(module, 'arch', 'model')!s} ({why[:200]})") \
-            from None
+        raise ModelError(
+            f"{path}: its weights do not fit this {getattr(module, 'arch', 'model')!s} ({why[:200]})"
+        ) from None
 
 
 def build_model(state: dict, path: Path | str = "the checkpoint") -> LeNet5:
@@ -140,8 +152,9 @@ def restore(path: Path, cfg, dataset: str, model, optimizer, scheduler, shuffle)
     state = load(path)
     for key in RESUME_KEYS:
         if state["config"].get(key) != getattr(cfg, key):
-            raise ConfigError(f"--resume: {path} was trained with {key}="
-                              f"{state['config'].get(key)!r:.40}, not {getattr(cfg, key)!r}")
+            raise ConfigError(
+                f"--resume: {path} was trained with {key}={state['config'].get(key)!r:.40}, not {getattr(cfg, key)!r}"
+            )
     if state["dataset"] != dataset:
         raise ConfigError(f"--resume: {path} was trained on {state['dataset']}, not {dataset}")
     if len(state["epochs"]) >= cfg.epochs:

@@ -21,8 +21,17 @@ LOCK_FILE = ".crossrt.lock"  # in every folder a run writes: crossrt.files.Folde
 
 def file_kind(mode: int) -> str:
     """What a file that is not a regular one is, from its st_mode."""
-    return ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else
-            "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device")
+    return (
+        "a symbolic link"
+        if stat.S_ISLNK(mode)
+        else "a folder"
+        if stat.S_ISDIR(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+    )
 
 
 def choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -80,8 +89,10 @@ def writable_file(flag: str, path: Path | None) -> Path | None:
     except OSError:
         mode = None
     if mode is not None and not stat.S_ISREG(mode):
-        raise ConfigError(f"{flag} {path}: is {file_kind(mode)}, not a regular file; crossrt replaces only regular "
-                          f"files (remove it or choose another path)")
+        raise ConfigError(
+            f"{flag} {path}: is {file_kind(mode)}, not a regular file; crossrt replaces only regular "
+            f"files (remove it or choose another path)"
+        )
     _can_create_in(flag, path, path.parent)
     return path
 
@@ -142,8 +153,11 @@ def pairs(flag: str, items: tuple[str, ...], parse) -> dict:
                 raise ValueError("expected NAME=VALUE")
             parsed = parse(value.strip())
         except ValueError as e:
-            raise ConfigError(f"{flag} {item!r}: {e}" if "NAME=VALUE" in str(e) or "below" in str(e)
-                              else f"{flag} {item!r}: cannot read {value.strip()!r}") from None
+            raise ConfigError(
+                f"{flag} {item!r}: {e}"
+                if "NAME=VALUE" in str(e) or "below" in str(e)
+                else f"{flag} {item!r}: cannot read {value.strip()!r}"
+            ) from None
         if name.strip() in out:
             raise ConfigError(f"{flag}: {name.strip()!r} is given twice")
         out[name.strip()] = parsed
@@ -176,5 +190,9 @@ def _no_check(flag: str, path: Path) -> Path:
     return path  # an input file: the command that reads it says what is wrong with it
 
 
-PATH_CHECKS = {"in-file": _no_check, "in-folder": readable_folder, "out-folder": output_folder,
-               "out-file": writable_file}
+PATH_CHECKS = {
+    "in-file": _no_check,
+    "in-folder": readable_folder,
+    "out-folder": output_folder,
+    "out-file": writable_file,
+}

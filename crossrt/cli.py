@@ -29,11 +29,20 @@ from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CrossrtError, Sto
 from .loadgen import LoadgenConfig
 from .text import ascii_safe, printable
 
-
 # Each command and the module whose cmd_<command> runs it.
-COMMANDS = {"train": "commands", "export": "commands", "quantize": "commands", "bench-infer": "commands",
-            "suite": "commands", "loadgen": "commands", "doctor": "commands", "fetch": "commands", "report": "reports",
-            "compare": "reports", "show": "reports"}
+COMMANDS = {
+    "train": "commands",
+    "export": "commands",
+    "quantize": "commands",
+    "bench-infer": "commands",
+    "suite": "commands",
+    "loadgen": "commands",
+    "doctor": "commands",
+    "fetch": "commands",
+    "report": "reports",
+    "compare": "reports",
+    "show": "reports",
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -45,11 +54,13 @@ class Parser(argparse.ArgumentParser):
 
 def number_list(kind, what: str):
     """A parser of `1,2,18` into a tuple of kind; junk gives a one-line error (argparse names the flag)."""
+
     def parse(text: str) -> tuple:
         try:
             return tuple(kind(v) for v in text.split(","))
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+
     return parse
 
 
@@ -96,39 +107,68 @@ def add_options(p: argparse.ArgumentParser, cls) -> None:
         kw = {"dest": f.name, "default": default, "help": f"{m['help']} (default: {shown})"}
         flag = m["flag"] or "--" + f.name.replace("_", "-")
         if value_type(hints[f.name]) is bool:
-            action = ("store_false" if flag.startswith("--no-") else
-                      argparse.BooleanOptionalAction if "/" in flag else "store_true")
+            action = (
+                "store_false"
+                if flag.startswith("--no-")
+                else argparse.BooleanOptionalAction
+                if "/" in flag
+                else "store_true"
+            )
             p.add_argument(flag.split("/")[0], action=action, **kw)
         else:
             p.add_argument(flag, type=parser_of(hints[f.name]), metavar=m["metavar"], choices=m["choices"], **kw)
         for alias, value in m["aliases"].items():
-            p.add_argument(alias, dest=f.name, action="store_const", const=value,
-                           help=f"the same as {flag} {value} (default: {shown})")
+            p.add_argument(
+                alias,
+                dest=f.name,
+                action="store_const",
+                const=value,
+                help=f"the same as {flag} {value} (default: {shown})",
+            )
 
 
 def build(cls, a: argparse.Namespace):
     """The config dataclass cls from parsed flags; its __post_init__ checks every value."""
-    return cls(**{f.name: build(f.default_factory, a) if is_dataclass(f.default_factory) else getattr(a, f.name)
-                  for f in fields(cls)})
+    return cls(
+        **{
+            f.name: build(f.default_factory, a) if is_dataclass(f.default_factory) else getattr(a, f.name)
+            for f in fields(cls)
+        }
+    )
 
 
 def _plots_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plots", type=Path, default=None, metavar="DIR",
-                   help="write PNG figures here; needs matplotlib, `pip install crossrt[plots]` (default: none)")
+    p.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write PNG figures here; needs matplotlib, `pip install crossrt[plots]` (default: none)",
+    )
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="crossrt", description=(
-        "Train LeNet5 on MNIST with the reference recipe in PyTorch, export it to ONNX, and time "
-        "validation under ONNX Runtime (CPU/CUDA), PyTorch, OpenVINO, torch.compile and an int8 model."))
+    p = Parser(
+        prog="crossrt",
+        description=(
+            "Train LeNet5 on MNIST with the reference recipe in PyTorch, export it to ONNX, and time "
+            "validation under ONNX Runtime (CPU/CUDA), PyTorch, OpenVINO, torch.compile and an int8 model."
+        ),
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    commands = (("train", TrainConfig, "train LeNet5, checkpoint every epoch, export to ONNX"),
-                ("export", ExportConfig, "export a checkpoint to ONNX and check parity"),
-                ("quantize", QuantizeConfig, "an int8 copy of the ONNX model, for the onnxruntime-int8 rows"),
-                ("bench-infer", BenchConfig, "time validation under ONNX Runtime, PyTorch and more runtimes"),
-                ("suite", SuiteConfig, "the reference's table for this machine: every mode, train + validation"),
-                ("loadgen", LoadgenConfig, "MLPerf LoadGen's scenarios: latency one query at a time, samples/s "
-                                           "offline, the QPS a latency bound allows"))
+    commands = (
+        ("train", TrainConfig, "train LeNet5, checkpoint every epoch, export to ONNX"),
+        ("export", ExportConfig, "export a checkpoint to ONNX and check parity"),
+        ("quantize", QuantizeConfig, "an int8 copy of the ONNX model, for the onnxruntime-int8 rows"),
+        ("bench-infer", BenchConfig, "time validation under ONNX Runtime, PyTorch and more runtimes"),
+        ("suite", SuiteConfig, "the reference's table for this machine: every mode, train + validation"),
+        (
+            "loadgen",
+            LoadgenConfig,
+            "MLPerf LoadGen's scenarios: latency one query at a time, samples/s "
+            "offline, the QPS a latency bound allows",
+        ),
+    )
     for name, cls, short in commands:
         c = sub.add_parser(name, help=short, description=cls.__doc__)
         add_options(c, cls)
@@ -136,46 +176,90 @@ def build_parser() -> Parser:
         if name not in ("export", "quantize", "loadgen"):
             _plots_flag(c)
 
-    r = sub.add_parser("report", help="merge result files from any runs and machines into one table",
-                       description="Merge train, bench-infer and suite JSON files into one table grouped by machine.")
+    r = sub.add_parser(
+        "report",
+        help="merge result files from any runs and machines into one table",
+        description="Merge train, bench-infer and suite JSON files into one table grouped by machine.",
+    )
     r.add_argument("files", nargs="+", type=Path, metavar="FILE", help="result JSON files")
     fmt = r.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="print a Markdown table (default: a rich table)")
     fmt.add_argument("--csv", action="store_true", help="print CSV (default: a rich table)")
     _plots_flag(r)
 
-    c = sub.add_parser("compare", help="two runs side by side: ratio, its 95%% interval, a verdict per row",
-                       description="Compare every configuration two result files both measured: B's throughput "
-                                   "over A's, a bootstrap 95% interval, and faster / slower / same within noise.")
+    c = sub.add_parser(
+        "compare",
+        help="two runs side by side: ratio, its 95%% interval, a verdict per row",
+        description="Compare every configuration two result files both measured: B's throughput "
+        "over A's, a bootstrap 95% interval, and faster / slower / same within noise.",
+    )
     c.add_argument("a", type=Path, metavar="A", help="the baseline result file")
     c.add_argument("b", type=Path, metavar="B", help="the result file compared with it")
-    c.add_argument("--noise", type=float, default=0.10, metavar="F",
-                   help="run-to-run noise band: B/A within 1 +- F is the same (default: %(default)s)")
-    c.add_argument("--fail-if-slower", type=float, default=None, metavar="PCT",
-                   help="exit 1 when a row of B is slower beyond the noise and by more than PCT%% (default: never)")
-    c.add_argument("--allow-different-models", action="store_true",
-                   help="hold one model against another (default: refuse results of different models)")
+    c.add_argument(
+        "--noise",
+        type=float,
+        default=0.10,
+        metavar="F",
+        help="run-to-run noise band: B/A within 1 +- F is the same (default: %(default)s)",
+    )
+    c.add_argument(
+        "--fail-if-slower",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="exit 1 when a row of B is slower beyond the noise and by more than PCT%% (default: never)",
+    )
+    c.add_argument(
+        "--allow-different-models",
+        action="store_true",
+        help="hold one model against another (default: refuse results of different models)",
+    )
 
-    w = sub.add_parser("show", help="lay a saved result out again: every table, every column, at any width",
-                       description="Show a train, bench-infer, suite or loadgen result file again: its tables, verdicts "
-                                   "and notes. Columns that do not fit go into a second part of a table, never away.")
+    w = sub.add_parser(
+        "show",
+        help="lay a saved result out again: every table, every column, at any width",
+        description="Show a train, bench-infer, suite or loadgen result file again: its tables, verdicts "
+        "and notes. Columns that do not fit go into a second part of a table, never away.",
+    )
     w.add_argument("file", type=Path, metavar="FILE", help="a result JSON file")
     w.add_argument("--wide", action="store_true", help="one part per table, as wide as it needs (default: fit)")
-    w.add_argument("--columns", default=None, metavar="NAME[,NAME]",
-                   help="only these columns, by their heading, beside the row labels (default: all)")
+    w.add_argument(
+        "--columns",
+        default=None,
+        metavar="NAME[,NAME]",
+        help="only these columns, by their heading, beside the row labels (default: all)",
+    )
 
-    d = sub.add_parser("doctor", help="is this machine ready for the CPU or CUDA mode? each problem with its fix",
-                       description="Check the installation, the GPU and a real ONNX Runtime session; exit 0 when "
-                                   "the mode is ready, 1 when not.")
-    d.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                   help="the mode to check (default: cuda where a GPU is listed or usable, else cpu)")
-    d.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help="check this folder of IDX files too (default: say what --dataset auto would use)")
-    d.add_argument("--measure-peak", action="store_true",
-                   help="measure the fp32 peaks again, replacing the cached ones (default: show the cached ones)")
+    d = sub.add_parser(
+        "doctor",
+        help="is this machine ready for the CPU or CUDA mode? each problem with its fix",
+        description="Check the installation, the GPU and a real ONNX Runtime session; exit 0 when "
+        "the mode is ready, 1 when not.",
+    )
+    d.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="the mode to check (default: cuda where a GPU is listed or usable, else cpu)",
+    )
+    d.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="check this folder of IDX files too (default: say what --dataset auto would use)",
+    )
+    d.add_argument(
+        "--measure-peak",
+        action="store_true",
+        help="measure the fp32 peaks again, replacing the cached ones (default: show the cached ones)",
+    )
 
-    f = sub.add_parser("fetch", help="download a dataset into the cache, verifying SHA-256",
-                       description="Download MNIST or Fashion-MNIST into the cache ($CROSSRT_CACHE).")
+    f = sub.add_parser(
+        "fetch",
+        help="download a dataset into the cache, verifying SHA-256",
+        description="Download MNIST or Fashion-MNIST into the cache ($CROSSRT_CACHE).",
+    )
     f.add_argument("name", choices=DATASETS[1:], help="dataset to download")
     return p
 

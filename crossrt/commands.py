@@ -53,8 +53,11 @@ def write_plots(a, pairs, benches) -> None:
 
 def _warn_threads(threads) -> None:
     if over := [t for t in threads if t > cpu_count()]:
-        print(f"crossrt: warning: --threads {','.join(map(str, over))}: more threads than the {cpu_count()} "
-              f"cores this process may use; the threads will share cores", file=sys.stderr)
+        print(
+            f"crossrt: warning: --threads {','.join(map(str, over))}: more threads than the {cpu_count()} "
+            f"cores this process may use; the threads will share cores",
+            file=sys.stderr,
+        )
 
 
 def cmd_train(a, cfg) -> int:
@@ -94,14 +97,19 @@ def cmd_train(a, cfg) -> int:
             save_json(data, cfg.run_json, results_dir=None)
         except CrossrtError as e:  # a full disk: the training itself is safe on disk
             model = f" and {cfg.onnx_path} the exported model" if cfg.export else ""
-            raise CrossrtError(f"{e}; the training is kept: {cfg.checkpoint} holds all {len(result.epochs)} "
-                               f"epoch(s){model}") from None
+            raise CrossrtError(
+                f"{e}; the training is kept: {cfg.checkpoint} holds all {len(result.epochs)} epoch(s){model}"
+            ) from None
     console.console.print(tables.train_summary(result))
     console.note(console.esc(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; checkpoint: {cfg.checkpoint}"))
     if not cfg.export and cfg.onnx_path.is_file():
-        console.note("[yellow]note:[/] " + console.esc(
-            f"{cfg.onnx_path} is from an earlier training run (--no-export); bench-infer refuses it with this "
-            f"checkpoint: export this one with `crossrt export --checkpoint {cfg.checkpoint}`"))
+        console.note(
+            "[yellow]note:[/] "
+            + console.esc(
+                f"{cfg.onnx_path} is from an earlier training run (--no-export); bench-infer refuses it with this "
+                f"checkpoint: export this one with `crossrt export --checkpoint {cfg.checkpoint}`"
+            )
+        )
     write_plots(a, [(result, None)], [])
     return EXIT_OK
 
@@ -140,15 +148,24 @@ def cmd_quantize(a, cfg) -> int:
     ds = resolve(cfg.data, trained_on=(meta.get("dataset") or None, meta.get("data_dir") or None)) if mnist else None
     with FolderLock(cfg.out.parent):
         q = quantize(cfg, ds)
-    said = (f"On the {q['test_images']:,} test images: accuracy {100 * q['fp32_accuracy']:.2f}% -> "
-            f"{100 * q['int8_accuracy']:.2f}% ({100 * (q['int8_accuracy'] - q['fp32_accuracy']):+.2f} points), "
-            f"top-1 agreement {100 * q['top1_agreement']:.2f}%" if mnist else
-            "Against the fp32 model on fresh inputs: " + "; ".join(
-                f"{o['name']} max |diff| / max |fp32| {o['max_rel']:.2e}"
-                + (f", top-1 agreement {100 * o['top1']:.2f}%" if o["top1"] is not None else "")
-                for o in q["outputs"]))
-    console.note(console.esc(f"quantized {cfg.model} ({q['fp32_bytes']:,} bytes) to {cfg.out} ({q['int8_bytes']:,} "
-                             f"bytes): {q['method']} on {q['calibration']}. {said}"))
+    said = (
+        f"On the {q['test_images']:,} test images: accuracy {100 * q['fp32_accuracy']:.2f}% -> "
+        f"{100 * q['int8_accuracy']:.2f}% ({100 * (q['int8_accuracy'] - q['fp32_accuracy']):+.2f} points), "
+        f"top-1 agreement {100 * q['top1_agreement']:.2f}%"
+        if mnist
+        else "Against the fp32 model on fresh inputs: "
+        + "; ".join(
+            f"{o['name']} max |diff| / max |fp32| {o['max_rel']:.2e}"
+            + (f", top-1 agreement {100 * o['top1']:.2f}%" if o["top1"] is not None else "")
+            for o in q["outputs"]
+        )
+    )
+    console.note(
+        console.esc(
+            f"quantized {cfg.model} ({q['fp32_bytes']:,} bytes) to {cfg.out} ({q['int8_bytes']:,} "
+            f"bytes): {q['method']} on {q['calibration']}. {said}"
+        )
+    )
     return EXIT_OK
 
 
@@ -172,8 +189,10 @@ def cmd_fetch(a, cfg) -> int:
 
     cache_folder(cache_dir())
     where = fetch(a.name)
-    print(f"{a.name}: {where}" + (" (installed by the system: nothing to download)" if where in SYSTEM_DIRS[a.name]
-                                  else ""))
+    print(
+        f"{a.name}: {where}"
+        + (" (installed by the system: nothing to download)" if where in SYSTEM_DIRS[a.name] else "")
+    )
     return EXIT_OK
 
 
@@ -187,10 +206,15 @@ def cmd_bench_infer(a, cfg) -> int:
     prepared = prepare(cfg)  # a bad model, binding, checkpoint or provider fails here, before any work
     _warn_threads(cfg.threads)
     ds = resolve(cfg.data, trained_on=prepared.trained_on) if prepared.mnist else None
-    fed = (f"dataset: [bold]{console.esc(ds.name)}[/] ({console.esc(ds.reason)})" if ds else
-           f"inputs: {console.esc('; '.join(prepared.model_info['inputs']))} "
-           f"({console.esc(str(cfg.feed.inputs) if cfg.feed.inputs else 'generated, seed ' + str(cfg.feed.input_seed))})")
-    console.note(f"model: {console.esc(str(cfg.model))}; {fed}; {len(plan(cfg, prepared.batch_sizes))} configuration(s)")
+    fed = (
+        f"dataset: [bold]{console.esc(ds.name)}[/] ({console.esc(ds.reason)})"
+        if ds
+        else f"inputs: {console.esc('; '.join(prepared.model_info['inputs']))} "
+        f"({console.esc(str(cfg.feed.inputs) if cfg.feed.inputs else 'generated, seed ' + str(cfg.feed.input_seed))})"
+    )
+    console.note(
+        f"model: {console.esc(str(cfg.model))}; {fed}; {len(plan(cfg, prepared.batch_sizes))} configuration(s)"
+    )
     with console.BenchProgress() as bar:
         result = run_bench(cfg, ds, prepared, on_run=bar.ran, on_fail=bar.failed, on_start=bar.start)
     paths = save_json(result.to_dict(), cfg.json)
@@ -212,12 +236,17 @@ def cmd_loadgen(a, cfg) -> int:
     check_outputs(a, cfg)
     prepared = prepare(cfg.bench())  # a bad model, checkpoint or provider fails here, before any work
     if not prepared.mnist:
-        raise ConfigError(f"--model {cfg.model}: crossrt loadgen serves MNIST classifiers (crossrt's LeNet5 "
-                          f"exports) on their test images; bench-infer times any ONNX model")
+        raise ConfigError(
+            f"--model {cfg.model}: crossrt loadgen serves MNIST classifiers (crossrt's LeNet5 "
+            f"exports) on their test images; bench-infer times any ONNX model"
+        )
     ds = resolve(cfg.data, trained_on=prepared.trained_on)
     console.dataset_line(ds)
-    durations = ("MLPerf's" if cfg.mlperf_durations else f"at least {cfg.duration:g} s each; not MLPerf's 600 s, "
-                 f"so not MLPerf-valid")
+    durations = (
+        "MLPerf's"
+        if cfg.mlperf_durations
+        else f"at least {cfg.duration:g} s each; not MLPerf's 600 s, so not MLPerf-valid"
+    )
     console.note(console.esc(f"LoadGen tests: {', '.join(cfg.scenarios)}; {durations}"))
     with serving.LoadgenProgress() as bar:
         result = run_loadgen(cfg, ds, prepared, on_run=bar.ran, on_start=bar.start, on_fail=bar.failed)
@@ -243,8 +272,10 @@ def _bench_verdict(benches) -> int:
         err(f"{failed} configuration(s) failed (their reasons are under the table); the others ran")
         code = EXIT_FAILED
     if bad := sum(len(parity_failures(b)) for b in benches):
-        err(f"{bad} configuration(s) disagree (outputs against ONNX Runtime CPU fp32, or accuracy against "
-            f"PyTorch; shown in red)")
+        err(
+            f"{bad} configuration(s) disagree (outputs against ONNX Runtime CPU fp32, or accuracy against "
+            f"PyTorch; shown in red)"
+        )
         code = EXIT_FAILED
     return code
 

@@ -27,12 +27,35 @@ from .text import printable
 from .timing import bootstrap_means
 
 NOISE = 0.10  # run-to-run noise band: B/A within 1 +- NOISE is "same within noise"
-COLUMNS = ("machine", "model", "run", "kind", "dataset", "device", "runtime", "threads", "batch_size", "epochs",
-           "train_s", "valid_s", "total_s", "samples_per_s", "ci95", "n", "spread", "accuracy", "stable",
-           "unstable_cause", "complete", "created", "source")
+COLUMNS = (
+    "machine",
+    "model",
+    "run",
+    "kind",
+    "dataset",
+    "device",
+    "runtime",
+    "threads",
+    "batch_size",
+    "epochs",
+    "train_s",
+    "valid_s",
+    "total_s",
+    "samples_per_s",
+    "ci95",
+    "n",
+    "spread",
+    "accuracy",
+    "stable",
+    "unstable_cause",
+    "complete",
+    "created",
+    "source",
+)
 
 
 # ---------------------------------------------------------------------------- labels
+
 
 def hardware_of(environment: dict, device: str = "cpu") -> str:
     """What a result ran on: its GPU for CUDA runs, else the CPU model and its core count."""
@@ -59,11 +82,13 @@ def cost_rows(train: TrainResult, runs: list[InferRun]) -> list[tuple[str, float
     """The reference's split, (label, training s, validation s): PyTorch inside `train`, then
     the same epochs' validation priced with each bench-infer configuration."""
     s, n = train.summary(), len(train.epochs)
-    return [("PyTorch inside `train`", s["train_s"], s["valid_s"])] + \
-        [(run.label, s["train_s"], n * run.seconds_per_pass) for run in runs]
+    return [("PyTorch inside `train`", s["train_s"], s["valid_s"])] + [
+        (run.label, s["train_s"], n * run.seconds_per_pass) for run in runs
+    ]
 
 
 # ---------------------------------------------------------------------------- report
+
 
 def model_of(part) -> tuple[str, str]:
     """(key, label) of the model a train or bench-infer result measured: its weights' fingerprint
@@ -92,36 +117,86 @@ def rows_of(result: Result, source: str) -> list[dict]:
     rows = []
     for part in parts(result):
         key, label = model_of(part)
-        run_of = {"dataset": part.dataset or "generated", "complete": part.complete, "created": part.created,
-                  "source": source, "model": label, "model_key": key, "run": part.run_id, "n": 1, "spread": None}
+        run_of = {
+            "dataset": part.dataset or "generated",
+            "complete": part.complete,
+            "created": part.created,
+            "source": source,
+            "model": label,
+            "model_key": key,
+            "run": part.run_id,
+            "n": 1,
+            "spread": None,
+        }
         if isinstance(part, TrainResult):
             s = part.summary()
-            rows.append({**run_of, "machine": machine_of(part.environment, part.device), "kind": "train",
-                         "device": f"{part.device} {part.precision}", "runtime": "pytorch",
-                         "threads": part.threads if part.world_size == 1 else f"{part.world_size}x{part.threads}",
-                         "batch_size": part.batch_size, "epochs": len(part.epochs),
-                         "train_s": s["train_s"], "valid_s": s["valid_s"], "total_s": s["total_s"],
-                         "samples_per_s": s["steady_images_per_s"], "ci95": s["train_ci95"],
-                         "accuracy": s["final_accuracy"], "stable": s["train_stable"] if part.schema_version >= 3
-                         else None, "unstable_cause": s["train_unstable_cause"]})
+            rows.append(
+                {
+                    **run_of,
+                    "machine": machine_of(part.environment, part.device),
+                    "kind": "train",
+                    "device": f"{part.device} {part.precision}",
+                    "runtime": "pytorch",
+                    "threads": part.threads if part.world_size == 1 else f"{part.world_size}x{part.threads}",
+                    "batch_size": part.batch_size,
+                    "epochs": len(part.epochs),
+                    "train_s": s["train_s"],
+                    "valid_s": s["valid_s"],
+                    "total_s": s["total_s"],
+                    "samples_per_s": s["steady_images_per_s"],
+                    "ci95": s["train_ci95"],
+                    "accuracy": s["final_accuracy"],
+                    "stable": s["train_stable"] if part.schema_version >= 3 else None,
+                    "unstable_cause": s["train_unstable_cause"],
+                }
+            )
             continue
         if isinstance(part, LoadgenResult):
-            rows += [{**run_of, "machine": machine_of(part.environment, run.provider), "kind": "loadgen",
-                      "device": f"{run.provider} {run.scenario}" + (f" p99<={run.latency_bound_ms:g} ms" if
-                                                                  run.latency_bound_ms else "")
-                                + {True: " VALID", False: " INVALID", None: " accuracy"}[run.valid],
-                      "runtime": run.runtime, "threads": run.threads, "batch_size": None, "epochs": None,
-                      "train_s": None, "valid_s": None, "total_s": None, "ci95": None,
-                      "samples_per_s": loadgen_rate(run),
-                      "accuracy": run.accuracy, "stable": None, "unstable_cause": "; ".join(run.reasons) or None}
-                     for run in part.runs]
+            rows += [
+                {
+                    **run_of,
+                    "machine": machine_of(part.environment, run.provider),
+                    "kind": "loadgen",
+                    "device": f"{run.provider} {run.scenario}"
+                    + (f" p99<={run.latency_bound_ms:g} ms" if run.latency_bound_ms else "")
+                    + {True: " VALID", False: " INVALID", None: " accuracy"}[run.valid],
+                    "runtime": run.runtime,
+                    "threads": run.threads,
+                    "batch_size": None,
+                    "epochs": None,
+                    "train_s": None,
+                    "valid_s": None,
+                    "total_s": None,
+                    "ci95": None,
+                    "samples_per_s": loadgen_rate(run),
+                    "accuracy": run.accuracy,
+                    "stable": None,
+                    "unstable_cause": "; ".join(run.reasons) or None,
+                }
+                for run in part.runs
+            ]
             continue
-        rows += [{**run_of, "machine": machine_of(part.environment, run.provider), "kind": "bench-infer",
-                  "device": run.where, "runtime": run.runtime_label, "threads": run.threads,
-                  "batch_size": run.batch_size, "epochs": None, "train_s": None, "valid_s": run.seconds_per_pass,
-                  "total_s": None, "samples_per_s": run.samples_per_s, "ci95": run.ci95, "accuracy": run.accuracy,
-                  "stable": run.stable, "unstable_cause": run.unstable_cause}
-                 for run in part.runs]
+        rows += [
+            {
+                **run_of,
+                "machine": machine_of(part.environment, run.provider),
+                "kind": "bench-infer",
+                "device": run.where,
+                "runtime": run.runtime_label,
+                "threads": run.threads,
+                "batch_size": run.batch_size,
+                "epochs": None,
+                "train_s": None,
+                "valid_s": run.seconds_per_pass,
+                "total_s": None,
+                "samples_per_s": run.samples_per_s,
+                "ci95": run.ci95,
+                "accuracy": run.accuracy,
+                "stable": run.stable,
+                "unstable_cause": run.unstable_cause,
+            }
+            for run in part.runs
+        ]
     return rows
 
 
@@ -149,11 +224,18 @@ def _grouped(rows: list[dict]) -> dict:
     rates = [r["samples_per_s"] for r in rows if r["samples_per_s"]]
     median = float(np.median(rates)) if rates else None
     middle = min(rows, key=lambda r: abs((r["samples_per_s"] or 0) - (median or 0)))  # the run nearest the median
-    return {**middle, "samples_per_s": median, "n": len(rows), "run": ",".join(r["run"] for r in rows),
-            "spread": (max(rates) - min(rates)) / median if median else None, "ci95": None,
-            "stable": all(r["stable"] for r in rows) if None not in [r["stable"] for r in rows] else None,
-            "complete": all(r["complete"] for r in rows), "source": f"{len(rows)} files",
-            "unstable_cause": "; ".join(sorted({r["unstable_cause"] for r in rows if r["unstable_cause"]})) or None}
+    return {
+        **middle,
+        "samples_per_s": median,
+        "n": len(rows),
+        "run": ",".join(r["run"] for r in rows),
+        "spread": (max(rates) - min(rates)) / median if median else None,
+        "ci95": None,
+        "stable": all(r["stable"] for r in rows) if None not in [r["stable"] for r in rows] else None,
+        "complete": all(r["complete"] for r in rows),
+        "source": f"{len(rows)} files",
+        "unstable_cause": "; ".join(sorted({r["unstable_cause"] for r in rows if r["unstable_cause"]})) or None,
+    }
 
 
 def _cell(v, column: str = "") -> str:
@@ -197,6 +279,7 @@ def to_csv(rows: list[dict], columns=COLUMNS) -> str:
 
 # ---------------------------------------------------------------------------- compare
 
+
 def _repeats(result: Result, with_model: bool) -> dict[tuple, tuple[str, float, list[float]]]:
     """key -> (label, items/s, repeat seconds) of every timed row in a result file; the model is
     part of the key unless with_model is False."""
@@ -205,19 +288,40 @@ def _repeats(result: Result, with_model: bool) -> dict[tuple, tuple[str, float, 
         model = (model_of(part)[0],) if with_model else ()
         if isinstance(part, TrainResult):
             key = ("train", *model, part.dataset, part.device, part.threads, part.precision, part.batch_size)
-            rows.setdefault(key, (f"training, {train_setup(part)}, batch {part.batch_size}",
-                                  part.summary()["steady_images_per_s"] or 0.0,
-                                  [e.train_s for e in part.steady_epochs]))
+            rows.setdefault(
+                key,
+                (
+                    f"training, {train_setup(part)}, batch {part.batch_size}",
+                    part.summary()["steady_images_per_s"] or 0.0,
+                    [e.train_s for e in part.steady_epochs],
+                ),
+            )
             continue
         if isinstance(part, LoadgenResult):  # LoadGen keeps no repeats: the rows have no interval
             for run, rate in ((r, loadgen_rate(r)) for r in part.runs if r.mode == "performance"):
                 if not rate:  # an INVALID Server search kept no rate
                     continue
-                key = ("loadgen", *model, part.dataset, run.runtime, run.precision, run.provider, run.threads,
-                       run.spin, run.scenario, run.latency_bound_ms)
-                rows.setdefault(key, (f"LoadGen {run.scenario}, {run.runtime} {run.provider}, {run.threads} thr"
-                                      + (f", p99 <= {run.latency_bound_ms:g} ms" if run.latency_bound_ms else ""),
-                                      rate, []))
+                key = (
+                    "loadgen",
+                    *model,
+                    part.dataset,
+                    run.runtime,
+                    run.precision,
+                    run.provider,
+                    run.threads,
+                    run.spin,
+                    run.scenario,
+                    run.latency_bound_ms,
+                )
+                rows.setdefault(
+                    key,
+                    (
+                        f"LoadGen {run.scenario}, {run.runtime} {run.provider}, {run.threads} thr"
+                        + (f", p99 <= {run.latency_bound_ms:g} ms" if run.latency_bound_ms else ""),
+                        rate,
+                        [],
+                    ),
+                )
             continue
         for run in part.runs:
             key = ("bench", *model, part.dataset, run.runtime, run.precision, *run.setting, run.spin)
@@ -264,6 +368,7 @@ def compare(a: Result, b: Result, noise: float = NOISE, different_models: bool =
 
 # ---------------------------------------------------------------------------- which runtime to pick
 
+
 def verdicts(runs: list[InferRun]) -> list[dict]:
     """Per setting (provider, data path, threads, batch size) with two runtimes or more: the fastest
     that agrees with the reference (parity), by how much over the next and over PyTorch, and
@@ -292,8 +397,18 @@ def verdicts(runs: list[InferRun]) -> list[dict]:
             text += f"; unstable, so take the ratio with care: {', '.join(dict.fromkeys(shaky))}"
         if left := [r.runtime_label for r in rows if r.parity_ok is False]:
             text += f"; not picked, their outputs disagree: {', '.join(left)}"
-        out.append({"provider": provider, "io": io, "threads": threads, "batch_size": batch,
-                    "pick": pick.runtime_label, "next": nxt.runtime_label if nxt else None,
-                    "ratio": pick.samples_per_s / nxt.samples_per_s if nxt else None, "sure": sure,
-                    "unstable": shaky, "text": text})
+        out.append(
+            {
+                "provider": provider,
+                "io": io,
+                "threads": threads,
+                "batch_size": batch,
+                "pick": pick.runtime_label,
+                "next": nxt.runtime_label if nxt else None,
+                "ratio": pick.samples_per_s / nxt.samples_per_s if nxt else None,
+                "sure": sure,
+                "unstable": shaky,
+                "text": text,
+            }
+        )
     return out

@@ -35,14 +35,30 @@ MAX_SECONDS = 86_400  # --min-time: a day per configuration is already far beyon
 MAX_REPEATS = 1_000_000  # --warmup and --min-repeats
 
 
-def option(default=MISSING, *, help: str, factory=None, flag: str | None = None, metavar: str | None = None,
-           choices: tuple | None = None, default_text: str | None = None, aliases: dict | None = None,
-           path: str | None = None):
+def option(
+    default=MISSING,
+    *,
+    help: str,
+    factory=None,
+    flag: str | None = None,
+    metavar: str | None = None,
+    choices: tuple | None = None,
+    default_text: str | None = None,
+    aliases: dict | None = None,
+    path: str | None = None,
+):
     """A field that is also a CLI flag. default_text replaces the shown default ({} = the value);
     aliases are extra flags that set a fixed value ({"--no-spin": "off"}); path: what the field's
     path is to the command ("in-file", "in-folder", "out-folder", "out-file"; crossrt.paths)."""
-    meta = {"help": help, "flag": flag, "metavar": metavar, "choices": choices, "default_text": default_text,
-            "aliases": aliases or {}, "path": path}
+    meta = {
+        "help": help,
+        "flag": flag,
+        "metavar": metavar,
+        "choices": choices,
+        "default_text": default_text,
+        "aliases": aliases or {},
+        "path": path,
+    }
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -50,15 +66,23 @@ def option(default=MISSING, *, help: str, factory=None, flag: str | None = None,
 
 # ---------------------------------------------------------------------------- settings
 
+
 @dataclass
 class DataConfig:
     """Where the images come from: a named dataset, or any folder with the four IDX files."""
 
-    dataset: str = option("auto", choices=DATASETS, help=(
-        "auto = the dataset a trained model records, else MNIST when cached or downloadable, "
-        "else Fashion-MNIST"))
-    data_dir: Path | None = option(None, metavar="DIR", default_text="none, use --dataset", path="in-folder",
-                                   help="any folder with the four IDX files, raw or .gz")
+    dataset: str = option(
+        "auto",
+        choices=DATASETS,
+        help=("auto = the dataset a trained model records, else MNIST when cached or downloadable, else Fashion-MNIST"),
+    )
+    data_dir: Path | None = option(
+        None,
+        metavar="DIR",
+        default_text="none, use --dataset",
+        path="in-folder",
+        help="any folder with the four IDX files, raw or .gz",
+    )
 
     def __post_init__(self) -> None:
         choice("--dataset", self.dataset, DATASETS)
@@ -71,15 +95,27 @@ class TrainConfig:
     validation batch 100), validated after every epoch, checkpointed, exported to ONNX."""
 
     device: str = option("cpu", choices=DEVICES, help="torch device")
-    nproc: int = option(1, metavar="P", help="data-parallel ranks on this machine (torch.distributed: gloo on CPUs, "
-                                             "NCCL on GPUs, one GPU per rank); the batch is split over them")
-    threads: int | None = option(None, default_text="the cores / the ranks on this machine",
-                                 help="torch intra-op threads (per rank)")
-    cuda_graph: bool | None = option(None, flag="--cuda-graph/--no-cuda-graph", default_text="on with --device cuda",
-                                     help="replay the training step and the validation batch as CUDA graphs")
-    cudnn_benchmark: bool = option(True, flag="--cudnn-benchmark/--no-cudnn-benchmark",
-                                   help="with --device cuda: cuDNN times its convolution algorithms once and keeps "
-                                        "the fastest (the search is part of the run's setup or first epoch)")
+    nproc: int = option(
+        1,
+        metavar="P",
+        help="data-parallel ranks on this machine (torch.distributed: gloo on CPUs, "
+        "NCCL on GPUs, one GPU per rank); the batch is split over them",
+    )
+    threads: int | None = option(
+        None, default_text="the cores / the ranks on this machine", help="torch intra-op threads (per rank)"
+    )
+    cuda_graph: bool | None = option(
+        None,
+        flag="--cuda-graph/--no-cuda-graph",
+        default_text="on with --device cuda",
+        help="replay the training step and the validation batch as CUDA graphs",
+    )
+    cudnn_benchmark: bool = option(
+        True,
+        flag="--cudnn-benchmark/--no-cudnn-benchmark",
+        help="with --device cuda: cuDNN times its convolution algorithms once and keeps "
+        "the fastest (the search is part of the run's setup or first epoch)",
+    )
     epochs: int = option(100, help="epochs")
     batch_size: int = option(600, help="training batch")
     valid_batch_size: int = option(100, help="validation batch")
@@ -87,20 +123,28 @@ class TrainConfig:
     lr_step: int = option(0, metavar="EPOCHS", help="multiply the lr by --lr-gamma every EPOCHS epochs; 0 = off")
     lr_gamma: float = option(0.1, help="step decay factor")
     seed: int = option(2022, help="random seed for init and shuffling (the reference's MATLAB rng(2022))")
-    arch: str = option("lenet5", choices=ARCHS,
-                       help="lenet5 = the reference's 32/64/128 channels, lenet5-classic = 6/16/120")
+    arch: str = option(
+        "lenet5", choices=ARCHS, help="lenet5 = the reference's 32/64/128 channels, lenet5-classic = 6/16/120"
+    )
     precision: str = option("fp32", choices=PRECISIONS, help="bf16 = autocast; the exported model is fp32 either way")
-    lean_step: bool = option(True, flag="--lean-step/--no-lean-step", help="the step computes LeNet5 with max-pool "
-                             "before ReLU and C5 as one GEMM: the same function, less memory traffic (crossrt.steps)")
-    target_accuracy: float | None = option(None, metavar="ACC", default_text="0.99, 0.90 for Fashion-MNIST",
-                                           help="report epochs and time to reach ACC")
+    lean_step: bool = option(
+        True,
+        flag="--lean-step/--no-lean-step",
+        help="the step computes LeNet5 with max-pool "
+        "before ReLU and C5 as one GEMM: the same function, less memory traffic (crossrt.steps)",
+    )
+    target_accuracy: float | None = option(
+        None, metavar="ACC", default_text="0.99, 0.90 for Fashion-MNIST", help="report epochs and time to reach ACC"
+    )
     data: DataConfig = field(default_factory=DataConfig)
-    out: Path = option(Path("exports"), metavar="DIR", path="out-folder",
-                       help="checkpoint, ONNX model and run record go here")
+    out: Path = option(
+        Path("exports"), metavar="DIR", path="out-folder", help="checkpoint, ONNX model and run record go here"
+    )
     resume: bool = option(False, help="continue from DIR/lenet5.pt")
     export: bool = option(True, flag="--no-export", default_text="export", help="skip the ONNX export at the end")
-    json: Path | None = option(None, metavar="PATH", default_text="only results/", path="out-file",
-                               help="also write the result JSON here")
+    json: Path | None = option(
+        None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
+    )
 
     def __post_init__(self) -> None:
         choice("--device", self.device, DEVICES)
@@ -115,8 +159,10 @@ class TrainConfig:
         in_range("--epochs", self.epochs, 1, MAX_EPOCHS)
         in_range("--batch-size", self.batch_size, 1)
         if self.batch_size % self.nproc:
-            raise ConfigError(f"--nproc {self.nproc}: does not divide --batch-size {self.batch_size}; every rank "
-                              f"takes an equal share of each batch")
+            raise ConfigError(
+                f"--nproc {self.nproc}: does not divide --batch-size {self.batch_size}; every rank "
+                f"takes an equal share of each batch"
+            )
         in_range("--valid-batch-size", self.valid_batch_size, 1)
         in_range("--lr-step", self.lr_step, 0, MAX_EPOCHS)
         in_range("--seed", self.seed, 0, MAX_SEED)
@@ -137,8 +183,13 @@ class ExportConfig:
     """export: a checkpoint to ONNX, with ONNX Runtime checked against PyTorch on the test set."""
 
     checkpoint: Path = option(Path("exports/lenet5.pt"), path="in-file", help="checkpoint from `train`")
-    out: Path | None = option(None, metavar="PATH", default_text="the checkpoint's path with .onnx", path="out-file",
-                              help="ONNX file to write")
+    out: Path | None = option(
+        None,
+        metavar="PATH",
+        default_text="the checkpoint's path with .onnx",
+        path="out-file",
+        help="ONNX file to write",
+    )
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -155,17 +206,39 @@ class InputsConfig:
     """What a model that is not an MNIST classifier is fed: its inputs are read from the graph and
     bound to shapes by these flags (crossrt.inputs), then generated, or read from --inputs."""
 
-    dims: tuple[str, ...] = option((), flag="--dim", metavar="NAME=N[,NAME=N]", default_text="none",
-                                   help="bind a named dynamic dimension wherever it appears (batch=8, height=224)")
-    shapes: tuple[str, ...] = option((), flag="--shape", metavar="INPUT=AxB[,...]", default_text="none",
-                                     help="fix one input's whole shape, e.g. pixel_values=1x3x224x224")
-    values: tuple[str, ...] = option((), flag="--value", metavar="INPUT=V[,...]", default_text="none",
-                                     help="fill an input with one value (a scalar input too), e.g. sample_rate=16000")
-    input_range: tuple[str, ...] = option(("uniform",), metavar="R[,INPUT=LOW:HIGH]",
-                                          help="generated floats: uniform in [0, 1) or normal; INPUT=LOW:HIGH draws "
-                                               "that input uniformly in [LOW, HIGH), integers too")
-    inputs: Path | None = option(None, metavar="FILE.npz", default_text="generated",
-                                 help="the inputs themselves: one array per input name (their shapes need no flags)")
+    dims: tuple[str, ...] = option(
+        (),
+        flag="--dim",
+        metavar="NAME=N[,NAME=N]",
+        default_text="none",
+        help="bind a named dynamic dimension wherever it appears (batch=8, height=224)",
+    )
+    shapes: tuple[str, ...] = option(
+        (),
+        flag="--shape",
+        metavar="INPUT=AxB[,...]",
+        default_text="none",
+        help="fix one input's whole shape, e.g. pixel_values=1x3x224x224",
+    )
+    values: tuple[str, ...] = option(
+        (),
+        flag="--value",
+        metavar="INPUT=V[,...]",
+        default_text="none",
+        help="fill an input with one value (a scalar input too), e.g. sample_rate=16000",
+    )
+    input_range: tuple[str, ...] = option(
+        ("uniform",),
+        metavar="R[,INPUT=LOW:HIGH]",
+        help="generated floats: uniform in [0, 1) or normal; INPUT=LOW:HIGH draws "
+        "that input uniformly in [LOW, HIGH), integers too",
+    )
+    inputs: Path | None = option(
+        None,
+        metavar="FILE.npz",
+        default_text="generated",
+        help="the inputs themselves: one array per input name (their shapes need no flags)",
+    )
     batches_per_pass: int = option(10, metavar="K", help="distinct generated batches in one timed pass")
     input_seed: int = option(0, help="seed of the generated inputs")
 
@@ -173,8 +246,10 @@ class InputsConfig:
         self.dims, self.shapes, self.values = tuple(self.dims), tuple(self.shapes), tuple(self.values)
         self.input_range = tuple(self.input_range)
         self.dim_map, self.shape_map, self.value_map = (
-            pairs("--dim", self.dims, int), pairs("--shape", self.shapes, shape_text),
-            pairs("--value", self.values, number_text))
+            pairs("--dim", self.dims, int),
+            pairs("--shape", self.shapes, shape_text),
+            pairs("--value", self.values, number_text),
+        )
         for flag, sizes in (("--dim", self.dim_map.values()), *(("--shape", s) for s in self.shape_map.values())):
             checks.all_in_range(flag, tuple(sizes), 1, MAX_DIM)
         self.range_map = pairs("--input-range", tuple(r for r in self.input_range if "=" in r), range_text)
@@ -194,33 +269,56 @@ class BenchConfig:
     Runtime and PyTorch by default), for every combination of runtime x provider x threads x batch size."""
 
     model: Path = option(Path("exports/lenet5.onnx"), path="in-file", help="ONNX model")
-    checkpoint: Path | None = option(None, default_text="the model's path with .pt", path="in-file",
-                                     help="checkpoint for the PyTorch rows")
-    providers: tuple[str, ...] = option(("cpu",), flag="--provider", metavar="P[,P]",
-                                        help=f"execution providers from {{{','.join(PROVIDERS)}}}")
-    threads: tuple[int, ...] = option(factory=one_and_all_cores, metavar="N[,N]",
-                                      help="intra-op threads; 0 = the runtime's default")
-    batch_sizes: tuple[int, ...] | None = option(None, flag="--batch-size", metavar="B[,B]", default_text=(
-        f"{MNIST_BATCH} (the reference's) for an MNIST classifier, else 1"),
-        help="batch sizes; for another model, the first dimension of every input where it is dynamic")
-    runtimes: tuple[str, ...] = option(DEFAULT_RUNTIMES, metavar="R[,R]",
-                                       help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)")
-    int8_model: Path | None = option(None, default_text="the model's path with .int8.onnx (`crossrt quantize`)",
-                                     path="in-file", help="int8 ONNX model for the onnxruntime-int8 rows")
+    checkpoint: Path | None = option(
+        None, default_text="the model's path with .pt", path="in-file", help="checkpoint for the PyTorch rows"
+    )
+    providers: tuple[str, ...] = option(
+        ("cpu",), flag="--provider", metavar="P[,P]", help=f"execution providers from {{{','.join(PROVIDERS)}}}"
+    )
+    threads: tuple[int, ...] = option(
+        factory=one_and_all_cores, metavar="N[,N]", help="intra-op threads; 0 = the runtime's default"
+    )
+    batch_sizes: tuple[int, ...] | None = option(
+        None,
+        flag="--batch-size",
+        metavar="B[,B]",
+        default_text=(f"{MNIST_BATCH} (the reference's) for an MNIST classifier, else 1"),
+        help="batch sizes; for another model, the first dimension of every input where it is dynamic",
+    )
+    runtimes: tuple[str, ...] = option(
+        DEFAULT_RUNTIMES, metavar="R[,R]", help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)"
+    )
+    int8_model: Path | None = option(
+        None,
+        default_text="the model's path with .int8.onnx (`crossrt quantize`)",
+        path="in-file",
+        help="int8 ONNX model for the onnxruntime-int8 rows",
+    )
     # Warm-up runs pay for allocator growth, kernel selection and cache misses: cold costs,
     # reported apart (first_run_s), not steady state.
     warmup: int = option(10, help="untimed batches per configuration")
     min_time: float = option(1.0, metavar="S", help="time full passes for at least S seconds ...")
     min_repeats: int = option(3, metavar="R", help="... and at least R passes")
-    spin: str = option("on", choices=SPIN, default_text="{}, ORT's default", aliases={"--no-spin": "off"},
-                       help="ORT intra-op threads busy-wait between ops; both = a row each way")
+    spin: str = option(
+        "on",
+        choices=SPIN,
+        default_text="{}, ORT's default",
+        aliases={"--no-spin": "off"},
+        help="ORT intra-op threads busy-wait between ops; both = a row each way",
+    )
     isolate: bool = option(False, help="time each configuration in a fresh process of its own")
     data: DataConfig = field(default_factory=DataConfig)
     feed: InputsConfig = field(default_factory=InputsConfig)
-    train_json: Path | None = option(None, metavar="PATH", default_text="<model>.train.json when it exists",
-                                     path="in-file", help="training record for the train-vs-validation table")
-    json: Path | None = option(None, metavar="PATH", default_text="only results/", path="out-file",
-                               help="also write the result JSON here")
+    train_json: Path | None = option(
+        None,
+        metavar="PATH",
+        default_text="<model>.train.json when it exists",
+        path="in-file",
+        help="training record for the train-vs-validation table",
+    )
+    json: Path | None = option(
+        None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
+    )
 
     def __post_init__(self) -> None:
         self.model = Path(self.model)
@@ -258,10 +356,18 @@ class QuantizeConfig:
     would give a model without a dataset (the same flags)."""
 
     model: Path = option(Path("exports/lenet5.onnx"), path="in-file", help="fp32 ONNX model")
-    out: Path | None = option(None, metavar="PATH", default_text="the model's path with .int8.onnx",
-                              path="out-file", help="int8 ONNX file to write")
-    calibration_images: int = option(1000, metavar="N", help="samples the activation ranges are taken from: "
-                                                                 "training images, or the inputs of another model")
+    out: Path | None = option(
+        None,
+        metavar="PATH",
+        default_text="the model's path with .int8.onnx",
+        path="out-file",
+        help="int8 ONNX file to write",
+    )
+    calibration_images: int = option(
+        1000,
+        metavar="N",
+        help="samples the activation ranges are taken from: training images, or the inputs of another model",
+    )
     data: DataConfig = field(default_factory=DataConfig)
     feed: InputsConfig = field(default_factory=InputsConfig)
 
@@ -276,29 +382,40 @@ class SuiteConfig:
     """suite: the reference's modes on this machine (CPU 1 thread, all cores, GPU), optional sweeps."""
 
     epochs: int = option(100, default_text="{}, the reference's", help="epochs per mode")
-    device: str = option("auto", choices=SUITE_DEVICES,
-                         help="auto = add the GPU mode when a GPU is usable; cpu = CPU modes only")
+    device: str = option(
+        "auto", choices=SUITE_DEVICES, help="auto = add the GPU mode when a GPU is usable; cpu = CPU modes only"
+    )
     data: DataConfig = field(default_factory=DataConfig)
-    out: Path = option(Path("exports/suite"), metavar="DIR", path="out-folder",
-                       help="a subfolder per mode for checkpoints and models")
+    out: Path = option(
+        Path("exports/suite"), metavar="DIR", path="out-folder", help="a subfolder per mode for checkpoints and models"
+    )
     min_time: float = option(1.0, metavar="S", help="seconds of timed validation passes per configuration")
-    isolate: bool = option(True, flag="--isolate/--no-isolate",
-                           help="time each validation configuration in a fresh process of its own")
-    runtimes: tuple[str, ...] = option(DEFAULT_RUNTIMES, metavar="R[,R]",
-                                       help=f"validation runtimes from {{{','.join(RUNTIMES)}}}, or all")
+    isolate: bool = option(
+        True, flag="--isolate/--no-isolate", help="time each validation configuration in a fresh process of its own"
+    )
+    runtimes: tuple[str, ...] = option(
+        DEFAULT_RUNTIMES, metavar="R[,R]", help=f"validation runtimes from {{{','.join(RUNTIMES)}}}, or all"
+    )
     sweep: bool = option(False, help="also sweep threads and batch sizes")
-    sweep_threads: tuple[int, ...] = option(factory=thread_ladder, metavar="N[,N]",
-                                            default_text="1, 2, 4, ... and all cores", help="threads of the sweep")
-    sweep_train_batches: tuple[int, ...] = option((100, 600, 2000), metavar="B[,B]",
-                                                  help="training batch sizes of the sweep")
-    sweep_valid_batches: tuple[int, ...] = option((1, 10, 100, 1000), metavar="B[,B]",
-                                                  help="validation batch sizes of the sweep")
-    sweep_ranks: tuple[int, ...] = option(factory=even_rank_counts, metavar="P[,P]",
-                                          default_text="every P above 1 that divides the cores",
-                                          help="data-parallel ranks of the sweep, each with cores / P threads")
+    sweep_threads: tuple[int, ...] = option(
+        factory=thread_ladder, metavar="N[,N]", default_text="1, 2, 4, ... and all cores", help="threads of the sweep"
+    )
+    sweep_train_batches: tuple[int, ...] = option(
+        (100, 600, 2000), metavar="B[,B]", help="training batch sizes of the sweep"
+    )
+    sweep_valid_batches: tuple[int, ...] = option(
+        (1, 10, 100, 1000), metavar="B[,B]", help="validation batch sizes of the sweep"
+    )
+    sweep_ranks: tuple[int, ...] = option(
+        factory=even_rank_counts,
+        metavar="P[,P]",
+        default_text="every P above 1 that divides the cores",
+        help="data-parallel ranks of the sweep, each with cores / P threads",
+    )
     sweep_epochs: int = option(1, help="epochs per sweep training run")
-    json: Path | None = option(None, metavar="PATH", default_text="only results/", path="out-file",
-                               help="also write the result JSON here")
+    json: Path | None = option(
+        None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
+    )
 
     def __post_init__(self) -> None:
         choice("--device", self.device, SUITE_DEVICES)

@@ -51,9 +51,11 @@ def _dims(path: Path, head: bytes, rank: int) -> list[int]:
         raise DataError(f"{path}: truncated IDX header ({len(head)} bytes)")
     zero, dtype, ndim = int.from_bytes(head[0:2], "big"), head[2], head[3]
     if zero != 0 or dtype != IDX_UINT8 or ndim != rank:
-        raise DataError(f"{path}: wrong magic number 0x{head[:4].hex()} "
-                        f"(expected 0x0000080{rank}: unsigned bytes, {rank} dimension(s))")
-    dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank)]
+        raise DataError(
+            f"{path}: wrong magic number 0x{head[:4].hex()} "
+            f"(expected 0x0000080{rank}: unsigned bytes, {rank} dimension(s))"
+        )
+    dims = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
     if rank == 3 and dims[1:] != [IMAGE_SIZE, IMAGE_SIZE]:
         raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
     return dims
@@ -78,8 +80,10 @@ def read_idx(path: Path, rank: int) -> np.ndarray:
             expected = int(np.prod(dims, dtype=object))
             have = host_memory()
             if have is not None and expected > have:
-                raise DataError(f"{path}: its header claims {expected:,} bytes of data, more than the {have:,} bytes "
-                                f"of memory available (a damaged or hostile file?)")
+                raise DataError(
+                    f"{path}: its header claims {expected:,} bytes of data, more than the {have:,} bytes "
+                    f"of memory available (a damaged or hostile file?)"
+                )
             data = f.read(expected + 1)
             extra = len(data) - expected
             if extra > 0 and not gz:
@@ -122,8 +126,10 @@ def load_folder(folder: Path, name: str, reason: str) -> Dataset:
         raise DataError(f"{folder}: no such data folder")
     paths = find_files(folder)
     arrays = [read_idx(p, rank) for p, (_, rank) in zip(paths, PARTS)]
-    for images, labels, ip, lp in ((arrays[0], arrays[1], paths[0], paths[1]),
-                                   (arrays[2], arrays[3], paths[2], paths[3])):
+    for images, labels, ip, lp in (
+        (arrays[0], arrays[1], paths[0], paths[1]),
+        (arrays[2], arrays[3], paths[2], paths[3]),
+    ):
         if len(images) != len(labels):
             raise DataError(f"{lp}: {len(labels)} labels for {len(images)} images in {ip.name}")
         if len(images) == 0:
@@ -146,10 +152,12 @@ def normalize(images: np.ndarray) -> np.ndarray:
     return x.reshape(len(images), 1, IMAGE_SIZE, IMAGE_SIZE)
 
 
-PREPROCESSING = ("uint8 28x28 -> float32 NCHW [N,1,28,28]; per image (x - mean(x)) / std(x), "
-                 "std with ddof=1 over the 784 pixels (the reference's normalisation)")
+PREPROCESSING = (
+    "uint8 28x28 -> float32 NCHW [N,1,28,28]; per image (x - mean(x)) / std(x), "
+    "std with ddof=1 over the 784 pixels (the reference's normalisation)"
+)
 
 
 def in_batches(x: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """x in consecutive batches (views, no copies); the last one may be smaller."""
-    return [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    return [x[i : i + batch_size] for i in range(0, len(x), batch_size)]

@@ -47,8 +47,12 @@ def this_rank() -> Rank | None:
     if "WORLD_SIZE" not in os.environ or "TORCHELASTIC_RUN_ID" not in os.environ:
         return None
     env = os.environ
-    return Rank(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]),
-                int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"])))
+    return Rank(
+        int(env["RANK"]),
+        int(env["WORLD_SIZE"]),
+        int(env["LOCAL_RANK"]),
+        int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"])),
+    )
 
 
 def backend(device: str) -> str:
@@ -94,8 +98,11 @@ def rank_command() -> list[str]:
     working folder at the head of the path (where `-m` would find a `crossrt` of the working folder)."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # sys is built in; everything else is imported once the working folder is off the path.
-    return ["-c", f"import sys; sys.path[0] = {here!r}; import runpy; "
-                  f"runpy.run_module('crossrt', run_name='__main__', alter_sys=True)"]
+    return [
+        "-c",
+        f"import sys; sys.path[0] = {here!r}; import runpy; "
+        f"runpy.run_module('crossrt', run_name='__main__', alter_sys=True)",
+    ]
 
 
 def launch(launcher: list[str], argv: list[str], nproc: int) -> int:
@@ -108,8 +115,15 @@ def launch(launcher: list[str], argv: list[str], nproc: int) -> int:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its own logs are ours to say
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"crossrt-{os.getpid()}",
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"crossrt-{os.getpid()}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+    )
     # The ranks inherit this process's environment; the resume hint they print must be this
     # command, not their own. Set for them only.
     before = os.environ.get("CROSSRT_LAUNCHED_AS")
@@ -120,10 +134,12 @@ def launch(launcher: list[str], argv: list[str], nproc: int) -> int:
         first, failure = e.get_first_failure()
         if first == 0 and failure.exitcode in EXIT_OWN:
             return failure.exitcode
-        how = (f"was killed by signal {signal.Signals(-failure.exitcode).name}" if failure.exitcode < 0
-               else f"exited with code {failure.exitcode}")
-        print(f"crossrt: error: rank {first} (pid {failure.pid}) {how}; the other ranks were stopped",
-              file=sys.stderr)
+        how = (
+            f"was killed by signal {signal.Signals(-failure.exitcode).name}"
+            if failure.exitcode < 0
+            else f"exited with code {failure.exitcode}"
+        )
+        print(f"crossrt: error: rank {first} (pid {failure.pid}) {how}; the other ranks were stopped", file=sys.stderr)
         return 1
     except Exception as e:  # the launcher itself was stopped (SignalException) or could not start
         if type(e).__name__ == "SignalException":

@@ -34,8 +34,12 @@ def nvidia_smi() -> str | None:
     """'name, driver, memory' of the first GPU nvidia-smi lists, or None."""
     if not shutil.which("nvidia-smi"):
         return None
-    out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
@@ -59,14 +63,26 @@ def checks(data_dir: Path | None = None, measure_peak: bool = False) -> list[Che
 
         ort.set_default_logger_severity(4)
         package = "onnxruntime-gpu" if versions["onnxruntime-gpu"] else "onnxruntime"
-        out.append(Check("onnxruntime", True, f"{package} {ort.__version__}; providers: "
-                                              f"{', '.join(ort.get_available_providers())}"))
+        out.append(
+            Check(
+                "onnxruntime",
+                True,
+                f"{package} {ort.__version__}; providers: {', '.join(ort.get_available_providers())}",
+            )
+        )
     except ImportError:
         return out + [Check("onnxruntime", False, "not installed", "make setup", ("cpu", "cuda"))]
-    out.append(Check("openvino", None,
-                     versions["openvino"] or "not installed (optional: pip install 'crossrt[openvino]')"))
-    out.append(Check("CPU", None, f"{cpu_model()}, {cpu_count()} cores usable; train uses {cpu_count()} threads, "
-                                  f"bench-infer 1 and {cpu_count()}"))
+    out.append(
+        Check("openvino", None, versions["openvino"] or "not installed (optional: pip install 'crossrt[openvino]')")
+    )
+    out.append(
+        Check(
+            "CPU",
+            None,
+            f"{cpu_model()}, {cpu_count()} cores usable; train uses {cpu_count()} threads, "
+            f"bench-infer 1 and {cpu_count()}",
+        )
+    )
     out.append(_dataset(data_dir))
     out.append(_peaks(measure_peak))
     from .export import tiny_model  # needs torch and onnx, both checked above
@@ -90,20 +106,31 @@ def _dataset(data_dir: Path | None) -> Check:
     if data_dir is not None:
         try:
             ds = load_folder(data_dir, data_dir.name, "--data-dir")
-            return Check("dataset", True, f"--data-dir {data_dir}: {len(ds.train_labels):,} training and "
-                                          f"{len(ds.test_labels):,} test images")
+            return Check(
+                "dataset",
+                True,
+                f"--data-dir {data_dir}: {len(ds.train_labels):,} training and {len(ds.test_labels):,} test images",
+            )
         except CrossrtError as e:
             return Check("dataset", False, str(e), "a folder with the four IDX files, raw or .gz", ("cpu", "cuda"))
     try:
         ds = resolve(DataConfig(), download=False)
     except CrossrtError:
-        return Check("dataset", None, "--dataset auto finds none here (no MNIST in the cache, no Debian "
-                                      "Fashion-MNIST): train would try to download MNIST; or point crossrt at any "
-                                      "IDX folder with --data-dir DIR (also: crossrt fetch mnist, make setup)")
+        return Check(
+            "dataset",
+            None,
+            "--dataset auto finds none here (no MNIST in the cache, no Debian "
+            "Fashion-MNIST): train would try to download MNIST; or point crossrt at any "
+            "IDX folder with --data-dir DIR (also: crossrt fetch mnist, make setup)",
+        )
     if ds.name == "mnist":
         return Check("dataset", True, f"--dataset auto uses {ds.reason}")
-    return Check("dataset", True, f"--dataset auto: MNIST is not cached, so train downloads it when it can, "
-                                  f"else uses {ds.reason.split(' (auto:')[0]}")
+    return Check(
+        "dataset",
+        True,
+        f"--dataset auto: MNIST is not cached, so train downloads it when it can, "
+        f"else uses {ds.reason.split(' (auto:')[0]}",
+    )
 
 
 def _peaks(measure: bool) -> Check:
@@ -119,8 +146,10 @@ def _peaks(measure: bool) -> Check:
             said.append(f"{threads} thread(s): none cached yet")
             continue
         kept = f", not cached: {p['why']}" if p.get("cached") is False else ""
-        said.append(f"{threads} thread(s) {p['peak']:,.0f} GFLOP/s (spread {100 * p['spread']:.0f}%, measured "
-                    f"{ago(p.get('measured'))}{kept})")
+        said.append(
+            f"{threads} thread(s) {p['peak']:,.0f} GFLOP/s (spread {100 * p['spread']:.0f}%, measured "
+            f"{ago(p.get('measured'))}{kept})"
+        )
     hint = "" if measure else "; crossrt doctor --measure-peak measures them again"
     return Check("fp32 peak", None, "; ".join(said) + hint)
 
@@ -135,25 +164,48 @@ def _ort_session(model: Path, provider: str) -> Check:
     try:
         nodes = placement(model, provider, {INPUT_NAME: np.zeros((2, 1, 28, 28), np.float32)})
     except CrossrtError as e:
-        return Check(name, False, getattr(e, "cause", str(e)),
-                     "make setup on a GPU machine: it installs onnxruntime-gpu with CUDA 13 and cuDNN 9", (provider,))
+        return Check(
+            name,
+            False,
+            getattr(e, "cause", str(e)),
+            "make setup on a GPU machine: it installs onnxruntime-gpu with CUDA 13 and cuDNN 9",
+            (provider,),
+        )
     wanted = ORT_PROVIDERS[provider]
     where = ", ".join(f"{n} node(s) on {p}" for p, n in nodes.items())
-    return Check(name, set(nodes) == {wanted}, f"a tiny model runs, {where}",
-                 "every node must run on the GPU: check the onnxruntime-gpu install", (provider,))
+    return Check(
+        name,
+        set(nodes) == {wanted},
+        f"a tiny model runs, {where}",
+        "every node must run on the GPU: check the onnxruntime-gpu install",
+        (provider,),
+    )
 
 
 def _gpu(torch) -> list[Check]:
     smi = nvidia_smi()
-    out = [Check("GPU", bool(smi), smi or "nvidia-smi lists none", "a machine with an NVIDIA GPU and its driver",
-                 ("cuda",))]
+    out = [
+        Check(
+            "GPU", bool(smi), smi or "nvidia-smi lists none", "a machine with an NVIDIA GPU and its driver", ("cuda",)
+        )
+    ]
     if not torch.cuda.is_available():
-        return out + [Check("CUDA tensor op", False, no_cuda_reason(),
-                            "make setup on a GPU machine: it installs a CUDA 13 build of torch", ("cuda",))]
+        return out + [
+            Check(
+                "CUDA tensor op",
+                False,
+                no_cuda_reason(),
+                "make setup on a GPU machine: it installs a CUDA 13 build of torch",
+                ("cuda",),
+            )
+        ]
     try:
         value = torch.ones(2, device="cuda").sum().item()
-        return out + [Check("CUDA tensor op", value == 2, f"runs on {torch.cuda.get_device_name(0)}",
-                            "check the driver", ("cuda",))]
+        return out + [
+            Check(
+                "CUDA tensor op", value == 2, f"runs on {torch.cuda.get_device_name(0)}", "check the driver", ("cuda",)
+            )
+        ]
     except Exception as e:
         return out + [Check("CUDA tensor op", False, str(e).splitlines()[0][:160], "check the driver", ("cuda",))]
 

@@ -41,9 +41,16 @@ def export_onnx(model: torch.nn.Module, path: Path, metadata: dict[str, str], op
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
-        torch.onnx.export(m, (torch.zeros(1, 1, 28, 28),), buf, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+        torch.onnx.export(
+            m,
+            (torch.zeros(1, 1, 28, 28),),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
     proto = onnx.load_from_string(buf.getvalue())
     onnx.helper.set_model_props(proto, {key: str(value) for key, value in metadata.items()})
     onnx.checker.check_model(proto, full_check=True)
@@ -57,10 +64,13 @@ def check_parity(model: torch.nn.Module, path: Path, x: np.ndarray, export_s: fl
     ref = all_logits(torch_runner(copy_of(model), "cpu", 0, "host", batches), len(batches))
     got = cpu_logits(path, x)
     return OnnxParity(
-        path=str(path), opset=OPSET,
+        path=str(path),
+        opset=OPSET,
         max_abs_diff=float(np.abs(ref - got).max()),
         top1_agreement=float((ref.argmax(1) == got.argmax(1)).mean()),
-        images=len(x), export_s=export_s)
+        images=len(x),
+        export_s=export_s,
+    )
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -72,16 +82,29 @@ def read_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def onnx_metadata(dataset: str, data_dir: str | None, arch: str, precision: str, epochs: int,
-                  accuracy: float | None, weights_sha256: str | None) -> dict[str, str]:
+def onnx_metadata(
+    dataset: str,
+    data_dir: str | None,
+    arch: str,
+    precision: str,
+    epochs: int,
+    accuracy: float | None,
+    weights_sha256: str | None,
+) -> dict[str, str]:
     """What a user of the .onnx file needs to know about it, for its metadata_props: among it,
     where its training data was (bench-infer and export find it there again) and the weights'
     fingerprint (bench-infer refuses a checkpoint with other weights)."""
     return {
-        "dataset": dataset, "data_dir": data_dir or "", "arch": arch, "epochs": str(epochs),
-        "precision": precision, "accuracy": "" if accuracy is None else f"{accuracy:.4f}",
-        "preprocessing": PREPROCESSING, "weights_sha256": weights_sha256 or "",
-        "torch_version": str(torch.__version__), "producer": "crossrt",
+        "dataset": dataset,
+        "data_dir": data_dir or "",
+        "arch": arch,
+        "epochs": str(epochs),
+        "precision": precision,
+        "accuracy": "" if accuracy is None else f"{accuracy:.4f}",
+        "preprocessing": PREPROCESSING,
+        "weights_sha256": weights_sha256 or "",
+        "torch_version": str(torch.__version__),
+        "producer": "crossrt",
     }
 
 
@@ -94,9 +117,15 @@ def export_checked(model: torch.nn.Module, path: Path, metadata: dict[str, str],
 def export_checkpoint(state: dict, model: torch.nn.Module, path: Path, test_images: np.ndarray) -> OnnxParity:
     """Export a checkpoint's model (crossrt.checkpoint.load) with its training run's metadata."""
     epochs = state["epochs"]
-    meta = onnx_metadata(state["dataset"], state.get("data_dir"), state["config"]["arch"],
-                         state["config"]["precision"], len(epochs), epochs[-1]["valid_accuracy"] if epochs else None,
-                         state.get("weights_sha256"))
+    meta = onnx_metadata(
+        state["dataset"],
+        state.get("data_dir"),
+        state["config"]["arch"],
+        state["config"]["precision"],
+        len(epochs),
+        epochs[-1]["valid_accuracy"] if epochs else None,
+        state.get("weights_sha256"),
+    )
     return export_checked(model, path, meta, test_images)
 
 
@@ -106,16 +135,27 @@ def export_trained(model: torch.nn.Module, result: TrainResult, path: Path, test
     Training is done and checkpointed by then, so a failed or interrupted export raises
     Stopped with the result, which is saved all the same (marked incomplete).
     """
-    meta = onnx_metadata(result.dataset, result.dataset_source, result.arch, result.precision, len(result.epochs),
-                         result.summary()["final_accuracy"], result.weights_sha256)
+    meta = onnx_metadata(
+        result.dataset,
+        result.dataset_source,
+        result.arch,
+        result.precision,
+        len(result.epochs),
+        result.summary()["final_accuracy"],
+        result.weights_sha256,
+    )
     try:
         result.onnx = export_checked(model, path, meta, test_images)
     except (KeyboardInterrupt, Exception) as e:
         result.complete = False
         interrupted = isinstance(e, KeyboardInterrupt)
         what = "interrupted during the ONNX export" if interrupted else f"the ONNX export failed ({e})"
-        raise Stopped(f"{what}; {result.checkpoint} holds the trained model (export it with: "
-                      f"crossrt export --checkpoint {result.checkpoint})", result, interrupted=interrupted) from None
+        raise Stopped(
+            f"{what}; {result.checkpoint} holds the trained model (export it with: "
+            f"crossrt export --checkpoint {result.checkpoint})",
+            result,
+            interrupted=interrupted,
+        ) from None
 
 
 def tiny_model(path: Path) -> None:
@@ -124,14 +164,24 @@ def tiny_model(path: Path) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array(rng.standard_normal(s, dtype=np.float32), n)
-               for n, s in (("w", (4, 1, 5, 5)), ("b", (4,)), ("g", (4 * 12 * 12, 10)))]
-    nodes = [helper.make_node("Conv", [INPUT_NAME, "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("MatMul", ["f", "g"], [OUTPUT_NAME])]
-    graph = helper.make_graph(nodes, "tiny",
-                              [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 1, 28, 28])],
-                              [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", 10])], weights)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal(s, dtype=np.float32), n)
+        for n, s in (("w", (4, 1, 5, 5)), ("b", (4,)), ("g", (4 * 12 * 12, 10)))
+    ]
+    nodes = [
+        helper.make_node("Conv", [INPUT_NAME, "w", "b"], ["c"]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("MatMul", ["f", "g"], [OUTPUT_NAME]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 1, 28, 28])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", 10])],
+        weights,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
     helper.set_model_props(model, {"producer": "crossrt"})  # crossrt's: a probe for the PyTorch runtimes too
     onnx.save(model, str(path))

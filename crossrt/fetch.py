@@ -39,10 +39,11 @@ SHA256 = {
     },
 }
 MIRRORS = {
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-              "https://storage.googleapis.com/cvdf-datasets/mnist/"),
-    "fashion-mnist": ("https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                      "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+    "fashion-mnist": (
+        "https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ),
 }
 # Debian's package dataset-fashion-mnist (installed by `make setup`) puts the files here.
 SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),), "mnist": ()}
@@ -88,6 +89,7 @@ class _Watchdog:
                     dog.socks.append(self.sock)
                     if dog.expired:
                         dog._expire()
+
             return Connection
 
         class HTTP(urllib.request.HTTPHandler):
@@ -101,8 +103,9 @@ class _Watchdog:
         return urllib.request.build_opener(HTTP, HTTPS)
 
 
-def _download(url: str, dest: Path, sha256: str, timeout: float, deadline: float | None = None,
-              max_bytes: int | None = None) -> None:
+def _download(
+    url: str, dest: Path, sha256: str, timeout: float, deadline: float | None = None, max_bytes: int | None = None
+) -> None:
     """Stream url into a temp file beside dest; it replaces dest only if the hash matches.
     timeout bounds each wait, deadline (DEADLINE_S) the whole download, max_bytes (MAX_BYTES) its size."""
     deadline, max_bytes = deadline or DEADLINE_S, max_bytes or MAX_BYTES
@@ -128,8 +131,9 @@ def _download(url: str, dest: Path, sha256: str, timeout: float, deadline: float
             if length and length.isdigit() and got != int(length):  # the connection closed early
                 raise DataError(f"{url}: broke off after {got:,} of {int(length):,} bytes")
             if digest.hexdigest() != sha256:
-                raise DataError(f"{url}: SHA-256 mismatch (got {digest.hexdigest()[:16]}..., "
-                                f"expected {sha256[:16]}...)")
+                raise DataError(
+                    f"{url}: SHA-256 mismatch (got {digest.hexdigest()[:16]}..., expected {sha256[:16]}...)"
+                )
     except (OSError, http.client.HTTPException, ValueError) as e:
         if dog.expired or isinstance(e, TimeoutError) and time.monotonic() - t0 > deadline:
             raise DataError(f"{url}: not done after {deadline:g} s ({got:,} bytes came); given up") from None
@@ -140,8 +144,14 @@ def _download(url: str, dest: Path, sha256: str, timeout: float, deadline: float
         dog.timer.cancel()
 
 
-def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = None,
-          timeout: float = 30.0, deadline: float | None = None, max_bytes: int | None = None) -> Path:
+def fetch(
+    name: str,
+    dest: Path | None = None,
+    urls: tuple[str, ...] | None = None,
+    timeout: float = 30.0,
+    deadline: float | None = None,
+    max_bytes: int | None = None,
+) -> Path:
     """Download a named dataset into dest (default: the cache, unless the system already has it),
     verifying every file's SHA-256; each file within deadline seconds and max_bytes (DEADLINE_S, MAX_BYTES).
 
@@ -157,8 +167,10 @@ def fetch(name: str, dest: Path | None = None, urls: tuple[str, ...] | None = No
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataError(f"the cache folder {dest} for {PRETTY[name]}: cannot be created ({e.strerror or e}); "
-                        f"set $CROSSRT_CACHE to a folder crossrt can write") from None
+        raise DataError(
+            f"the cache folder {dest} for {PRETTY[name]}: cannot be created ({e.strerror or e}); "
+            f"set $CROSSRT_CACHE to a folder crossrt can write"
+        ) from None
     try:
         _fetch_files(name, dest, urls, timeout, deadline, max_bytes)
     except BaseException:
@@ -186,8 +198,10 @@ def _fetch_files(name: str, dest: Path, urls: tuple[str, ...], timeout: float, d
             except OSError as e:  # URLError, HTTPError, timeouts, refused connections
                 errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
         else:
-            raise DataError(f"could not download {PRETTY[name]} {filename}: {'; '.join(errors)} (offline? train, "
-                            f"export, quantize and bench-infer take any folder of the four IDX files: --data-dir DIR)")
+            raise DataError(
+                f"could not download {PRETTY[name]} {filename}: {'; '.join(errors)} (offline? train, "
+                f"export, quantize and bench-infer take any folder of the four IDX files: --data-dir DIR)"
+            )
 
 
 def _sha256(path: Path) -> str:
@@ -211,8 +225,9 @@ def _named(name: str, download: bool) -> Dataset:
     return load_folder(fetch(name, cached), name, f"{PRETTY[name]} downloaded to {cached}")
 
 
-def resolve(cfg: DataConfig, download: bool = True,
-            trained_on: tuple[str | None, str | None] = (None, None)) -> Dataset:
+def resolve(
+    cfg: DataConfig, download: bool = True, trained_on: tuple[str | None, str | None] = (None, None)
+) -> Dataset:
     """Find the dataset the settings ask for.
 
     `auto` is, for a trained model, the (name, folder) it records: that folder when it is still
@@ -230,16 +245,20 @@ def resolve(cfg: DataConfig, download: bool = True,
     if name in SHA256:
         return _named(name, download)
     if name:
-        raise DataError(f"the model was trained on {name!r} from {folder or 'a folder'}, which is not there "
-                        f"now: pass that dataset's folder with --data-dir DIR")
+        raise DataError(
+            f"the model was trained on {name!r} from {folder or 'a folder'}, which is not there "
+            f"now: pass that dataset's folder with --data-dir DIR"
+        )
     try:
         return _named("mnist", download)
     except DataError as mnist_error:
         try:
             ds = _named("fashion-mnist", download)
         except DataError as fashion_error:
-            raise DataError(f"--dataset auto: neither dataset is available. MNIST: {mnist_error}. "
-                            f"Fashion-MNIST: {fashion_error}. Give a folder with --data-dir") from None
+            raise DataError(
+                f"--dataset auto: neither dataset is available. MNIST: {mnist_error}. "
+                f"Fashion-MNIST: {fashion_error}. Give a folder with --data-dir"
+            ) from None
         why = str(mnist_error).split(" (offline?")[0].split(": ")[-1][:80]
         ds.reason += f" (auto: MNIST is not cached and could not be downloaded: {why})"
         return ds

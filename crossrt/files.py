@@ -46,9 +46,12 @@ def replaceable(path: Path, what: str | None = None) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     if not stat.S_ISREG(mode):
-        raise WriteError(f"{what + ' ' if what else ''}{path}: is {file_kind(mode)}, not a regular file; crossrt "
-                         f"replaces only regular files (remove it or choose another path)", path,
-                         f"it is {file_kind(mode)}, not a regular file")
+        raise WriteError(
+            f"{what + ' ' if what else ''}{path}: is {file_kind(mode)}, not a regular file; crossrt "
+            f"replaces only regular files (remove it or choose another path)",
+            path,
+            f"it is {file_kind(mode)}, not a regular file",
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -73,8 +76,9 @@ def remove_stale_temps(folder: Path) -> None:
         if not m or not e.is_file(follow_symlinks=False):
             continue
         with contextlib.suppress(OSError):
-            if (m[1] and int(m[1]) != os.getpid() and not _alive(int(m[1]))) or \
-                    (not m[1] and e.stat(follow_symlinks=False).st_mtime < time.time() - OLD_TEMP_S):
+            if (m[1] and int(m[1]) != os.getpid() and not _alive(int(m[1]))) or (
+                not m[1] and e.stat(follow_symlinks=False).st_mtime < time.time() - OLD_TEMP_S
+            ):
                 os.unlink(e.path)
 
 
@@ -235,7 +239,7 @@ class FolderLock:
         self.path = Path(folder) / LOCK_FILE
         self.fd = None
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,22 +249,30 @@ class FolderLock:
         except OSError as e:
             if e.errno != errno.ELOOP:
                 raise
-            raise WriteError(f"the lock file {self.path}: is a symbolic link; crossrt's lock must be a regular "
-                             f"file of its own (remove it)", self.path) from None
+            raise WriteError(
+                f"the lock file {self.path}: is a symbolic link; crossrt's lock must be a regular "
+                f"file of its own (remove it)",
+                self.path,
+            ) from None
         st = os.fstat(self.fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             os.close(self.fd)
-            what = (f"has {st.st_nlink} names (a hard link)" if stat.S_ISREG(st.st_mode) else
-                    f"is {file_kind(st.st_mode)}")
-            raise WriteError(f"the lock file {self.path}: {what}; crossrt's lock must be a regular file of its "
-                             f"own (remove it)", self.path)
+            what = (
+                f"has {st.st_nlink} names (a hard link)" if stat.S_ISREG(st.st_mode) else f"is {file_kind(st.st_mode)}"
+            )
+            raise WriteError(
+                f"the lock file {self.path}: {what}; crossrt's lock must be a regular file of its own (remove it)",
+                self.path,
+            )
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = "".join(c for c in os.read(self.fd, 64).decode(errors="replace") if c.isdigit()) or "?"
             os.close(self.fd)
-            raise Busy(f"{self.path.parent}: in use by another crossrt run (pid {owner}); wait for "
-                       f"it or give this run its own folder with --out") from None
+            raise Busy(
+                f"{self.path.parent}: in use by another crossrt run (pid {owner}); wait for "
+                f"it or give this run its own folder with --out"
+            ) from None
         os.ftruncate(self.fd, 0)
         os.write(self.fd, str(os.getpid()).encode())
         return self
@@ -308,7 +320,8 @@ def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
                     dict_has(run.split_ms, SPLIT, "split_ms")
                 for o in run.outputs or []:
                     dict_has(o, OUTPUT, "outputs")
-                run.seconds_per_pass
+                if not run.samples_per_s > 0:  # the tables divide by it (seconds per pass)
+                    raise ValueError(f"runs[].samples_per_s is {run.samples_per_s!r}: a row that ran no sample")
             for run in part.runs if isinstance(part, LoadgenResult) else []:
                 dict_has(run.latency_ms, dict.fromkeys(run.latency_ms, float), "latency_ms")  # not negative either
                 dict_has(run.batches, dict.fromkeys(run.batches, int), "batches")
@@ -316,5 +329,6 @@ def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
                     dict_has(step, SEARCH_STEP, "search")
         return result
     except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
-        raise ResultError(f"{path}: a {data['kind']!r} result with missing or malformed fields "
-                          f"({type(e).__name__}: {e})") from None
+        raise ResultError(
+            f"{path}: a {data['kind']!r} result with missing or malformed fields ({type(e).__name__}: {e})"
+        ) from None

@@ -58,9 +58,36 @@ def activations_per_image(model: nn.Module) -> int:
     return _per_layer(model, lambda module, output: output.numel())
 
 
-ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Exp", "Log", "Abs", "Neg", "Reciprocal", "Max", "Min",
-               "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Erf",
-               "Gelu", "Softplus", "Clip", "Where", "BatchNormalization"}
+ELEMENTWISE = {
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Sqrt",
+    "Exp",
+    "Log",
+    "Abs",
+    "Neg",
+    "Reciprocal",
+    "Max",
+    "Min",
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Erf",
+    "Gelu",
+    "Softplus",
+    "Clip",
+    "Where",
+    "BatchNormalization",
+}
 
 
 def onnx_flops(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> int | None:

@@ -28,9 +28,17 @@ from .files import regular_file
 from .system import available_memory
 
 # The element types crossrt can feed and compare, as numpy dtypes.
-DTYPES = {TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64", TensorProto.FLOAT16: "float16",
-          TensorProto.INT64: "int64", TensorProto.INT32: "int32", TensorProto.INT16: "int16", TensorProto.INT8: "int8",
-          TensorProto.UINT8: "uint8", TensorProto.BOOL: "bool"}
+DTYPES = {
+    TensorProto.FLOAT: "float32",
+    TensorProto.DOUBLE: "float64",
+    TensorProto.FLOAT16: "float16",
+    TensorProto.INT64: "int64",
+    TensorProto.INT32: "int32",
+    TensorProto.INT16: "int16",
+    TensorProto.INT8: "int8",
+    TensorProto.UINT8: "uint8",
+    TensorProto.BOOL: "bool",
+}
 
 
 @dataclass(frozen=True)
@@ -46,17 +54,23 @@ class Tensor:
         if self.dims is None and shape is None:
             return f"{self.name} {self.dtype or '?'}[no shape]"
         dims = self.dims if self.dims is not None else (None,) * len(shape)
-        cells = [str(d) if isinstance(d, int) else f"{d or '?'}={shape[i]}" if shape else (d or "?")
-                 for i, d in enumerate(dims)]
+        cells = [
+            str(d) if isinstance(d, int) else f"{d or '?'}={shape[i]}" if shape else (d or "?")
+            for i, d in enumerate(dims)
+        ]
         return f"{self.name} {self.dtype or '?'}[{', '.join(cells)}]"
 
 
 def _dims(t) -> tuple | None:
     if not t.HasField("shape"):
         return None
-    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else  # 0 and -1 mean unknown
-                 (d.dim_param if d.HasField("dim_param") and d.dim_param not in ("?", "") else None)
-                 for d in t.shape.dim)
+    return tuple(
+        d.dim_value
+        if d.HasField("dim_value") and d.dim_value > 0
+        # 0 and -1 mean unknown
+        else (d.dim_param if d.HasField("dim_param") and d.dim_param not in ("?", "") else None)
+        for d in t.shape.dim
+    )
 
 
 def signature(model: onnx.ModelProto) -> tuple[list[Tensor], list[Tensor]]:
@@ -75,15 +89,25 @@ def is_mnist_classifier(inputs: list[Tensor], outputs: list[Tensor]) -> bool:
     if len(inputs) != 1 or len(outputs) != 1:
         return False
     x, y = inputs[0], outputs[0]
-    return (x.dtype == "float32" and x.dims is not None and len(x.dims) == 4 and not isinstance(x.dims[0], int)
-            and tuple(x.dims[1:]) == (1, IMAGE_SIZE, IMAGE_SIZE)
-            and y.dims is not None and len(y.dims) == 2 and y.dims[1] == NUM_CLASSES)
+    return (
+        x.dtype == "float32"
+        and x.dims is not None
+        and len(x.dims) == 4
+        and not isinstance(x.dims[0], int)
+        and tuple(x.dims[1:]) == (1, IMAGE_SIZE, IMAGE_SIZE)
+        and y.dims is not None
+        and len(y.dims) == 2
+        and y.dims[1] == NUM_CLASSES
+    )
 
 
 def flags_given(cfg: InputsConfig) -> list[str]:
     """The flags set that only a model without a dataset takes."""
-    return [flag for flag, v in (("--dim", cfg.dims), ("--shape", cfg.shapes), ("--value", cfg.values),
-                                 ("--inputs", cfg.inputs)) if v]
+    return [
+        flag
+        for flag, v in (("--dim", cfg.dims), ("--shape", cfg.shapes), ("--value", cfg.values), ("--inputs", cfg.inputs))
+        if v
+    ]
 
 
 def check_flags(inputs: list[Tensor], cfg: InputsConfig) -> None:
@@ -92,19 +116,29 @@ def check_flags(inputs: list[Tensor], cfg: InputsConfig) -> None:
     for flag, given in (("--shape", cfg.shape_map), ("--value", cfg.value_map), ("--input-range", cfg.range_map)):
         for name in given:
             if name not in names:
-                raise ConfigError(f"{flag} {name}: the model has no input {name!r} (its inputs: {', '.join(sorted(names))})")
+                raise ConfigError(
+                    f"{flag} {name}: the model has no input {name!r} (its inputs: {', '.join(sorted(names))})"
+                )
     dim_names = {d for t in inputs for d in (t.dims or ()) if isinstance(d, str)}
     for name in cfg.dim_map:
         if name not in dim_names:
-            raise ConfigError(f"--dim {name}: no input has a dimension named {name!r} "
-                              f"(named: {', '.join(sorted(dim_names)) or 'none'})")
+            raise ConfigError(
+                f"--dim {name}: no input has a dimension named {name!r} "
+                f"(named: {', '.join(sorted(dim_names)) or 'none'})"
+            )
     for t in inputs:
         if not t.dtype:
             raise ConfigError(f"input {t.name!r}: not a tensor of a type crossrt can feed (numbers or booleans)")
-        if t.dtype not in ("float32", "float64", "float16") and t.name not in cfg.value_map \
-                and t.name not in cfg.range_map and cfg.inputs is None:
-            raise ConfigError(f"input {t.name!r} is {t.dtype}: crossrt does not make up {t.dtype} values; give them "
-                              f"with --value {t.name}=V, --input-range {t.name}=LOW:HIGH or --inputs FILE.npz")
+        if (
+            t.dtype not in ("float32", "float64", "float16")
+            and t.name not in cfg.value_map
+            and t.name not in cfg.range_map
+            and cfg.inputs is None
+        ):
+            raise ConfigError(
+                f"input {t.name!r} is {t.dtype}: crossrt does not make up {t.dtype} values; give them "
+                f"with --value {t.name}=V, --input-range {t.name}=LOW:HIGH or --inputs FILE.npz"
+            )
 
 
 def bind(inputs: list[Tensor], cfg: InputsConfig, batch: int | None) -> dict[str, tuple[int, ...]]:
@@ -114,8 +148,9 @@ def bind(inputs: list[Tensor], cfg: InputsConfig, batch: int | None) -> dict[str
     for t in inputs:
         if t.name in cfg.shape_map:
             shape = cfg.shape_map[t.name]
-            if t.dims is not None and (len(t.dims) != len(shape) or any(
-                    isinstance(d, int) and d != s for d, s in zip(t.dims, shape))):
+            if t.dims is not None and (
+                len(t.dims) != len(shape) or any(isinstance(d, int) and d != s for d, s in zip(t.dims, shape))
+            ):
                 raise ConfigError(f"--shape {t.name}={'x'.join(map(str, shape))}: the graph says {t.shown()}")
             shapes[t.name] = shape
             continue
@@ -131,8 +166,9 @@ def bind(inputs: list[Tensor], cfg: InputsConfig, batch: int | None) -> dict[str
                 bound.append(batch)
             else:
                 use = f"--dim {d}=N" if d else f"--shape {t.name}={'x'.join(str(x or 'N') for x in t.dims)}"
-                raise ConfigError(f"input {t.name!r}: dimension {i} ({d or 'unnamed'}) of {t.shown()} is not bound: "
-                                  f"use {use}")
+                raise ConfigError(
+                    f"input {t.name!r}: dimension {i} ({d or 'unnamed'}) of {t.shown()} is not bound: use {use}"
+                )
         shapes[t.name] = tuple(bound)
     return shapes
 
@@ -146,8 +182,9 @@ def batch_bytes(inputs: list[Tensor], shapes: dict[str, tuple[int, ...]]) -> int
     return sum(int(np.prod(shapes[t.name], dtype=np.float64)) * np.dtype(t.dtype).itemsize for t in inputs)
 
 
-def generate(inputs: list[Tensor], shapes: dict[str, tuple[int, ...]], cfg: InputsConfig,
-             n: int) -> list[dict[str, np.ndarray]]:
+def generate(
+    inputs: list[Tensor], shapes: dict[str, tuple[int, ...]], cfg: InputsConfig, n: int
+) -> list[dict[str, np.ndarray]]:
     """n batches of inputs from a fixed seed: --value, --input-range, else floats in [0, 1) or normal."""
     rng = np.random.default_rng(cfg.input_seed)
     feeds = []
@@ -159,8 +196,11 @@ def generate(inputs: list[Tensor], shapes: dict[str, tuple[int, ...]], cfg: Inpu
                 feed[t.name] = np.full(shape, cfg.value_map[t.name], dtype=dtype)
             elif t.name in cfg.range_map:
                 low, high = cfg.range_map[t.name]
-                values = (rng.integers(int(low), int(np.ceil(high)), shape) if dtype.kind in "iub"
-                          else rng.uniform(low, high, shape))
+                values = (
+                    rng.integers(int(low), int(np.ceil(high)), shape)
+                    if dtype.kind in "iub"
+                    else rng.uniform(low, high, shape)
+                )
                 feed[t.name] = values.astype(dtype)
             else:
                 values = rng.standard_normal(shape) if cfg.distribution == "normal" else rng.random(shape)
@@ -178,14 +218,17 @@ def from_file(inputs: list[Tensor], path: Path) -> dict[str, np.ndarray]:
         raise ConfigError(f"--inputs {path}: not a readable .npz file ({e})") from None
     names = [t.name for t in inputs]
     if missing := [n for n in names if n not in arrays]:
-        raise ConfigError(f"--inputs {path}: no array for input(s) {', '.join(missing)} (it holds "
-                          f"{', '.join(sorted(arrays)) or 'none'})")
+        raise ConfigError(
+            f"--inputs {path}: no array for input(s) {', '.join(missing)} (it holds "
+            f"{', '.join(sorted(arrays)) or 'none'})"
+        )
     if extra := sorted(set(arrays) - set(names)):
         raise ConfigError(f"--inputs {path}: the model has no input(s) {', '.join(extra)}")
     for t in inputs:
         a = arrays[t.name]
-        if t.dims is not None and (len(t.dims) != a.ndim or any(isinstance(d, int) and d != s
-                                                                for d, s in zip(t.dims, a.shape))):
+        if t.dims is not None and (
+            len(t.dims) != a.ndim or any(isinstance(d, int) and d != s for d, s in zip(t.dims, a.shape))
+        ):
             raise ConfigError(f"--inputs {path}: {t.name} is {a.dtype}{list(a.shape)}, the graph says {t.shown()}")
         if np.dtype(t.dtype).kind != a.dtype.kind and not (np.dtype(t.dtype).kind == "f" and a.dtype.kind in "iu"):
             raise ConfigError(f"--inputs {path}: {t.name} is {a.dtype}, the model takes {t.dtype}")
@@ -202,8 +245,9 @@ def check_external_data(model_path: Path, model: onnx.ModelProto) -> None:
             where = next((e.value for e in init.external_data if e.key == "location"), "")
             target = (folder / where).resolve()
             if folder not in target.parents:
-                raise ModelError(f"{model_path}: weight {init.name!r} names external data {where!r}, outside the "
-                                 f"model's folder")
+                raise ModelError(
+                    f"{model_path}: weight {init.name!r} names external data {where!r}, outside the model's folder"
+                )
 
 
 @dataclass
@@ -215,8 +259,9 @@ class Workload:
     labels: np.ndarray | None = None
 
 
-def bind_batches(feed: InputsConfig, batch_sizes: tuple[int, ...] | None, path,
-                 sig) -> dict[int, dict[str, tuple[int, ...]]]:
+def bind_batches(
+    feed: InputsConfig, batch_sizes: tuple[int, ...] | None, path, sig
+) -> dict[int, dict[str, tuple[int, ...]]]:
     """{batch size: {input: shape}} for a model without a dataset; errors name the input and the flag."""
     ins = sig[0]
     if not ins:
@@ -234,9 +279,11 @@ def bind_batches(feed: InputsConfig, batch_sizes: tuple[int, ...] | None, path,
             raise ConfigError(f"--batch-size {batch}: the first dimension of {ins[0].shown()} is fixed at {size}")
         need, have = feed.batches_per_pass * batch_bytes(ins, shapes), available_memory("cpu")
         if have is not None and need > have // 2:
-            raise ConfigError(f"--batch-size {batch} with {', '.join(t.shown(shapes[t.name]) for t in ins)}: a pass "
-                              f"of {feed.batches_per_pass} batches needs {need / 2**30:.1f} GiB of inputs, "
-                              f"{have / 2**30:.1f} GiB is free (lower --batch-size, --dim or --batches-per-pass)")
+            raise ConfigError(
+                f"--batch-size {batch} with {', '.join(t.shown(shapes[t.name]) for t in ins)}: a pass "
+                f"of {feed.batches_per_pass} batches needs {need / 2**30:.1f} GiB of inputs, "
+                f"{have / 2**30:.1f} GiB is free (lower --batch-size, --dim or --batches-per-pass)"
+            )
         out[size] = shapes
     return out
 

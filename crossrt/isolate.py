@@ -64,13 +64,18 @@ def isolated(fn):
     payload = pickle.dumps(fn)
     mine, theirs = socket.socketpair()
     path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]  # the parent's, resolved here
-    boot = (f"import sys; sys.path[:] = {path!r}; "
-            f"from crossrt.isolate import _child_main; _child_main({theirs.fileno()})")
+    boot = (
+        f"import sys; sys.path[:] = {path!r}; from crossrt.isolate import _child_main; _child_main({theirs.fileno()})"
+    )
     proc = None
     try:
         with _held_signals():
-            proc = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(theirs.fileno(),), start_new_session=True,
-                                    stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", boot],
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+            )
         theirs.close()
         with suppress(BrokenPipeError, ConnectionResetError):  # a child that died at once: said below
             mine.sendall(payload)

@@ -24,27 +24,35 @@ the LoadGen test under way at once and the configurations that finished are kept
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .checks import choices, in_range, nonempty_unique
-from .config import DataConfig, BenchConfig, PROVIDERS, all_runtimes, option
+from .config import PROVIDERS, BenchConfig, DataConfig, all_runtimes, option
 from .errors import ConfigError, Stopped
 from .runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
 from .runtimes.registry import RUNTIMES
 from .system import max_threads, one_and_all_cores
 
+if TYPE_CHECKING:
+    from .results import LoadgenResult
+
 # LoadGen's scenario names, by crossrt's flag values.
-SCENARIOS = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "offline": "Offline",
-             "server": "Server"}
+SCENARIOS = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "offline": "Offline", "server": "Server"}
 # MLPerf's rules (loadgen/mlperf.conf, for every model): 600 s per test; MultiStream 662 queries.
 MLPERF_MIN_DURATION_S, MLPERF_MIN_QUERIES = 600, {"multi-stream": 662}
-SEEDS = {"qsl_rng_seed": 2085463073848966840, "sample_index_rng_seed": 2747215439041700203,
-         "schedule_rng_seed": 16159082839903944936}  # mlperf.conf's, so that runs are repeatable
+SEEDS = {
+    "qsl_rng_seed": 2085463073848966840,
+    "sample_index_rng_seed": 2747215439041700203,
+    "schedule_rng_seed": 16159082839903944936,
+}  # mlperf.conf's, so that runs are repeatable
 # Runtimes the SUT does not serve, and why (they are listed with the runtimes that cannot run here).
-NOT_SERVED = {"torch-compile": "compiles a graph per batch shape, and a server's batches come in every size up "
-                               "to --max-batch; bench-infer times it"}
+NOT_SERVED = {
+    "torch-compile": "compiles a graph per batch shape, and a server's batches come in every size up "
+    "to --max-batch; bench-infer times it"
+}
 # LoadGen's early stopping judges a 99th percentile from at least this many queries (with none over
 # the bound; mlperf.conf asks MultiStream for 662 for that reason): fewer, and a test is INVALID.
 EARLY_STOPPING_QUERIES = 662
@@ -59,30 +67,53 @@ class LoadgenConfig:
     runtime asked for, on crossrt's LeNet5 export and its test images; LoadGen's logs are kept."""
 
     model: Path = option(Path("exports/lenet5.onnx"), path="in-file", help="a crossrt LeNet5 ONNX export")
-    runtimes: tuple[str, ...] = option(DEFAULT_RUNTIMES, metavar="R[,R]",
-                                       help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)")
+    runtimes: tuple[str, ...] = option(
+        DEFAULT_RUNTIMES, metavar="R[,R]", help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)"
+    )
     provider: str = option("cpu", choices=PROVIDERS, help="execution provider (CUDA: host arrays in and out)")
-    threads: tuple[int, ...] = option(factory=one_and_all_cores, metavar="N[,N]",
-                                      help="intra-op threads of each runner; 0 = the runtime's default")
-    scenarios: tuple[str, ...] = option(("single-stream", "offline", "server"), metavar="S[,S]",
-                                        help=f"LoadGen scenarios from {{{','.join(SCENARIOS)}}}")
-    latency_bound: tuple[float, ...] = option((5.0,), metavar="MS[,MS]",
-                                              help="Server: the 99th-percentile latency bound, in ms; a search "
-                                                   "finds the highest QPS that keeps it, per bound")
+    threads: tuple[int, ...] = option(
+        factory=one_and_all_cores, metavar="N[,N]", help="intra-op threads of each runner; 0 = the runtime's default"
+    )
+    scenarios: tuple[str, ...] = option(
+        ("single-stream", "offline", "server"),
+        metavar="S[,S]",
+        help=f"LoadGen scenarios from {{{','.join(SCENARIOS)}}}",
+    )
+    latency_bound: tuple[float, ...] = option(
+        (5.0,),
+        metavar="MS[,MS]",
+        help="Server: the 99th-percentile latency bound, in ms; a search "
+        "finds the highest QPS that keeps it, per bound",
+    )
     max_batch: int = option(100, help="the most samples a batch runs: Offline's batch, Server's batching limit")
-    batch_timeout_ms: float = option(0.0, metavar="MS", help="Server: how long a waiting sample waits for others "
-                                     "to join its batch (0: none; batches form while a worker is busy)")
+    batch_timeout_ms: float = option(
+        0.0,
+        metavar="MS",
+        help="Server: how long a waiting sample waits for others "
+        "to join its batch (0: none; batches form while a worker is busy)",
+    )
     workers: int = option(1, help="Server: threads that run batches at once, each with a runner of its own")
-    qps: float | None = option(None, metavar="Q", default_text="search",
-                               help="Server: one test at this QPS per bound instead of the search for the highest")
-    duration: float = option(5.0, metavar="S", help="minimum seconds of each LoadGen test (short: not "
-                                                    "MLPerf-valid; --mlperf-durations for MLPerf's)")
+    qps: float | None = option(
+        None,
+        metavar="Q",
+        default_text="search",
+        help="Server: one test at this QPS per bound instead of the search for the highest",
+    )
+    duration: float = option(
+        5.0,
+        metavar="S",
+        help="minimum seconds of each LoadGen test (short: not MLPerf-valid; --mlperf-durations for MLPerf's)",
+    )
     mlperf_durations: bool = option(False, help=f"MLPerf's minimum of {MLPERF_MIN_DURATION_S} s per test")
-    accuracy: bool = option(False, help="also LoadGen's AccuracyOnly test over the test set, its accuracy held "
-                                        "against the same runner's scored the way bench-infer scores it")
+    accuracy: bool = option(
+        False,
+        help="also LoadGen's AccuracyOnly test over the test set, its accuracy held "
+        "against the same runner's scored the way bench-infer scores it",
+    )
     data: DataConfig = field(default_factory=DataConfig)
-    json: Path | None = option(None, metavar="PATH", default_text="only results/", path="out-file",
-                               help="also write the result JSON here")
+    json: Path | None = option(
+        None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
+    )
 
     def __post_init__(self) -> None:
         self.model, self.threads = Path(self.model), tuple(self.threads)
@@ -105,22 +136,36 @@ class LoadgenConfig:
         if not 0.1 <= self.duration <= 86_400:
             raise ConfigError(f"--duration: {self.duration:g} s; from 0.1 s to a day")
         if self.qps is not None and not 0 < self.qps * self.min_duration_s() <= MAX_QUERIES:
-            raise ConfigError(f"--qps {self.qps:g}: LoadGen schedules every query of a test before it starts: "
-                              f"{self.qps:g} QPS for {self.min_duration_s():g} s is not 1 to {MAX_QUERIES:,} queries")
+            raise ConfigError(
+                f"--qps {self.qps:g}: LoadGen schedules every query of a test before it starts: "
+                f"{self.qps:g} QPS for {self.min_duration_s():g} s is not 1 to {MAX_QUERIES:,} queries"
+            )
         self.json = self.json and Path(self.json)
 
     def bench(self) -> BenchConfig:
         """The bench-infer settings of the same model, runtimes and threads: the runners, and the
         checks bench-infer makes before any work, come from there."""
-        return BenchConfig(model=self.model, providers=(self.provider,), threads=self.threads,
-                           runtimes=self.runtimes, batch_sizes=(self.max_batch,), data=self.data)
+        return BenchConfig(
+            model=self.model,
+            providers=(self.provider,),
+            threads=self.threads,
+            runtimes=self.runtimes,
+            batch_sizes=(self.max_batch,),
+            data=self.data,
+        )
 
     def min_duration_s(self) -> float:
         return MLPERF_MIN_DURATION_S if self.mlperf_durations else self.duration
 
 
-def settings(cfg: LoadgenConfig, scenario: str, hints: dict, qps: float | None = None,
-             bound_ms: float | None = None, samples: int = 0) -> dict:
+def settings(
+    cfg: LoadgenConfig,
+    scenario: str,
+    hints: dict,
+    qps: float | None = None,
+    bound_ms: float | None = None,
+    samples: int = 0,
+) -> dict:
     """LoadGen TestSettings for one test: the durations, the scenario's own fields, and hints from
     a probe of the runner (LoadGen pre-generates its queries from them: too few, from too low a
     rate or too high a latency, end a test before its minimum duration)."""
@@ -136,8 +181,9 @@ def settings(cfg: LoadgenConfig, scenario: str, hints: dict, qps: float | None =
         # probe's rate, so that a runner faster in the test than in the probe still fills the duration
         s["offline_expected_qps"] = min(2 * hints["samples_per_s"], MAX_QUERIES / cfg.min_duration_s())
     else:
-        s.update(server_target_qps=qps, server_target_latency_ns=int(bound_ms * 1e6),
-                 server_target_latency_percentile=0.99)
+        s.update(
+            server_target_qps=qps, server_target_latency_ns=int(bound_ms * 1e6), server_target_latency_percentile=0.99
+        )
     return s
 
 
@@ -162,8 +208,11 @@ def probe(sut, max_batch: int) -> dict:
         return sorted(times)[len(times) // 2]
 
     per8 = min(8, max_batch)
-    return {"latency_1_s": seconds(1), "latency_8_s": seconds(per8) * -(-8 // per8),
-            "samples_per_s": max_batch / seconds(max_batch)}
+    return {
+        "latency_1_s": seconds(1),
+        "latency_8_s": seconds(per8) * -(-8 // per8),
+        "samples_per_s": max_batch / seconds(max_batch),
+    }
 
 
 def search(test, start_qps: float, cap: float = float("inf"), floor: float = 0.1) -> tuple[dict | None, list[dict]]:
@@ -219,8 +268,13 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
     from .sut import SUT, accuracy_log
 
     bench = cfg.bench()
-    sut = SUT(lambda feeds: RUNTIMES[row.runtime].runner(bench, row, feeds), name, x, cfg.max_batch,
-              cfg.workers if "server" in cfg.scenarios else 1)
+    sut = SUT(
+        lambda feeds: RUNTIMES[row.runtime].runner(bench, row, feeds),
+        name,
+        x,
+        cfg.max_batch,
+        cfg.workers if "server" in cfg.scenarios else 1,
+    )
     hints = probe(sut, cfg.max_batch)
 
     tests = iter(range(1, 1000))
@@ -230,8 +284,7 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
         kind = f"{bound:g}ms-{qps:.6g}qps" if qps else "accuracy" if accuracy else "performance"
         where = logs / scenario / f"{next(tests):02d}-{kind}"
         s = settings(cfg, scenario, hints, qps, bound, len(x))
-        return sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy) | {
-            "log_dir": str(where)}
+        return sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy) | {"log_dir": str(where)}
 
     for scenario in (s for s in SCENARIOS if s in cfg.scenarios):
         if scenario != "server":
@@ -239,8 +292,14 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
             continue
         for bound in cfg.latency_bound:
             if cfg.qps:  # one test at the QPS asked for
-                runs.append({**test(scenario, cfg.qps, bound), "scenario": scenario, "target_qps": cfg.qps,
-                             "latency_bound_ms": bound})
+                runs.append(
+                    {
+                        **test(scenario, cfg.qps, bound),
+                        "scenario": scenario,
+                        "target_qps": cfg.qps,
+                        "latency_bound_ms": bound,
+                    }
+                )
                 continue
             # The search starts at half of what the probe's max_batch batches ran (more than a Server keeps),
             # and never asks LoadGen to schedule more than MAX_QUERIES in one test.
@@ -248,15 +307,34 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
             cap, floor = MAX_QUERIES / cfg.min_duration_s(), EARLY_STOPPING_QUERIES / cfg.min_duration_s()
             best, trail = search(partial(test, scenario, bound=bound), hints["samples_per_s"] / 2, cap, floor)
             found = best or trail[-1]
-            runs.append({**found, "scenario": scenario, "latency_bound_ms": bound,
-                         "search": [{"qps": t["target_qps"], "valid": t["valid"], "p99_ms": t["latency_ms"].get("p99"),
-                                     "reasons": t["reasons"]} for t in trail]})
+            runs.append(
+                {
+                    **found,
+                    "scenario": scenario,
+                    "latency_bound_ms": bound,
+                    "search": [
+                        {
+                            "qps": t["target_qps"],
+                            "valid": t["valid"],
+                            "p99_ms": t["latency_ms"].get("p99"),
+                            "reasons": t["reasons"],
+                        }
+                        for t in trail
+                    ],
+                }
+            )
     if cfg.accuracy:
         run = test("offline", accuracy=True)
         direct = np.concatenate([sut.runners[0].outputs(n - 1)[0] for n in _batches(sut, cfg.max_batch)])
-        runs.append({**run, "scenario": "offline", "mode": "accuracy",
-                     "accuracy": accuracy_log(Path(run["log_dir"]) / "mlperf_log_accuracy.json", labels, 10),
-                     "bench_accuracy": score(direct, labels)[1]})
+        runs.append(
+            {
+                **run,
+                "scenario": "offline",
+                "mode": "accuracy",
+                "accuracy": accuracy_log(Path(run["log_dir"]) / "mlperf_log_accuracy.json", labels, 10),
+                "bench_accuracy": score(direct, labels)[1],
+            }
+        )
 
 
 def _batches(sut, size: int):
@@ -267,7 +345,7 @@ def _batches(sut, size: int):
         yield sut.load(0, np.arange(i, min(i + size, len(sut.x))))
 
 
-def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, on_fail=None) -> "LoadgenResult":
+def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, on_fail=None) -> LoadgenResult:
     """Every runtime configuration of cfg (runtime x threads x spin), each in a process of its own,
     on data's test images; Stopped keeps the configurations that finished. A configuration that
     fails is listed in `failed` with its reason, and the others still run."""
@@ -280,10 +358,17 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
     from .system import environment, peak_rss_mb
 
     bench = cfg.bench()
-    result = LoadgenResult(model=str(cfg.model), dataset=data.name, samples=len(data.test_labels),
-                           config=plain(cfg), skipped=skipped(bench), model_info=prepared.model_info)
-    result.skipped += [{"runtime": r, "provider": cfg.provider, "reason": why} for r, why in NOT_SERVED.items()
-                       if r in cfg.runtimes]
+    result = LoadgenResult(
+        model=str(cfg.model),
+        dataset=data.name,
+        samples=len(data.test_labels),
+        config=plain(cfg),
+        skipped=skipped(bench),
+        model_info=prepared.model_info,
+    )
+    result.skipped += [
+        {"runtime": r, "provider": cfg.provider, "reason": why} for r, why in NOT_SERVED.items() if r in cfg.runtimes
+    ]
     logs = RESULTS_DIR / f"{result_name(plain(result))}-logs"  # beside the result's own file
     result.log_dir = str(logs)
     x, labels = normalize(data.test_images), data.test_labels.astype("int64")
@@ -293,21 +378,38 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
         for k, row in enumerate(rows):
             if on_start:
                 on_start(row, k, len(rows))
-            where = logs / f"{row.runtime}-{row.precision}-{row.provider}-{row.threads}thr" \
-                           f"{'' if row.spin is not False else '-no-spin'}"
+            where = (
+                logs / f"{row.runtime}-{row.precision}-{row.provider}-{row.threads}thr"
+                f"{'' if row.spin is not False else '-no-spin'}"
+            )
             try:
                 runs, why = isolated(partial(measure_config, cfg, row, x, labels, name, where))
             except Exception as e:  # this configuration failed (a runtime's error): the rest still run
                 runs, why = [], one_line(e)
             if why:  # its tests that finished before the failure are kept below
-                failure = {"runtime": row.runtime, "provider": row.provider, "threads": row.threads, "io": row.io,
-                           "batch_size": cfg.max_batch, "precision": row.precision, "reason": why}
+                failure = {
+                    "runtime": row.runtime,
+                    "provider": row.provider,
+                    "threads": row.threads,
+                    "io": row.io,
+                    "batch_size": cfg.max_batch,
+                    "precision": row.precision,
+                    "reason": why,
+                }
                 result.failed.append(failure)
                 if on_fail:
                     on_fail(failure)
             for r in runs:
-                run = LoadgenRun(**{"runtime": row.runtime, "provider": row.provider, "threads": row.threads,
-                                    "spin": row.spin, "precision": row.precision, **r})
+                run = LoadgenRun(
+                    **{
+                        "runtime": row.runtime,
+                        "provider": row.provider,
+                        "threads": row.threads,
+                        "spin": row.spin,
+                        "precision": row.precision,
+                        **r,
+                    }
+                )
                 result.runs.append(run)
                 if on_run:
                     on_run(run)

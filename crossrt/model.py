@@ -21,12 +21,22 @@ class LeNet5(nn.Sequential):
 
     def __init__(self, arch: str = "lenet5", num_classes: int = 10):
         c1, c3, c5 = ARCH_CHANNELS[arch]
-        super().__init__(OrderedDict([
-            ("C1", nn.Conv2d(1, c1, 5)), ("relu1", nn.ReLU()), ("S2", nn.MaxPool2d(2, 2)),
-            ("C3", nn.Conv2d(c1, c3, 5)), ("relu2", nn.ReLU()), ("S4", nn.MaxPool2d(2, 2)),
-            ("C5", nn.Conv2d(c3, c5, 4)), ("relu3", nn.ReLU()),
-            ("flatten", nn.Flatten()),
-            ("F6", nn.Linear(c5, 84)), ("relu4", nn.ReLU()),
-            ("OUT", nn.Linear(84, num_classes)),
-        ]))
+        super().__init__(
+            OrderedDict(
+                [
+                    ("C1", nn.Conv2d(1, c1, 5)),
+                    ("relu1", nn.ReLU()),
+                    ("S2", nn.MaxPool2d(2, 2)),
+                    ("C3", nn.Conv2d(c1, c3, 5)),
+                    ("relu2", nn.ReLU()),
+                    ("S4", nn.MaxPool2d(2, 2)),
+                    ("C5", nn.Conv2d(c3, c5, 4)),
+                    ("relu3", nn.ReLU()),
+                    ("flatten", nn.Flatten()),
+                    ("F6", nn.Linear(c5, 84)),
+                    ("relu4", nn.ReLU()),
+                    ("OUT", nn.Linear(84, num_classes)),
+                ]
+            )
+        )
         self.arch = arch

@@ -27,7 +27,9 @@ def resume_command(a) -> str:
         target, *assigns = shlex.split(via)
         extra = next((shlex.split(x[5:]) for x in assigns if x.startswith("ARGS=")), [])
         rest = [x for x in assigns if not x.startswith("ARGS=")]
-        return shlex.join(["make", target, *rest, "ARGS=" + shlex.join(extra + ["--resume"] * ("--resume" not in extra))])
+        return shlex.join(
+            ["make", target, *rest, "ARGS=" + shlex.join(extra + ["--resume"] * ("--resume" not in extra))]
+        )
     if "CROSSRT_LAUNCHED_AS" in os.environ:
         command = shlex.split(os.environ["CROSSRT_LAUNCHED_AS"])
     elif "TORCHELASTIC_RUN_ID" in os.environ:

@@ -21,8 +21,9 @@ from .config import BenchConfig, DataConfig, SuiteConfig, TrainConfig
 from .errors import ConfigError
 
 # The names of what `train` writes into --out, as TrainConfig's own properties give them.
-TRAIN_FILES = tuple(getattr(TrainConfig, p).fget(SimpleNamespace(out=Path())).name
-                    for p in ("checkpoint", "onnx_path", "run_json"))
+TRAIN_FILES = tuple(
+    getattr(TrainConfig, p).fget(SimpleNamespace(out=Path())).name for p in ("checkpoint", "onnx_path", "run_json")
+)
 
 
 def _data_reads(cfg: DataConfig) -> list[tuple[str, Path]]:
@@ -35,8 +36,12 @@ def _data_reads(cfg: DataConfig) -> list[tuple[str, Path]]:
 
 def _train_writes(cfg: TrainConfig) -> list[tuple[str, Path]]:
     """The files the run writes into --out (its checkpoint is also its input with --resume)."""
-    return [("the checkpoint", cfg.checkpoint), *([("the ONNX model", cfg.onnx_path)] * cfg.export),
-            ("the run record", cfg.run_json), ("the lock file", cfg.out / LOCK_FILE)]
+    return [
+        ("the checkpoint", cfg.checkpoint),
+        *([("the ONNX model", cfg.onnx_path)] * cfg.export),
+        ("the run record", cfg.run_json),
+        ("the lock file", cfg.out / LOCK_FILE),
+    ]
 
 
 def _suite_writes(cfg: SuiteConfig) -> list[tuple[str, Path]]:
@@ -46,7 +51,8 @@ def _suite_writes(cfg: SuiteConfig) -> list[tuple[str, Path]]:
     if cfg.json and os.path.realpath(cfg.json.parent.parent) == os.path.realpath(cfg.out):
         folders.append(cfg.json.parent)
     return [("the lock file", cfg.out / LOCK_FILE)] + [
-        ("a file of --out", d / name) for d in dict.fromkeys(folders) for name in (*TRAIN_FILES, LOCK_FILE)]
+        ("a file of --out", d / name) for d in dict.fromkeys(folders) for name in (*TRAIN_FILES, LOCK_FILE)
+    ]
 
 
 READS = {
@@ -93,8 +99,10 @@ def no_overlap(paths: list[tuple[str, Path, str]]) -> None:
                 continue
             if _same(out, path):
                 role = "an input" if other_kind == "in-file" else "another output"
-                raise ConfigError(f"{flag} {out}: is {other} {path}, {role} of this run; it would be overwritten "
-                                  f"(choose another path)")
+                raise ConfigError(
+                    f"{flag} {out}: is {other} {path}, {role} of this run; it would be overwritten "
+                    f"(choose another path)"
+                )
 
 
 def check_paths(cfg) -> None:

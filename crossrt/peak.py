@@ -32,8 +32,8 @@ import platform
 import stat
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .errors import CrossrtError
 from .files import atomic_write
@@ -63,7 +63,7 @@ def _min_seconds(fn, repeats: int) -> float:
 
 
 def _best_gflops(fn, n: int, repeats: int) -> float:
-    return 2 * n ** 3 / _min_seconds(fn, repeats) / 1e9
+    return 2 * n**3 / _min_seconds(fn, repeats) / 1e9
 
 
 def _torch_mm(threads: int, n: int, repeats: int, dtype: str = "float32") -> float:
@@ -89,9 +89,11 @@ def _ort_matmul(threads: int, n: int, repeats: int, int8: bool = False) -> float
 
     kinds = (TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32) if int8 else (TensorProto.FLOAT,) * 3
     graph = helper.make_graph(
-        [helper.make_node("MatMulInteger" if int8 else "MatMul", ["A", "B"], ["C"])], "gemm",
+        [helper.make_node("MatMulInteger" if int8 else "MatMul", ["A", "B"], ["C"])],
+        "gemm",
         [helper.make_tensor_value_info(x, kind, [n, n]) for x, kind in zip("AB", kinds)],
-        [helper.make_tensor_value_info("C", kinds[2], [n, n])])
+        [helper.make_tensor_value_info("C", kinds[2], [n, n])],
+    )
     from .export import OPSET
 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
@@ -99,8 +101,11 @@ def _ort_matmul(threads: int, n: int, repeats: int, int8: bool = False) -> float
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    feeds = ({"A": rng.integers(0, 255, (n, n), dtype=np.uint8), "B": rng.integers(-127, 127, (n, n), dtype=np.int8)}
-             if int8 else {x: rng.standard_normal((n, n), dtype=np.float32) for x in "AB"})
+    feeds = (
+        {"A": rng.integers(0, 255, (n, n), dtype=np.uint8), "B": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+        if int8
+        else {x: rng.standard_normal((n, n), dtype=np.float32) for x in "AB"}
+    )
     return _best_gflops(lambda: session.run(None, feeds), n, repeats)
 
 
@@ -116,21 +121,37 @@ def _ort_conv(threads: int, repeats: int, batch: int = 4, channels: int = 128, s
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((channels, channels, 3, 3), dtype=np.float32) / 30, "W")
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["X", "W"], ["Y"], pads=[1, 1, 1, 1])], "conv",
+        [helper.make_node("Conv", ["X", "W"], ["Y"], pads=[1, 1, 1, 1])],
+        "conv",
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, [batch, channels, size, size])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [batch, channels, size, size])], initializer=[weight])
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [batch, channels, size, size])],
+        initializer=[weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     feeds = {"X": rng.standard_normal((batch, channels, size, size), dtype=np.float32)}
-    return 2 * batch * channels * channels * 9 * size * size / _min_seconds(lambda: session.run(None, feeds), repeats) / 1e9
+    return (
+        2
+        * batch
+        * channels
+        * channels
+        * 9
+        * size
+        * size
+        / _min_seconds(lambda: session.run(None, feeds), repeats)
+        / 1e9
+    )
 
 
 def cpu_peak(threads: int, n: int = GEMM_N, repeats: int = 10) -> dict:
     """{"torch_mm", "onnxruntime_matmul", "onnxruntime_conv", "peak"} in GFLOP/s, fp32, on `threads` CPU threads."""
-    kernels = {"torch_mm": _torch_mm(threads, n, repeats), "onnxruntime_matmul": _ort_matmul(threads, n, repeats),
-               "onnxruntime_conv": _ort_conv(threads, repeats)}
+    kernels = {
+        "torch_mm": _torch_mm(threads, n, repeats),
+        "onnxruntime_matmul": _ort_matmul(threads, n, repeats),
+        "onnxruntime_conv": _ort_conv(threads, repeats),
+    }
     return {**kernels, "peak": max(kernels.values())}
 
 
@@ -193,9 +214,14 @@ def _number(x, low: float, high: float) -> bool:
 
 def sound(entry) -> bool:
     """A cached peak that can be divided by: a positive, finite peak, with its tries and spread."""
-    return (isinstance(entry, dict) and _number(entry.get("peak"), 1e-9, MAX_PEAK)
-            and isinstance(entry.get("tries"), list) and bool(entry["tries"])
-            and all(_number(t, 0, MAX_PEAK) for t in entry["tries"]) and _number(entry.get("spread"), 0, 1))
+    return (
+        isinstance(entry, dict)
+        and _number(entry.get("peak"), 1e-9, MAX_PEAK)
+        and isinstance(entry.get("tries"), list)
+        and bool(entry["tries"])
+        and all(_number(t, 0, MAX_PEAK) for t in entry["tries"])
+        and _number(entry.get("spread"), 0, 1)
+    )
 
 
 def _load_peaks() -> dict:
@@ -216,8 +242,11 @@ def _save_peaks(cache: dict) -> None:
     try:
         atomic_write(_peak_cache(), json.dumps(cache, indent=1))
     except (OSError, CrossrtError) as e:  # the peak is measured; only the next run measures it again
-        print(f"crossrt: warning: the peak cache cannot be written ({printable(e)}); the next run measures "
-              f"the peak again", file=sys.stderr)
+        print(
+            f"crossrt: warning: the peak cache cannot be written ({printable(e)}); the next run measures "
+            f"the peak again",
+            file=sys.stderr,
+        )
 
 
 def _measure_peak(device: str, threads: int, math: str, tries: int) -> dict:
@@ -230,8 +259,15 @@ def _measure_peak(device: str, threads: int, math: str, tries: int) -> dict:
     runs = [once() for _ in range(tries)]
     wall, cpu = _HELD
     peaks = [r["peak"] for r in runs]
-    entry = {**max(runs, key=lambda r: r["peak"]), "device": device, "threads": threads, "math": math,
-             "tries": peaks, "spread": (max(peaks) - min(peaks)) / max(peaks), "measured": now_iso()}
+    entry = {
+        **max(runs, key=lambda r: r["peak"]),
+        "device": device,
+        "threads": threads,
+        "math": math,
+        "tries": peaks,
+        "spread": (max(peaks) - min(peaks)) / max(peaks),
+        "measured": now_iso(),
+    }
     if device == "cpu" and wall > 0:  # how much of its threads' time the process got while it timed
         entry["cpu_share"] = min(1.0, cpu / (wall * threads))
     return entry
@@ -242,10 +278,13 @@ def distrust(entry: dict) -> str | None:
     if os.environ.get("CROSSRT_PEAK_TRUST") == "always":
         return None
     if entry["spread"] > MAX_SPREAD:
-        return f"its {len(entry['tries'])} tries differ by {100 * entry['spread']:.0f}% (more than {100 * MAX_SPREAD:.0f}%)"
+        spread, most = 100 * entry["spread"], 100 * MAX_SPREAD
+        return f"its {len(entry['tries'])} tries differ by {spread:.0f}% (more than {most:.0f}%)"
     if entry.get("cpu_share", 1.0) < MIN_CPU_SHARE:
-        return (f"it had {100 * entry['cpu_share']:.0f}% of the CPU time its {entry['threads']} thread(s) asked for "
-                f"(another program was running)")
+        return (
+            f"it had {100 * entry['cpu_share']:.0f}% of the CPU time its {entry['threads']} thread(s) asked for "
+            f"(another program was running)"
+        )
     return None
 
 

@@ -37,8 +37,10 @@ def calibration_feeds(cfg: QuantizeConfig, sig, data: Dataset | None) -> tuple[l
     if data is not None:
         n = min(cfg.calibration_images, len(data.train_labels))
         name = sig[0][0].name  # the model's own input name, whatever its exporter chose
-        return ([{name: b} for b in in_batches(normalize(data.train_images[:n]), 100)],
-                f"{n:,} {data.name} training images")
+        return (
+            [{name: b} for b in in_batches(normalize(data.train_images[:n]), 100)],
+            f"{n:,} {data.name} training images",
+        )
     shapes = inputs.bind_batches(cfg.feed, None, cfg.model, sig)
     batch = next(iter(shapes))
     per = inputs.samples_per_batch(sig[0], shapes[batch])
@@ -50,8 +52,13 @@ def calibration_feeds(cfg: QuantizeConfig, sig, data: Dataset | None) -> tuple[l
 def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
     """Write cfg.out; return its size, the fp32 model's, and how the two agree: accuracies and
     top-1 on the test set for an MNIST classifier, every output on fresh inputs for another model."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     sig = inputs.signature(onnx.load(str(cfg.model), load_external_data=False))
@@ -67,14 +74,26 @@ def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             pre, out = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
             quant_pre_process(str(cfg.model), str(pre))
-            quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+            quantize_static(
+                str(pre),
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
             proto = onnx.load(str(out))
-            onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
-                                                   "quantization": f"{METHOD} on {what}",
-                                                   "calibration_images": what.split()[0].replace(",", ""),
-                                                   "quantized_from": str(cfg.model)})
+            onnx.helper.set_model_props(
+                proto,
+                {
+                    **{p.key: p.value for p in proto.metadata_props},
+                    "quantization": f"{METHOD} on {what}",
+                    "calibration_images": what.split()[0].replace(",", ""),
+                    "quantized_from": str(cfg.model),
+                },
+            )
             onnx.checker.check_model(proto)
     except (OSError, MemoryError):  # the machine's, not the model's (a full disk): said as such by the CLI
         raise
@@ -85,14 +104,22 @@ def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
         logging.disable(logging.NOTSET)
     atomic_write(cfg.out, proto.SerializeToString())
 
-    sizes = {"fp32_bytes": cfg.model.stat().st_size, "int8_bytes": cfg.out.stat().st_size, "calibration": what,
-             "method": METHOD}
+    sizes = {
+        "fp32_bytes": cfg.model.stat().st_size,
+        "int8_bytes": cfg.out.stat().st_size,
+        "calibration": what,
+        "method": METHOD,
+    }
     if data is not None:
         x, labels = normalize(data.test_images), data.test_labels
         preds = [cpu_logits(path, x).argmax(1) for path in (cfg.model, cfg.out)]
-        return {**sizes, "fp32_accuracy": float((preds[0] == labels).mean()),
-                "int8_accuracy": float((preds[1] == labels).mean()),
-                "top1_agreement": float(np.mean(preds[0] == preds[1])), "test_images": len(labels)}
+        return {
+            **sizes,
+            "fp32_accuracy": float((preds[0] == labels).mean()),
+            "int8_accuracy": float((preds[1] == labels).mean()),
+            "top1_agreement": float(np.mean(preds[0] == preds[1])),
+            "test_images": len(labels),
+        }
     fresh = replace(cfg.feed, input_seed=cfg.feed.input_seed + 1)  # not the calibration batches
     shapes = inputs.bind_batches(fresh, None, cfg.model, sig)
     test = inputs.feeds(fresh, sig, shapes, next(iter(shapes))).feeds

@@ -28,8 +28,9 @@ def cmd_report(a, cfg) -> int:
         for table in tables.report_tables(rows):
             console.print(table)
     found = [p for _, result in loaded for p in parts(result)]
-    write_plots(a, [(p, None) for p in found if isinstance(p, TrainResult)],
-                 [p for p in found if isinstance(p, BenchResult)])
+    write_plots(
+        a, [(p, None) for p in found if isinstance(p, TrainResult)], [p for p in found if isinstance(p, BenchResult)]
+    )
     return EXIT_OK
 
 
@@ -46,20 +47,26 @@ def cmd_compare(a, cfg) -> int:
     ra, rb = load_result(a.a), load_result(a.b)
     ma, mb = models(ra), models(rb)
     if ma.keys() != mb.keys() and not a.allow_different_models:
-        raise ResultError(f"{a.a} and {a.b} measured different models ({', '.join(ma.values())} against "
-                          f"{', '.join(mb.values())}): pass --allow-different-models to compare them anyway")
+        raise ResultError(
+            f"{a.a} and {a.b} measured different models ({', '.join(ma.values())} against "
+            f"{', '.join(mb.values())}): pass --allow-different-models to compare them anyway"
+        )
     rows, only_a, only_b = compare(ra, rb, a.noise, a.allow_different_models)
     if not rows:
-        raise ResultError(f"{a.a} and {a.b}: no configuration in common (dataset, runtime, provider, threads, "
-                          f"batch size and spinning must match)")
+        raise ResultError(
+            f"{a.a} and {a.b}: no configuration in common (dataset, runtime, provider, threads, "
+            f"batch size and spinning must match)"
+        )
     console.print(tables.compare_table(rows, str(a.a), str(a.b), a.noise))
     if only_a or only_b:
         note(f"not compared: {only_a} row(s) only in A, {only_b} only in B")
     if a.fail_if_slower is not None:
         slower = [r for r in rows if r["verdict"] == "slower" and r["ratio"] < 1 - a.fail_if_slower / 100]
         if slower:
-            err(f"{len(slower)} row(s) of B slower than A beyond the noise and by more than {a.fail_if_slower:g}%: "
-                + "; ".join(f"{r['what']} {r['ratio']:.3f}x" for r in slower))
+            err(
+                f"{len(slower)} row(s) of B slower than A beyond the noise and by more than {a.fail_if_slower:g}%: "
+                + "; ".join(f"{r['what']} {r['ratio']:.3f}x" for r in slower)
+            )
             return EXIT_FAILED
     return EXIT_OK
 

@@ -15,8 +15,8 @@ from typing import ClassVar
 from .schema import Record
 from .timing import Latency, Passes, capped, stability
 
-
 # ---------------------------------------------------------------------------- train
+
 
 @dataclass
 class EpochResult:
@@ -111,8 +111,7 @@ class TrainResult(Record):
             "best_accuracy": best.valid_accuracy if best else None,
             "best_epoch": best.epoch if best else None,
             "target_epoch": hit.epoch if hit else None,
-            "target_s": (sum(e.train_s + e.valid_s for e in eps if e.epoch <= hit.epoch)
-                         if hit else None),
+            "target_s": (sum(e.train_s + e.valid_s for e in eps if e.epoch <= hit.epoch) if hit else None),
             "train_cv": steady.cv,
             "train_ci95": steady.ci95,  # training images/s
             "train_stable": steady.stable,
@@ -123,6 +122,7 @@ class TrainResult(Record):
 
 
 # ---------------------------------------------------------------------------- bench-infer
+
 
 def runtime_label(x) -> str:
     """A runtime, a precision other than fp32, and ORT's spinning when off (of a run or a plan row)."""
@@ -171,18 +171,35 @@ class InferRun:
     renamed: ClassVar[dict] = {"mode": "io", "images": "samples", "images_per_s": "samples_per_s"}
 
     @classmethod
-    def from_samples(cls, passes: Passes, *, samples: int, flops_per_sample: int | None, rules_met: bool,
-                     noise_hint: str | None, **facts) -> "InferRun":
+    def from_samples(
+        cls,
+        passes: Passes,
+        *,
+        samples: int,
+        flops_per_sample: int | None,
+        rules_met: bool,
+        noise_hint: str | None,
+        **facts,
+    ) -> InferRun:
         """A row from its timed passes: throughput, GFLOP/s, latency, spread and CPU cost derived here."""
         n = len(passes.pass_times_s)
         per_s = samples * n / passes.total_s
         st = stability(passes.pass_times_s, samples, rules_met=rules_met, noise_hint=noise_hint)
-        return cls(samples=samples, passes=n, samples_per_s=per_s,
-                   gflops=per_s * flops_per_sample / 1e9 if flops_per_sample else None,
-                   latency_ms=Latency.from_values(passes.batch_times_s), pass_times_s=passes.pass_times_s,
-                   batch_ms=[1e3 * t for t in capped(passes.batch_times_s)], cv=st.cv, ci95=st.ci95,
-                   stable=st.stable, unstable_cause=st.cause, cpu_s_per_1k=1000 * passes.cpu_s / (samples * n),
-                   **facts)
+        return cls(
+            samples=samples,
+            passes=n,
+            samples_per_s=per_s,
+            gflops=per_s * flops_per_sample / 1e9 if flops_per_sample else None,
+            latency_ms=Latency.from_values(passes.batch_times_s),
+            pass_times_s=passes.pass_times_s,
+            batch_ms=[1e3 * t for t in capped(passes.batch_times_s)],
+            cv=st.cv,
+            ci95=st.ci95,
+            stable=st.stable,
+            unstable_cause=st.cause,
+            cpu_s_per_1k=1000 * passes.cpu_s / (samples * n),
+            **facts,
+        )
 
     @property
     def percent_of_peak(self) -> float | None:
@@ -236,6 +253,7 @@ class BenchResult(Record):
 
 # ---------------------------------------------------------------------------- suite
 
+
 @dataclass
 class ModeResult:
     """One of the reference's modes on this machine ("cpu 1 thread", "gpu"): training, then validation."""
@@ -271,6 +289,7 @@ class SuiteResult(Record):
 
 
 # ---------------------------------------------------------------------------- loadgen
+
 
 @dataclass
 class LoadgenRun:

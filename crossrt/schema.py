@@ -68,9 +68,11 @@ def check_header(data: dict, path: Path, kinds: tuple[str, ...]) -> None:
     if data["kind"] not in kinds:
         raise ResultError(f"{path}: is a {data['kind']!r} result, expected {' or '.join(map(repr, kinds))}")
     if data.get("schema_version") not in READABLE_SCHEMAS:
-        raise ResultError(f"{path}: schema_version {data.get('schema_version')!r} is not supported "
-                          f"(this crossrt reads versions {', '.join(map(str, READABLE_SCHEMAS))}); "
-                          f"re-run to regenerate it")
+        raise ResultError(
+            f"{path}: schema_version {data.get('schema_version')!r} is not supported "
+            f"(this crossrt reads versions {', '.join(map(str, READABLE_SCHEMAS))}); "
+            f"re-run to regenerate it"
+        )
 
 
 def plain(obj):
@@ -118,8 +120,13 @@ def build(hint, value, where: str, duration: bool = False):
             raise _wrong(where, value, hint)
         value = {**{new: value[old] for old, new in getattr(hint, "renamed", {}).items() if old in value}, **value}
         hints, names = typing.get_type_hints(hint), {f.name for f in fields(hint)}
-        return hint(**{k: build(hints[k], v, f"{where}.{k}", duration or _is_duration(k))
-                       for k, v in value.items() if k in names})
+        return hint(
+            **{
+                k: build(hints[k], v, f"{where}.{k}", duration or _is_duration(k))
+                for k, v in value.items()
+                if k in names
+            }
+        )
     if origin is list:
         if not isinstance(value, list):
             raise _wrong(where, value, hint)
@@ -128,9 +135,13 @@ def build(hint, value, where: str, duration: bool = False):
         if not isinstance(value, dict):
             raise _wrong(where, value, hint)
         return value
-    ok = {float: lambda v: isinstance(v, (int, float)),  # JSON writes 2.0 as 2
-          int: lambda v: isinstance(v, int), str: lambda v: isinstance(v, str),
-          bool: lambda v: isinstance(v, bool), type(None): lambda v: v is None}[hint]
+    ok = {
+        float: lambda v: isinstance(v, (int, float)),  # JSON writes 2.0 as 2
+        int: lambda v: isinstance(v, int),
+        str: lambda v: isinstance(v, str),
+        bool: lambda v: isinstance(v, bool),
+        type(None): lambda v: v is None,
+    }[hint]
     if not ok(value) or (hint is not bool and isinstance(value, bool)):
         raise _wrong(where, value, hint)
     if hint in (int, float):

@@ -55,8 +55,9 @@ class Steps:
     is undone: a captured run trains exactly as an eager one).
     """
 
-    def __init__(self, model, net, optimizer, x, y, x_valid, y_valid, cfg, world: int = 1, me: int = 0,
-                 graph: bool = False):
+    def __init__(
+        self, model, net, optimizer, x, y, x_valid, y_valid, cfg, world: int = 1, me: int = 0, graph: bool = False
+    ):
         self.model, self.net, self.optimizer, self.x, self.y, self.cfg = model, net, optimizer, x, y, cfg
         self.world, self.me = world, me
         self.valid_total = len(x_valid)
@@ -89,23 +90,30 @@ class Steps:
             with torch.autocast(self.x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
                 logits = self.model(self.x.index_select(0, mine))
             target = self.y.index_select(0, mine)
-            loss = (F.cross_entropy(logits.float(), target) if world == 1 else
-                    F.cross_entropy(logits.float(), target, reduction="sum") * world / size)
+            loss = (
+                F.cross_entropy(logits.float(), target)
+                if world == 1
+                else F.cross_entropy(logits.float(), target, reduction="sum") * world / size
+            )
             self.optimizer.zero_grad(set_to_none=False)  # the gradients keep their memory: a graph writes there
             loss.backward()
             self.optimizer.step()
             self.loss_sum.add_(loss.detach())
+
         return step
 
     def _valid(self, size: int):
         vin, target = self.vin[size], self.vtarget[size]
 
         def valid():
-            with torch.no_grad(), torch.autocast(vin.device.type, dtype=torch.bfloat16,
-                                                 enabled=self.cfg.precision == "bf16"):
+            with (
+                torch.no_grad(),
+                torch.autocast(vin.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"),
+            ):
                 logits = self.net(vin).float()
             self.sums[0].add_(F.cross_entropy(logits, target, reduction="sum"))
             self.sums[1].add_((logits.argmax(1) == target).sum())
+
         return valid
 
     def epoch(self, order: torch.Tensor, progress) -> float:
@@ -115,7 +123,7 @@ class Steps:
         bs = self.cfg.batch_size
         batches = -(-len(self.x) // bs)
         for b in range(batches):
-            batch = order[b * bs:(b + 1) * bs]
+            batch = order[b * bs : (b + 1) * bs]
             self.idx[len(batch)].copy_(batch)
             self.runs["train", len(batch)]()
             progress.advance()
@@ -128,9 +136,9 @@ class Steps:
         self.sums.zero_()
         vbs = self.cfg.valid_batch_size
         for i in range(0, len(self.xv), vbs):
-            n = len(self.xv[i:i + vbs])
-            self.vin[n].copy_(self.xv[i:i + vbs])
-            self.vtarget[n].copy_(self.yv[i:i + vbs])
+            n = len(self.xv[i : i + vbs])
+            self.vin[n].copy_(self.xv[i : i + vbs])
+            self.vtarget[n].copy_(self.yv[i : i + vbs])
             self.runs["valid", n]()
         loss, correct = distributed.all_sum(self.sums.clone()).tolist()
         return loss / self.valid_total, correct / self.valid_total

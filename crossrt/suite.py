@@ -3,8 +3,8 @@
 For each of the reference's modes the machine has (CPU on 1 thread, CPU on all cores, CUDA
 when present) it trains with :func:`crossrt.train.train`, exports and checks the model, and
 times validation with :func:`crossrt.bench_infer.run_bench` (the runtimes asked for, ONNX
-Runtime and PyTorch by default, on that mode's provider and threads). Optional sweeps repeat both over thread counts and batch
-sizes for a scaling table. There is no second way of timing anything here.
+Runtime and PyTorch by default, on that mode's provider and threads). Optional sweeps repeat
+both over thread counts and batch sizes for a scaling table. There is no second way of timing anything here.
 """
 
 from __future__ import annotations
@@ -91,14 +91,28 @@ def _bench(bcfg: BenchConfig, ds: Dataset, progress, what: str):
     def started(row, done: int, total: int) -> None:
         progress.describe(f"{what}: validation {done + 1}/{total}, {row.runtime} {row.threads} thr, batch {row.batch}")
 
-    return run_bench(bcfg, ds, prepare(bcfg), on_run=lambda r: progress.advance_by(BENCH_UNITS),
-                     on_fail=lambda f: progress.advance_by(BENCH_UNITS), on_start=started)
+    return run_bench(
+        bcfg,
+        ds,
+        prepare(bcfg),
+        on_run=lambda r: progress.advance_by(BENCH_UNITS),
+        on_fail=lambda f: progress.advance_by(BENCH_UNITS),
+        on_start=started,
+    )
 
 
-def _train_mode(name: str, device: str, threads: int, epochs: int, batch: int, cfg: SuiteConfig,
-                ds: Dataset, progress, export: bool) -> tuple[TrainResult, Path]:
-    tcfg = TrainConfig(data=cfg.data, device=device, threads=threads, epochs=epochs, batch_size=batch,
-                       out=cfg.out / name.replace(" ", "-"), export=export)
+def _train_mode(
+    name: str, device: str, threads: int, epochs: int, batch: int, cfg: SuiteConfig, ds: Dataset, progress, export: bool
+) -> tuple[TrainResult, Path]:
+    tcfg = TrainConfig(
+        data=cfg.data,
+        device=device,
+        threads=threads,
+        epochs=epochs,
+        batch_size=batch,
+        out=cfg.out / name.replace(" ", "-"),
+        export=export,
+    )
     progress.start(f"{name}: training, {epochs} epoch(s), batch {batch}")
     result, model = train.train(tcfg, ds, progress)  # the suite's bar takes train's progress calls
     if export:
@@ -114,9 +128,23 @@ def _train_ranks(ranks: int, batch: int, cfg: SuiteConfig, ds: Dataset, progress
     progress.start(f"{name}: training, {cfg.sweep_epochs} epoch(s), {ranks} ranks")
     data = ["--dataset", cfg.data.dataset] + (["--data-dir", str(cfg.data.data_dir)] if cfg.data.data_dir else [])
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["train", "--nproc", str(ranks), "--threads", str(threads), "--epochs", str(cfg.sweep_epochs),
-                "--batch-size", str(batch), "--no-export", "--out", str(cfg.out / name.replace(" ", "-")),
-                "--json", f"{tmp}/run.json", *data]
+        argv = [
+            "train",
+            "--nproc",
+            str(ranks),
+            "--threads",
+            str(threads),
+            "--epochs",
+            str(cfg.sweep_epochs),
+            "--batch-size",
+            str(batch),
+            "--no-export",
+            "--out",
+            str(cfg.out / name.replace(" ", "-")),
+            "--json",
+            f"{tmp}/run.json",
+            *data,
+        ]
         code = distributed.launch([sys.executable, "-m", "crossrt"], argv, ranks)
         if code == 130:
             raise KeyboardInterrupt
@@ -133,15 +161,30 @@ def plan_units(cfg: SuiteConfig, ds: Dataset, mode_list, usable: dict) -> int:
     n = len(ds.train_labels)
 
     def configs(device: str, threads, batches) -> int:
-        return len(plan(BenchConfig(providers=(device,), threads=threads, runtimes=usable[device][0] or
-                                    ("onnxruntime",), batch_sizes=batches))) if usable[device][0] else 0
+        return (
+            len(
+                plan(
+                    BenchConfig(
+                        providers=(device,),
+                        threads=threads,
+                        runtimes=usable[device][0] or ("onnxruntime",),
+                        batch_sizes=batches,
+                    )
+                )
+            )
+            if usable[device][0]
+            else 0
+        )
 
-    units = sum(cfg.epochs * -(-n // REFERENCE_BATCH) + BENCH_UNITS * configs(device, (threads,), None)
-                for _, device, threads in mode_list)
+    units = sum(
+        cfg.epochs * -(-n // REFERENCE_BATCH) + BENCH_UNITS * configs(device, (threads,), None)
+        for _, device, threads in mode_list
+    )
     if cfg.sweep:
         units += sum(cfg.sweep_epochs * -(-n // b) for b in cfg.sweep_train_batches) * len(cfg.sweep_threads)
-        units += sum(cfg.sweep_epochs * -(-n // b) for b in cfg.sweep_train_batches for p in cfg.sweep_ranks
-                     if b % p == 0)
+        units += sum(
+            cfg.sweep_epochs * -(-n // b) for b in cfg.sweep_train_batches for p in cfg.sweep_ranks if b % p == 0
+        )
         units += BENCH_UNITS * configs("cpu", cfg.sweep_threads, cfg.sweep_valid_batches)
     return units
 
@@ -161,13 +204,21 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress: Progress | None = None) -
         for name, device, threads in mode_list:
             mode = ModeResult(name, device, threads)
             try:
-                mode.train, onnx_path = _train_mode(name, device, threads, cfg.epochs, REFERENCE_BATCH, cfg, ds,
-                                                    progress, export=True)
+                mode.train, onnx_path = _train_mode(
+                    name, device, threads, cfg.epochs, REFERENCE_BATCH, cfg, ds, progress, export=True
+                )
                 runtimes, cannot = usable[device]
                 progress.start(f"{name}: validation under {', '.join(runtimes)}")
                 if runtimes:
-                    bcfg = BenchConfig(data=cfg.data, model=onnx_path, providers=(device,), threads=(threads,),
-                                       runtimes=runtimes, min_time=cfg.min_time, isolate=cfg.isolate)
+                    bcfg = BenchConfig(
+                        data=cfg.data,
+                        model=onnx_path,
+                        providers=(device,),
+                        threads=(threads,),
+                        runtimes=runtimes,
+                        min_time=cfg.min_time,
+                        isolate=cfg.isolate,
+                    )
                     mode.bench = _bench(bcfg, ds, progress, name)
                     mode.bench.skipped += cannot
             except (KeyboardInterrupt, CrossrtError) as stop:  # the mode as far as it got is kept
@@ -184,23 +235,38 @@ def run_suite(cfg: SuiteConfig, ds: Dataset, progress: Progress | None = None) -
         if cfg.sweep:
             result.sweep = sweep = Sweep()
             sweep.train = [
-                _train_mode(f"sweep {t} thr batch {b}", "cpu", t, cfg.sweep_epochs, b, cfg, ds, progress,
-                            export=False)[0]
-                for t in cfg.sweep_threads for b in cfg.sweep_train_batches]
-            sweep.train += [_train_ranks(p, b, cfg, ds, progress) for p in cfg.sweep_ranks
-                            for b in cfg.sweep_train_batches if b % p == 0]
+                _train_mode(f"sweep {t} thr batch {b}", "cpu", t, cfg.sweep_epochs, b, cfg, ds, progress, export=False)[
+                    0
+                ]
+                for t in cfg.sweep_threads
+                for b in cfg.sweep_train_batches
+            ]
+            sweep.train += [
+                _train_ranks(p, b, cfg, ds, progress)
+                for p in cfg.sweep_ranks
+                for b in cfg.sweep_train_batches
+                if b % p == 0
+            ]
             progress.start("sweep: validation over threads and batch sizes")
             model = Path([m for m in result.modes if m.device == "cpu"][-1].train.onnx.path)  # all cores
-            bcfg = BenchConfig(data=cfg.data, model=model, threads=cfg.sweep_threads, runtimes=cfg.runtimes,
-                               batch_sizes=cfg.sweep_valid_batches, min_time=cfg.min_time, isolate=cfg.isolate)
+            bcfg = BenchConfig(
+                data=cfg.data,
+                model=model,
+                threads=cfg.sweep_threads,
+                runtimes=cfg.runtimes,
+                batch_sizes=cfg.sweep_valid_batches,
+                min_time=cfg.min_time,
+                isolate=cfg.isolate,
+            )
             sweep.bench = _bench(bcfg, ds, progress, "sweep")
         result.complete = True
     except (KeyboardInterrupt, CrossrtError) as e:  # the modes that finished are saved all the same
         failed = isinstance(e, CrossrtError) and not getattr(e, "interrupted", False)
         what = f"{e}; stopped" if failed else "interrupted"
         kept = f" (kept as far as it got: {', '.join(unfinished)})" if unfinished else ""
-        raise Stopped(f"{what} after {len(result.modes) - len(unfinished)} complete mode(s){kept}", result,
-                      interrupted=not failed) from None
+        raise Stopped(
+            f"{what} after {len(result.modes) - len(unfinished)} complete mode(s){kept}", result, interrupted=not failed
+        ) from None
     finally:
         result.environment = environment()
         result.peak_rss_mb = peak_rss_mb()
@@ -214,9 +280,17 @@ def rank_scaling(result: SuiteResult) -> list[dict]:
     rows = []
     for r in (r for r in trains if r.world_size > 1):
         ips, base = r.summary()["images_per_s"], one.get((r.batch_size, r.world_size * r.threads))
-        rows.append({"batch_size": r.batch_size, "ranks": r.world_size, "threads": r.threads, "images_per_s": ips,
-                     "one_process": base, "ratio": ips / base if base else None,
-                     "final_accuracy": r.summary()["final_accuracy"]})
+        rows.append(
+            {
+                "batch_size": r.batch_size,
+                "ranks": r.world_size,
+                "threads": r.threads,
+                "images_per_s": ips,
+                "one_process": base,
+                "ratio": ips / base if base else None,
+                "final_accuracy": r.summary()["final_accuracy"],
+            }
+        )
     return rows
 
 
@@ -233,6 +307,14 @@ def scaling(result: SuiteResult) -> list[dict]:
         base = by_threads.get(1)
         for threads, ips in sorted(by_threads.items()):
             speedup = ips / base if base else None
-            rows.append({"phase": phase, "batch_size": batch, "threads": threads, "images_per_s": ips,
-                         "speedup": speedup, "efficiency": speedup / threads if speedup else None})
+            rows.append(
+                {
+                    "phase": phase,
+                    "batch_size": batch,
+                    "threads": threads,
+                    "images_per_s": ips,
+                    "speedup": speedup,
+                    "efficiency": speedup / threads if speedup else None,
+                }
+            )
     return rows

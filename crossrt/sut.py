@@ -41,8 +41,9 @@ def loadgen():
     try:
         import mlperf_loadgen
     except ImportError:
-        raise ConfigError("crossrt loadgen needs MLPerf LoadGen: pip install mlcommons-loadgen "
-                          "(make setup installs it)") from None
+        raise ConfigError(
+            "crossrt loadgen needs MLPerf LoadGen: pip install mlcommons-loadgen (make setup installs it)"
+        ) from None
     return mlperf_loadgen
 
 
@@ -94,8 +95,9 @@ class SUT:
 
     # ------------------------------------------------------------------ one LoadGen test
 
-    def test(self, scenario: str, settings: dict, log_dir: Path, timeout_s: float = 0.0,
-             accuracy: bool = False) -> dict:
+    def test(
+        self, scenario: str, settings: dict, log_dir: Path, timeout_s: float = 0.0, accuracy: bool = False
+    ) -> dict:
         """One LoadGen test of scenario (LoadGen's name: SingleStream, MultiStream, Server,
         Offline) with TestSettings fields `settings`; its logs in log_dir; its figures (figures())
         with the batch sizes that ran."""
@@ -112,7 +114,7 @@ class SUT:
                     ready.notify()
             else:  # one query out at a time, or Offline's one query of everything: run it here
                 for i in range(0, len(ids), self.max_batch):
-                    self.run(0, ids[i:i + self.max_batch], indices[i:i + self.max_batch])
+                    self.run(0, ids[i : i + self.max_batch], indices[i : i + self.max_batch])
 
         def worker(k: int):
             """Take what waits once max_batch samples wait, or once the oldest has waited
@@ -151,8 +153,9 @@ class SUT:
         return figures(detail, scenario, dict(sorted(self.batches.items())))
 
 
-def run_test(issue, scenario: str, settings: dict, log_dir: Path, samples: int, accuracy: bool = False,
-             end=lambda: None) -> dict:
+def run_test(
+    issue, scenario: str, settings: dict, log_dir: Path, samples: int, accuracy: bool = False, end=lambda: None
+) -> dict:
     """One LoadGen test of scenario (LoadGen's name) with TestSettings fields `settings` over a
     fast SUT whose issue(ids, indices) answers the queries, and a pool of `samples` samples held
     in memory; its logs in log_dir; its detail log (detail_log). end() runs when the test ends or
@@ -184,21 +187,38 @@ def figures(detail: dict, scenario: str, batches: dict) -> dict:
     detail log: LoadGen's verdict (None in accuracy mode: none is given), its reasons when
     INVALID, throughput, latency percentiles in ms (per query for MultiStream)."""
     q = scenario == "MultiStream"  # LoadGen's per-query figures: "mean_query", "99.00_percentile_per_query"
-    ms = {name: detail.get(f"result_{key}{'_query' if q and len(key) < 5 else '_per_query' if q else ''}_latency_ns")
-          for name, key in (("mean", "mean"), ("p50", "50.00_percentile"), ("p90", "90.00_percentile"),
-                            ("p99", "99.00_percentile"), ("max", "max"))}
-    unmet = [why for key, why in (("result_min_duration_met", "min duration not met"),
-                                  ("result_min_queries_met", "min queries not met"),
-                                  ("result_perf_constraints_met", "latency bound not met"),
-                                  ("early_stopping_met", "early stopping not met")) if detail.get(key) is False]
+    ms = {
+        name: detail.get(f"result_{key}{'_query' if q and len(key) < 5 else '_per_query' if q else ''}_latency_ns")
+        for name, key in (
+            ("mean", "mean"),
+            ("p50", "50.00_percentile"),
+            ("p90", "90.00_percentile"),
+            ("p99", "99.00_percentile"),
+            ("max", "max"),
+        )
+    }
+    unmet = [
+        why
+        for key, why in (
+            ("result_min_duration_met", "min duration not met"),
+            ("result_min_queries_met", "min queries not met"),
+            ("result_perf_constraints_met", "latency bound not met"),
+            ("early_stopping_met", "early stopping not met"),
+        )
+        if detail.get(key) is False
+    ]
     reason = detail.get("result_invalid_reason")
     rate = {"Offline": "result_samples_per_second", "Server": "result_completed_samples_per_sec"}.get(scenario)
     valid = detail["result_validity"] == "VALID" if "result_validity" in detail else None  # None: accuracy mode
-    return {"valid": valid, "reasons": unmet + ([str(reason)] if reason else []),
-            "samples_per_s": detail.get(rate) if rate else None,
-            "latency_ms": {k: v / 1e6 for k, v in ms.items() if isinstance(v, (int, float))},
-            "queries": int(detail.get("result_query_count") or 0), "early_stopping": detail.get("early_stopping_result"),
-            "batches": {str(k): v for k, v in batches.items()}}
+    return {
+        "valid": valid,
+        "reasons": unmet + ([str(reason)] if reason else []),
+        "samples_per_s": detail.get(rate) if rate else None,
+        "latency_ms": {k: v / 1e6 for k, v in ms.items() if isinstance(v, (int, float))},
+        "queries": int(detail.get("result_query_count") or 0),
+        "early_stopping": detail.get("early_stopping_result"),
+        "batches": {str(k): v for k, v in batches.items()},
+    }
 
 
 def detail_log(path: Path) -> dict:
@@ -207,7 +227,7 @@ def detail_log(path: Path) -> dict:
     for line in Path(path).read_text(errors="replace").splitlines():
         if line.startswith(":::MLLOG "):
             try:
-                entry = json.loads(line[len(":::MLLOG "):])
+                entry = json.loads(line[len(":::MLLOG ") :])
             except ValueError:
                 continue
             out[entry.get("key")] = entry.get("value")
@@ -217,6 +237,8 @@ def detail_log(path: Path) -> dict:
 def accuracy_log(path: Path, labels: np.ndarray, classes: int) -> float:
     """The accuracy of LoadGen's accuracy log (every sample's response, hex-encoded float32 logits)."""
     entries = json.loads(Path(path).read_text())
-    right = [int(np.frombuffer(bytes.fromhex(e["data"]), np.float32)[:classes].argmax() == labels[e["qsl_idx"]])
-             for e in entries]
+    right = [
+        int(np.frombuffer(bytes.fromhex(e["data"]), np.float32)[:classes].argmax() == labels[e["qsl_idx"]])
+        for e in entries
+    ]
     return sum(right) / len(right) if right else 0.0

@@ -68,6 +68,7 @@ def cache_dir() -> Path:
 
 # ---------------------------------------------------------------------------- devices
 
+
 def no_cuda_reason() -> str:
     """Why torch cannot use CUDA here, in a few words."""
     import torch
@@ -194,6 +195,7 @@ def page_aligned_alloc() -> bool:
 
 # ---------------------------------------------------------------------------- machine facts
 
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -270,8 +272,11 @@ def environment() -> dict:
         env["threads"]["torch_intra_op"] = torch.get_num_threads()
         env["threads"]["torch_inter_op"] = torch.get_num_interop_threads()
         if torch.cuda.is_available():
-            env["gpu"] = {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
-                          "cuda": torch.version.cuda}
+            env["gpu"] = {
+                "name": torch.cuda.get_device_name(0),
+                "count": torch.cuda.device_count(),
+                "cuda": torch.version.cuda,
+            }
     ort = sys.modules.get("onnxruntime")
     if ort is not None:
         env["onnxruntime_providers"] = ort.get_available_providers()

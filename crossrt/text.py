@@ -24,6 +24,7 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-
 def printable(text: str, keep_newlines: bool = False) -> str:
     """text with no control character left: tabs and line breaks become spaces (or stay, for
     keep_newlines: crossrt's own multi-line cells), every other one its escaped form (\\x1b)."""
+
     def visible(m: re.Match) -> str:
         c = m.group()
         if c == "\n" and keep_newlines:
@@ -34,14 +35,29 @@ def printable(text: str, keep_newlines: bool = False) -> str:
 
 
 # What crossrt itself prints beyond ASCII, and its ASCII look-alike.
-ASCII = {"—": "-", "–": "-", "±": "+-", "…": "...", "×": "x", "µ": "u", "→": "->", "≥": ">=", "≤": "<=",
-         "━": "-", "─": "-", "│": "|", "•": "*", "✓": "v", "✗": "x"}
+ASCII = {
+    "—": "-",
+    "–": "-",
+    "±": "+-",
+    "…": "...",
+    "×": "x",
+    "µ": "u",
+    "→": "->",
+    "≥": ">=",
+    "≤": "<=",
+    "━": "-",
+    "─": "-",
+    "│": "|",
+    "•": "*",
+    "✓": "v",
+    "✗": "x",
+}
 
 
 def _ascii_replace(error: UnicodeError):
     if not isinstance(error, UnicodeEncodeError):
         raise error
-    bad = error.object[error.start:error.end]
+    bad = error.object[error.start : error.end]
     return "".join(ASCII.get(c) or c.encode("ascii", "backslashreplace").decode() for c in bad), error.end
 
 

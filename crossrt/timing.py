@@ -14,8 +14,8 @@ and two rules: trtexec's (cv at most 2.5%) and LoadGen's (min-time and min-repea
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class Latency:
     n: int
 
     @classmethod
-    def from_values(cls, seconds) -> "Latency":
+    def from_values(cls, seconds) -> Latency:
         ms = np.asarray(seconds, dtype=np.float64) * 1e3
         if ms.size == 0:
             raise ValueError("no latency samples")
@@ -75,8 +75,14 @@ def bootstrap_means(values, rng: np.random.Generator) -> np.ndarray:
     return v[rng.integers(0, v.size, (BOOTSTRAP, v.size))].mean(axis=1)
 
 
-def stability(repeat_s, items_per_repeat: int, *, rules_met: bool = True, noise_hint: str | None = None,
-              more: str = "raise --min-repeats") -> Stability:
+def stability(
+    repeat_s,
+    items_per_repeat: int,
+    *,
+    rules_met: bool = True,
+    noise_hint: str | None = None,
+    more: str = "raise --min-repeats",
+) -> Stability:
     """cv, bootstrap 95% interval of items/s, and the verdict for repeats of equal work;
     `more` says how to get more repeats."""
     t = np.asarray(repeat_s, dtype=np.float64)
@@ -114,8 +120,9 @@ def call_times(fn: Callable[[int], object], n: int) -> list[float]:
     return out
 
 
-def time_passes(run_batch: Callable[[int], object], n_batches: int, *, warmup: int,
-                min_time: float, min_repeats: int) -> Passes:
+def time_passes(
+    run_batch: Callable[[int], object], n_batches: int, *, warmup: int, min_time: float, min_repeats: int
+) -> Passes:
     """Run `warmup` batches untimed, then full passes of run_batch(0..n_batches-1) until
     at least `min_time` seconds and `min_repeats` passes are timed."""
     for i in range(warmup):

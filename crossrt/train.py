@@ -33,8 +33,15 @@ from .peak import measured_peak, unbeaten
 from .results import EpochResult, TrainResult
 from .schema import plain
 from .steps import Lean, Steps
-from .system import (available_memory, environment, keep_freed_memory, page_aligned_alloc, peak_rss_mb, select_device,
-                     sync)
+from .system import (
+    available_memory,
+    environment,
+    keep_freed_memory,
+    page_aligned_alloc,
+    peak_rss_mb,
+    select_device,
+    sync,
+)
 
 clock = time.perf_counter
 
@@ -78,12 +85,15 @@ def check_fits(cfg: TrainConfig, data: Dataset, model: LeNet5, device: torch.dev
     need = 3 * 4 * activations_per_image(model) * cfg.batch_size // world
     have = available_memory(device)
     if have is not None and need > have:
-        raise ConfigError(f"--batch-size {cfg.batch_size}: a training step needs about {need / 2**30:.1f} GiB, "
-                          f"{have / 2**30:.1f} GiB is available on {device.type}")
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size}: a training step needs about {need / 2**30:.1f} GiB, "
+            f"{have / 2**30:.1f} GiB is available on {device.type}"
+        )
 
 
-def _peak(cfg: TrainConfig, device: torch.device, mode: str, rank: distributed.Rank | None,
-          again: bool = False) -> dict | None:
+def _peak(
+    cfg: TrainConfig, device: torch.device, mode: str, rank: distributed.Rank | None, again: bool = False
+) -> dict | None:
     """The peak of every core (or GPU) the job trains on; measured by rank 0 alone.
     again: measured anew (a run beat the cached figure), the better one kept."""
     if rank is None:
@@ -95,20 +105,38 @@ def _peak(cfg: TrainConfig, device: torch.device, mode: str, rank: distributed.R
     return {**node, "peak": node["peak"] * rank.nodes * per_gpu, "nodes": rank.nodes}
 
 
-def _new_result(cfg: TrainConfig, data: Dataset, device: torch.device, flops: int, tuned_malloc: bool,
-                rank: distributed.Rank | None) -> TrainResult:
+def _new_result(
+    cfg: TrainConfig, data: Dataset, device: torch.device, flops: int, tuned_malloc: bool, rank: distributed.Rank | None
+) -> TrainResult:
     mode = math_mode(cfg, device)
     return TrainResult(
-        dataset=data.name, dataset_source=data.source, device=cfg.device, threads=cfg.threads,
-        arch=cfg.arch, precision=cfg.precision, batch_size=cfg.batch_size,
-        valid_batch_size=cfg.valid_batch_size, train_images=len(data.train_labels),
-        valid_images=len(data.test_labels), flops_per_image=flops,
-        target_accuracy=target_for(data.name, cfg), config=plain(cfg),
-        checkpoint=str(cfg.checkpoint), environment=environment(),
-        peak=_peak(cfg, device, mode, rank), math=mode, world_size=rank.world_size if rank else 1,
+        dataset=data.name,
+        dataset_source=data.source,
+        device=cfg.device,
+        threads=cfg.threads,
+        arch=cfg.arch,
+        precision=cfg.precision,
+        batch_size=cfg.batch_size,
+        valid_batch_size=cfg.valid_batch_size,
+        train_images=len(data.train_labels),
+        valid_images=len(data.test_labels),
+        flops_per_image=flops,
+        target_accuracy=target_for(data.name, cfg),
+        config=plain(cfg),
+        checkpoint=str(cfg.checkpoint),
+        environment=environment(),
+        peak=_peak(cfg, device, mode, rank),
+        math=mode,
+        world_size=rank.world_size if rank else 1,
         backend=distributed.backend(cfg.device) if rank else None,
-        tuning={"channels_last": True, "glibc_keep_freed_memory": tuned_malloc, "lean_step": cfg.lean_step,
-                "torch_page_aligned_alloc": page_aligned_alloc(), "loss_sync": "once per epoch"})
+        tuning={
+            "channels_last": True,
+            "glibc_keep_freed_memory": tuned_malloc,
+            "lean_step": cfg.lean_step,
+            "torch_page_aligned_alloc": page_aligned_alloc(),
+            "loss_sync": "once per epoch",
+        },
+    )
 
 
 def place_lr(optimizer, on: torch.device | None) -> None:
@@ -131,8 +159,9 @@ def on_disk(cfg: TrainConfig, result: TrainResult) -> tuple[int, str]:
     signal may have come in the middle of writing it), and that in words, with what to do next."""
     n = checkpoint.epochs_kept(cfg.checkpoint, [vars(e) for e in result.epochs])
     if n == cfg.epochs:
-        return n, (f"{cfg.checkpoint} holds all {n} epoch(s) (export it with: crossrt export --checkpoint "
-                   f"{cfg.checkpoint})")
+        return n, (
+            f"{cfg.checkpoint} holds all {n} epoch(s) (export it with: crossrt export --checkpoint {cfg.checkpoint})"
+        )
     if n:
         return n, f"{cfg.checkpoint} keeps {n} epoch(s)"
     earlier = f" ({cfg.checkpoint} is from an earlier run)" if cfg.checkpoint.exists() else ""
@@ -146,8 +175,9 @@ def _stop(cfg: TrainConfig, result: TrainResult, why: str, me: int, interrupted:
     return Stopped(f"{why}; {kept}" if kept else why, result, interrupted=interrupted, resumable=0 < n < cfg.epochs)
 
 
-def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
-          rank: distributed.Rank | None = None) -> tuple[TrainResult, LeNet5]:
+def train(
+    cfg: TrainConfig, data: Dataset, progress: Progress | None = None, rank: distributed.Rank | None = None
+) -> tuple[TrainResult, LeNet5]:
     """Train (or resume) per cfg; checkpoint after every epoch; return the result and model.
 
     With a rank (crossrt.distributed), this process is one of several data-parallel ranks:
@@ -175,8 +205,7 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
     model = torch.nn.parallel.DistributedDataParallel(body) if world > 1 else body
     # capturable: Adam's step counter lives on the GPU, so that a captured step can advance it.
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, capturable=graph)
-    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma)
-                 if cfg.lr_step else None)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma) if cfg.lr_step else None
     # Shuffling draws from its own CPU generator, saved in the checkpoint, so a resumed
     # run sees the same batches as an uninterrupted one, on any device.
     shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -219,8 +248,14 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
                 train_cpu_s, valid_cpu_s = cpu.tolist()
 
             if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
-                stop = _stop(cfg, result, f"epoch {epoch}: loss is {train_loss} (training) / {valid_loss} "
-                             f"(validation); stopped (try a lower --lr)", me, interrupted=False)
+                stop = _stop(
+                    cfg,
+                    result,
+                    f"epoch {epoch}: loss is {train_loss} (training) / {valid_loss} "
+                    f"(validation); stopped (try a lower --lr)",
+                    me,
+                    interrupted=False,
+                )
                 stop.resumable = False  # the same settings would diverge again
                 raise stop
             if scheduler is not None:
@@ -231,8 +266,13 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
                 try:
                     checkpoint.save(cfg.checkpoint, cfg, data, *state, [vars(x).copy() for x in result.epochs])
                 except WriteError as full:  # a full disk: the previous checkpoint is whole; say what it holds
-                    raise _stop(cfg, result, f"epoch {epoch}: {full.path} could not be written ({full.reason})", me,
-                                interrupted=False) from None
+                    raise _stop(
+                        cfg,
+                        result,
+                        f"epoch {epoch}: {full.path} could not be written ({full.reason})",
+                        me,
+                        interrupted=False,
+                    ) from None
             progress.end_epoch(e)
     except KeyboardInterrupt:
         raise _stop(cfg, result, f"interrupted after {len(result.epochs)} completed epoch(s)", me, True) from None
@@ -240,15 +280,21 @@ def train(cfg: TrainConfig, data: Dataset, progress: Progress | None = None,
         if world == 1:
             raise
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise _stop(cfg, result, f"rank {me}: the ranks lost each other after {len(result.epochs)} epoch(s) ({why})",
-                    me, interrupted=False) from None
+        raise _stop(
+            cfg,
+            result,
+            f"rank {me}: the ranks lost each other after {len(result.epochs)} epoch(s) ({why})",
+            me,
+            interrupted=False,
+        ) from None
     finally:
         result.peak_rss_mb = peak_rss_mb()  # the process's peak so far: data, model, training
         distributed.leave()
 
     result.weights_sha256 = checkpoint.fingerprint(checkpoint.weights(net))
     if me == 0:
-        result.peak = unbeaten(result.peak, result.summary()["train_gflops"],
-                               lambda: _peak(cfg, device, result.math, rank, again=True))
+        result.peak = unbeaten(
+            result.peak, result.summary()["train_gflops"], lambda: _peak(cfg, device, result.math, rank, again=True)
+        )
     result.complete = True
     return result, net.to(memory_format=torch.contiguous_format)

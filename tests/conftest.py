@@ -38,12 +38,13 @@ def make_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     images = rng.integers(0, 60, size=(len(labels), 28, 28))
     for i, k in enumerate(labels):
         r, c = 2 + 12 * (k // 5), 1 + 5 * (k % 5)
-        images[i, r:r + 6, c:c + 6] = 255
+        images[i, r : r + 6, c : c + 6] = 255
     return images.astype(np.uint8)
 
 
-def write_dataset(folder: Path, n_train: int = 600, n_test: int = 200, gz: bool = False,
-                  seed_names: bool = False, seed: int = 0) -> Path:
+def write_dataset(
+    folder: Path, n_train: int = 600, n_test: int = 200, gz: bool = False, seed_names: bool = False, seed: int = 0
+) -> Path:
     """The four files; seed_names uses `train-images.idx3-ubyte` (the seed's) instead of `-idx3-`."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -70,8 +71,9 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) 
     import os
 
     full_env = {**os.environ, "PYTHONPATH": python_path(), "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "crossrt", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "crossrt", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def suite_whose_second_bench_raises(error: BaseException, data: Path, out: Path, monkeypatch) -> int:
@@ -90,8 +92,23 @@ def suite_whose_second_bench_raises(error: BaseException, data: Path, out: Path,
 
     monkeypatch.setattr(crossrt.suite, "run_bench", second_raises)
     monkeypatch.setattr(crossrt.suite, "cpu_count", lambda: 2)
-    return main(["suite", "--data-dir", str(data), "--epochs", "1", "--device", "cpu", "--out", str(out),
-                 "--min-time", "0", "--json", "suite.json"])
+    return main(
+        [
+            "suite",
+            "--data-dir",
+            str(data),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--min-time",
+            "0",
+            "--json",
+            "suite.json",
+        ]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -105,8 +122,23 @@ def trained(tmp_path_factory, tiny_data) -> Path:
     from crossrt.cli import main
 
     out = tmp_path_factory.mktemp("trained") / "exports"
-    code = main(["train", "--data-dir", str(tiny_data), "--epochs", "2", "--batch-size", "60",
-                 "--threads", "1", "--out", str(out), "--json", str(out / "run.json")])
+    code = main(
+        [
+            "train",
+            "--data-dir",
+            str(tiny_data),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "60",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+            str(out / "run.json"),
+        ]
+    )
     assert code == 0
     return out
 

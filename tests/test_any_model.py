@@ -11,14 +11,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import run_cli
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
+from conftest import run_cli
+
 
 def _graph(path, nodes, ins, outs, inits=()):
-    model = helper.make_model(helper.make_graph(nodes, path.stem, ins, outs, list(inits)),
-                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model = helper.make_model(
+        helper.make_graph(nodes, path.stem, ins, outs, list(inits)),
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=8,
+    )
     onnx.save(model, str(path))
     return path
 
@@ -48,49 +52,89 @@ class TwoHeads(torch.nn.Module):
 def conv_net(path):
     """A conv net with a named dynamic batch and a dynamic height and width."""
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(8, 4))
-    return _export(net, (torch.zeros(1, 3, 16, 16),), path, input_names=["image"], output_names=["scores"],
-                   dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "scores": {0: "batch"}})
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    )
+    return _export(
+        net,
+        (torch.zeros(1, 3, 16, 16),),
+        path,
+        input_names=["image"],
+        output_names=["scores"],
+        dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "scores": {0: "batch"}},
+    )
 
 
 def scaled(path):
     """Two inputs, one of them an int64 scalar that must be given: y = x * k."""
     nodes = [helper.make_node("Cast", ["k"], ["kf"], to=T.FLOAT), helper.make_node("Mul", ["x", "kf"], ["y"])]
-    return _graph(path, nodes, [helper.make_tensor_value_info("x", T.FLOAT, ["n", 6]),
-                                helper.make_tensor_value_info("k", T.INT64, [])],
-                  [helper.make_tensor_value_info("y", T.FLOAT, ["n", 6])])
+    return _graph(
+        path,
+        nodes,
+        [helper.make_tensor_value_info("x", T.FLOAT, ["n", 6]), helper.make_tensor_value_info("k", T.INT64, [])],
+        [helper.make_tensor_value_info("y", T.FLOAT, ["n", 6])],
+    )
 
 
 def two_outputs(path):
-    return _export(TwoHeads(), (torch.zeros(1, 12),), path, input_names=["x"], output_names=["logits", "features"],
-                   dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}, "features": {0: "n"}})
+    return _export(
+        TwoHeads(),
+        (torch.zeros(1, 12),),
+        path,
+        input_names=["x"],
+        output_names=["logits", "features"],
+        dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}, "features": {0: "n"}},
+    )
 
 
 def minus_one_mlp(path):
     """An MLP whose batch dimension the graph writes as -1."""
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
-             helper.make_node("MatMul", ["r", "w2"], ["y"])]
-    return _graph(path, nodes, [helper.make_tensor_value_info("x", T.FLOAT, [-1, 16])],
-                  [helper.make_tensor_value_info("y", T.FLOAT, [-1, 3])], [_weight("w1", (16, 32)), _weight("w2", (32, 3), 1)])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+    ]
+    return _graph(
+        path,
+        nodes,
+        [helper.make_tensor_value_info("x", T.FLOAT, [-1, 16])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [-1, 3])],
+        [_weight("w1", (16, 32)), _weight("w2", (32, 3), 1)],
+    )
 
 
 def no_shape(path):
     """An input the graph gives no shape at all."""
-    return _graph(path, [helper.make_node("Tanh", ["x"], ["y"])], [helper.make_tensor_value_info("x", T.FLOAT, None)],
-                  [helper.make_tensor_value_info("y", T.FLOAT, None)])
+    return _graph(
+        path,
+        [helper.make_node("Tanh", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", T.FLOAT, None)],
+        [helper.make_tensor_value_info("y", T.FLOAT, None)],
+    )
 
 
 def with_det(path):
     """An operator OpenVINO has no conversion for (Det); ONNX Runtime runs it."""
-    return _graph(path, [helper.make_node("Det", ["x"], ["y"])], [helper.make_tensor_value_info("x", T.FLOAT, ["n", 3, 3])],
-                  [helper.make_tensor_value_info("y", T.FLOAT, ["n"])])
+    return _graph(
+        path,
+        [helper.make_node("Det", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", T.FLOAT, ["n", 3, 3])],
+        [helper.make_tensor_value_info("y", T.FLOAT, ["n"])],
+    )
 
 
 # name: (maker, the flags it needs, outputs, a flag it cannot do without and the error's words)
 MODELS = {
-    "conv-dynamic-hw": (conv_net, ["--dim", "height=20,width=24", "--batch-size", "2"], ["scores"],
-                        "input 'image': dimension 2 (height)"),
+    "conv-dynamic-hw": (
+        conv_net,
+        ["--dim", "height=20,width=24", "--batch-size", "2"],
+        ["scores"],
+        "input 'image': dimension 2 (height)",
+    ),
     "int64-scalar": (scaled, ["--value", "k=3"], ["y"], "input 'k' is int64: crossrt does not make up int64 values"),
     "two-outputs": (two_outputs, [], ["logits", "features"], None),
     "minus-one-batch": (minus_one_mlp, ["--batch-size", "4"], ["y"], None),
@@ -106,8 +150,23 @@ def models(tmp_path_factory):
 
 
 def _bench(model, *flags, cwd):
-    out = run_cli("bench-infer", "--model", str(model), *flags, "--min-time", "0", "--min-repeats", "2",
-                  "--warmup", "1", "--batches-per-pass", "3", "--json", "b.json", cwd=cwd)
+    out = run_cli(
+        "bench-infer",
+        "--model",
+        str(model),
+        *flags,
+        "--min-time",
+        "0",
+        "--min-repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--batches-per-pass",
+        "3",
+        "--json",
+        "b.json",
+        cwd=cwd,
+    )
     return out, json.loads((cwd / "b.json").read_text()) if (cwd / "b.json").exists() else None
 
 
@@ -116,15 +175,34 @@ def test_any_model_under_every_runtime_that_can_run_it(models, name, tmp_path):
     """Each model: quantized with the same flags, then timed under onnxruntime, openvino and
     onnxruntime-int8 at 1 and 2 threads, every output compared with ONNX Runtime CPU fp32."""
     _, flags, outputs, _ = MODELS[name]
-    binding = [f for i, f in enumerate(flags) if "--batch-size" not in flags[i - i % 2:i - i % 2 + 1]]
-    q = run_cli("quantize", "--model", str(models[name]), "--out", str(tmp_path / "q.int8.onnx"), *binding,
-                "--calibration-images", "8", cwd=tmp_path)
+    binding = [f for i, f in enumerate(flags) if "--batch-size" not in flags[i - i % 2 : i - i % 2 + 1]]
+    q = run_cli(
+        "quantize",
+        "--model",
+        str(models[name]),
+        "--out",
+        str(tmp_path / "q.int8.onnx"),
+        *binding,
+        "--calibration-images",
+        "8",
+        cwd=tmp_path,
+    )
     int8 = q.returncode == 0
     assert int8 or name in ("int64-scalar", "openvino-cannot", "no-shape"), q.stderr  # nothing to quantize in those
-    assert int8 or (q.returncode == 2 and "Traceback" not in q.stderr and len(q.stderr.strip().splitlines()) == 1), \
+    assert int8 or (q.returncode == 2 and "Traceback" not in q.stderr and len(q.stderr.strip().splitlines()) == 1), (
         q.stderr
-    out, result = _bench(models[name], *flags, "--runtimes", "onnxruntime,openvino,onnxruntime-int8", "--threads",
-                         "1,2", "--int8-model", str(tmp_path / "q.int8.onnx"), cwd=tmp_path)
+    )
+    out, result = _bench(
+        models[name],
+        *flags,
+        "--runtimes",
+        "onnxruntime,openvino,onnxruntime-int8",
+        "--threads",
+        "1,2",
+        "--int8-model",
+        str(tmp_path / "q.int8.onnx"),
+        cwd=tmp_path,
+    )
     assert "Traceback" not in out.stderr
     assert result["dataset"] is None and result["model_info"]["name"] == f"{name}.onnx"
     assert result["model_info"]["parameters"] >= 0 and len(result["model_info"]["sha256"]) == 64
@@ -154,8 +232,18 @@ def test_what_is_not_bound_is_one_line_naming_the_input_and_the_flag(models, nam
 
 
 def test_a_model_s_table_names_it_and_its_bound_inputs(models, tmp_path):
-    out, result = _bench(models["conv-dynamic-hw"], "--dim", "height=20,width=24", "--batch-size", "2",
-                         "--runtimes", "onnxruntime,pytorch", "--threads", "1", cwd=tmp_path)
+    out, result = _bench(
+        models["conv-dynamic-hw"],
+        "--dim",
+        "height=20,width=24",
+        "--batch-size",
+        "2",
+        "--runtimes",
+        "onnxruntime,pytorch",
+        "--threads",
+        "1",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())
     assert "conv-dynamic-hw.onnx" in text and "image float32[batch=2, 3, height=20, width=24]" in text
@@ -168,8 +256,16 @@ def test_inputs_from_a_file(models, tmp_path):
     """--inputs FILE.npz: one array per input; its shapes need no flags."""
     x = np.arange(30, dtype=np.float32).reshape(5, 6)
     np.savez(tmp_path / "in.npz", x=x, k=np.array(2, dtype=np.int64))
-    out, result = _bench(models["int64-scalar"], "--inputs", str(tmp_path / "in.npz"), "--runtimes", "onnxruntime",
-                         "--threads", "1", cwd=tmp_path)
+    out, result = _bench(
+        models["int64-scalar"],
+        "--inputs",
+        str(tmp_path / "in.npz"),
+        "--runtimes",
+        "onnxruntime",
+        "--threads",
+        "1",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert [r["batch_size"] for r in result["runs"]] == [5] and result["runs"][0]["samples"] == 5 * 3
     np.savez(tmp_path / "bad.npz", x=x)
@@ -177,14 +273,17 @@ def test_inputs_from_a_file(models, tmp_path):
     assert out.returncode == 2 and "no array for input(s) k" in out.stderr
 
 
-@pytest.mark.parametrize("flags,needle", [
-    (["--value", "nope=1"], "--value nope: the model has no input 'nope'"),
-    (["--dim", "height=0"], "--dim: must be a number >= 1, got 0"),
-    (["--dim", "depth=3"], "--dim depth: no input has a dimension named 'depth'"),
-    (["--shape", "image=1x3x8"], "--shape image=1x3x8: the graph says image float32[batch, 3, height, width]"),
-    (["--dim", "height=100000,width=100000"], "GiB of inputs"),
-    (["--batch-size", "3", "--shape", "image=2x3x4x4"], "--batch-size 3: the first dimension"),
-])
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--value", "nope=1"], "--value nope: the model has no input 'nope'"),
+        (["--dim", "height=0"], "--dim: must be a number >= 1, got 0"),
+        (["--dim", "depth=3"], "--dim depth: no input has a dimension named 'depth'"),
+        (["--shape", "image=1x3x8"], "--shape image=1x3x8: the graph says image float32[batch, 3, height, width]"),
+        (["--dim", "height=100000,width=100000"], "GiB of inputs"),
+        (["--batch-size", "3", "--shape", "image=2x3x4x4"], "--batch-size 3: the first dimension"),
+    ],
+)
 def test_bad_bindings_are_one_line(models, tmp_path, flags, needle):
     out, _ = _bench(models["conv-dynamic-hw"], *flags, "--runtimes", "onnxruntime", cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr and needle in out.stderr, out.stderr

@@ -11,16 +11,16 @@ import shutil
 import subprocess
 import sys
 from dataclasses import fields
-from typing import Optional
 
 import pytest
 import torch
-from conftest import ROOT, python_path, run_cli, write_dataset
 
 from crossrt.cli import build, build_parser
 from crossrt.config import BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from crossrt.loadgen import LoadgenConfig
 from crossrt.schema import SCHEMA_VERSION
+
+from conftest import ROOT, python_path, run_cli, write_dataset
 
 
 def python_env() -> dict:
@@ -32,8 +32,20 @@ def e2e(tmp_path_factory):
     """`crossrt train` run as a user would, in a fresh folder, on a tiny generated dataset."""
     work = tmp_path_factory.mktemp("e2e")
     data = write_dataset(work / "data", gz=True, seed_names=True)
-    proc = run_cli("train", "--data-dir", str(data), "--epochs", "2", "--batch-size", "60",
-                   "--threads", "1", "--json", "run.json", cwd=work)
+    proc = run_cli(
+        "train",
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "60",
+        "--threads",
+        "1",
+        "--json",
+        "run.json",
+        cwd=work,
+    )
     return work, data, proc
 
 
@@ -62,15 +74,34 @@ def test_train_end_to_end(e2e):
 def test_bench_infer_end_to_end(e2e):
     work, data, proc = e2e
     assert proc.returncode == 0
-    out = run_cli("bench-infer", "--data-dir", str(data), "--threads", "1,2", "--warmup", "2",
-                  "--min-time", "0", "--min-repeats", "2", "--no-spin", "--json", "bench.json", cwd=work)
+    out = run_cli(
+        "bench-infer",
+        "--data-dir",
+        str(data),
+        "--threads",
+        "1,2",
+        "--warmup",
+        "2",
+        "--min-time",
+        "0",
+        "--min-repeats",
+        "2",
+        "--no-spin",
+        "--json",
+        "bench.json",
+        cwd=work,
+    )
     assert out.returncode == 0, out.stderr
     assert "Validation of exports/lenet5.onnx" in out.stdout and "Training vs validation cost" in out.stdout
     result = json.loads((work / "bench.json").read_text())
     assert result["kind"] == "bench-infer" and result["complete"] is True
     runs = result["runs"]
     assert [(r["runtime"], r["threads"]) for r in runs] == [
-        ("onnxruntime", 1), ("onnxruntime", 2), ("pytorch", 1), ("pytorch", 2)]
+        ("onnxruntime", 1),
+        ("onnxruntime", 2),
+        ("pytorch", 1),
+        ("pytorch", 2),
+    ]
     for r in runs:
         assert r["batch_size"] == 100 and r["passes"] == 2 and r["samples"] == 200
         assert set(r["latency_ms"]) >= {"mean", "p50", "p90", "p99", "std"}
@@ -96,8 +127,22 @@ def test_bench_infer_exits_1_when_runtimes_disagree(e2e, tmp_path):
     state = torch.load(work / "exports" / "lenet5.pt", weights_only=True)
     state["model"]["OUT.bias"][0] += 1e4  # every image is now class 0 for PyTorch only
     torch.save(state, tmp_path / "lenet5.pt")
-    out = run_cli("bench-infer", "--model", str(tmp_path / "lenet5.onnx"), "--data-dir", str(data),
-                  "--threads", "1", "--min-time", "0", "--min-repeats", "1", "--json", "bench.json", cwd=tmp_path)
+    out = run_cli(
+        "bench-infer",
+        "--model",
+        str(tmp_path / "lenet5.onnx"),
+        "--data-dir",
+        str(data),
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--min-repeats",
+        "1",
+        "--json",
+        "bench.json",
+        cwd=tmp_path,
+    )
     assert out.returncode == 1, out.stderr
     assert "2 configuration(s) disagree" in out.stderr and "Traceback" not in out.stderr
     runs = json.loads((tmp_path / "bench.json").read_text())["runs"]
@@ -108,9 +153,16 @@ def test_bench_infer_exits_1_when_runtimes_disagree(e2e, tmp_path):
     assert runs[1]["accuracy"] == pytest.approx(0.1) and runs[0]["top1_agreement"] == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("command,cls", [("train", TrainConfig), ("export", ExportConfig),
-                                         ("bench-infer", BenchConfig), ("suite", SuiteConfig),
-                                         ("loadgen", LoadgenConfig)])
+@pytest.mark.parametrize(
+    "command,cls",
+    [
+        ("train", TrainConfig),
+        ("export", ExportConfig),
+        ("bench-infer", BenchConfig),
+        ("suite", SuiteConfig),
+        ("loadgen", LoadgenConfig),
+    ],
+)
 def test_flags_are_the_config_fields_with_their_defaults(command, cls):
     """One source of defaults: no flags given builds exactly the dataclass's defaults, and
     every flag's help states its default."""
@@ -152,8 +204,8 @@ def test_flag_types_come_from_the_type_hints_in_any_spelling():
 
     @dataclass
     class Demo:
-        old: Optional[int] = option(None, help="an Optional[int]")
-        new: "int | None" = option(None, help="an int | None")
+        old: int | None = option(None, help="an Optional[int]")
+        new: int | None = option(None, help="an int | None")
         many: tuple[int, ...] = option((1,), help="a list")
         on: bool = option(False, help="a switch")
 
@@ -167,8 +219,11 @@ def test_building_a_config_touches_no_file(tmp_path, monkeypatch):
     """Settings are checked as values when built; their paths only when a command runs."""
     monkeypatch.chdir(tmp_path)
     seen, watching = [], [True]
-    sys.addaudithook(lambda event, args: watching[0] and event in ("open", "os.mkdir", "os.rmdir", "os.remove")
-                     and seen.append((event, args)))
+    sys.addaudithook(
+        lambda event, args: (
+            watching[0] and event in ("open", "os.mkdir", "os.rmdir", "os.remove") and seen.append((event, args))
+        )
+    )
     try:
         for cls in (TrainConfig, ExportConfig, BenchConfig, SuiteConfig, QuantizeConfig):
             cls()
@@ -185,8 +240,23 @@ def test_the_wheel_holds_every_subpackage(tmp_path):
     shutil.copytree(ROOT / "crossrt", src / "crossrt", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                          "-w", str(tmp_path), str(src)], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     (wheel,) = tmp_path.glob("crossrt-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -197,6 +267,11 @@ def test_the_wheel_holds_every_subpackage(tmp_path):
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name != "common.py"))
 def test_benchmark_scripts_import_and_answer_help(script):
     """The benchmark scripts are not run in CI (minutes each), but they must still import this crossrt."""
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True,
-                         text=True, env=python_env(), timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--help"],
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        timeout=120,
+    )
     assert out.returncode == 0 and out.stdout.startswith("usage:"), out.stderr

@@ -7,6 +7,7 @@ import json
 import subprocess
 
 import pytest
+
 from conftest import run_cli
 
 pytestmark = pytest.mark.cuda
@@ -15,8 +16,20 @@ pytestmark = pytest.mark.cuda
 @pytest.fixture(scope="module")
 def cuda_trained(tiny_data, tmp_path_factory):
     work = tmp_path_factory.mktemp("cuda")
-    out = run_cli("train", "--device", "cuda", "--data-dir", str(tiny_data), "--epochs", "2",
-                  "--batch-size", "60", "--json", "run.json", cwd=work)
+    out = run_cli(
+        "train",
+        "--device",
+        "cuda",
+        "--data-dir",
+        str(tiny_data),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "60",
+        "--json",
+        "run.json",
+        cwd=work,
+    )
     assert out.returncode == 0, out.stderr
     run = json.loads((work / "run.json").read_text())
     assert run["device"] == "cuda" and run["environment"]["gpu"]["name"]
@@ -25,8 +38,23 @@ def cuda_trained(tiny_data, tmp_path_factory):
 
 
 def _bench(work, tiny_data, *args) -> list[dict]:
-    out = run_cli("bench-infer", "--data-dir", str(tiny_data), "--threads", "1", "--warmup", "2", "--min-time", "0",
-                  "--min-repeats", "2", "--json", "bench.json", *args, cwd=work)
+    out = run_cli(
+        "bench-infer",
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1",
+        "--warmup",
+        "2",
+        "--min-time",
+        "0",
+        "--min-repeats",
+        "2",
+        "--json",
+        "bench.json",
+        *args,
+        cwd=work,
+    )
     assert out.returncode == 0, out.stderr
     runs = json.loads((work / "bench.json").read_text())["runs"]
     cuda = [r for r in runs if r["provider"] == "cuda"]
@@ -53,8 +81,23 @@ def test_onnxruntime_rows_on_cuda(cuda_trained, tiny_data):
 def _train(tmp_path, data, name, *args):
     # cuDNN's heuristics instead of its timing search: the same algorithms in every process, so that
     # separate runs differ only by float nondeterminism, not by a different choice of kernels.
-    out = run_cli("train", "--device", "cuda", "--data-dir", str(data), "--batch-size", "60", "--no-export",
-                  "--no-cudnn-benchmark", "--out", name, "--json", f"{name}.json", *args, cwd=tmp_path)
+    out = run_cli(
+        "train",
+        "--device",
+        "cuda",
+        "--data-dir",
+        str(data),
+        "--batch-size",
+        "60",
+        "--no-export",
+        "--no-cudnn-benchmark",
+        "--out",
+        name,
+        "--json",
+        f"{name}.json",
+        *args,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads((tmp_path / f"{name}.json").read_text())
 
@@ -115,8 +158,24 @@ def test_resume_across_modes_on_a_gpu(tiny_data, tmp_path):
     _train(tmp_path, tiny_data, "graph-first", "--epochs", "1")
     eager = _train(tmp_path, tiny_data, "graph-first", "--epochs", "2", "--resume", "--no-cuda-graph")
     assert eager["tuning"]["cuda_graph"] is False
-    out = run_cli("train", "--device", "cpu", "--data-dir", str(tiny_data), "--batch-size", "60", "--no-export",
-                  "--out", "graph-first", "--epochs", "3", "--resume", "--threads", "1", cwd=tmp_path)
+    out = run_cli(
+        "train",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(tiny_data),
+        "--batch-size",
+        "60",
+        "--no-export",
+        "--out",
+        "graph-first",
+        "--epochs",
+        "3",
+        "--resume",
+        "--threads",
+        "1",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -128,11 +187,36 @@ def test_one_rank_under_torchrun_uses_nccl(tiny_data, tmp_path):
 
     from conftest import python_path
 
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "-m", "crossrt",
-                          "train", "--device", "cuda", "--epochs", "2", "--data-dir", str(tiny_data),
-                          "--batch-size", "60", "--no-export", "--out", "ranked", "--json", "ranked.json"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "PYTHONPATH": python_path()})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "1",
+            "-m",
+            "crossrt",
+            "train",
+            "--device",
+            "cuda",
+            "--epochs",
+            "2",
+            "--data-dir",
+            str(tiny_data),
+            "--batch-size",
+            "60",
+            "--no-export",
+            "--out",
+            "ranked",
+            "--json",
+            "ranked.json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": python_path()},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     run = json.loads((tmp_path / "ranked.json").read_text())
     assert run["backend"] == "nccl" and run["world_size"] == 1 and len(run["epochs"]) == 2
@@ -143,7 +227,9 @@ def test_doctor_on_a_gpu_machine(tmp_path):
     out = run_cli("doctor", "--device", "cuda", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
-    assert any(ln.startswith("ok   ONNX Runtime CUDA session") and ln.endswith("node(s) on CUDAExecutionProvider")
-               for ln in lines), out.stdout
+    assert any(
+        ln.startswith("ok   ONNX Runtime CUDA session") and ln.endswith("node(s) on CUDAExecutionProvider")
+        for ln in lines
+    ), out.stdout
     assert any(ln.startswith("ok   CUDA tensor op: runs on ") for ln in lines)
     assert lines[-1] == "ready for the cuda mode"

@@ -7,13 +7,14 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, make_images, write_dataset, write_idx
 
 from crossrt import fetch
 from crossrt.config import DataConfig
 from crossrt.data import in_batches, load_folder, normalize, read_idx
 from crossrt.errors import DataError
 from crossrt.fetch import resolve
+
+from conftest import idx_bytes, make_images, write_dataset, write_idx
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -93,8 +94,11 @@ def test_label_out_of_range(tmp_path):
 def test_missing_file_and_folder(tmp_path):
     folder = write_dataset(tmp_path / "d", n_train=30, n_test=20)
     (folder / "t10k-images-idx3-ubyte").unlink()
-    with pytest.raises(DataError, match=r"missing t10k-images \(looked for t10k-images-idx3-ubyte, "
-                                        r"t10k-images.idx3-ubyte, "):
+    with pytest.raises(
+        DataError,
+        match=r"missing t10k-images \(looked for t10k-images-idx3-ubyte, "
+        r"t10k-images.idx3-ubyte, ",
+    ):
         load_folder(folder, "x", "test")
     with pytest.raises(DataError, match="no such data folder"):
         load_folder(tmp_path / "nope", "x", "test")
@@ -154,8 +158,11 @@ def test_auto_with_no_dataset_anywhere_names_both(tmp_path, monkeypatch):
     monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path))
     monkeypatch.setenv("CROSSRT_MIRROR", "http://127.0.0.1:9/")
     monkeypatch.setitem(fetch.SYSTEM_DIRS, "fashion-mnist", ())
-    with pytest.raises(DataError, match=r"neither dataset is available. MNIST: could not download .* "
-                                        r"Fashion-MNIST: could not download .*--data-dir"):
+    with pytest.raises(
+        DataError,
+        match=r"neither dataset is available. MNIST: could not download .* "
+        r"Fashion-MNIST: could not download .*--data-dir",
+    ):
         resolve(DataConfig())
 
 

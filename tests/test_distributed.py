@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import python_path, run_cli, write_dataset
 
 from crossrt import checkpoint
 from crossrt.cli import main
+
+from conftest import python_path, run_cli, write_dataset
 
 TRAIN = ["train", "--batch-size", "60", "--threads", "1", "--no-export"]
 
@@ -38,16 +39,29 @@ def one_process(tiny_data, tmp_path_factory) -> Path:
 
 
 def test_two_ranks_train_like_one_process(tiny_data, one_process, tmp_path):
-    out = run_cli(*TRAIN, "--data-dir", str(tiny_data), "--epochs", "2", "--nproc", "2", "--out", "exp",
-                  "--json", "run.json", cwd=tmp_path)
+    out = run_cli(
+        *TRAIN,
+        "--data-dir",
+        str(tiny_data),
+        "--epochs",
+        "2",
+        "--nproc",
+        "2",
+        "--out",
+        "exp",
+        "--json",
+        "run.json",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("epoch   1") == 1 and "2 ranks (gloo) x 1 thread(s)" in out.stdout  # rank 0 speaks
     run = json.loads((tmp_path / "run.json").read_text())
     assert (run["world_size"], run["backend"], run["threads"], run["complete"]) == (2, "gloo", 1, True)
     single = json.loads((one_process / "lenet5.train.json").read_text())
     # The same shuffles and the same global-batch gradient: the same training, up to float order.
-    assert [e["train_loss"] for e in run["epochs"]] == pytest.approx([e["train_loss"] for e in single["epochs"]],
-                                                                      rel=1e-4)
+    assert [e["train_loss"] for e in run["epochs"]] == pytest.approx(
+        [e["train_loss"] for e in single["epochs"]], rel=1e-4
+    )
     assert abs(run["final_accuracy"] - single["final_accuracy"]) <= 0.005
     assert _max_diff(tmp_path / "exp" / "lenet5.pt", one_process / "lenet5.pt") < 1e-4
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [".crossrt.lock", "lenet5.pt", "lenet5.train.json"]
@@ -55,12 +69,30 @@ def test_two_ranks_train_like_one_process(tiny_data, one_process, tmp_path):
 
 def test_torchruns_own_entry_point_and_resume(tiny_data, one_process, tmp_path):
     """What README shows for many machines, here with --standalone: torchrun starts the ranks."""
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "crossrt", *TRAIN, "--data-dir", str(tiny_data), "--out", "exp"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "crossrt",
+        *TRAIN,
+        "--data-dir",
+        str(tiny_data),
+        "--out",
+        "exp",
+    ]
     first = subprocess.run([*torchrun, "--epochs", "1"], cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
-    resumed = subprocess.run([*torchrun, "--epochs", "2", "--resume", "--json", "run.json"], cwd=tmp_path,
-                             env=_env(), capture_output=True, text=True)
+    resumed = subprocess.run(
+        [*torchrun, "--epochs", "2", "--resume", "--json", "run.json"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["world_size"] == 2 and [e["epoch"] for e in run["epochs"]] == [1, 2]
@@ -84,9 +116,31 @@ def _ranks_of(launcher: int) -> dict[int, int]:
 def launched(tmp_path):
     """A 2-rank run long enough to be stopped half-way, once its first checkpoint is there."""
     data = write_dataset(tmp_path / "data", n_train=1200, n_test=200)
-    proc = subprocess.Popen([sys.executable, "-m", "crossrt", "train", "--data-dir", str(data), "--epochs", "30",
-                             "--batch-size", "20", "--threads", "1", "--nproc", "2", "--out", "exp"],
-                            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crossrt",
+            "train",
+            "--data-dir",
+            str(data),
+            "--epochs",
+            "30",
+            "--batch-size",
+            "20",
+            "--threads",
+            "1",
+            "--nproc",
+            "2",
+            "--out",
+            "exp",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     t0 = time.time()
     while not (tmp_path / "exp" / "lenet5.pt").exists():
         assert time.time() - t0 < 120 and proc.poll() is None, proc.communicate()
@@ -122,9 +176,16 @@ def test_a_rank_that_dies_is_named_and_nothing_hangs(launched):
     assert len(checkpoint.load(work / "exp" / "lenet5.pt")["epochs"]) >= 1
 
 
-@pytest.mark.parametrize("value,needle", [("0", "--nproc: must be a number >= 1"), ("-1", "--nproc: must be"),
-                                          ("7", "--nproc 7: does not divide --batch-size 600"),
-                                          ("1000", "--nproc: at most"), ("x", "--nproc: invalid int value")])
+@pytest.mark.parametrize(
+    "value,needle",
+    [
+        ("0", "--nproc: must be a number >= 1"),
+        ("-1", "--nproc: must be"),
+        ("7", "--nproc 7: does not divide --batch-size 600"),
+        ("1000", "--nproc: at most"),
+        ("x", "--nproc: invalid int value"),
+    ],
+)
 def test_bad_nproc(capsys, value, needle):
     assert main(["train", "--nproc", value]) == 2
     err = capsys.readouterr().err

@@ -8,12 +8,13 @@ import threading
 from functools import partial
 
 import pytest
-from conftest import write_dataset
 
 from crossrt import fetch as fetch_module
 from crossrt.config import DataConfig
 from crossrt.errors import DataError
 from crossrt.fetch import fetch, resolve
+
+from conftest import write_dataset
 
 
 @pytest.fixture

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import torch
-from conftest import make_images
 
 from crossrt.data import normalize
 from crossrt.export import check_parity, export_onnx, read_metadata
 from crossrt.flops import forward_flops, onnx_flops
 from crossrt.model import LeNet5
 from crossrt.runtimes.onnxruntime import create_session
+
+from conftest import make_images
 
 
 def test_export_checker_metadata_parity(tmp_path):

@@ -21,15 +21,16 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import has_cuda, idx_bytes, python_path, write_dataset, write_idx
 
 import crossrt.export
 from crossrt import checkpoint, fetch
 from crossrt.cli import main
 from crossrt.errors import DataError
-from crossrt.steps import Lean
 from crossrt.files import FolderLock
 from crossrt.model import LeNet5
+from crossrt.steps import Lean
+
+from conftest import has_cuda, idx_bytes, python_path, write_dataset, write_idx
 
 
 def one_line_exit_2(capsys, argv, cwd: Path) -> str:
@@ -43,35 +44,42 @@ def one_line_exit_2(capsys, argv, cwd: Path) -> str:
 
 # ---------------------------------------------------------------------------- flags
 
-@pytest.mark.parametrize("argv,needle", [
-    (["train", "--threads", "abc"], "--threads: invalid int value"),
-    (["train", "--epochs", "0"], "--epochs: must be a number >= 1, got 0"),
-    (["train", "--threads", "-1"], "--threads: must be a number >= 1"),
-    (["train", "--batch-size", "0"], "--batch-size: must be a number >= 1"),
-    (["train", "--device", "tpu"], "--device: invalid choice"),
-    (["train", "--lr", "0"], "--lr: must be in (0, 10)"),
-    (["bench-infer", "--threads", "1,x"], "expected comma-separated whole numbers, got '1,x'"),
-    (["bench-infer", "--provider", "tpu"], "--provider: unknown value 'tpu'"),
-    (["bench-infer", "--batch-size", "0"], "--batch-size: must be a number >= 1, got 0"),
-    (["bench-infer", "--runtimes", "onnxruntime,tf"], "--runtimes: unknown value 'tf'"),
-    (["bench-infer", "--threads", "2,2"], "--threads: lists a value twice"),
-    (["suite", "--sweep-threads", "0"], "--sweep-threads: must be a number >= 1, got 0"),
-])
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["train", "--threads", "abc"], "--threads: invalid int value"),
+        (["train", "--epochs", "0"], "--epochs: must be a number >= 1, got 0"),
+        (["train", "--threads", "-1"], "--threads: must be a number >= 1"),
+        (["train", "--batch-size", "0"], "--batch-size: must be a number >= 1"),
+        (["train", "--device", "tpu"], "--device: invalid choice"),
+        (["train", "--lr", "0"], "--lr: must be in (0, 10)"),
+        (["bench-infer", "--threads", "1,x"], "expected comma-separated whole numbers, got '1,x'"),
+        (["bench-infer", "--provider", "tpu"], "--provider: unknown value 'tpu'"),
+        (["bench-infer", "--batch-size", "0"], "--batch-size: must be a number >= 1, got 0"),
+        (["bench-infer", "--runtimes", "onnxruntime,tf"], "--runtimes: unknown value 'tf'"),
+        (["bench-infer", "--threads", "2,2"], "--threads: lists a value twice"),
+        (["suite", "--sweep-threads", "0"], "--sweep-threads: must be a number >= 1, got 0"),
+    ],
+)
 def test_bad_flags(capsys, workdir, argv, needle):
     assert needle in one_line_exit_2(capsys, argv, workdir)
 
 
 @pytest.mark.skipif(has_cuda(), reason="this machine has a GPU")
 def test_cuda_without_gpu(capsys, workdir, tiny_data, trained):
-    err = one_line_exit_2(capsys, ["train", "--device", "cuda", "--data-dir", str(tiny_data),
-                                   "--out", str(workdir / "out")], workdir)
+    err = one_line_exit_2(
+        capsys, ["train", "--device", "cuda", "--data-dir", str(tiny_data), "--out", str(workdir / "out")], workdir
+    )
     assert "--device cuda: no usable CUDA GPU" in err
-    err = one_line_exit_2(capsys, ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--provider", "cuda"],
-                          workdir)
+    err = one_line_exit_2(
+        capsys, ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--provider", "cuda"], workdir
+    )
     assert "--provider cuda: CUDAExecutionProvider could not run" in err and "make setup on a GPU machine" in err
 
 
 # ---------------------------------------------------------------------------- data folders
+
 
 def _folder(tmp_path: Path, damage) -> Path:
     folder = write_dataset(tmp_path / "data", n_train=30, n_test=20)
@@ -95,16 +103,26 @@ DATA_FAULTS = {
     "empty folder": (lambda f: [p.unlink() for p in f.iterdir()], "missing train-images"),
     "unreadable file": (_unreadable, "train-labels-idx1-ubyte: cannot read (Input/output error)"),
     "truncated IDX": (_truncate, "train-images-idx3-ubyte: truncated: header promises 23520 bytes"),
-    "wrong magic": (lambda f: write_idx(f / "t10k-labels-idx1-ubyte", np.zeros(20, np.uint8), magic=0x0901),
-                    "t10k-labels-idx1-ubyte: wrong magic number 0x00000901"),
-    "wrong dimensions": (lambda f: write_idx(f / "t10k-images-idx3-ubyte", np.zeros((20, 28, 27), np.uint8)),
-                         "t10k-images-idx3-ubyte: images are 28x27, expected 28x28"),
-    "count mismatch": (lambda f: write_idx(f / "train-labels-idx1-ubyte", np.zeros(29, np.uint8)),
-                       "train-labels-idx1-ubyte: 29 labels for 30 images"),
-    "label out of range": (lambda f: write_idx(f / "t10k-labels-idx1-ubyte", np.full(20, 255, np.uint8)),
-                           "t10k-labels-idx1-ubyte: label 255 out of range 0..9"),
-    "gzip that is not gzip": (lambda f: os.rename(f / "t10k-labels-idx1-ubyte", f / "t10k-labels-idx1-ubyte.gz"),
-                              "t10k-labels-idx1-ubyte.gz: not a valid gzip file"),
+    "wrong magic": (
+        lambda f: write_idx(f / "t10k-labels-idx1-ubyte", np.zeros(20, np.uint8), magic=0x0901),
+        "t10k-labels-idx1-ubyte: wrong magic number 0x00000901",
+    ),
+    "wrong dimensions": (
+        lambda f: write_idx(f / "t10k-images-idx3-ubyte", np.zeros((20, 28, 27), np.uint8)),
+        "t10k-images-idx3-ubyte: images are 28x27, expected 28x28",
+    ),
+    "count mismatch": (
+        lambda f: write_idx(f / "train-labels-idx1-ubyte", np.zeros(29, np.uint8)),
+        "train-labels-idx1-ubyte: 29 labels for 30 images",
+    ),
+    "label out of range": (
+        lambda f: write_idx(f / "t10k-labels-idx1-ubyte", np.full(20, 255, np.uint8)),
+        "t10k-labels-idx1-ubyte: label 255 out of range 0..9",
+    ),
+    "gzip that is not gzip": (
+        lambda f: os.rename(f / "t10k-labels-idx1-ubyte", f / "t10k-labels-idx1-ubyte.gz"),
+        "t10k-labels-idx1-ubyte.gz: not a valid gzip file",
+    ),
 }
 
 
@@ -113,13 +131,16 @@ DATA_FAULTS = {
 def test_bad_data_folder(capsys, workdir, trained, fault, command):
     damage, needle = DATA_FAULTS[fault]
     folder = _folder(workdir / "in", damage)
-    argv = {"train": ["train", "--data-dir", str(folder), "--epochs", "1", "--out", str(workdir / "out")],
-            "bench-infer": ["bench-infer", "--data-dir", str(folder), "--model", str(trained / "lenet5.onnx")]}
+    argv = {
+        "train": ["train", "--data-dir", str(folder), "--epochs", "1", "--out", str(workdir / "out")],
+        "bench-infer": ["bench-infer", "--data-dir", str(folder), "--model", str(trained / "lenet5.onnx")],
+    }
     err = one_line_exit_2(capsys, argv[command], workdir)
     assert needle in err
 
 
 # ---------------------------------------------------------------------------- model files
+
 
 def _future_opset(path, trained):
     m = onnx.load(str(trained / "lenet5.onnx"))
@@ -161,8 +182,19 @@ def test_bad_result_json(capsys, workdir, trained, fault):
     path = workdir / "in" / "train.json"
     path.parent.mkdir()
     path.write_text(make(json.loads((trained / "lenet5.train.json").read_text())))
-    err = one_line_exit_2(capsys, ["bench-infer", "--model", str(trained / "lenet5.onnx"),
-                                   "--train-json", str(path), "--runtimes", "onnxruntime"], workdir)
+    err = one_line_exit_2(
+        capsys,
+        [
+            "bench-infer",
+            "--model",
+            str(trained / "lenet5.onnx"),
+            "--train-json",
+            str(path),
+            "--runtimes",
+            "onnxruntime",
+        ],
+        workdir,
+    )
     assert str(path) in err and needle in err
 
 
@@ -179,10 +211,17 @@ def test_output_paths_checked_before_any_work(capsys, workdir, tiny_data):
 
 # ---------------------------------------------------------------------------- interruption
 
+
 def _popen(args, cwd):
     env = {**os.environ, "PYTHONPATH": python_path(), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "crossrt", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "crossrt", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(pred, timeout=60):
@@ -216,8 +255,9 @@ def test_signal_during_training_then_resume(tmp_path, sig):
     # The hint is run exactly as printed (python -m crossrt here: how this run was started).
     hint = shlex.split(err.split("Resume with: ")[1].strip())
     assert hint[:3] == [sys.executable, "-m", "crossrt"] and hint[-1] == "--resume"
-    resumed = subprocess.run(hint, cwd=tmp_path, env={**os.environ, "PYTHONPATH": python_path()},
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        hint, cwd=tmp_path, env={**os.environ, "PYTHONPATH": python_path()}, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     straight = tmp_path / "straight"
     assert main([*args, "--out", str(straight), "--no-export"]) == 0
@@ -228,8 +268,20 @@ def test_signal_during_training_then_resume(tmp_path, sig):
 
 
 def test_sigterm_during_bench_keeps_partial_results(tmp_path, trained, tiny_data):
-    proc = _popen(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                   "--threads", "1", "--min-time", "60"], tmp_path)
+    proc = _popen(
+        [
+            "bench-infer",
+            "--model",
+            str(trained / "lenet5.onnx"),
+            "--data-dir",
+            str(tiny_data),
+            "--threads",
+            "1",
+            "--min-time",
+            "60",
+        ],
+        tmp_path,
+    )
     _wait_for(lambda: proc.stdout.readline().startswith("model:"))
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
@@ -264,8 +316,9 @@ def test_ctrl_c_during_export_keeps_training_results(capsys, workdir, tiny_data,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(onnx.checker, "check_model", interrupted)  # Ctrl-C while ONNX checks the model
-    assert main(["train", "--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "60",
-                 "--out", str(out)]) == 130
+    assert (
+        main(["train", "--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "60", "--out", str(out)]) == 130
+    )
     err = capsys.readouterr().err
     assert "interrupted during the ONNX export" in err and "crossrt export --checkpoint" in err
     assert (out / "lenet5.onnx").read_bytes() == b"previous"
@@ -275,6 +328,7 @@ def test_ctrl_c_during_export_keeps_training_results(capsys, workdir, tiny_data,
 
 
 # ---------------------------------------------------------------------------- concurrency
+
 
 def test_second_run_on_the_same_folder_is_refused(capsys, workdir, tiny_data):
     out = workdir / "exports"
@@ -286,6 +340,7 @@ def test_second_run_on_the_same_folder_is_refused(capsys, workdir, tiny_data):
 
 
 # ---------------------------------------------------------------------------- numerical faults
+
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(capsys, workdir, tiny_data):
     """Logits turn NaN from the 11th training step on, through PyTorch's public global forward
@@ -315,6 +370,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(capsys, workdir, tiny_dat
 
 
 # ---------------------------------------------------------------------------- untrusted downloads
+
 
 def test_corrupt_cached_file_is_not_trusted(tmp_path, monkeypatch):
     # The HTTP server tests live in test_download.py; here: a corrupt file already in the

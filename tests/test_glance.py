@@ -9,23 +9,39 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
 from crossrt import fetch as fetch_module
-from crossrt.fetch import resolve
 from crossrt.bench_infer import prepare, run_bench
 from crossrt.cli import main
 from crossrt.config import BenchConfig, DataConfig
+from crossrt.fetch import resolve
 from crossrt.files import load_result
 from crossrt.ui.plots import thread_series
+
+from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
 def bench(trained, tiny_data, tmp_path_factory):
     """A bench-infer run at 1 and 2 threads, piped at 80 columns: (work folder, stdout, result file)."""
     work = tmp_path_factory.mktemp("glance")
-    out = run_cli("bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), "--threads",
-                  "1,2", "--min-time", "0.2", "--min-repeats", "3", "--json", "b.json", cwd=work, env={"COLUMNS": "80"})
+    out = run_cli(
+        "bench-infer",
+        "--model",
+        str(trained / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1,2",
+        "--min-time",
+        "0.2",
+        "--min-repeats",
+        "3",
+        "--json",
+        "b.json",
+        cwd=work,
+        env={"COLUMNS": "80"},
+    )
     assert out.returncode == 0, out.stderr
     return work, out.stdout, work / "b.json"
 
@@ -48,8 +64,9 @@ def test_results_name_their_model_and_run_and_the_file_carries_the_run(bench, tr
     assert result["model_info"]["weights_sha256"] == train["weights_sha256"]  # one model, known both ways
     assert re.fullmatch(r"[0-9a-f]{8}", result["run_id"])
     (saved,) = (work / "results").glob("bench-infer-*.json")
-    assert saved.name.endswith(f"-{result['run_id']}.json") and saved.name[12:27] == \
-        result["created"][:19].replace("-", "").replace(":", "").replace("T", "-")
+    assert saved.name.endswith(f"-{result['run_id']}.json") and saved.name[12:27] == result["created"][:19].replace(
+        "-", ""
+    ).replace(":", "").replace("T", "-")
 
 
 def test_nothing_is_dropped_at_80_columns(bench):
@@ -57,8 +74,18 @@ def test_nothing_is_dropped_at_80_columns(bench):
     lines = [ln for ln in stdout.splitlines() if set(ln) & set("┃│┏└┡━─")]
     assert max(map(len, lines)) <= 80
     text = " ".join(stdout.split())
-    for heading in ("img/s", "% peak", "CPU s /", "p50/p90/p99", "95% CI", "GFLOP/s", "create", "1st run",
-                    "accuracy", "vs PyTorch"):
+    for heading in (
+        "img/s",
+        "% peak",
+        "CPU s /",
+        "p50/p90/p99",
+        "95% CI",
+        "GFLOP/s",
+        "create",
+        "1st run",
+        "accuracy",
+        "vs PyTorch",
+    ):
         assert heading in text, heading  # in one part of the table or the next (continued)
 
 
@@ -134,12 +161,40 @@ def test_an_unstable_baseline_is_marked_where_a_ratio_uses_it(bench, tmp_path):
 
 
 def test_training_figures_say_what_they_cover(tiny_data, tmp_path):
-    one = run_cli("train", "--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "60", "--threads", "1",
-                  "--no-export", "--json", "one.json", cwd=tmp_path)
+    one = run_cli(
+        "train",
+        "--data-dir",
+        str(tiny_data),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "60",
+        "--threads",
+        "1",
+        "--no-export",
+        "--json",
+        "one.json",
+        cwd=tmp_path,
+    )
     assert one.returncode == 0, one.stderr
     assert "epoch 1 only, warm-up included" in " ".join(one.stdout.split())
-    three = run_cli("train", "--data-dir", str(tiny_data), "--epochs", "3", "--batch-size", "60", "--threads", "1",
-                    "--no-export", "--out", "three", "--json", "three.json", cwd=tmp_path)
+    three = run_cli(
+        "train",
+        "--data-dir",
+        str(tiny_data),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "60",
+        "--threads",
+        "1",
+        "--no-export",
+        "--out",
+        "three",
+        "--json",
+        "three.json",
+        cwd=tmp_path,
+    )
     run = json.loads((tmp_path / "three.json").read_text())
     low, high = run["train_ci95"]
     assert three.returncode == 0 and low <= run["steady_images_per_s"] <= high  # the figure inside its interval
@@ -147,8 +202,9 @@ def test_training_figures_say_what_they_cover(tiny_data, tmp_path):
 
 
 def test_bench_reports_its_progress_configuration_by_configuration(trained, tiny_data, workdir):
-    cfg = BenchConfig(model=trained / "lenet5.onnx", threads=(1, 2), min_time=0, min_repeats=1,
-                      data=DataConfig(data_dir=tiny_data))
+    cfg = BenchConfig(
+        model=trained / "lenet5.onnx", threads=(1, 2), min_time=0, min_repeats=1, data=DataConfig(data_dir=tiny_data)
+    )
     seen = []
     run_bench(cfg, resolve(cfg.data), prepare(cfg), on_start=lambda row, k, n: seen.append((row.runtime, k, n)))
     assert seen == [("onnxruntime", 0, 4), ("onnxruntime", 1, 4), ("pytorch", 2, 4), ("pytorch", 3, 4)]
@@ -158,13 +214,17 @@ def test_fetch_says_what_the_system_has_and_leaves_no_empty_folder(tiny_data, tm
     monkeypatch.setitem(fetch_module.SYSTEM_DIRS, "fashion-mnist", (tiny_data,))
     monkeypatch.setitem(fetch_module.SYSTEM_DIRS, "mnist", ())
     assert main(["fetch", "fashion-mnist"]) == 0
-    assert capsys.readouterr().out.strip() == f"fashion-mnist: {tiny_data} (installed by the system: nothing to download)"
+    assert (
+        capsys.readouterr().out.strip() == f"fashion-mnist: {tiny_data} (installed by the system: nothing to download)"
+    )
     monkeypatch.setenv("CROSSRT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CROSSRT_MIRROR", "http://127.0.0.1:9/")  # nothing listens there
     assert main(["fetch", "mnist"]) == 2
     err = capsys.readouterr().err
-    assert "(offline? train, export, quantize and bench-infer take any folder of the four IDX files: --data-dir DIR)" \
+    assert (
+        "(offline? train, export, quantize and bench-infer take any folder of the four IDX files: --data-dir DIR)"
         in " ".join(err.split())
+    )
     assert not (tmp_path / "cache" / "mnist").exists()
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import ROOT, has_cuda, python_path, run_cli, suite_whose_second_bench_raises
 from onnx import TensorProto, helper, numpy_helper
 
 from crossrt import checkpoint
@@ -23,15 +22,25 @@ from crossrt.fetch import resolve
 from crossrt.model import LeNet5
 from crossrt.train import place_lr, train
 
+from conftest import ROOT, has_cuda, python_path, run_cli, suite_whose_second_bench_raises
+
 
 def batch_one_only(path):
     """A model that runs one image at a time and fails on more: it reshapes its input to [1, 784]
     (an exporter that traced batch 1 writes such graphs). Input [N, 1, 28, 28], output [N, 10]."""
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((784, 10), dtype=np.float32), "w")
     shape = numpy_helper.from_array(np.array([1, 784], dtype=np.int64), "shape")
-    nodes = [helper.make_node("Reshape", ["input", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])]
-    graph = helper.make_graph(nodes, "batch-one", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [w, shape])
+    nodes = [
+        helper.make_node("Reshape", ["input", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "batch-one",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        [w, shape],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     return path
 
@@ -39,15 +48,35 @@ def batch_one_only(path):
 @pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
 def test_a_failing_configuration_is_reported_and_the_others_run(tmp_path, tiny_data, isolate):
     model = batch_one_only(tmp_path / "batch-one.onnx")
-    out = run_cli("bench-infer", "--model", str(model), "--data-dir", str(tiny_data), "--runtimes", "onnxruntime",
-                  "--threads", "1", "--batch-size", "1,100,2", "--min-time", "0", "--min-repeats", "1",
-                  "--json", "b.json", *(["--isolate"] if isolate else []), cwd=tmp_path)
+    out = run_cli(
+        "bench-infer",
+        "--model",
+        str(model),
+        "--data-dir",
+        str(tiny_data),
+        "--runtimes",
+        "onnxruntime",
+        "--threads",
+        "1",
+        "--batch-size",
+        "1,100,2",
+        "--min-time",
+        "0",
+        "--min-repeats",
+        "1",
+        "--json",
+        "b.json",
+        *(["--isolate"] if isolate else []),
+        cwd=tmp_path,
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert "crossrt: error: 2 configuration(s) failed (their reasons are under the table); the others ran" in out.stderr
     result = json.loads((tmp_path / "b.json").read_text())
     assert [r["batch_size"] for r in result["runs"]] == [1] and result["complete"] is True
-    assert [(f["batch_size"], f["runtime"], f["threads"]) for f in result["failed"]] == [(100, "onnxruntime", 1),
-                                                                                         (2, "onnxruntime", 1)]
+    assert [(f["batch_size"], f["runtime"], f["threads"]) for f in result["failed"]] == [
+        (100, "onnxruntime", 1),
+        (2, "onnxruntime", 1),
+    ]
     assert all("Reshape" in f["reason"] and "\n" not in f["reason"] for f in result["failed"])
     shown = " ".join(out.stdout.split())
     assert "failed: onnxruntime cpu, 1 thr, batch 100:" in shown and "failed onnxruntime cpu, 1 thr, batch 2:" in shown
@@ -87,12 +116,15 @@ def test_an_eager_checkpoint_is_put_into_the_cuda_graph_mode(tiny_data, tmp_path
     train(cfg, data)
     net = LeNet5()
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, capturable=True)
-    checkpoint.restore(cfg.checkpoint, _cfg(tiny_data, tmp_path, epochs=2), data.name, net, optimizer, None,
-                       torch.Generator())
+    checkpoint.restore(
+        cfg.checkpoint, _cfg(tiny_data, tmp_path, epochs=2), data.name, net, optimizer, None, torch.Generator()
+    )
     place_lr(optimizer, torch.device("cpu"))
     assert all(g["capturable"] for g in optimizer.param_groups) and torch.is_tensor(optimizer.param_groups[0]["lr"])
     steps = [optimizer.state[p]["step"] for p in net.parameters()]
-    assert all(s.dtype == torch.float32 and s.device == p.device and float(s) == 10 for s, p in zip(steps, net.parameters()))
+    assert all(
+        s.dtype == torch.float32 and s.device == p.device and float(s) == 10 for s, p in zip(steps, net.parameters())
+    )
 
 
 @pytest.mark.skipif(has_cuda(), reason="this machine has a GPU")
@@ -110,8 +142,10 @@ def test_pytorch_cuda_rows_ask_onnxruntime_for_no_cuda_session(trained, monkeypa
             super().__init__(path_or_bytes, *args, providers=providers, **kwargs)
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", Counted)
-    assert main(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--runtimes", "pytorch",
-                 "--provider", "cuda"]) == 2
+    assert (
+        main(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--runtimes", "pytorch", "--provider", "cuda"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--provider cuda: no usable CUDA GPU for torch" in err and "ExecutionProvider" not in err
     assert asked and not any("CUDA" in a for a in asked)
@@ -122,16 +156,43 @@ def test_gpu_check_runs_every_step_and_goes_on_after_a_failure(tmp_path, tiny_da
     (a file that is not there) fails, and the steps after it still run; the last line names it."""
     script = ROOT / "benchmarks" / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    env = {**os.environ, "DEVICE": "cpu", "EPOCHS": "1", "THREADS": "1", "BATCHES": "100", "PYTHON": sys.executable,
-           "PYTHONPATH": python_path(), "PYTEST_ADDOPTS": f"-p no:cacheprovider --basetemp={tmp_path / 'inner'}"}
-    dry = subprocess.run(["bash", str(script), "--dry-run", str(tiny_data), str(tmp_path / "dry"), "/nowhere.py"],
-                         capture_output=True, text=True, env=env, cwd=ROOT)
+    env = {
+        **os.environ,
+        "DEVICE": "cpu",
+        "EPOCHS": "1",
+        "THREADS": "1",
+        "BATCHES": "100",
+        "PYTHON": sys.executable,
+        "PYTHONPATH": python_path(),
+        "PYTEST_ADDOPTS": f"-p no:cacheprovider --basetemp={tmp_path / 'inner'}",
+    }
+    dry = subprocess.run(
+        ["bash", str(script), "--dry-run", str(tiny_data), str(tmp_path / "dry"), "/nowhere.py"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert dry.returncode == 0 and not (tmp_path / "dry").exists(), dry.stderr
     steps = [ln.split()[1] for ln in dry.stdout.splitlines() if ln.startswith("== ")]
-    assert steps == ["train-fp32", "train-bf16", "reference-recipe", "probe", "torchrun-1-rank", "doctor",
-                     "bench-infer", "tests"]
-    out = subprocess.run(["bash", str(script), str(tiny_data), str(tmp_path / "out"), "/nowhere.py"],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert steps == [
+        "train-fp32",
+        "train-bf16",
+        "reference-recipe",
+        "probe",
+        "torchrun-1-rank",
+        "doctor",
+        "bench-infer",
+        "tests",
+    ]
+    out = subprocess.run(
+        ["bash", str(script), str(tiny_data), str(tmp_path / "out"), "/nowhere.py"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert out.stdout.strip().splitlines()[-1] == "failed steps: probe"
     for name in ("train-fp32", "train-bf16", "reference-recipe", "torchrun-1-rank", "bench-infer"):

@@ -21,13 +21,14 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from conftest import python_path, run_cli, write_dataset
 
 from crossrt import checkpoint
 from crossrt.cli import main
 from crossrt.errors import CrossrtError
 from crossrt.files import FolderLock, atomic_write
 from crossrt.model import LeNet5
+
+from conftest import python_path, run_cli, write_dataset
 
 
 def refused(capsys, argv, needle: str) -> str:
@@ -57,6 +58,7 @@ def snapshot(*paths: Path) -> dict:
 
 # ---------------------------------------------------------------------------- 1. outputs that are inputs
 
+
 def _outputs_that_are_inputs(exp: Path, data: Path):
     """(argv, the input it would have destroyed, what the message names) for each way an output can be an input."""
     os.symlink(exp, exp.parent / "link")
@@ -66,43 +68,115 @@ def _outputs_that_are_inputs(exp: Path, data: Path):
     (suite / "lenet5.pt").write_bytes(b"a checkpoint of an earlier suite")
     quick = ["--epochs", "1", "--batch-size", "60", "--threads", "1", "--data-dir", str(data)]
     return {
-        "quantize --out = --model": (["quantize", "--model", f"{exp}/lenet5.onnx", "--out", f"{exp}/lenet5.onnx",
-                                      "--data-dir", str(data)], exp / "lenet5.onnx", "is --model"),
-        "export --out = --checkpoint": (["export", "--checkpoint", f"{exp}/lenet5.pt", "--out", f"{exp}/lenet5.pt",
-                                         "--data-dir", str(data)], exp / "lenet5.pt", "is --checkpoint"),
-        "train --json = its checkpoint": (["train", *quick, "--out", str(exp), "--json", f"{exp}/lenet5.pt"],
-                                          exp / "lenet5.pt", "is the checkpoint"),
-        "train --json = its model, --no-export": (["train", *quick, "--out", str(exp), "--no-export",
-                                                   "--json", f"{exp}/lenet5.onnx"], exp / "lenet5.onnx", "is the model"),
-        "train --json = a data file": (["train", *quick, "--out", str(exp.parent / "o"), "--json",
-                                        f"{data}/train-images-idx3-ubyte"], data / "train-images-idx3-ubyte",
-                                       "is a file of --data-dir"),
-        "train --json = its lock file": (["train", *quick, "--out", str(exp), "--json", f"{exp}/.crossrt.lock"],
-                                         exp / ".crossrt.lock", "is the lock file"),
-        "bench-infer --json = --model": (["bench-infer", "--model", f"{exp}/lenet5.onnx", "--data-dir", str(data),
-                                          "--json", f"{exp}/lenet5.onnx"], exp / "lenet5.onnx", "is --model"),
-        "bench-infer --json = its training record": (["bench-infer", "--model", f"{exp}/lenet5.onnx", "--data-dir",
-                                                      str(data), "--json", f"{exp}/lenet5.train.json"],
-                                                     exp / "lenet5.train.json", "is the training record"),
-        "bench-infer --json = --checkpoint, by a hard link": (["bench-infer", "--model", f"{exp}/lenet5.onnx",
-                                                               "--data-dir", str(data), "--json",
-                                                               str(exp.parent / "hard.pt")], exp / "lenet5.pt",
-                                                              "is --checkpoint"),
-        "quantize --out through a linked folder": (["quantize", "--model", f"{exp}/lenet5.onnx", "--out",
-                                                    str(exp.parent / "link" / "lenet5.onnx"), "--data-dir", str(data)],
-                                                   exp / "lenet5.onnx", "is --model"),
-        "suite --json = a mode's checkpoint": (["suite", "--epochs", "1", "--device", "cpu", "--min-time", "0",
-                                                "--data-dir", str(data), "--out", str(exp.parent / "suite"),
-                                                "--json", str(suite / "lenet5.pt")], suite / "lenet5.pt",
-                                               "is a file of --out"),
+        "quantize --out = --model": (
+            ["quantize", "--model", f"{exp}/lenet5.onnx", "--out", f"{exp}/lenet5.onnx", "--data-dir", str(data)],
+            exp / "lenet5.onnx",
+            "is --model",
+        ),
+        "export --out = --checkpoint": (
+            ["export", "--checkpoint", f"{exp}/lenet5.pt", "--out", f"{exp}/lenet5.pt", "--data-dir", str(data)],
+            exp / "lenet5.pt",
+            "is --checkpoint",
+        ),
+        "train --json = its checkpoint": (
+            ["train", *quick, "--out", str(exp), "--json", f"{exp}/lenet5.pt"],
+            exp / "lenet5.pt",
+            "is the checkpoint",
+        ),
+        "train --json = its model, --no-export": (
+            ["train", *quick, "--out", str(exp), "--no-export", "--json", f"{exp}/lenet5.onnx"],
+            exp / "lenet5.onnx",
+            "is the model",
+        ),
+        "train --json = a data file": (
+            ["train", *quick, "--out", str(exp.parent / "o"), "--json", f"{data}/train-images-idx3-ubyte"],
+            data / "train-images-idx3-ubyte",
+            "is a file of --data-dir",
+        ),
+        "train --json = its lock file": (
+            ["train", *quick, "--out", str(exp), "--json", f"{exp}/.crossrt.lock"],
+            exp / ".crossrt.lock",
+            "is the lock file",
+        ),
+        "bench-infer --json = --model": (
+            ["bench-infer", "--model", f"{exp}/lenet5.onnx", "--data-dir", str(data), "--json", f"{exp}/lenet5.onnx"],
+            exp / "lenet5.onnx",
+            "is --model",
+        ),
+        "bench-infer --json = its training record": (
+            [
+                "bench-infer",
+                "--model",
+                f"{exp}/lenet5.onnx",
+                "--data-dir",
+                str(data),
+                "--json",
+                f"{exp}/lenet5.train.json",
+            ],
+            exp / "lenet5.train.json",
+            "is the training record",
+        ),
+        "bench-infer --json = --checkpoint, by a hard link": (
+            [
+                "bench-infer",
+                "--model",
+                f"{exp}/lenet5.onnx",
+                "--data-dir",
+                str(data),
+                "--json",
+                str(exp.parent / "hard.pt"),
+            ],
+            exp / "lenet5.pt",
+            "is --checkpoint",
+        ),
+        "quantize --out through a linked folder": (
+            [
+                "quantize",
+                "--model",
+                f"{exp}/lenet5.onnx",
+                "--out",
+                str(exp.parent / "link" / "lenet5.onnx"),
+                "--data-dir",
+                str(data),
+            ],
+            exp / "lenet5.onnx",
+            "is --model",
+        ),
+        "suite --json = a mode's checkpoint": (
+            [
+                "suite",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--min-time",
+                "0",
+                "--data-dir",
+                str(data),
+                "--out",
+                str(exp.parent / "suite"),
+                "--json",
+                str(suite / "lenet5.pt"),
+            ],
+            suite / "lenet5.pt",
+            "is a file of --out",
+        ),
     }
 
 
-CASES_1 = ["quantize --out = --model", "export --out = --checkpoint", "train --json = its checkpoint",
-           "train --json = its model, --no-export", "train --json = a data file", "train --json = its lock file",
-           "bench-infer --json = --model", "bench-infer --json = its training record",
-           "bench-infer --json = --checkpoint, by a hard link", "quantize --out through a linked folder",
-           "suite --json = a mode's checkpoint"]
+CASES_1 = [
+    "quantize --out = --model",
+    "export --out = --checkpoint",
+    "train --json = its checkpoint",
+    "train --json = its model, --no-export",
+    "train --json = a data file",
+    "train --json = its lock file",
+    "bench-infer --json = --model",
+    "bench-infer --json = its training record",
+    "bench-infer --json = --checkpoint, by a hard link",
+    "quantize --out through a linked folder",
+    "suite --json = a mode's checkpoint",
+]
 
 
 @pytest.mark.parametrize("case", CASES_1)
@@ -119,6 +193,7 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(capsys, exp, tiny
 
 # ---------------------------------------------------------------------------- 2. links and special files
 
+
 def _device(path: Path) -> Path | None:
     try:
         os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # a /dev/null of our own
@@ -134,8 +209,22 @@ def test_the_lock_is_never_a_link_or_a_second_name_of_a_file(capsys, workdir, ti
         out = workdir / f"out-{how[:6].strip()}"
         out.mkdir()
         make(victim, out / ".crossrt.lock")
-        refused(capsys, ["train", "--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "60", "--out", str(out),
-                         "--no-export"], "the lock file")
+        refused(
+            capsys,
+            [
+                "train",
+                "--data-dir",
+                str(tiny_data),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "60",
+                "--out",
+                str(out),
+                "--no-export",
+            ],
+            "the lock file",
+        )
         assert victim.read_text() == "not crossrt's" and not (out / "lenet5.pt").exists()
     # A link planted after every check: the lock itself opens nothing through it.
     late = workdir / "late"
@@ -156,8 +245,11 @@ def test_no_write_replaces_a_link_a_fifo_or_a_device(capsys, workdir, tiny_data,
     for path in specials:
         kind = os.lstat(path).st_mode
         refused(capsys, ["train", *quick, "--out", str(workdir / "o"), "--json", str(path)], "not a regular file")
-        refused(capsys, ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                         "--json", str(path)], "not a regular file")
+        refused(
+            capsys,
+            ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), "--json", str(path)],
+            "not a regular file",
+        )
         assert os.lstat(path).st_mode == kind  # still the link, the FIFO, the device
     out = workdir / "o2"
     out.mkdir()
@@ -171,26 +263,48 @@ def test_no_write_replaces_a_link_a_fifo_or_a_device(capsys, workdir, tiny_data,
 
 # ---------------------------------------------------------------------------- 3. refused late
 
+
 @pytest.mark.parametrize("where", ["lenet5.onnx", "lenet5.pt", "lenet5.train.json"])
 def test_every_output_of_train_is_checked_before_the_data_is_read(capsys, workdir, where):
     broken = write_dataset(workdir / "broken", n_train=60, n_test=20)
     (broken / "train-images-idx3-ubyte").write_bytes(b"not IDX: reading the data would fail first")
     out = workdir / "out"
     (out / where).mkdir(parents=True)
-    refused(capsys, ["train", "--data-dir", str(broken), "--epochs", "1", "--out", str(out)],
-            f"{out / where}: is a directory")
+    refused(
+        capsys,
+        ["train", "--data-dir", str(broken), "--epochs", "1", "--out", str(out)],
+        f"{out / where}: is a directory",
+    )
     assert sorted(p.name for p in out.iterdir()) == [where] and not (workdir / "results").exists()
 
 
 def test_plot_files_and_the_suites_mode_folders_are_checked_before_any_work(capsys, workdir, tiny_data, trained):
     (workdir / "plots" / "learning_curves.png").mkdir(parents=True)
-    refused(capsys, ["report", str(trained / "lenet5.train.json"), "--plots", str(workdir / "plots")],
-            "learning_curves.png: is a directory")
+    refused(
+        capsys,
+        ["report", str(trained / "lenet5.train.json"), "--plots", str(workdir / "plots")],
+        "learning_curves.png: is a directory",
+    )
     assert capsys.readouterr().out == ""  # no table first
     mode = workdir / "suite" / "cpu-1-thread"
     (mode / "lenet5.onnx").mkdir(parents=True)
-    refused(capsys, ["suite", "--data-dir", str(tiny_data), "--epochs", "1", "--device", "cpu", "--min-time", "0",
-                     "--out", str(workdir / "suite")], "lenet5.onnx: is a directory")
+    refused(
+        capsys,
+        [
+            "suite",
+            "--data-dir",
+            str(tiny_data),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--min-time",
+            "0",
+            "--out",
+            str(workdir / "suite"),
+        ],
+        "lenet5.onnx: is a directory",
+    )
     assert not (mode / "lenet5.pt").exists()
 
 
@@ -203,8 +317,20 @@ BIDI = "\u202eevil"  # shows the rest reversed
 @pytest.fixture(scope="module")
 def bench_json(trained, tiny_data, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("hostile-bench")
-    out = run_cli("bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                  "--threads", "1", "--min-time", "0", "--json", "bench.json", cwd=work)
+    out = run_cli(
+        "bench-infer",
+        "--model",
+        str(trained / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--json",
+        "bench.json",
+        cwd=work,
+    )
     assert out.returncode == 0, out.stderr
     return work / "bench.json"
 
@@ -216,8 +342,13 @@ def _edited(src: Path, dest: Path, edit) -> Path:
     return dest
 
 
-STRANGE_STRINGS = {"markup": "x[/]y[bold]z[link=file:///etc/passwd]", "escapes": ESC, "bidi": BIDI,
-                   "newlines": "a\nb\r\tc", "emoji code": ":skull:"}
+STRANGE_STRINGS = {
+    "markup": "x[/]y[bold]z[link=file:///etc/passwd]",
+    "escapes": ESC,
+    "bidi": BIDI,
+    "newlines": "a\nb\r\tc",
+    "emoji code": ":skull:",
+}
 TRAIN_FIELDS = ("dataset", "device", "arch", "precision", "created", "math")
 BENCH_FIELDS = ("dataset", "model")
 
@@ -259,19 +390,33 @@ def test_strings_from_result_files_are_shown_as_they_are(trained, bench_json, tm
     model = tmp_path / "exp"
     shutil.copytree(trained, model)
     shutil.copy(t, model / "lenet5.train.json")
-    bench = run_cli("bench-infer", "--model", str(model / "lenet5.onnx"), "--runtimes", "onnxruntime", "--threads",
-                    "1", "--min-time", "0", "--data-dir", json.loads((trained / "lenet5.train.json").read_text())[
-                        "dataset_source"], cwd=tmp_path)
+    bench = run_cli(
+        "bench-infer",
+        "--model",
+        str(model / "lenet5.onnx"),
+        "--runtimes",
+        "onnxruntime",
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--data-dir",
+        json.loads((trained / "lenet5.train.json").read_text())["dataset_source"],
+        cwd=tmp_path,
+    )
     assert bench.returncode == 0 and "Traceback" not in bench.stderr, bench.stderr
     assert "\x1b" not in bench.stdout
 
 
 def test_csv_cells_are_never_spreadsheet_formulas(trained, tmp_path, capsys):
-    t = _edited(trained / "lenet5.train.json", tmp_path / "t.json",
-                lambda d: d.update(dataset='=HYPERLINK("http://evil","click")'))
+    t = _edited(
+        trained / "lenet5.train.json",
+        tmp_path / "t.json",
+        lambda d: d.update(dataset='=HYPERLINK("http://evil","click")'),
+    )
     assert main(["report", "--csv", str(t)]) == 0
     row = capsys.readouterr().out.splitlines()[1]
-    assert "'=HYPERLINK" in row and ',=HYPERLINK' not in row
+    assert "'=HYPERLINK" in row and ",=HYPERLINK" not in row
 
 
 def _deep(n: int) -> str:
@@ -281,33 +426,51 @@ def _deep(n: int) -> str:
 def _set_epoch(key, value):
     def edit(d):
         d["epochs"][0][key] = value
+
     return edit
 
 
 MALFORMED = {
     "100,000 deep": (lambda src, p: p.write_text(_deep(100_000)), "nested too deeply"),
     "100 deep": (lambda src, p: p.write_text(_deep(100)), "nested more than 64 deep"),
-    "5,000-digit integer": (lambda src, p: p.write_text(src.read_text().replace('"threads": 1', '"threads": ' + "9" * 5000, 1)),
-                            "Exceeds the limit"),
-    "4,000-digit integer": (lambda src, p: p.write_text(src.read_text().replace('"threads": 1', '"threads": ' + "9" * 4000, 1)),
-                            "beyond any figure crossrt measures"),
+    "5,000-digit integer": (
+        lambda src, p: p.write_text(src.read_text().replace('"threads": 1', '"threads": ' + "9" * 5000, 1)),
+        "Exceeds the limit",
+    ),
+    "4,000-digit integer": (
+        lambda src, p: p.write_text(src.read_text().replace('"threads": 1', '"threads": ' + "9" * 4000, 1)),
+        "beyond any figure crossrt measures",
+    ),
     "NaN timing": (lambda src, p: _edited(src, p, _set_epoch("train_s", float("nan"))), "NaN is no JSON number"),
-    "Infinity timing": (lambda src, p: _edited(src, p, _set_epoch("valid_s", float("inf"))), "Infinity is no JSON number"),
-    "1e400 timing": (lambda src, p: p.write_text(src.read_text().replace('"train_s": ', '"train_s": 1e400, "x": ', 1)),
-                     "beyond any figure"),
-    "1e308 timings": (lambda src, p: _edited(src, p, lambda d: [e.update(train_s=1e308) for e in d["epochs"]]),
-                      "beyond any figure"),
+    "Infinity timing": (
+        lambda src, p: _edited(src, p, _set_epoch("valid_s", float("inf"))),
+        "Infinity is no JSON number",
+    ),
+    "1e400 timing": (
+        lambda src, p: p.write_text(src.read_text().replace('"train_s": ', '"train_s": 1e400, "x": ', 1)),
+        "beyond any figure",
+    ),
+    "1e308 timings": (
+        lambda src, p: _edited(src, p, lambda d: [e.update(train_s=1e308) for e in d["epochs"]]),
+        "beyond any figure",
+    ),
     "negative time": (lambda src, p: _edited(src, p, _set_epoch("train_s", -1.0)), "a duration cannot be negative"),
-    "zero times": (lambda src, p: _edited(src, p, lambda d: d.update(epochs=[{**d["epochs"][0], "train_s": 0}] * 3)),
-                   None),
-    "environment.gpu a string": (lambda src, p: _edited(src, p, lambda d: d.update(device="cuda") or
-                                                         d["environment"].update(gpu="H100")),
-                                 "environment['gpu'] is 'H100', expected dict"),
-    "gpu without a name": (lambda src, p: _edited(src, p, lambda d: d.update(device="cuda") or
-                                                  d["environment"].update(gpu={"count": 1})),
-                           "environment['gpu']['name'] is None"),
-    "cpu_cores a list": (lambda src, p: _edited(src, p, lambda d: d["environment"].update(cpu_cores=[1])),
-                         "environment['cpu_cores']"),
+    "zero times": (
+        lambda src, p: _edited(src, p, lambda d: d.update(epochs=[{**d["epochs"][0], "train_s": 0}] * 3)),
+        None,
+    ),
+    "environment.gpu a string": (
+        lambda src, p: _edited(src, p, lambda d: d.update(device="cuda") or d["environment"].update(gpu="H100")),
+        "environment['gpu'] is 'H100', expected dict",
+    ),
+    "gpu without a name": (
+        lambda src, p: _edited(src, p, lambda d: d.update(device="cuda") or d["environment"].update(gpu={"count": 1})),
+        "environment['gpu']['name'] is None",
+    ),
+    "cpu_cores a list": (
+        lambda src, p: _edited(src, p, lambda d: d["environment"].update(cpu_cores=[1])),
+        "environment['cpu_cores']",
+    ),
 }
 
 
@@ -345,6 +508,7 @@ def test_plots_take_any_name(trained, tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- 7. hostile checkpoints and data
 
+
 def _damaged(exp: Path, edit) -> Path:
     state = torch.load(exp / "lenet5.pt", weights_only=True)
     edit(state)
@@ -372,10 +536,39 @@ def test_hostile_checkpoints_are_one_line(capsys, exp, tiny_data, case):
     edit, needle = CHECKPOINTS[case]
     _damaged(exp, edit)
     refused(capsys, ["export", "--checkpoint", str(exp / "lenet5.pt"), "--data-dir", str(tiny_data)], needle)
-    refused(capsys, ["bench-infer", "--model", str(exp / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                     "--threads", "1", "--min-time", "0"], needle)
-    refused(capsys, ["train", "--resume", "--epochs", "3", "--batch-size", "60", "--threads", "1",
-                     "--data-dir", str(tiny_data), "--out", str(exp)], needle)
+    refused(
+        capsys,
+        [
+            "bench-infer",
+            "--model",
+            str(exp / "lenet5.onnx"),
+            "--data-dir",
+            str(tiny_data),
+            "--threads",
+            "1",
+            "--min-time",
+            "0",
+        ],
+        needle,
+    )
+    refused(
+        capsys,
+        [
+            "train",
+            "--resume",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "60",
+            "--threads",
+            "1",
+            "--data-dir",
+            str(tiny_data),
+            "--out",
+            str(exp),
+        ],
+        needle,
+    )
     assert not (exp.parent / "results").exists()
 
 
@@ -411,9 +604,27 @@ def test_a_gzip_bomb_in_the_training_data_is_refused_within_a_memory_limit(tmp_p
     code = f"from crossrt.data import read_idx\nread_idx({str(data / 'train-images-idx3-ubyte.gz')!r}, 3)"
     reader = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=limit, env=env)
     assert "MemoryError" not in reader.stderr and "DataError" in reader.stderr, reader.stderr
-    out = subprocess.run([sys.executable, "-m", "crossrt", "train", "--data-dir", str(data), "--epochs", "1",
-                          "--batch-size", "60", "--out", str(tmp_path / "o")], capture_output=True, text=True,
-                         preexec_fn=limit, env=env, cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crossrt",
+            "train",
+            "--data-dir",
+            str(data),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "60",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        env=env,
+        cwd=tmp_path,
+    )
     refused_cli(out, "train-images-idx3-ubyte.gz: more than ")
     assert "unexpected bytes after the data" in out.stderr
 
@@ -428,13 +639,20 @@ def test_an_idx_header_that_claims_more_than_the_memory_is_refused_before_inflat
 
 # ---------------------------------------------------------------------------- 8. foreign models
 
+
 def _foreign(path: Path, input_name: str = "input") -> Path:
     """A LeNet5 exported by someone else: other weights, no crossrt metadata."""
     torch.manual_seed(7)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(LeNet5().eval(), (torch.zeros(1, 1, 28, 28),), str(path), dynamo=False,
-                          input_names=[input_name], dynamic_axes={input_name: {0: "n"}})
+        torch.onnx.export(
+            LeNet5().eval(),
+            (torch.zeros(1, 1, 28, 28),),
+            str(path),
+            dynamo=False,
+            input_names=[input_name],
+            dynamic_axes={input_name: {0: "n"}},
+        )
     return path
 
 
@@ -442,8 +660,19 @@ def test_a_foreign_model_beside_a_checkpoint_is_never_held_against_its_weights(c
     """Beside a LeNet5 checkpoint, a LeNet5 of other weights is never timed against that
     checkpoint's PyTorch rows (which would only fail afterwards, on accuracy)."""
     _foreign(exp / "lenet5.onnx")
-    bench = ["bench-infer", "--model", str(exp / "lenet5.onnx"), "--data-dir", str(tiny_data), "--threads", "1",
-             "--min-time", "0", "--json", "b.json"]
+    bench = [
+        "bench-infer",
+        "--model",
+        str(exp / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--json",
+        "b.json",
+    ]
     # Another exporter's file: no PyTorch rows, and the reason in the result.
     assert main(bench) == 0
     result = json.loads((workdir / "b.json").read_text())
@@ -466,18 +695,31 @@ def test_a_model_with_its_own_input_name_is_quantized(capsys, workdir, tiny_data
 
 # ---------------------------------------------------------------------------- 9. terminals
 
+
 @pytest.mark.parametrize("columns", ["0", "1", "5", "20"])
 def test_any_width_shows_every_figure(trained, bench_json, tmp_path, columns):
     runs = json.loads(bench_json.read_text())["runs"]
-    out = run_cli("report", str(trained / "lenet5.train.json"), str(bench_json), cwd=tmp_path,
-                  env={"COLUMNS": columns})
+    out = run_cli("report", str(trained / "lenet5.train.json"), str(bench_json), cwd=tmp_path, env={"COLUMNS": columns})
     assert out.returncode == 0 and out.stderr == "", out.stderr
     for r in runs:
         assert f"{r['samples_per_s']:,.0f}" in out.stdout  # every figure whole, on its line
     assert "samples/s:" in out.stdout  # a plain `name: value` list
-    train = run_cli("train", "--data-dir", json.loads((trained / "lenet5.train.json").read_text())["dataset_source"],
-                    "--epochs", "1", "--batch-size", "60", "--threads", "1", "--out", "o", "--no-export", cwd=tmp_path,
-                    env={"COLUMNS": columns})
+    train = run_cli(
+        "train",
+        "--data-dir",
+        json.loads((trained / "lenet5.train.json").read_text())["dataset_source"],
+        "--epochs",
+        "1",
+        "--batch-size",
+        "60",
+        "--threads",
+        "1",
+        "--out",
+        "o",
+        "--no-export",
+        cwd=tmp_path,
+        env={"COLUMNS": columns},
+    )
     assert train.returncode == 0 and "final accuracy" in train.stdout and "epoch   1" in train.stdout, train.stderr
 
 
@@ -485,10 +727,21 @@ def test_an_ascii_terminal_takes_unicode_paths_and_crossrts_own_signs(trained, t
     exp = Path(shutil.copytree(trained, tmp_path / "modèle-é"))
     env = {"LC_ALL": "C", "LANG": "C", "PYTHONIOENCODING": "ascii", "COLUMNS": "80"}
     shown = ""
-    for argv in (["export", "--checkpoint", str(exp / "lenet5.pt"), "--data-dir", str(tiny_data)],
-                 ["bench-infer", "--model", str(exp / "lenet5.onnx"), "--data-dir", str(tiny_data), "--threads", "1",
-                  "--min-time", "0"],
-                 ["report", str(exp / "lenet5.train.json")]):
+    for argv in (
+        ["export", "--checkpoint", str(exp / "lenet5.pt"), "--data-dir", str(tiny_data)],
+        [
+            "bench-infer",
+            "--model",
+            str(exp / "lenet5.onnx"),
+            "--data-dir",
+            str(tiny_data),
+            "--threads",
+            "1",
+            "--min-time",
+            "0",
+        ],
+        ["report", str(exp / "lenet5.train.json")],
+    ):
         out = run_cli(*argv, cwd=tmp_path, env=env)
         assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
         out.stdout.encode("ascii")  # nothing the terminal cannot show
@@ -499,8 +752,14 @@ def test_an_ascii_terminal_takes_unicode_paths_and_crossrts_own_signs(trained, t
 def test_a_reader_that_goes_away_ends_the_output_quietly(trained, tmp_path):
     env = {**os.environ, "PYTHONPATH": python_path()}
     for fmt in ([], ["--csv"]):
-        proc = subprocess.Popen([sys.executable, "-m", "crossrt", "report", *fmt, str(trained / "lenet5.train.json")],
-                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crossrt", "report", *fmt, str(trained / "lenet5.train.json")],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         proc.stdout.close()  # `| true`: nobody reads
         err = proc.stderr.read()
         proc.wait(timeout=120)

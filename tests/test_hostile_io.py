@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, python_path, run_cli
 
 import crossrt.checkpoint
 from crossrt import checkpoint
@@ -32,6 +31,8 @@ from crossrt import fetch as fetch_module
 from crossrt.cli import main
 from crossrt.errors import DataError
 from crossrt.files import atomic_file, atomic_write
+
+from conftest import ROOT, python_path, run_cli
 
 QUICK = ["--batch-size", "60", "--threads", "1"]
 
@@ -43,11 +44,19 @@ def crossrt_env(**extra) -> dict:
 def run_limited(args, cwd: Path, limit: int, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python -m crossrt args` with files limited to `limit` bytes (Python ignores SIGXFSZ, so a
     write past it fails with EFBIG, as on a disk that is full for that file)."""
+
     def set_limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    return subprocess.run([sys.executable, "-m", "crossrt", *args], cwd=cwd, env=crossrt_env(), capture_output=True,
-                          text=True, preexec_fn=set_limit, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "crossrt", *args],
+        cwd=cwd,
+        env=crossrt_env(),
+        capture_output=True,
+        text=True,
+        preexec_fn=set_limit,
+        timeout=timeout,
+    )
 
 
 def refused_cli(out: subprocess.CompletedProcess, needle: str) -> None:
@@ -62,10 +71,12 @@ def no_temps(folder: Path) -> bool:
 
 # ---------------------------------------------------------------------------- 4. full disks
 
+
 def test_a_checkpoint_that_does_not_fit_says_which_file_what_it_needs_and_what_is_kept(tmp_path, tiny_data):
     out = tmp_path / "exp"
-    fresh = run_limited(["train", "--data-dir", str(tiny_data), "--epochs", "2", *QUICK, "--out", str(out)], tmp_path,
-                        2**20)
+    fresh = run_limited(
+        ["train", "--data-dir", str(tiny_data), "--epochs", "2", *QUICK, "--out", str(out)], tmp_path, 2**20
+    )
     err = fresh.stderr
     assert fresh.returncode == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert f"epoch 1: {out / 'lenet5.pt'} could not be written (File too large; it needs " in err
@@ -75,11 +86,14 @@ def test_a_checkpoint_that_does_not_fit_says_which_file_what_it_needs_and_what_i
 
     # One epoch whole on disk, then the disk is full for the second: that one is said to be kept.
     assert main(["train", "--data-dir", str(tiny_data), "--epochs", "1", *QUICK, "--out", str(out)]) == 0
-    resumed = run_limited(["train", "--data-dir", str(tiny_data), "--epochs", "3", *QUICK, "--out", str(out),
-                           "--resume"], tmp_path, 2**20)
+    resumed = run_limited(
+        ["train", "--data-dir", str(tiny_data), "--epochs", "3", *QUICK, "--out", str(out), "--resume"], tmp_path, 2**20
+    )
     err = resumed.stderr
     assert resumed.returncode == 1 and "Traceback" not in err, err
-    assert f"epoch 2: {out / 'lenet5.pt'} could not be written" in err and f"{out / 'lenet5.pt'} keeps 1 epoch(s)" in err
+    assert (
+        f"epoch 2: {out / 'lenet5.pt'} could not be written" in err and f"{out / 'lenet5.pt'} keeps 1 epoch(s)" in err
+    )
     assert len(checkpoint.load(out / "lenet5.pt")["epochs"]) == 1 and no_temps(out)
     hint = shlex.split(err.split("Resume with: ")[1].strip())  # once there is room again, it runs as printed
     assert subprocess.run(hint, cwd=tmp_path, env=crossrt_env(), capture_output=True).returncode == 0
@@ -89,13 +103,29 @@ def test_a_checkpoint_that_does_not_fit_says_which_file_what_it_needs_and_what_i
 def test_a_model_or_a_result_that_does_not_fit_is_named(tmp_path, trained, tiny_data):
     exp = Path(shutil.copytree(trained, tmp_path / "exp"))
     before = (exp / "lenet5.onnx").read_bytes()
-    out = run_limited(["export", "--checkpoint", str(exp / "lenet5.pt"), "--data-dir", str(tiny_data)], tmp_path,
-                      100_000)
+    out = run_limited(
+        ["export", "--checkpoint", str(exp / "lenet5.pt"), "--data-dir", str(tiny_data)], tmp_path, 100_000
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert f"{exp / 'lenet5.onnx'}: could not be written (File too large; it needs " in out.stderr, out.stderr
     assert "the previous lenet5.onnx is kept" in out.stderr and (exp / "lenet5.onnx").read_bytes() == before
-    bench = run_limited(["bench-infer", "--model", str(exp / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                         "--threads", "1", "--min-time", "0", "--runtimes", "onnxruntime"], tmp_path, 2000)
+    bench = run_limited(
+        [
+            "bench-infer",
+            "--model",
+            str(exp / "lenet5.onnx"),
+            "--data-dir",
+            str(tiny_data),
+            "--threads",
+            "1",
+            "--min-time",
+            "0",
+            "--runtimes",
+            "onnxruntime",
+        ],
+        tmp_path,
+        2000,
+    )
     assert bench.returncode == 2 and "Traceback" not in bench.stderr, bench.stderr
     assert "results/bench-infer-" in bench.stderr and "could not be written (File too large" in bench.stderr
     assert no_temps(exp) and no_temps(tmp_path / "results")
@@ -122,6 +152,7 @@ def test_a_full_disk_says_how_much_room_there_is(tiny_disk, workdir, tiny_data, 
 
 # ---------------------------------------------------------------------------- 5. signals at the wrong moment
 
+
 def _interrupt_checkpoint_write(monkeypatch, n: int):
     """A Ctrl-C in the middle of writing the nth checkpoint: half its bytes are in the temp file."""
     calls = []
@@ -130,7 +161,7 @@ def _interrupt_checkpoint_write(monkeypatch, n: int):
         calls.append(path)
         if len(calls) == n:
             with atomic_file(path, len(data)) as f:
-                f.write(data[:len(data) // 2])
+                f.write(data[: len(data) // 2])
                 raise KeyboardInterrupt
         atomic_write(path, data)
 
@@ -138,17 +169,22 @@ def _interrupt_checkpoint_write(monkeypatch, n: int):
 
 
 @pytest.mark.parametrize("earlier", [False, True])
-def test_a_signal_while_the_first_checkpoint_is_written_offers_no_resume(capsys, workdir, tiny_data, monkeypatch,
-                                                                         earlier):
+def test_a_signal_while_the_first_checkpoint_is_written_offers_no_resume(
+    capsys, workdir, tiny_data, monkeypatch, earlier
+):
     out = workdir / "exp"
     if earlier:  # a checkpoint of an earlier run is there: this run's resume would continue that one
         assert main(["train", "--data-dir", str(tiny_data), "--epochs", "1", *QUICK, "--out", str(out)]) == 0
         capsys.readouterr()
     _interrupt_checkpoint_write(monkeypatch, 1)
-    assert main(["train", "--data-dir", str(tiny_data), "--epochs", "3", *QUICK, "--out", str(out),
-                 "--seed", "7"]) == 130
+    assert (
+        main(["train", "--data-dir", str(tiny_data), "--epochs", "3", *QUICK, "--out", str(out), "--seed", "7"]) == 130
+    )
     err = capsys.readouterr().err
-    assert "Traceback" not in err and "interrupted after 1 completed epoch(s); no checkpoint of this run was written" in err
+    assert (
+        "Traceback" not in err
+        and "interrupted after 1 completed epoch(s); no checkpoint of this run was written" in err
+    )
     assert ("is from an earlier run" in err) == earlier and "Resume with" not in err and no_temps(out)
 
 
@@ -169,8 +205,16 @@ def test_a_signal_while_a_later_checkpoint_is_written_says_what_the_file_holds(c
 def _popen(args, cwd: Path, **kw) -> subprocess.Popen:
     """crossrt in a session of its own, so that a signal can go to its whole process group, as
     Ctrl-C in a terminal does."""
-    return subprocess.Popen([sys.executable, "-m", "crossrt", *args], cwd=cwd, env=crossrt_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "crossrt", *args],
+        cwd=cwd,
+        env=crossrt_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def _ctrl_c_when(proc: subprocess.Popen, line_starts: str) -> tuple[str, str]:
@@ -188,8 +232,11 @@ def _children(pid: int) -> list[str]:
     """The isolated children of pid (Linux's /proc): multiprocessing's, or crossrt's own."""
     try:
         kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return [k for k in kids if any(w in Path(f"/proc/{k}/cmdline").read_bytes()
-                                       for w in (b"multiprocessing", b"crossrt.isolate"))]
+        return [
+            k
+            for k in kids
+            if any(w in Path(f"/proc/{k}/cmdline").read_bytes() for w in (b"multiprocessing", b"crossrt.isolate"))
+        ]
     except OSError:
         return []
 
@@ -215,8 +262,24 @@ def _ctrl_c_when_a_child_starts(proc: subprocess.Popen) -> str:
 
 
 def test_ctrl_c_during_the_suites_validation_keeps_the_trained_mode(tmp_path, tiny_data):
-    proc = _popen(["suite", "--data-dir", str(tiny_data), "--epochs", "1", "--device", "cpu", "--min-time", "5",
-                   "--out", str(tmp_path / "s"), "--json", "suite.json"], tmp_path)
+    proc = _popen(
+        [
+            "suite",
+            "--data-dir",
+            str(tiny_data),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--min-time",
+            "5",
+            "--out",
+            str(tmp_path / "s"),
+            "--json",
+            "suite.json",
+        ],
+        tmp_path,
+    )
     out, err = _ctrl_c_when(proc, "cpu 1 thread: validation")  # an isolated child is starting now
     assert proc.returncode == 130 and "Traceback" not in err and "Error" not in err, err
     assert "kept as far as it got: cpu 1 thread" in err
@@ -226,8 +289,21 @@ def test_ctrl_c_during_the_suites_validation_keeps_the_trained_mode(tmp_path, ti
 
 @pytest.mark.parametrize("repeat", range(3))
 def test_ctrl_c_while_an_isolated_child_starts_shows_no_traceback(trained, tiny_data, tmp_path, repeat):
-    proc = _popen(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                   "--threads", "1,2", "--isolate", "--min-time", "5"], tmp_path)
+    proc = _popen(
+        [
+            "bench-infer",
+            "--model",
+            str(trained / "lenet5.onnx"),
+            "--data-dir",
+            str(tiny_data),
+            "--threads",
+            "1,2",
+            "--isolate",
+            "--min-time",
+            "5",
+        ],
+        tmp_path,
+    )
     err = _ctrl_c_when_a_child_starts(proc)
     assert proc.returncode == 130 and "Traceback" not in err and "Error" not in err, err
     assert "partial results saved" in err
@@ -241,8 +317,13 @@ def test_a_child_whose_parent_stopped_before_handing_over_its_work_exits_quietly
 
     mine, theirs = socket.socketpair()
     boot = f"from crossrt.isolate import _child_main; _child_main({theirs.fileno()})"
-    proc = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(theirs.fileno(),), env=crossrt_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", boot],
+        pass_fds=(theirs.fileno(),),
+        env=crossrt_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     theirs.close()
     mine.close()
     out, err = proc.communicate(timeout=120)
@@ -252,10 +333,13 @@ def test_a_child_whose_parent_stopped_before_handing_over_its_work_exits_quietly
 def test_a_temp_file_of_a_killed_write_is_removed_by_the_next_write(workdir, tiny_data):
     out = workdir / "exp"
     out.mkdir()
-    code = ("import sys, time\nfrom crossrt.files import atomic_file\nwith atomic_file(sys.argv[1]) as f:\n"
-            "    f.write(b'half a checkpoint'); f.flush(); print('writing', flush=True); time.sleep(600)")
-    writer = subprocess.Popen([sys.executable, "-c", code, str(out / "lenet5.pt")], env=crossrt_env(),
-                              stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time\nfrom crossrt.files import atomic_file\nwith atomic_file(sys.argv[1]) as f:\n"
+        "    f.write(b'half a checkpoint'); f.flush(); print('writing', flush=True); time.sleep(600)"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", code, str(out / "lenet5.pt")], env=crossrt_env(), stdout=subprocess.PIPE, text=True
+    )
     assert writer.stdout.readline() == "writing\n"
     writer.kill()  # SIGKILL: no cleanup of its own runs
     writer.wait()
@@ -274,11 +358,14 @@ def test_a_temp_file_of_a_killed_write_is_removed_by_the_next_write(workdir, tin
 
 # ---------------------------------------------------------------------------- 10. caches
 
+
 def test_a_cache_that_is_a_file_is_named_as_the_cache(trained, tiny_data, tmp_path):
     (tmp_path / "cache").write_text("not a folder")
-    for argv in (["fetch", "mnist"], ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir",
-                                      str(tiny_data)],
-                 ["train", "--data-dir", str(tiny_data), "--epochs", "1", "--out", "o"]):
+    for argv in (
+        ["fetch", "mnist"],
+        ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data)],
+        ["train", "--data-dir", str(tiny_data), "--epochs", "1", "--out", "o"],
+    ):
         out = run_cli(*argv, cwd=tmp_path, env={"CROSSRT_CACHE": str(tmp_path / "cache" / "sub")})
         refused_cli(out, f"the cache {tmp_path / 'cache' / 'sub'} ($CROSSRT_CACHE): {tmp_path / 'cache'} is a file")
 
@@ -287,22 +374,44 @@ def _peak_cache_entries(cache: Path) -> dict:
     return json.loads((cache / "peaks.json").read_text())
 
 
-DAMAGED_PEAKS = {"peak 0": {"peak": 0}, "negative": {"peak": -5.0}, "a string": {"peak": "fast"},
-                 "NaN": {"peak": float("nan")}, "1e308": {"peak": 1e308}, "no tries": {"tries": None},
-                 "tries a string": {"tries": "3"}, "not a dict": None}
+DAMAGED_PEAKS = {
+    "peak 0": {"peak": 0},
+    "negative": {"peak": -5.0},
+    "a string": {"peak": "fast"},
+    "NaN": {"peak": float("nan")},
+    "1e308": {"peak": 1e308},
+    "no tries": {"tries": None},
+    "tries a string": {"tries": "3"},
+    "not a dict": None,
+}
 
 
 def _bench_for_peaks(trained, tiny_data) -> list[str]:
-    return ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), "--threads", "1",
-            "--runtimes", "onnxruntime", "--min-time", "0", "--json", "b.json"]
+    return [
+        "bench-infer",
+        "--model",
+        str(trained / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1",
+        "--runtimes",
+        "onnxruntime",
+        "--min-time",
+        "0",
+        "--json",
+        "b.json",
+    ]
 
 
 @pytest.fixture(scope="module")
 def measured_cache(trained, tiny_data, tmp_path_factory) -> Path:
     """A peak cache as a run leaves it (one entry: this machine, 1 thread, fp32)."""
     work = tmp_path_factory.mktemp("peaks")
-    assert run_cli(*_bench_for_peaks(trained, tiny_data), cwd=work,
-                   env={"CROSSRT_CACHE": str(work / "cache")}).returncode == 0
+    assert (
+        run_cli(*_bench_for_peaks(trained, tiny_data), cwd=work, env={"CROSSRT_CACHE": str(work / "cache")}).returncode
+        == 0
+    )
     return work / "cache"
 
 
@@ -315,8 +424,21 @@ def test_a_damaged_peak_cache_entry_is_measured_again(trained, tiny_data, measur
     change = DAMAGED_PEAKS[damage]
     entries[key] = None if change is None else {**entries[key], **change}
     (cache / "peaks.json").write_text(json.dumps(entries))
-    out = run_cli("train", "--data-dir", str(tiny_data), "--epochs", "1", *QUICK, "--out", "exp", "--no-export",
-                  "--json", "t.json", cwd=tmp_path, env={"CROSSRT_CACHE": str(cache)})
+    out = run_cli(
+        "train",
+        "--data-dir",
+        str(tiny_data),
+        "--epochs",
+        "1",
+        *QUICK,
+        "--out",
+        "exp",
+        "--no-export",
+        "--json",
+        "t.json",
+        cwd=tmp_path,
+        env={"CROSSRT_CACHE": str(cache)},
+    )
     assert out.returncode == 0 and out.stderr == "", out.stderr
     result = json.loads((tmp_path / "t.json").read_text())
     assert 0 < result["peak"]["peak"] < 1e9 and 0 < result["percent_of_peak"] < 1e4
@@ -339,17 +461,21 @@ def test_a_peak_cache_that_is_a_fifo_or_a_link_costs_a_warning_not_the_run(train
     assert victim.read_text() == "{}"
 
 
-
 def test_a_damaged_dataset_cache_is_named_when_it_cannot_be_used(tmp_path):
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "mnist").write_text("a file where the MNIST folder goes")
-    out = run_cli("fetch", "mnist", cwd=tmp_path, env={"CROSSRT_CACHE": str(tmp_path / "cache"),
-                                                      "CROSSRT_MIRROR": "http://127.0.0.1:9/"})
+    out = run_cli(
+        "fetch",
+        "mnist",
+        cwd=tmp_path,
+        env={"CROSSRT_CACHE": str(tmp_path / "cache"), "CROSSRT_MIRROR": "http://127.0.0.1:9/"},
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert f"the cache folder {tmp_path / 'cache' / 'mnist'} for MNIST: cannot be created" in out.stderr
 
 
 # ---------------------------------------------------------------------------- 11. code from the working folder
+
 
 def _fake_package(folder: Path, name: str, marker: Path) -> None:
     (folder / name).mkdir(parents=True)
@@ -360,15 +486,33 @@ def _fake_package(folder: Path, name: str, marker: Path) -> None:
 def _as_installed(args, cwd: Path) -> subprocess.CompletedProcess:
     """crossrt started as its installed command is: this checkout first on the path, no working folder."""
     boot = f"import sys; sys.path[0] = {str(ROOT)!r}; from crossrt.cli import main; sys.exit(main())"
-    return subprocess.run([sys.executable, "-c", boot, *args], cwd=cwd, env=crossrt_env(), capture_output=True,
-                          text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-c", boot, *args], cwd=cwd, env=crossrt_env(), capture_output=True, text=True, timeout=240
+    )
 
 
 def test_ranks_run_the_crossrt_that_launched_them(tmp_path, tiny_data):
     work, marker = tmp_path / "work", tmp_path / "fake-ran"
     _fake_package(work, "crossrt", marker)
-    out = _as_installed(["train", "--nproc", "2", "--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "60",
-                         "--threads", "1", "--out", str(tmp_path / "exp"), "--no-export"], work)
+    out = _as_installed(
+        [
+            "train",
+            "--nproc",
+            "2",
+            "--data-dir",
+            str(tiny_data),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "60",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "exp"),
+            "--no-export",
+        ],
+        work,
+    )
     assert out.returncode == 0, out.stderr
     assert not marker.exists() and len(checkpoint.load(tmp_path / "exp" / "lenet5.pt")["epochs"]) == 1
 
@@ -376,13 +520,29 @@ def test_ranks_run_the_crossrt_that_launched_them(tmp_path, tiny_data):
 def test_isolated_children_take_no_module_from_the_working_folder(tmp_path, trained, tiny_data):
     work, marker = tmp_path / "work", tmp_path / "fake-ran"
     _fake_package(work, "multiprocessing", marker)
-    out = _as_installed(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                         "--threads", "1", "--isolate", "--min-time", "0", "--runtimes", "onnxruntime"], work)
+    out = _as_installed(
+        [
+            "bench-infer",
+            "--model",
+            str(trained / "lenet5.onnx"),
+            "--data-dir",
+            str(tiny_data),
+            "--threads",
+            "1",
+            "--isolate",
+            "--min-time",
+            "0",
+            "--runtimes",
+            "onnxruntime",
+        ],
+        work,
+    )
     assert out.returncode == 0, out.stderr
     assert not marker.exists()
 
 
 # ---------------------------------------------------------------------------- 12. downloads that never end
+
 
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
@@ -391,6 +551,7 @@ class _Server(socketserver.ThreadingTCPServer):
 
 def _serve(respond):
     """A raw HTTP server on 127.0.0.1 whose every answer is respond(send); yields its base URL."""
+
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):
             self.request.recv(65536)
@@ -432,11 +593,13 @@ def _breaks_off(send):
     send(b"HTTP/1.0 200 OK\r\nContent-Length: 1000\r\n\r\n" + bytes(10))
 
 
-DOWNLOADS = {"a byte a second": (_drip_body, "not done after 3 s"),
-             "headers a byte a second": (_drip_headers, "not done after 3 s"),
-             "data without end": (_endless, "more than the 1,048,576 bytes any dataset file has"),
-             "claims a terabyte": (_claims_a_terabyte, "1,000,000,000,000 bytes, more than"),
-             "breaks off": (_breaks_off, "broke off after 10 of 1,000 bytes")}
+DOWNLOADS = {
+    "a byte a second": (_drip_body, "not done after 3 s"),
+    "headers a byte a second": (_drip_headers, "not done after 3 s"),
+    "data without end": (_endless, "more than the 1,048,576 bytes any dataset file has"),
+    "claims a terabyte": (_claims_a_terabyte, "1,000,000,000,000 bytes, more than"),
+    "breaks off": (_breaks_off, "broke off after 10 of 1,000 bytes"),
+}
 
 
 @pytest.mark.parametrize("case", DOWNLOADS)
@@ -448,8 +611,9 @@ def test_a_download_ends_in_bounded_time_and_size(tmp_path, monkeypatch, case):
     server = _serve(respond)
     try:
         with pytest.raises(DataError, match=needle) as info:
-            fetch_module.fetch("mnist", tmp_path / "cache", urls=(f"http://127.0.0.1:{server.server_address[1]}/",),
-                               timeout=2)
+            fetch_module.fetch(
+                "mnist", tmp_path / "cache", urls=(f"http://127.0.0.1:{server.server_address[1]}/",), timeout=2
+            )
     finally:
         server.shutdown()
         server.server_close()

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import python_path, run_cli
 
 from crossrt.cli import main
 from crossrt.loadgen import search
+
+from conftest import python_path, run_cli
 
 QUICK = ["--duration", "0.3", "--threads", "1"]
 
@@ -26,9 +27,25 @@ QUICK = ["--duration", "0.3", "--threads", "1"]
 def served(trained, tiny_data, tmp_path_factory) -> tuple[Path, dict, subprocess.CompletedProcess]:
     """Every scenario, under ONNX Runtime and PyTorch, with LoadGen's accuracy test."""
     work = tmp_path_factory.mktemp("loadgen")
-    out = run_cli("loadgen", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), *QUICK,
-                  "--scenarios", "single-stream,multi-stream,offline,server", "--latency-bound", "20,50",
-                  "--max-batch", "16", "--accuracy", "--json", "l.json", cwd=work, timeout=600)
+    out = run_cli(
+        "loadgen",
+        "--model",
+        str(trained / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        *QUICK,
+        "--scenarios",
+        "single-stream,multi-stream,offline,server",
+        "--latency-bound",
+        "20,50",
+        "--max-batch",
+        "16",
+        "--accuracy",
+        "--json",
+        "l.json",
+        cwd=work,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     return work, json.loads((work / "l.json").read_text()), out
 
@@ -67,10 +84,32 @@ def test_every_scenario_runs_through_loadgen_for_every_runtime(served):
 def test_server_workers_batch_together_and_torch_compile_is_not_served(trained, tiny_data, tmp_path):
     """Two workers share one queue: every batch they ran holds 1 to --max-batch samples (an empty
     one, taken after another worker emptied the queue, once crashed a worker and hung LoadGen)."""
-    out = run_cli("loadgen", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), *QUICK,
-                  "--runtimes", "onnxruntime,torch-compile", "--scenarios", "server", "--workers", "2",
-                  "--max-batch", "4", "--batch-timeout-ms", "2", "--qps", "3000", "--latency-bound", "50",
-                  "--json", "w.json", cwd=tmp_path, timeout=300)
+    out = run_cli(
+        "loadgen",
+        "--model",
+        str(trained / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        *QUICK,
+        "--runtimes",
+        "onnxruntime,torch-compile",
+        "--scenarios",
+        "server",
+        "--workers",
+        "2",
+        "--max-batch",
+        "4",
+        "--batch-timeout-ms",
+        "2",
+        "--qps",
+        "3000",
+        "--latency-bound",
+        "50",
+        "--json",
+        "w.json",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "w.json").read_text())
     (run,) = result["runs"]
@@ -89,8 +128,15 @@ def test_loadgens_accuracy_is_bench_infers_scoring_of_the_same_runner(served):
 
 def test_the_tables_report_show_and_compare_read_a_loadgen_result(served):
     work, result, out = served
-    for words in ("LoadGen SingleStream on", "LoadGen Offline on", "the highest QPS whose p99 stays within",
-                  "every QPS the search tried", "not MLPerf-valid", "LoadGen's logs: results/loadgen-", "-logs"):
+    for words in (
+        "LoadGen SingleStream on",
+        "LoadGen Offline on",
+        "the highest QPS whose p99 stays within",
+        "every QPS the search tried",
+        "not MLPerf-valid",
+        "LoadGen's logs: results/loadgen-",
+        "-logs",
+    ):
         assert words in out.stdout, words
     report = run_cli("report", "l.json", "--markdown", cwd=work)
     assert report.returncode == 0 and "| loadgen |" in report.stdout and "server" in report.stdout, report.stderr
@@ -108,9 +154,22 @@ def test_a_loadgen_tests_rate_is_samples_per_second_and_none_for_a_server_that_k
     from crossrt.results import LoadgenRun
 
     def run(scenario, valid=True, **kw):
-        return LoadgenRun(**{"runtime": "onnxruntime", "provider": "cpu", "threads": 1, "scenario": scenario,
-                             "valid": valid, "reasons": [], "samples_per_s": None, "latency_ms": {"p90": 0.5, "p99": 2.0},
-                             "queries": 700, "batches": {}, "log_dir": "", **kw})
+        return LoadgenRun(
+            **{
+                "runtime": "onnxruntime",
+                "provider": "cpu",
+                "threads": 1,
+                "scenario": scenario,
+                "valid": valid,
+                "reasons": [],
+                "samples_per_s": None,
+                "latency_ms": {"p90": 0.5, "p99": 2.0},
+                "queries": 700,
+                "batches": {},
+                "log_dir": "",
+                **kw,
+            }
+        )
 
     assert loadgen_rate(run("single-stream")) == 2000.0 and loadgen_rate(run("multi-stream")) == 4000.0
     assert loadgen_rate(run("offline", samples_per_s=9000.0)) == 9000.0
@@ -125,12 +184,26 @@ def test_a_figure_ended_by_crossrts_query_limit_says_so(capsys):
     from crossrt.ui import serving
 
     def run(scenario, **kw):
-        return LoadgenRun(**{"runtime": "onnxruntime", "provider": "cpu", "threads": 2, "scenario": scenario,
-                             "valid": True, "reasons": [], "latency_ms": {}, "queries": 700, "batches": {},
-                             "log_dir": "", **kw})
+        return LoadgenRun(
+            **{
+                "runtime": "onnxruntime",
+                "provider": "cpu",
+                "threads": 2,
+                "scenario": scenario,
+                "valid": True,
+                "reasons": [],
+                "latency_ms": {},
+                "queries": 700,
+                "batches": {},
+                "log_dir": "",
+                **kw,
+            }
+        )
 
-    runs = [run("server", samples_per_s=16_600.0, target_qps=10_000_000 / 600, latency_bound_ms=5.0),
-            run("offline", samples_per_s=41_000.0, valid=False)]
+    runs = [
+        run("server", samples_per_s=16_600.0, target_qps=10_000_000 / 600, latency_bound_ms=5.0),
+        run("offline", samples_per_s=41_000.0, valid=False),
+    ]
     serving.show(LoadgenResult(model="m.onnx", dataset="d", samples=10, config={"mlperf_durations": True}, runs=runs))
     out = capsys.readouterr().out
     assert "the search stopped at the 10,000,000 queries crossrt asks of one 600 s LoadGen test" in out
@@ -142,8 +215,14 @@ def test_a_figure_ended_by_crossrts_query_limit_says_so(capsys):
         assert "LoadGen Server on m.onnx" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("field, value", [("latency_ms", {"p90": -1.0}), ("batches", {"1": "many"}),
-                                          ("search", [{"qps": 5.0, "valid": "yes", "p99_ms": 1.0, "reasons": []}])])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("latency_ms", {"p90": -1.0}),
+        ("batches", {"1": "many"}),
+        ("search", [{"qps": 5.0, "valid": "yes", "p99_ms": 1.0, "reasons": []}]),
+    ],
+)
 def test_a_damaged_loadgen_result_is_refused_in_one_line(served, tmp_path, field, value):
     result = copy.deepcopy(served[1])  # the module's result stays whole for the other tests
     result["runs"][0][field] = value
@@ -174,15 +253,18 @@ def test_the_server_search_finds_the_highest_valid_qps_within_five_percent():
     assert trail[0]["target_qps"] == 150.0 and best["target_qps"] >= 150.0
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--latency-bound", "0"], "--latency-bound: 0 ms; a bound is above 0"),
-    (["--latency-bound", "-5"], "--latency-bound: -5 ms"),
-    (["--qps", "1e9"], "LoadGen schedules every query of a test before it starts"),
-    (["--qps", "0"], "--qps 0"),
-    (["--scenarios", "stream"], "--scenarios"),
-    (["--max-batch", "0"], "--max-batch"),
-    (["--latency-bound", "fast"], "expected comma-separated numbers"),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--latency-bound", "0"], "--latency-bound: 0 ms; a bound is above 0"),
+        (["--latency-bound", "-5"], "--latency-bound: -5 ms"),
+        (["--qps", "1e9"], "LoadGen schedules every query of a test before it starts"),
+        (["--qps", "0"], "--qps 0"),
+        (["--scenarios", "stream"], "--scenarios"),
+        (["--max-batch", "0"], "--max-batch"),
+        (["--latency-bound", "fast"], "expected comma-separated numbers"),
+    ],
+)
 def test_bad_input_is_one_line(capsys, trained, flags, words):
     assert main(["loadgen", "--model", str(trained / "lenet5.onnx"), *flags]) == 2
     err = capsys.readouterr().err
@@ -201,11 +283,15 @@ def test_another_model_is_refused_in_one_line(capsys, tmp_path):
     from onnx import TensorProto as T
     from onnx import helper
 
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", T.FLOAT, ["n", 3])],
-                              [helper.make_tensor_value_info("y", T.FLOAT, ["n", 3])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
-              tmp_path / "relu.onnx")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", T.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("y", T.FLOAT, ["n", 3])],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "relu.onnx"
+    )
     assert main(["loadgen", "--model", str(tmp_path / "relu.onnx"), "--runtimes", "onnxruntime"]) == 2
     assert "serves MNIST classifiers" in capsys.readouterr().err
 
@@ -213,9 +299,26 @@ def test_another_model_is_refused_in_one_line(capsys, tmp_path):
 def test_ctrl_c_keeps_the_configurations_that_finished(trained, tiny_data, tmp_path):
     """A real SIGINT once the first configuration's tests are done: exit 130, and the partial
     result holds them; the LoadGen test under way (in a child process) ends at once."""
-    cmd = [sys.executable, "-m", "crossrt", "loadgen", "--model", str(trained / "lenet5.onnx"), "--data-dir",
-           str(tiny_data), "--threads", "1", "--runtimes", "onnxruntime,pytorch", "--scenarios", "single-stream",
-           "--duration", "0.3", "--json", "l.json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "crossrt",
+        "loadgen",
+        "--model",
+        str(trained / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1",
+        "--runtimes",
+        "onnxruntime,pytorch",
+        "--scenarios",
+        "single-stream",
+        "--duration",
+        "0.3",
+        "--json",
+        "l.json",
+    ]
     import os
 
     env = {**os.environ, "PYTHONPATH": python_path(), "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
@@ -246,9 +349,27 @@ def test_a_test_that_fails_keeps_the_tests_that_finished_before_it(capsys, train
 
     monkeypatch.setattr(SUT, "test", server_fails)
     monkeypatch.setattr(crossrt.isolate, "isolated", lambda fn: fn())
-    assert main(["loadgen", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), *QUICK,
-                 "--runtimes", "onnxruntime", "--scenarios", "single-stream,server", "--qps", "100",
-                 "--json", "f.json"]) == 1
+    assert (
+        main(
+            [
+                "loadgen",
+                "--model",
+                str(trained / "lenet5.onnx"),
+                "--data-dir",
+                str(tiny_data),
+                *QUICK,
+                "--runtimes",
+                "onnxruntime",
+                "--scenarios",
+                "single-stream,server",
+                "--qps",
+                "100",
+                "--json",
+                "f.json",
+            ]
+        )
+        == 1
+    )
     out = capsys.readouterr()
     assert "1 configuration(s) failed" in out.err and "the runtime failed mid-test" in out.out
     result = json.loads((workdir / "f.json").read_text())

@@ -13,12 +13,13 @@ import subprocess
 
 import pytest
 import torch
-from conftest import ROOT, run_cli
 
 from crossrt import fetch
 from crossrt.cli import main
 from crossrt.doctor import checks, ready
 from crossrt.errors import ProviderError
+
+from conftest import ROOT, run_cli
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without a GPU says")
 
@@ -33,8 +34,9 @@ def plan(tmp_path, smi: str | None, *args: str) -> str:
     (bin_dir / "nvidia-smi").chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("GPU", "TORCH", "MAKEFLAGS")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
-    out = subprocess.run(["make", "-s", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        ["make", "-s", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -101,7 +103,8 @@ def test_doctor_no_dataset_is_information_and_a_bad_data_dir_fails(dataset_here,
     assert main(["doctor", "--device", mode, "--data-dir", str(tmp_path / "empty")]) == 1
     out = capsys.readouterr().out
     assert [ln for ln in out.splitlines() if ln.startswith("FAIL dataset")][0].startswith(
-        f"FAIL dataset: {tmp_path / 'empty'}: missing train-images")
+        f"FAIL dataset: {tmp_path / 'empty'}: missing train-images"
+    )
 
 
 @no_gpu

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_images
 
 from crossrt.data import normalize
 from crossrt.flops import forward_flops
 from crossrt.model import LeNet5
+
+from conftest import make_images
 
 
 # By hand: C1 32*25+32, C3 64*32*25+64, C5 128*64*16+128, F6 128*84+84, OUT 84*10+10 = 194,982;

@@ -17,29 +17,62 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from crossrt.bench_infer import prepare
 from crossrt.cli import build, build_parser
 from crossrt.config import BenchConfig, SuiteConfig, TrainConfig
 from crossrt.data import read_idx
 from crossrt.errors import CrossrtError
 from crossrt.files import load_result
-from crossrt.bench_infer import prepare
 
 # The same examples at every run (derandomize), so that `make test` passes or fails the same way
 # each time; CROSSRT_EXPLORE=1 draws new ones (and CROSSRT_EXAMPLES=N more of them) to hunt.
-SETTINGS = settings(max_examples=int(os.environ.get("CROSSRT_EXAMPLES", 60)), deadline=None,
-                    derandomize=not os.environ.get("CROSSRT_EXPLORE"),
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("CROSSRT_EXAMPLES", 60)),
+    deadline=None,
+    derandomize=not os.environ.get("CROSSRT_EXPLORE"),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
-numbers = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
-                    st.sampled_from(["0", "-1", "1e400", "nan", "inf", "", "1,2", "1,,2", "2,2", "0x10"]))
+numbers = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["0", "-1", "1e400", "nan", "inf", "", "1,2", "1,,2", "2,2", "0x10"]),
+)
 words = st.text(st.characters(codec="ascii", categories=["L", "N"]), max_size=12)
 FLAGS = {
-    "train": (TrainConfig, ["--threads", "--epochs", "--batch-size", "--valid-batch-size", "--lr", "--lr-step",
-                            "--lr-gamma", "--seed", "--target-accuracy", "--device", "--arch", "--precision"]),
-    "bench-infer": (BenchConfig, ["--threads", "--batch-size", "--warmup", "--min-time", "--min-repeats",
-                                  "--provider", "--runtimes", "--spin"]),
-    "suite": (SuiteConfig, ["--epochs", "--min-time", "--sweep-threads", "--sweep-train-batches",
-                            "--sweep-valid-batches", "--sweep-epochs", "--device"]),
+    "train": (
+        TrainConfig,
+        [
+            "--threads",
+            "--epochs",
+            "--batch-size",
+            "--valid-batch-size",
+            "--lr",
+            "--lr-step",
+            "--lr-gamma",
+            "--seed",
+            "--target-accuracy",
+            "--device",
+            "--arch",
+            "--precision",
+        ],
+    ),
+    "bench-infer": (
+        BenchConfig,
+        ["--threads", "--batch-size", "--warmup", "--min-time", "--min-repeats", "--provider", "--runtimes", "--spin"],
+    ),
+    "suite": (
+        SuiteConfig,
+        [
+            "--epochs",
+            "--min-time",
+            "--sweep-threads",
+            "--sweep-train-batches",
+            "--sweep-valid-batches",
+            "--sweep-epochs",
+            "--device",
+        ],
+    ),
 }
 
 
@@ -80,7 +113,7 @@ def test_any_idx_file_is_read_or_refused(tmp_path, data, rank, gz, cut):
         payload = data.draw(st.binary(max_size=3000))
     raw = struct.pack(f">I{len(dims)}I", magic, *dims) + payload
     if gz:
-        raw = gzip.compress(raw)[:-cut or None]
+        raw = gzip.compress(raw)[: -cut or None]
     path = tmp_path / ("x-idx-ubyte.gz" if gz else "x-idx-ubyte")
     path.write_bytes(raw)
     try:
@@ -103,7 +136,7 @@ def model_bytes(trained) -> bytes:
 def test_any_onnx_file_is_loaded_or_refused(model_bytes, tmp_path, data):
     kind = data.draw(st.sampled_from(["truncated", "flipped", "random"]))
     if kind == "truncated":
-        raw = model_bytes[:data.draw(st.integers(0, len(model_bytes) - 1))]
+        raw = model_bytes[: data.draw(st.integers(0, len(model_bytes) - 1))]
     elif kind == "flipped":
         raw = bytearray(model_bytes)
         for i in data.draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=8)):
@@ -121,9 +154,11 @@ def test_any_onnx_file_is_loaded_or_refused(model_bytes, tmp_path, data):
         event(f"{kind}: refused")
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
-                           | st.text(max_size=8), lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=10)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
 
 
 def _paths(obj, prefix=()):
@@ -193,7 +228,23 @@ def _bench_file(trained, tiny_data, factory) -> Path:
         from crossrt.cli import main
 
         path = factory.mktemp("bench") / "bench.json"
-        assert main(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                     "--threads", "1", "--min-time", "0", "--json", str(path)]) == 0
+        assert (
+            main(
+                [
+                    "bench-infer",
+                    "--model",
+                    str(trained / "lenet5.onnx"),
+                    "--data-dir",
+                    str(tiny_data),
+                    "--threads",
+                    "1",
+                    "--min-time",
+                    "0",
+                    "--json",
+                    str(path),
+                ]
+            )
+            == 0
+        )
         _BENCH["path"] = path
     return _BENCH["path"]

@@ -16,20 +16,50 @@ from crossrt.timing import Latency
 def train_result(**kw) -> TrainResult:
     # Three epochs of 1,000 images: accuracy 0.5, 0.8, 0.7, so the best is epoch 2 and 0.75 is
     # first reached there; 10 MFLOP per image against a 100 GFLOP/s peak.
-    epochs = [EpochResult(1, 2.0, 4.0, 1.5, 0.5, 1.0, 1e-3), EpochResult(2, 1.0, 2.0, 0.9, 0.8, 0.5, 1e-3),
-              EpochResult(3, 0.8, 2.0, 1.0, 0.7, 0.5, 1e-3)]
-    values = dict(dataset="tiny", dataset_source="test", device="cpu", threads=2, arch="lenet5",
-                  precision="fp32", batch_size=100, valid_batch_size=100, train_images=1000,
-                  valid_images=500, flops_per_image=10_000_000, target_accuracy=0.75, config={},
-                  epochs=epochs, peak={"peak": 100.0})
+    epochs = [
+        EpochResult(1, 2.0, 4.0, 1.5, 0.5, 1.0, 1e-3),
+        EpochResult(2, 1.0, 2.0, 0.9, 0.8, 0.5, 1e-3),
+        EpochResult(3, 0.8, 2.0, 1.0, 0.7, 0.5, 1e-3),
+    ]
+    values = dict(
+        dataset="tiny",
+        dataset_source="test",
+        device="cpu",
+        threads=2,
+        arch="lenet5",
+        precision="fp32",
+        batch_size=100,
+        valid_batch_size=100,
+        train_images=1000,
+        valid_images=500,
+        flops_per_image=10_000_000,
+        target_accuracy=0.75,
+        config={},
+        epochs=epochs,
+        peak={"peak": 100.0},
+    )
     return TrainResult(**{**values, **kw})
 
 
 def infer_run(**kw) -> InferRun:
-    values = dict(runtime="onnxruntime", provider="cpu", io="host", threads=1, threads_effective=None,
-                  batch_size=100, samples=500, passes=2, samples_per_s=1000.0, gflops=10.0,
-                  latency_ms=Latency(1.0, 1.0, 1.2, 1.5, 0.1, 10), session_create_s=0.01, first_run_s=0.002,
-                  accuracy=0.7, loss=1.0, providers=["CPUExecutionProvider"])
+    values = dict(
+        runtime="onnxruntime",
+        provider="cpu",
+        io="host",
+        threads=1,
+        threads_effective=None,
+        batch_size=100,
+        samples=500,
+        passes=2,
+        samples_per_s=1000.0,
+        gflops=10.0,
+        latency_ms=Latency(1.0, 1.0, 1.2, 1.5, 0.1, 10),
+        session_create_s=0.01,
+        first_run_s=0.002,
+        accuracy=0.7,
+        loss=1.0,
+        providers=["CPUExecutionProvider"],
+    )
     return InferRun(**{**values, **kw})
 
 
@@ -54,12 +84,13 @@ def test_train_summary_when_nothing_ran_or_target_missed():
 
 
 def test_cost_rows_price_each_epoch_with_each_runtime():
-    runs = [infer_run(), infer_run(runtime="pytorch", io="end-to-end", provider="cuda", threads=0,
-                                   samples_per_s=250.0)]
+    runs = [infer_run(), infer_run(runtime="pytorch", io="end-to-end", provider="cuda", threads=0, samples_per_s=250.0)]
     rows = cost_rows(train_result(), runs)
-    assert rows == [("PyTorch inside `train`", 8.0, 2.0),
-                    ("onnxruntime cpu, 1 thr, batch 100", 8.0, 3 * 0.5),  # 3 epochs x 500 images / 1000 img/s
-                    ("pytorch cuda end-to-end, default thr, batch 100", 8.0, 3 * 2.0)]
+    assert rows == [
+        ("PyTorch inside `train`", 8.0, 2.0),
+        ("onnxruntime cpu, 1 thr, batch 100", 8.0, 3 * 0.5),  # 3 epochs x 500 images / 1000 img/s
+        ("pytorch cuda end-to-end, default thr, batch 100", 8.0, 3 * 2.0),
+    ]
 
 
 def _roundtrip(result, tmp_path):
@@ -70,11 +101,23 @@ def _roundtrip(result, tmp_path):
 
 def test_every_result_round_trips(tmp_path):
     train = train_result(complete=True)
-    bench = BenchResult(model="m.onnx", checkpoint="m.pt", dataset="tiny", dataset_source="test",
-                        flops_per_sample=10, config={"spin": True}, runs=[infer_run(top1_agreement=1.0)])
-    suite = SuiteResult(dataset="tiny", dataset_source="test", config={"epochs": 3},
-                        modes=[ModeResult("cpu 1 thread", "cpu", 1, train, bench)],
-                        sweep=Sweep([train], bench), complete=True)
+    bench = BenchResult(
+        model="m.onnx",
+        checkpoint="m.pt",
+        dataset="tiny",
+        dataset_source="test",
+        flops_per_sample=10,
+        config={"spin": True},
+        runs=[infer_run(top1_agreement=1.0)],
+    )
+    suite = SuiteResult(
+        dataset="tiny",
+        dataset_source="test",
+        config={"epochs": 3},
+        modes=[ModeResult("cpu 1 thread", "cpu", 1, train, bench)],
+        sweep=Sweep([train], bench),
+        complete=True,
+    )
     for result in (train, bench, suite):
         assert _roundtrip(result, tmp_path) == result
     assert _roundtrip(suite, tmp_path).parts() == [train, bench, train, bench]
@@ -82,16 +125,23 @@ def test_every_result_round_trips(tmp_path):
 
 def test_schema_1_files_still_load(tmp_path):
     """Old names read as the new ones: mode (1) -> io, settings (7) -> config, images (9) -> samples."""
-    old = {**infer_run().__dict__, "latency_ms": vars(infer_run().latency_ms), "mode": "device-resident",
-           "images": 500, "images_per_s": 1000.0}
+    old = {
+        **infer_run().__dict__,
+        "latency_ms": vars(infer_run().latency_ms),
+        "mode": "device-resident",
+        "images": 500,
+        "images_per_s": 1000.0,
+    }
     for renamed in ("io", "samples", "samples_per_s", "outputs"):
         del old[renamed]
-    bench = BenchResult(model="m", checkpoint=None, dataset="d", dataset_source="s", flops_per_sample=1,
-                        config={}).to_dict()
+    bench = BenchResult(
+        model="m", checkpoint=None, dataset="d", dataset_source="s", flops_per_sample=1, config={}
+    ).to_dict()
     del bench["config"], bench["flops_per_sample"], bench["model_info"], bench["failed"]
     path = tmp_path / "old.json"
-    path.write_text(json.dumps({**bench, "schema_version": 1, "settings": {"spin": "on"}, "flops_per_image": 7,
-                                "runs": [old]}))
+    path.write_text(
+        json.dumps({**bench, "schema_version": 1, "settings": {"spin": "on"}, "flops_per_image": 7, "runs": [old]})
+    )
     loaded = load_result(path)
     assert loaded.runs[0].io == "device-resident" and loaded.config == {"spin": "on"}
     assert (loaded.runs[0].samples, loaded.runs[0].samples_per_s, loaded.flops_per_sample) == (500, 1000.0, 7)

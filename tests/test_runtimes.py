@@ -9,10 +9,11 @@ import sys
 
 import onnx
 import pytest
-from conftest import run_cli
 
 from crossrt.bench_infer import LOW_PRECISION_TOLERANCE
 from crossrt.cli import main
+
+from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +21,16 @@ def quantized(trained, tiny_data, tmp_path_factory):
     """A copy of the trained exports with an int8 model made by `crossrt quantize`."""
     out = tmp_path_factory.mktemp("runtimes") / "exports"
     shutil.copytree(trained, out)
-    proc = run_cli("quantize", "--model", str(out / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                   "--calibration-images", "300", cwd=out.parent)
+    proc = run_cli(
+        "quantize",
+        "--model",
+        str(out / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--calibration-images",
+        "300",
+        cwd=out.parent,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "top-1 agreement" in proc.stdout and "300 data training images" in proc.stdout
     return out
@@ -37,9 +46,26 @@ def test_quantize_writes_a_checked_int8_model(quantized):
 
 
 def test_every_runtime_on_the_same_batches(quantized, tiny_data):
-    out = run_cli("bench-infer", "--model", str(quantized / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                  "--runtimes", "all", "--threads", "1", "--batch-size", "50", "--min-time", "0",
-                  "--min-repeats", "2", "--json", "all.json", cwd=quantized.parent)
+    out = run_cli(
+        "bench-infer",
+        "--model",
+        str(quantized / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--runtimes",
+        "all",
+        "--threads",
+        "1",
+        "--batch-size",
+        "50",
+        "--min-time",
+        "0",
+        "--min-repeats",
+        "2",
+        "--json",
+        "all.json",
+        cwd=quantized.parent,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads((quantized.parent / "all.json").read_text())
     runs = {(r["runtime"], r["precision"]): r for r in result["runs"]}
@@ -59,9 +85,28 @@ def test_every_runtime_on_the_same_batches(quantized, tiny_data):
 def test_a_runtime_that_cannot_run_here_is_one_line(capsys, trained, tiny_data, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
-    assert main(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                 "--runtimes", "onnxruntime,openvino,onnxruntime-int8", "--threads", "1", "--min-time", "0",
-                 "--min-repeats", "1", "--json", "b.json"]) == 0
+    assert (
+        main(
+            [
+                "bench-infer",
+                "--model",
+                str(trained / "lenet5.onnx"),
+                "--data-dir",
+                str(tiny_data),
+                "--runtimes",
+                "onnxruntime,openvino,onnxruntime-int8",
+                "--threads",
+                "1",
+                "--min-time",
+                "0",
+                "--min-repeats",
+                "1",
+                "--json",
+                "b.json",
+            ]
+        )
+        == 0
+    )
     text = " ".join(capsys.readouterr().out.split())
     assert "not run: openvino on cpu: not installed: pip install 'crossrt[openvino]'" in text
     assert "not run: onnxruntime-int8 on cpu: no int8 model" in text and "crossrt quantize" in text
@@ -77,12 +122,22 @@ def test_a_runtime_is_one_registry_line(trained, tiny_data, monkeypatch, tmp_pat
     from crossrt.fetch import resolve
     from crossrt.runtimes.registry import RUNTIMES, Runtime
 
-    monkeypatch.setitem(RUNTIMES, "onnxruntime-again", Runtime("onnxruntime-again", "ONNX Runtime again",
-                                                               "onnxruntime", spins=True))
-    cfg = BenchConfig(model=trained / "lenet5.onnx", runtimes=("onnxruntime-again", "pytorch"), threads=(1,),
-                      spin="both", min_time=0, min_repeats=1)
-    assert [(r.runtime, r.spin) for r in plan(cfg)] == [("onnxruntime-again", True), ("onnxruntime-again", False),
-                                                        ("pytorch", None)]
+    monkeypatch.setitem(
+        RUNTIMES, "onnxruntime-again", Runtime("onnxruntime-again", "ONNX Runtime again", "onnxruntime", spins=True)
+    )
+    cfg = BenchConfig(
+        model=trained / "lenet5.onnx",
+        runtimes=("onnxruntime-again", "pytorch"),
+        threads=(1,),
+        spin="both",
+        min_time=0,
+        min_repeats=1,
+    )
+    assert [(r.runtime, r.spin) for r in plan(cfg)] == [
+        ("onnxruntime-again", True),
+        ("onnxruntime-again", False),
+        ("pytorch", None),
+    ]
     result = run_bench(cfg, resolve(cfg.data, trained_on=("data", str(tiny_data))), prepare(cfg))
     assert [r.runtime for r in result.runs] == ["onnxruntime-again"] * 2 + ["pytorch"]
     assert all(r.parity_ok for r in result.runs) and result.runs[0].providers == ["CPUExecutionProvider"]

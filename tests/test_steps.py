@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_images
 
 from crossrt.config import TrainConfig
 from crossrt.data import normalize
 from crossrt.model import LeNet5
 from crossrt.steps import Lean, Steps, rehearse
 from crossrt.train import Progress, place_lr
+
+from conftest import make_images
 
 
 def _data(n_train=630, n_test=150):
@@ -42,7 +43,7 @@ def _reference_epoch(net, optimizer, x, y, order, bs=60):
     """The plain loop: what training means, written independently of crossrt.steps."""
     losses = []
     for b in range(0, len(x), bs):
-        idx = order[b:b + bs]
+        idx = order[b : b + bs]
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x[idx]), y[idx])
         loss.backward()
@@ -66,8 +67,9 @@ def test_the_step_function_trains_like_a_plain_loop():
         assert torch.equal(a, b)
     with torch.no_grad():
         logits = net_a(xv)
-    assert steps.evaluate() == pytest.approx((F.cross_entropy(logits, yv).item(),
-                                              (logits.argmax(1) == yv).float().mean().item()), rel=1e-6)
+    assert steps.evaluate() == pytest.approx(
+        (F.cross_entropy(logits, yv).item(), (logits.argmax(1) == yv).float().mean().item()), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("arch", ["lenet5", "lenet5-classic"])
@@ -87,8 +89,10 @@ def test_the_lean_step_computes_the_modules_function_and_gradients(arch):
         net, optimizer = _fresh()
         body = Lean(net) if lean else net
         steps = Steps(body, body, optimizer, x, y, xv, yv, CFG)
-        losses = [steps.epoch(torch.randperm(len(x), generator=torch.Generator().manual_seed(e)), Progress())
-                  for e in range(2)]
+        losses = [
+            steps.epoch(torch.randperm(len(x), generator=torch.Generator().manual_seed(e)), Progress())
+            for e in range(2)
+        ]
         trained.append((losses, steps.evaluate(), [p.detach().clone() for p in net.parameters()]))
     (loss_a, eval_a, w_a), (loss_b, eval_b, w_b) = trained
     assert loss_b == pytest.approx(loss_a, rel=1e-4) and eval_b == pytest.approx(eval_a, rel=1e-3)
@@ -143,16 +147,24 @@ def _kernel_calls(fn) -> list:
     bias is left out: the floor's forward GEMMs have none."""
     from torch.profiler import profile
 
-    names = {"aten::mkldnn_convolution", "aten::convolution_backward", "aten::mm", "aten::addmm",
-             "aten::max_pool2d_with_indices", "aten::max_pool2d_with_indices_backward"}
+    names = {
+        "aten::mkldnn_convolution",
+        "aten::convolution_backward",
+        "aten::mm",
+        "aten::addmm",
+        "aten::max_pool2d_with_indices",
+        "aten::max_pool2d_with_indices_backward",
+    }
     with profile(record_shapes=True) as prof:
         fn()
     calls = []
     for e in prof.events():
         if e.name in names:
-            tensors = [(shape, dtype, [st for n, st in zip(shape, strides) if n > 1])  # a size-1 dim's stride is moot
-                       for shape, dtype, strides in zip(e.input_shapes, e.input_dtypes, e.structured_input_strides)
-                       if len(shape) > 1]
+            tensors = [
+                (shape, dtype, [st for n, st in zip(shape, strides) if n > 1])  # a size-1 dim's stride is moot
+                for shape, dtype, strides in zip(e.input_shapes, e.input_dtypes, e.structured_input_strides)
+                if len(shape) > 1
+            ]
             flags = [] if e.name == "aten::addmm" else [c for c in e.concrete_inputs if c is not None]
             calls.append(repr((e.name.replace("addmm", "mm"), tensors, flags)))
     return sorted(calls)

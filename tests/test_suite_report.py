@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import suite_whose_second_bench_raises
 
 from crossrt.cli import main
 from crossrt.compare import COLUMNS, load_results, merge
@@ -18,9 +17,15 @@ from crossrt.files import load_result
 from crossrt.suite import reference, scaling
 from crossrt.system import cpu_count
 
+from conftest import suite_whose_second_bench_raises
+
 ARTICLE_RESULTS = Path(__file__).parent / "data" / "reference-results.txt"
-SECTIONS = {"GPU(CUDA 11)": "gpu (CUDA 11)", "GPU(CUDA 10)": "gpu (CUDA 10)", "CPU单线程": "cpu 1 thread",
-            "CPU多线程": "cpu 18 threads"}
+SECTIONS = {
+    "GPU(CUDA 11)": "gpu (CUDA 11)",
+    "GPU(CUDA 10)": "gpu (CUDA 10)",
+    "CPU单线程": "cpu 1 thread",
+    "CPU多线程": "cpu 18 threads",
+}
 
 
 def article_figures() -> dict[tuple[str, str], dict]:
@@ -60,8 +65,26 @@ def test_reference_rows_are_the_articles_numbers():
 def two_machines(tmp_path_factory, trained, tiny_data):
     """A train and a bench-infer result from this machine, and copies 'from' another machine."""
     work = tmp_path_factory.mktemp("machines")
-    assert main(["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                 "--threads", "1", "--min-time", "0", "--min-repeats", "1", "--json", str(work / "b.json")]) == 0
+    assert (
+        main(
+            [
+                "bench-infer",
+                "--model",
+                str(trained / "lenet5.onnx"),
+                "--data-dir",
+                str(tiny_data),
+                "--threads",
+                "1",
+                "--min-time",
+                "0",
+                "--min-repeats",
+                "1",
+                "--json",
+                str(work / "b.json"),
+            ]
+        )
+        == 0
+    )
     files = [trained / "lenet5.train.json", work / "b.json"]
     for f in list(files):
         data = json.loads(f.read_text())
@@ -99,10 +122,13 @@ def test_markdown_and_csv_parse_back(capsys, two_machines):
         assert float(p["samples_per_s"]) == pytest.approx(r["samples_per_s"])
 
 
-@pytest.mark.parametrize("change,needle", [
-    ({"kind": "seed-baseline"}, "is a 'seed-baseline' result, expected 'train' or 'bench-infer' or 'suite'"),
-    ({"schema_version": 99}, "schema_version 99 is not supported"),
-])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"kind": "seed-baseline"}, "is a 'seed-baseline' result, expected 'train' or 'bench-infer' or 'suite'"),
+        ({"schema_version": 99}, "schema_version 99 is not supported"),
+    ],
+)
 def test_report_refuses_other_kinds_and_schemas(capsys, tmp_path, two_machines, change, needle):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**json.loads(two_machines[0].read_text()), **change}))
@@ -133,9 +159,37 @@ def test_plots_without_matplotlib_is_one_clear_line(capsys, tmp_path, monkeypatc
 
 def test_suite_end_to_end(capsys, workdir, tiny_data):
     out = workdir / "suite"
-    assert main(["suite", "--data-dir", str(tiny_data), "--epochs", "2", "--device", "cpu", "--out", str(out),
-                 "--min-time", "0", "--sweep", "--sweep-threads", "1,2", "--sweep-ranks", "2", "--sweep-train-batches", "200",
-                 "--sweep-valid-batches", "50", "--json", "suite.json", "--plots", "plots"]) == 0
+    assert (
+        main(
+            [
+                "suite",
+                "--data-dir",
+                str(tiny_data),
+                "--epochs",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--min-time",
+                "0",
+                "--sweep",
+                "--sweep-threads",
+                "1,2",
+                "--sweep-ranks",
+                "2",
+                "--sweep-train-batches",
+                "200",
+                "--sweep-valid-batches",
+                "50",
+                "--json",
+                "suite.json",
+                "--plots",
+                "plots",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "(reference)" in text and "times per epoch" in text and "Scaling against 1 thread" in text
     assert "Data-parallel ranks against one process on the same total cores" in text

@@ -34,8 +34,10 @@ def test_passes_repeat_until_both_limits():
 
 
 def test_measurement_does_not_import_rich():
-    code = ("import sys, crossrt.timing, crossrt.results, crossrt.bench_infer, crossrt.runtimes.pytorch, crossrt.train, "
-            "crossrt.suite, crossrt.compare; print('rich' in sys.modules)")
+    code = (
+        "import sys, crossrt.timing, crossrt.results, crossrt.bench_infer, crossrt.runtimes.pytorch, crossrt.train, "
+        "crossrt.suite, crossrt.compare; print('rich' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -14,8 +14,7 @@ from crossrt.train import Progress, train
 
 
 def _cfg(tiny_data, out, **kw) -> TrainConfig:
-    return TrainConfig(data=DataConfig(data_dir=tiny_data), out=out, threads=1, batch_size=60,
-                       export=False, **kw)
+    return TrainConfig(data=DataConfig(data_dir=tiny_data), out=out, threads=1, batch_size=60, export=False, **kw)
 
 
 def test_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
@@ -33,8 +32,18 @@ def test_resume_refuses_other_settings(tiny_data, tmp_path):
     data = resolve(DataConfig(data_dir=tiny_data))
     train(_cfg(tiny_data, tmp_path, epochs=1), data)
     with pytest.raises(CrossrtError, match="trained with batch_size=60, not 30"):
-        train(TrainConfig(data=DataConfig(data_dir=tiny_data), out=tmp_path, threads=1, batch_size=30,
-                          epochs=2, resume=True, export=False), data)
+        train(
+            TrainConfig(
+                data=DataConfig(data_dir=tiny_data),
+                out=tmp_path,
+                threads=1,
+                batch_size=30,
+                epochs=2,
+                resume=True,
+                export=False,
+            ),
+            data,
+        )
     with pytest.raises(CrossrtError, match="already has 1 epochs"):
         train(_cfg(tiny_data, tmp_path, epochs=1, resume=True), data)
 

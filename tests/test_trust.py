@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, python_path, run_cli, write_dataset
 
 from crossrt import __version__
 from crossrt.cli import launcher, main
@@ -26,6 +25,8 @@ from crossrt.system import cpu_count
 from crossrt.timing import stability
 from crossrt.ui.plots import run_name
 
+from conftest import ROOT, python_path, run_cli, write_dataset
+
 
 def one_line_2(capsys, argv) -> str:
     assert main(argv) == 2
@@ -35,6 +36,7 @@ def one_line_2(capsys, argv) -> str:
 
 
 # ---------------------------------------------------------------------------- stability and comparison
+
 
 def test_stability_rules():
     steady = stability([1.0, 1.01, 0.99, 1.0], 1000)
@@ -48,9 +50,25 @@ def test_stability_rules():
 @pytest.fixture(scope="module")
 def bench_json(trained, tiny_data, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("trust")
-    out = run_cli("bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                  "--threads", "1,2", "--spin", "both", "--min-time", "0.2", "--min-repeats", "5",
-                  "--json", "bench.json", cwd=work, env={"COLUMNS": "80"})
+    out = run_cli(
+        "bench-infer",
+        "--model",
+        str(trained / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1,2",
+        "--spin",
+        "both",
+        "--min-time",
+        "0.2",
+        "--min-repeats",
+        "5",
+        "--json",
+        "bench.json",
+        cwd=work,
+        env={"COLUMNS": "80"},
+    )
     assert out.returncode == 0, out.stderr
     (work / "stdout.txt").write_text(out.stdout)
     return work / "bench.json"
@@ -59,8 +77,13 @@ def bench_json(trained, tiny_data, tmp_path_factory) -> Path:
 def test_rows_carry_samples_spread_verdict_and_cpu_cost(bench_json):
     runs = json.loads(bench_json.read_text())["runs"]
     assert [(r["runtime"], r["threads"], r["spin"]) for r in runs] == [
-        ("onnxruntime", 1, True), ("onnxruntime", 1, False), ("onnxruntime", 2, True), ("onnxruntime", 2, False),
-        ("pytorch", 1, None), ("pytorch", 2, None)]
+        ("onnxruntime", 1, True),
+        ("onnxruntime", 1, False),
+        ("onnxruntime", 2, True),
+        ("onnxruntime", 2, False),
+        ("pytorch", 1, None),
+        ("pytorch", 2, None),
+    ]
     for r in runs:
         assert len(r["pass_times_s"]) == r["passes"] >= 5
         assert r["ci95"][0] <= r["samples_per_s"] <= r["ci95"][1]
@@ -96,6 +119,7 @@ def test_compare_command(bench_json, capsys):
 
 # ---------------------------------------------------------------------------- terminals
 
+
 def widest_table_line(text: str) -> int:
     """Tables are the lines drawn with box characters; messages may be longer (the terminal wraps them)."""
     return max(len(ln) for ln in text.splitlines() if set(ln) & set("┃│┏└┡━─"))
@@ -107,14 +131,16 @@ def test_tables_fit_80_columns_and_piped_output_is_plain(bench_json, trained):
     assert widest_table_line(text) <= 80
     for r in json.loads(bench_json.read_text())["runs"]:
         assert f"{r['samples_per_s']:,.0f}" in text  # every figure whole
-    report = run_cli("report", str(bench_json), str(trained / "lenet5.train.json"), cwd=bench_json.parent,
-                     env={"COLUMNS": "80"})
+    report = run_cli(
+        "report", str(bench_json), str(trained / "lenet5.train.json"), cwd=bench_json.parent, env={"COLUMNS": "80"}
+    )
     assert report.returncode == 0 and widest_table_line(report.stdout) <= 80 and "…" not in report.stdout
     wide = run_cli("report", str(bench_json), cwd=bench_json.parent, env={"COLUMNS": "200"})
     assert widest_table_line(wide.stdout) > 80  # COLUMNS is honoured
 
 
 # ---------------------------------------------------------------------------- the peak
+
 
 def test_peak_is_cached_and_a_run_above_it_measures_again(trained, tiny_data, monkeypatch, tmp_path):
     """On a cache of its own: what other tests (or this machine's load) measured before must not count."""
@@ -127,11 +153,27 @@ def test_peak_is_cached_and_a_run_above_it_measures_again(trained, tiny_data, mo
     key = next(iter(peaks))
     peaks[key] = {**first, "peak": 1.0}  # as if measured on a very busy machine
     (cache / "peaks.json").write_text(json.dumps(peaks))
-    out = run_cli("bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                  "--threads", "1", "--runtimes", "onnxruntime", "--min-time", "0", "--json", "b.json", cwd=tmp_path)
+    out = run_cli(
+        "bench-infer",
+        "--model",
+        str(trained / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1",
+        "--runtimes",
+        "onnxruntime",
+        "--min-time",
+        "0",
+        "--json",
+        "b.json",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     run = json.loads((tmp_path / "b.json").read_text())["runs"][0]
-    assert run["peak_gflops"] > 1.0 and run["percent_of_peak"] == pytest.approx(100 * run["gflops"] / run["peak_gflops"])
+    assert run["peak_gflops"] > 1.0 and run["percent_of_peak"] == pytest.approx(
+        100 * run["gflops"] / run["peak_gflops"]
+    )
     healed = json.loads((cache / "peaks.json").read_text())[key]
     assert healed["peak"] == run["peak_gflops"] and len(healed["tries"]) == 5
     assert "% peak: of" in out.stdout and "spread" in out.stdout and "measured just now" in out.stdout  # age, spread
@@ -158,14 +200,42 @@ def test_a_peak_measured_beside_a_cpu_hog_is_not_cached(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- what new users ran into
 
+
 def test_a_model_finds_its_training_folder_offline(capsys, workdir, monkeypatch):
     monkeypatch.setenv("CROSSRT_MIRROR", "http://127.0.0.1:9/")  # offline: nothing listens there
     data = write_dataset(workdir / "mnist-files", n_train=120, n_test=100)
     out = workdir / "exp"
-    assert main(["train", "--data-dir", str(data), "--dataset", "mnist", "--epochs", "1", "--batch-size", "60",
-                 "--threads", "1", "--out", str(out)]) == 0
-    bench = ["bench-infer", "--model", str(out / "lenet5.onnx"), "--threads", "1", "--min-time", "0",
-             "--min-repeats", "1"]
+    assert (
+        main(
+            [
+                "train",
+                "--data-dir",
+                str(data),
+                "--dataset",
+                "mnist",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "60",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    bench = [
+        "bench-infer",
+        "--model",
+        str(out / "lenet5.onnx"),
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--min-repeats",
+        "1",
+    ]
     assert main(bench) == 0 and main(["export", "--checkpoint", str(out / "lenet5.pt")]) == 0
     assert f"{data}, where the model's training data was" in capsys.readouterr().out
     shutil.move(data, workdir / "elsewhere")
@@ -204,8 +274,19 @@ def test_no_export_leaves_a_model_that_bench_infer_refuses_with_a_reason(capsys,
     assert main([*args, "--epochs", "1"]) == 0
     assert main([*args, "--epochs", "2", "--no-export"]) == 0
     assert "is from an earlier training run" in capsys.readouterr().out
-    bench = ["bench-infer", "--model", "exp/lenet5.onnx", "--data-dir", str(tiny_data), "--threads", "1",
-             "--min-time", "0", "--min-repeats", "1"]
+    bench = [
+        "bench-infer",
+        "--model",
+        "exp/lenet5.onnx",
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--min-repeats",
+        "1",
+    ]
     err = one_line_2(capsys, bench)
     assert "holds other weights than exp/lenet5.pt" in err and "crossrt export --checkpoint exp/lenet5.pt" in err
     assert main(["export", "--checkpoint", "exp/lenet5.pt", "--data-dir", str(tiny_data)]) == 0
@@ -223,14 +304,17 @@ def test_output_paths_are_checked_before_any_data_is_read(capsys, workdir, train
     assert captured.out == "" and "--plots /proc/crossrt-plots: cannot write there" in captured.err
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["train", "--threads", "100000"], "--threads: at most"),
-    (["bench-infer", "--threads", "0,100000"], "--threads: at most"),
-    (["bench-infer", "--min-time", "nan"], "--min-time: must be a number >= 0, got nan"),
-    (["bench-infer", "--min-time", "inf"], "--min-time: must be a number >= 0, got inf"),
-    (["train", "--seed", "99999999999999999999"], "--seed: at most"),
-    (["train", "--epochs", "1000000000"], "--epochs: at most"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["train", "--threads", "100000"], "--threads: at most"),
+        (["bench-infer", "--threads", "0,100000"], "--threads: at most"),
+        (["bench-infer", "--min-time", "nan"], "--min-time: must be a number >= 0, got nan"),
+        (["bench-infer", "--min-time", "inf"], "--min-time: must be a number >= 0, got inf"),
+        (["train", "--seed", "99999999999999999999"], "--seed: at most"),
+        (["train", "--epochs", "1000000000"], "--epochs: at most"),
+    ],
+)
 def test_flag_values_beyond_the_machine(capsys, argv, needle):
     assert needle in one_line_2(capsys, argv)
 
@@ -238,8 +322,10 @@ def test_flag_values_beyond_the_machine(capsys, argv, needle):
 def test_batches_larger_than_the_data(capsys, workdir, tiny_data, trained):
     err = one_line_2(capsys, ["train", "--data-dir", str(tiny_data), "--batch-size", "100000", "--out", "o"])
     assert "--batch-size 100,000: more than the 600 training images" in err
-    err = one_line_2(capsys, ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                              "--batch-size", "5000"])
+    err = one_line_2(
+        capsys,
+        ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), "--batch-size", "5000"],
+    )
     assert "--batch-size 5,000: more than the 200 test images" in err
 
 
@@ -248,15 +334,18 @@ def _fifo(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make,argv,needle", [
-    (lambda w: _fifo(w / "fifo"), ["train", "--data-dir", "{}"], "not a folder"),
-    (lambda w: (w / "loop").symlink_to(w / "loop") or w / "loop", ["train", "--data-dir", "{}"], "no such folder"),
-    (lambda w: Path("/dev/zero"), ["train", "--data-dir", "{}"], "not a folder"),
-    (lambda w: _fifo(w / "m.onnx"), ["bench-infer", "--model", "{}"], "not a regular file"),
-    (lambda w: _fifo(w / "c.pt"), ["export", "--checkpoint", "{}"], "not a regular file"),
-    (lambda w: _fifo(w / "r.json"), ["report", "{}"], "not a regular file"),
-    (lambda w: w, ["report", "{}"], "is a folder"),
-])
+@pytest.mark.parametrize(
+    "make,argv,needle",
+    [
+        (lambda w: _fifo(w / "fifo"), ["train", "--data-dir", "{}"], "not a folder"),
+        (lambda w: (w / "loop").symlink_to(w / "loop") or w / "loop", ["train", "--data-dir", "{}"], "no such folder"),
+        (lambda w: Path("/dev/zero"), ["train", "--data-dir", "{}"], "not a folder"),
+        (lambda w: _fifo(w / "m.onnx"), ["bench-infer", "--model", "{}"], "not a regular file"),
+        (lambda w: _fifo(w / "c.pt"), ["export", "--checkpoint", "{}"], "not a regular file"),
+        (lambda w: _fifo(w / "r.json"), ["report", "{}"], "not a regular file"),
+        (lambda w: w, ["report", "{}"], "is a folder"),
+    ],
+)
 def test_unusual_filesystem_objects_fail_in_one_line_without_hanging(tmp_path, make, argv, needle):
     path = make(tmp_path)
     out = run_cli(*[a.format(path) for a in argv], cwd=tmp_path, timeout=60)
@@ -266,8 +355,13 @@ def test_unusual_filesystem_objects_fail_in_one_line_without_hanging(tmp_path, m
 
 def _environment_from(folder: Path) -> list[str]:
     code = "from crossrt.system import environment as e; v = e(); print(v['versions']['crossrt'], v['git_commit'])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=folder,
-                         env={**os.environ, "PYTHONPATH": str(folder)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(folder)},
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
@@ -287,15 +381,47 @@ def test_version_and_commit_are_crossrts_own(tmp_path):
 
 
 def test_isolated_configurations_and_interrupting_them(trained, tiny_data, tmp_path):
-    out = run_cli("bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
-                  "--threads", "1", "--isolate", "--min-time", "0", "--json", "iso.json", cwd=tmp_path)
+    out = run_cli(
+        "bench-infer",
+        "--model",
+        str(trained / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1",
+        "--isolate",
+        "--min-time",
+        "0",
+        "--json",
+        "iso.json",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     runs = json.loads((tmp_path / "iso.json").read_text())["runs"]
     assert [r["isolated"] for r in runs] == [True, True] and runs[0]["parity_ok"] is True
     env = {**os.environ, "PYTHONPATH": python_path(), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "crossrt", "bench-infer", "--model", str(trained / "lenet5.onnx"),
-                             "--data-dir", str(tiny_data), "--threads", "1,2", "--isolate", "--min-time", "60"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crossrt",
+            "bench-infer",
+            "--model",
+            str(trained / "lenet5.onnx"),
+            "--data-dir",
+            str(tiny_data),
+            "--threads",
+            "1,2",
+            "--isolate",
+            "--min-time",
+            "60",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().startswith("model:")
     time.sleep(3)  # the first configuration is now running in its own process (for 60 s)
     proc.send_signal(2)  # SIGINT
@@ -307,7 +433,26 @@ def test_isolated_configurations_and_interrupting_them(trained, tiny_data, tmp_p
 def test_names_with_brackets_print_as_they_are(capsys, workdir):
     """Paths and names reach the console whole, never read as rich markup."""
     data = write_dataset(workdir / "set[1]", n_train=60, n_test=20)
-    assert main(["train", "--data-dir", str(data), "--epochs", "1", "--batch-size", "60", "--valid-batch-size", "20",
-                 "--threads", "1", "--no-export", "--out", str(workdir / "out[2]")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data-dir",
+                str(data),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "60",
+                "--valid-batch-size",
+                "20",
+                "--threads",
+                "1",
+                "--no-export",
+                "--out",
+                str(workdir / "out[2]"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "dataset: set[1]" in out and "out[2]/lenet5.pt" in " ".join(out.split())

@@ -10,8 +10,10 @@ crossrt.runtimes.registry says which runtime runs where.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
@@ -61,6 +63,6 @@ def enqueue_ms(enqueue: Callable[[int], object], wait: Callable[[], object], n: 
     for the GPU between batches: trtexec's enqueue time."""
     total = 0.0
     for i in range(n):
-        total += timed(lambda: enqueue(i))[1]
+        total += timed(partial(enqueue, i))[1]
         wait()
     return 1e3 * total / n

@@ -72,13 +72,17 @@ def preload_cuda(ort) -> str:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # it prints each library it cannot load
         ort.preload_dlls()
-    missing = [ln.split(":")[0].removeprefix("Failed to load ") for ln in printed.getvalue().splitlines()
-               if ln.startswith("Failed to load")]
+    missing = [
+        ln.split(":")[0].removeprefix("Failed to load ")
+        for ln in printed.getvalue().splitlines()
+        if ln.startswith("Failed to load")
+    ]
     return f"cannot load {', '.join(missing)}" if missing else ""
 
 
-def create_session(path, provider: str = "cpu", threads: int = 0, spin: bool = True, graph: bool = False,
-                   profile: str | None = None):
+def create_session(
+    path, provider: str = "cpu", threads: int = 0, spin: bool = True, graph: bool = False, profile: str | None = None
+):
     """An InferenceSession on exactly `provider`: a CPU fallback or a model ORT cannot load is a one-line error."""
     ort = _ort()
     path = regular_file(path, "model", missing="run `make train` first to create it")
@@ -86,21 +90,26 @@ def create_session(path, provider: str = "cpu", threads: int = 0, spin: bool = T
     if provider == "cuda":
         if wanted not in ort.get_available_providers():
             cause = f"this onnxruntime build ({ort.__version__}) has no CUDAExecutionProvider"
-            raise ProviderError(f"--provider cuda: {cause}; install onnxruntime-gpu (make setup on a GPU machine)",
-                                cause)
+            raise ProviderError(
+                f"--provider cuda: {cause}; install onnxruntime-gpu (make setup on a GPU machine)", cause
+            )
         why = preload_cuda(ort)
     # TF32 explicitly on, as cuDNN runs PyTorch's convolutions: both CUDA rows use the same math.
     options = {"use_tf32": "1", **({"enable_cuda_graph": "1"} if graph else {})}
     providers = [wanted] if provider == "cpu" else [(wanted, options)]
     try:
-        session = ort.InferenceSession(str(path), session_options(threads, spin, provider == "cuda", profile),
-                                       providers=providers)
+        session = ort.InferenceSession(
+            str(path), session_options(threads, spin, provider == "cuda", profile), providers=providers
+        )
     except Exception as e:  # ORT raises its own pybind exception types (InvalidProtobuf, Fail, ...)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if provider == "cuda" and ("CUDA" in reason or "fallback" in reason.lower() or why):
-            raise ProviderError(f"--provider cuda: {wanted} could not run {path} ({why or reason}; no usable "
-                                f"GPU, or the CUDA 13 / cuDNN 9 libraries onnxruntime {ort.__version__} needs "
-                                f"are missing: make setup on a GPU machine)", why or reason) from None
+            raise ProviderError(
+                f"--provider cuda: {wanted} could not run {path} ({why or reason}; no usable "
+                f"GPU, or the CUDA 13 / cuDNN 9 libraries onnxruntime {ort.__version__} needs "
+                f"are missing: make setup on a GPU machine)",
+                why or reason,
+            ) from None
         raise ModelError(f"{path}: ONNX Runtime cannot load it: {reason}") from None
     active = session.get_providers()
     if not active or active[0] != wanted:
@@ -124,8 +133,11 @@ def placement(path, provider: str, feed: dict) -> dict[str, int]:
         session = create_session(path, provider, profile=os.path.join(tmp, "profile"))
         session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
-    where = {e["name"]: e["args"]["provider"] for e in events  # a node per name, however many runs
-             if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")}
+    where = {
+        e["name"]: e["args"]["provider"]
+        for e in events  # a node per name, however many runs
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
+    }
     return dict(Counter(where.values()))
 
 
@@ -144,7 +156,9 @@ def check(model, provider: str, feed: dict) -> None:
     try:
         session.run(None, feed)
     except Exception as e:
-        raise ModelError(f"{model}: ONNX Runtime loads it but cannot run it: {str(e).strip().splitlines()[0]}") from None
+        raise ModelError(
+            f"{model}: ONNX Runtime loads it but cannot run it: {str(e).strip().splitlines()[0]}"
+        ) from None
 
 
 def runner(model, row, feeds: list[dict]) -> Runner:
@@ -159,8 +173,10 @@ def ort_runner(model, provider: str, threads: int, io_path: str, feeds: list[dic
     graph = io_path == "cuda-graph"
     if graph and len(feeds) > MAX_GRAPHS:
         samples = sum(len(next(iter(f.values()), ())) for f in feeds)
-        raise ProviderError(f"cuda-graph: one graph per resident batch, at most {MAX_GRAPHS} ({len(feeds)} "
-                            f"batches here: use a batch size of {-(-samples // MAX_GRAPHS)} or more)")
+        raise ProviderError(
+            f"cuda-graph: one graph per resident batch, at most {MAX_GRAPHS} ({len(feeds)} "
+            f"batches here: use a batch size of {-(-samples // MAX_GRAPHS)} or more)"
+        )
     session, create_s = timed(lambda: create_session(model, provider, threads, spin, graph))
     out_names = [o.name for o in session.get_outputs()]
     providers = session.get_providers()
@@ -183,20 +199,26 @@ def ort_runner(model, provider: str, threads: int, io_path: str, feeds: list[dic
         for name, value in dev.items():
             binding.bind_ortvalue_input(name, value)
         for name, out in zip(out_names, host(i)):
-            binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_shape_and_type(out.shape, out.dtype,
-                                                                                         "cuda", 0))
+            binding.bind_ortvalue_output(
+                name, ort.OrtValue.ortvalue_from_shape_and_type(out.shape, out.dtype, "cuda", 0)
+            )
         return binding
 
     if io_path == "end-to-end":
+
         def split():
             binding, n = bind(0, to_gpu(feeds[0])), len(feeds)
             nosync = ort.RunOptions()  # run() returns once the work is queued: the enqueue time
             nosync.add_run_config_entry("disable_synchronize_execution_providers", "1")
-            return {"h2d": mean_ms(lambda i: to_gpu(feeds[i]), n),
-                    "enqueue": enqueue_ms(lambda i: session.run_with_iobinding(binding, nosync),
-                                          binding.synchronize_outputs, n),
-                    "compute": mean_ms(lambda i: session.run_with_iobinding(binding), n),
-                    "d2h": mean_ms(lambda i: [o.numpy() for o in binding.get_outputs()], n)}
+            return {
+                "h2d": mean_ms(lambda i: to_gpu(feeds[i]), n),
+                "enqueue": enqueue_ms(
+                    lambda i: session.run_with_iobinding(binding, nosync), binding.synchronize_outputs, n
+                ),
+                "compute": mean_ms(lambda i: session.run_with_iobinding(binding), n),
+                "d2h": mean_ms(lambda i: [o.numpy() for o in binding.get_outputs()], n),
+            }
+
         return Runner(host, host, create_s, providers, threads_effective, split)
 
     # Device-resident: inputs copied to the GPU once, outputs preallocated there, one IO
@@ -213,6 +235,7 @@ def ort_runner(model, provider: str, threads: int, io_path: str, feeds: list[dic
             for i, binding in enumerate(bindings):
                 for _ in range(GRAPH_WARMUP):
                     session.run_with_iobinding(binding, options[i])
+
         create_s += timed(capture)[1]  # capturing the graphs is part of the cold cost
 
     def resident(i):

@@ -78,5 +78,6 @@ def openvino_runner(model: Path, threads: int, precision: str, feeds: list[dict]
         run(i)
         return [request.get_output_tensor(k).data.copy() for k in range(n_out)]
 
-    return Runner(run, outputs, create_s, [f"OpenVINO CPU {ov.__version__}"],
-                  int(compiled.get_property("INFERENCE_NUM_THREADS")))
+    return Runner(
+        run, outputs, create_s, [f"OpenVINO CPU {ov.__version__}"], int(compiled.get_property("INFERENCE_NUM_THREADS"))
+    )

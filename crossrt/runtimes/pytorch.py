@@ -10,9 +10,9 @@ import copy
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -39,8 +39,9 @@ def check(path: Path, provider: str, feed: dict, compile: bool = False) -> None:
 
 def runner(path: Path, row, feeds: list[dict], compile: bool = False) -> Runner:
     build = partial(checkpoint.build_model, checkpoint.load(path))
-    return torch_runner(build, row.provider, row.threads, row.io, [next(iter(f.values())) for f in feeds],
-                        compile=compile)
+    return torch_runner(
+        build, row.provider, row.threads, row.io, [next(iter(f.values())) for f in feeds], compile=compile
+    )
 
 
 def _compiled(model, inputs: list):
@@ -62,8 +63,9 @@ def _compiled(model, inputs: list):
     return compiled
 
 
-def torch_runner(build: Callable[[], object], provider: str, threads: int, io: str,
-                 batches: list[np.ndarray], compile: bool = False) -> Runner:
+def torch_runner(
+    build: Callable[[], object], provider: str, threads: int, io: str, batches: list[np.ndarray], compile: bool = False
+) -> Runner:
     """build() returns the network (one input, one output) on the CPU; building it on the device
     (and compiling it, with compile=True) is the cold cost."""
     import torch
@@ -84,13 +86,19 @@ def torch_runner(build: Callable[[], object], provider: str, threads: int, io: s
             return model(x)
 
     if io == "host":
-        return Runner(lambda i: forward(host_x[i]), lambda i: [forward(host_x[i]).numpy()], create_s, label,
-                      torch.get_num_threads())
+        return Runner(
+            lambda i: forward(host_x[i]),
+            lambda i: [forward(host_x[i]).numpy()],
+            create_s,
+            label,
+            torch.get_num_threads(),
+        )
 
     def e2e(i):
         return forward(host_x[i].to(device)).cpu()  # .cpu() waits for the GPU
 
     if io == "end-to-end":
+
         def split():
             dev = host_x[0].to(device)
             out = forward(dev)
@@ -98,10 +106,13 @@ def torch_runner(build: Callable[[], object], provider: str, threads: int, io: s
             def synced(fn):
                 return lambda i: (fn(i), sync(device))
 
-            return {"h2d": mean_ms(synced(lambda i: host_x[i].to(device)), len(batches)),
-                    "enqueue": enqueue_ms(lambda i: forward(dev), lambda: sync(device), len(batches)),
-                    "compute": mean_ms(synced(lambda i: forward(dev)), len(batches)),
-                    "d2h": mean_ms(lambda i: out.cpu(), len(batches))}
+            return {
+                "h2d": mean_ms(synced(lambda i: host_x[i].to(device)), len(batches)),
+                "enqueue": enqueue_ms(lambda i: forward(dev), lambda: sync(device), len(batches)),
+                "compute": mean_ms(synced(lambda i: forward(dev)), len(batches)),
+                "d2h": mean_ms(lambda i: out.cpu(), len(batches)),
+            }
+
         return Runner(e2e, lambda i: [e2e(i).numpy()], create_s, label, torch.get_num_threads(), split)
 
     dev_x = [x.to(device) for x in host_x]
@@ -130,6 +141,7 @@ def _graphed(model, dev_x: list):
         def run():
             with torch.no_grad():
                 outs[shape] = model(static[shape])  # the last run is the capture: the graph's output
+
         return run
 
     replays = graphed({shape: forward(shape) for shape in static})
@@ -139,6 +151,7 @@ def _graphed(model, dev_x: list):
         static[shape].copy_(dev_x[i])
         replays[shape]()
         return outs[shape]
+
     return replay
 
 

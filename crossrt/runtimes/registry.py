@@ -48,8 +48,10 @@ class Runtime:
         if self.model == "int8" and not cfg.int8_model.is_file():
             return f"no int8 model {cfg.int8_model}: make one with `crossrt quantize --model {cfg.model}`"
         if self.model == "torch" and foreign(cfg.model):
-            return (f"needs the PyTorch model, and {cfg.model.name} is not a crossrt LeNet5 export "
-                    f"(no crossrt checkpoint builds it)")
+            return (
+                f"needs the PyTorch model, and {cfg.model.name} is not a crossrt LeNet5 export "
+                f"(no crossrt checkpoint builds it)"
+            )
         return self._module().unavailable(provider, **dict(self.options))
 
     def precisions(self) -> tuple[str, ...]:
@@ -73,14 +75,18 @@ class Runtime:
         return self._module().runner(self.model_of(cfg), row, batches, **dict(self.options))
 
 
-RUNTIMES = {r.name: r for r in (
-    Runtime("onnxruntime", "ONNX Runtime", "onnxruntime", ("cpu", "cuda"), spins=True, graphs=True),
-    Runtime("pytorch", "PyTorch eager", "pytorch", ("cpu", "cuda"), model="torch", graphs=True),
-    Runtime("openvino", "OpenVINO", "openvino"),
-    Runtime("torch-compile", "torch.compile", "pytorch", ("cpu", "cuda"), model="torch",
-            options=(("compile", True),)),
-    Runtime("onnxruntime-int8", "ONNX Runtime int8", "onnxruntime", model="int8", precision="int8", spins=True),
-)}
+RUNTIMES = {
+    r.name: r
+    for r in (
+        Runtime("onnxruntime", "ONNX Runtime", "onnxruntime", ("cpu", "cuda"), spins=True, graphs=True),
+        Runtime("pytorch", "PyTorch eager", "pytorch", ("cpu", "cuda"), model="torch", graphs=True),
+        Runtime("openvino", "OpenVINO", "openvino"),
+        Runtime(
+            "torch-compile", "torch.compile", "pytorch", ("cpu", "cuda"), model="torch", options=(("compile", True),)
+        ),
+        Runtime("onnxruntime-int8", "ONNX Runtime int8", "onnxruntime", model="int8", precision="int8", spins=True),
+    )
+}
 DEFAULT = ("onnxruntime", "pytorch")
 
 

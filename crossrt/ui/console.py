@@ -43,22 +43,29 @@ def note(text: str) -> None:
 
 
 def dataset_line(ds) -> None:
-    note(f"dataset: [bold]{esc(ds.name)}[/] ({len(ds.train_labels):,} train / {len(ds.test_labels):,} test images): "
-         f"{esc(ds.reason)}")
+    note(
+        f"dataset: [bold]{esc(ds.name)}[/] ({len(ds.train_labels):,} train / {len(ds.test_labels):,} test images): "
+        f"{esc(ds.reason)}"
+    )
 
 
 def export_line(path, parity, dataset: str) -> None:
     ok = parity.top1_agreement == 1.0
-    note(f"exported {esc(str(path))} (opset {parity.opset}, {parity.export_s:.2f} s); ONNX Runtime vs PyTorch on "
-         f"{parity.images:,} {esc(dataset)} test images: max |logit diff| {parity.max_abs_diff:.2e}, "
-         f"top-1 agreement [{'green' if ok else 'red'}]{100 * parity.top1_agreement:.2f}%[/]")
+    note(
+        f"exported {esc(str(path))} (opset {parity.opset}, {parity.export_s:.2f} s); ONNX Runtime vs PyTorch on "
+        f"{parity.images:,} {esc(dataset)} test images: max |logit diff| {parity.max_abs_diff:.2e}, "
+        f"top-1 agreement [{'green' if ok else 'red'}]{100 * parity.top1_agreement:.2f}%[/]"
+    )
 
 
 def bench_line(run: InferRun) -> None:
     """One line as each configuration finishes, so a long bench shows progress."""
     mark = "" if run.stable else " [yellow](unstable)[/]"
-    scored = f"acc {100 * run.accuracy:.2f}%" if run.accuracy is not None else "outputs " + (
-        "agree" if all(o["ok"] for o in run.outputs or []) else "[red]disagree[/]")
+    scored = (
+        f"acc {100 * run.accuracy:.2f}%"
+        if run.accuracy is not None
+        else "outputs " + ("agree" if all(o["ok"] for o in run.outputs or []) else "[red]disagree[/]")
+    )
     unit = "img/s" if run.accuracy is not None else "samples/s"
     note(f"  {esc(run.label)}: {run.samples_per_s:,.0f} {unit}, {scored}{mark}")
 
@@ -94,9 +101,17 @@ class TrainProgress(_Bar):
     def __init__(self, total_epochs: int):
         self.total = total_epochs
         # A low refresh rate: on a 2-core machine the redraw thread competes with training.
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("batches"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=console, refresh_per_second=4, transient=True)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("batches"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            refresh_per_second=4,
+            transient=True,
+        )
         self.task = None
 
     def start_epoch(self, epoch: int, batches: int) -> None:
@@ -111,23 +126,39 @@ class TrainProgress(_Bar):
         self.bar.update(self.task, description=self.bar.tasks[-1].description.replace("train", "valid"))
 
     def end_epoch(self, e: EpochResult) -> None:
-        note(f"epoch {e.epoch:>3}  train loss {e.train_loss:.4f}  [cyan]{e.train_s:6.2f} s[/]   "
-             f"valid loss {e.valid_loss:.4f}  acc [bold]{100 * e.valid_accuracy:6.2f}%[/]  [cyan]{e.valid_s:5.2f} s[/]")
+        note(
+            f"epoch {e.epoch:>3}  train loss {e.train_loss:.4f}  [cyan]{e.train_s:6.2f} s[/]   "
+            f"valid loss {e.valid_loss:.4f}  acc [bold]{100 * e.valid_accuracy:6.2f}%[/]  [cyan]{e.valid_s:5.2f} s[/]"
+        )
 
 
 class BenchProgress(_Bar):
     """bench-infer's bar: configurations done of the total, the one running now, the time left."""
 
     def __init__(self):
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("configurations"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=console, refresh_per_second=4, transient=True)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("configurations"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            refresh_per_second=4,
+            transient=True,
+        )
         self.task = self.bar.add_task("bench-infer", total=None)
 
     def start(self, row, done: int, total: int) -> None:
-        self.bar.update(self.task, total=total, completed=done, description=esc(
-            f"{row.runtime}{'' if row.precision in ('fp32', 'int8') else ' ' + row.precision} {row.provider} "
-            f"{row.io if row.io != 'host' else ''} {row.threads or 'default'} thr, batch {row.batch}"))
+        self.bar.update(
+            self.task,
+            total=total,
+            completed=done,
+            description=esc(
+                f"{row.runtime}{'' if row.precision in ('fp32', 'int8') else ' ' + row.precision} {row.provider} "
+                f"{row.io if row.io != 'host' else ''} {row.threads or 'default'} thr, batch {row.batch}"
+            ),
+        )
 
     def ran(self, run: InferRun) -> None:
         bench_line(run)
@@ -145,9 +176,17 @@ class SuiteProgress(_Bar):
     """
 
     def __init__(self):
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                            console=console, refresh_per_second=4, transient=True)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=console,
+            refresh_per_second=4,
+            transient=True,
+        )
         self.task = self.bar.add_task("suite", total=1)
 
     def total(self, units: int) -> None:
@@ -171,5 +210,7 @@ class SuiteProgress(_Bar):
         self.bar.advance(self.task, units)
 
     def end_epoch(self, e: EpochResult) -> None:
-        note(f"  epoch {e.epoch:>3}  train {e.train_s:6.2f} s  valid {e.valid_s:5.2f} s  "
-             f"acc {100 * e.valid_accuracy:6.2f}%")
+        note(
+            f"  epoch {e.epoch:>3}  train {e.train_s:6.2f} s  valid {e.valid_s:5.2f} s  "
+            f"acc {100 * e.valid_accuracy:6.2f}%"
+        )

@@ -79,12 +79,15 @@ def cell(markup: str) -> Text:
 def _need(cols: list[Col], rows: list[list[Text]], keep: list[int]) -> int:
     """Columns the table needs: whole cells (and header) where numbers must not wrap, the
     longest word where text may. Each column adds 3 for its border and padding."""
+
     def longest(cell: Text | str, whole: bool) -> int:
         lines = str(cell).splitlines() or [""]
         return max(len(ln) if whole else max(map(len, ln.split() or [""])) for ln in lines)
 
-    return 1 + sum(3 + max([longest(cols[i].name, not cols[i].wrap)] +
-                           [longest(r[i], not cols[i].wrap) for r in rows]) for i in keep)
+    return 1 + sum(
+        3 + max([longest(cols[i].name, not cols[i].wrap)] + [longest(r[i], not cols[i].wrap) for r in rows])
+        for i in keep
+    )
 
 
 def _named(col: Col, names) -> bool:
@@ -94,9 +97,11 @@ def _named(col: Col, names) -> bool:
 def plain_list(title: Text, cols: list[Col], rows: list[list[Text]], caption: Text | None) -> Text:
     """The table as `name: value` lines, a blank line between rows: readable at any width."""
     out = Text()
-    for line in [title, *[x for r in rows for x in
-                          [Text(""), *(Text(c.name.replace("\n", " ") + ": ") + v for c, v in zip(cols, r))]],
-                 *([Text(""), caption] if caption else [])]:
+    for line in [
+        title,
+        *[x for r in rows for x in [Text(""), *(Text(c.name.replace("\n", " ") + ": ") + v for c, v in zip(cols, r))]],
+        *([Text(""), caption] if caption else []),
+    ]:
         out.append_text(line)
         out.append("\n")
     out.rstrip()
@@ -132,8 +137,12 @@ def fitted(title: str, cols: list[Col], rows: list[list[str]], styles=None, ends
         return plain_list(title, cols, rows, caption) if width < PLAIN_WIDTH else _stacked(title, cols, rows, caption)
     tables = []
     for n, part in enumerate(parts):
-        t = Table(title=title if n == 0 else "(continued)", title_justify="left",
-                  caption=caption if n == len(parts) - 1 else None, caption_justify="left")
+        t = Table(
+            title=title if n == 0 else "(continued)",
+            title_justify="left",
+            caption=caption if n == len(parts) - 1 else None,
+            caption_justify="left",
+        )
         shown = sorted(labels + part)
         for i in shown:
             c = cols[i]

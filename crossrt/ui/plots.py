@@ -32,8 +32,9 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError("--plots needs matplotlib: pip install 'crossrt[plots]' "
-                          "(or: .venv/bin/pip install matplotlib)") from None
+        raise ConfigError(
+            "--plots needs matplotlib: pip install 'crossrt[plots]' (or: .venv/bin/pip install matplotlib)"
+        ) from None
     matplotlib.use("Agg")  # files only, no display needed
     matplotlib.rcParams["text.parse_math"] = False  # a "$" in a run's name is a dollar sign
     import matplotlib.pyplot as plt
@@ -68,25 +69,36 @@ def learning_curves(trains: list[TrainResult], path: Path) -> Path:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.2))
     for r in trains:
         epochs = [e.epoch for e in r.epochs]
-        line, = ax_loss.plot(epochs, [e.train_loss for e in r.epochs], "o-", ms=3, label=f"{run_name(r)}: training")
-        ax_loss.plot(epochs, [e.valid_loss for e in r.epochs], "s--", ms=3, color=line.get_color(),
-                     label=f"{run_name(r)}: validation")
-        ax_acc.plot(epochs, [100 * e.valid_accuracy for e in r.epochs], "o-", ms=3, color=line.get_color(),
-                    label=run_name(r))
+        (line,) = ax_loss.plot(epochs, [e.train_loss for e in r.epochs], "o-", ms=3, label=f"{run_name(r)}: training")
+        ax_loss.plot(
+            epochs,
+            [e.valid_loss for e in r.epochs],
+            "s--",
+            ms=3,
+            color=line.get_color(),
+            label=f"{run_name(r)}: validation",
+        )
+        ax_acc.plot(
+            epochs, [100 * e.valid_accuracy for e in r.epochs], "o-", ms=3, color=line.get_color(), label=run_name(r)
+        )
     from matplotlib.lines import Line2D
 
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss per epoch", ylim=(0, None))
-    ax_loss.legend([Line2D([], [], color="gray"), Line2D([], [], color="gray", ls="--")], ["training", "validation"],
-                   fontsize=7)
+    ax_loss.legend(
+        [Line2D([], [], color="gray"), Line2D([], [], color="gray", ls="--")], ["training", "validation"], fontsize=7
+    )
     low = min((100 * e.valid_accuracy for r in trains for e in r.epochs), default=0)
-    ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy per epoch",
-               ylim=(max(0, low - 5), 100.5))
+    ax_acc.set(
+        xlabel="epoch", ylabel="validation accuracy (%)", title="Accuracy per epoch", ylim=(max(0, low - 5), 100.5)
+    )
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     ax_acc.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle(f"Learning curves: {_about(trains)}; {', '.join(sorted({str(len(r.epochs)) for r in trains}))} "
-                 f"epoch(s)", fontsize=10)
+    fig.suptitle(
+        f"Learning curves: {_about(trains)}; {', '.join(sorted({str(len(r.epochs)) for r in trains}))} epoch(s)",
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
@@ -101,8 +113,9 @@ def thread_series(benches: list[BenchResult]) -> dict[str, dict[str, dict[int, l
         where = (f", {model_of(b)[1]}" if models else "") + (f", {hardware_of(b.environment)}" if machines else "")
         for run in (x for x in b.runs if x.provider == "cpu"):
             series = printable(f"batch {run.batch_size}{' no-spin' if run.spin is False else ''}{where}")
-            out.setdefault(printable(run.runtime_label.removesuffix(" no-spin")), {}).setdefault(series, {}) \
-               .setdefault(run.threads_effective or run.threads, []).append(run)
+            out.setdefault(printable(run.runtime_label.removesuffix(" no-spin")), {}).setdefault(series, {}).setdefault(
+                run.threads_effective or run.threads, []
+            ).append(run)
     return out
 
 
@@ -119,8 +132,14 @@ def throughput_vs_threads(benches: list[BenchResult], path: Path) -> Path:
             median = [float(np.median([r.samples_per_s for r in points[t]])) for t in threads]
             low = [min((r.ci95 or [r.samples_per_s])[0] for r in points[t]) for t in threads]
             high = [max((r.ci95 or [0, r.samples_per_s])[-1] for r in points[t]) for t in threads]
-            ax.errorbar(threads, median, yerr=[np.subtract(median, low), np.subtract(high, median)], fmt="o-",
-                        capsize=3, label=name)
+            ax.errorbar(
+                threads,
+                median,
+                yerr=[np.subtract(median, low), np.subtract(high, median)],
+                fmt="o-",
+                capsize=3,
+                label=name,
+            )
             top = max(top, *high)
         ax.set_xticks(sorted({t for points in lines.values() for t in points}))
         ax.set(title=runtime, xlabel="intra-op threads")
@@ -150,8 +169,9 @@ def train_vs_valid(pairs: list[tuple[TrainResult, BenchResult | None]], path: Pa
         n = len(train.epochs) or 1
         for label, t, v in cost_rows(train, bench.runs if bench else []):
             label = label.replace("PyTorch inside `train`", "PyTorch\n(train's own loop)")
-            bars.append((printable(f"run {train.run_id}\n{label.replace(', ', chr(10), 1)}", keep_newlines=True),
-                         t / n, v / n))
+            bars.append(
+                (printable(f"run {train.run_id}\n{label.replace(', ', chr(10), 1)}", keep_newlines=True), t / n, v / n)
+            )
     # Each bar's label is a few short lines: about 1.6 inches of width each keeps them apart.
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(bars) + 1.5), 5))
     labels = [b[0] for b in bars]
@@ -162,13 +182,17 @@ def train_vs_valid(pairs: list[tuple[TrainResult, BenchResult | None]], path: Pa
     ax.tick_params(axis="x", labelsize=7)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     trains = [t for t, _ in pairs]
-    ax.set_title(f"Training vs validation per epoch: {_about(trains)}; "
-                 f"{', '.join(sorted({str(len(t.epochs)) for t in trains}))} epoch(s)", fontsize=10)
+    ax.set_title(
+        f"Training vs validation per epoch: {_about(trains)}; "
+        f"{', '.join(sorted({str(len(t.epochs)) for t in trains}))} epoch(s)",
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
-def write_all(plot_dir: Path, pairs: list[tuple[TrainResult, BenchResult | None]],
-              benches: list[BenchResult]) -> list[Path]:
+def write_all(
+    plot_dir: Path, pairs: list[tuple[TrainResult, BenchResult | None]], benches: list[BenchResult]
+) -> list[Path]:
     """Every figure the results allow; returns the paths."""
     plot_dir = Path(plot_dir)
     written = []

@@ -11,7 +11,6 @@ from .console import BenchProgress, console, esc, fail_line, failure_label, note
 from .layout import Col, fitted, num, pct
 
 
-
 def verdict(run: LoadgenRun) -> str:
     return "" if run.valid is None else "[green]VALID[/]" if run.valid else "[yellow]INVALID[/]"
 
@@ -54,10 +53,21 @@ class LoadgenProgress(BenchProgress):
         fail_line(failure)
 
 
-COLS = [Col("runtime", left=True, key=True), Col("provider", left=True, fold=True, key=True),
-        Col("threads", fold=True, key=True), Col("LoadGen"), Col("samples/s"), Col("QPS\nasked", drop=1),
-        Col("p50 ms", drop=2), Col("p90 ms"), Col("p99 ms"), Col("max ms", drop=3), Col("queries", drop=3),
-        Col("batches that ran", left=True, wrap=True, drop=2), Col("why not VALID", left=True, wrap=True, drop=1)]
+COLS = [
+    Col("runtime", left=True, key=True),
+    Col("provider", left=True, fold=True, key=True),
+    Col("threads", fold=True, key=True),
+    Col("LoadGen"),
+    Col("samples/s"),
+    Col("QPS\nasked", drop=1),
+    Col("p50 ms", drop=2),
+    Col("p90 ms"),
+    Col("p99 ms"),
+    Col("max ms", drop=3),
+    Col("queries", drop=3),
+    Col("batches that ran", left=True, wrap=True, drop=2),
+    Col("why not VALID", left=True, wrap=True, drop=1),
+]
 
 
 def loadgen_tables(result: LoadgenResult) -> list:
@@ -68,30 +78,70 @@ def loadgen_tables(result: LoadgenResult) -> list:
         runs = [r for r in result.runs if r.scenario == scenario and r.mode == "performance"]
         if not runs:
             continue
-        rows = [[esc(runtime_label(r)), esc(r.provider), str(r.threads or "default"),
-                 verdict(r), num(r.samples_per_s), num(r.target_qps, 1),
-                 *(f"{r.latency_ms[k]:.3f}" if k in r.latency_ms else "—" for k in ("p50", "p90", "p99", "max")),
-                 f"{r.queries:,}", esc(batches(r)), esc("; ".join(r.reasons)) or "—"] for r in runs]
+        rows = [
+            [
+                esc(runtime_label(r)),
+                esc(r.provider),
+                str(r.threads or "default"),
+                verdict(r),
+                num(r.samples_per_s),
+                num(r.target_qps, 1),
+                *(f"{r.latency_ms[k]:.3f}" if k in r.latency_ms else "—" for k in ("p50", "p90", "p99", "max")),
+                f"{r.queries:,}",
+                esc(batches(r)),
+                esc("; ".join(r.reasons)) or "—",
+            ]
+            for r in runs
+        ]
         title = f"LoadGen {SCENARIOS[scenario]} on {esc(Path(result.model).name)} ({esc(result.dataset)})"
         if scenario == "server":
             bounds = ", ".join(f"{b:g} ms" for b in dict.fromkeys(r.latency_bound_ms for r in runs))
             title += f": the highest QPS whose p99 stays within {bounds}"
-        caption = {"multi-stream": "latencies per query of 8 samples, from LoadGen's issue to the last response",
-                   "offline": "latencies per sample from the issue of Offline's one query: they grow with the test"
-                   }.get(scenario, "latencies per sample, as LoadGen measured them from its issue to the response")
+        caption = {
+            "multi-stream": "latencies per query of 8 samples, from LoadGen's issue to the last response",
+            "offline": "latencies per sample from the issue of Offline's one query: they grow with the test",
+        }.get(scenario, "latencies per sample, as LoadGen measured them from its issue to the response")
         tables.append(fitted(title, COLS, rows, caption=caption))
-    trail = [[esc(what(r)), f"{r.latency_bound_ms:g}", num(t["qps"], 1), "[green]VALID[/]" if t["valid"] else
-              "[yellow]INVALID[/]", "—" if t["p99_ms"] is None else f"{t['p99_ms']:.3f}", esc("; ".join(t["reasons"]))]
-             for r in result.runs if r.search for t in r.search]
+    trail = [
+        [
+            esc(what(r)),
+            f"{r.latency_bound_ms:g}",
+            num(t["qps"], 1),
+            "[green]VALID[/]" if t["valid"] else "[yellow]INVALID[/]",
+            "—" if t["p99_ms"] is None else f"{t['p99_ms']:.3f}",
+            esc("; ".join(t["reasons"])),
+        ]
+        for r in result.runs
+        if r.search
+        for t in r.search
+    ]
     if trail:
-        cols = [Col("configuration", left=True, key=True), Col("bound\nms", key=True), Col("QPS asked"),
-                Col("LoadGen"), Col("p99 ms"), Col("why not VALID", left=True, wrap=True)]
+        cols = [
+            Col("configuration", left=True, key=True),
+            Col("bound\nms", key=True),
+            Col("QPS asked"),
+            Col("LoadGen"),
+            Col("p99 ms"),
+            Col("why not VALID", left=True, wrap=True),
+        ]
         tables.append(fitted("Server: every QPS the search tried, in order", cols, trail))
-    checks = [[esc(what(r)), pct(r.accuracy), pct(r.bench_accuracy), "[green]yes[/]" if accuracy_agrees(r, result.samples)
-               else "[bold red]no[/]"] for r in result.runs if r.mode == "accuracy"]
+    checks = [
+        [
+            esc(what(r)),
+            pct(r.accuracy),
+            pct(r.bench_accuracy),
+            "[green]yes[/]" if accuracy_agrees(r, result.samples) else "[bold red]no[/]",
+        ]
+        for r in result.runs
+        if r.mode == "accuracy"
+    ]
     if checks:
-        cols = [Col("configuration", left=True, key=True), Col("LoadGen accuracy"), Col("bench-infer's scoring"),
-                Col("the same")]
+        cols = [
+            Col("configuration", left=True, key=True),
+            Col("LoadGen accuracy"),
+            Col("bench-infer's scoring"),
+            Col("the same"),
+        ]
         tables.append(fitted(f"LoadGen AccuracyOnly over the {esc(result.dataset)} test set", cols, checks))
     return tables
 
@@ -99,8 +149,11 @@ def loadgen_tables(result: LoadgenResult) -> list:
 def accuracy_agrees(run: LoadgenRun, samples: int) -> bool:
     """LoadGen's accuracy and bench-infer's scoring of the same runner agree to one image of the
     `samples` scored: LoadGen batches other images together, and a logit tie may fall either way."""
-    return (run.accuracy is not None and run.bench_accuracy is not None
-            and abs(run.accuracy - run.bench_accuracy) * samples <= 1 + 1e-9)
+    return (
+        run.accuracy is not None
+        and run.bench_accuracy is not None
+        and abs(run.accuracy - run.bench_accuracy) * samples <= 1 + 1e-9
+    )
 
 
 def show(result: LoadgenResult) -> None:
@@ -120,4 +173,3 @@ def show(result: LoadgenResult) -> None:
             note(f"[yellow]{esc(what(r))}: the search stopped at {limit}; the runtime may serve more[/]")
         if r.scenario == "offline" and (r.samples_per_s or 0) * seconds > MAX_QUERIES:
             note(f"[yellow]{esc(what(r))}: Offline's one query held about {limit}, so its test ended early[/]")
-

@@ -20,45 +20,93 @@ def train_summary(r: TrainResult) -> Table:
     steadiness = "stable" if s["train_stable"] else f"[yellow]unstable: {esc(s['train_unstable_cause'])}[/]"
     rows = [
         ["training time", secs(s["train_s"]), f"{per(s['train_s'])} per epoch"],
-        ["validation time", secs(s["valid_s"]),
-         f"{per(s['valid_s'])} per pass ({r.valid_images:,} images, batch {r.valid_batch_size})"],
-        ["total", secs(s["total_s"]), "training + validation, as the reference adds them"
-         + (f" + setup; without the setup {secs(s['total_without_setup_s'])}" if r.setup_s else "")],
-        *([["setup (CUDA graphs)", secs(r.setup_s), "warm-up (cuDNN's algorithm search "
-            + ("on" if r.tuning.get("cudnn_benchmark") else "off") + ") and capture; before it, not counted: "
-            + ", ".join(esc(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f} s") for k, v in r.setup_parts.items()
-                        if k != "warmup_and_capture_s")]] if r.setup_s else []),
+        [
+            "validation time",
+            secs(s["valid_s"]),
+            f"{per(s['valid_s'])} per pass ({r.valid_images:,} images, batch {r.valid_batch_size})",
+        ],
+        [
+            "total",
+            secs(s["total_s"]),
+            "training + validation, as the reference adds them"
+            + (f" + setup; without the setup {secs(s['total_without_setup_s'])}" if r.setup_s else ""),
+        ],
+        *(
+            [
+                [
+                    "setup (CUDA graphs)",
+                    secs(r.setup_s),
+                    "warm-up (cuDNN's algorithm search "
+                    + ("on" if r.tuning.get("cudnn_benchmark") else "off")
+                    + ") and capture; before it, not counted: "
+                    + ", ".join(
+                        esc(f"{k.removesuffix('_s').replace('_', ' ')} {v:.2f} s")
+                        for k, v in r.setup_parts.items()
+                        if k != "warmup_and_capture_s"
+                    ),
+                ]
+            ]
+            if r.setup_s
+            else []
+        ),
         ["first epoch", secs(s["first_epoch_s"]), "train + valid; includes warm-up cost"],
-        ["steady epoch (training)", secs(s["steady_epoch_train_s"]),
-         f"mean of epochs 2..{n}; {steadiness}" if n > 1 else "epoch 1 only, warm-up included: train 2 epochs or "
-                                                              "more for a steady state"],
-        ["training throughput", f"{num(s['steady_images_per_s'])} img/s",
-         f"{'steady epochs' if n > 1 else 'epoch 1'}: 95% CI {ci(s['train_ci95'])}; {num(s['train_gflops'], 1)} "
-         f"GFLOP/s (3 x {r.flops_per_image / 1e6:.2f} MFLOP/img); every epoch, warm-up too: "
-         f"{num(s['images_per_s'])} img/s"],
+        [
+            "steady epoch (training)",
+            secs(s["steady_epoch_train_s"]),
+            f"mean of epochs 2..{n}; {steadiness}"
+            if n > 1
+            else "epoch 1 only, warm-up included: train 2 epochs or more for a steady state",
+        ],
+        [
+            "training throughput",
+            f"{num(s['steady_images_per_s'])} img/s",
+            f"{'steady epochs' if n > 1 else 'epoch 1'}: 95% CI {ci(s['train_ci95'])}; {num(s['train_gflops'], 1)} "
+            f"GFLOP/s (3 x {r.flops_per_image / 1e6:.2f} MFLOP/img); every epoch, warm-up too: "
+            f"{num(s['images_per_s'])} img/s",
+        ],
     ]
     if s["percent_of_peak"] is not None:
         rows.append([f"% of {esc(r.math)} peak", peak_pct(s["percent_of_peak"]), peak_note(r.peak)])
     if s["train_cpu_s_per_1k"] is not None:
-        rows.append(["CPU cost", f"{s['train_cpu_s_per_1k']:.2f} s / 1k img",
-                     "process CPU seconds per 1,000 training images, all threads" + (" of all ranks" * (r.world_size > 1))])
+        rows.append(
+            [
+                "CPU cost",
+                f"{s['train_cpu_s_per_1k']:.2f} s / 1k img",
+                "process CPU seconds per 1,000 training images, all threads" + (" of all ranks" * (r.world_size > 1)),
+            ]
+        )
     if r.peak_rss_mb is not None:
-        rows.append(["peak memory", f"{r.peak_rss_mb:,.0f} MiB",
-                     "resident set of the process" + (" of rank 0 (each rank has its own)" if r.world_size > 1 else "")])
-    rows += [["final accuracy", pct(s["final_accuracy"]), f"epoch {n}"],
-             ["best accuracy", pct(s["best_accuracy"]), f"epoch {s['best_epoch']}"],
-             [f"reached {pct(r.target_accuracy)}", "not reached" if s["target_epoch"] is None else
-              f"epoch {s['target_epoch']}", f"in {n} epoch(s)" if s["target_epoch"] is None else
-              f"after {secs(s['target_s'])} (train + valid)"]]
+        rows.append(
+            [
+                "peak memory",
+                f"{r.peak_rss_mb:,.0f} MiB",
+                "resident set of the process" + (" of rank 0 (each rank has its own)" if r.world_size > 1 else ""),
+            ]
+        )
+    rows += [
+        ["final accuracy", pct(s["final_accuracy"]), f"epoch {n}"],
+        ["best accuracy", pct(s["best_accuracy"]), f"epoch {s['best_epoch']}"],
+        [
+            f"reached {pct(r.target_accuracy)}",
+            "not reached" if s["target_epoch"] is None else f"epoch {s['target_epoch']}",
+            f"in {n} epoch(s)" if s["target_epoch"] is None else f"after {secs(s['target_s'])} (train + valid)",
+        ],
+    ]
     if r.onnx is not None:
         o = r.onnx
         ok = "green" if o.top1_agreement == 1.0 and o.max_abs_diff < 1e-3 else "red"
-        rows += [["ONNX export", f"opset {o.opset}", f"{esc(o.path)}, {secs(o.export_s)}"],
-                 ["ONNX Runtime parity", f"[{ok}]{pct(o.top1_agreement)} top-1[/]",
-                  f"max |logit diff| {o.max_abs_diff:.2e} on {o.images:,} images"]]
+        rows += [
+            ["ONNX export", f"opset {o.opset}", f"{esc(o.path)}, {secs(o.export_s)}"],
+            [
+                "ONNX Runtime parity",
+                f"[{ok}]{pct(o.top1_agreement)} top-1[/]",
+                f"max |logit diff| {o.max_abs_diff:.2e} on {o.images:,} images",
+            ],
+        ]
     ranks = f"{r.world_size} ranks ({r.backend}) x " if r.world_size > 1 else ""
-    title = esc(f"LeNet5 ({r.arch}) on {r.dataset}: {n} epoch(s), {r.device}, {ranks}{r.threads} thread(s), "
-                f"{r.precision}")
+    title = esc(
+        f"LeNet5 ({r.arch}) on {r.dataset}: {n} epoch(s), {r.device}, {ranks}{r.threads} thread(s), {r.precision}"
+    )
     if not r.complete:
         title += " [yellow](stopped early)[/]"
     return fitted(title, [Col("measure", left=True, key=True), Col("value"), Col("note", left=True, wrap=True)], rows)
@@ -67,11 +115,16 @@ def train_summary(r: TrainResult) -> Table:
 def peak_note(p: dict) -> str:
     """What a "% of peak" divides by: the figure, how it was measured, its spread and age, and
     whether it is the machine's cached peak or one measured for this run only (and why)."""
-    how = (f"best of {len(p['tries'])}, spread {100 * p['spread']:.0f}%, measured {ago(p.get('measured'))}"
-           if "tries" in p else "")
+    how = (
+        f"best of {len(p['tries'])}, spread {100 * p['spread']:.0f}%, measured {ago(p.get('measured'))}"
+        if "tries" in p
+        else ""
+    )
     where = f"{p.get('threads') or 'all'} {p.get('device', '')} thread(s)" if p.get("device") == "cpu" else "the GPU"
-    text = esc(f"of {p['peak']:,.0f} GFLOP/s, the fastest {p.get('math', '')} kernel measured on {where}"
-               + (f" ({how})" if how else ""))
+    text = esc(
+        f"of {p['peak']:,.0f} GFLOP/s, the fastest {p.get('math', '')} kernel measured on {where}"
+        + (f" ({how})" if how else "")
+    )
     if p.get("cached") is False:
         text += f" [yellow]for this run only, not cached: {esc(p.get('why', ''))}[/]"
     return text
@@ -83,14 +136,30 @@ def bench_cols(unit: str, labelled: bool, torch_rows: bool) -> list[Col]:
     them when the width splits the table: throughput, stability, the ratio, accuracy or output
     agreement, % of peak and CPU cost (README's --spin both) first; the latency percentiles next;
     the spread, the intervals, GFLOP/s and the cold costs last."""
-    cols = [Col("runtime", left=True, key=True), Col("provider", left=True, fold=True, key=True),
-            Col("threads", fold=True, key=True), Col("batch", fold=True, key=True), Col(f"{unit}/s"), *([Col("vs\nPyTorch", drop=1)] if torch_rows else []),
-            Col("cv", drop=5), Col("stable"), Col(f"95% CI\n{unit}/s", drop=4), Col("GFLOP/s", drop=6),
-            Col("% peak", drop=2), Col(f"CPU s /\n1k {unit}", drop=2), Col("ms/batch\nmean±std", drop=5),
-            Col("p50/p90/p99\nms", drop=3), Col("create", drop=6), Col("1st run", drop=6),
-            Col("vs ORT CPU\nfp32 diff", drop=2 if labelled else 1)]
-    return cols + ([Col("accuracy", drop=1), Col("vs PyTorch\naccuracy", drop=4), Col("top-1 =\nPyTorch", drop=4)]
-                   if labelled else [Col("top-1 =\nORT CPU", drop=1)])
+    cols = [
+        Col("runtime", left=True, key=True),
+        Col("provider", left=True, fold=True, key=True),
+        Col("threads", fold=True, key=True),
+        Col("batch", fold=True, key=True),
+        Col(f"{unit}/s"),
+        *([Col("vs\nPyTorch", drop=1)] if torch_rows else []),
+        Col("cv", drop=5),
+        Col("stable"),
+        Col(f"95% CI\n{unit}/s", drop=4),
+        Col("GFLOP/s", drop=6),
+        Col("% peak", drop=2),
+        Col(f"CPU s /\n1k {unit}", drop=2),
+        Col("ms/batch\nmean±std", drop=5),
+        Col("p50/p90/p99\nms", drop=3),
+        Col("create", drop=6),
+        Col("1st run", drop=6),
+        Col("vs ORT CPU\nfp32 diff", drop=2 if labelled else 1),
+    ]
+    return cols + (
+        [Col("accuracy", drop=1), Col("vs PyTorch\naccuracy", drop=4), Col("top-1 =\nPyTorch", drop=4)]
+        if labelled
+        else [Col("top-1 =\nORT CPU", drop=1)]
+    )
 
 
 def ratio(per_s: float, base: InferRun) -> str:
@@ -115,13 +184,19 @@ def model_title(r: BenchResult) -> str:
     """What ran: the model (its size and parameters for any model), what fed it, its FLOPs per sample."""
     info, flops = r.model_info, r.flops_per_sample
     per = "image" if r.dataset else "sample"
-    cost = ("FLOPs not counted" if flops is None else f"{flops / 1e9:,.2f} GFLOP/{per}" if flops >= 1e9
-            else f"{flops / 1e6:,.2f} MFLOP/{per}")
+    cost = (
+        "FLOPs not counted"
+        if flops is None
+        else f"{flops / 1e9:,.2f} GFLOP/{per}"
+        if flops >= 1e9
+        else f"{flops / 1e6:,.2f} MFLOP/{per}"
+    )
     if r.dataset:
         return f"Validation of {r.model} on {r.dataset} ({r.runs[0].samples:,} test images), {cost}"
     params, size = info.get("parameters", 0), info.get("bytes", 0)
     size = (f"{params / 1e6:,.2f}M parameters" if params >= 1e6 else f"{params:,} parameters") + (
-        f", {size / 2**20:,.1f} MiB" if size >= 2**20 else f", {size:,} bytes")
+        f", {size / 2**20:,.1f} MiB" if size >= 2**20 else f", {size:,} bytes"
+    )
     return f"{info.get('name', r.model)} ({size}): {'; '.join(info.get('inputs', []))}; {cost}"
 
 
@@ -132,43 +207,89 @@ def bench_table(r: BenchResult) -> Table:
     rows = []
     for x in r.runs:
         torch_row = next((y for y in r.runs if y.runtime == "pytorch" and x.setting == y.setting), None)
-        lat, red = x.latency_ms, (lambda v: f"[bold red]{v}[/]" if x.parity_ok is False else v)
+        lat, bad = x.latency_ms, x.parity_ok is False
+        red = lambda v, bad=bad: f"[bold red]{v}[/]" if bad else v
         w = worst_output(x)
         diff = "—" if w is None or w["max_rel"] is None else str(w.get("note") or f"{w['max_rel']:.1e}")
-        rows.append([esc(x.runtime_label), esc(x.where), str(x.threads or "auto"), str(x.batch_size),
-                     num(x.samples_per_s),
-                     *([ratio(x.samples_per_s, torch_row) if torch_row else "—"] if torch_rows else []),
-                     "—" if x.cv is None else f"{100 * x.cv:.1f}%", stable(x.stable), ci(x.ci95),
-                     num(x.gflops, 1), peak_pct(x.percent_of_peak),
-                     "—" if x.cpu_s_per_1k is None else f"{x.cpu_s_per_1k:.3f}", f"{lat.mean:.3f} ± {lat.std:.3f}",
-                     f"{lat.p50:.3f}/{lat.p90:.3f}/{lat.p99:.3f}", cold(x.session_create_s),
-                     cold(x.first_run_s), red(diff) if w and not w["ok"] else diff]
-                    + ([red(pct(x.accuracy)),
-                        red("—" if x.accuracy_delta is None else f"{100 * x.accuracy_delta:+.2f} pt"),
-                        red("—" if x.top1_agreement is None else pct(x.top1_agreement))] if labelled
-                       else ["—" if w is None or w["top1"] is None else pct(w["top1"])]))
+        rows.append(
+            [
+                esc(x.runtime_label),
+                esc(x.where),
+                str(x.threads or "auto"),
+                str(x.batch_size),
+                num(x.samples_per_s),
+                *([ratio(x.samples_per_s, torch_row) if torch_row else "—"] if torch_rows else []),
+                "—" if x.cv is None else f"{100 * x.cv:.1f}%",
+                stable(x.stable),
+                ci(x.ci95),
+                num(x.gflops, 1),
+                peak_pct(x.percent_of_peak),
+                "—" if x.cpu_s_per_1k is None else f"{x.cpu_s_per_1k:.3f}",
+                f"{lat.mean:.3f} ± {lat.std:.3f}",
+                f"{lat.p50:.3f}/{lat.p90:.3f}/{lat.p99:.3f}",
+                cold(x.session_create_s),
+                cold(x.first_run_s),
+                red(diff) if w and not w["ok"] else diff,
+            ]
+            + (
+                [
+                    red(pct(x.accuracy)),
+                    red("—" if x.accuracy_delta is None else f"{100 * x.accuracy_delta:+.2f} pt"),
+                    red("—" if x.top1_agreement is None else pct(x.top1_agreement)),
+                ]
+                if labelled
+                else ["—" if w is None or w["top1"] is None else pct(w["top1"])]
+            )
+        )
     title = esc(model_title(r) if r.runs else f"{r.model}: no runs")
     if not r.complete:
         title += " [yellow](stopped early)[/]"
-    caption = "\n".join([esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped] +
-                        [f"[red]failed:[/] {esc(failure_label(f))}" for f in r.failed] +
-                        [f"% peak: {peak_note(p)}" for p in r.peaks] +
-                        (["[yellow]?[/]: the PyTorch row it divides by is unstable"] if torch_rows and any(
-                            x.runtime == "pytorch" and x.stable is False for x in r.runs) else [])) or None
-    return fitted(title, bench_cols("img" if labelled else "samples", labelled, torch_rows), rows,
-                  styles=["bold green" if x is fastest else None for x in r.runs], caption=caption)
+    caption = (
+        "\n".join(
+            [esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped]
+            + [f"[red]failed:[/] {esc(failure_label(f))}" for f in r.failed]
+            + [f"% peak: {peak_note(p)}" for p in r.peaks]
+            + (
+                ["[yellow]?[/]: the PyTorch row it divides by is unstable"]
+                if torch_rows and any(x.runtime == "pytorch" and x.stable is False for x in r.runs)
+                else []
+            )
+        )
+        or None
+    )
+    return fitted(
+        title,
+        bench_cols("img" if labelled else "samples", labelled, torch_rows),
+        rows,
+        styles=["bold green" if x is fastest else None for x in r.runs],
+        caption=caption,
+    )
 
 
 def outputs_table(r: BenchResult) -> Table | None:
     """A model with several outputs: each one of each row against ONNX Runtime CPU fp32."""
     if not any(len(x.outputs or []) > 1 for x in r.runs):
         return None
-    rows = [[x.label, o["name"], "—" if o["max_abs"] is None else f"{o['max_abs']:.2e}",
-             o.get("note") or ("—" if o["max_rel"] is None else f"{o['max_rel']:.2e}"),
-             "—" if o["top1"] is None else pct(o["top1"]), "yes" if o["ok"] else "[bold red]no[/]"]
-            for x in r.runs for o in x.outputs or []]
-    cols = [Col("configuration", left=True, wrap=True, key=True), Col("output", left=True), Col("max |diff|"),
-            Col("max |diff| /\nmax |ref|"), Col("top-1\nagrees", drop=1), Col("within\ntolerance")]
+    rows = [
+        [
+            x.label,
+            o["name"],
+            "—" if o["max_abs"] is None else f"{o['max_abs']:.2e}",
+            o.get("note") or ("—" if o["max_rel"] is None else f"{o['max_rel']:.2e}"),
+            "—" if o["top1"] is None else pct(o["top1"]),
+            "yes" if o["ok"] else "[bold red]no[/]",
+        ]
+        for x in r.runs
+        for o in x.outputs or []
+    ]
+    cols = [
+        Col("configuration", left=True, wrap=True, key=True),
+        Col("output", left=True),
+        Col("max |diff|"),
+        Col("max |diff| /\nmax |ref|"),
+        Col("top-1\nagrees", drop=1),
+        Col("within\ntolerance"),
+    ]
     return fitted("Every output against ONNX Runtime CPU fp32 on the same inputs", cols, rows)
 
 
@@ -189,11 +310,29 @@ def split_table(r: BenchResult) -> Table | None:
     if not runs:
         return None
     verdicts = [bottleneck(x.split_ms) for x in runs]
-    rows = [[esc(x.runtime), str(x.batch_size), *("—" if x.split_ms.get(k) is None else f"{x.split_ms[k]:.3f}"
-                                             for k in ("h2d", "enqueue", "compute", "d2h")),
-             f"{x.latency_ms.mean:.3f}", verdict] for x, (verdict, _) in zip(runs, verdicts)]
-    cols = [Col("runtime", left=True, key=True), Col("batch", fold=True, key=True), Col("host-to-\ndevice"), Col("enqueue"),
-            Col("compute"), Col("device-to-\nhost"), Col("end-to-end\nmean"), Col("verdict", left=True)]
+    rows = [
+        [
+            esc(x.runtime),
+            str(x.batch_size),
+            *(
+                "—" if x.split_ms.get(k) is None else f"{x.split_ms[k]:.3f}"
+                for k in ("h2d", "enqueue", "compute", "d2h")
+            ),
+            f"{x.latency_ms.mean:.3f}",
+            verdict,
+        ]
+        for x, (verdict, _) in zip(runs, verdicts)
+    ]
+    cols = [
+        Col("runtime", left=True, key=True),
+        Col("batch", fold=True, key=True),
+        Col("host-to-\ndevice"),
+        Col("enqueue"),
+        Col("compute"),
+        Col("device-to-\nhost"),
+        Col("end-to-end\nmean"),
+        Col("verdict", left=True),
+    ]
     advice = sorted({f"{verdict}: {helps}" for verdict, helps in verdicts})
     return fitted("CUDA per-batch split (ms)", cols, rows, caption=esc("; ".join(advice)))
 
@@ -201,10 +340,21 @@ def split_table(r: BenchResult) -> Table | None:
 def cost_table(r: BenchResult, train: TrainResult) -> Table:
     """The reference's split: training time, validation time, total, with validation priced per runtime."""
     rows = [[esc(label), secs(t), secs(v), secs(t + v), pct(v / (t + v))] for label, t, v in cost_rows(train, r.runs)]
-    cols = [Col("validation by", left=True, wrap=True, key=True), Col("training"), Col("validation"), Col("total", drop=2),
-            Col("validation\nshare", drop=1)]
-    return fitted(esc(f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: "
-                      f"{train_setup(train)}, {train.dataset})"), cols, rows)
+    cols = [
+        Col("validation by", left=True, wrap=True, key=True),
+        Col("training"),
+        Col("validation"),
+        Col("total", drop=2),
+        Col("validation\nshare", drop=1),
+    ]
+    return fitted(
+        esc(
+            f"Training vs validation cost over {len(train.epochs)} epoch(s) (training: "
+            f"{train_setup(train)}, {train.dataset})"
+        ),
+        cols,
+        rows,
+    )
 
 
 def bench_tables(result: BenchResult, training: TrainResult | None) -> None:
@@ -231,61 +381,147 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
     rows, ends = [], []
     for m in result.modes:
         tr, s = m.train, m.train.summary()
-        rows.append([esc(hardware_of(tr.environment, tr.device)), esc(m.mode), "PyTorch (crossrt train)",
-                     secs(s["train_s"] / div), secs(s["valid_s"] / div), secs(s["total_s"] / div),
-                     pct(s["final_accuracy"]), f"{num(s['images_per_s'])} train"])
+        rows.append(
+            [
+                esc(hardware_of(tr.environment, tr.device)),
+                esc(m.mode),
+                "PyTorch (crossrt train)",
+                secs(s["train_s"] / div),
+                secs(s["valid_s"] / div),
+                secs(s["total_s"] / div),
+                pct(s["final_accuracy"]),
+                f"{num(s['images_per_s'])} train",
+            ]
+        )
         runs = m.bench.runs if m.bench else []
         for run, (_, train_s, valid_s) in zip(runs, cost_rows(tr, runs)[1:]):
             io = "" if run.io == "host" else f" ({run.io})"
-            name = (RUNTIMES[run.runtime].label if run.runtime in RUNTIMES else run.runtime) + \
-                (f" {run.precision}" if run.precision == "bf16" else "")
-            rows.append(["", "", esc(f"validation: {name}{io}"), secs(train_s / div), secs(valid_s / div),
-                         secs((train_s + valid_s) / div), pct(run.accuracy), f"{num(run.samples_per_s)} valid"])
+            name = (RUNTIMES[run.runtime].label if run.runtime in RUNTIMES else run.runtime) + (
+                f" {run.precision}" if run.precision == "bf16" else ""
+            )
+            rows.append(
+                [
+                    "",
+                    "",
+                    esc(f"validation: {name}{io}"),
+                    secs(train_s / div),
+                    secs(valid_s / div),
+                    secs((train_s + valid_s) / div),
+                    pct(run.accuracy),
+                    f"{num(run.samples_per_s)} valid",
+                ]
+            )
         ends += [False] * (len(runs) + 1)
         ends[-1] = True
     n = ref["epochs"] if per_epoch else 1
     for r in ref["rows"]:
         machine = ref["machine"]["gpu" if r["mode"].startswith("gpu") else "cpu"] + " (reference, MNIST)"
-        rows.append([f"[dim]{machine}[/]", f"[dim]{r['mode']}[/]", f"[dim]{r['runtime']} (reference)[/]",
-                     secs(r["train_s"] and r["train_s"] / n), secs(r["valid_s"] and r["valid_s"] / n),
-                     secs(r["total_s"] / n), pct(r["final_accuracy"]),
-                     f"{num(60000 * ref['epochs'] / r['train_s'])} train" if r["train_s"] else "—"])
+        rows.append(
+            [
+                f"[dim]{machine}[/]",
+                f"[dim]{r['mode']}[/]",
+                f"[dim]{r['runtime']} (reference)[/]",
+                secs(r["train_s"] and r["train_s"] / n),
+                secs(r["valid_s"] and r["valid_s"] / n),
+                secs(r["total_s"] / n),
+                pct(r["final_accuracy"]),
+                f"{num(60000 * ref['epochs'] / r['train_s'])} train" if r["train_s"] else "—",
+            ]
+        )
         ends.append(False)
-    cols = [Col("machine", left=True, drop=9, wrap=True), Col("mode", left=True, key=True),
-            Col("runtime", left=True, wrap=True, key=True),
-            Col(f"training\n{unit}"), Col(f"validation\n{unit}"), Col(f"total\n{unit}", drop=3),
-            Col("final\naccuracy", drop=2), Col("images/s", drop=4)]
+    cols = [
+        Col("machine", left=True, drop=9, wrap=True),
+        Col("mode", left=True, key=True),
+        Col("runtime", left=True, wrap=True, key=True),
+        Col(f"training\n{unit}"),
+        Col(f"validation\n{unit}"),
+        Col(f"total\n{unit}", drop=3),
+        Col("final\naccuracy", drop=2),
+        Col("images/s", drop=4),
+    ]
     title = f"LeNet5 on {esc(result.dataset)}: {epochs} epoch(s) per mode on this machine"
-    caption = "\n".join([f"(reference): the article's figures, MNIST on {ref['machine']['cpu']} / {ref['machine']['gpu']}"]
-                        + [esc(f"not run in the {m.mode} mode: {x['runtime']}: {x['reason']}")
-                           for m in result.modes if m.bench for x in m.bench.skipped]
-                        + [f"[red]failed[/] in the {esc(m.mode)} mode: {esc(failure_label(f))}"
-                           for m in result.modes if m.bench for f in m.bench.failed])
+    caption = "\n".join(
+        [f"(reference): the article's figures, MNIST on {ref['machine']['cpu']} / {ref['machine']['gpu']}"]
+        + [
+            esc(f"not run in the {m.mode} mode: {x['runtime']}: {x['reason']}")
+            for m in result.modes
+            if m.bench
+            for x in m.bench.skipped
+        ]
+        + [
+            f"[red]failed[/] in the {esc(m.mode)} mode: {esc(failure_label(f))}"
+            for m in result.modes
+            if m.bench
+            for f in m.bench.failed
+        ]
+    )
     return fitted(title + (" (times per epoch)" if per_epoch else ""), cols, rows, ends=ends, caption=caption)
 
 
 def scaling_table(rows: list[dict]) -> Table:
-    cells = [[esc(r["phase"]), str(r["batch_size"]), str(r["threads"]), num(r["images_per_s"]),
-              "—" if r["speedup"] is None else f"{r['speedup']:.2f}x",
-              "—" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%"] for r in rows]
-    cols = [Col("phase", left=True, wrap=True, key=True), Col("batch", key=True), Col("threads", key=True), Col("images/s"), Col("speed-up"),
-            Col("efficiency")]
+    cells = [
+        [
+            esc(r["phase"]),
+            str(r["batch_size"]),
+            str(r["threads"]),
+            num(r["images_per_s"]),
+            "—" if r["speedup"] is None else f"{r['speedup']:.2f}x",
+            "—" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%",
+        ]
+        for r in rows
+    ]
+    cols = [
+        Col("phase", left=True, wrap=True, key=True),
+        Col("batch", key=True),
+        Col("threads", key=True),
+        Col("images/s"),
+        Col("speed-up"),
+        Col("efficiency"),
+    ]
     return fitted("Scaling against 1 thread (sweep)", cols, cells)
 
 
 def ranks_table(rows: list[dict]) -> Table:
-    cells = [[str(r["batch_size"]), f"{r['ranks']} x {r['threads']}", num(r["images_per_s"]), num(r["one_process"]),
-              "—" if r["ratio"] is None else f"{r['ratio']:.2f}x", pct(r["final_accuracy"])] for r in rows]
-    cols = [Col("batch", key=True), Col("ranks x threads", key=True), Col("images/s"), Col("one process,\nsame cores"),
-            Col("ranks /\none process"), Col("final\naccuracy")]
+    cells = [
+        [
+            str(r["batch_size"]),
+            f"{r['ranks']} x {r['threads']}",
+            num(r["images_per_s"]),
+            num(r["one_process"]),
+            "—" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+            pct(r["final_accuracy"]),
+        ]
+        for r in rows
+    ]
+    cols = [
+        Col("batch", key=True),
+        Col("ranks x threads", key=True),
+        Col("images/s"),
+        Col("one process,\nsame cores"),
+        Col("ranks /\none process"),
+        Col("final\naccuracy"),
+    ]
     return fitted("Data-parallel ranks against one process on the same total cores (sweep)", cols, cells)
 
 
-REPORT_COLS = [Col("kind", left=True, key=True, fold=True), Col("dataset", left=True, fold=True, key=True),
-               Col("device", left=True, fold=True, key=True), Col("runtime", left=True, key=True), Col("threads", fold=True, key=True), Col("batch", fold=True, key=True),
-               Col("epochs", fold=True, key=True), Col("training", drop=2), Col("validation", drop=2),
-               Col("total", drop=3), Col("samples/s"), Col("n", drop=1), Col("spread", drop=1),
-               Col("accuracy", drop=1), Col("stable"), Col("run", left=True, drop=1, wrap=True)]
+REPORT_COLS = [
+    Col("kind", left=True, key=True, fold=True),
+    Col("dataset", left=True, fold=True, key=True),
+    Col("device", left=True, fold=True, key=True),
+    Col("runtime", left=True, key=True),
+    Col("threads", fold=True, key=True),
+    Col("batch", fold=True, key=True),
+    Col("epochs", fold=True, key=True),
+    Col("training", drop=2),
+    Col("validation", drop=2),
+    Col("total", drop=3),
+    Col("samples/s"),
+    Col("n", drop=1),
+    Col("spread", drop=1),
+    Col("accuracy", drop=1),
+    Col("stable"),
+    Col("run", left=True, drop=1, wrap=True),
+]
 
 
 def report_tables(rows: list[dict]) -> list:
@@ -298,21 +534,50 @@ def report_tables(rows: list[dict]) -> list:
     for machine, key, kind in dict.fromkeys((r["machine"], r["model_key"], r["kind"]) for r in rows):
         mine = [r for r in rows if (r["machine"], r["model_key"], r["kind"]) == (machine, key, kind)]
         model = " = ".join(dict.fromkeys(models[machine, key]))
-        cells = [[r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]", esc(r["dataset"]), esc(r["device"]),
-                  esc(r["runtime"]), esc(r["threads"]), str(r["batch_size"]), "" if r["epochs"] is None else str(r["epochs"]),
-                  secs(r["train_s"]), secs(r["valid_s"]), secs(r["total_s"]), num(r["samples_per_s"]), str(r["n"]),
-                  "—" if r["spread"] is None else f"{100 * r['spread']:.1f}%", pct(r["accuracy"]), stable(r["stable"]),
-                  esc(r["run"].replace(",", ", "))] for r in mine]
+        cells = [
+            [
+                r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]",
+                esc(r["dataset"]),
+                esc(r["device"]),
+                esc(r["runtime"]),
+                esc(r["threads"]),
+                str(r["batch_size"]),
+                "" if r["epochs"] is None else str(r["epochs"]),
+                secs(r["train_s"]),
+                secs(r["valid_s"]),
+                secs(r["total_s"]),
+                num(r["samples_per_s"]),
+                str(r["n"]),
+                "—" if r["spread"] is None else f"{100 * r['spread']:.1f}%",
+                pct(r["accuracy"]),
+                stable(r["stable"]),
+                esc(r["run"].replace(",", ", ")),
+            ]
+            for r in mine
+        ]
         caption = "* stopped before the end (complete: false)" if not all(r["complete"] for r in mine) else None
         tables.append(fitted(esc(f"{machine}: {model}"), REPORT_COLS, cells, caption=caption))
     return tables
 
 
 def compare_table(rows: list[dict], a: str, b: str, noise: float) -> Table:
-    cells = [[esc(r["what"]), num(r["a"]), num(r["b"]), f"{r['ratio']:.3f}x",
-              "—" if r["ci95"] is None else f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
-              {"faster": "[green]faster[/]", "slower": "[red]slower[/]"}.get(r["verdict"], r["verdict"])]
-             for r in rows]
-    cols = [Col("configuration", left=True, wrap=True, key=True), Col("A img/s"), Col("B img/s"), Col("B / A"),
-            Col("95% CI", drop=1), Col("verdict", left=True)]
+    cells = [
+        [
+            esc(r["what"]),
+            num(r["a"]),
+            num(r["b"]),
+            f"{r['ratio']:.3f}x",
+            "—" if r["ci95"] is None else f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
+            {"faster": "[green]faster[/]", "slower": "[red]slower[/]"}.get(r["verdict"], r["verdict"]),
+        ]
+        for r in rows
+    ]
+    cols = [
+        Col("configuration", left=True, wrap=True, key=True),
+        Col("A img/s"),
+        Col("B img/s"),
+        Col("B / A"),
+        Col("95% CI", drop=1),
+        Col("verdict", left=True),
+    ]
     return fitted(esc(f"B against A, matching rows (A: {a}; B: {b}; noise band ±{100 * noise:.0f}%)"), cols, cells)
