@@ -143,12 +143,14 @@ def test_cuda_graph_flags(capsys):
 
 def _kernel_calls(fn) -> list:
     """Every convolution, GEMM and max-pool call fn makes: op, its tensors' shapes, dtypes and
-    strides, and its flags (a convolution's output mask: which gradients it computes). A GEMM's
+    strides, and its flags (a convolution's output mask: which gradients it computes), under whichever
+    forward-convolution kernel this CPU has. A GEMM's
     bias is left out: the floor's forward GEMMs have none."""
     from torch.profiler import profile
 
     names = {
         "aten::mkldnn_convolution",
+        "aten::_slow_conv2d_forward",  # a forward convolution where oneDNN has no kernel (bf16 without AVX-512)
         "aten::convolution_backward",
         "aten::mm",
         "aten::addmm",
