@@ -243,7 +243,7 @@ def measure(cfg: BenchConfig, work: inputs.Workload, row: Row, flops: int | None
     _, first_s = timed(partial(runner.run, 0))
     outputs = [runner.outputs(i) for i in range(len(work.feeds))]
     loss = accuracy = None
-    if work.labels is not None:
+    if work.labels is not None and RUNTIMES[row.runtime].computes:  # null's zeros score nothing
         loss, accuracy, _ = score(np.concatenate([o[0] for o in outputs]), work.labels)
     passes = time_passes(
         runner.run, len(work.feeds), warmup=cfg.warmup, min_time=cfg.min_time, min_repeats=cfg.min_repeats
@@ -333,7 +333,8 @@ def run_bench(
                 except Exception as e:  # the model itself fails at this batch size: so will every row
                     references[row.batch] = e
             work, reference = works[row.batch], references[row.batch]
-            job = partial(measure, cfg, work, row, prepared.flops_per_sample)
+            flops = prepared.flops_per_sample if RUNTIMES[row.runtime].computes else None  # null does no FLOP
+            job = partial(measure, cfg, work, row, flops)
             try:
                 if isinstance(reference, Exception):
                     raise reference
@@ -355,19 +356,21 @@ def run_bench(
                 if on_fail:
                     on_fail(failure)
                 continue
-            run.outputs = compare_outputs(reference, outputs, names, row.math)
+            computes = RUNTIMES[row.runtime].computes  # not null: its zeros are not the model's outputs
+            if computes:
+                run.outputs = compare_outputs(reference, outputs, names, row.math)
             if row.runtime == "onnxruntime" and row.provider == "cuda":  # where every node really ran
                 run.placement = cuda_nodes = cuda_nodes or placement(cfg.model, "cuda", work.feeds[0])
             # The peak (measured once per machine and cached) in this process, not in an isolated child.
-            peak = unbeaten(
+            peak = computes and unbeaten(
                 measured_peak(row.provider, row.threads, row.math),
                 run.gflops,
                 partial(measured_peak, row.provider, row.threads, row.math, again=True),
             )
-            run.peak_gflops = peak and peak["peak"]
+            run.peak_gflops = peak["peak"] if peak else None
             if peak and peak not in result.peaks:
                 result.peaks.append(peak)
-            preds.append(np.concatenate([o[0] for o in outputs]).argmax(1) if prepared.mnist else None)
+            preds.append(np.concatenate([o[0] for o in outputs]).argmax(1) if prepared.mnist and computes else None)
             result.runs.append(run)
             if on_run:
                 on_run(run)
@@ -385,7 +388,9 @@ def _finish(result: BenchResult, preds: list) -> None:
     ones within LOW_PRECISION_TOLERANCE."""
     ref = next((i for i, r in enumerate(result.runs) if r.runtime == "pytorch"), None)
     for i, r in enumerate(result.runs):
-        r.parity_ok = all(o["ok"] for o in r.outputs or [])
+        if r.outputs is None:  # nothing computed the model (null): nothing to agree or disagree
+            continue
+        r.parity_ok = all(o["ok"] for o in r.outputs)
         if ref is not None and preds[i] is not None:
             r.top1_agreement = float((preds[i] == preds[ref]).mean())
             r.accuracy_delta = r.accuracy - result.runs[ref].accuracy

@@ -23,6 +23,7 @@ import numpy as np
 
 from .files import load_result
 from .results import InferRun, LoadgenResult, Result, TrainResult, parts
+from .runtimes.registry import RUNTIMES
 from .text import printable
 from .timing import bootstrap_means
 
@@ -369,6 +370,11 @@ def compare(a: Result, b: Result, noise: float = NOISE, different_models: bool =
 # ---------------------------------------------------------------------------- which runtime to pick
 
 
+def computes(run: InferRun) -> bool:
+    """Whether a row ran the model (not the null runtime, which only times the harness)."""
+    return RUNTIMES[run.runtime].computes if run.runtime in RUNTIMES else True
+
+
 def verdicts(runs: list[InferRun]) -> list[dict]:
     """Per setting (provider, data path, threads, batch size) with two runtimes or more: the fastest
     that agrees with the reference (parity), by how much over the next and over PyTorch, and
@@ -376,7 +382,7 @@ def verdicts(runs: list[InferRun]) -> list[dict]:
     wherever a ratio uses it."""
     out = []
     for setting in dict.fromkeys(r.setting for r in runs):
-        rows = sorted((r for r in runs if r.setting == setting), key=lambda r: -r.samples_per_s)
+        rows = sorted((r for r in runs if r.setting == setting and computes(r)), key=lambda r: -r.samples_per_s)
         ok = [r for r in rows if r.parity_ok is not False]
         if len(rows) < 2 or not ok:
             continue

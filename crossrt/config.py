@@ -18,6 +18,7 @@ from pathlib import Path
 from . import checks
 from .checks import between, choice, choices, in_range, nonempty_unique, number_text, pairs, range_text, shape_text
 from .errors import ConfigError
+from .runtimes.registry import ALL as ALL_RUNTIMES
 from .runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
 from .runtimes.registry import RUNTIMES
 from .system import cpu_count, even_rank_counts, max_ranks, max_threads, one_and_all_cores, thread_ladder
@@ -345,8 +346,9 @@ class BenchConfig:
 
 
 def all_runtimes(runtimes) -> tuple[str, ...]:
-    """`all` stands for every runtime crossrt knows (those that cannot run here are reported, not run)."""
-    return tuple(RUNTIMES) if tuple(runtimes) == ("all",) else tuple(runtimes)
+    """`all` stands for every runtime that runs the model (those that cannot run here are reported,
+    not run); the null runtime, which runs none, only when named."""
+    return ALL_RUNTIMES if tuple(runtimes) == ("all",) else tuple(runtimes)
 
 
 @dataclass

@@ -13,26 +13,20 @@ import pytest
 from crossrt.bench_infer import LOW_PRECISION_TOLERANCE
 from crossrt.cli import main
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 
 
 @pytest.fixture(scope="module")
 def quantized(trained, tiny_data, tmp_path_factory):
-    """A copy of the trained exports with an int8 model made by `crossrt quantize`."""
+    """A copy of the trained exports with an int8 model made by `crossrt quantize` (in this process)."""
     out = tmp_path_factory.mktemp("runtimes") / "exports"
     shutil.copytree(trained, out)
-    proc = run_cli(
-        "quantize",
-        "--model",
-        str(out / "lenet5.onnx"),
-        "--data-dir",
-        str(tiny_data),
-        "--calibration-images",
-        "300",
+    ran = run_main(
+        "quantize", "--model", str(out / "lenet5.onnx"), "--data-dir", str(tiny_data), "--calibration-images", "300",
         cwd=out.parent,
     )
-    assert proc.returncode == 0, proc.stderr
-    assert "top-1 agreement" in proc.stdout and "300 data training images" in proc.stdout
+    assert ran.code == 0, ran.err
+    assert "top-1 agreement" in ran.out and "300 data training images" in ran.out
     return out
 
 
@@ -45,7 +39,15 @@ def test_quantize_writes_a_checked_int8_model(quantized):
     assert (quantized / "lenet5.int8.onnx").stat().st_size < (quantized / "lenet5.onnx").stat().st_size / 2
 
 
-def test_every_runtime_on_the_same_batches(quantized, tiny_data):
+@pytest.mark.parametrize(
+    "runtimes",
+    [
+        "onnxruntime,pytorch,openvino,onnxruntime-int8",
+        # torch.compile from a cold inductor cache: a C++ compile, tens of seconds
+        pytest.param("all", marks=pytest.mark.slow),
+    ],
+)
+def test_every_runtime_on_the_same_batches(quantized, tiny_data, runtimes):
     out = run_cli(
         "bench-infer",
         "--model",
@@ -53,7 +55,7 @@ def test_every_runtime_on_the_same_batches(quantized, tiny_data):
         "--data-dir",
         str(tiny_data),
         "--runtimes",
-        "all",
+        runtimes,
         "--threads",
         "1",
         "--batch-size",
@@ -69,7 +71,8 @@ def test_every_runtime_on_the_same_batches(quantized, tiny_data):
     assert out.returncode == 0, out.stderr
     result = json.loads((quantized.parent / "all.json").read_text())
     runs = {(r["runtime"], r["precision"]): r for r in result["runs"]}
-    assert {"onnxruntime", "pytorch", "openvino", "torch-compile", "onnxruntime-int8"} == {k[0] for k in runs}
+    every = {"onnxruntime", "pytorch", "openvino", "torch-compile", "onnxruntime-int8"}
+    assert {k[0] for k in runs} == (every if runtimes == "all" else set(runtimes.split(",")))
     assert result["skipped"] == []
     for (runtime, precision), r in runs.items():
         assert r["samples"] == 200 and r["passes"] == 2 and r["session_create_s"] > 0, runtime
@@ -142,3 +145,29 @@ def test_a_runtime_is_one_registry_line(trained, tiny_data, monkeypatch, tmp_pat
     assert [r.runtime for r in result.runs] == ["onnxruntime-again"] * 2 + ["pytorch"]
     assert all(r.parity_ok for r in result.runs) and result.runs[0].providers == ["CPUExecutionProvider"]
     assert result.to_dict()["runs"][0]["runtime"] == "onnxruntime-again"
+
+
+def test_the_null_runtime_times_the_harness_and_claims_nothing(trained, tiny_data, tmp_path, monkeypatch):
+    """The null runtime runs no model: its row has a time, but no outputs compared, no FLOPs, no
+    parity and no accuracy of its own to be judged by; it is never the fastest nor a verdict's pick,
+    and `--runtimes all` leaves it out."""
+    from crossrt.config import all_runtimes
+    from crossrt.runtimes.registry import RUNTIMES
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data)]
+    out = run_main(
+        *argv, "--runtimes", "onnxruntime,null", "--threads", "1", "--min-time", "0", "--min-repeats", "2",
+        "--json", "b.json",
+    )  # fmt: skip
+    assert out.code == 0, out.err
+    runs = {r["runtime"]: r for r in json.loads((tmp_path / "b.json").read_text())["runs"]}
+    null, ort = runs["null"], runs["onnxruntime"]
+    assert null["samples_per_s"] > 0 and null["outputs"] is None and null["parity_ok"] is None
+    assert null["gflops"] is None and null["percent_of_peak"] is None and null["peak_gflops"] is None
+    assert null["accuracy"] is None and null["loss"] is None and null["top1_agreement"] is None
+    assert ort["gflops"] > 0 and ort["accuracy"] > 0.5
+    assert ort["parity_ok"] is True and "null" not in all_runtimes(("all",))
+    assert set(all_runtimes(("all",))) == set(RUNTIMES) - {"null"}
+    for line in out.out.splitlines():
+        assert not ("fastest" in line and "null" in line), line

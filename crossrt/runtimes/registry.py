@@ -37,6 +37,7 @@ class Runtime:
     spins: bool = False  # ONNX Runtime's intra-op spinning applies (a row per --spin setting)
     graphs: bool = False  # has the cuda-graph data path
     options: tuple[tuple[str, object], ...] = ()  # keyword arguments for the module's functions
+    computes: bool = True  # its outputs are the model's: compared with ONNX Runtime's, a verdict may pick it
 
     def _module(self):
         return importlib.import_module(f"{__package__}.{self.module}")
@@ -85,9 +86,12 @@ RUNTIMES = {
             "torch-compile", "torch.compile", "pytorch", ("cpu", "cuda"), model="torch", options=(("compile", True),)
         ),
         Runtime("onnxruntime-int8", "ONNX Runtime int8", "onnxruntime", model="int8", precision="int8", spins=True),
+        Runtime("null", "null (no model runs)", "null", computes=False),
     )
 }
 DEFAULT = ("onnxruntime", "pytorch")
+# What `--runtimes all` means: every runtime that runs the model (not null, which runs none).
+ALL = tuple(name for name, r in RUNTIMES.items() if r.computes)
 
 
 def foreign(model: Path) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ..compare import cost_rows, hardware_of, train_setup, verdicts
+from ..compare import computes, cost_rows, hardware_of, train_setup, verdicts
 from ..results import BenchResult, InferRun, SuiteResult, TrainResult
 from ..runtimes.registry import RUNTIMES
 from ..system import ago
@@ -202,7 +202,7 @@ def model_title(r: BenchResult) -> str:
 
 def bench_table(r: BenchResult) -> Table:
     """One row per configuration; the fastest in bold green, disagreeing outputs or accuracies in red."""
-    fastest = max(r.runs, key=lambda x: x.samples_per_s, default=None)
+    fastest = max(filter(computes, r.runs), key=lambda x: x.samples_per_s, default=None)  # null is no contender
     labelled, torch_rows = r.dataset is not None, any(x.runtime == "pytorch" for x in r.runs)
     rows = []
     for x in r.runs:
