@@ -195,14 +195,18 @@ def probe(sut, max_batch: int) -> dict:
     import numpy as np
 
     def seconds(n: int) -> float:
-        """The median of calls over a quarter of a second, after a few warm-up calls."""
-        sut.load(0, np.arange(n) % len(sut.x))
+        """The median of batches over a quarter of a second, after a few warm-up batches: the
+        gather into the SUT's buffer and the run, as the SUT does them (for a runner that costs
+        nothing, the null runtime's, the gather is what there is)."""
+        indices = np.arange(n) % len(sut.x)
         run = sut.runners[0].outputs
         for _ in range(3):
+            sut.load(0, indices)
             run(n - 1)
         times, end = [], time.perf_counter() + 0.25
         while time.perf_counter() < end or len(times) < 5:
             t0 = time.perf_counter()
+            sut.load(0, indices)
             run(n - 1)
             times.append(time.perf_counter() - t0)
         return sorted(times)[len(times) // 2]
@@ -217,8 +221,11 @@ def probe(sut, max_batch: int) -> dict:
 
 def search(test, start_qps: float, cap: float = float("inf"), floor: float = 0.1) -> tuple[dict | None, list[dict]]:
     """The highest QPS from floor to cap whose LoadGen Server test is VALID: widen from start_qps
-    (x1.5 up while valid, /2 down while not), then halve the interval to 5%, at most SEARCH_STEPS
-    more tests. test(qps) runs one and returns its figures; (the best valid test, every test in order)."""
+    (x1.5 up while valid, /2 down while not, or straight down to the rate the test completed
+    samples at when that is lower still: a start far above what the system sustains costs one test,
+    not one per halving), then halve the interval to 5%, at most SEARCH_STEPS more tests.
+    test(qps) runs one and returns its figures (samples_per_s: the rate it completed samples at,
+    when known); (the best valid test, every test in order)."""
     trail, best, low, high = [], None, None, None
     qps = min(max(start_qps, floor), cap)  # below the floor no test can be VALID
     for _ in range(SEARCH_STEPS + 1):
@@ -231,7 +238,7 @@ def search(test, start_qps: float, cap: float = float("inf"), floor: float = 0.1
         if low is None:
             if qps <= floor:  # not even the lowest rate a test can judge keeps the bound
                 break
-            qps = max(qps / 2, floor)
+            qps = max(min(qps / 2, fig.get("samples_per_s") or qps), floor)
         elif high is None:
             if qps >= cap:  # valid at the cap: as far as LoadGen is asked to go
                 break
