@@ -283,7 +283,7 @@ def _bench_verdict(benches) -> int:
 def cmd_suite(a, cfg) -> int:
     from .fetch import resolve
     from .files import FolderLock, save_json
-    from .suite import rank_scaling, reference, run_suite, scaling
+    from .suite import run_suite
     from .ui import console, tables
 
     check_outputs(a, cfg)
@@ -292,12 +292,7 @@ def cmd_suite(a, cfg) -> int:
     with FolderLock(cfg.out), console.SuiteProgress() as progress:
         result = run_suite(cfg, ds, progress)
     paths = save_json(result.to_dict(), cfg.json)
-    console.console.print(tables.suite_table(result, reference()))
-    for m in (m for m in result.modes if m.bench):
-        tables.verdict_lines(m.bench, f" ({m.mode})")
-    for rows, table in ((scaling(result), tables.scaling_table), (rank_scaling(result), tables.ranks_table)):
-        if rows:
-            console.console.print(table(rows))
+    tables.suite_tables(result)
     console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
     # The sweep is the thread-scaling picture; without it, each mode's own validation rows.
     sweep = result.sweep.bench if result.sweep else None

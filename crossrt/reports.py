@@ -75,17 +75,25 @@ def cmd_show(a, cfg) -> int:
     """A saved result laid out again: its tables, verdicts and notes, at the console's width, as wide
     as it needs (--wide), or with only the columns named (--columns)."""
     from .files import load_result
-    from .results import BenchResult, LoadgenResult, SuiteResult
-    from .suite import reference
-    from .ui import layout, tables
-    from .ui.console import console
+    from .ui import layout
 
     result = load_result(a.file)
+    before = dict(layout.VIEW)
     layout.VIEW.update(wide=a.wide, columns={c.strip().lower() for c in a.columns.split(",")} if a.columns else None)
+    try:
+        _show(result)
+    finally:  # the view is this command's: a later table in the same process is laid out as usual
+        layout.VIEW.update(before)
+    return EXIT_OK
+
+
+def _show(result) -> None:
+    from .results import BenchResult, LoadgenResult, SuiteResult
+    from .ui import tables
+    from .ui.console import console
+
     if isinstance(result, SuiteResult):
-        console.print(tables.suite_table(result, reference()))
-        for m in (m for m in result.modes if m.bench):
-            tables.verdict_lines(m.bench, f" ({m.mode})")
+        tables.suite_tables(result)
     elif isinstance(result, BenchResult):
         tables.bench_tables(result, None)
     elif isinstance(result, LoadgenResult):
@@ -94,4 +102,3 @@ def cmd_show(a, cfg) -> int:
         show(result)
     else:
         console.print(tables.train_summary(result))
-    return EXIT_OK

@@ -20,8 +20,16 @@ from ..text import printable
 # wraps nothing (the terminal does); rich, which prints nothing at all at 0 columns, is given 20.
 PLAIN_WIDTH = 40
 console = Console(emoji=False)
-if console.width < PLAIN_WIDTH:
-    console.width, console.soft_wrap = max(console.width, 20), True
+
+
+def set_width(columns: int) -> None:
+    """Lay everything out for a terminal of `columns` columns (what crossrt does with the terminal's
+    own width when it starts; a test in this process, with the width it checks)."""
+    narrow = columns < PLAIN_WIDTH
+    console.width, console.soft_wrap = (max(columns, 20) if narrow else columns), narrow
+
+
+set_width(console.width)
 
 
 def esc(text) -> str:

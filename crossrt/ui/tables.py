@@ -458,6 +458,18 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
     return fitted(title + (" (times per epoch)" if per_epoch else ""), cols, rows, ends=ends, caption=caption)
 
 
+def suite_tables(result: SuiteResult) -> None:
+    """Every table of a suite: the reference's table, each mode's verdicts, the sweep's scaling."""
+    from ..suite import rank_scaling, reference, scaling
+
+    console.print(suite_table(result, reference()))
+    for m in (m for m in result.modes if m.bench):
+        verdict_lines(m.bench, f" ({m.mode})")
+    for rows, table in ((scaling(result), scaling_table), (rank_scaling(result), ranks_table)):
+        if rows:
+            console.print(table(rows))
+
+
 def scaling_table(rows: list[dict]) -> Table:
     cells = [
         [
