@@ -106,8 +106,11 @@ suite: setup ## the reference's table for this machine, every mode, beside the a
 bench: setup ## crossrt vs the reference's PyTorch recipe, same run; updates BENCHMARKS.md (minutes; not in CI)
 	$(PY) benchmarks/vs_reference.py $(call opt,--dataset,$(DATASET)) $(ARGS)
 
-test: setup ## run the test suite (CPU; CUDA tests skip without a GPU)
-	$(PY) -m pytest -q
+test: setup ## the quick test suite, a few minutes (CPU; CUDA tests skip without a GPU) [ARGS]
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-all: setup ## every test, the slow end-to-end ones too (what CI runs; about 15 minutes) [ARGS]
+	CROSSRT_TEST_ALL=1 $(PY) -m pytest -q $(ARGS)
 
 lint: setup ## ruff's lint and format checks, as CI runs them
 	$(VENV)/bin/ruff check crossrt tests benchmarks
