@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import json
+import os
+import shutil
 import signal
 import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -58,6 +64,73 @@ def write_dataset(
     return folder
 
 
+CANNED = ROOT / "tests" / "data"  # result files made by real runs (tests/data/make_canned.py says how)
+
+
+class Ran(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+def run_main(*argv: str, columns: int = 200, cwd: Path | None = None) -> Ran:
+    """crossrt.cli.main(argv) in this process, as `crossrt ARGV` in a terminal of `columns` columns
+    would run it (in the folder cwd, when given): its exit code, stdout and stderr. For the
+    commands whose work is Python (the readers of result files, the checks of flags and paths,
+    the runs on the tiny model): no interpreter, torch or ONNX Runtime to start. A test about the
+    terminal itself (a reader that goes away, LC_ALL=C, bytes reaching a real stdout) runs the
+    real command in a subprocess instead (run_cli)."""
+    from crossrt.cli import main
+    from crossrt.ui import console
+
+    width, wrap, before = console.console.width, console.console.soft_wrap, os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    console.set_width(columns)
+    try:
+        os.chdir(cwd or before)  # contextlib.chdir is Python 3.11's; crossrt runs on 3.10
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(argv))
+    finally:
+        os.chdir(before)
+        console.console.width, console.console.soft_wrap = width, wrap
+    return Ran(code, out.getvalue(), err.getvalue())
+
+
+def canned(name: str, tmp: Path | None = None) -> Path:
+    """tests/data/NAME, or a copy of it in tmp (for a test that edits it or writes beside it)."""
+    path = CANNED / name
+    return Path(shutil.copy(path, tmp / name)) if tmp is not None else path
+
+
+# A peak no CPU of today reaches (100 TFLOP/s), so that no run beats it and measures it again.
+SEEDED_PEAK = 1e5
+
+
+def seed_peaks(cache: Path) -> None:
+    """A peak cache with a trusted entry for every precision and thread count a CPU run of the
+    tests can ask for: no test but those of the peak itself measures one (each measurement costs
+    a second or more of the machine's full attention). The peak's own tests use a cache of their own."""
+    from crossrt import peak
+    from crossrt.files import atomic_write
+    from crossrt.system import cpu_count, now_iso
+
+    entries = {}
+    for math in ("fp32", "bf16", "int8"):
+        for threads in range(1, cpu_count() + 1):
+            resolved, key = peak._resolve("cpu", threads, math)
+            entries[key] = {
+                "peak": SEEDED_PEAK,
+                "tries": [SEEDED_PEAK] * peak.PEAK_TRIES,
+                "spread": 0.0,
+                "device": "cpu",
+                "threads": resolved,
+                "math": math,
+                "measured": now_iso(),
+                "seeded": "by tests/conftest.py",
+            }
+    atomic_write(cache / "peaks.json", json.dumps(entries, indent=1))
+
+
 def python_path() -> str:
     """This checkout first, then whatever PYTHONPATH already holds (a GPU machine may keep
     onnxruntime-gpu there)."""
@@ -105,6 +178,7 @@ def suite_whose_second_bench_raises(error: BaseException, data: Path, out: Path,
             str(out),
             "--min-time",
             "0",
+            "--no-isolate",
             "--json",
             "suite.json",
         ]
@@ -143,6 +217,41 @@ def trained(tmp_path_factory, tiny_data) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def fresh_bench(trained, tiny_data, tmp_path_factory) -> Path:
+    """One real bench-infer run of the trained model, shared by every test of what such a run
+    writes and prints: ONNX Runtime (spinning and not) and PyTorch at 1 and 2 threads, at least 5
+    passes each, printed at 80 columns. Its folder holds bench.json, results/ and stdout.txt.
+    The tests that only read a result use the canned files of tests/data instead."""
+    work = tmp_path_factory.mktemp("fresh-bench")
+    before = os.getcwd()
+    os.chdir(work)
+    try:
+        ran = run_main(
+            "bench-infer",
+            "--model",
+            str(trained / "lenet5.onnx"),
+            "--data-dir",
+            str(tiny_data),
+            "--threads",
+            "1,2",
+            "--spin",
+            "both",
+            "--min-time",
+            "0.2",
+            "--min-repeats",
+            "5",
+            "--json",
+            "bench.json",
+            columns=80,
+        )
+    finally:
+        os.chdir(before)
+    assert ran.code == 0, ran.err
+    (work / "stdout.txt").write_text(ran.out)
+    return work / "bench.json"
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
     """A clean current directory, so results/ lands in tmp, never in the checkout."""
@@ -159,6 +268,7 @@ def _results_outside_checkout(tmp_path_factory):
     old = os.getcwd(), os.environ.get("CROSSRT_CACHE"), os.environ.get("CROSSRT_PEAK_TRUST")
     os.chdir(tmp_path_factory.mktemp("cwd"))
     os.environ["CROSSRT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    seed_peaks(Path(os.environ["CROSSRT_CACHE"]))
     # A peak measured while other tests (or other programs) ran is cached all the same: no test may
     # depend on the machine's load. test_trust.py's CPU-hog test checks the rule that refuses it.
     os.environ["CROSSRT_PEAK_TRUST"] = "always"
