@@ -14,7 +14,7 @@ import torch
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
-from conftest import run_cli
+from conftest import run_main
 
 
 def _graph(path, nodes, ins, outs, inits=()):
@@ -150,7 +150,7 @@ def models(tmp_path_factory):
 
 
 def _bench(model, *flags, cwd):
-    out = run_cli(
+    out = run_main(
         "bench-infer",
         "--model",
         str(model),
@@ -176,7 +176,7 @@ def test_any_model_under_every_runtime_that_can_run_it(models, name, tmp_path):
     onnxruntime-int8 at 1 and 2 threads, every output compared with ONNX Runtime CPU fp32."""
     _, flags, outputs, _ = MODELS[name]
     binding = [f for i, f in enumerate(flags) if "--batch-size" not in flags[i - i % 2 : i - i % 2 + 1]]
-    q = run_cli(
+    q = run_main(
         "quantize",
         "--model",
         str(models[name]),
@@ -187,11 +187,9 @@ def test_any_model_under_every_runtime_that_can_run_it(models, name, tmp_path):
         "8",
         cwd=tmp_path,
     )
-    int8 = q.returncode == 0
-    assert int8 or name in ("int64-scalar", "openvino-cannot", "no-shape"), q.stderr  # nothing to quantize in those
-    assert int8 or (q.returncode == 2 and "Traceback" not in q.stderr and len(q.stderr.strip().splitlines()) == 1), (
-        q.stderr
-    )
+    int8 = q.code == 0
+    assert int8 or name in ("int64-scalar", "openvino-cannot", "no-shape"), q.err  # nothing to quantize in those
+    assert int8 or (q.code == 2 and "Traceback" not in q.err and len(q.err.strip().splitlines()) == 1), q.err
     out, result = _bench(
         models[name],
         *flags,
@@ -203,7 +201,7 @@ def test_any_model_under_every_runtime_that_can_run_it(models, name, tmp_path):
         str(tmp_path / "q.int8.onnx"),
         cwd=tmp_path,
     )
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in out.err
     assert result["dataset"] is None and result["model_info"]["name"] == f"{name}.onnx"
     assert result["model_info"]["parameters"] >= 0 and len(result["model_info"]["sha256"]) == 64
     runs = result["runs"]
@@ -215,19 +213,19 @@ def test_any_model_under_every_runtime_that_can_run_it(models, name, tmp_path):
     got = {(r["runtime"], r["threads"]) for r in runs}
     assert {("onnxruntime", 1), ("onnxruntime", 2)} <= got
     if name == "openvino-cannot":  # a failed row with OpenVINO's own reason; the run went on
-        assert out.returncode == 1 and {f["runtime"] for f in result["failed"]} == {"openvino"}
+        assert out.code == 1 and {f["runtime"] for f in result["failed"]} == {"openvino"}
         assert all("No conversion rule found for operations: Det" in f["reason"] for f in result["failed"])
     else:
         assert ("openvino", 1) in got and ("openvino", 2) in got, result["failed"]
     assert (("onnxruntime-int8", 1) in got) == int8
-    assert out.returncode == (1 if result["failed"] or any(r["parity_ok"] is False for r in runs) else 0), out.stderr
+    assert out.code == (1 if result["failed"] or any(r["parity_ok"] is False for r in runs) else 0), out.err
 
 
 @pytest.mark.parametrize("name", [n for n, m in MODELS.items() if m[3]])
 def test_what_is_not_bound_is_one_line_naming_the_input_and_the_flag(models, name, tmp_path):
     out, _ = _bench(models[name], "--runtimes", "onnxruntime", cwd=tmp_path)
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
-    assert MODELS[name][3] in out.stderr, out.stderr
+    assert out.code == 2 and len(out.err.strip().splitlines()) == 1 and "Traceback" not in out.err
+    assert MODELS[name][3] in out.err, out.err
     assert not (tmp_path / "results").exists()
 
 
@@ -244,8 +242,8 @@ def test_a_model_s_table_names_it_and_its_bound_inputs(models, tmp_path):
         "1",
         cwd=tmp_path,
     )
-    assert out.returncode == 0, out.stderr
-    text = " ".join(out.stdout.split())
+    assert out.code == 0, out.err
+    text = " ".join(out.out.split())
     assert "conv-dynamic-hw.onnx" in text and "image float32[batch=2, 3, height=20, width=24]" in text
     assert "samples/s" in text and "MFLOP/sample" in text
     assert "not run: pytorch on cpu: needs the PyTorch model, and conv-dynamic-hw.onnx is not a crossrt" in text
@@ -266,11 +264,11 @@ def test_inputs_from_a_file(models, tmp_path):
         "1",
         cwd=tmp_path,
     )
-    assert out.returncode == 0, out.stderr
+    assert out.code == 0, out.err
     assert [r["batch_size"] for r in result["runs"]] == [5] and result["runs"][0]["samples"] == 5 * 3
     np.savez(tmp_path / "bad.npz", x=x)
     out, _ = _bench(models["int64-scalar"], "--inputs", str(tmp_path / "bad.npz"), cwd=tmp_path)
-    assert out.returncode == 2 and "no array for input(s) k" in out.stderr
+    assert out.code == 2 and "no array for input(s) k" in out.err
 
 
 @pytest.mark.parametrize(
@@ -286,7 +284,7 @@ def test_inputs_from_a_file(models, tmp_path):
 )
 def test_bad_bindings_are_one_line(models, tmp_path, flags, needle):
     out, _ = _bench(models["conv-dynamic-hw"], *flags, "--runtimes", "onnxruntime", cwd=tmp_path)
-    assert out.returncode == 2 and "Traceback" not in out.stderr and needle in out.stderr, out.stderr
+    assert out.code == 2 and "Traceback" not in out.err and needle in out.err, out.err
 
 
 def test_external_data_outside_the_model_s_folder_is_refused(tmp_path):
@@ -298,4 +296,4 @@ def test_external_data_outside_the_model_s_folder_is_refused(tmp_path):
     (tmp_path / "inner").mkdir()
     (tmp_path / "inner" / "m.onnx").write_bytes(model.SerializeToString())  # onnx.save itself refuses to write it
     out, _ = _bench(tmp_path / "inner" / "m.onnx", cwd=tmp_path)
-    assert out.returncode == 2 and "names external data '../../etc/passwd', outside the model's folder" in out.stderr
+    assert out.code == 2 and "names external data '../../etc/passwd', outside the model's folder" in out.err

@@ -5,22 +5,24 @@ Bad input of every kind lives in test_faults.py.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
 
-from crossrt.cli import build, build_parser
+from crossrt.cli import build, build_parser, main
 from crossrt.config import BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from crossrt.loadgen import LoadgenConfig
 from crossrt.schema import SCHEMA_VERSION
 
-from conftest import ROOT, python_path, run_cli, write_dataset
+from conftest import ROOT, python_path, run_cli, run_main, write_dataset
 
 
 def python_env() -> dict:
@@ -120,32 +122,18 @@ def test_bench_infer_end_to_end(e2e):
     assert s["spin"] == "off" and s["inter_op_threads"] == 1 and s["execution_mode"] == "sequential"
 
 
-def test_bench_infer_exits_1_when_runtimes_disagree(e2e, tmp_path):
+def test_bench_infer_exits_1_when_runtimes_disagree(e2e, workdir, capsys):
     """A checkpoint that is not the model in the .onnx file: the accuracies differ, exit 1, in red."""
     work, data, _ = e2e
-    shutil.copy(work / "exports" / "lenet5.onnx", tmp_path / "lenet5.onnx")
+    shutil.copy(work / "exports" / "lenet5.onnx", workdir / "lenet5.onnx")
     state = torch.load(work / "exports" / "lenet5.pt", weights_only=True)
     state["model"]["OUT.bias"][0] += 1e4  # every image is now class 0 for PyTorch only
-    torch.save(state, tmp_path / "lenet5.pt")
-    out = run_cli(
-        "bench-infer",
-        "--model",
-        str(tmp_path / "lenet5.onnx"),
-        "--data-dir",
-        str(data),
-        "--threads",
-        "1",
-        "--min-time",
-        "0",
-        "--min-repeats",
-        "1",
-        "--json",
-        "bench.json",
-        cwd=tmp_path,
-    )
-    assert out.returncode == 1, out.stderr
-    assert "2 configuration(s) disagree" in out.stderr and "Traceback" not in out.stderr
-    runs = json.loads((tmp_path / "bench.json").read_text())["runs"]
+    torch.save(state, workdir / "lenet5.pt")
+    argv = ["bench-infer", "--model", str(workdir / "lenet5.onnx"), "--data-dir", str(data), "--threads", "1"]
+    assert main([*argv, "--min-time", "0", "--min-repeats", "1", "--json", "bench.json"]) == 1
+    err = capsys.readouterr().err
+    assert "2 configuration(s) disagree" in err and "Traceback" not in err
+    runs = json.loads((workdir / "bench.json").read_text())["runs"]
     # Each is caught by its own check: ONNX Runtime's accuracy is not PyTorch's, and PyTorch's
     # outputs are not ONNX Runtime CPU's on the same inputs.
     assert [(r["runtime"], r["parity_ok"]) for r in runs] == [("onnxruntime", False), ("pytorch", False)]
@@ -167,10 +155,10 @@ def test_flags_are_the_config_fields_with_their_defaults(command, cls):
     """One source of defaults: no flags given builds exactly the dataclass's defaults, and
     every flag's help states its default."""
     assert build(cls, build_parser().parse_args([command])) == cls()
-    out = run_cli(command, "--help", cwd=".")
-    assert out.returncode == 0
-    options = [ln for ln in out.stdout.splitlines() if ln.startswith("  -") and "--help" not in ln]
-    text = " ".join(out.stdout.split())
+    out = run_main(command, "--help")
+    assert out.code == 0
+    options = [ln for ln in out.out.splitlines() if ln.startswith("  -") and "--help" not in ln]
+    text = " ".join(out.out.split())
     assert len(options) >= len(fields(cls)) and text.count("(default: ") == len(options)
     if command == "train":
         assert "--epochs EPOCHS epochs (default: 100)" in text and "training batch (default: 600)" in text
@@ -178,13 +166,13 @@ def test_flags_are_the_config_fields_with_their_defaults(command, cls):
 
 def test_top_level_help_lists_every_command():
     """argparse %-formats help texts: a bare % in one of them broke `crossrt --help` once."""
-    out = run_cli("--help", cwd=".")
-    assert out.returncode == 0 and out.stderr == "", out.stderr
-    listed = {ln.split()[0] for ln in out.stdout.splitlines() if ln.startswith("    ") and ln.split()}
+    out = run_main("--help")
+    assert out.code == 0 and out.err == "", out.err
+    listed = {ln.split()[0] for ln in out.out.splitlines() if ln.startswith("    ") and ln.split()}
     from crossrt.cli import COMMANDS
 
     assert set(COMMANDS) <= listed
-    assert "its 95% interval" in out.stdout
+    assert "its 95% interval" in out.out
 
 
 def test_help_does_not_load_torch_or_onnxruntime():
@@ -265,13 +253,14 @@ def test_the_wheel_holds_every_subpackage(tmp_path):
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name != "common.py"))
-def test_benchmark_scripts_import_and_answer_help(script):
-    """The benchmark scripts are not run in CI (minutes each), but they must still import this crossrt."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--help"],
-        capture_output=True,
-        text=True,
-        env=python_env(),
-        timeout=120,
-    )
-    assert out.returncode == 0 and out.stdout.startswith("usage:"), out.stderr
+def test_benchmark_scripts_import_and_answer_help(script, monkeypatch, capsys):
+    """The benchmark scripts are not run in CI (minutes each), but they must still import this
+    crossrt and build their flags: each is loaded here and asked for --help through its own main()."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as `python benchmarks/SCRIPT` puts its folder first
+    spec = importlib.util.spec_from_file_location(f"benchmark_{Path(script).stem}", ROOT / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    with pytest.raises(SystemExit) as end:
+        module.main()
+    assert end.value.code == 0 and capsys.readouterr().out.startswith("usage:")

@@ -67,6 +67,7 @@ def test_two_ranks_train_like_one_process(tiny_data, one_process, tmp_path):
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [".crossrt.lock", "lenet5.pt", "lenet5.train.json"]
 
 
+@pytest.mark.slow
 def test_torchruns_own_entry_point_and_resume(tiny_data, one_process, tmp_path):
     """What README shows for many machines, here with --standalone: torchrun starts the ranks."""
     torchrun = [
@@ -149,6 +150,7 @@ def launched(tmp_path):
     proc.kill()
 
 
+@pytest.mark.slow  # the quick run launches two ranks once (test_two_ranks_train_like_one_process)
 def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(launched):
     proc, work = launched
     ranks = _ranks_of(proc.pid)
@@ -164,6 +166,7 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(launched):
     assert result["complete"] is False and len(result["epochs"]) == done >= 1 and result["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_is_named_and_nothing_hangs(launched):
     proc, work = launched
     os.kill(_ranks_of(proc.pid)[1], signal.SIGKILL)

@@ -231,6 +231,9 @@ def _wait_for(pred, timeout=60):
         time.sleep(0.05)
 
 
+# Real processes trained, stopped and resumed: slow. The quick run keeps a real signal to bench-infer
+# (test_sigterm_during_bench_keeps_partial_results) and Ctrl-C in training (test_ctrl_c_during_export_...).
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_during_training_then_resume(tmp_path, sig):
     data = write_dataset(tmp_path / "data", n_train=1200, n_test=200)

@@ -18,32 +18,13 @@ from crossrt.fetch import resolve
 from crossrt.files import load_result
 from crossrt.ui.plots import thread_series
 
-from conftest import run_cli
+from conftest import run_main
 
 
-@pytest.fixture(scope="module")
-def bench(trained, tiny_data, tmp_path_factory):
-    """A bench-infer run at 1 and 2 threads, piped at 80 columns: (work folder, stdout, result file)."""
-    work = tmp_path_factory.mktemp("glance")
-    out = run_cli(
-        "bench-infer",
-        "--model",
-        str(trained / "lenet5.onnx"),
-        "--data-dir",
-        str(tiny_data),
-        "--threads",
-        "1,2",
-        "--min-time",
-        "0.2",
-        "--min-repeats",
-        "3",
-        "--json",
-        "b.json",
-        cwd=work,
-        env={"COLUMNS": "80"},
-    )
-    assert out.returncode == 0, out.stderr
-    return work, out.stdout, work / "b.json"
+@pytest.fixture
+def bench(fresh_bench):
+    """The session's bench-infer run at 1 and 2 threads, printed at 80 columns: (work folder, stdout, result file)."""
+    return fresh_bench.parent, (fresh_bench.parent / "stdout.txt").read_text(), fresh_bench
 
 
 def test_a_verdict_per_setting_in_words_and_in_the_json(bench):
@@ -52,7 +33,8 @@ def test_a_verdict_per_setting_in_words_and_in_the_json(bench):
     assert [(v["threads"], v["batch_size"]) for v in result["verdicts"]] == [(1, 100), (2, 100)]
     for v in result["verdicts"]:
         fast = max((r for r in result["runs"] if r["threads"] == v["threads"]), key=lambda r: r["samples_per_s"])
-        assert v["pick"] == fast["runtime"] and v["ratio"] >= 1 and isinstance(v["sure"], bool)
+        label = fast["runtime"] + (" no-spin" if fast["spin"] is False else "")
+        assert v["pick"] == label and v["ratio"] >= 1 and isinstance(v["sure"], bool)
         assert ("beyond this run's noise" if v["sure"] else "within this run's noise") in v["text"]
         assert f"verdict: {v['text']}" in " ".join(stdout.split())
 
@@ -91,11 +73,11 @@ def test_nothing_is_dropped_at_80_columns(bench):
 
 def test_show_lays_a_result_out_again_wide_or_with_some_columns(bench):
     work, _, path = bench
-    wide = run_cli("show", str(path), "--wide", cwd=work, env={"COLUMNS": "80"})
-    assert wide.returncode == 0 and "(continued)" not in wide.stdout and "verdict:" in wide.stdout
-    assert max(len(ln) for ln in wide.stdout.splitlines()) > 120  # as wide as it needs
-    some = run_cli("show", str(path), "--columns", "img/s,cpu s / 1k img", cwd=work, env={"COLUMNS": "80"})
-    header = " ".join(ln for ln in some.stdout.splitlines() if ln.startswith("┃"))
+    wide = run_main("show", str(path), "--wide", columns=80)
+    assert wide.code == 0 and "(continued)" not in wide.out and "verdict:" in wide.out
+    assert max(len(ln) for ln in wide.out.splitlines()) > 120  # as wide as it needs
+    some = run_main("show", str(path), "--columns", "img/s,cpu s / 1k img", columns=80)
+    header = " ".join(ln for ln in some.out.splitlines() if ln.startswith("┃"))
     assert "img/s" in header and "CPU s /" in header and "% peak" not in header and "p50" not in header
 
 
@@ -139,7 +121,9 @@ def test_report_groups_repeated_runs_and_names_models_and_runs(bench, trained, t
     head = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = [dict(zip(head, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
     bench_rows = [r for r in rows if r["kind"] == "bench-infer"]
-    assert len(bench_rows) == 4 and all(r["n"] == "2" and "0badc0de" in r["run"] for r in bench_rows)
+    assert len(bench_rows) == len(json.loads(path.read_text())["runs"]) and all(
+        r["n"] == "2" and "0badc0de" in r["run"] for r in bench_rows
+    )
     assert all(r["model"].startswith("lenet5.onnx ") for r in bench_rows)
     assert all(re.fullmatch(r"\d+\.\d\d%", r["accuracy"]) for r in rows)  # a percentage, not 0.8435
     (train,) = [r for r in rows if r["kind"] == "train"]
@@ -154,51 +138,22 @@ def test_an_unstable_baseline_is_marked_where_a_ratio_uses_it(bench, tmp_path):
         r["stable"], r["unstable_cause"] = (False, "repeats vary by 30%") if r["runtime"] == "pytorch" else (True, None)
     data["verdicts"] = []  # worked out again on reading
     (tmp_path / "shaky.json").write_text(json.dumps(data))
-    out = run_cli("show", str(tmp_path / "shaky.json"), cwd=tmp_path, env={"COLUMNS": "200"})
-    text = " ".join(out.stdout.split())
+    out = run_main("show", str(tmp_path / "shaky.json"))
+    text = " ".join(out.out.split())
     assert "x?" in text and "?: the PyTorch row it divides by is unstable" in text
     assert "unstable, so take the ratio with care: pytorch" in text
 
 
-def test_training_figures_say_what_they_cover(tiny_data, tmp_path):
-    one = run_cli(
-        "train",
-        "--data-dir",
-        str(tiny_data),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "60",
-        "--threads",
-        "1",
-        "--no-export",
-        "--json",
-        "one.json",
-        cwd=tmp_path,
-    )
-    assert one.returncode == 0, one.stderr
-    assert "epoch 1 only, warm-up included" in " ".join(one.stdout.split())
-    three = run_cli(
-        "train",
-        "--data-dir",
-        str(tiny_data),
-        "--epochs",
-        "3",
-        "--batch-size",
-        "60",
-        "--threads",
-        "1",
-        "--no-export",
-        "--out",
-        "three",
-        "--json",
-        "three.json",
-        cwd=tmp_path,
-    )
-    run = json.loads((tmp_path / "three.json").read_text())
+def test_training_figures_say_what_they_cover(tiny_data, workdir):
+    quick = ("train", "--data-dir", str(tiny_data), "--batch-size", "60", "--threads", "1", "--no-export")
+    one = run_main(*quick, "--epochs", "1", "--json", "one.json")
+    assert one.code == 0, one.err
+    assert "epoch 1 only, warm-up included" in " ".join(one.out.split())
+    three = run_main(*quick, "--epochs", "3", "--out", "three", "--json", "three.json")
+    run = json.loads((workdir / "three.json").read_text())
     low, high = run["train_ci95"]
-    assert three.returncode == 0 and low <= run["steady_images_per_s"] <= high  # the figure inside its interval
-    assert f"{run['steady_images_per_s']:,.0f} img/s" in three.stdout
+    assert three.code == 0 and low <= run["steady_images_per_s"] <= high  # the figure inside its interval
+    assert f"{run['steady_images_per_s']:,.0f} img/s" in three.out
 
 
 def test_bench_reports_its_progress_configuration_by_configuration(trained, tiny_data, workdir):
@@ -232,5 +187,8 @@ def test_plots_merge_the_runs_of_one_configuration(bench, tmp_path):
     _, _, path = bench
     again = _copy(path, tmp_path, "again.json", 1.5, run_id="0badc0de")
     series = thread_series([load_result(path), load_result(again)])
-    assert set(series) == {"onnxruntime", "pytorch"} and set(series["onnxruntime"]) == {"batch 100"}
+    assert set(series) == {"onnxruntime", "pytorch"} and set(series["onnxruntime"]) == {
+        "batch 100",
+        "batch 100 no-spin",
+    }
     assert {t: len(runs) for t, runs in series["onnxruntime"]["batch 100"].items()} == {1: 2, 2: 2}

@@ -22,7 +22,7 @@ from crossrt.fetch import resolve
 from crossrt.model import LeNet5
 from crossrt.train import place_lr, train
 
-from conftest import ROOT, has_cuda, python_path, run_cli, suite_whose_second_bench_raises
+from conftest import ROOT, has_cuda, python_path, run_main, suite_whose_second_bench_raises
 
 
 def batch_one_only(path):
@@ -45,17 +45,12 @@ def batch_one_only(path):
     return path
 
 
-@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
-def test_a_failing_configuration_is_reported_and_the_others_run(tmp_path, tiny_data, isolate):
-    model = batch_one_only(tmp_path / "batch-one.onnx")
-    out = run_cli(
-        "bench-infer",
-        "--model",
-        str(model),
-        "--data-dir",
-        str(tiny_data),
-        "--runtimes",
-        "onnxruntime",
+@pytest.mark.parametrize("isolate", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["in-process", "isolated"])
+def test_a_failing_configuration_is_reported_and_the_others_run(workdir, tiny_data, isolate):
+    model = batch_one_only(workdir / "batch-one.onnx")
+    argv = ["bench-infer", "--model", str(model), "--data-dir", str(tiny_data), "--runtimes", "onnxruntime"]
+    out = run_main(
+        *argv,
         "--threads",
         "1",
         "--batch-size",
@@ -67,18 +62,17 @@ def test_a_failing_configuration_is_reported_and_the_others_run(tmp_path, tiny_d
         "--json",
         "b.json",
         *(["--isolate"] if isolate else []),
-        cwd=tmp_path,
     )
-    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
-    assert "crossrt: error: 2 configuration(s) failed (their reasons are under the table); the others ran" in out.stderr
-    result = json.loads((tmp_path / "b.json").read_text())
+    assert out.code == 1 and "Traceback" not in out.err, out.err
+    assert "crossrt: error: 2 configuration(s) failed (their reasons are under the table); the others ran" in out.err
+    result = json.loads((workdir / "b.json").read_text())
     assert [r["batch_size"] for r in result["runs"]] == [1] and result["complete"] is True
     assert [(f["batch_size"], f["runtime"], f["threads"]) for f in result["failed"]] == [
         (100, "onnxruntime", 1),
         (2, "onnxruntime", 1),
     ]
     assert all("Reshape" in f["reason"] and "\n" not in f["reason"] for f in result["failed"])
-    shown = " ".join(out.stdout.split())
+    shown = " ".join(out.out.split())
     assert "failed: onnxruntime cpu, 1 thr, batch 100:" in shown and "failed onnxruntime cpu, 1 thr, batch 2:" in shown
 
 
@@ -151,12 +145,11 @@ def test_pytorch_cuda_rows_ask_onnxruntime_for_no_cuda_session(trained, monkeypa
     assert asked and not any("CUDA" in a for a in asked)
 
 
-def test_gpu_check_runs_every_step_and_goes_on_after_a_failure(tmp_path, tiny_data):
-    """The script, run for real with DEVICE=cpu on the tiny dataset: every step runs; the probe
-    (a file that is not there) fails, and the steps after it still run; the last line names it."""
-    script = ROOT / "benchmarks" / "gpu_check.sh"
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    env = {
+GPU_CHECK = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def _gpu_check_env(tmp_path) -> dict:
+    return {
         **os.environ,
         "DEVICE": "cpu",
         "EPOCHS": "1",
@@ -166,11 +159,16 @@ def test_gpu_check_runs_every_step_and_goes_on_after_a_failure(tmp_path, tiny_da
         "PYTHONPATH": python_path(),
         "PYTEST_ADDOPTS": f"-p no:cacheprovider --basetemp={tmp_path / 'inner'}",
     }
+
+
+def test_gpu_check_parses_and_lists_its_steps(tmp_path, tiny_data):
+    """The script's syntax, and its --dry-run: every step in order, nothing run or written."""
+    assert subprocess.run(["bash", "-n", str(GPU_CHECK)]).returncode == 0
     dry = subprocess.run(
-        ["bash", str(script), "--dry-run", str(tiny_data), str(tmp_path / "dry"), "/nowhere.py"],
+        ["bash", str(GPU_CHECK), "--dry-run", str(tiny_data), str(tmp_path / "dry"), "/nowhere.py"],
         capture_output=True,
         text=True,
-        env=env,
+        env=_gpu_check_env(tmp_path),
         cwd=ROOT,
     )
     assert dry.returncode == 0 and not (tmp_path / "dry").exists(), dry.stderr
@@ -185,11 +183,17 @@ def test_gpu_check_runs_every_step_and_goes_on_after_a_failure(tmp_path, tiny_da
         "bench-infer",
         "tests",
     ]
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_step_and_goes_on_after_a_failure(tmp_path, tiny_data):
+    """The script, run for real with DEVICE=cpu on the tiny dataset: every step runs; the probe
+    (a file that is not there) fails, and the steps after it still run; the last line names it."""
     out = subprocess.run(
-        ["bash", str(script), str(tiny_data), str(tmp_path / "out"), "/nowhere.py"],
+        ["bash", str(GPU_CHECK), str(tiny_data), str(tmp_path / "out"), "/nowhere.py"],
         capture_output=True,
         text=True,
-        env=env,
+        env=_gpu_check_env(tmp_path),
         cwd=ROOT,
         timeout=900,
     )
@@ -198,7 +202,6 @@ def test_gpu_check_runs_every_step_and_goes_on_after_a_failure(tmp_path, tiny_da
     for name in ("train-fp32", "train-bf16", "reference-recipe", "torchrun-1-rank", "bench-infer"):
         assert (tmp_path / "out" / f"{name}.log").is_file()
     assert json.loads((tmp_path / "out" / "train-bf16.json").read_text())["precision"] == "bf16"
-    assert json.loads((tmp_path / "out" / "bench-infer.json").read_text())["runs"]
 
 
 @pytest.mark.skipif(has_cuda(), reason="this machine has a GPU")

@@ -28,7 +28,7 @@ from crossrt.errors import CrossrtError
 from crossrt.files import FolderLock, atomic_write
 from crossrt.model import LeNet5
 
-from conftest import python_path, run_cli, write_dataset
+from conftest import canned, python_path, run_cli, run_main, write_dataset
 
 
 def refused(capsys, argv, needle: str) -> str:
@@ -314,25 +314,14 @@ ESC = "\x1b]0;pwned\x07\x1b[2J\x1b[31m"  # retitle the terminal, clear it, turn 
 BIDI = "\u202eevil"  # shows the rest reversed
 
 
-@pytest.fixture(scope="module")
-def bench_json(trained, tiny_data, tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("hostile-bench")
-    out = run_cli(
-        "bench-infer",
-        "--model",
-        str(trained / "lenet5.onnx"),
-        "--data-dir",
-        str(tiny_data),
-        "--threads",
-        "1",
-        "--min-time",
-        "0",
-        "--json",
-        "bench.json",
-        cwd=work,
-    )
-    assert out.returncode == 0, out.stderr
-    return work / "bench.json"
+@pytest.fixture
+def bench_json() -> Path:
+    return canned("bench.json")
+
+
+@pytest.fixture
+def train_json() -> Path:
+    return canned("train.json")
 
 
 def _edited(src: Path, dest: Path, edit) -> Path:
@@ -353,11 +342,8 @@ TRAIN_FIELDS = ("dataset", "device", "arch", "precision", "created", "math")
 BENCH_FIELDS = ("dataset", "model")
 
 
-@pytest.mark.parametrize("strange", STRANGE_STRINGS)
-def test_strings_from_result_files_are_shown_as_they_are(trained, bench_json, tmp_path, strange):
-    text = STRANGE_STRINGS[strange]
-    folder = tmp_path / "a[" / "]b" if strange == "markup" else tmp_path / f"{ESC}dir"  # the file's path too
-    folder.mkdir(parents=True)
+def _strange_files(folder: Path, text: str, train_json: Path, bench_json: Path) -> tuple[Path, Path]:
+    """A train and a bench-infer result whose strings are all `text`, in folder."""
 
     def train_edit(d):
         for k in TRAIN_FIELDS:
@@ -370,42 +356,47 @@ def test_strings_from_result_files_are_shown_as_they_are(trained, bench_json, tm
         for r in d["runs"]:
             r["runtime"], r["provider"], r["io"] = text, text, text
 
-    t = _edited(trained / "lenet5.train.json", folder / "t.json", train_edit)
-    b = _edited(bench_json, folder / "b.json", bench_edit)
+    folder.mkdir(parents=True)
+    return _edited(train_json, folder / "t.json", train_edit), _edited(bench_json, folder / "b.json", bench_edit)
+
+
+@pytest.mark.parametrize("strange", STRANGE_STRINGS)
+def test_strings_from_result_files_are_shown_as_they_are(train_json, bench_json, tmp_path, strange):
+    text = STRANGE_STRINGS[strange]
+    folder = tmp_path / "a[" / "]b" if strange == "markup" else tmp_path / f"{ESC}dir"  # the file's path too
+    t, b = _strange_files(folder, text, train_json, bench_json)
     for fmt in ([], ["--markdown"], ["--csv"]):
-        out = run_cli("report", str(t), str(b), *fmt, cwd=tmp_path, env={"COLUMNS": "80"})
-        assert out.returncode == 0, out.stderr
-        assert "Traceback" not in out.stderr and out.stderr == ""
+        out = run_main("report", str(t), str(b), *fmt, columns=80)
+        assert out.code == 0 and out.err == "", out.err
         for c in "\x1b\x07\r\u202e":
-            assert c not in out.stdout, (fmt, c)
+            assert c not in out.out, (fmt, c)
         if strange == "markup":
-            assert "x[/]y" in out.stdout  # shown, not read as markup
+            assert "x[/]y" in out.out  # shown, not read as markup
         if strange == "emoji code":
-            assert ":skull:" in out.stdout
-    same = run_cli("compare", str(b), str(b), cwd=tmp_path)
-    assert same.returncode == 0 and "\x1b" not in same.stdout, same.stderr
+            assert ":skull:" in out.out
+    same = run_main("compare", str(b), str(b))
+    assert same.code == 0 and "\x1b" not in same.out, same.err
     if strange == "markup":
-        assert "[/]" in same.stdout
-    # bench-infer shows a training record beside the model: the same file, the same care.
-    model = tmp_path / "exp"
-    shutil.copytree(trained, model)
-    shutil.copy(t, model / "lenet5.train.json")
-    bench = run_cli(
-        "bench-infer",
-        "--model",
-        str(model / "lenet5.onnx"),
-        "--runtimes",
-        "onnxruntime",
-        "--threads",
-        "1",
-        "--min-time",
-        "0",
-        "--data-dir",
-        json.loads((trained / "lenet5.train.json").read_text())["dataset_source"],
-        cwd=tmp_path,
-    )
-    assert bench.returncode == 0 and "Traceback" not in bench.stderr, bench.stderr
-    assert "\x1b" not in bench.stdout
+        assert "[/]" in same.out
+
+
+def test_no_escape_byte_from_a_result_file_reaches_a_real_stdout(train_json, bench_json, tmp_path):
+    """The same, through the real command's own stdout (a pipe, as a terminal's is a file)."""
+    t, b = _strange_files(tmp_path / f"{ESC}dir", ESC + BIDI, train_json, bench_json)
+    for argv in (["report", str(t), str(b)], ["show", str(b)], ["compare", str(b), str(b)]):
+        out = run_cli(*argv, cwd=tmp_path, env={"COLUMNS": "80"})
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        assert not set("\x1b\x07\u202e") & set(out.stdout) and "\\x1b" in out.stdout
+
+
+def test_a_training_record_beside_the_model_is_shown_with_the_same_care(trained, tiny_data, workdir, capsys):
+    """bench-infer shows the training record beside the model: the same care as report's."""
+    model = Path(shutil.copytree(trained, workdir / "exp"))
+    _edited(trained / "lenet5.train.json", model / "lenet5.train.json", lambda d: d.update(dataset=ESC, arch=BIDI))
+    argv = ["bench-infer", "--model", str(model / "lenet5.onnx"), "--runtimes", "onnxruntime", "--threads", "1"]
+    assert main([*argv, "--min-time", "0", "--data-dir", str(tiny_data)]) == 0
+    out = capsys.readouterr().out
+    assert "Training vs validation cost" in out and not set("\x1b\u202e") & set(out) and "\\x1b" in out
 
 
 def test_csv_cells_are_never_spreadsheet_formulas(trained, tmp_path, capsys):
@@ -475,16 +466,19 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("case", MALFORMED)
-def test_malformed_numbers_types_and_depths_are_one_line_and_no_warning(trained, tmp_path, case):
+def test_malformed_numbers_types_and_depths_are_one_line_and_no_warning(train_json, tmp_path, case):
     make, needle = MALFORMED[case]
     path = tmp_path / "r.json"
-    make(trained / "lenet5.train.json", path)
+    make(train_json, path)
     for argv in (["report", str(path)], ["compare", str(path), str(path)], ["report", "--csv", str(path)]):
-        out = run_cli(*argv, cwd=tmp_path, env={"PYTHONWARNINGS": "error"})  # a warning would be a traceback
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning would be a traceback under PYTHONWARNINGS=error
+            out = run_main(*argv)
         if needle is None:  # not wrong, only strange: shown, without a warning
-            assert out.returncode == 0 and out.stderr == "", out.stderr
+            assert out.code == 0 and out.err == "", out.err
             continue
-        refused_cli(out, needle)
+        assert out.code == 2 and "Traceback" not in out.err and len(out.err.strip().splitlines()) == 1, out.err
+        assert needle in out.err, out.err
 
 
 def test_a_result_file_far_too_large_is_not_read(trained, tmp_path, capsys, monkeypatch):
@@ -495,9 +489,9 @@ def test_a_result_file_far_too_large_is_not_read(trained, tmp_path, capsys, monk
 
 
 def test_an_error_naming_a_hostile_path_cannot_drive_the_terminal(tmp_path):
-    out = run_cli("report", str(tmp_path / f"{ESC}.json"), cwd=tmp_path)
-    refused_cli(out, "no such result")
-    assert "\x1b" not in out.stderr and "\\x1b" in out.stderr
+    out = run_main("report", str(tmp_path / f"{ESC}.json"))
+    assert out.code == 2 and len(out.err.strip().splitlines()) == 1 and "no such result" in out.err
+    assert "\x1b" not in out.err and "\\x1b" in out.err
 
 
 def test_plots_take_any_name(trained, tmp_path, capsys):
@@ -696,36 +690,48 @@ def test_a_model_with_its_own_input_name_is_quantized(capsys, workdir, tiny_data
 # ---------------------------------------------------------------------------- 9. terminals
 
 
-@pytest.mark.parametrize("columns", ["0", "1", "5", "20"])
-def test_any_width_shows_every_figure(trained, bench_json, tmp_path, columns):
-    runs = json.loads(bench_json.read_text())["runs"]
-    out = run_cli("report", str(trained / "lenet5.train.json"), str(bench_json), cwd=tmp_path, env={"COLUMNS": columns})
+def _every_figure_whole(text: str, bench_json: Path) -> None:
+    for r in json.loads(bench_json.read_text())["runs"]:
+        assert f"{r['samples_per_s']:,.0f}" in text  # every figure whole, on its line
+    assert "samples/s:" in text  # a plain `name: value` list
+
+
+@pytest.mark.parametrize("columns", [0, 1, 5, 20])
+def test_any_width_shows_every_figure(train_json, bench_json, tiny_data, workdir, columns):
+    out = run_main("report", str(train_json), str(bench_json), columns=columns)
+    assert out.code == 0 and out.err == "", out.err
+    _every_figure_whole(out.out, bench_json)
+    train = run_main(*_QUICK_TRAIN, "--data-dir", str(tiny_data), "--out", "o", "--no-export", columns=columns)
+    assert train.code == 0 and "final accuracy" in train.out and "epoch   1" in train.out, train.err
+
+
+def test_a_terminal_of_no_width_shows_every_figure(train_json, bench_json, tmp_path):
+    """COLUMNS=0, as the real command reads it when it starts."""
+    out = run_cli("report", str(train_json), str(bench_json), cwd=tmp_path, env={"COLUMNS": "0"})
     assert out.returncode == 0 and out.stderr == "", out.stderr
-    for r in runs:
-        assert f"{r['samples_per_s']:,.0f}" in out.stdout  # every figure whole, on its line
-    assert "samples/s:" in out.stdout  # a plain `name: value` list
-    train = run_cli(
-        "train",
-        "--data-dir",
-        json.loads((trained / "lenet5.train.json").read_text())["dataset_source"],
-        "--epochs",
-        "1",
-        "--batch-size",
-        "60",
-        "--threads",
-        "1",
-        "--out",
-        "o",
-        "--no-export",
-        cwd=tmp_path,
-        env={"COLUMNS": columns},
-    )
-    assert train.returncode == 0 and "final accuracy" in train.stdout and "epoch   1" in train.stdout, train.stderr
+    _every_figure_whole(out.stdout, bench_json)
 
 
-def test_an_ascii_terminal_takes_unicode_paths_and_crossrts_own_signs(trained, tiny_data, tmp_path):
+_QUICK_TRAIN = ("train", "--epochs", "1", "--batch-size", "60", "--threads", "1")
+ASCII_ENV = {"LC_ALL": "C", "LANG": "C", "PYTHONIOENCODING": "ascii", "COLUMNS": "80"}
+
+
+def test_an_ascii_terminal_takes_unicode_paths_and_crossrts_own_signs(train_json, bench_json, tmp_path):
+    folder = tmp_path / "modèle-é"
+    folder.mkdir()
+    shown = ""
+    plots = ["--plots", str(folder / "plots")]  # report names the figures it wrote, in the unicode folder
+    for argv in (["report", str(canned("train.json", folder)), *plots], ["show", str(canned("bench.json", folder))]):
+        out = run_cli(*argv, cwd=tmp_path, env=ASCII_ENV)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+        out.stdout.encode("ascii")  # nothing the terminal cannot show
+        shown += out.stdout
+    assert "mod\\xe8le-\\xe9" in shown and "±" not in shown and "+-" in shown  # the path readable, the signs ASCII
+
+
+@pytest.mark.slow
+def test_an_ascii_terminal_takes_export_and_bench_infer_too(trained, tiny_data, tmp_path):
     exp = Path(shutil.copytree(trained, tmp_path / "modèle-é"))
-    env = {"LC_ALL": "C", "LANG": "C", "PYTHONIOENCODING": "ascii", "COLUMNS": "80"}
     shown = ""
     for argv in (
         ["export", "--checkpoint", str(exp / "lenet5.pt"), "--data-dir", str(tiny_data)],
@@ -740,20 +746,19 @@ def test_an_ascii_terminal_takes_unicode_paths_and_crossrts_own_signs(trained, t
             "--min-time",
             "0",
         ],
-        ["report", str(exp / "lenet5.train.json")],
     ):
-        out = run_cli(*argv, cwd=tmp_path, env=env)
+        out = run_cli(*argv, cwd=tmp_path, env=ASCII_ENV)
         assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
-        out.stdout.encode("ascii")  # nothing the terminal cannot show
+        out.stdout.encode("ascii")
         shown += out.stdout
-    assert "mod\\xe8le-\\xe9" in shown  # the path, readable
+    assert "mod\\xe8le-\\xe9" in shown
 
 
-def test_a_reader_that_goes_away_ends_the_output_quietly(trained, tmp_path):
+def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path):
     env = {**os.environ, "PYTHONPATH": python_path()}
     for fmt in ([], ["--csv"]):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "crossrt", "report", *fmt, str(trained / "lenet5.train.json")],
+            [sys.executable, "-m", "crossrt", "report", *fmt, str(canned("train.json"))],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,

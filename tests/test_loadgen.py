@@ -6,8 +6,8 @@ LoadGen was asked and what it wrote: its logs, its figures, the batches that ran
 
 from __future__ import annotations
 
-import copy
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,47 +18,59 @@ import pytest
 from crossrt.cli import main
 from crossrt.loadgen import search
 
-from conftest import python_path, run_cli
+from conftest import Ran, canned, python_path, run_main
 
 QUICK = ["--duration", "0.3", "--threads", "1"]
 
 
-@pytest.fixture(scope="module")
-def served(trained, tiny_data, tmp_path_factory) -> tuple[Path, dict, subprocess.CompletedProcess]:
-    """Every scenario, under ONNX Runtime and PyTorch, with LoadGen's accuracy test."""
-    work = tmp_path_factory.mktemp("loadgen")
-    out = run_cli(
+def _loadgen(trained, tiny_data, work: Path, runtimes: str, bounds: str) -> tuple[Path, dict, Ran]:
+    """Every scenario, with LoadGen's accuracy test, in work: (work, the result, what it printed)."""
+    out = run_main(
         "loadgen",
         "--model",
         str(trained / "lenet5.onnx"),
         "--data-dir",
         str(tiny_data),
         *QUICK,
+        "--runtimes",
+        runtimes,
         "--scenarios",
         "single-stream,multi-stream,offline,server",
         "--latency-bound",
-        "20,50",
+        bounds,
         "--max-batch",
         "16",
         "--accuracy",
         "--json",
         "l.json",
         cwd=work,
-        timeout=600,
     )
-    assert out.returncode == 0, out.stderr
+    assert out.code == 0, out.err
     return work, json.loads((work / "l.json").read_text()), out
 
 
-def test_every_scenario_runs_through_loadgen_for_every_runtime(served):
+@pytest.fixture(scope="module")
+def served(trained, tiny_data, tmp_path_factory) -> tuple[Path, dict, Ran]:
+    """Every scenario through the real LoadGen, on the null runtime: what LoadGen was asked, what it
+    wrote and how crossrt reads it, without a model's time in each of its tests."""
+    return _loadgen(trained, tiny_data, tmp_path_factory.mktemp("loadgen"), "null", "20")
+
+
+@pytest.fixture(scope="module")
+def served_for_real(trained, tiny_data, tmp_path_factory) -> tuple[Path, dict, Ran]:
+    """The same under ONNX Runtime and PyTorch, at two latency bounds."""
+    return _loadgen(trained, tiny_data, tmp_path_factory.mktemp("loadgen-real"), "onnxruntime,pytorch", "20,50")
+
+
+def _every_scenario_ran(served, runtimes: tuple[str, ...], bounds: tuple[float, ...]) -> None:
     work, result, out = served
     assert result["kind"] == "loadgen" and result["complete"] and not result["failed"]
     runs = result["runs"]
     got = {(r["runtime"], r["scenario"], r["mode"], r["latency_bound_ms"]) for r in runs}
-    for runtime in ("onnxruntime", "pytorch"):
+    for runtime in runtimes:
         for scenario in ("single-stream", "multi-stream", "offline"):
             assert (runtime, scenario, "performance", None) in got
-        assert {(runtime, "server", "performance", 20.0), (runtime, "server", "performance", 50.0)} <= got
+        assert {(runtime, "server", "performance", b) for b in bounds} <= got
         assert (runtime, "offline", "accuracy", None) in got
     for r in runs:
         log = Path(work / r["log_dir"])
@@ -81,10 +93,19 @@ def test_every_scenario_runs_through_loadgen_for_every_runtime(served):
             assert r["valid"] == bool(valid) and all(t["qps"] > 0 for t in r["search"])
 
 
-def test_server_workers_batch_together_and_torch_compile_is_not_served(trained, tiny_data, tmp_path):
+def test_every_scenario_runs_through_loadgen(served):
+    _every_scenario_ran(served, ("null",), (20.0,))
+
+
+@pytest.mark.slow
+def test_every_scenario_runs_through_loadgen_for_every_runtime(served_for_real):
+    _every_scenario_ran(served_for_real, ("onnxruntime", "pytorch"), (20.0, 50.0))
+
+
+def test_server_workers_batch_together_and_torch_compile_is_not_served(trained, tiny_data, workdir):
     """Two workers share one queue: every batch they ran holds 1 to --max-batch samples (an empty
     one, taken after another worker emptied the queue, once crashed a worker and hung LoadGen)."""
-    out = run_cli(
+    out = run_main(
         "loadgen",
         "--model",
         str(trained / "lenet5.onnx"),
@@ -92,7 +113,7 @@ def test_server_workers_batch_together_and_torch_compile_is_not_served(trained, 
         str(tiny_data),
         *QUICK,
         "--runtimes",
-        "onnxruntime,torch-compile",
+        "null,torch-compile",
         "--scenarios",
         "server",
         "--workers",
@@ -107,27 +128,37 @@ def test_server_workers_batch_together_and_torch_compile_is_not_served(trained, 
         "50",
         "--json",
         "w.json",
-        cwd=tmp_path,
-        timeout=300,
     )
-    assert out.returncode == 0, out.stderr
-    result = json.loads((tmp_path / "w.json").read_text())
+    assert out.code == 0, out.err
+    result = json.loads((workdir / "w.json").read_text())
     (run,) = result["runs"]
     assert run["target_qps"] == 3000 and run["search"] == [] and all(1 <= int(b) <= 4 for b in run["batches"])
-    assert [s["runtime"] for s in result["skipped"]] == ["torch-compile"] and "not run: torch-compile" in out.stdout
+    assert sum(int(b) * n for b, n in run["batches"].items()) == run["queries"]  # every query, in some batch
+    assert [s["runtime"] for s in result["skipped"]] == ["torch-compile"] and "not run: torch-compile" in out.out
+
+
+def _accuracy_is_the_runners(served, runtimes: int) -> None:
+    _, result, out = served
+    checks = [r for r in result["runs"] if r["mode"] == "accuracy"]
+    assert len(checks) == runtimes
+    for r in checks:
+        assert 0 < r["accuracy"] <= 1 and r["accuracy"] == pytest.approx(r["bench_accuracy"], abs=1e-4)
+    assert "LoadGen AccuracyOnly over the" in out.out
 
 
 def test_loadgens_accuracy_is_bench_infers_scoring_of_the_same_runner(served):
-    _, result, out = served
-    checks = [r for r in result["runs"] if r["mode"] == "accuracy"]
-    assert len(checks) == 2
-    for r in checks:
-        assert 0 < r["accuracy"] <= 1 and r["accuracy"] == pytest.approx(r["bench_accuracy"], abs=1e-4)
-    assert "LoadGen AccuracyOnly over the" in out.stdout
+    """LoadGen's accuracy log decoded and scored as bench-infer scores the same runner: the null
+    runner's zeros pick class 0 for every image, so both are the share of class 0."""
+    _accuracy_is_the_runners(served, 1)
 
 
-def test_the_tables_report_show_and_compare_read_a_loadgen_result(served):
-    work, result, out = served
+@pytest.mark.slow
+def test_loadgens_accuracy_is_bench_infers_scoring_for_every_runtime(served_for_real):
+    _accuracy_is_the_runners(served_for_real, 2)
+
+
+def test_what_loadgen_prints_names_its_tables_and_its_logs(served):
+    _, _, out = served
     for words in (
         "LoadGen SingleStream on",
         "LoadGen Offline on",
@@ -137,14 +168,18 @@ def test_the_tables_report_show_and_compare_read_a_loadgen_result(served):
         "LoadGen's logs: results/loadgen-",
         "-logs",
     ):
-        assert words in out.stdout, words
-    report = run_cli("report", "l.json", "--markdown", cwd=work)
-    assert report.returncode == 0 and "| loadgen |" in report.stdout and "server" in report.stdout, report.stderr
-    assert "cpu offline accuracy" in report.stdout  # an accuracy test, which LoadGen does not judge: not "INVALID"
-    show = run_cli("show", "l.json", cwd=work)
-    assert show.returncode == 0 and "LoadGen MultiStream on" in show.stdout, show.stderr
-    same = run_cli("compare", "l.json", "l.json", cwd=work)
-    assert same.returncode == 0 and "offline" in same.stdout, same.stderr
+        assert words in out.out, words
+
+
+def test_the_tables_report_show_and_compare_read_a_loadgen_result():
+    path = str(canned("loadgen.json"))
+    report = run_main("report", path, "--markdown")
+    assert report.code == 0 and "| loadgen |" in report.out and "server" in report.out, report.err
+    assert "cpu offline accuracy" in report.out  # an accuracy test, which LoadGen does not judge: not "INVALID"
+    show = run_main("show", path)
+    assert show.code == 0 and "LoadGen MultiStream on" in show.out and "LoadGen Server on" in show.out, show.err
+    same = run_main("compare", path, path)
+    assert same.code == 0 and "offline" in same.out, same.err
 
 
 def test_a_loadgen_tests_rate_is_samples_per_second_and_none_for_a_server_that_kept_no_rate():
@@ -223,12 +258,12 @@ def test_a_figure_ended_by_crossrts_query_limit_says_so(capsys):
         ("search", [{"qps": 5.0, "valid": "yes", "p99_ms": 1.0, "reasons": []}]),
     ],
 )
-def test_a_damaged_loadgen_result_is_refused_in_one_line(served, tmp_path, field, value):
-    result = copy.deepcopy(served[1])  # the module's result stays whole for the other tests
+def test_a_damaged_loadgen_result_is_refused_in_one_line(tmp_path, field, value):
+    result = json.loads(canned("loadgen.json").read_text())
     result["runs"][0][field] = value
     (tmp_path / "bad.json").write_text(json.dumps(result))
-    out = run_cli("show", "bad.json", cwd=tmp_path)
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and field in out.stderr, out.stderr
+    out = run_main("show", str(tmp_path / "bad.json"))
+    assert out.code == 2 and len(out.err.strip().splitlines()) == 1 and field in out.err, out.err
 
 
 def test_the_server_search_finds_the_highest_valid_qps_within_five_percent():
@@ -251,6 +286,9 @@ def test_the_server_search_finds_the_highest_valid_qps_within_five_percent():
     # A start below the floor (a slow runner) starts at the floor, where a test can still be VALID.
     best, trail = search(lambda q: {"valid": q >= 150.0}, 20.0, floor=150.0)
     assert trail[0]["target_qps"] == 150.0 and best["target_qps"] >= 150.0
+    # A start far above what the system completes goes straight down to the rate it completed at.
+    best, trail = search(lambda q: {"valid": q <= 100.0, "samples_per_s": min(q, 110.0)}, 1e6)
+    assert [t["target_qps"] for t in trail][:2] == [1e6, 110.0] and 95 <= best["target_qps"] <= 100
 
 
 @pytest.mark.parametrize(
@@ -296,6 +334,7 @@ def test_another_model_is_refused_in_one_line(capsys, tmp_path):
     assert "serves MNIST classifiers" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_configurations_that_finished(trained, tiny_data, tmp_path):
     """A real SIGINT once the first configuration's tests are done: exit 130, and the partial
     result holds them; the LoadGen test under way (in a child process) ends at once."""
@@ -319,8 +358,6 @@ def test_ctrl_c_keeps_the_configurations_that_finished(trained, tiny_data, tmp_p
         "--json",
         "l.json",
     ]
-    import os
-
     env = {**os.environ, "PYTHONPATH": python_path(), "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:

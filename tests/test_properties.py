@@ -10,7 +10,6 @@ import io
 import json
 import os
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,10 +23,13 @@ from crossrt.data import read_idx
 from crossrt.errors import CrossrtError
 from crossrt.files import load_result
 
+from conftest import canned
+
 # The same examples at every run (derandomize), so that `make test` passes or fails the same way
 # each time; CROSSRT_EXPLORE=1 draws new ones (and CROSSRT_EXAMPLES=N more of them) to hunt.
+# The quick suite draws 15 examples per property, `make test-all` (CROSSRT_TEST_ALL) 60.
 SETTINGS = settings(
-    max_examples=int(os.environ.get("CROSSRT_EXAMPLES", 60)),
+    max_examples=int(os.environ.get("CROSSRT_EXAMPLES", 60 if os.environ.get("CROSSRT_TEST_ALL") else 15)),
     deadline=None,
     derandomize=not os.environ.get("CROSSRT_EXPLORE"),
     suppress_health_check=[HealthCheck.function_scoped_fixture],
@@ -169,17 +171,16 @@ def _paths(obj, prefix=()):
         yield from _paths(v, (*prefix, k))
 
 
-@pytest.mark.parametrize("name", ["lenet5.train.json", "bench"])
+@pytest.mark.parametrize("name", ["train.json", "bench.json"])
 @SETTINGS
 @given(data=st.data())
-def test_any_result_file_is_loaded_and_shown_or_refused(trained, tiny_data, tmp_path_factory, name, data):
+def test_any_result_file_is_loaded_and_shown_or_refused(tmp_path_factory, name, data):
     """A real result with parts replaced by arbitrary JSON: loaded and rendered, or refused."""
     from crossrt.compare import merge
     from crossrt.ui import tables
     from crossrt.ui.console import console
 
-    source = trained / name if name.endswith(".json") else _bench_file(trained, tiny_data, tmp_path_factory)
-    result = json.loads(Path(source).read_text())
+    result = json.loads(canned(name).read_text())
     changed = copy.deepcopy(result)
     for path in data.draw(st.lists(st.sampled_from(list(_paths(result))[1:]), max_size=3)):
         target = changed
@@ -200,51 +201,20 @@ def test_any_result_file_is_loaded_and_shown_or_refused(trained, tiny_data, tmp_
     event("loaded and shown")
     with contextlib.redirect_stdout(io.StringIO()):
         console.print(*tables.report_tables(merge([(file, loaded)])))
-        if name.endswith(".json"):
+        if name == "train.json":
             console.print(tables.train_summary(loaded))
         else:
             tables.bench_tables(loaded, None)
 
 
 @pytest.mark.parametrize("peak", [{}, {"peak": "fast"}, {"peak": 1.0, "tries": "3"}])
-def test_a_damaged_peak_is_refused_when_loaded(trained, tiny_data, tmp_path_factory, peak):
+def test_a_damaged_peak_is_refused_when_loaded(tmp_path_factory, peak):
     """Found by the test above: a bench result whose peaks held {} loaded, then its table
     crashed on the missing figure. A train result's peak was checked; a bench result's were not."""
     for name, key in (("train", "peak"), ("bench", "peaks")):
-        source = trained / "lenet5.train.json" if name == "train" else _bench_file(trained, tiny_data, tmp_path_factory)
-        result = json.loads(Path(source).read_text())
+        result = json.loads(canned(f"{name}.json").read_text())
         result[key] = peak if key == "peak" else [peak]
         file = tmp_path_factory.mktemp("json") / f"{name}.json"
         file.write_text(json.dumps(result))
         with pytest.raises(CrossrtError, match="malformed fields .*peak"):
             load_result(file)
-
-
-_BENCH = {}
-
-
-def _bench_file(trained, tiny_data, factory) -> Path:
-    if "path" not in _BENCH:
-        from crossrt.cli import main
-
-        path = factory.mktemp("bench") / "bench.json"
-        assert (
-            main(
-                [
-                    "bench-infer",
-                    "--model",
-                    str(trained / "lenet5.onnx"),
-                    "--data-dir",
-                    str(tiny_data),
-                    "--threads",
-                    "1",
-                    "--min-time",
-                    "0",
-                    "--json",
-                    str(path),
-                ]
-            )
-            == 0
-        )
-        _BENCH["path"] = path
-    return _BENCH["path"]

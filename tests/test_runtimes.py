@@ -22,7 +22,13 @@ def quantized(trained, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runtimes") / "exports"
     shutil.copytree(trained, out)
     ran = run_main(
-        "quantize", "--model", str(out / "lenet5.onnx"), "--data-dir", str(tiny_data), "--calibration-images", "300",
+        "quantize",
+        "--model",
+        str(out / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--calibration-images",
+        "300",
         cwd=out.parent,
     )
     assert ran.code == 0, ran.err

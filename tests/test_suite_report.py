@@ -14,10 +14,10 @@ import pytest
 from crossrt.cli import main
 from crossrt.compare import COLUMNS, load_results, merge
 from crossrt.files import load_result
-from crossrt.suite import reference, scaling
+from crossrt.suite import rank_scaling, reference, scaling
 from crossrt.system import cpu_count
 
-from conftest import suite_whose_second_bench_raises
+from conftest import canned, run_main, suite_whose_second_bench_raises
 
 ARTICLE_RESULTS = Path(__file__).parent / "data" / "reference-results.txt"
 SECTIONS = {
@@ -62,30 +62,10 @@ def test_reference_rows_are_the_articles_numbers():
 
 
 @pytest.fixture(scope="module")
-def two_machines(tmp_path_factory, trained, tiny_data):
-    """A train and a bench-infer result from this machine, and copies 'from' another machine."""
+def two_machines(tmp_path_factory):
+    """A train and a bench-infer result from this machine (canned), and copies 'from' another machine."""
     work = tmp_path_factory.mktemp("machines")
-    assert (
-        main(
-            [
-                "bench-infer",
-                "--model",
-                str(trained / "lenet5.onnx"),
-                "--data-dir",
-                str(tiny_data),
-                "--threads",
-                "1",
-                "--min-time",
-                "0",
-                "--min-repeats",
-                "1",
-                "--json",
-                str(work / "b.json"),
-            ]
-        )
-        == 0
-    )
-    files = [trained / "lenet5.train.json", work / "b.json"]
+    files = [canned("train.json"), canned("bench.json")]
     for f in list(files):
         data = json.loads(f.read_text())
         data["environment"].update(cpu_model="Other CPU 9000", cpu_cores=64, hostname="elsewhere")
@@ -157,6 +137,43 @@ def test_plots_without_matplotlib_is_one_clear_line(capsys, tmp_path, monkeypatc
     assert not (tmp_path / "p").exists()
 
 
+def test_suite_runs_every_mode_and_shows_the_reference_beside_it(capsys, workdir, tiny_data):
+    """The suite in this process, its validation not isolated, without the sweep (the slow test
+    below runs both; the canned suite.json holds a sweep for the tables)."""
+    out = workdir / "suite"
+    argv = ["suite", "--data-dir", str(tiny_data), "--epochs", "2", "--device", "cpu", "--out", str(out)]
+    assert main([*argv, "--min-time", "0", "--no-isolate", "--json", "suite.json", "--plots", "plots"]) == 0
+    text = capsys.readouterr().out
+    assert "(reference)" in text and "times per epoch" in text and "verdict (cpu 1 thread)" in text
+    result = load_result(workdir / "suite.json")
+    assert result.complete is True and result.sweep is None
+    assert [m.mode for m in result.modes] == ["cpu 1 thread"] + (
+        [f"cpu {cpu_count()} threads"] if cpu_count() > 1 else []
+    )
+    for m in result.modes:
+        assert m.train.threads == m.threads and len(m.train.epochs) == 2 and Path(m.train.onnx.path).is_file()
+        assert {r.runtime for r in m.bench.runs} == {"onnxruntime", "pytorch"} and {
+            r.threads for r in m.bench.runs
+        } == {m.threads}
+        assert not any(r.isolated for r in m.bench.runs)
+    assert len(list((workdir / "plots").glob("*.png"))) == 3
+
+
+def test_show_lays_out_a_suites_sweep_as_the_suite_did():
+    """The sweep's tables from a suite's file (canned: 1 and 2 threads, a 2-rank run): show prints
+    every table the suite printed, its scaling against 1 thread and the ranks beside one process."""
+    result = load_result(canned("suite.json"))
+    rows = scaling(result)
+    assert {r["phase"] for r in rows} == {"training (pytorch)", "validation (onnxruntime)", "validation (pytorch)"}
+    assert all(r["speedup"] == 1.0 for r in rows if r["threads"] == 1)
+    assert [(r["ranks"], r["threads"], r["batch_size"]) for r in rank_scaling(result)] == [(2, 1, 200)]
+    out = run_main("show", str(canned("suite.json")))
+    assert out.code == 0, out.err
+    for words in ("(reference)", "Scaling against 1 thread", "Data-parallel ranks against one process", "verdict"):
+        assert words in out.out, words
+
+
+@pytest.mark.slow
 def test_suite_end_to_end(capsys, workdir, tiny_data):
     out = workdir / "suite"
     assert (

@@ -25,7 +25,7 @@ from crossrt.system import cpu_count
 from crossrt.timing import stability
 from crossrt.ui.plots import run_name
 
-from conftest import ROOT, python_path, run_cli, write_dataset
+from conftest import ROOT, python_path, run_cli, run_main, write_dataset
 
 
 def one_line_2(capsys, argv) -> str:
@@ -47,31 +47,10 @@ def test_stability_rules():
     assert "stopped before" in stability([1.0, 1.0], 1000, rules_met=False).cause
 
 
-@pytest.fixture(scope="module")
-def bench_json(trained, tiny_data, tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("trust")
-    out = run_cli(
-        "bench-infer",
-        "--model",
-        str(trained / "lenet5.onnx"),
-        "--data-dir",
-        str(tiny_data),
-        "--threads",
-        "1,2",
-        "--spin",
-        "both",
-        "--min-time",
-        "0.2",
-        "--min-repeats",
-        "5",
-        "--json",
-        "bench.json",
-        cwd=work,
-        env={"COLUMNS": "80"},
-    )
-    assert out.returncode == 0, out.stderr
-    (work / "stdout.txt").write_text(out.stdout)
-    return work / "bench.json"
+@pytest.fixture
+def bench_json(fresh_bench) -> Path:
+    """The session's bench-infer run: 1 and 2 threads, spinning and not, at least 5 passes, at 80 columns."""
+    return fresh_bench
 
 
 def test_rows_carry_samples_spread_verdict_and_cpu_cost(bench_json):
@@ -131,12 +110,10 @@ def test_tables_fit_80_columns_and_piped_output_is_plain(bench_json, trained):
     assert widest_table_line(text) <= 80
     for r in json.loads(bench_json.read_text())["runs"]:
         assert f"{r['samples_per_s']:,.0f}" in text  # every figure whole
-    report = run_cli(
-        "report", str(bench_json), str(trained / "lenet5.train.json"), cwd=bench_json.parent, env={"COLUMNS": "80"}
-    )
-    assert report.returncode == 0 and widest_table_line(report.stdout) <= 80 and "…" not in report.stdout
-    wide = run_cli("report", str(bench_json), cwd=bench_json.parent, env={"COLUMNS": "200"})
-    assert widest_table_line(wide.stdout) > 80  # COLUMNS is honoured
+    report = run_main("report", str(bench_json), str(trained / "lenet5.train.json"), columns=80)
+    assert report.code == 0 and widest_table_line(report.out) <= 80 and "…" not in report.out
+    wide = run_main("report", str(bench_json), columns=200)
+    assert widest_table_line(wide.out) > 80  # the width is honoured
 
 
 # ---------------------------------------------------------------------------- the peak
@@ -153,7 +130,8 @@ def test_peak_is_cached_and_a_run_above_it_measures_again(trained, tiny_data, mo
     key = next(iter(peaks))
     peaks[key] = {**first, "peak": 1.0}  # as if measured on a very busy machine
     (cache / "peaks.json").write_text(json.dumps(peaks))
-    out = run_cli(
+    monkeypatch.chdir(tmp_path)
+    out = run_main(
         "bench-infer",
         "--model",
         str(trained / "lenet5.onnx"),
@@ -167,16 +145,15 @@ def test_peak_is_cached_and_a_run_above_it_measures_again(trained, tiny_data, mo
         "0",
         "--json",
         "b.json",
-        cwd=tmp_path,
     )
-    assert out.returncode == 0, out.stderr
+    assert out.code == 0, out.err
     run = json.loads((tmp_path / "b.json").read_text())["runs"][0]
     assert run["peak_gflops"] > 1.0 and run["percent_of_peak"] == pytest.approx(
         100 * run["gflops"] / run["peak_gflops"]
     )
     healed = json.loads((cache / "peaks.json").read_text())[key]
     assert healed["peak"] == run["peak_gflops"] and len(healed["tries"]) == 5
-    assert "% peak: of" in out.stdout and "spread" in out.stdout and "measured just now" in out.stdout  # age, spread
+    assert "% peak: of" in out.out and "spread" in out.out and "measured just now" in out.out  # age, spread
 
 
 def test_a_peak_measured_beside_a_cpu_hog_is_not_cached(tmp_path, monkeypatch):
@@ -251,8 +228,8 @@ def test_report_shows_dataset_and_stopped_runs(trained, tmp_path):
     assert [r["complete"] for r in rows] == [True, False] and {r["dataset"] for r in rows} == {"data"}
     header = to_markdown(rows).splitlines()[0]
     assert "| dataset |" in header and "| complete |" in header
-    report = run_cli("report", str(trained / "lenet5.train.json"), str(tmp_path / "stopped.json"), cwd=tmp_path)
-    assert "train*" in report.stdout and "stopped before the end" in report.stdout
+    report = run_main("report", str(trained / "lenet5.train.json"), str(tmp_path / "stopped.json"))
+    assert "train*" in report.out and "stopped before the end" in report.out
     a, b = (load_result(trained / "lenet5.train.json") for _ in range(2))
     names = [run_name(r) for r in (a, b, load_result(tmp_path / "stopped.json"))]
     assert names[0] == names[1] != names[2] and f"run {a.run_id}" in names[0]  # a run is named by its run id
@@ -346,11 +323,11 @@ def _fifo(path: Path) -> Path:
         (lambda w: w, ["report", "{}"], "is a folder"),
     ],
 )
-def test_unusual_filesystem_objects_fail_in_one_line_without_hanging(tmp_path, make, argv, needle):
-    path = make(tmp_path)
-    out = run_cli(*[a.format(path) for a in argv], cwd=tmp_path, timeout=60)
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert needle in out.stderr and len(out.stderr.strip().splitlines()) == 1
+def test_unusual_filesystem_objects_fail_in_one_line_without_hanging(workdir, make, argv, needle):
+    path = make(workdir)
+    out = run_main(*[a.format(path) for a in argv])
+    assert out.code == 2 and "Traceback" not in out.err, out.err
+    assert needle in out.err and len(out.err.strip().splitlines()) == 1
 
 
 def _environment_from(folder: Path) -> list[str]:
@@ -380,6 +357,7 @@ def test_version_and_commit_are_crossrts_own(tmp_path):
     assert _environment_from(other / "vendored") == [__version__, "None"]
 
 
+@pytest.mark.slow
 def test_isolated_configurations_and_interrupting_them(trained, tiny_data, tmp_path):
     out = run_cli(
         "bench-infer",
