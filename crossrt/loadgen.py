@@ -293,9 +293,12 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
         s = settings(cfg, scenario, hints, qps, bound, len(x))
         return sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy) | {"log_dir": str(where)}
 
+    start = hints["samples_per_s"] / 2
     for scenario in (s for s in SCENARIOS if s in cfg.scenarios):
         if scenario != "server":
             runs.append({**test(scenario), "scenario": scenario})
+            if scenario == "offline" and runs[-1]["samples_per_s"]:  # what the whole SUT sustains under
+                start = min(start, runs[-1]["samples_per_s"])  # LoadGen: a Server keeps no more
             continue
         for bound in cfg.latency_bound:
             if cfg.qps:  # one test at the QPS asked for
@@ -309,10 +312,12 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
                 )
                 continue
             # The search starts at half of what the probe's max_batch batches ran (more than a Server keeps),
-            # and never asks LoadGen to schedule more than MAX_QUERIES in one test.
+            # or at Offline's rate when that test ran and is lower (a fast runner's probe leaves out
+            # LoadGen's and the SUT's own cost per sample), and never asks LoadGen to schedule more
+            # than MAX_QUERIES in one test.
             # Below `floor`, a test has too few queries for LoadGen's early stopping to judge a p99.
             cap, floor = MAX_QUERIES / cfg.min_duration_s(), EARLY_STOPPING_QUERIES / cfg.min_duration_s()
-            best, trail = search(partial(test, scenario, bound=bound), hints["samples_per_s"] / 2, cap, floor)
+            best, trail = search(partial(test, scenario, bound=bound), start, cap, floor)
             found = best or trail[-1]
             runs.append(
                 {

@@ -91,6 +91,10 @@ def _every_scenario_ran(served, runtimes: tuple[str, ...], bounds: tuple[float, 
             valid = [t["qps"] for t in r["search"] if t["valid"]]
             assert r["search"] and r["target_qps"] == (max(valid) if valid else r["search"][-1]["qps"])
             assert r["valid"] == bool(valid) and all(t["qps"] > 0 for t in r["search"])
+            offline = {(o["runtime"], o["scenario"], o["mode"]): o for o in runs}[
+                r["runtime"], "offline", "performance"
+            ]
+            assert r["search"][0]["qps"] <= offline["samples_per_s"]  # no start above what Offline sustained
 
 
 def test_every_scenario_runs_through_loadgen(served):
