@@ -452,6 +452,23 @@ def test_a_damaged_peak_cache_entry_is_not_trusted_and_is_measured_again(own_cac
     assert peak.measured_peak("cpu", 1)["peak"] == 123.0 and len(measured) == 1  # and read from there
 
 
+@pytest.mark.parametrize("tries, kept", [([100.0, 96.0], True), ([100.0, 94.0], False), ([100.0, 60.0], False)])
+def test_a_fresh_peak_whose_tries_differ_by_more_than_5_percent_is_not_cached(own_cache, monkeypatch, tries, kept):
+    """The distrust rule as a user's run applies it: a measurement whose tries differ by more than
+    MAX_SPREAD (5%) was not one steady machine's; it serves this run, marked, and is not kept."""
+    from crossrt import peak
+
+    monkeypatch.delenv("CROSSRT_PEAK_TRUST")
+    (own_cache / "peaks.json").unlink()
+    spread = (max(tries) - min(tries)) / max(tries)
+    entry = {"peak": max(tries), "tries": tries, "spread": spread, "device": "cpu", "threads": 1, "math": "fp32"}
+    monkeypatch.setattr(peak, "_measure_peak", lambda *a: dict(entry))
+    got = peak.measured_peak("cpu", 1)
+    assert got["peak"] == 100.0 and (own_cache / "peaks.json").exists() == kept
+    if not kept:
+        assert got["cached"] is False and f"differ by {100 * spread:.0f}% (more than 5%)" in got["why"]
+
+
 @pytest.fixture(scope="module")
 def measured_cache(trained, tiny_data, tmp_path_factory) -> Path:
     """A peak cache as a run leaves it (one entry: this machine, 1 thread, fp32)."""
