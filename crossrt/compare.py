@@ -288,7 +288,16 @@ def _repeats(result: Result, with_model: bool) -> dict[tuple, tuple[str, float, 
     for part in parts(result):
         model = (model_of(part)[0],) if with_model else ()
         if isinstance(part, TrainResult):
-            key = ("train", *model, part.dataset, part.device, part.threads, part.precision, part.batch_size)
+            key = (
+                "train",
+                *model,
+                part.dataset,
+                part.device,
+                part.world_size,
+                part.threads,
+                part.precision,
+                part.batch_size,
+            )
             rows.setdefault(
                 key,
                 (

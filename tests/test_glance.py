@@ -18,7 +18,7 @@ from crossrt.fetch import resolve
 from crossrt.files import load_result
 from crossrt.ui.plots import thread_series
 
-from conftest import run_main
+from conftest import canned, run_main
 
 
 @pytest.fixture
@@ -101,6 +101,24 @@ def test_compare_refuses_two_models_unless_asked(bench, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "measured different models" in err and "--allow-different-models" in err
     assert main(["compare", str(path), str(tmp_path / "other.json"), "--allow-different-models"]) == 0
+
+
+def test_compare_matches_a_row_only_with_the_same_models_row(tmp_path):
+    """Within a suite each mode has its model: a suite against itself matches every row, and against
+    a copy whose two modes' models are swapped (the same set of models, so no refusal) only the
+    sweep's and ranks' rows, whose models are the same; the 1- and 2-rank rows never merge."""
+    from crossrt.compare import compare
+    from crossrt.files import load_result
+
+    data = json.loads(canned("suite.json").read_text())
+    one, two = data["modes"]
+    for a, b in ((one["train"], two["train"]), (one["bench"]["model_info"], two["bench"]["model_info"])):
+        a["weights_sha256"], b["weights_sha256"] = b["weights_sha256"], a["weights_sha256"]
+    (tmp_path / "swapped.json").write_text(json.dumps(data))
+    suite = load_result(canned("suite.json"))
+    every = 2 * (1 + 2) + 3 + 4  # 2 modes x (training, 2 runtimes); 3 rank runs; the sweep: 2 runtimes x 2 threads
+    assert len(compare(suite, suite)[0]) == every
+    assert len(compare(suite, load_result(tmp_path / "swapped.json"))[0]) == every - 2 * 3
 
 
 def test_fail_if_slower_gates_both_ways(bench, tmp_path, capsys):
