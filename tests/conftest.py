@@ -224,29 +224,25 @@ def fresh_bench(trained, tiny_data, tmp_path_factory) -> Path:
     passes each, printed at 80 columns. Its folder holds bench.json, results/ and stdout.txt.
     The tests that only read a result use the canned files of tests/data instead."""
     work = tmp_path_factory.mktemp("fresh-bench")
-    before = os.getcwd()
-    os.chdir(work)
-    try:
-        ran = run_main(
-            "bench-infer",
-            "--model",
-            str(trained / "lenet5.onnx"),
-            "--data-dir",
-            str(tiny_data),
-            "--threads",
-            "1,2",
-            "--spin",
-            "both",
-            "--min-time",
-            "0.2",
-            "--min-repeats",
-            "5",
-            "--json",
-            "bench.json",
-            columns=80,
-        )
-    finally:
-        os.chdir(before)
+    ran = run_main(
+        "bench-infer",
+        "--model",
+        str(trained / "lenet5.onnx"),
+        "--data-dir",
+        str(tiny_data),
+        "--threads",
+        "1,2",
+        "--spin",
+        "both",
+        "--min-time",
+        "0.2",
+        "--min-repeats",
+        "5",
+        "--json",
+        "bench.json",
+        columns=80,
+        cwd=work,
+    )
     assert ran.code == 0, ran.err
     (work / "stdout.txt").write_text(ran.out)
     return work / "bench.json"
