@@ -333,7 +333,8 @@ def run_bench(
                 except Exception as e:  # the model itself fails at this batch size: so will every row
                     references[row.batch] = e
             work, reference = works[row.batch], references[row.batch]
-            flops = prepared.flops_per_sample if RUNTIMES[row.runtime].computes else None  # null does no FLOP
+            computes = RUNTIMES[row.runtime].computes  # not null: it does no FLOP, its zeros are no outputs
+            flops = prepared.flops_per_sample if computes else None
             job = partial(measure, cfg, work, row, flops)
             try:
                 if isinstance(reference, Exception):
@@ -356,7 +357,6 @@ def run_bench(
                 if on_fail:
                     on_fail(failure)
                 continue
-            computes = RUNTIMES[row.runtime].computes  # not null: its zeros are not the model's outputs
             if computes:
                 run.outputs = compare_outputs(reference, outputs, names, row.math)
             if row.runtime == "onnxruntime" and row.provider == "cuda":  # where every node really ran
