@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import numpy as np
 import onnx
 
-from . import checkpoint, inputs
+from . import checkpoint, inputs, reference
 from .checks import fits
 from .compare import verdicts
 from .config import MNIST_BATCH, BenchConfig
@@ -36,8 +36,7 @@ from .isolate import isolated
 from .peak import measured_peak, unbeaten
 from .results import BenchResult, InferRun, TrainResult
 from .runtimes.base import Row
-from .runtimes.onnxruntime import cpu_outputs, create_session, placement
-from .runtimes.registry import RUNTIMES
+from .runtimes.registry import RUNTIMES, check_options
 from .schema import plain
 from .system import cpu_count, environment, peak_rss_mb
 from .timing import time_passes, timed
@@ -103,7 +102,8 @@ def prepare(cfg: BenchConfig) -> Prepared:
     except Exception as e:  # protobuf's DecodeError, an OSError, ...
         raise ModelError(f"{path}: not an ONNX model ({type(e).__name__})") from None
     inputs.check_external_data(path, model)
-    create_session(path, "cpu", 1)  # ONNX Runtime's CPU provider gives the outputs every runtime is held against
+    check_options(cfg)  # a runtime option no runtime asked for takes, or a bad value: before any work
+    reference.check(path)  # ONNX Runtime's CPU provider gives the outputs every runtime is held against
     meta = {p.key: p.value for p in model.metadata_props}
     sig = inputs.signature(model)
     mnist = inputs.is_mnist_classifier(*sig)
@@ -221,7 +221,7 @@ def plan(cfg: BenchConfig, batch_sizes: tuple[int, ...] | None = None) -> list[R
                 spins = SPINS[cfg.spin] if rt.spins else (None,)
                 rows += [
                     Row(rt.name, provider, t, batch, io, spin, precision)
-                    for precision in rt.precisions()
+                    for precision in rt.precisions(cfg)
                     for t in threads
                     for io in rt.io_paths(provider)
                     for spin in spins
@@ -239,11 +239,12 @@ def measure(cfg: BenchConfig, work: inputs.Workload, row: Row, flops: int | None
     """Build one configuration's runner, run every batch untimed for its outputs (and score them on
     labels), time it; (row result, every batch's outputs). A top-level function of picklable
     arguments, so that it can run in a fresh process."""
-    runner = RUNTIMES[row.runtime].runner(cfg, row, work.feeds)
+    runtime = RUNTIMES[row.runtime]
+    runner = runtime.runner(cfg, row, work.feeds)
     _, first_s = timed(partial(runner.run, 0))
     outputs = [runner.outputs(i) for i in range(len(work.feeds))]
     loss = accuracy = None
-    if work.labels is not None and RUNTIMES[row.runtime].computes:  # null's zeros score nothing
+    if work.labels is not None and runtime.computes:  # null's zeros score nothing
         loss, accuracy, _ = score(np.concatenate([o[0] for o in outputs]), work.labels)
     passes = time_passes(
         runner.run, len(work.feeds), warmup=cfg.warmup, min_time=cfg.min_time, min_repeats=cfg.min_repeats
@@ -271,6 +272,8 @@ def measure(cfg: BenchConfig, work: inputs.Workload, row: Row, flops: int | None
         isolated=cfg.isolate,
         math=row.math,
         precision=row.precision,
+        placement=runner.placement() if runner.placement else None,  # where every node really ran
+        options=asdict(runtime.settings(cfg)),
     )
     return run, outputs
 
@@ -300,6 +303,7 @@ def run_bench(
     its reason, and the others still run."""
     if prepared.mnist:
         fits("--batch-size", prepared.batch_sizes, len(data.test_labels), "test images")
+    ort_options = RUNTIMES["onnxruntime"].settings(cfg)
     result = BenchResult(
         model=str(cfg.model),
         checkpoint=str(cfg.checkpoint) if prepared.torch_rows else None,
@@ -310,9 +314,9 @@ def run_bench(
         config={
             **plain(cfg),
             "batch_sizes": list(prepared.batch_sizes),
-            "inter_op_threads": 1,
-            "execution_mode": "sequential",
-            "graph_optimization": "all",
+            "inter_op_threads": ort_options.inter_op_threads,  # ONNX Runtime's line; each row's are its `options`
+            "execution_mode": ort_options.execution_mode,
+            "graph_optimization": ort_options.graph_optimization,
             "cpu_cores": cpu_count(),
             "spin_note": "ORT session.intra_op.allow_spinning",
         },
@@ -320,7 +324,7 @@ def run_bench(
     )
     names = [t.name for t in prepared.signature[1]]
     preds: list[np.ndarray | None] = []  # top-1 of the first output, for agreement with PyTorch (LeNet5)
-    works, references, cuda_nodes = {}, {}, None
+    works, references = {}, {}
     rows = plan(cfg, prepared.batch_sizes)
     try:
         for k, row in enumerate(rows):
@@ -329,16 +333,16 @@ def run_bench(
             if row.batch not in works:  # every runtime gets the very same batches
                 works[row.batch] = work = inputs.workload(cfg, prepared, row.batch, data)
                 try:
-                    references[row.batch] = cpu_outputs(cfg.model, work.feeds)
+                    references[row.batch] = reference.outputs(cfg.model, work.feeds)
                 except Exception as e:  # the model itself fails at this batch size: so will every row
                     references[row.batch] = e
-            work, reference = works[row.batch], references[row.batch]
+            work, expected = works[row.batch], references[row.batch]
             computes = RUNTIMES[row.runtime].computes  # not null: it does no FLOP, its zeros are no outputs
             flops = prepared.flops_per_sample if computes else None
             job = partial(measure, cfg, work, row, flops)
             try:
-                if isinstance(reference, Exception):
-                    raise reference
+                if isinstance(expected, Exception):
+                    raise expected
                 run, outputs = isolated(job) if cfg.isolate else job()
             except ProviderError as e:  # this configuration cannot run here (e.g. too many graphs): say so
                 result.skipped.append({"runtime": row.runtime, "provider": row.provider, "reason": str(e)})
@@ -358,9 +362,7 @@ def run_bench(
                     on_fail(failure)
                 continue
             if computes:
-                run.outputs = compare_outputs(reference, outputs, names, row.math)
-            if row.runtime == "onnxruntime" and row.provider == "cuda":  # where every node really ran
-                run.placement = cuda_nodes = cuda_nodes or placement(cfg.model, "cuda", work.feeds[0])
+                run.outputs = compare_outputs(expected, outputs, names, row.math)
             # The peak (measured once per machine and cached) in this process, not in an isolated child.
             peak = computes and unbeaten(
                 measured_peak(row.provider, row.threads, row.math),

@@ -133,15 +133,15 @@ def cmd_export(a, cfg) -> int:
 def cmd_quantize(a, cfg) -> int:
     import onnx
 
+    from . import reference
     from .fetch import resolve
     from .files import FolderLock
     from .inputs import is_mnist_classifier, signature
     from .quantize import quantize
-    from .runtimes.onnxruntime import create_session
     from .ui import console
 
     _check_inputs(cfg)
-    create_session(cfg.model, "cpu", 1)  # a bad model fails here, before any data is read
+    reference.check(cfg.model)  # a bad model fails here, before any data is read
     model = onnx.load(str(cfg.model), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     mnist = is_mnist_classifier(*signature(model))

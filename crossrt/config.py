@@ -20,7 +20,7 @@ from .checks import between, choice, choices, in_range, nonempty_unique, number_
 from .errors import ConfigError
 from .runtimes.registry import ALL as ALL_RUNTIMES
 from .runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
-from .runtimes.registry import RUNTIMES
+from .runtimes.registry import RUNTIMES, option_items
 from .system import cpu_count, even_rank_counts, max_ranks, max_threads, one_and_all_cores, thread_ladder
 
 ARCHS = ("lenet5", "lenet5-classic")
@@ -289,6 +289,14 @@ class BenchConfig:
     runtimes: tuple[str, ...] = option(
         DEFAULT_RUNTIMES, metavar="R[,R]", help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)"
     )
+    runtime_options: tuple[str, ...] = option(
+        (),
+        flag="--runtime-option",
+        metavar="[R.]NAME=VALUE[,...]",
+        default_text="none",
+        help="a runtime's own option, recorded in every row (onnxruntime.graph_optimization=basic; "
+        "without R., every runtime asked for that has NAME); docs/extending.md lists them",
+    )
     int8_model: Path | None = option(
         None,
         default_text="the model's path with .int8.onnx (`crossrt quantize`)",
@@ -328,6 +336,8 @@ class BenchConfig:
         choices("--provider", self.providers, PROVIDERS)
         nonempty_unique("--threads", self.threads)
         choices("--runtimes", self.runtimes, tuple(RUNTIMES))
+        self.runtime_options = tuple(self.runtime_options)
+        option_items(self.runtime_options)  # the form here; what each runtime takes, when the command runs
         checks.all_in_range("--threads", self.threads, 0, max_threads())
         if self.batch_sizes is not None:
             self.batch_sizes = tuple(self.batch_sizes)

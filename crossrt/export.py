@@ -17,12 +17,13 @@ import numpy as np
 import onnx
 import torch
 
+from . import reference
 from .data import PREPROCESSING, in_batches, normalize
 from .errors import ModelError, Stopped
 from .files import atomic_write
+from .reference import SCORING_BATCH
 from .results import OnnxParity, TrainResult
 from .runtimes.base import all_logits
-from .runtimes.onnxruntime import SCORING_BATCH, cpu_logits
 from .runtimes.pytorch import copy_of, torch_runner
 
 OPSET = 17
@@ -62,7 +63,7 @@ def check_parity(model: torch.nn.Module, path: Path, x: np.ndarray, export_s: fl
     """Max absolute logit difference and top-1 agreement of ORT (CPU) against PyTorch on x."""
     batches = in_batches(x, SCORING_BATCH)
     ref = all_logits(torch_runner(copy_of(model), "cpu", 0, "host", batches), len(batches))
-    got = cpu_logits(path, x)
+    got = reference.logits(path, x)
     return OnnxParity(
         path=str(path),
         opset=OPSET,

@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import inputs
+from . import inputs, reference
 from .bench_infer import compare_outputs
 from .config import QuantizeConfig
 from .data import Dataset, in_batches, normalize
 from .errors import ModelError
 from .files import atomic_write
-from .runtimes.onnxruntime import cpu_logits, cpu_outputs
 
 METHOD = "static QDQ, per-channel int8 weights, int8 activations calibrated with MinMax"
 
@@ -112,7 +111,7 @@ def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
     }
     if data is not None:
         x, labels = normalize(data.test_images), data.test_labels
-        preds = [cpu_logits(path, x).argmax(1) for path in (cfg.model, cfg.out)]
+        preds = [reference.logits(path, x).argmax(1) for path in (cfg.model, cfg.out)]
         return {
             **sizes,
             "fp32_accuracy": float((preds[0] == labels).mean()),
@@ -123,5 +122,5 @@ def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
     fresh = replace(cfg.feed, input_seed=cfg.feed.input_seed + 1)  # not the calibration batches
     shapes = inputs.bind_batches(fresh, None, cfg.model, sig)
     test = inputs.feeds(fresh, sig, shapes, next(iter(shapes))).feeds
-    fp32, int8 = (cpu_outputs(path, test) for path in (cfg.model, cfg.out))
+    fp32, int8 = (reference.outputs(path, test) for path in (cfg.model, cfg.out))
     return {**sizes, "outputs": compare_outputs(fp32, int8, [t.name for t in sig[1]], "int8")}

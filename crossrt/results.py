@@ -153,7 +153,7 @@ class InferRun:
     top1_agreement: float | None = None  # against the PyTorch reference predictions
     parity_ok: bool | None = None
     split_ms: dict | None = None  # CUDA end-to-end: per batch h2d / enqueue / compute / d2h
-    placement: dict | None = None  # CUDA ORT rows: {execution provider: nodes}, from ORT's profiler
+    placement: dict | None = None  # ORT rows on an EP but the CPU's: {execution provider: nodes}, from ORT's profiler
     spin: bool | None = None  # ORT intra-op threads busy-wait between ops (None: PyTorch)
     isolated: bool = False  # timed in a fresh process of its own
     math: str = "fp32"
@@ -167,6 +167,7 @@ class InferRun:
     precision: str = "fp32"  # of the model as it ran: fp32, bf16 (OpenVINO) or int8 (onnxruntime-int8)
     accuracy_delta: float | None = None  # accuracy - PyTorch's, on the same images
     outputs: list[dict] | None = None  # per output, against ONNX Runtime CPU fp32 (bench_infer.compare_outputs)
+    options: dict | None = None  # the runtime's Options as the row ran (crossrt.runtimes.registry)
     # schema 1 called the data path "mode"; schemas before 10 counted images, not samples
     renamed: ClassVar[dict] = {"mode": "io", "images": "samples", "images_per_s": "samples_per_s"}
 

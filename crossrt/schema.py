@@ -17,6 +17,8 @@ Versions (written as `schema_version`):
      (`flops_per_image` before, null when not counted), and a null dataset for generated inputs.
   11 every result's `run_id` (also in its file name); a bench result's `verdicts`.
   12 a new kind, `loadgen` (crossrt loadgen: MLPerf LoadGen's scenarios).
+  13 a bench row's runtime `options` (its runtime module's Options, with --runtime-option's values);
+     placement recorded for every ONNX Runtime row on an EP but the CPU's.
 Every version is read (crossrt.results.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes
@@ -35,7 +37,7 @@ from pathlib import Path
 from .errors import ResultError
 from .system import now_iso
 
-SCHEMA_VERSION = 12  # what new files are written as
+SCHEMA_VERSION = 13  # what new files are written as
 READABLE_SCHEMAS = tuple(range(1, SCHEMA_VERSION + 1))
 # No figure crossrt measures comes near these (1e15 s is 30 million years, 1e15 images/s a
 # billion GPUs): a number beyond them is a damaged or forged file, and would overflow the tables'

@@ -177,3 +177,88 @@ def test_the_null_runtime_times_the_harness_and_claims_nothing(trained, tiny_dat
     assert set(all_runtimes(("all",))) == set(RUNTIMES) - {"null"}
     for line in out.out.splitlines():
         assert not ("fastest" in line and "null" in line), line
+
+
+def test_an_execution_provider_is_a_registry_line_with_options(trained, tiny_data, monkeypatch, tmp_path):
+    """An ONNX Runtime EP is a registry line whose options name it (ORT's OpenVINO EP is one, and
+    this build lacks it: a skipped row, one line why). The mechanism, shown with an EP that is here:
+    the CPU EP with the graph optimiser off, a line of the registry alone, timed, compared and
+    saved with the options it ran with."""
+    from crossrt.runtimes.registry import RUNTIMES, Runtime
+
+    unfused = (("ep", "CPUExecutionProvider"), ("graph_optimization", "disabled"))
+    line = Runtime("onnxruntime-unfused", "ONNX Runtime unfused", "onnxruntime", options=unfused)
+    monkeypatch.setitem(RUNTIMES, "onnxruntime-unfused", line)
+    out = run_main(
+        "bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
+        "--runtimes", "onnxruntime,onnxruntime-unfused,onnxruntime-openvino", "--threads", "1",
+        "--min-time", "0", "--min-repeats", "1", "--json", "b.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.code == 0, out.err
+    saved = json.loads((tmp_path / "b.json").read_text())
+    runs = {r["runtime"]: r for r in saved["runs"]}
+    assert runs["onnxruntime-unfused"]["options"]["graph_optimization"] == "disabled"
+    assert runs["onnxruntime"]["options"]["graph_optimization"] == "all"
+    assert all(r["parity_ok"] for r in runs.values()) and runs["onnxruntime-unfused"]["placement"] is None
+    (skip,) = saved["skipped"]
+    assert skip["runtime"] == "onnxruntime-openvino" and "has no OpenVINOExecutionProvider" in skip["reason"]
+
+
+def test_a_runtime_option_reaches_the_session(trained):
+    """Options are not only recorded: with the graph optimiser off ORT runs Conv and Relu as nodes
+    of their own, with it on (the default) it fuses them, and its profiler sees fewer nodes."""
+    import numpy as np
+
+    from crossrt.runtimes.onnxruntime import Options, placement
+
+    feed = {"input": np.zeros((2, 1, 28, 28), np.float32)}
+    fused = sum(placement(trained / "lenet5.onnx", "cpu", feed).values())
+    unfused = sum(placement(trained / "lenet5.onnx", "cpu", feed, Options(graph_optimization="disabled")).values())
+    assert unfused > fused > 0
+
+
+def test_runtime_option_flag_sets_recorded_options(trained, tiny_data, tmp_path):
+    """--runtime-option NAME=VALUE reaches every runtime asked for that has NAME (not PyTorch), is
+    recorded in the result's config and in every row's options, and the table says it was set."""
+    out = run_main(
+        "bench-infer", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data),
+        "--runtimes", "onnxruntime,pytorch", "--threads", "1", "--min-time", "0", "--min-repeats", "1",
+        "--runtime-option", "graph_optimization=basic,onnxruntime.inter_op_threads=2", "--json", "b.json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.code == 0, out.err
+    saved = json.loads((tmp_path / "b.json").read_text())
+    runs = {r["runtime"]: r for r in saved["runs"]}
+    ort = runs["onnxruntime"]["options"]
+    assert ort == {
+        **ort,
+        "ep": "",
+        "graph_optimization": "basic",
+        "inter_op_threads": 2,
+        "execution_mode": "sequential",
+    }
+    assert runs["pytorch"]["options"] == {"compile": False}
+    assert saved["config"]["runtime_options"] == ["graph_optimization=basic", "onnxruntime.inter_op_threads=2"]
+    assert "runtime options: graph_optimization=basic, onnxruntime.inter_op_threads=2" in out.out
+
+
+@pytest.mark.parametrize(
+    "item, says",
+    [
+        ("nosuch=1", "--runtime-option nosuch=1: any of onnxruntime, pytorch takes no option 'nosuch'"),
+        ("onnxruntime.nosuch=1", "--runtime-option onnxruntime.nosuch: onnxruntime has no such option (it has: ep,"),
+        ("onnxruntime.inter_op_threads=two", "onnxruntime.inter_op_threads=two: expected a value of type int"),
+        ("pytorch.compile=maybe", "--runtime-option pytorch.compile=maybe: expected on or off"),
+        (
+            "graph_optimization=fast",
+            "--runtime-option graph_optimization: unknown value 'fast' (choose from disabled, basic",
+        ),
+        ("onnxruntime.ep_options=novalue", "--runtime-option ep_options 'novalue': expected NAME=VALUE"),
+        ("tensorrt.x=1", "--runtime-option 'tensorrt.x=1': no runtime 'tensorrt'"),
+        ("=1", "--runtime-option '=1': expected [RUNTIME.]NAME=VALUE"),
+    ],
+)
+def test_a_bad_runtime_option_is_one_line(trained, tmp_path, item, says):
+    out = run_main("bench-infer", "--model", str(trained / "lenet5.onnx"), "--runtime-option", item, cwd=tmp_path)
+    assert out.code == 2 and says in out.err, out.err
+    assert "Traceback" not in out.err and len(out.err.strip().splitlines()) == 1

@@ -13,14 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..timing import timed
+from .base import NoOptions as Options
 from .base import Runner
 
 
-def unavailable(provider: str) -> str | None:
+def unavailable(provider: str, options: Options) -> str | None:
     return None
 
 
-def precisions() -> tuple[str, ...]:
+def precisions(options: Options) -> tuple[str, ...]:
     return ("fp32",)
 
 
@@ -28,7 +29,7 @@ def _shapes(feed: dict) -> tuple:
     return tuple((name, np.shape(x)) for name, x in feed.items())
 
 
-def runner(model, row, feeds: list[dict]) -> Runner:
+def runner(model, row, feeds: list[dict], options: Options) -> Runner:
     from .onnxruntime import create_session
 
     def zeros() -> dict:

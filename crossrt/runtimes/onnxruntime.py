@@ -17,20 +17,60 @@ import json
 import os
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import numpy as np
-
-from ..data import in_batches
+from ..checks import choice, in_range, pairs
 from ..errors import ModelError, ProviderError
 from ..files import regular_file
+from ..system import max_threads
 from ..timing import timed
-from .base import Runner, all_logits, enqueue_ms, mean_ms
+from .base import Runner, enqueue_ms, mean_ms
 
-ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}  # each provider's own EP
+GRAPH_OPTIMIZATIONS = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+EXECUTION_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+# What ORT raises for a model it cannot load, on any execution provider; anything else that
+# creating a session on another EP than the CPU's raises is that EP's failure.
+MODEL_ERRORS = ("InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NoModel", "NotImplemented")
 GRAPH_WARMUP = 3  # runs per graph id before ORT captures it (it warms up twice, then captures)
 MAX_GRAPHS = 1000  # one graph per resident batch: batch sizes that leave more batches are refused
-SCORING_BATCH = 1000  # batch of the untimed passes that score a model (parity, quantization)
+
+
+@dataclass(frozen=True)
+class Options:
+    """ONNX Runtime's settings of a row, each a `--runtime-option NAME=VALUE`. The defaults are what
+    every ONNX Runtime row ran with before options existed. LeNet5 is a chain of ops with nothing to
+    run side by side, so inter-op parallelism could only add scheduling noise: one inter-op thread,
+    sequential execution."""
+
+    ep: str = ""  # the execution provider; "" = the row's provider's own (ORT_PROVIDERS)
+    ep_options: str = ""  # the EP's provider options, KEY=VALUE;KEY=VALUE (CUDA: use_tf32=1 unless given)
+    graph_optimization: str = "all"  # from GRAPH_OPTIMIZATIONS
+    inter_op_threads: int = 1
+    execution_mode: str = "sequential"  # from EXECUTION_MODES
+
+    def __post_init__(self) -> None:
+        choice("--runtime-option graph_optimization", self.graph_optimization, tuple(GRAPH_OPTIMIZATIONS))
+        choice("--runtime-option execution_mode", self.execution_mode, tuple(EXECUTION_MODES))
+        in_range("--runtime-option inter_op_threads", self.inter_op_threads, 0, max_threads())
+        self.provider_options("cpu")  # a malformed ep_options fails now, not in a row
+
+    def ep_of(self, provider: str) -> str:
+        return self.ep or ORT_PROVIDERS[provider]
+
+    def provider_options(self, provider: str, graph: bool = False) -> dict[str, str]:
+        """The EP's options: ep_options over the defaults crossrt sets for CUDA (TF32 explicitly
+        on, as cuDNN runs PyTorch's convolutions, so both CUDA rows use the same math)."""
+        given = dict(pairs("--runtime-option ep_options", tuple(filter(None, self.ep_options.split(";"))), str))
+        cuda = {"use_tf32": "1", **({"enable_cuda_graph": "1"} if graph else {})}
+        return {**(cuda if self.ep_of(provider) == ORT_PROVIDERS["cuda"] else {}), **given}
 
 
 def _ort():
@@ -40,21 +80,21 @@ def _ort():
     return ort
 
 
-def session_options(threads: int, spin: bool = True, cuda: bool = False, profile: str | None = None):
-    """Explicit thread settings: N intra-op threads, 1 inter-op thread, sequential execution.
-
-    LeNet5 is a chain of ops with nothing to run side by side, so inter-op parallelism
-    could only add scheduling noise. Spinning keeps idle intra-op threads busy-waiting
-    between ops (ORT's default): lower latency, at the price of burning CPU.
-    """
+def session_options(
+    threads: int, spin: bool = True, options: Options = Options(), profile: str | None = None, *, own_ep: bool = True
+):
+    """Explicit settings: N intra-op threads and the options' inter-op threads, execution mode and
+    graph optimisation. Spinning keeps idle intra-op threads busy-waiting between ops (ORT's
+    default): lower latency, at the price of burning CPU. On any EP but the CPU's, no node may
+    fall back to the CPU (own_ep False)."""
     ort = _ort()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads  # 0 = ORT's default (one per physical core)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.inter_op_num_threads = options.inter_op_threads
+    so.execution_mode = getattr(ort.ExecutionMode, EXECUTION_MODES[options.execution_mode])
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATIONS[options.graph_optimization])
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    if cuda:
+    if not own_ep:
         so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     if profile:
         so.enable_profiling, so.profile_file_prefix = True, profile
@@ -80,37 +120,51 @@ def preload_cuda(ort) -> str:
     return f"cannot load {', '.join(missing)}" if missing else ""
 
 
+def _model_error(ort, e: Exception) -> bool:
+    state = ort.capi.onnxruntime_pybind11_state
+    return isinstance(e, tuple(getattr(state, name) for name in MODEL_ERRORS if hasattr(state, name)))
+
+
 def create_session(
-    path, provider: str = "cpu", threads: int = 0, spin: bool = True, graph: bool = False, profile: str | None = None
+    path,
+    provider: str = "cpu",
+    threads: int = 0,
+    spin: bool = True,
+    graph: bool = False,
+    profile: str | None = None,
+    options: Options = Options(),
 ):
-    """An InferenceSession on exactly `provider`: a CPU fallback or a model ORT cannot load is a one-line error."""
+    """An InferenceSession on exactly the EP asked for: a CPU fallback or a model ORT cannot load
+    is a one-line error."""
     ort = _ort()
     path = regular_file(path, "model", missing="run `make train` first to create it")
-    wanted, why = ORT_PROVIDERS[provider], ""
-    if provider == "cuda":
+    wanted, why = options.ep_of(provider), ""
+    own_ep = wanted == ORT_PROVIDERS["cpu"]
+    if not own_ep:
         if wanted not in ort.get_available_providers():
-            cause = f"this onnxruntime build ({ort.__version__}) has no CUDAExecutionProvider"
-            raise ProviderError(
-                f"--provider cuda: {cause}; install onnxruntime-gpu (make setup on a GPU machine)", cause
-            )
-        why = preload_cuda(ort)
-    # TF32 explicitly on, as cuDNN runs PyTorch's convolutions: both CUDA rows use the same math.
-    options = {"use_tf32": "1", **({"enable_cuda_graph": "1"} if graph else {})}
-    providers = [wanted] if provider == "cpu" else [(wanted, options)]
+            cause = f"this onnxruntime build ({ort.__version__}) has no {wanted}"
+            fix = "install onnxruntime-gpu (make setup on a GPU machine)" if provider == "cuda" else "install its build"
+            raise ProviderError(f"--provider {provider}: {cause}; {fix}", cause)
+        if provider == "cuda":
+            why = preload_cuda(ort)
+    so = session_options(threads, spin, options, profile, own_ep=own_ep)
+    printed = io.StringIO()
     try:
-        session = ort.InferenceSession(
-            str(path), session_options(threads, spin, provider == "cuda", profile), providers=providers
-        )
+        with contextlib.redirect_stdout(printed):  # ORT prints an EP's failure to start, then retries on the CPU
+            providers = [(wanted, options.provider_options(provider, graph))]
+            session = ort.InferenceSession(str(path), so, providers=providers)
     except Exception as e:  # ORT raises its own pybind exception types (InvalidProtobuf, Fail, ...)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if provider == "cuda" and ("CUDA" in reason or "fallback" in reason.lower() or why):
-            raise ProviderError(
-                f"--provider cuda: {wanted} could not run {path} ({why or reason}; no usable "
-                f"GPU, or the CUDA 13 / cuDNN 9 libraries onnxruntime {ort.__version__} needs "
-                f"are missing: make setup on a GPU machine)",
-                why or reason,
-            ) from None
-        raise ModelError(f"{path}: ONNX Runtime cannot load it: {reason}") from None
+        if own_ep or _model_error(ort, e):
+            raise ModelError(f"{path}: ONNX Runtime cannot load it: {reason}") from None
+        needs = (
+            f"; no usable GPU, or the CUDA 13 / cuDNN 9 libraries onnxruntime {ort.__version__} needs are "
+            f"missing: make setup on a GPU machine"
+            if provider == "cuda"
+            else ""
+        )
+        message = f"--provider {provider}: {wanted} could not run {path} ({why or reason}{needs})"
+        raise ProviderError(message, why or reason) from None
     active = session.get_providers()
     if not active or active[0] != wanted:
         cause = f"ONNX Runtime fell back to {', '.join(active)} ({why or wanted} could not start)"
@@ -126,11 +180,11 @@ def no_capture(ort):
     return options
 
 
-def placement(path, provider: str, feed: dict) -> dict[str, int]:
+def placement(path, provider: str, feed: dict, options: Options = Options()) -> dict[str, int]:
     """{execution provider: nodes} as ONNX Runtime's profiler saw it place the nodes of the
     optimised graph (after fusions such as Conv+Relu) when they ran on feed."""
     with tempfile.TemporaryDirectory() as tmp:
-        session = create_session(path, provider, profile=os.path.join(tmp, "profile"))
+        session = create_session(path, provider, profile=os.path.join(tmp, "profile"), options=options)
         session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
     where = {
@@ -141,18 +195,22 @@ def placement(path, provider: str, feed: dict) -> dict[str, int]:
     return dict(Counter(where.values()))
 
 
-def unavailable(provider: str) -> str | None:
-    return None  # a missing CUDA provider is a ProviderError from check(): the user asked for it
+def unavailable(provider: str, options: Options) -> str | None:
+    """A registry line's EP that this onnxruntime build lacks. The provider's own EP is never
+    unavailable: a missing CUDA provider is a ProviderError from check(), the user asked for it."""
+    if options.ep and options.ep not in _ort().get_available_providers():
+        return f"this onnxruntime build ({_ort().__version__}) has no {options.ep}"
+    return None
 
 
-def precisions() -> tuple[str, ...]:
+def precisions(options: Options) -> tuple[str, ...]:
     return ("fp32",)  # an int8 model is another file (the registry's onnxruntime-int8)
 
 
-def check(model, provider: str, feed: dict) -> None:
+def check(model, provider: str, feed: dict, options: Options) -> None:
     """The model loads on provider and runs one batch: a file can load and still fail to run (a
     damaged weight shape, an operator without a kernel), and that is the model's fault, not a row's."""
-    session = create_session(model, provider, 1)
+    session = create_session(model, provider, 1, options=options)
     try:
         session.run(None, feed)
     except Exception as e:
@@ -161,14 +219,17 @@ def check(model, provider: str, feed: dict) -> None:
         ) from None
 
 
-def runner(model, row, feeds: list[dict]) -> Runner:
-    return ort_runner(model, row.provider, row.threads, row.io, feeds, row.spin)
+def runner(model, row, feeds: list[dict], options: Options) -> Runner:
+    return ort_runner(model, row.provider, row.threads, row.io, feeds, row.spin, options)
 
 
-def ort_runner(model, provider: str, threads: int, io_path: str, feeds: list[dict], spin: bool = True) -> Runner:
+def ort_runner(
+    model, provider: str, threads: int, io_path: str, feeds: list[dict], spin: bool = True, options: Options = Options()
+) -> Runner:
     """`host` (CPU), `end-to-end` (host arrays in and out, through CUDA), `device-resident`
     (inputs on the GPU, outputs preallocated there) or `cuda-graph` (device-resident, every
-    batch's run captured as a CUDA graph of its own, annotated by gpu_graph_id)."""
+    batch's run captured as a CUDA graph of its own, annotated by gpu_graph_id). On any EP but
+    the CPU's, the runner reports where ORT's profiler saw every node run."""
     ort = _ort()
     graph = io_path == "cuda-graph"
     if graph and len(feeds) > MAX_GRAPHS:
@@ -177,17 +238,19 @@ def ort_runner(model, provider: str, threads: int, io_path: str, feeds: list[dic
             f"cuda-graph: one graph per resident batch, at most {MAX_GRAPHS} ({len(feeds)} "
             f"batches here: use a batch size of {-(-samples // MAX_GRAPHS)} or more)"
         )
-    session, create_s = timed(lambda: create_session(model, provider, threads, spin, graph))
+    session, create_s = timed(lambda: create_session(model, provider, threads, spin, graph, options=options))
     out_names = [o.name for o in session.get_outputs()]
     providers = session.get_providers()
     threads_effective = threads or None  # ORT does not report the size of its default pool
     plain = no_capture(ort) if graph else None
+    own_ep = options.ep_of(provider) == ORT_PROVIDERS["cpu"]
+    placed = None if own_ep else partial(placement, model, provider, feeds[0], options)
 
     def host(i):
         return session.run(out_names, feeds[i], plain)
 
     if io_path == "host":
-        return Runner(host, host, create_s, providers, threads_effective)
+        return Runner(host, host, create_s, providers, threads_effective, placement=placed)
 
     def to_gpu(feed):
         return {name: ort.OrtValue.ortvalue_from_numpy(a, "cuda", 0) for name, a in feed.items()}
@@ -219,7 +282,7 @@ def ort_runner(model, provider: str, threads: int, io_path: str, feeds: list[dic
                 "d2h": mean_ms(lambda i: [o.numpy() for o in binding.get_outputs()], n),
             }
 
-        return Runner(host, host, create_s, providers, threads_effective, split)
+        return Runner(host, host, create_s, providers, threads_effective, split, placed)
 
     # Device-resident: inputs copied to the GPU once, outputs preallocated there, one IO
     # binding per batch, so the timed call is the model and nothing else. ORT's CUDA provider
@@ -245,18 +308,4 @@ def ort_runner(model, provider: str, threads: int, io_path: str, feeds: list[dic
         resident(i)
         return [o.numpy() for o in bindings[i].get_outputs()]
 
-    return Runner(resident, outputs, create_s, providers, threads_effective)
-
-
-def cpu_outputs(path, feeds: list[dict]) -> list[list[np.ndarray]]:
-    """The outputs ONNX Runtime's CPU provider gives for every batch (untimed: the reference that
-    every runtime's outputs are compared with, and what scores a model)."""
-    runner = ort_runner(path, "cpu", 0, "host", feeds)
-    return [runner.outputs(i) for i in range(len(feeds))]
-
-
-def cpu_logits(path, x: np.ndarray) -> np.ndarray:
-    """The logits ONNX Runtime's CPU provider gives for x, an MNIST classifier's images."""
-    name = create_session(path).get_inputs()[0].name
-    feeds = [{name: b} for b in in_batches(x, SCORING_BATCH)]
-    return all_logits(ort_runner(path, "cpu", 0, "host", feeds), len(feeds))
+    return Runner(resident, outputs, create_s, providers, threads_effective, placement=placed)

@@ -8,17 +8,30 @@ is reshaped to the shapes it will be fed before it is compiled, as benchmark_app
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..checks import choice
 from ..timing import timed
 from .base import Runner
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
 
-def unavailable(provider: str) -> str | None:
+@dataclass(frozen=True)
+class Options:
+    """OpenVINO's settings of a row, each a `--runtime-option NAME=VALUE`."""
+
+    performance_hint: str = "LATENCY"  # LATENCY: one stream, requests one after another, as in every other row
+
+    def __post_init__(self) -> None:
+        choice("--runtime-option performance_hint", self.performance_hint, PERFORMANCE_HINTS)
+
+
+def unavailable(provider: str, options: Options) -> str | None:
     try:
         import openvino  # noqa: F401
     except ImportError:
@@ -26,11 +39,11 @@ def unavailable(provider: str) -> str | None:
     return None
 
 
-def runner(model: Path, row, feeds: list[dict]) -> Runner:
-    return openvino_runner(model, row.threads, row.precision, feeds)
+def runner(model: Path, row, feeds: list[dict], options: Options) -> Runner:
+    return openvino_runner(model, row.threads, row.precision, feeds, options)
 
 
-def precisions() -> tuple[str, ...]:
+def precisions(options: Options) -> tuple[str, ...]:
     """fp32 always; bf16 where the CPU plugin reports it (AVX-512 BF16, AMX)."""
     import openvino as ov
 
@@ -38,8 +51,8 @@ def precisions() -> tuple[str, ...]:
     return ("fp32", "bf16") if "BF16" in caps else ("fp32",)
 
 
-def settings(threads: int, precision: str) -> dict:
-    config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+def settings(threads: int, precision: str, options: Options = Options()) -> dict:
+    config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": options.performance_hint}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     return config
@@ -58,14 +71,16 @@ def fed_shapes(feeds: list[dict]) -> dict:
     return shapes
 
 
-def openvino_runner(model: Path, threads: int, precision: str, feeds: list[dict]) -> Runner:
+def openvino_runner(
+    model: Path, threads: int, precision: str, feeds: list[dict], options: Options = Options()
+) -> Runner:
     import openvino as ov
 
     def compile_model():
         core = ov.Core()
         graph = core.read_model(str(model))
         graph.reshape(fed_shapes(feeds))  # as benchmark_app's -shape: compiled for what it will be fed
-        return core.compile_model(graph, "CPU", settings(threads, precision))
+        return core.compile_model(graph, "CPU", settings(threads, precision, options))
 
     compiled, create_s = timed(compile_model)
     request = compiled.create_infer_request()

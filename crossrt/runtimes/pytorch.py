@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -22,25 +23,32 @@ from ..timing import timed
 from .base import Runner, enqueue_ms, mean_ms
 
 
-def unavailable(provider: str, compile: bool = False) -> str | None:
-    if compile and provider == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
+@dataclass(frozen=True)
+class Options:
+    """The PyTorch runtimes' settings: torch-compile is this module with compile on."""
+
+    compile: bool = False  # run the network through torch.compile (inductor)
+
+
+def unavailable(provider: str, options: Options) -> str | None:
+    if options.compile and provider == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
         return "torch.compile's CPU backend needs a C++ compiler (c++ or g++ on PATH)"
     return None
 
 
-def precisions(compile: bool = False) -> tuple[str, ...]:
+def precisions(options: Options) -> tuple[str, ...]:
     return ("fp32",)
 
 
-def check(path: Path, provider: str, feed: dict, compile: bool = False) -> None:
+def check(path: Path, provider: str, feed: dict, options: Options) -> None:
     if provider == "cuda":  # before any work, and without asking ONNX Runtime anything
         require_cuda("--provider cuda")
 
 
-def runner(path: Path, row, feeds: list[dict], compile: bool = False) -> Runner:
+def runner(path: Path, row, feeds: list[dict], options: Options) -> Runner:
     build = partial(checkpoint.build_model, checkpoint.load(path))
     return torch_runner(
-        build, row.provider, row.threads, row.io, [next(iter(f.values())) for f in feeds], compile=compile
+        build, row.provider, row.threads, row.io, [next(iter(f.values())) for f in feeds], compile=options.compile
     )
 
 

@@ -3,14 +3,17 @@ and data paths, and how its runner is built.
 
 A runtime is a module in this folder and one line in RUNTIMES. The module defines
 
-    unavailable(provider, **options) -> str | None   why it cannot run here (not installed, ...)
-    precisions(**options) -> tuple[str, ...]         the precisions it runs the model in
-    runner(model, row, batches, **options) -> Runner a ready-to-time runner (crossrt.runtimes.base)
-    check(model, provider, feed, **options)          optional: refuse a bad model before any work
+    Options                                        a frozen dataclass of its settings, with defaults
+    unavailable(provider, options) -> str | None   why it cannot run here (not installed, ...)
+    precisions(options) -> tuple[str, ...]         the precisions it runs the model in
+    runner(model, row, batches, options) -> Runner a ready-to-time runner (crossrt.runtimes.base)
+    check(model, provider, feed, options)          optional: refuse a bad model before any work
 
 where `model` is the path of the file it runs: an ONNX model, or, for a runtime of the PyTorch
-model, the crossrt checkpoint that holds it. Nothing heavy is imported until a runtime is asked for, so the
-CLI can list the names at once.
+model, the crossrt checkpoint that holds it. A line's `options` set some of the module's Options
+(torch-compile is the PyTorch module with compile=True; an ONNX Runtime execution provider is the
+ONNX Runtime module with its `ep`); a run sets more with --runtime-option [RUNTIME.]NAME=VALUE.
+Nothing heavy is imported until a runtime is asked for, so the CLI can list the names at once.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from ..errors import ConfigError
+from .base import with_options
 
 # Where the data lives per provider: host arrays on the CPU; on CUDA, host arrays in and out
 # (end-to-end), inputs resident on the GPU, or resident and replayed as a CUDA graph.
@@ -36,7 +42,7 @@ class Runtime:
     precision: str | None = None  # fixed by the model file (int8); None: the module's precisions()
     spins: bool = False  # ONNX Runtime's intra-op spinning applies (a row per --spin setting)
     graphs: bool = False  # has the cuda-graph data path
-    options: tuple[tuple[str, object], ...] = ()  # keyword arguments for the module's functions
+    options: tuple[tuple[str, object], ...] = ()  # values of the module's Options for this line
     computes: bool = True  # its outputs are the model's: compared with ONNX Runtime's, a verdict may pick it
 
     def _module(self):
@@ -53,10 +59,15 @@ class Runtime:
                 f"needs the PyTorch model, and {cfg.model.name} is not a crossrt LeNet5 export "
                 f"(no crossrt checkpoint builds it)"
             )
-        return self._module().unavailable(provider, **dict(self.options))
+        return self._module().unavailable(provider, self.settings(cfg))
 
-    def precisions(self) -> tuple[str, ...]:
-        return (self.precision,) if self.precision else self._module().precisions(**dict(self.options))
+    def settings(self, cfg=None):
+        """The module's Options for this line, with the run's --runtime-option values for it (cfg's)."""
+        options = self._module().Options(**dict(self.options))
+        return with_options(options, given_options(cfg, self.name, options) if cfg is not None else {}, self.name)
+
+    def precisions(self, cfg=None) -> tuple[str, ...]:
+        return (self.precision,) if self.precision else self._module().precisions(self.settings(cfg))
 
     def io_paths(self, provider: str) -> tuple[str, ...]:
         return tuple(io for io in IO_PATHS[provider] if io != "cuda-graph" or self.graphs)
@@ -70,10 +81,10 @@ class Runtime:
         work, where the module can tell."""
         module = self._module()
         if hasattr(module, "check"):
-            module.check(self.model_of(cfg), provider, feed, **dict(self.options))
+            module.check(self.model_of(cfg), provider, feed, self.settings(cfg))
 
     def runner(self, cfg, row, batches):
-        return self._module().runner(self.model_of(cfg), row, batches, **dict(self.options))
+        return self._module().runner(self.model_of(cfg), row, batches, self.settings(cfg))
 
 
 RUNTIMES = {
@@ -86,12 +97,56 @@ RUNTIMES = {
             "torch-compile", "torch.compile", "pytorch", ("cpu", "cuda"), model="torch", options=(("compile", True),)
         ),
         Runtime("onnxruntime-int8", "ONNX Runtime int8", "onnxruntime", model="int8", precision="int8", spins=True),
+        Runtime(
+            "onnxruntime-openvino",
+            "ONNX Runtime OpenVINO EP",
+            "onnxruntime",
+            spins=True,
+            options=(("ep", "OpenVINOExecutionProvider"), ("ep_options", "device_type=CPU")),
+        ),
         Runtime("null", "null (no model runs)", "null", computes=False),
     )
 }
 DEFAULT = ("onnxruntime", "pytorch")
 # What `--runtimes all` means: every runtime that runs the model (not null, which runs none).
 ALL = tuple(name for name, r in RUNTIMES.items() if r.computes)
+
+
+def option_items(items: tuple[str, ...]) -> list[tuple[str | None, str, str]]:
+    """--runtime-option items `[RUNTIME.]NAME=VALUE` as (runtime or None, name, value)."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        runtime, _, name = key.strip().rpartition(".")
+        if not (sep and name):
+            raise ConfigError(f"--runtime-option {item!r}: expected [RUNTIME.]NAME=VALUE")
+        if runtime and runtime not in RUNTIMES:
+            raise ConfigError(f"--runtime-option {item!r}: no runtime {runtime!r} (from {', '.join(RUNTIMES)})")
+        out.append((runtime or None, name, value.strip()))
+    return out
+
+
+def given_options(cfg, runtime: str, options) -> dict[str, str]:
+    """The --runtime-option values that reach `runtime`: RUNTIME.NAME=VALUE items that name it, and
+    NAME=VALUE items whose NAME its options have."""
+    names = options.__dataclass_fields__
+    return {
+        name: value
+        for target, name, value in option_items(getattr(cfg, "runtime_options", ()))
+        if target == runtime or (target is None and name in names)
+    }
+
+
+def check_options(cfg) -> None:
+    """Every --runtime-option reaches a runtime asked for, and each such runtime takes its value."""
+    reached = set()
+    for name in cfg.runtimes:
+        has = RUNTIMES[name].settings(cfg).__dataclass_fields__  # a bad name or value fails here
+        reached |= {(t, n) for t, n, _ in option_items(cfg.runtime_options) if t == name or n in has}
+    for target, name, value in option_items(cfg.runtime_options):
+        if (target, name) not in reached:
+            where = target or f"any of {', '.join(cfg.runtimes)}"
+            raise ConfigError(f"--runtime-option {name}={value}: {where} takes no option {name!r}")
 
 
 def foreign(model: Path) -> bool:

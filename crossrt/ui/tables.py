@@ -249,6 +249,7 @@ def bench_table(r: BenchResult) -> Table:
             [esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped]
             + [f"[red]failed:[/] {esc(failure_label(f))}" for f in r.failed]
             + [f"% peak: {peak_note(p)}" for p in r.peaks]
+            + ([esc(f"runtime options: {', '.join(given)}")] if (given := r.config.get("runtime_options")) else [])
             + (
                 ["[yellow]?[/]: the PyTorch row it divides by is unstable"]
                 if torch_rows and any(x.runtime == "pytorch" and x.stable is False for x in r.runs)
