@@ -1,7 +1,8 @@
 """Results side by side: `report` merges any runs and machines into rows, `compare` holds B against A.
 
-`report`: each training run and each bench-infer configuration becomes a row with the COLUMNS
-keys, grouped by machine; rows go out as Markdown or CSV here, or as a rich table (crossrt.ui).
+`report`: each training run, bench-infer configuration and LoadGen test becomes a row keyed by the
+columns crossrt.columns declares, grouped by machine; rows go out as Markdown or CSV here, or as a
+rich table (crossrt.ui).
 
 `compare`: a row matches when dataset, runtime, precision and setting (provider, data path,
 threads, batch size) and spinning are the same, or, for training, device, threads, precision and
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .columns import FILE, loadgen_rate, report_columns
 from .files import load_result
 from .results import InferRun, LoadgenResult, Result, TrainResult, parts
 from .runtimes.registry import RUNTIMES
@@ -28,49 +30,7 @@ from .text import printable
 from .timing import bootstrap_means
 
 NOISE = 0.10  # run-to-run noise band: B/A within 1 +- NOISE is "same within noise"
-COLUMNS = (
-    "machine",
-    "model",
-    "run",
-    "kind",
-    "dataset",
-    "device",
-    "runtime",
-    "threads",
-    "batch_size",
-    "epochs",
-    "train_s",
-    "valid_s",
-    "total_s",
-    "samples_per_s",
-    "ci95",
-    "n",
-    "spread",
-    "accuracy",
-    "stable",
-    "unstable_cause",
-    "complete",
-    "created",
-    "source",
-)
-
-
 # ---------------------------------------------------------------------------- labels
-
-
-def hardware_of(environment: dict, device: str = "cpu") -> str:
-    """What a result ran on: its GPU for CUDA runs, else the CPU model and its core count."""
-    env = environment or {}
-    if device == "cuda" and env.get("gpu"):
-        return env["gpu"]["name"]
-    return f"{env.get('cpu_model', '?')} ({env.get('cpu_cores', '?')} cores)"
-
-
-def machine_of(environment: dict, device: str = "cpu") -> str:
-    """hardware_of, and for the CPU the host too: the machine results are grouped by."""
-    env = environment or {}
-    gpu = device == "cuda" and env.get("gpu")
-    return hardware_of(env, device) + ("" if gpu else f" @ {env.get('hostname', '?')}")
 
 
 def train_setup(r: TrainResult) -> str:
@@ -103,101 +63,19 @@ def model_of(part) -> tuple[str, str]:
     return fp or f"file {name}", f"{name} {fp[:8]}" if fp else name
 
 
-def loadgen_rate(run) -> float | None:
-    """A LoadGen test's samples/s: Offline's own; Server's QPS only when VALID (an INVALID search
-    kept no rate); SingleStream and MultiStream one query at a time, at its p90 / p99 latency
-    (MultiStream's queries hold 8 samples)."""
-    if run.scenario == "server":
-        return run.target_qps if run.valid else None
-    ms = run.latency_ms.get("p99" if run.scenario == "multi-stream" else "p90")
-    return run.samples_per_s or ((8 if run.scenario == "multi-stream" else 1) * 1e3 / ms if ms else None)
-
-
 def rows_of(result: Result, source: str) -> list[dict]:
-    """Flat rows, one per training run or bench configuration, with COLUMNS as keys."""
+    """Flat rows, one per training run, bench configuration or LoadGen test, with COLUMNS as keys
+    (each read by its column's declaration, crossrt.columns), and the model's key for grouping."""
     rows = []
     for part in parts(result):
         key, label = model_of(part)
-        run_of = {
-            "dataset": part.dataset or "generated",
-            "complete": part.complete,
-            "created": part.created,
-            "source": source,
-            "model": label,
-            "model_key": key,
-            "run": part.run_id,
-            "n": 1,
-            "spread": None,
-        }
         if isinstance(part, TrainResult):
-            s = part.summary()
-            rows.append(
-                {
-                    **run_of,
-                    "machine": machine_of(part.environment, part.device),
-                    "kind": "train",
-                    "device": f"{part.device} {part.precision}",
-                    "runtime": "pytorch",
-                    "threads": part.threads if part.world_size == 1 else f"{part.world_size}x{part.threads}",
-                    "batch_size": part.batch_size,
-                    "epochs": len(part.epochs),
-                    "train_s": s["train_s"],
-                    "valid_s": s["valid_s"],
-                    "total_s": s["total_s"],
-                    "samples_per_s": s["steady_images_per_s"],
-                    "ci95": s["train_ci95"],
-                    "accuracy": s["final_accuracy"],
-                    "stable": s["train_stable"] if part.schema_version >= 3 else None,
-                    "unstable_cause": s["train_unstable_cause"],
-                }
-            )
-            continue
-        if isinstance(part, LoadgenResult):
-            rows += [
-                {
-                    **run_of,
-                    "machine": machine_of(part.environment, run.provider),
-                    "kind": "loadgen",
-                    "device": f"{run.provider} {run.scenario}"
-                    + (f" p99<={run.latency_bound_ms:g} ms" if run.latency_bound_ms else "")
-                    + {True: " VALID", False: " INVALID", None: " accuracy"}[run.valid],
-                    "runtime": run.runtime,
-                    "threads": run.threads,
-                    "batch_size": None,
-                    "epochs": None,
-                    "train_s": None,
-                    "valid_s": None,
-                    "total_s": None,
-                    "ci95": None,
-                    "samples_per_s": loadgen_rate(run),
-                    "accuracy": run.accuracy,
-                    "stable": None,
-                    "unstable_cause": "; ".join(run.reasons) or None,
-                }
-                for run in part.runs
-            ]
-            continue
-        rows += [
-            {
-                **run_of,
-                "machine": machine_of(part.environment, run.provider),
-                "kind": "bench-infer",
-                "device": run.where,
-                "runtime": run.runtime_label,
-                "threads": run.threads,
-                "batch_size": run.batch_size,
-                "epochs": None,
-                "train_s": None,
-                "valid_s": run.seconds_per_pass,
-                "total_s": None,
-                "samples_per_s": run.samples_per_s,
-                "ci95": run.ci95,
-                "accuracy": run.accuracy,
-                "stable": run.stable,
-                "unstable_cause": run.unstable_cause,
-            }
-            for run in part.runs
-        ]
+            kind, items = "train", [part.summary()]
+        else:
+            kind, items = ("loadgen" if isinstance(part, LoadgenResult) else "bench"), part.runs
+        for item in items:
+            row = {c.name: (read(item, part) if (read := getattr(c, kind)) else None) for c in report_columns()}
+            rows.append({**row, "model": label, "model_key": key, "source": source})
     return rows
 
 
@@ -239,22 +117,19 @@ def _grouped(rows: list[dict]) -> dict:
     }
 
 
-def _cell(v, column: str = "") -> str:
-    """A value as text for Markdown: accuracies and spreads as percentages, intervals as low-high."""
+def _cell(v) -> str:
+    """A value as text for Markdown, where its column declares no format of its own."""
     if v is None:
         return ""
-    if column in ("accuracy", "spread"):
-        return f"{100 * v:.2f}%"
-    if column == "ci95":
-        return f"{v[0]:,.0f}-{v[1]:,.0f}"
     if isinstance(v, float):
         return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
     return printable(v)  # text from a result file: no control character reaches the terminal
 
 
-def to_markdown(rows: list[dict], columns=COLUMNS) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(r[c], c).replace("|", "/") for c in columns) + " |" for r in rows]
+def to_markdown(rows: list[dict]) -> str:
+    columns = [c for c in report_columns() if c.places & FILE]
+    lines = ["| " + " | ".join(c.name for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join((c.md or _cell)(r[c.name]).replace("|", "/") for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -269,13 +144,19 @@ def _csv_value(v):
     return v
 
 
-def to_csv(rows: list[dict], columns=COLUMNS) -> str:
+def to_csv(rows: list[dict]) -> str:
+    """CSV of the rows: values as they are (an interval as low-high), never a spreadsheet formula."""
+    columns = [c for c in report_columns() if c.places & FILE]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=[c.name for c in columns], lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({c: _csv_value("-".join(map(str, r[c])) if c == "ci95" and r[c] else r[c]) for c in columns})
+        writer.writerow({c.name: _csv_value(_joined(r[c.name])) for c in columns})
     return buf.getvalue()
+
+
+def _joined(v):
+    return "-".join(map(str, v)) if isinstance(v, list | tuple) and v else v
 
 
 # ---------------------------------------------------------------------------- compare

@@ -189,7 +189,7 @@ def test_the_tables_report_show_and_compare_read_a_loadgen_result():
 def test_a_loadgen_tests_rate_is_samples_per_second_and_none_for_a_server_that_kept_no_rate():
     """What report and compare hold one run against another by: a MultiStream query is 8 samples
     at its p99; an INVALID Server search found no rate (its last QPS tried is not one)."""
-    from crossrt.compare import loadgen_rate
+    from crossrt.columns import loadgen_rate
     from crossrt.results import LoadgenRun
 
     def run(scenario, valid=True, **kw):

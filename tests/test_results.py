@@ -152,3 +152,50 @@ def test_malformed_result_is_one_clear_error(tmp_path):
     path.write_text(json.dumps({"kind": "train", "schema_version": 3, "dataset": "x"}))
     with pytest.raises(ResultError, match=r"bad.json: a 'train' result with missing or malformed fields"):
         load_result(path)
+
+
+def test_a_new_result_field_is_its_field_and_one_column(monkeypatch, tmp_path):
+    """A field added to a bench row (watts, in a test-only subclass) and one column declared beside
+    the others (crossrt.columns) reach bench-infer's table, report's CSV and Markdown, and the JSON,
+    with no other code changed."""
+    import csv
+    import io
+    from dataclasses import dataclass, fields
+    from pathlib import Path
+
+    from crossrt import columns
+    from crossrt.compare import merge, to_csv, to_markdown
+    from crossrt.schema import plain
+    from crossrt.ui import console
+    from crossrt.ui.tables import bench_table
+
+    from conftest import canned
+
+    @dataclass
+    class MeteredRun(InferRun):
+        watts: float | None = None  # what a power meter read over the timed passes
+
+    result = load_result(canned("bench.json"))
+    result.runs = [
+        MeteredRun(**{f.name: getattr(r, f.name) for f in fields(r)}, watts=40.0 + i) for i, r in enumerate(result.runs)
+    ]
+    watts = columns.Column(
+        "watts", "W", bench=lambda run, r: run.watts, shown=columns.num1, places=columns.BENCH | columns.FILE
+    )
+    monkeypatch.setattr(columns, "BENCH_COLUMNS", (*columns.BENCH_COLUMNS, watts))
+
+    width = console.console.width
+    console.set_width(400)
+    try:
+        with console.console.capture() as shown:
+            console.console.print(bench_table(result))
+    finally:
+        console.set_width(width)
+    header = next(ln for ln in shown.get().splitlines() if "runtime" in ln)
+    assert header.rstrip(" ┃").endswith("┃    W") and "│ 45.0 │" in shown.get()
+
+    rows = merge([(Path("bench.json"), result)], group=False)
+    table = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert [float(r["watts"]) for r in table] == [40.0 + i for i in range(len(result.runs))]
+    assert "| watts |" in to_markdown(rows).splitlines()[0]
+    assert plain(result)["runs"][0]["watts"] == 40.0  # the JSON follows the dataclass: no word in crossrt.schema

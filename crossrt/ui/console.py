@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.errors import MarkupError
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..columns import esc
 from ..results import EpochResult, InferRun
 from ..text import printable
 
@@ -30,12 +30,6 @@ def set_width(columns: int) -> None:
 
 
 set_width(console.width)
-
-
-def esc(text) -> str:
-    """Text from outside (a path, a name, a field of a file) as rich markup that shows it as it
-    is: markup escaped, control characters made visible (crossrt.text.printable)."""
-    return escape(printable(str(text)))
 
 
 def note(text: str) -> None:

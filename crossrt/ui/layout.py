@@ -24,36 +24,6 @@ from ..text import printable
 from .console import PLAIN_WIDTH, console
 
 
-def secs(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds:,.2f} s"
-
-
-def pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.2f}%"
-
-
-def num(x: float | None, digits: int = 0) -> str:
-    return "—" if x is None else f"{x:,.{digits}f}"
-
-
-def peak_pct(p: float | None) -> str:
-    """% of peak; over 100% (a peak measured on a busier moment) is never shown as if normal."""
-    return "—" if p is None else f"{p:.0f}%" if p <= 100 else f"[yellow]{p:.0f}%![/]"
-
-
-def cold(seconds: float) -> str:
-    """A cold cost: milliseconds, or seconds once it is long (a compile)."""
-    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:,.2f} s"
-
-
-def stable(ok: bool | None) -> str:
-    return "—" if ok is None else "yes" if ok else "[yellow]no[/]"
-
-
-def ci(ci: list[float] | None) -> str:
-    return "—" if not ci else f"{ci[0]:,.0f}–{ci[1]:,.0f}"
-
-
 class Col(NamedTuple):
     name: str
     left: bool = False  # left-aligned (text)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compare import cost_rows, hardware_of, model_of, train_setup
+from ..columns import hardware_of
+from ..compare import cost_rows, model_of, train_setup
 from ..errors import ConfigError
 from ..files import atomic_write
 from ..results import BenchResult, TrainResult

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..columns import num, pct
 from ..loadgen import MAX_QUERIES, MLPERF_MIN_DURATION_S, SCENARIOS
 from ..results import LoadgenResult, LoadgenRun, runtime_label
 from .console import BenchProgress, console, esc, fail_line, failure_label, note
-from .layout import Col, fitted, num, pct
+from .layout import Col, fitted
 
 
 def verdict(run: LoadgenRun) -> str:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ..compare import computes, cost_rows, hardware_of, train_setup, verdicts
+from .. import columns
+from ..columns import BENCH, REPORT, Column, ci, hardware_of, num, pct, peak_pct, report_columns, secs
+from ..compare import computes, cost_rows, train_setup, verdicts
 from ..results import BenchResult, InferRun, SuiteResult, TrainResult
 from ..runtimes.registry import RUNTIMES
 from ..system import ago
 from .console import console, esc, failure_label, note
-from .layout import Col, ci, cold, fitted, num, pct, peak_pct, secs, stable
+from .layout import Col, fitted
 
 
 def train_summary(r: TrainResult) -> Table:
@@ -130,42 +132,9 @@ def peak_note(p: dict) -> str:
     return text
 
 
-def bench_cols(unit: str, labelled: bool, torch_rows: bool) -> list[Col]:
-    """bench-infer's columns, per sample of the model (an image for LeNet5): the accuracy columns
-    where there are labels to score on, the ratio to PyTorch where PyTorch ran. `drop` orders
-    them when the width splits the table: throughput, stability, the ratio, accuracy or output
-    agreement, % of peak and CPU cost (README's --spin both) first; the latency percentiles next;
-    the spread, the intervals, GFLOP/s and the cold costs last."""
-    cols = [
-        Col("runtime", left=True, key=True),
-        Col("provider", left=True, fold=True, key=True),
-        Col("threads", fold=True, key=True),
-        Col("batch", fold=True, key=True),
-        Col(f"{unit}/s"),
-        *([Col("vs\nPyTorch", drop=1)] if torch_rows else []),
-        Col("cv", drop=5),
-        Col("stable"),
-        Col(f"95% CI\n{unit}/s", drop=4),
-        Col("GFLOP/s", drop=6),
-        Col("% peak", drop=2),
-        Col(f"CPU s /\n1k {unit}", drop=2),
-        Col("ms/batch\nmean±std", drop=5),
-        Col("p50/p90/p99\nms", drop=3),
-        Col("create", drop=6),
-        Col("1st run", drop=6),
-        Col("vs ORT CPU\nfp32 diff", drop=2 if labelled else 1),
-    ]
-    return cols + (
-        [Col("accuracy", drop=1), Col("vs PyTorch\naccuracy", drop=4), Col("top-1 =\nPyTorch", drop=4)]
-        if labelled
-        else [Col("top-1 =\nORT CPU", drop=1)]
-    )
-
-
-def ratio(per_s: float, base: InferRun) -> str:
-    """per_s over an unstable baseline's rate is marked (`?`, yellow), as the caption says."""
-    text = f"{per_s / base.samples_per_s:.2f}x"
-    return f"[yellow]{text}?[/]" if base.stable is False else text
+def as_col(c: Column, unit: str = "") -> Col:
+    """A declared column (crossrt.columns) as the layout lays it out."""
+    return Col(c.title(unit), c.left, c.drop, c.fold, c.wrap, c.key)
 
 
 def verdict_lines(r: BenchResult, where: str = "") -> None:
@@ -173,11 +142,6 @@ def verdict_lines(r: BenchResult, where: str = "") -> None:
     for v in r.verdicts or verdicts(r.runs):  # a file from before schema 11 has none saved
         sure = "green" if v["sure"] and not v["unstable"] else "yellow"
         note(f"[bold {sure}]verdict[/]{esc(where)}: {esc(v['text'])}")
-
-
-def worst_output(x: InferRun) -> dict | None:
-    """The output that differs most from ONNX Runtime CPU fp32 (a failed one first)."""
-    return max(x.outputs or [], key=lambda o: (not o["ok"], o["max_rel"] or 0), default=None)
 
 
 def model_title(r: BenchResult) -> str:
@@ -201,46 +165,12 @@ def model_title(r: BenchResult) -> str:
 
 
 def bench_table(r: BenchResult) -> Table:
-    """One row per configuration; the fastest in bold green, disagreeing outputs or accuracies in red."""
+    """One row per configuration, a cell per column of crossrt.columns.BENCH_COLUMNS; the fastest in
+    bold green, disagreeing outputs or accuracies in red."""
     fastest = max(filter(computes, r.runs), key=lambda x: x.samples_per_s, default=None)  # null is no contender
     labelled, torch_rows = r.dataset is not None, any(x.runtime == "pytorch" for x in r.runs)
-    rows = []
-    for x in r.runs:
-        torch_row = next((y for y in r.runs if y.runtime == "pytorch" and x.setting == y.setting), None)
-        lat, bad = x.latency_ms, x.parity_ok is False
-        red = lambda v, bad=bad: f"[bold red]{v}[/]" if bad else v
-        w = worst_output(x)
-        diff = "—" if w is None or w["max_rel"] is None else str(w.get("note") or f"{w['max_rel']:.1e}")
-        rows.append(
-            [
-                esc(x.runtime_label),
-                esc(x.where),
-                str(x.threads or "auto"),
-                str(x.batch_size),
-                num(x.samples_per_s),
-                *([ratio(x.samples_per_s, torch_row) if torch_row else "—"] if torch_rows else []),
-                "—" if x.cv is None else f"{100 * x.cv:.1f}%",
-                stable(x.stable),
-                ci(x.ci95),
-                num(x.gflops, 1),
-                peak_pct(x.percent_of_peak),
-                "—" if x.cpu_s_per_1k is None else f"{x.cpu_s_per_1k:.3f}",
-                f"{lat.mean:.3f} ± {lat.std:.3f}",
-                f"{lat.p50:.3f}/{lat.p90:.3f}/{lat.p99:.3f}",
-                cold(x.session_create_s),
-                cold(x.first_run_s),
-                red(diff) if w and not w["ok"] else diff,
-            ]
-            + (
-                [
-                    red(pct(x.accuracy)),
-                    red("—" if x.accuracy_delta is None else f"{100 * x.accuracy_delta:+.2f} pt"),
-                    red("—" if x.top1_agreement is None else pct(x.top1_agreement)),
-                ]
-                if labelled
-                else ["—" if w is None or w["top1"] is None else pct(w["top1"])]
-            )
-        )
+    cols = [c for c in columns.BENCH_COLUMNS if c.places & BENCH and (c.when is None or c.when(r))]
+    rows = [[bench_cell(c, x, r) for c in cols] for x in r.runs]
     title = esc(model_title(r) if r.runs else f"{r.model}: no runs")
     if not r.complete:
         title += " [yellow](stopped early)[/]"
@@ -260,11 +190,16 @@ def bench_table(r: BenchResult) -> Table:
     )
     return fitted(
         title,
-        bench_cols("img" if labelled else "samples", labelled, torch_rows),
+        [as_col(c, "img" if labelled else "samples") for c in cols],
         rows,
         styles=["bold green" if x is fastest else None for x in r.runs],
         caption=caption,
     )
+
+
+def bench_cell(c: Column, run: InferRun, r: BenchResult) -> str:
+    text = c.shown(c.bench(run, r))
+    return f"[bold red]{text}[/]" if c.red and run.parity_ok is False else text
 
 
 def outputs_table(r: BenchResult) -> Table | None:
@@ -517,24 +452,11 @@ def ranks_table(rows: list[dict]) -> Table:
     return fitted("Data-parallel ranks against one process on the same total cores (sweep)", cols, cells)
 
 
-REPORT_COLS = [
-    Col("kind", left=True, key=True, fold=True),
-    Col("dataset", left=True, fold=True, key=True),
-    Col("device", left=True, fold=True, key=True),
-    Col("runtime", left=True, key=True),
-    Col("threads", fold=True, key=True),
-    Col("batch", fold=True, key=True),
-    Col("epochs", fold=True, key=True),
-    Col("training", drop=2),
-    Col("validation", drop=2),
-    Col("total", drop=3),
-    Col("samples/s"),
-    Col("n", drop=1),
-    Col("spread", drop=1),
-    Col("accuracy", drop=1),
-    Col("stable"),
-    Col("run", left=True, drop=1, wrap=True),
-]
+def report_cell(c: Column, row: dict) -> str:
+    """A report row's value as its column shows it; a kind stopped before the end is marked."""
+    if c.name == "kind" and not row["complete"]:
+        return f"[yellow]{row['kind']}*[/]"
+    return c.shown(row[c.name])
 
 
 def report_tables(rows: list[dict]) -> list:
@@ -542,34 +464,15 @@ def report_tables(rows: list[dict]) -> list:
     one configuration as one row (the median, its spread, n); runs stopped early are marked."""
     tables = []
     models = {}
+    cols = sorted((c for c in report_columns() if c.places & REPORT), key=lambda c: c.wrap)  # wrapping text last
     for r in rows:  # a LeNet5 and its ONNX export are one model (one key), named both ways
         models.setdefault((r["machine"], r["model_key"]), []).append(r["model"])
     for machine, key, kind in dict.fromkeys((r["machine"], r["model_key"], r["kind"]) for r in rows):
         mine = [r for r in rows if (r["machine"], r["model_key"], r["kind"]) == (machine, key, kind)]
         model = " = ".join(dict.fromkeys(models[machine, key]))
-        cells = [
-            [
-                r["kind"] if r["complete"] else f"[yellow]{r['kind']}*[/]",
-                esc(r["dataset"]),
-                esc(r["device"]),
-                esc(r["runtime"]),
-                esc(r["threads"]),
-                str(r["batch_size"]),
-                "" if r["epochs"] is None else str(r["epochs"]),
-                secs(r["train_s"]),
-                secs(r["valid_s"]),
-                secs(r["total_s"]),
-                num(r["samples_per_s"]),
-                str(r["n"]),
-                "—" if r["spread"] is None else f"{100 * r['spread']:.1f}%",
-                pct(r["accuracy"]),
-                stable(r["stable"]),
-                esc(r["run"].replace(",", ", ")),
-            ]
-            for r in mine
-        ]
+        cells = [[report_cell(c, r) for c in cols] for r in mine]
         caption = "* stopped before the end (complete: false)" if not all(r["complete"] for r in mine) else None
-        tables.append(fitted(esc(f"{machine}: {model}"), REPORT_COLS, cells, caption=caption))
+        tables.append(fitted(esc(f"{machine}: {model}"), [as_col(c) for c in cols], cells, caption=caption))
     return tables
 
 
