@@ -238,11 +238,11 @@ def machine_of(environment: dict, device: str = "cpu") -> str:
 def loadgen_rate(run) -> float | None:
     """A LoadGen test's samples/s: Offline's own; Server's QPS only when VALID (an INVALID search
     kept no rate); SingleStream and MultiStream one query at a time, at its p90 / p99 latency
-    (MultiStream's queries hold 8 samples)."""
+    (a MultiStream query holds run.per_query samples)."""
     if run.scenario == "server":
         return run.target_qps if run.valid else None
     ms = run.latency_ms.get("p99" if run.scenario == "multi-stream" else "p90")
-    return run.samples_per_s or ((8 if run.scenario == "multi-stream" else 1) * 1e3 / ms if ms else None)
+    return run.samples_per_s or (run.per_query * 1e3 / ms if ms else None)
 
 
 def _machine(device_of: Callable) -> Callable:

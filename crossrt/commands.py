@@ -234,6 +234,8 @@ def cmd_loadgen(a, cfg) -> int:
 
     loadgen()  # LoadGen installed, or a one-line error before any work
     check_outputs(a, cfg)
+    for scenario in cfg.scenarios:  # a user.conf LoadGen cannot read fails here, before any work
+        cfg.user_settings(scenario)
     prepared = prepare(cfg.bench())  # a bad model, checkpoint or provider fails here, before any work
     if not prepared.mnist:
         raise ConfigError(

@@ -8,7 +8,8 @@ stopping); crossrt.sut is the system under test, on the runners of crossrt.runti
 runtime bench-infer has serves here too, built by the same code (OpenVINO with a dynamic batch).
 
 - SingleStream: one sample per query, the next when it is done: LoadGen's 90th-percentile latency.
-- MultiStream: 8 samples per query, one query at a time: the 99th-percentile query latency.
+- MultiStream: 8 samples per query (MULTI_STREAM_SAMPLES), one query at a time: the 99th-percentile
+  query latency.
 - Offline: every sample in one query, run in batches of --max-batch: samples per second.
 - Server: Poisson arrivals at a target QPS; VALID when the 99th-percentile latency stays within
   --latency-bound. crossrt searches the highest such QPS over LoadGen runs (widening, then
@@ -18,6 +19,9 @@ runtime bench-infer has serves here too, built by the same code (OpenVINO with a
 
 A separate command, not a bench-infer flag: it asks another question (the rate a latency bound
 allows, not the rate of a loop), with settings of its own (scenarios, bound, batching, durations).
+Any LoadGen setting can also come from a user.conf file (`--user-conf FILE`, MLPerf's form
+`MODEL.SCENARIO.KEY = VALUE`, MODEL the ONNX file's stem or *), read by LoadGen's own
+TestSettings.FromConfig; what it sets wins over crossrt's settings and is recorded with each test.
 Each runtime's configuration runs in a process of its own (crossrt.isolate), so that Ctrl-C ends
 the LoadGen test under way at once and the configurations that finished are kept.
 """
@@ -34,31 +38,27 @@ from .config import PROVIDERS, BenchConfig, DataConfig, all_runtimes, option
 from .errors import ConfigError, Stopped
 from .runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
 from .runtimes.registry import RUNTIMES
+from .scenarios import (
+    EARLY_STOPPING_QUERIES,
+    MAX_BATCH,
+    MAX_QUERIES,
+    MLPERF_MIN_DURATION_S,
+    MLPERF_MIN_QUERIES,
+    MULTI_STREAM_SAMPLES,
+    SCENARIOS,
+    SEARCH_STEPS,
+    SEEDS,
+)
 from .system import max_threads, one_and_all_cores
 
 if TYPE_CHECKING:
     from .results import LoadgenResult
 
-# LoadGen's scenario names, by crossrt's flag values.
-SCENARIOS = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "offline": "Offline", "server": "Server"}
-# MLPerf's rules (loadgen/mlperf.conf, for every model): 600 s per test; MultiStream 662 queries.
-MLPERF_MIN_DURATION_S, MLPERF_MIN_QUERIES = 600, {"multi-stream": 662}
-SEEDS = {
-    "qsl_rng_seed": 2085463073848966840,
-    "sample_index_rng_seed": 2747215439041700203,
-    "schedule_rng_seed": 16159082839903944936,
-}  # mlperf.conf's, so that runs are repeatable
 # Runtimes the SUT does not serve, and why (they are listed with the runtimes that cannot run here).
 NOT_SERVED = {
     "torch-compile": "compiles a graph per batch shape, and a server's batches come in every size up "
     "to --max-batch; bench-infer times it"
 }
-# LoadGen's early stopping judges a 99th percentile from at least this many queries (with none over
-# the bound; mlperf.conf asks MultiStream for 662 for that reason): fewer, and a test is INVALID.
-EARLY_STOPPING_QUERIES = 662
-SEARCH_STEPS = 8  # LoadGen runs per Server search at most, after the first
-MAX_BATCH = 1024  # the SUT keeps an input buffer per batch size up to --max-batch
-MAX_QUERIES = 10_000_000  # a Server test LoadGen would have to schedule more queries for (in memory) is refused
 
 
 @dataclass
@@ -110,6 +110,14 @@ class LoadgenConfig:
         help="also LoadGen's AccuracyOnly test over the test set, its accuracy held "
         "against the same runner's scored the way bench-infer scores it",
     )
+    user_conf: Path | None = option(
+        None,
+        metavar="FILE",
+        default_text="none",
+        path="in-file",
+        help="LoadGen settings in MLPerf's user.conf form (*.Server.target_latency = 10), read by "
+        "LoadGen's FromConfig; they win over crossrt's and are recorded with each test",
+    )
     data: DataConfig = field(default_factory=DataConfig)
     json: Path | None = option(
         None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
@@ -117,6 +125,7 @@ class LoadgenConfig:
 
     def __post_init__(self) -> None:
         self.model, self.threads = Path(self.model), tuple(self.threads)
+        self.user_conf = self.user_conf and Path(self.user_conf)
         self.runtimes, self.scenarios = all_runtimes(self.runtimes), tuple(self.scenarios)
         self.latency_bound = tuple(self.latency_bound)
         choices("--runtimes", self.runtimes, tuple(RUNTIMES))
@@ -157,6 +166,19 @@ class LoadgenConfig:
     def min_duration_s(self) -> float:
         return MLPERF_MIN_DURATION_S if self.mlperf_durations else self.duration
 
+    def user_settings(self, scenario: str) -> dict:
+        """The TestSettings fields --user-conf sets for scenario (crossrt's name); {} without one."""
+        if self.user_conf is None:
+            return {}
+        from .files import regular_file
+        from .sut import user_settings
+
+        return user_settings(regular_file(self.user_conf, "--user-conf"), self.model.stem, SCENARIOS[scenario])
+
+    def samples_per_query(self) -> int:
+        """MultiStream's samples per query: MLPerf's, or what --user-conf sets."""
+        return self.user_settings("multi-stream").get("multi_stream_samples_per_query", MULTI_STREAM_SAMPLES)
+
 
 def settings(
     cfg: LoadgenConfig,
@@ -168,15 +190,16 @@ def settings(
 ) -> dict:
     """LoadGen TestSettings for one test: the durations, the scenario's own fields, and hints from
     a probe of the runner (LoadGen pre-generates its queries from them: too few, from too low a
-    rate or too high a latency, end a test before its minimum duration)."""
+    rate or too high a latency, end a test before its minimum duration); then what --user-conf
+    sets for the scenario, over them."""
     s = {**SEEDS, "min_duration_ms": int(1000 * cfg.min_duration_s()), "performance_sample_count_override": samples}
     if cfg.mlperf_durations and scenario in MLPERF_MIN_QUERIES:
         s["min_query_count"] = MLPERF_MIN_QUERIES[scenario]
     if scenario == "single-stream":
         s["single_stream_expected_latency_ns"] = max(1, int(hints["latency_1_s"] * 1e9))
     elif scenario == "multi-stream":
-        s["multi_stream_expected_latency_ns"] = max(1, int(hints["latency_8_s"] * 1e9))
-        s["multi_stream_samples_per_query"] = 8
+        s["multi_stream_expected_latency_ns"] = max(1, int(hints["latency_query_s"] * 1e9))
+        s["multi_stream_samples_per_query"] = MULTI_STREAM_SAMPLES
     elif scenario == "offline":  # LoadGen makes one query of hint x duration x 1.1 samples: twice the
         # probe's rate, so that a runner faster in the test than in the probe still fills the duration
         s["offline_expected_qps"] = min(2 * hints["samples_per_s"], MAX_QUERIES / cfg.min_duration_s())
@@ -184,12 +207,12 @@ def settings(
         s.update(
             server_target_qps=qps, server_target_latency_ns=int(bound_ms * 1e6), server_target_latency_percentile=0.99
         )
-    return s
+    return {**s, **cfg.user_settings(scenario)}
 
 
-def probe(sut, max_batch: int) -> dict:
-    """The runner's latency of a MultiStream query (8 samples) and of one sample, and its samples/s
-    at max_batch, on real samples: LoadGen's hints."""
+def probe(sut, max_batch: int, per_query: int = MULTI_STREAM_SAMPLES) -> dict:
+    """The runner's latency of a MultiStream query (per_query samples) and of one sample, and its
+    samples/s at max_batch, on real samples: LoadGen's hints."""
     import time
 
     import numpy as np
@@ -211,10 +234,10 @@ def probe(sut, max_batch: int) -> dict:
             times.append(time.perf_counter() - t0)
         return sorted(times)[len(times) // 2]
 
-    per8 = min(8, max_batch)
+    part = min(per_query, max_batch)  # a query larger than a batch runs as several
     return {
         "latency_1_s": seconds(1),
-        "latency_8_s": seconds(per8) * -(-8 // per8),
+        "latency_query_s": seconds(part) * -(-per_query // part),
         "samples_per_s": max_batch / seconds(max_batch),
     }
 
@@ -282,7 +305,8 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
         cfg.max_batch,
         cfg.workers if "server" in cfg.scenarios else 1,
     )
-    hints = probe(sut, cfg.max_batch)
+    per_query = cfg.samples_per_query()
+    hints = probe(sut, cfg.max_batch, per_query)
 
     tests = iter(range(1, 1000))
 
@@ -291,7 +315,11 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
         kind = f"{bound:g}ms-{qps:.6g}qps" if qps else "accuracy" if accuracy else "performance"
         where = logs / scenario / f"{next(tests):02d}-{kind}"
         s = settings(cfg, scenario, hints, qps, bound, len(x))
-        return sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy) | {"log_dir": str(where)}
+        return sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy) | {
+            "log_dir": str(where),
+            "user_settings": cfg.user_settings(scenario) or None,
+            "samples_per_query": per_query if scenario == "multi-stream" else None,
+        }
 
     start = hints["samples_per_s"] / 2
     for scenario in (s for s in SCENARIOS if s in cfg.scenarios):

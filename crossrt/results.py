@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from .scenarios import MULTI_STREAM_SAMPLES
 from .schema import Record
 from .timing import Latency, Passes, capped, stability
 
@@ -316,6 +317,15 @@ class LoadgenRun:
     early_stopping: str | None = None  # LoadGen's early-stopping estimate, in its words
     accuracy: float | None = None  # accuracy mode: LoadGen's accuracy log scored on the labels
     bench_accuracy: float | None = None  # ... and the same runner scored as bench-infer scores it
+    samples_per_query: int | None = None  # MultiStream's (None in files before schema 13: MULTI_STREAM_SAMPLES)
+    user_settings: dict | None = None  # the TestSettings fields --user-conf set for this test
+
+    @property
+    def per_query(self) -> int:
+        """Samples in one of its queries: MultiStream's samples per query; 1 for SingleStream."""
+        if self.scenario != "multi-stream":
+            return 1
+        return self.samples_per_query or MULTI_STREAM_SAMPLES
 
 
 @dataclass

@@ -18,7 +18,8 @@ Versions (written as `schema_version`):
   11 every result's `run_id` (also in its file name); a bench result's `verdicts`.
   12 a new kind, `loadgen` (crossrt loadgen: MLPerf LoadGen's scenarios).
   13 a bench row's runtime `options` (its runtime module's Options, with --runtime-option's values);
-     placement recorded for every ONNX Runtime row on an EP but the CPU's.
+     placement recorded for every ONNX Runtime row on an EP but the CPU's; a LoadGen test's
+     `samples_per_query` (MultiStream) and the `user_settings` a --user-conf file set.
 Every version is read (crossrt.results.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes

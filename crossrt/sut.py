@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import json
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -151,6 +152,50 @@ class SUT:
         if self.error is not None:
             raise self.error
         return figures(detail, scenario, dict(sorted(self.batches.items())))
+
+
+# TestSettings fields a user.conf does not set: the test's own scenario and mode.
+NOT_USER_SETTINGS = ("scenario", "mode")
+
+
+def _from_config(text: str, model: str, scenario: str) -> tuple[dict, int]:
+    """What LoadGen's TestSettings.FromConfig makes of a user.conf holding text: every field (but
+    scenario and mode), and its return code (0: read)."""
+    lg = loadgen()
+    s = lg.TestSettings()
+    s.scenario = getattr(lg.TestScenario, scenario)
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "user.conf"
+        conf.write_text(text)
+        code = s.FromConfig(str(conf), model, scenario, 1)  # 1: a user.conf
+    names = (n for n in dir(s) if not n.startswith("_") and n not in NOT_USER_SETTINGS)
+    return {n: v for n in names if not callable(v := getattr(s, n))}, code
+
+
+def user_settings(path: Path, model: str, scenario: str) -> dict:
+    """The TestSettings fields the user.conf at path sets for model and scenario (LoadGen's name),
+    read by LoadGen's own FromConfig: the fields where what it makes of the file differs from what
+    it makes of no user settings at all (FromConfig applies mlperf.conf's rules first, and those
+    are crossrt's to set). A file FromConfig cannot read is a ConfigError; so is a line for this
+    model and scenario that changes nothing, as a key LoadGen does not know does (it ignores it)."""
+    text = path.read_text(errors="replace")
+    base, _ = _from_config("", model, scenario)
+    mine, code = _from_config(text, model, scenario)
+    if code != 0:
+        raise ConfigError(
+            f"--user-conf {path}: LoadGen's FromConfig cannot read it (code {code}: a line that is not "
+            f"MODEL.SCENARIO.KEY = VALUE, or a value that is not a number)"
+        )
+    for line in text.splitlines():
+        target = line.split("#")[0].split("=")[0].strip().split(".")
+        if len(target) == 3 and target[0] in ("*", model) and target[1] == scenario:
+            alone, _ = _from_config(line + "\n", model, scenario)
+            if alone == base:
+                raise ConfigError(
+                    f"--user-conf {path}: {line.strip()!r} sets nothing: LoadGen reads no such key for "
+                    f"{scenario}, or it is the value LoadGen has already"
+                )
+    return {n: v for n, v in mine.items() if v != base[n]}
 
 
 def run_test(

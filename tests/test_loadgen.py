@@ -416,3 +416,46 @@ def test_a_test_that_fails_keeps_the_tests_that_finished_before_it(capsys, train
     result = json.loads((workdir / "f.json").read_text())
     assert [r["scenario"] for r in result["runs"]] == ["single-stream"] and result["runs"][0]["valid"] is not None
     assert [f["reason"] for f in result["failed"]] == ["RuntimeError: the runtime failed mid-test"]
+
+
+def test_a_loadgen_setting_comes_from_a_user_conf(trained, tiny_data, tmp_path):
+    """--user-conf is read by LoadGen's own FromConfig: a setting crossrt has no flag for (MultiStream's
+    samples per query, SingleStream's query count) reaches the test, changes what runs (queries of
+    4 samples, each one batch), and is recorded with the test; report's rate counts 4 per query."""
+    from crossrt.columns import loadgen_rate
+    from crossrt.files import load_result
+
+    conf = tmp_path / "user.conf"
+    conf.write_text("# MLPerf's form\n*.MultiStream.samples_per_query = 4\nlenet5.SingleStream.min_query_count = 300\n")
+    out = run_main(
+        "loadgen", "--model", str(trained / "lenet5.onnx"), "--data-dir", str(tiny_data), *QUICK,
+        "--runtimes", "null", "--scenarios", "single-stream,multi-stream", "--max-batch", "16",
+        "--user-conf", str(conf), "--json", "l.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.code == 0, out.err
+    saved = json.loads((tmp_path / "l.json").read_text())
+    runs = {r["scenario"]: r for r in saved["runs"]}
+    multi, single = runs["multi-stream"], runs["single-stream"]
+    assert multi["user_settings"] == {"multi_stream_samples_per_query": 4} and multi["samples_per_query"] == 4
+    assert set(multi["batches"]) == {"4"}  # LoadGen issued queries of 4 samples
+    assert single["user_settings"]["min_query_count"] == 300 and single["queries"] >= 300
+    assert saved["config"]["user_conf"] == str(conf) and "latencies per query of 4 samples" in out.out
+    (run,) = [r for r in load_result(tmp_path / "l.json").runs if r.scenario == "multi-stream"]
+    assert loadgen_rate(run) == pytest.approx(4 * 1e3 / run.latency_ms["p99"])
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("*.SingleStream.no_such_key = 5\n", "'*.SingleStream.no_such_key = 5' sets nothing: LoadGen reads no such"),
+        ("not a setting at all\n", "LoadGen's FromConfig cannot read it (code"),
+    ],
+)
+def test_a_user_conf_loadgen_cannot_read_is_one_line(trained, tmp_path, text, says):
+    conf = tmp_path / "user.conf"
+    conf.write_text(text)
+    model = str(trained / "lenet5.onnx")
+    out = run_main("loadgen", "--model", model, "--scenarios", "single-stream", "--user-conf", str(conf), cwd=tmp_path)
+    assert out.code == 2 and f"--user-conf {conf}: {says}" in out.err and "Traceback" not in out.err, out.err
+    missing = run_main("loadgen", "--model", str(trained / "lenet5.onnx"), "--user-conf", "nope.conf", cwd=tmp_path)
+    assert missing.code == 2 and "nope.conf" in missing.err and len(missing.err.strip().splitlines()) == 1

@@ -10,15 +10,13 @@ crossrt.runtimes.registry says which runtime runs where.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..timing import call_times, timed
 
 
@@ -49,34 +47,6 @@ class Runner:
     threads_effective: int | None
     split: Callable[[], dict] | None = None  # CUDA end-to-end: a batch's time split into copy/queue/compute, in ms
     placement: Callable[[], dict] | None = None  # where it can fall back: {where a node ran: nodes}, read back
-
-
-@dataclass(frozen=True)
-class NoOptions:
-    """The options of a runtime that takes none."""
-
-
-BOOL_TEXT = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
-
-
-def with_options(options, given: dict[str, str], runtime: str):
-    """A runtime's Options with the --runtime-option texts of `given` read into its fields by their
-    types (bool, int, float, str); a name it does not have, or a value of the wrong kind, is a
-    ConfigError that names the runtime and the option."""
-    hints = typing.get_type_hints(type(options))
-    known = [f.name for f in fields(options)]
-    values = {}
-    for name, text in given.items():
-        flag = f"--runtime-option {runtime}.{name}"
-        if name not in known:
-            raise ConfigError(f"{flag}: {runtime} has no such option (it has: {', '.join(known) or 'none'})")
-        kind = hints[name]
-        try:
-            values[name] = BOOL_TEXT[text.lower()] if kind is bool else kind(text)
-        except (KeyError, ValueError):
-            wanted = "on or off" if kind is bool else f"a value of type {kind.__name__}"
-            raise ConfigError(f"{flag}={text}: expected {wanted}") from None
-    return replace(options, **values)  # the Options' own __post_init__ checks the values
 
 
 def all_logits(runner: Runner, n_batches: int) -> np.ndarray:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..timing import timed
-from .base import NoOptions as Options
 from .base import Runner
+from .options import NoOptions as Options
 
 
 def unavailable(provider: str, options: Options) -> str | None:

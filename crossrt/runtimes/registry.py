@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ConfigError
-from .base import with_options
+from .options import with_options
 
 # Where the data lives per provider: host arrays on the CPU; on CUDA, host arrays in and out
 # (end-to-end), inputs resident on the GPU, or resident and replayed as a CUDA graph.

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..columns import num, pct
-from ..loadgen import MAX_QUERIES, MLPERF_MIN_DURATION_S, SCENARIOS
 from ..results import LoadgenResult, LoadgenRun, runtime_label
+from ..scenarios import MAX_QUERIES, MLPERF_MIN_DURATION_S, SCENARIOS
 from .console import BenchProgress, console, esc, fail_line, failure_label, note
 from .layout import Col, fitted
 
@@ -99,7 +99,8 @@ def loadgen_tables(result: LoadgenResult) -> list:
             bounds = ", ".join(f"{b:g} ms" for b in dict.fromkeys(r.latency_bound_ms for r in runs))
             title += f": the highest QPS whose p99 stays within {bounds}"
         caption = {
-            "multi-stream": "latencies per query of 8 samples, from LoadGen's issue to the last response",
+            "multi-stream": f"latencies per query of {'/'.join(sorted({str(r.per_query) for r in runs}))} samples, "
+            "from LoadGen's issue to the last response",
             "offline": "latencies per sample from the issue of Offline's one query: they grow with the test",
         }.get(scenario, "latencies per sample, as LoadGen measured them from its issue to the response")
         tables.append(fitted(title, COLS, rows, caption=caption))
