@@ -324,8 +324,23 @@ def run_bench(
     )
     names = [t.name for t in prepared.signature[1]]
     preds: list[np.ndarray | None] = []  # top-1 of the first output, for agreement with PyTorch (LeNet5)
-    works, references = {}, {}
+    works, references, broken = {}, {}, {}  # broken: batch size -> why the reference cannot run it
     rows = plan(cfg, prepared.batch_sizes)
+
+    def failed(row: Row, reason: str) -> None:
+        failure = {
+            "runtime": row.runtime,
+            "provider": row.provider,
+            "threads": row.threads,
+            "batch_size": row.batch,
+            "io": row.io,
+            "precision": row.precision,
+            "reason": reason,
+        }
+        result.failed.append(failure)
+        if on_fail:
+            on_fail(failure)
+
     try:
         for k, row in enumerate(rows):
             if on_start:
@@ -335,31 +350,21 @@ def run_bench(
                 try:
                     references[row.batch] = reference.outputs(cfg.model, work.feeds)
                 except Exception as e:  # the model itself fails at this batch size: so will every row
-                    references[row.batch] = e
+                    broken[row.batch] = one_line(e)
+            if row.batch in broken:
+                failed(row, broken[row.batch])
+                continue
             work, expected = works[row.batch], references[row.batch]
             computes = RUNTIMES[row.runtime].computes  # not null: it does no FLOP, its zeros are no outputs
             flops = prepared.flops_per_sample if computes else None
             job = partial(measure, cfg, work, row, flops)
             try:
-                if isinstance(expected, Exception):
-                    raise expected
                 run, outputs = isolated(job) if cfg.isolate else job()
             except ProviderError as e:  # this configuration cannot run here (e.g. too many graphs): say so
                 result.skipped.append({"runtime": row.runtime, "provider": row.provider, "reason": str(e)})
                 continue
             except Exception as e:  # this configuration failed; the rows measured and the rows to come stand
-                failure = {
-                    "runtime": row.runtime,
-                    "provider": row.provider,
-                    "threads": row.threads,
-                    "batch_size": row.batch,
-                    "io": row.io,
-                    "precision": row.precision,
-                    "reason": one_line(e),
-                }
-                result.failed.append(failure)
-                if on_fail:
-                    on_fail(failure)
+                failed(row, one_line(e))
                 continue
             if computes:
                 run.outputs = compare_outputs(expected, outputs, names, row.math)

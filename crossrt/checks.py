@@ -143,21 +143,24 @@ def choices(flag: str, values: tuple, allowed: tuple[str, ...]) -> None:
         choice(flag, v, allowed)
 
 
+class ItemError(ValueError):
+    """What a value parser says is wrong with a value it could read (LOW not below HIGH): shown as
+    it is. Any other ValueError of a parser means it could not read the value at all."""
+
+
 def pairs(flag: str, items: tuple[str, ...], parse) -> dict:
     """NAME=VALUE items as {NAME: parse(VALUE)}; a malformed item or a name given twice is one line."""
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
+        if not (sep and name.strip()):
+            raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE")
         try:
-            if not (sep and name.strip()):
-                raise ValueError("expected NAME=VALUE")
             parsed = parse(value.strip())
-        except ValueError as e:
-            raise ConfigError(
-                f"{flag} {item!r}: {e}"
-                if "NAME=VALUE" in str(e) or "below" in str(e)
-                else f"{flag} {item!r}: cannot read {value.strip()!r}"
-            ) from None
+        except ItemError as e:
+            raise ConfigError(f"{flag} {item!r}: {e}") from None
+        except ValueError:
+            raise ConfigError(f"{flag} {item!r}: cannot read {value.strip()!r}") from None
         if name.strip() in out:
             raise ConfigError(f"{flag}: {name.strip()!r} is given twice")
         out[name.strip()] = parsed
@@ -177,7 +180,7 @@ def range_text(text: str) -> tuple[float, float]:
     """`LOW:HIGH` with LOW below HIGH."""
     low, high = (number_text(v) for v in text.split(":"))
     if not low < high:
-        raise ValueError("LOW must be below HIGH")
+        raise ItemError("LOW must be below HIGH")
     return low, high
 
 

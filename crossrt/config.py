@@ -173,10 +173,18 @@ class TrainConfig:
             between("--target-accuracy", self.target_accuracy, 0, 1)
         self.out, self.json = Path(self.out), self.json and Path(self.json)
 
-    checkpoint = property(lambda self: self.out / "lenet5.pt")
-    onnx_path = property(lambda self: self.out / "lenet5.onnx")
-    # The record of the run that made the model, beside it, for bench-infer to find.
-    run_json = property(lambda self: self.out / "lenet5.train.json")
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "lenet5.pt"
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.out / "lenet5.onnx"
+
+    @property
+    def run_json(self) -> Path:
+        """The record of the run that made the model, beside it, for bench-infer to find."""
+        return self.out / "lenet5.train.json"
 
 
 @dataclass

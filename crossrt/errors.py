@@ -42,6 +42,11 @@ class ResultError(CrossrtError):
     """A result JSON file that cannot be used."""
 
 
+class FieldError(ValueError):
+    """A field of a result file that is missing, of the wrong type or out of range (crossrt.schema
+    raises it, naming the field); loading a file turns it into a ResultError naming the file."""
+
+
 class WriteError(CrossrtError):
     """A file that could not be written (a full disk, a file-size limit, a path that is not a
     regular file); `path` names it, `reason` says why. The message says what was kept."""

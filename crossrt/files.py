@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .checks import LOCK_FILE, file_kind
-from .errors import Busy, CrossrtError, ResultError, WriteError
+from .errors import Busy, CrossrtError, FieldError, ResultError, WriteError
 from .results import BenchResult, LoadgenResult, Result, SuiteResult, TrainResult, parts
 from .schema import build, check_header, dict_has
 
@@ -310,8 +310,12 @@ def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
                 dict_has(part.environment["gpu"], GPU, "environment['gpu']")
             for peak in [p for p in getattr(part, "peaks", [getattr(part, "peak", None)]) if p is not None]:
                 dict_has(peak, {**PEAK, **(PEAK_TRIES if "tries" in peak else {})}, "peak")
+                if not peak["peak"] > 0:  # % of peak divides by it
+                    raise FieldError(f"peak['peak'] is {peak['peak']!r}: a peak is above 0")
             if isinstance(part, TrainResult):
-                part.summary()
+                for name in ("train_images", "valid_images"):  # the summary divides by them
+                    if not getattr(part, name) > 0:
+                        raise FieldError(f"{name} is {getattr(part, name)!r}: a run of no image")
             for spec, key in ((SKIPPED, "skipped"), (FAILED, "failed"), (VERDICT, "verdicts")):
                 for d in getattr(part, key, []):
                     dict_has(d, spec, key)
@@ -321,14 +325,15 @@ def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
                 for o in run.outputs or []:
                     dict_has(o, OUTPUT, "outputs")
                 if not run.samples_per_s > 0:  # the tables divide by it (seconds per pass)
-                    raise ValueError(f"runs[].samples_per_s is {run.samples_per_s!r}: a row that ran no sample")
+                    raise FieldError(f"runs[].samples_per_s is {run.samples_per_s!r}: a row that ran no sample")
             for run in part.runs if isinstance(part, LoadgenResult) else []:
                 dict_has(run.latency_ms, dict.fromkeys(run.latency_ms, float), "latency_ms")  # not negative either
                 dict_has(run.batches, dict.fromkeys(run.batches, int), "batches")
                 for step in run.search:
                     dict_has(step, SEARCH_STEP, "search")
-        return result
-    except (TypeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
-        raise ResultError(
-            f"{path}: a {data['kind']!r} result with missing or malformed fields ({type(e).__name__}: {e})"
-        ) from None
+    except FieldError as e:  # what bad data raises; anything else is crossrt's own bug, and says so
+        raise ResultError(f"{path}: a {data['kind']!r} result with missing or malformed fields ({e})") from None
+    for part in parts(result):  # every figure the tables use, derived once, from checked fields
+        if isinstance(part, TrainResult):
+            part.summary()
+    return result

@@ -127,7 +127,12 @@ class TrainResult(Record):
 
 def runtime_label(x) -> str:
     """A runtime, a precision other than fp32, and ORT's spinning when off (of a run or a plan row)."""
-    return x.runtime + ("" if x.precision in ("fp32", "int8") else f" {x.precision}") + " no-spin" * (x.spin is False)
+    label = x.runtime
+    if x.precision not in ("fp32", "int8"):  # int8 is in the runtime's name already
+        label += f" {x.precision}"
+    if x.spin is False:
+        label += " no-spin"
+    return label
 
 
 @dataclass

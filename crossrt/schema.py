@@ -32,10 +32,10 @@ from __future__ import annotations
 import secrets
 import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
-from .errors import ResultError
+from .errors import FieldError, ResultError
 from .system import now_iso
 
 SCHEMA_VERSION = 13  # what new files are written as
@@ -91,9 +91,9 @@ def plain(obj):
     return str(obj) if isinstance(obj, Path) else obj
 
 
-def _wrong(where: str, value, hint) -> ValueError:
+def _wrong(where: str, value, hint) -> FieldError:
     shown = getattr(hint, "__name__", str(hint))
-    return ValueError(f"{where} is {value!r:.40}, expected {shown}")
+    return FieldError(f"{where} is {value!r:.40}, expected {shown}")
 
 
 def _is_duration(name: str) -> bool:
@@ -105,8 +105,8 @@ def build(hint, value, where: str, duration: bool = False):
     """value (loaded JSON) as the type hint says: dataclasses built from dicts (keys that are not
     fields, such as derived figures, dropped; the old names in a class's `renamed` read as the new
     ones), every value checked: numbers finite and within MAX_FLOAT / MAX_INT, durations (fields
-    named *_s, *_ms, and what they hold) not negative. ValueError names the first that does not
-    fit; TypeError a missing field."""
+    named *_s, *_ms, and what they hold) not negative. FieldError names the first that does not
+    fit, or a missing field."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -115,7 +115,7 @@ def build(hint, value, where: str, duration: bool = False):
         for a in options[:-1]:
             try:
                 return build(a, value, where, duration)
-            except ValueError:
+            except FieldError:
                 continue
         return build(options[-1], value, where, duration)
     if is_dataclass(hint):
@@ -123,6 +123,9 @@ def build(hint, value, where: str, duration: bool = False):
             raise _wrong(where, value, hint)
         value = {**{new: value[old] for old, new in getattr(hint, "renamed", {}).items() if old in value}, **value}
         hints, names = typing.get_type_hints(hint), {f.name for f in fields(hint)}
+        required = [f.name for f in fields(hint) if f.init and f.default is MISSING and f.default_factory is MISSING]
+        if missing := [k for k in required if k not in value]:
+            raise FieldError(f"{where} has no {missing[0]!r}")
         return hint(
             **{
                 k: build(hints[k], v, f"{where}.{k}", duration or _is_duration(k))
@@ -149,9 +152,9 @@ def build(hint, value, where: str, duration: bool = False):
         raise _wrong(where, value, hint)
     if hint in (int, float):
         if not abs(value) <= (MAX_INT if hint is int else MAX_FLOAT):  # NaN and inf fail this too
-            raise ValueError(f"{where} is {value!r:.40}, beyond any figure crossrt measures")
+            raise FieldError(f"{where} is {value!r:.40}, beyond any figure crossrt measures")
         if duration and value < 0:
-            raise ValueError(f"{where} is {value!r:.40}: a duration cannot be negative")
+            raise FieldError(f"{where} is {value!r:.40}: a duration cannot be negative")
     return value
 
 
