@@ -179,6 +179,9 @@ def user_settings(path: Path, model: str, scenario: str) -> dict:
     are crossrt's to set). A file FromConfig cannot read is a ConfigError; so is a line for this
     model and scenario that changes nothing, as a key LoadGen does not know does (it ignores it)."""
     text = path.read_text(errors="replace")
+    # LoadGen applies its built-in mlperf.conf at the first FromConfig of a process only: a first,
+    # empty read takes that, so that what the file sets is told apart from mlperf.conf's rules.
+    _from_config("", model, scenario)
     base, _ = _from_config("", model, scenario)
     mine, code = _from_config(text, model, scenario)
     if code != 0:
