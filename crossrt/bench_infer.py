@@ -287,6 +287,19 @@ def one_line(e: BaseException) -> str:
     return text if isinstance(e, CrossrtError) else f"{type(e).__name__}: {text}".rstrip(": ")
 
 
+def failure_of(row: Row, reason: str) -> dict:
+    """A configuration that failed, as a result's `failed` lists it."""
+    return {
+        "runtime": row.runtime,
+        "provider": row.provider,
+        "threads": row.threads,
+        "batch_size": row.batch,
+        "io": row.io,
+        "precision": row.precision,
+        "reason": reason,
+    }
+
+
 def run_bench(
     cfg: BenchConfig,
     data: Dataset | None,
@@ -328,15 +341,7 @@ def run_bench(
     rows = plan(cfg, prepared.batch_sizes)
 
     def failed(row: Row, reason: str) -> None:
-        failure = {
-            "runtime": row.runtime,
-            "provider": row.provider,
-            "threads": row.threads,
-            "batch_size": row.batch,
-            "io": row.io,
-            "precision": row.precision,
-            "reason": reason,
-        }
+        failure = failure_of(row, reason)
         result.failed.append(failure)
         if on_fail:
             on_fail(failure)

@@ -64,9 +64,9 @@ def model_of(part) -> tuple[str, str]:
 
 
 def rows_of(result: Result, source: str) -> list[dict]:
-    """Flat rows, one per training run, bench configuration or LoadGen test, with COLUMNS as keys
-    (each read by its column's declaration, crossrt.columns), and the model's key for grouping."""
-    rows = []
+    """Flat rows, one per training run, bench configuration or LoadGen test, keyed by the report's
+    columns (each read by its declaration, crossrt.columns), and the model's key for grouping."""
+    rows, columns = [], report_columns()
     for part in parts(result):
         key, label = model_of(part)
         if isinstance(part, TrainResult):
@@ -74,7 +74,7 @@ def rows_of(result: Result, source: str) -> list[dict]:
         else:
             kind, items = ("loadgen" if isinstance(part, LoadgenResult) else "bench"), part.runs
         for item in items:
-            row = {c.name: (read(item, part) if (read := getattr(c, kind)) else None) for c in report_columns()}
+            row = {c.name: (read(item, part) if (read := getattr(c, kind)) else None) for c in columns}
             rows.append({**row, "model": label, "model_key": key, "source": source})
     return rows
 

@@ -296,8 +296,9 @@ GPU, SEARCH_STEP = {"name": str}, {"qps": float, "valid": bool, "p99_ms": float 
 
 
 def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
-    """A result file of one of `kinds`, typed, every figure the tables use derived once (so that a
-    malformed file fails here, not half-way through a table); else a ResultError naming the file."""
+    """A result file of one of `kinds`, typed, with every field the tables use, and every value
+    they divide by, checked (so that a malformed file fails here, not half-way through a table);
+    else a ResultError naming the file."""
     data = load_json(path)
     check_header(data, path, kinds)
     # A file from before run ids gets a stable one from its contents, the same at every reading.
@@ -333,7 +334,4 @@ def load_result(path: Path, kinds: tuple[str, ...] = tuple(KINDS)) -> Result:
                     dict_has(step, SEARCH_STEP, "search")
     except FieldError as e:  # what bad data raises; anything else is crossrt's own bug, and says so
         raise ResultError(f"{path}: a {data['kind']!r} result with missing or malformed fields ({e})") from None
-    for part in parts(result):  # every figure the tables use, derived once, from checked fields
-        if isinstance(part, TrainResult):
-            part.summary()
     return result

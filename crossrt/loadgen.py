@@ -28,6 +28,7 @@ the LoadGen test under way at once and the configurations that finished are kept
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -175,10 +176,6 @@ class LoadgenConfig:
 
         return user_settings(regular_file(self.user_conf, "--user-conf"), self.model.stem, SCENARIOS[scenario])
 
-    def samples_per_query(self) -> int:
-        """MultiStream's samples per query: MLPerf's, or what --user-conf sets."""
-        return self.user_settings("multi-stream").get("multi_stream_samples_per_query", MULTI_STREAM_SAMPLES)
-
 
 def settings(
     cfg: LoadgenConfig,
@@ -187,11 +184,12 @@ def settings(
     qps: float | None = None,
     bound_ms: float | None = None,
     samples: int = 0,
+    user: dict | None = None,
 ) -> dict:
     """LoadGen TestSettings for one test: the durations, the scenario's own fields, and hints from
     a probe of the runner (LoadGen pre-generates its queries from them: too few, from too low a
-    rate or too high a latency, end a test before its minimum duration); then what --user-conf
-    sets for the scenario, over them."""
+    rate or too high a latency, end a test before its minimum duration); then `user` (what
+    --user-conf sets for the scenario) over them."""
     s = {**SEEDS, "min_duration_ms": int(1000 * cfg.min_duration_s()), "performance_sample_count_override": samples}
     if cfg.mlperf_durations and scenario in MLPERF_MIN_QUERIES:
         s["min_query_count"] = MLPERF_MIN_QUERIES[scenario]
@@ -207,7 +205,7 @@ def settings(
         s.update(
             server_target_qps=qps, server_target_latency_ns=int(bound_ms * 1e6), server_target_latency_percentile=0.99
         )
-    return {**s, **cfg.user_settings(scenario)}
+    return {**s, **(user or {})}
 
 
 def probe(sut, max_batch: int, per_query: int = MULTI_STREAM_SAMPLES) -> dict:
@@ -305,7 +303,8 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
         cfg.max_batch,
         cfg.workers if "server" in cfg.scenarios else 1,
     )
-    per_query = cfg.samples_per_query()
+    user = functools.cache(cfg.user_settings)  # LoadGen reads the user.conf once per scenario, not per test
+    per_query = user("multi-stream").get("multi_stream_samples_per_query", MULTI_STREAM_SAMPLES)
     hints = probe(sut, cfg.max_batch, per_query)
 
     tests = iter(range(1, 1000))
@@ -314,10 +313,10 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
         """One LoadGen test, its logs in a folder of its own (numbered: two QPS may print alike)."""
         kind = f"{bound:g}ms-{qps:.6g}qps" if qps else "accuracy" if accuracy else "performance"
         where = logs / scenario / f"{next(tests):02d}-{kind}"
-        s = settings(cfg, scenario, hints, qps, bound, len(x))
+        s = settings(cfg, scenario, hints, qps, bound, len(x), user(scenario))
         return sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy) | {
             "log_dir": str(where),
-            "user_settings": cfg.user_settings(scenario) or None,
+            "user_settings": user(scenario) or None,
             "samples_per_query": per_query if scenario == "multi-stream" else None,
         }
 
@@ -389,7 +388,7 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
     """Every runtime configuration of cfg (runtime x threads x spin), each in a process of its own,
     on data's test images; Stopped keeps the configurations that finished. A configuration that
     fails is listed in `failed` with its reason, and the others still run."""
-    from .bench_infer import one_line, plan, skipped
+    from .bench_infer import failure_of, one_line, plan, skipped
     from .data import normalize
     from .files import RESULTS_DIR, result_name
     from .isolate import isolated
@@ -427,15 +426,7 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
             except Exception as e:  # this configuration failed (a runtime's error): the rest still run
                 runs, why = [], one_line(e)
             if why:  # its tests that finished before the failure are kept below
-                failure = {
-                    "runtime": row.runtime,
-                    "provider": row.provider,
-                    "threads": row.threads,
-                    "io": row.io,
-                    "batch_size": cfg.max_batch,
-                    "precision": row.precision,
-                    "reason": why,
-                }
+                failure = failure_of(row, why)  # row.batch is --max-batch (the plan's one batch size)
                 result.failed.append(failure)
                 if on_fail:
                     on_fail(failure)

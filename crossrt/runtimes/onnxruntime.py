@@ -198,8 +198,9 @@ def placement(path, provider: str, feed: dict, options: Options = Options()) -> 
 def unavailable(provider: str, options: Options) -> str | None:
     """A registry line's EP that this onnxruntime build lacks. The provider's own EP is never
     unavailable: a missing CUDA provider is a ProviderError from check(), the user asked for it."""
-    if options.ep and options.ep not in _ort().get_available_providers():
-        return f"this onnxruntime build ({_ort().__version__}) has no {options.ep}"
+    ort = _ort()
+    if options.ep and options.ep not in ort.get_available_providers():
+        return f"this onnxruntime build ({ort.__version__}) has no {options.ep}"
     return None
 
 

@@ -139,14 +139,14 @@ def given_options(cfg, runtime: str, options) -> dict[str, str]:
 
 def check_options(cfg) -> None:
     """Every --runtime-option reaches a runtime asked for, and each such runtime takes its value."""
-    reached = set()
-    for name in cfg.runtimes:
-        has = RUNTIMES[name].settings(cfg).__dataclass_fields__  # a bad name or value fails here
-        reached |= {(t, n) for t, n, _ in option_items(cfg.runtime_options) if t == name or n in has}
+    has = {r: RUNTIMES[r].settings(cfg).__dataclass_fields__ for r in cfg.runtimes}  # a bad name or value fails here
     for target, name, value in option_items(cfg.runtime_options):
-        if (target, name) not in reached:
-            where = target or f"any of {', '.join(cfg.runtimes)}"
-            raise ConfigError(f"--runtime-option {name}={value}: {where} takes no option {name!r}")
+        if target is not None and target not in has:
+            raise ConfigError(
+                f"--runtime-option {target}.{name}={value}: {target} is not among --runtimes ({', '.join(has)})"
+            )
+        if target is None and not any(name in fields for fields in has.values()):
+            raise ConfigError(f"--runtime-option {name}={value}: any of {', '.join(has)} takes no option {name!r}")
 
 
 def foreign(model: Path) -> bool:
