@@ -97,13 +97,6 @@ RUNTIMES = {
             "torch-compile", "torch.compile", "pytorch", ("cpu", "cuda"), model="torch", options=(("compile", True),)
         ),
         Runtime("onnxruntime-int8", "ONNX Runtime int8", "onnxruntime", model="int8", precision="int8", spins=True),
-        Runtime(
-            "onnxruntime-openvino",
-            "ONNX Runtime OpenVINO EP",
-            "onnxruntime",
-            spins=True,
-            options=(("ep", "OpenVINOExecutionProvider"), ("ep_options", "device_type=CPU")),
-        ),
         Runtime("null", "null (no model runs)", "null", computes=False),
     )
 }
