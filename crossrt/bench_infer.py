@@ -26,22 +26,22 @@ import onnx
 
 from . import checkpoint, inputs, reference
 from .checks import fits
-from .compare import verdicts
 from .config import MNIST_BATCH, BenchConfig
 from .data import Dataset
-from .errors import ConfigError, CrossrtError, ModelError, ProviderError, Stopped
+from .errors import ConfigError, ModelError
 from .files import load_result, regular_file
 from .flops import onnx_flops
 from .isolate import isolated
 from .peak import measured_peak, unbeaten
-from .results import BenchResult, InferRun, TrainResult
+from .plan import configuration_of, one_line, plan, run_planned, skipped
+from .results import BenchResult, Configuration, CudaSplit, Failed, InferRun, OutputComparison, TrainResult
 from .runtimes.base import Row
 from .runtimes.registry import RUNTIMES, check_options
 from .schema import plain
 from .system import cpu_count, environment, peak_rss_mb
 from .timing import time_passes, timed
+from .verdicts import verdicts
 
-SPINS = {"on": (True,), "off": (False,), "both": (True, False)}
 # bf16 and int8 rows may differ from PyTorch's fp32 accuracy by this much (fp32 rows: not at all).
 LOW_PRECISION_TOLERANCE = 0.005
 # The largest output difference from ONNX Runtime CPU fp32 on the same inputs, over the output's
@@ -66,15 +66,6 @@ class Prepared:
     @property
     def trained_on(self) -> tuple[str | None, str | None]:
         return self.metadata.get("dataset") or None, self.metadata.get("data_dir") or None
-
-
-def skipped(cfg: BenchConfig) -> list[dict]:
-    return [
-        {"runtime": r, "provider": p, "reason": why}
-        for p in cfg.providers
-        for r in cfg.runtimes
-        if (why := RUNTIMES[r].unavailable(p, cfg))
-    ]
 
 
 def _model_info(path, model: onnx.ModelProto, meta: dict, sig, shapes: dict) -> dict:
@@ -173,16 +164,7 @@ def compare_outputs(
         ref = [np.asarray(r[k]) for r in reference]
         row = [np.asarray(g[k]) for g in got]
         if any(a.shape != b.shape for a, b in zip(ref, row)):
-            out.append(
-                {
-                    "name": name,
-                    "max_abs": None,
-                    "max_rel": None,
-                    "top1": None,
-                    "ok": False,
-                    "note": "shapes differ from the reference",
-                }
-            )
+            out.append(OutputComparison(name, None, None, None, False, "shapes differ from the reference"))
             continue
         numeric = all(a.dtype.kind in "fiub" for a in ref)
         diff = (
@@ -202,31 +184,8 @@ def compare_outputs(
             else None
         )
         ok = rel is not None and np.isfinite(rel) and rel <= OUTPUT_TOLERANCE[math]
-        out.append({"name": name, "max_abs": diff, "max_rel": rel, "top1": top1, "ok": bool(ok)})
+        out.append(OutputComparison(name, diff, rel, top1, bool(ok)))
     return out
-
-
-def plan(cfg: BenchConfig, batch_sizes: tuple[int, ...] | None = None) -> list[Row]:
-    """Every configuration to run, in order: per batch size and provider, each runtime that can
-    run there, in each of its precisions, thread counts, data paths and spin settings.
-
-    For the CUDA provider the intra-op thread count only drives CPU-side glue, so CUDA
-    rows run once per batch size, with the largest thread count asked for.
-    """
-    rows = []
-    for batch in batch_sizes or cfg.batch_sizes or (MNIST_BATCH,):
-        for provider in cfg.providers:
-            threads = cfg.threads if provider == "cpu" else (max(cfg.threads),)
-            for rt in (RUNTIMES[r] for r in cfg.runtimes if not RUNTIMES[r].unavailable(provider, cfg)):
-                spins = SPINS[cfg.spin] if rt.spins else (None,)
-                rows += [
-                    Row(rt.name, provider, t, batch, io, spin, precision)
-                    for precision in rt.precisions(cfg)
-                    for t in threads
-                    for io in rt.io_paths(provider)
-                    for spin in spins
-                ]
-    return rows
 
 
 def _noise_hint(row: Row) -> str | None:
@@ -256,48 +215,20 @@ def measure(cfg: BenchConfig, work: inputs.Workload, row: Row, flops: int | None
         flops_per_sample=flops,
         rules_met=met,
         noise_hint=_noise_hint(row),
-        runtime=row.runtime,
-        provider=row.provider,
-        io=row.io,
-        threads=row.threads,
+        **configuration_of(row),
         threads_effective=runner.threads_effective,
-        batch_size=row.batch,
         session_create_s=runner.create_s,
         first_run_s=first_s,
         accuracy=accuracy,
         loss=loss,
         providers=runner.providers,
-        split_ms=runner.split() if runner.split else None,
-        spin=row.spin,
+        split_ms=CudaSplit(**runner.split()) if runner.split else None,
         isolated=cfg.isolate,
         math=row.math,
-        precision=row.precision,
         placement=runner.placement() if runner.placement else None,  # where every node really ran
         options=asdict(runtime.settings(cfg)),
     )
     return run, outputs
-
-
-def one_line(e: BaseException) -> str:
-    """An exception as one line: crossrt's own message, or another library's type and its telling
-    line: the first, unless that only says where (OpenVINO's "Exception from src/...cpp:84:"), then
-    the last (OpenVINO's "No conversion rule found for operations: Det-17")."""
-    lines = [ln.strip(" -") for ln in str(e).splitlines() if ln.strip(" -")] or [""]
-    text = (lines[-1] if lines[0].endswith(":") else lines[0])[:300]
-    return text if isinstance(e, CrossrtError) else f"{type(e).__name__}: {text}".rstrip(": ")
-
-
-def failure_of(row: Row, reason: str) -> dict:
-    """A configuration that failed, as a result's `failed` lists it."""
-    return {
-        "runtime": row.runtime,
-        "provider": row.provider,
-        "threads": row.threads,
-        "batch_size": row.batch,
-        "io": row.io,
-        "precision": row.precision,
-        "reason": reason,
-    }
 
 
 def run_bench(
@@ -305,8 +236,8 @@ def run_bench(
     data: Dataset | None,
     prepared: Prepared,
     on_run: Callable[[InferRun], None] | None = None,
-    on_fail: Callable[[dict], None] | None = None,
-    on_start: Callable[[Row, int, int], None] | None = None,
+    on_fail: Callable[[Failed], None] | None = None,
+    on_start: Callable[[Configuration, int, int], None] | None = None,
 ) -> BenchResult:
     """Run every configuration of cfg (on the test split of data, for an MNIST classifier);
     Stopped keeps finished rows.
@@ -337,60 +268,50 @@ def run_bench(
     )
     names = [t.name for t in prepared.signature[1]]
     preds: list[np.ndarray | None] = []  # top-1 of the first output, for agreement with PyTorch (LeNet5)
-    works, references, broken = {}, {}, {}  # broken: batch size -> why the reference cannot run it
     rows = plan(cfg, prepared.batch_sizes)
+    works, references, broken = {}, {}, {}  # broken: batch size -> why the reference cannot run it
+    for batch in dict.fromkeys(row.batch for row in rows):  # every runtime gets the very same batches
+        works[batch] = inputs.workload(cfg, prepared, batch, data)
+        try:
+            references[batch] = reference.outputs(cfg.model, works[batch].feeds)
+        except Exception as e:  # the model itself fails at this batch size: so will every row
+            broken[batch] = one_line(e)
 
-    def failed(row: Row, reason: str) -> None:
-        failure = failure_of(row, reason)
-        result.failed.append(failure)
-        if on_fail:
-            on_fail(failure)
+    def timed_row(row: Row) -> tuple[list, str]:
+        if row.batch in broken:
+            return [], broken[row.batch]
+        flops = prepared.flops_per_sample if RUNTIMES[row.runtime].computes else None
+        job = partial(measure, cfg, works[row.batch], row, flops)
+        return [isolated(job) if cfg.isolate else job()], ""
 
-    try:
-        for k, row in enumerate(rows):
-            if on_start:
-                on_start(row, k, len(rows))
-            if row.batch not in works:  # every runtime gets the very same batches
-                works[row.batch] = work = inputs.workload(cfg, prepared, row.batch, data)
-                try:
-                    references[row.batch] = reference.outputs(cfg.model, work.feeds)
-                except Exception as e:  # the model itself fails at this batch size: so will every row
-                    broken[row.batch] = one_line(e)
-            if row.batch in broken:
-                failed(row, broken[row.batch])
-                continue
-            work, expected = works[row.batch], references[row.batch]
-            computes = RUNTIMES[row.runtime].computes  # not null: it does no FLOP, its zeros are no outputs
-            flops = prepared.flops_per_sample if computes else None
-            job = partial(measure, cfg, work, row, flops)
-            try:
-                run, outputs = isolated(job) if cfg.isolate else job()
-            except ProviderError as e:  # this configuration cannot run here (e.g. too many graphs): say so
-                result.skipped.append({"runtime": row.runtime, "provider": row.provider, "reason": str(e)})
-                continue
-            except Exception as e:  # this configuration failed; the rows measured and the rows to come stand
-                failed(row, one_line(e))
-                continue
-            if computes:
-                run.outputs = compare_outputs(expected, outputs, names, row.math)
-            # The peak (measured once per machine and cached) in this process, not in an isolated child.
-            peak = computes and unbeaten(
-                measured_peak(row.provider, row.threads, row.math),
-                run.gflops,
-                partial(measured_peak, row.provider, row.threads, row.math, again=True),
-            )
-            run.peak_gflops = peak["peak"] if peak else None
-            if peak and peak not in result.peaks:
-                result.peaks.append(peak)
-            preds.append(np.concatenate([o[0] for o in outputs]).argmax(1) if prepared.mnist and computes else None)
-            result.runs.append(run)
-            if on_run:
-                on_run(run)
-    except KeyboardInterrupt:
-        _finish(result, preds)
-        raise Stopped(f"interrupted after {len(result.runs)} configuration(s)", result) from None
-    _finish(result, preds)
-    result.complete = True
+    def keep(row: Row, made: tuple[InferRun, list]) -> InferRun:
+        run, outputs = made
+        computes = RUNTIMES[row.runtime].computes  # not null: it does no FLOP, its zeros are no outputs
+        if computes:
+            run.outputs = compare_outputs(references[row.batch], outputs, names, row.math)
+        # The peak (measured once per machine and cached) in this process, not in an isolated child.
+        peak = computes and unbeaten(
+            measured_peak(row.provider, row.threads, row.math),
+            run.gflops,
+            partial(measured_peak, row.provider, row.threads, row.math, again=True),
+        )
+        run.peak_gflops = peak.peak if peak else None
+        if peak and peak not in result.peaks:
+            result.peaks.append(peak)
+        preds.append(np.concatenate([o[0] for o in outputs]).argmax(1) if prepared.mnist and computes else None)
+        return run
+
+    run_planned(
+        result,
+        rows,
+        timed_row,
+        keep,
+        noun="configuration(s)",
+        finish=partial(_finish, result, preds),
+        on_start=on_start,
+        on_run=on_run,
+        on_fail=on_fail,
+    )
     return result
 
 
@@ -402,7 +323,7 @@ def _finish(result: BenchResult, preds: list) -> None:
     for i, r in enumerate(result.runs):
         if r.outputs is None:  # nothing computed the model (null): nothing to agree or disagree
             continue
-        r.parity_ok = all(o["ok"] for o in r.outputs)
+        r.parity_ok = all(o.ok for o in r.outputs)
         if ref is not None and preds[i] is not None:
             r.top1_agreement = float((preds[i] == preds[ref]).mean())
             r.accuracy_delta = r.accuracy - result.runs[ref].accuracy

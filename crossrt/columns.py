@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .results import OutputComparison
 from .text import printable
 
 BENCH, REPORT, FILE = 1, 2, 4  # bench-infer's console table; report's console table; report's CSV and Markdown
@@ -120,20 +121,20 @@ def _ratio(run, result) -> str:
     return f"[yellow]{text}?[/]" if base.stable is False else text
 
 
-def worst_output(run) -> dict | None:
+def worst_output(run) -> OutputComparison | None:
     """The output that differs most from ONNX Runtime CPU fp32 (a failed one first)."""
-    return max(run.outputs or [], key=lambda o: (not o["ok"], o["max_rel"] or 0), default=None)
+    return max(run.outputs or [], key=lambda o: (not o.ok, o.max_rel or 0), default=None)
 
 
 def _diff(run, result) -> str:
     w = worst_output(run)
-    text = "—" if w is None or w["max_rel"] is None else str(w.get("note") or f"{w['max_rel']:.1e}")
-    return f"[bold red]{text}[/]" if w and not w["ok"] else text
+    text = "—" if w is None or w.max_rel is None else str(w.note or f"{w.max_rel:.1e}")
+    return f"[bold red]{text}[/]" if w and not w.ok else text
 
 
 def _top1_of_output(run, result) -> str:
     w = worst_output(run)
-    return "—" if w is None or w["top1"] is None else pct(w["top1"])
+    return "—" if w is None or w.top1 is None else pct(w.top1)
 
 
 def _labelled(result) -> bool:

@@ -155,8 +155,8 @@ def cmd_quantize(a, cfg) -> int:
         if mnist
         else "Against the fp32 model on fresh inputs: "
         + "; ".join(
-            f"{o['name']} max |diff| / max |fp32| {o['max_rel']:.2e}"
-            + (f", top-1 agreement {100 * o['top1']:.2f}%" if o["top1"] is not None else "")
+            f"{o.name} max |diff| / max |fp32| {o.max_rel:.2e}"
+            + (f", top-1 agreement {100 * o.top1:.2f}%" if o.top1 is not None else "")
             for o in q["outputs"]
         )
     )

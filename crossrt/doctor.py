@@ -145,10 +145,10 @@ def _peaks(measure: bool) -> Check:
         if p is None:
             said.append(f"{threads} thread(s): none cached yet")
             continue
-        kept = f", not cached: {p['why']}" if p.get("cached") is False else ""
+        kept = f", not cached: {p.why}" if p.cached is False else ""
         said.append(
-            f"{threads} thread(s) {p['peak']:,.0f} GFLOP/s (spread {100 * p['spread']:.0f}%, measured "
-            f"{ago(p.get('measured'))}{kept})"
+            f"{threads} thread(s) {p.peak:,.0f} GFLOP/s (spread {100 * p.spread:.0f}%, measured "
+            f"{ago(p.measured)}{kept})"
         )
     hint = "" if measure else "; crossrt doctor --measure-peak measures them again"
     return Check("fp32 peak", None, "; ".join(said) + hint)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from .checks import choices, in_range, nonempty_unique
 from .config import PROVIDERS, BenchConfig, DataConfig, all_runtimes, option
-from .errors import ConfigError, Stopped
+from .errors import ConfigError
 from .runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
 from .runtimes.registry import RUNTIMES
 from .scenarios import (
@@ -276,7 +276,7 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
     dicts (crossrt.results.LoadgenRun's fields), and why the tests stopped early ("" when all
     ran): a test that fails keeps the tests that finished before it. A top-level function of
     picklable arguments, so that it runs in a fresh process of its own."""
-    from .bench_infer import one_line
+    from .plan import one_line
 
     runs = []
     try:
@@ -293,6 +293,7 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
     import numpy as np
 
     from .bench_infer import score
+    from .results import SearchStep
     from .sut import SUT, accuracy_log
 
     bench = cfg.bench()
@@ -352,13 +353,7 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
                     "scenario": scenario,
                     "latency_bound_ms": bound,
                     "search": [
-                        {
-                            "qps": t["target_qps"],
-                            "valid": t["valid"],
-                            "p99_ms": t["latency_ms"].get("p99"),
-                            "reasons": t["reasons"],
-                        }
-                        for t in trail
+                        SearchStep(t["target_qps"], t["valid"], t["latency_ms"].get("p99"), t["reasons"]) for t in trail
                     ],
                 }
             )
@@ -388,11 +383,11 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
     """Every runtime configuration of cfg (runtime x threads x spin), each in a process of its own,
     on data's test images; Stopped keeps the configurations that finished. A configuration that
     fails is listed in `failed` with its reason, and the others still run."""
-    from .bench_infer import failure_of, one_line, plan, skipped
     from .data import normalize
     from .files import RESULTS_DIR, result_name
     from .isolate import isolated
-    from .results import LoadgenResult, LoadgenRun
+    from .plan import plan, run_planned, skipped
+    from .results import LoadgenResult, LoadgenRun, Skipped
     from .schema import plain
     from .system import environment, peak_rss_mb
 
@@ -405,48 +400,37 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
         skipped=skipped(bench),
         model_info=prepared.model_info,
     )
-    result.skipped += [
-        {"runtime": r, "provider": cfg.provider, "reason": why} for r, why in NOT_SERVED.items() if r in cfg.runtimes
-    ]
+    result.skipped += [Skipped(r, cfg.provider, why) for r, why in NOT_SERVED.items() if r in cfg.runtimes]
     logs = RESULTS_DIR / f"{result_name(plain(result))}-logs"  # beside the result's own file
     result.log_dir = str(logs)
     x, labels = normalize(data.test_images), data.test_labels.astype("int64")
     name = prepared.signature[0][0].name
     rows = [r for r in plan(bench, (cfg.max_batch,)) if r.io in ("host", "end-to-end") and r.runtime not in NOT_SERVED]
-    try:
-        for k, row in enumerate(rows):
-            if on_start:
-                on_start(row, k, len(rows))
-            where = (
-                logs / f"{row.runtime}-{row.precision}-{row.provider}-{row.threads}thr"
-                f"{'' if row.spin is not False else '-no-spin'}"
-            )
-            try:
-                runs, why = isolated(partial(measure_config, cfg, row, x, labels, name, where))
-            except Exception as e:  # this configuration failed (a runtime's error): the rest still run
-                runs, why = [], one_line(e)
-            if why:  # its tests that finished before the failure are kept below
-                failure = failure_of(row, why)  # row.batch is --max-batch (the plan's one batch size)
-                result.failed.append(failure)
-                if on_fail:
-                    on_fail(failure)
-            for r in runs:
-                run = LoadgenRun(
-                    **{
-                        "runtime": row.runtime,
-                        "provider": row.provider,
-                        "threads": row.threads,
-                        "spin": row.spin,
-                        "precision": row.precision,
-                        **r,
-                    }
-                )
-                result.runs.append(run)
-                if on_run:
-                    on_run(run)
-    except KeyboardInterrupt:
-        raise Stopped(f"interrupted after {len(result.runs)} LoadGen test(s)", result) from None
-    finally:
+
+    def tests(row) -> tuple[list[dict], str]:  # a failure keeps the tests that finished before it
+        where = (
+            logs / f"{row.runtime}-{row.precision}-{row.provider}-{row.threads}thr"
+            f"{'' if row.spin is not False else '-no-spin'}"
+        )
+        return isolated(partial(measure_config, cfg, row, x, labels, name, where))
+
+    def keep(row, test: dict) -> LoadgenRun:
+        of_row = {k: getattr(row, k) for k in ("runtime", "provider", "threads", "spin", "precision")}
+        return LoadgenRun(**of_row, **test)
+
+    def finish() -> None:
         result.environment, result.peak_rss_mb = environment(), peak_rss_mb()
-    result.complete = True
+
+    # A failed row's batch_size is --max-batch (the plan's one batch size).
+    run_planned(
+        result,
+        rows,
+        tests,
+        keep,
+        noun="LoadGen test(s)",
+        finish=finish,
+        on_start=on_start,
+        on_run=on_run,
+        on_fail=on_fail,
+    )
     return result

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from .errors import CrossrtError
 from .files import atomic_write
+from .results import Peak
 from .system import cache_dir, cpu_count, cpu_model, now_iso, version_of
 from .text import printable
 from .timing import call_times
@@ -288,7 +289,7 @@ def distrust(entry: dict) -> str | None:
     return None
 
 
-def measured_peak(device: str, threads: int, math: str = "fp32", *, again: bool | str = False) -> dict | None:
+def measured_peak(device: str, threads: int, math: str = "fp32", *, again: bool | str = False) -> Peak | None:
     """The peak for a device, thread count (0 = all cores) and math mode, in GFLOP/s.
 
     Measured once per machine (the best of PEAK_TRIES tries, with their spread) and cached in
@@ -307,24 +308,25 @@ def measured_peak(device: str, threads: int, math: str = "fp32", *, again: bool 
     threads, key = _resolve(device, threads, math)
     cache = _load_peaks()
     if key in cache and not again:
-        return cache[key]
+        return Peak.of(cache[key])
     memo = (str(_peak_cache()), key)
     if memo in _THIS_RUN and not again:  # measured in this process, not trusted enough to cache
         return _THIS_RUN[memo]
     entry = _measure_peak(device, threads, math, PEAK_TRIES + 2 * bool(again))
-    known = cache.get(key) or _THIS_RUN.get(memo)  # a peak never goes down within a run, unless replaced
-    if known and known["peak"] >= entry["peak"] and again != "replace":
+    # A peak never goes down within a run, unless replaced.
+    known = Peak.of(cache[key]) if key in cache else _THIS_RUN.get(memo)
+    if known and known.peak >= entry["peak"] and again != "replace":
         return known
     why = distrust(entry)
     if why:
-        entry = _THIS_RUN[memo] = {**entry, "cached": False, "why": why}
-        return entry
+        _THIS_RUN[memo] = Peak.of({**entry, "cached": False, "why": why})
+        return _THIS_RUN[memo]
     cache[key] = entry
     _save_peaks(cache)
-    return entry
+    return Peak.of(entry)
 
 
-_THIS_RUN: dict[tuple[str, str], dict] = {}  # peaks this process measured but did not cache, by cache and key
+_THIS_RUN: dict[tuple[str, str], Peak] = {}  # peaks this process measured but did not cache, by cache and key
 
 
 def _resolve(device: str, threads: int, math: str) -> tuple[int, str]:
@@ -333,14 +335,15 @@ def _resolve(device: str, threads: int, math: str) -> tuple[int, str]:
     return threads, _peak_key(device, threads, math)
 
 
-def cached_peak(device: str, threads: int, math: str = "fp32") -> dict | None:
+def cached_peak(device: str, threads: int, math: str = "fp32") -> Peak | None:
     """The peak the cache holds for this machine, or None: nothing is measured."""
-    return _load_peaks().get(_resolve(device, threads, math)[1])
+    entry = _load_peaks().get(_resolve(device, threads, math)[1])
+    return Peak.of(entry) if entry else None
 
 
-def unbeaten(peak: dict | None, gflops: float | None, measure_again: Callable[[], dict]) -> dict | None:
+def unbeaten(peak: Peak | None, gflops: float | None, measure_again: Callable[[], Peak]) -> Peak | None:
     """The peak a run's "% of peak" divides by: the cached one, or, when the run beat it (so the
     cached figure was measured on a busier moment), measure_again() (the better one is kept)."""
-    if peak is None or gflops is None or gflops <= peak["peak"]:
+    if peak is None or gflops is None or gflops <= peak.peak:
         return peak
     return measure_again()

@@ -9,12 +9,45 @@ reads it back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 from .scenarios import MULTI_STREAM_SAMPLES
 from .schema import Record
 from .timing import Latency, Passes, capped, stability
+
+# ---------------------------------------------------------------------------- the peak
+
+
+@dataclass
+class Peak:
+    """The measured peak a "% of peak" divides by (crossrt.peak): the fastest kernel's figure, in
+    GFLOP/s (GOP/s for int8), how and when it was measured, and each kernel's own figure. Written
+    without its empty fields, as the peak cache holds it."""
+
+    peak: float
+    device: str | None = None  # cpu or cuda
+    threads: int | None = None  # the CPU threads it was measured on
+    math: str | None = None  # fp32, tf32, bf16 or int8
+    tries: list[float] | None = None  # every try's best (None in a result from before schema 3)
+    spread: float | None = None  # of the tries: (max - min) / max
+    measured: str | None = None  # when
+    cpu_share: float | None = None  # of wall time x threads the process had while it timed (CPU)
+    cached: bool | None = None  # False: measured for this run only, not trusted to be cached (why)
+    why: str | None = None
+    nodes: int | None = None  # data-parallel training: the nodes whose peaks it adds up
+    gpu: str | None = None  # the GPU's name
+    torch_mm: float | None = None  # the kernels it is the best of
+    onnxruntime_matmul: float | None = None
+    onnxruntime_conv: float | None = None
+    onnxruntime_matmulinteger: float | None = None
+    sparse: ClassVar[bool] = True
+
+    @classmethod
+    def of(cls, entry: dict) -> Peak:
+        """A peak cache entry (crossrt.peak) as a Peak; a key that is no field is left out."""
+        return cls(**{f.name: entry[f.name] for f in fields(cls) if f.name in entry})
+
 
 # ---------------------------------------------------------------------------- train
 
@@ -64,7 +97,7 @@ class TrainResult(Record):
     epochs: list[EpochResult] = field(default_factory=list)
     onnx: OnnxParity | None = None
     checkpoint: str | None = None
-    peak: dict | None = None  # measured GEMM peak in the same math mode, device and threads (crossrt.peak)
+    peak: Peak | None = None  # measured GEMM peak in the same math mode, device and threads (crossrt.peak)
     math: str = "fp32"  # what the matrix math ran in: fp32, tf32 (CUDA default for convolutions) or bf16
     setup_s: float = 0.0  # CUDA graphs' warm-up and capture: counted in total_s
     setup_parts: dict = field(default_factory=dict)  # what happened before epoch 1, in seconds
@@ -107,7 +140,7 @@ class TrainResult(Record):
             "images_per_s": self.train_images * len(eps) / train_s if train_s else None,  # every epoch
             "steady_images_per_s": steady_ips,  # epochs 2..N (epoch 1 alone for a 1-epoch run)
             "train_gflops": gflops,
-            "percent_of_peak": 100 * gflops / self.peak["peak"] if gflops and self.peak else None,
+            "percent_of_peak": 100 * gflops / self.peak.peak if gflops and self.peak else None,
             "final_accuracy": eps[-1].valid_accuracy if eps else None,
             "best_accuracy": best.valid_accuracy if best else None,
             "best_epoch": best.epoch if best else None,
@@ -135,16 +168,111 @@ def runtime_label(x) -> str:
     return label
 
 
-@dataclass
-class InferRun:
-    """One configuration of bench-infer: runtime x provider x threads x batch size (x data path)."""
+def place(provider: str, io: str, threads: int, batch_size: int) -> str:
+    """Where and how a configuration runs, whatever the runtime: "cuda end-to-end, 4 thr, batch 100"."""
+    return f"{provider if io == 'host' else f'{provider} {io}'}, {threads or 'default'} thr, batch {batch_size}"
+
+
+@dataclass(kw_only=True)
+class Configuration:
+    """One configuration of bench-infer, whatever became of it (measured, or failed): its label
+    is made here and nowhere else."""
 
     runtime: str
     provider: str
-    io: str  # where the data lives: "host" (CPU), "end-to-end", "device-resident" or "cuda-graph" (CUDA)
     threads: int  # as asked; 0 = the runtime's default
-    threads_effective: int | None  # what PyTorch reports it uses (None: ORT does not say)
     batch_size: int
+    io: str = "host"  # where the data lives: "host" (CPU), "end-to-end", "device-resident" or "cuda-graph" (CUDA)
+    precision: str = "fp32"  # of the model as it ran: fp32, bf16 (OpenVINO) or int8 (onnxruntime-int8)
+    spin: bool | None = None  # ORT intra-op threads busy-wait between ops (None: PyTorch; a failure before 13)
+
+    @property
+    def where(self) -> str:
+        """The provider and, for CUDA, the data path: "cpu", "cuda end-to-end"."""
+        return self.provider if self.io == "host" else f"{self.provider} {self.io}"
+
+    @property
+    def runtime_label(self) -> str:
+        return runtime_label(self)
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime_label} {place(*self.setting)}"
+
+    @property
+    def setting(self) -> tuple:
+        """Where and how it ran, whatever the runtime: provider, data path, threads, batch size.
+        Rows of one setting are held against each other (vs PyTorch; A against B in compare)."""
+        return self.provider, self.io, self.threads, self.batch_size
+
+
+@dataclass(kw_only=True)
+class Failed(Configuration):
+    """A configuration that raised: why. The rows before and after it stand."""
+
+    reason: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.label}: {self.reason}"
+
+
+@dataclass
+class Skipped:
+    """A runtime asked for that cannot run on a provider here, and why."""
+
+    runtime: str
+    provider: str
+    reason: str
+
+    @property
+    def line(self) -> str:
+        return f"not run: {self.runtime} on {self.provider}: {self.reason}"
+
+
+@dataclass
+class OutputComparison:
+    """One output of a row against ONNX Runtime CPU fp32 on the same inputs (bench_infer.compare_outputs)."""
+
+    name: str
+    max_abs: float | None  # None: the shapes differ, or the output is not numeric
+    max_rel: float | None  # max |diff| / max |reference|
+    top1: float | None  # agreement of the argmax over the last dimension, for scores
+    ok: bool  # max_rel within the math mode's tolerance
+    note: str | None = None  # why there is no figure
+
+
+@dataclass(kw_only=True)
+class CudaSplit:
+    """CUDA end-to-end: where one batch's time goes, in ms."""
+
+    h2d: float
+    enqueue: float | None = None  # the host's queueing of the work (None before schema 7)
+    compute: float
+    d2h: float
+
+
+@dataclass
+class Verdict:
+    """Per setting with two runtimes or more: the one to pick, by how much, and how sure (crossrt.verdicts)."""
+
+    provider: str
+    io: str
+    threads: int
+    batch_size: int
+    pick: str
+    next: str | None
+    ratio: float | None  # pick's samples/s over the next's
+    sure: bool  # their 95% intervals apart
+    unstable: list[str]  # the rows a ratio uses that were unstable
+    text: str
+
+
+@dataclass(kw_only=True)
+class InferRun(Configuration):
+    """One configuration of bench-infer as measured: runtime x provider x threads x batch size (x data path)."""
+
+    threads_effective: int | None  # what PyTorch reports it uses (None: ORT does not say)
     samples: int  # in one timed pass; a sample is one item of the batch dimension (an image, for LeNet5)
     passes: int
     samples_per_s: float
@@ -158,9 +286,8 @@ class InferRun:
     peak_gflops: float | None = None  # measured GEMM peak for this provider, thread count and math mode
     top1_agreement: float | None = None  # against the PyTorch reference predictions
     parity_ok: bool | None = None
-    split_ms: dict | None = None  # CUDA end-to-end: per batch h2d / enqueue / compute / d2h
+    split_ms: CudaSplit | None = None  # CUDA end-to-end
     placement: dict | None = None  # ORT rows on an EP but the CPU's: {execution provider: nodes}, from ORT's profiler
-    spin: bool | None = None  # ORT intra-op threads busy-wait between ops (None: PyTorch)
     isolated: bool = False  # timed in a fresh process of its own
     math: str = "fp32"
     pass_times_s: list[float] = field(default_factory=list)  # every timed pass
@@ -170,9 +297,8 @@ class InferRun:
     stable: bool | None = None  # None: a result from before schema 3
     unstable_cause: str | None = None
     cpu_s_per_1k: float | None = None  # process CPU seconds per 1,000 images
-    precision: str = "fp32"  # of the model as it ran: fp32, bf16 (OpenVINO) or int8 (onnxruntime-int8)
     accuracy_delta: float | None = None  # accuracy - PyTorch's, on the same images
-    outputs: list[dict] | None = None  # per output, against ONNX Runtime CPU fp32 (bench_infer.compare_outputs)
+    outputs: list[OutputComparison] | None = None  # per output, against ONNX Runtime CPU fp32
     options: dict | None = None  # the runtime's Options as the row ran (crossrt.runtimes.registry)
     # schema 1 called the data path "mode"; schemas before 10 counted images, not samples
     renamed: ClassVar[dict] = {"mode": "io", "images": "samples", "images_per_s": "samples_per_s"}
@@ -217,25 +343,6 @@ class InferRun:
         """Seconds one validation pass takes (from the steady-state samples/s)."""
         return self.samples / self.samples_per_s
 
-    @property
-    def where(self) -> str:
-        """The provider and, for CUDA, the data path: "cpu", "cuda end-to-end"."""
-        return self.provider if self.io == "host" else f"{self.provider} {self.io}"
-
-    @property
-    def runtime_label(self) -> str:
-        return runtime_label(self)
-
-    @property
-    def label(self) -> str:
-        return f"{self.runtime_label} {self.where}, {self.threads or 'default'} thr, batch {self.batch_size}"
-
-    @property
-    def setting(self) -> tuple:
-        """Where and how it ran, whatever the runtime: provider, data path, threads, batch size.
-        Rows of one setting are held against each other (vs PyTorch; A against B in compare)."""
-        return self.provider, self.io, self.threads, self.batch_size
-
     def summary(self) -> dict:
         return {"percent_of_peak": self.percent_of_peak}
 
@@ -249,10 +356,10 @@ class BenchResult(Record):
     flops_per_sample: int | None  # None: not counted
     config: dict
     runs: list[InferRun] = field(default_factory=list)
-    peaks: list[dict] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)  # {runtime, provider, reason}: asked for, cannot run here
-    failed: list[dict] = field(default_factory=list)  # {runtime, provider, threads, batch_size, io, precision, reason}
-    verdicts: list[dict] = field(default_factory=list)  # per setting, the runtime to pick (compare.verdicts)
+    peaks: list[Peak] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # asked for, cannot run here
+    failed: list[Failed] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)  # per setting, the runtime to pick
     model_info: dict = field(default_factory=dict)  # name, sha256, bytes, parameters, inputs as bound, outputs, arch
     kind: str = "bench-infer"
     renamed: ClassVar[dict] = {"settings": "config", "flops_per_image": "flops_per_sample"}  # names before 8 / 10
@@ -299,6 +406,16 @@ class SuiteResult(Record):
 
 
 @dataclass
+class SearchStep:
+    """One QPS the Server search asked LoadGen for, and LoadGen's judgement of it."""
+
+    qps: float
+    valid: bool
+    p99_ms: float | None
+    reasons: list[str]
+
+
+@dataclass
 class LoadgenRun:
     """One LoadGen test (for Server: the highest valid QPS its search found) as LoadGen judged it."""
 
@@ -318,7 +435,7 @@ class LoadgenRun:
     precision: str = "fp32"
     target_qps: float | None = None  # Server
     latency_bound_ms: float | None = None  # Server
-    search: list[dict] = field(default_factory=list)  # Server: every QPS tried, valid or not, in order
+    search: list[SearchStep] = field(default_factory=list)  # Server: every QPS tried, valid or not, in order
     early_stopping: str | None = None  # LoadGen's early-stopping estimate, in its words
     accuracy: float | None = None  # accuracy mode: LoadGen's accuracy log scored on the labels
     bench_accuracy: float | None = None  # ... and the same runner scored as bench-infer scores it
@@ -340,8 +457,8 @@ class LoadgenResult(Record):
     samples: int  # LoadGen's sample library: the test images
     config: dict
     runs: list[LoadgenRun] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)  # batch_size: its --max-batch
     model_info: dict = field(default_factory=dict)
     log_dir: str = ""
     kind: str = "loadgen"

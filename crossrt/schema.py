@@ -79,10 +79,12 @@ def check_header(data: dict, path: Path, kinds: tuple[str, ...]) -> None:
 
 
 def plain(obj):
-    """obj as JSON-ready values: a dataclass as a dict of its fields and of the derived figures its
-    summary() gives, tuples as lists, paths as strings."""
+    """obj as JSON-ready values: a dataclass as a dict of its fields (without those that are None,
+    for a class marked `sparse`) and of the derived figures its summary() gives, tuples as lists,
+    paths as strings."""
     if is_dataclass(obj) and not isinstance(obj, type):
-        d = {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
+        sparse = getattr(obj, "sparse", False)  # a class that leaves its empty fields out
+        d = {f.name: plain(getattr(obj, f.name)) for f in fields(obj) if not (sparse and getattr(obj, f.name) is None)}
         return {**d, **plain(obj.summary())} if hasattr(obj, "summary") else d
     if isinstance(obj, dict):
         return {k: plain(v) for k, v in obj.items()}

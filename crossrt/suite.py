@@ -25,7 +25,7 @@ from .data import Dataset
 from .errors import CrossrtError, ProviderError, Stopped
 from .export import INPUT_NAME, export_trained, tiny_model
 from .files import load_result
-from .results import ModeResult, SuiteResult, Sweep, TrainResult
+from .results import ModeResult, Skipped, SuiteResult, Sweep, TrainResult
 from .runtimes.registry import RUNTIMES
 from .schema import plain
 from .system import cpu_count, environment, peak_rss_mb
@@ -45,7 +45,7 @@ class Progress(train.Progress):
     def advance_by(self, units: int) -> None: ...
 
 
-def runtimes_on(provider: str, runtimes: tuple[str, ...]) -> tuple[tuple[str, ...], list[dict]]:
+def runtimes_on(provider: str, runtimes: tuple[str, ...]) -> tuple[tuple[str, ...], list[Skipped]]:
     """The runtimes that really run on provider here, and why each other does not: asked with a
     session on a tiny model (crossrt doctor's), before any training, so that a GPU mode whose
     onnxruntime has no working CUDA provider times PyTorch alone instead of failing at the end."""
@@ -65,7 +65,7 @@ def runtimes_on(provider: str, runtimes: tuple[str, ...]) -> tuple[tuple[str, ..
             if why is None:
                 ok.append(name)
             else:
-                cannot.append({"runtime": name, "provider": provider, "reason": why})
+                cannot.append(Skipped(name, provider, why))
     return tuple(ok), cannot
 
 
@@ -89,7 +89,7 @@ def reference() -> dict:
 
 def _bench(bcfg: BenchConfig, ds: Dataset, progress, what: str):
     def started(row, done: int, total: int) -> None:
-        progress.describe(f"{what}: validation {done + 1}/{total}, {row.runtime} {row.threads} thr, batch {row.batch}")
+        progress.describe(f"{what}: validation {done + 1}/{total}, {row.label}")
 
     return run_bench(
         bcfg,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from .errors import ConfigError, Stopped, WriteError
 from .flops import activations_per_image, forward_flops
 from .model import LeNet5
 from .peak import measured_peak, unbeaten
-from .results import EpochResult, TrainResult
+from .results import EpochResult, Peak, TrainResult
 from .schema import plain
 from .steps import Lean, Steps
 from .system import (
@@ -93,7 +94,7 @@ def check_fits(cfg: TrainConfig, data: Dataset, model: LeNet5, device: torch.dev
 
 def _peak(
     cfg: TrainConfig, device: torch.device, mode: str, rank: distributed.Rank | None, again: bool = False
-) -> dict | None:
+) -> Peak | None:
     """The peak of every core (or GPU) the job trains on; measured by rank 0 alone.
     again: measured anew (a run beat the cached figure), the better one kept."""
     if rank is None:
@@ -102,7 +103,7 @@ def _peak(
         return None
     node = measured_peak(device.type, cfg.threads * rank.local_world_size, mode, again=again)
     per_gpu = rank.local_world_size if device.type == "cuda" else 1
-    return {**node, "peak": node["peak"] * rank.nodes * per_gpu, "nodes": rank.nodes}
+    return replace(node, peak=node.peak * rank.nodes * per_gpu, nodes=rank.nodes)
 
 
 def _new_result(

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from crossrt import checkpoint
-from crossrt.bench_infer import plan, score
+from crossrt.bench_infer import score
 from crossrt.config import BenchConfig
 from crossrt.data import in_batches, load_folder, normalize
 from crossrt.errors import ConfigError
+from crossrt.plan import plan
 from crossrt.runtimes.base import all_logits
 from crossrt.runtimes.onnxruntime import ort_runner
 from crossrt.runtimes.pytorch import torch_runner

@@ -212,9 +212,9 @@ def test_the_suite_asks_which_runtimes_run_on_the_gpu_before_training():
 
     assert runtimes_on("cpu", ("onnxruntime", "pytorch")) == (("onnxruntime", "pytorch"), [])
     ok, cannot = runtimes_on("cuda", ("onnxruntime", "pytorch", "openvino"))
-    assert ok == () and [c["runtime"] for c in cannot] == ["onnxruntime", "pytorch", "openvino"]
-    assert cannot[0]["reason"].startswith("--provider cuda: ") and "for torch" in cannot[1]["reason"]
-    assert "crossrt runs openvino on CPU only" in cannot[2]["reason"]
+    assert ok == () and [c.runtime for c in cannot] == ["onnxruntime", "pytorch", "openvino"]
+    assert cannot[0].reason.startswith("--provider cuda: ") and "for torch" in cannot[1].reason
+    assert "crossrt runs openvino on CPU only" in cannot[2].reason
 
 
 def test_a_suite_that_fails_late_keeps_the_modes_that_finished(capsys, workdir, tiny_data, monkeypatch):

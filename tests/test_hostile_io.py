@@ -447,9 +447,9 @@ def test_a_damaged_peak_cache_entry_is_not_trusted_and_is_measured_again(own_cac
         }
 
     monkeypatch.setattr(peak, "_measure_peak", measure)
-    assert peak.measured_peak("cpu", 1)["peak"] == 123.0 and measured == [("cpu", 1, "fp32", peak.PEAK_TRIES)]
+    assert peak.measured_peak("cpu", 1).peak == 123.0 and measured == [("cpu", 1, "fp32", peak.PEAK_TRIES)]
     assert _peak_cache_entries(own_cache)[key]["peak"] == 123.0  # healed: kept for the next run
-    assert peak.measured_peak("cpu", 1)["peak"] == 123.0 and len(measured) == 1  # and read from there
+    assert peak.measured_peak("cpu", 1).peak == 123.0 and len(measured) == 1  # and read from there
 
 
 @pytest.mark.parametrize("tries, kept", [([100.0, 96.0], True), ([100.0, 94.0], False), ([100.0, 60.0], False)])
@@ -464,9 +464,9 @@ def test_a_fresh_peak_whose_tries_differ_by_more_than_5_percent_is_not_cached(ow
     entry = {"peak": max(tries), "tries": tries, "spread": spread, "device": "cpu", "threads": 1, "math": "fp32"}
     monkeypatch.setattr(peak, "_measure_peak", lambda *a: dict(entry))
     got = peak.measured_peak("cpu", 1)
-    assert got["peak"] == 100.0 and (own_cache / "peaks.json").exists() == kept
+    assert got.peak == 100.0 and (own_cache / "peaks.json").exists() == kept
     if not kept:
-        assert got["cached"] is False and f"differ by {100 * spread:.0f}% (more than 5%)" in got["why"]
+        assert got.cached is False and f"differ by {100 * spread:.0f}% (more than 5%)" in got.why
 
 
 @pytest.fixture(scope="module")

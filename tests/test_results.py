@@ -9,7 +9,7 @@ import pytest
 from crossrt.compare import cost_rows
 from crossrt.errors import ResultError
 from crossrt.files import load_result
-from crossrt.results import BenchResult, EpochResult, InferRun, ModeResult, SuiteResult, Sweep, TrainResult
+from crossrt.results import BenchResult, EpochResult, InferRun, ModeResult, Peak, SuiteResult, Sweep, TrainResult
 from crossrt.timing import Latency
 
 
@@ -36,7 +36,7 @@ def train_result(**kw) -> TrainResult:
         target_accuracy=0.75,
         config={},
         epochs=epochs,
-        peak={"peak": 100.0},
+        peak=Peak(100.0),
     )
     return TrainResult(**{**values, **kw})
 

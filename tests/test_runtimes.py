@@ -126,9 +126,10 @@ def test_a_runtime_that_cannot_run_here_is_one_line(capsys, trained, tiny_data, 
 
 def test_a_runtime_is_one_registry_line(trained, tiny_data, monkeypatch, tmp_path):
     """A runtime added to the registry alone is planned, timed, scored and saved like the others."""
-    from crossrt.bench_infer import plan, prepare, run_bench
+    from crossrt.bench_infer import prepare, run_bench
     from crossrt.config import BenchConfig
     from crossrt.fetch import resolve
+    from crossrt.plan import plan
     from crossrt.runtimes.registry import RUNTIMES, Runtime
 
     monkeypatch.setitem(

@@ -43,11 +43,12 @@ def test_measurement_does_not_import_rich():
 
 
 def test_bottleneck_follows_trtexec_rules():
+    from crossrt.results import CudaSplit
     from crossrt.ui.tables import bottleneck
 
     # The H200 split of the issue (ms per batch of 100): compute 0.212 beats h2d 0.089.
-    assert bottleneck({"h2d": 0.089, "compute": 0.212, "d2h": 0.021})[0] == "compute-bound"
-    assert bottleneck({"h2d": 0.089, "enqueue": 0.170, "compute": 0.212, "d2h": 0.021})[0] == "launch-bound"
-    assert bottleneck({"h2d": 0.089, "enqueue": 0.169, "compute": 0.212, "d2h": 0.021})[0] == "compute-bound"
-    assert bottleneck({"h2d": 0.3, "enqueue": 0.01, "compute": 0.3, "d2h": 0.0})[0] == "transfer-bound"
-    assert "CUDA graphs" in bottleneck({"h2d": 0.0, "enqueue": 1.0, "compute": 1.0})[1]
+    assert bottleneck(CudaSplit(h2d=0.089, compute=0.212, d2h=0.021))[0] == "compute-bound"
+    assert bottleneck(CudaSplit(h2d=0.089, enqueue=0.170, compute=0.212, d2h=0.021))[0] == "launch-bound"
+    assert bottleneck(CudaSplit(h2d=0.089, enqueue=0.169, compute=0.212, d2h=0.021))[0] == "compute-bound"
+    assert bottleneck(CudaSplit(h2d=0.3, enqueue=0.01, compute=0.3, d2h=0.0))[0] == "transfer-bound"
+    assert "CUDA graphs" in bottleneck(CudaSplit(h2d=0.0, enqueue=1.0, compute=1.0, d2h=0.0))[1]

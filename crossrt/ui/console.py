@@ -12,7 +12,7 @@ from rich.errors import MarkupError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..columns import esc
-from ..results import EpochResult, InferRun
+from ..results import Configuration, EpochResult, Failed, InferRun
 from ..text import printable
 
 # No :emoji: codes: a name from a file is shown as it is. Below PLAIN_WIDTH columns (a narrow
@@ -66,22 +66,15 @@ def bench_line(run: InferRun) -> None:
     scored = (
         f"acc {100 * run.accuracy:.2f}%"
         if run.accuracy is not None
-        else "outputs " + ("agree" if all(o["ok"] for o in run.outputs or []) else "[red]disagree[/]")
+        else "outputs " + ("agree" if all(o.ok for o in run.outputs or []) else "[red]disagree[/]")
     )
     unit = "img/s" if run.accuracy is not None else "samples/s"
     note(f"  {esc(run.label)}: {run.samples_per_s:,.0f} {unit}, {scored}{mark}")
 
 
-def failure_label(f: dict) -> str:
-    """A failed configuration and why, in one line."""
-    where = f["provider"] if f["io"] == "host" else f"{f['provider']} {f['io']}"
-    precision = "" if f["precision"] in ("fp32", "int8") else f" {f['precision']}"
-    return f"{f['runtime']}{precision} {where}, {f['threads'] or 'default'} thr, batch {f['batch_size']}: {f['reason']}"
-
-
-def fail_line(failure: dict) -> None:
+def fail_line(failure: Failed) -> None:
     """One line as a configuration fails, so a long bench shows it at once."""
-    note(f"  [red]failed[/] {esc(failure_label(failure))}")
+    note(f"  [red]failed[/] {esc(failure.line)}")
 
 
 class _Bar:
@@ -151,22 +144,19 @@ class BenchProgress(_Bar):
         )
         self.task = self.bar.add_task("bench-infer", total=None)
 
-    def start(self, row, done: int, total: int) -> None:
+    def start(self, row: Configuration, done: int, total: int) -> None:
         self.bar.update(
             self.task,
             total=total,
             completed=done,
-            description=esc(
-                f"{row.runtime}{'' if row.precision in ('fp32', 'int8') else ' ' + row.precision} {row.provider} "
-                f"{row.io if row.io != 'host' else ''} {row.threads or 'default'} thr, batch {row.batch}"
-            ),
+            description=esc(row.label),
         )
 
     def ran(self, run: InferRun) -> None:
         bench_line(run)
         self.bar.advance(self.task)
 
-    def failed(self, failure: dict) -> None:
+    def failed(self, failure: Failed) -> None:
         fail_line(failure)
         self.bar.advance(self.task)
 

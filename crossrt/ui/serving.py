@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..columns import num, pct
-from ..results import LoadgenResult, LoadgenRun, runtime_label
+from ..results import Failed, LoadgenResult, LoadgenRun, runtime_label
 from ..scenarios import MAX_QUERIES, MLPERF_MIN_DURATION_S, SCENARIOS
-from .console import BenchProgress, console, esc, fail_line, failure_label, note
+from .console import BenchProgress, console, esc, fail_line, note
 from .layout import Col, fitted
 
 
@@ -50,7 +50,7 @@ class LoadgenProgress(BenchProgress):
     def ran(self, run: LoadgenRun) -> None:
         run_line(run)
 
-    def failed(self, failure: dict) -> None:
+    def failed(self, failure: Failed) -> None:
         fail_line(failure)
 
 
@@ -108,10 +108,10 @@ def loadgen_tables(result: LoadgenResult) -> list:
         [
             esc(what(r)),
             f"{r.latency_bound_ms:g}",
-            num(t["qps"], 1),
-            "[green]VALID[/]" if t["valid"] else "[yellow]INVALID[/]",
-            "—" if t["p99_ms"] is None else f"{t['p99_ms']:.3f}",
-            esc("; ".join(t["reasons"])),
+            num(t.qps, 1),
+            "[green]VALID[/]" if t.valid else "[yellow]INVALID[/]",
+            "—" if t.p99_ms is None else f"{t.p99_ms:.3f}",
+            esc("; ".join(t.reasons)),
         ]
         for r in result.runs
         if r.search
@@ -163,9 +163,9 @@ def show(result: LoadgenResult) -> None:
     for table in loadgen_tables(result):
         console.print(table)
     for s in result.skipped:
-        note(esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}"))
+        note(esc(s.line))
     for f in result.failed:
-        note(f"[red]failed:[/] {esc(failure_label(f))}")
+        note(f"[red]failed:[/] {esc(f.line)}")
     seconds = MLPERF_MIN_DURATION_S if result.config.get("mlperf_durations") else result.config.get("duration")
     if not isinstance(seconds, (int, float)) or not 0 < seconds < 1e9:  # a file from elsewhere: say nothing
         return

@@ -8,11 +8,12 @@ from rich.table import Table
 
 from .. import columns
 from ..columns import BENCH, REPORT, Column, ci, hardware_of, num, pct, peak_pct, report_columns, secs
-from ..compare import computes, cost_rows, train_setup, verdicts
-from ..results import BenchResult, InferRun, SuiteResult, TrainResult
+from ..compare import cost_rows, train_setup
+from ..results import BenchResult, CudaSplit, InferRun, Peak, SuiteResult, TrainResult
 from ..runtimes.registry import RUNTIMES
 from ..system import ago
-from .console import console, esc, failure_label, note
+from ..verdicts import computes, verdicts
+from .console import console, esc, note
 from .layout import Col, fitted
 
 
@@ -114,21 +115,21 @@ def train_summary(r: TrainResult) -> Table:
     return fitted(title, [Col("measure", left=True, key=True), Col("value"), Col("note", left=True, wrap=True)], rows)
 
 
-def peak_note(p: dict) -> str:
+def peak_note(p: Peak) -> str:
     """What a "% of peak" divides by: the figure, how it was measured, its spread and age, and
     whether it is the machine's cached peak or one measured for this run only (and why)."""
     how = (
-        f"best of {len(p['tries'])}, spread {100 * p['spread']:.0f}%, measured {ago(p.get('measured'))}"
-        if "tries" in p
+        f"best of {len(p.tries)}, spread {100 * p.spread:.0f}%, measured {ago(p.measured)}"
+        if p.tries is not None
         else ""
     )
-    where = f"{p.get('threads') or 'all'} {p.get('device', '')} thread(s)" if p.get("device") == "cpu" else "the GPU"
+    where = f"{p.threads or 'all'} cpu thread(s)" if p.device == "cpu" else "the GPU"
     text = esc(
-        f"of {p['peak']:,.0f} GFLOP/s, the fastest {p.get('math', '')} kernel measured on {where}"
+        f"of {p.peak:,.0f} GFLOP/s, the fastest {p.math or ''} kernel measured on {where}"
         + (f" ({how})" if how else "")
     )
-    if p.get("cached") is False:
-        text += f" [yellow]for this run only, not cached: {esc(p.get('why', ''))}[/]"
+    if p.cached is False:
+        text += f" [yellow]for this run only, not cached: {esc(p.why or '')}[/]"
     return text
 
 
@@ -140,8 +141,8 @@ def as_col(c: Column, unit: str = "") -> Col:
 def verdict_lines(r: BenchResult, where: str = "") -> None:
     """The answer under the table, in words: per setting, the runtime to pick and how sure."""
     for v in r.verdicts or verdicts(r.runs):  # a file from before schema 11 has none saved
-        sure = "green" if v["sure"] and not v["unstable"] else "yellow"
-        note(f"[bold {sure}]verdict[/]{esc(where)}: {esc(v['text'])}")
+        sure = "green" if v.sure and not v.unstable else "yellow"
+        note(f"[bold {sure}]verdict[/]{esc(where)}: {esc(v.text)}")
 
 
 def model_title(r: BenchResult) -> str:
@@ -176,8 +177,8 @@ def bench_table(r: BenchResult) -> Table:
         title += " [yellow](stopped early)[/]"
     caption = (
         "\n".join(
-            [esc(f"not run: {s['runtime']} on {s['provider']}: {s['reason']}") for s in r.skipped]
-            + [f"[red]failed:[/] {esc(failure_label(f))}" for f in r.failed]
+            [esc(s.line) for s in r.skipped]
+            + [f"[red]failed:[/] {esc(f.line)}" for f in r.failed]
             + [f"% peak: {peak_note(p)}" for p in r.peaks]
             + ([esc(f"runtime options: {', '.join(given)}")] if (given := r.config.get("runtime_options")) else [])
             + (
@@ -209,11 +210,11 @@ def outputs_table(r: BenchResult) -> Table | None:
     rows = [
         [
             x.label,
-            o["name"],
-            "—" if o["max_abs"] is None else f"{o['max_abs']:.2e}",
-            o.get("note") or ("—" if o["max_rel"] is None else f"{o['max_rel']:.2e}"),
-            "—" if o["top1"] is None else pct(o["top1"]),
-            "yes" if o["ok"] else "[bold red]no[/]",
+            o.name,
+            "—" if o.max_abs is None else f"{o.max_abs:.2e}",
+            o.note or ("—" if o.max_rel is None else f"{o.max_rel:.2e}"),
+            "—" if o.top1 is None else pct(o.top1),
+            "yes" if o.ok else "[bold red]no[/]",
         ]
         for x in r.runs
         for o in x.outputs or []
@@ -229,13 +230,13 @@ def outputs_table(r: BenchResult) -> Table | None:
     return fitted("Every output against ONNX Runtime CPU fp32 on the same inputs", cols, rows)
 
 
-def bottleneck(split: dict) -> tuple[str, str]:
+def bottleneck(split: CudaSplit) -> tuple[str, str]:
     """trtexec's reading of a batch's split: launch-bound (queueing the work takes at least 0.8x
     the compute), transfer-bound (the copy in takes at least the compute) or compute-bound;
     and what would help."""
-    if split.get("enqueue") is not None and split["enqueue"] >= 0.8 * split["compute"]:
+    if split.enqueue is not None and split.enqueue >= 0.8 * split.compute:
         return "launch-bound", "CUDA graphs (the cuda-graph rows) or larger batches"
-    if split["h2d"] >= split["compute"]:
+    if split.h2d >= split.compute:
         return "transfer-bound", "keep inputs on the GPU (device-resident), or larger batches"
     return "compute-bound", "faster kernels (TF32, bf16) or a larger GPU"
 
@@ -250,14 +251,11 @@ def split_table(r: BenchResult) -> Table | None:
         [
             esc(x.runtime),
             str(x.batch_size),
-            *(
-                "—" if x.split_ms.get(k) is None else f"{x.split_ms[k]:.3f}"
-                for k in ("h2d", "enqueue", "compute", "d2h")
-            ),
+            *("—" if ms is None else f"{ms:.3f}" for ms in (s.h2d, s.enqueue, s.compute, s.d2h)),
             f"{x.latency_ms.mean:.3f}",
             verdict,
         ]
-        for x, (verdict, _) in zip(runs, verdicts)
+        for x, s, (verdict, _) in zip(runs, (x.split_ms for x in runs), verdicts)
     ]
     cols = [
         Col("runtime", left=True, key=True),
@@ -379,13 +377,13 @@ def suite_table(result: SuiteResult, ref: dict) -> Table:
     caption = "\n".join(
         [f"(reference): the article's figures, MNIST on {ref['machine']['cpu']} / {ref['machine']['gpu']}"]
         + [
-            esc(f"not run in the {m.mode} mode: {x['runtime']}: {x['reason']}")
+            esc(f"not run in the {m.mode} mode: {x.runtime}: {x.reason}")
             for m in result.modes
             if m.bench
             for x in m.bench.skipped
         ]
         + [
-            f"[red]failed[/] in the {esc(m.mode)} mode: {esc(failure_label(f))}"
+            f"[red]failed[/] in the {esc(m.mode)} mode: {esc(f.line)}"
             for m in result.modes
             if m.bench
             for f in m.bench.failed
