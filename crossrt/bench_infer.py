@@ -333,7 +333,3 @@ def _finish(result: BenchResult, preds: list) -> None:
     result.verdicts = verdicts(result.runs)
     result.environment = environment()
     result.peak_rss_mb = peak_rss_mb()
-
-
-def parity_failures(result: BenchResult) -> list[InferRun]:
-    return [r for r in result.runs if r.parity_ok is False]

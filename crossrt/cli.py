@@ -23,25 +23,24 @@ import typing
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
-from .config import DATASETS, BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
+from .config import DATASETS, BenchConfig, ExportConfig, LoadgenConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from .distributed import this_rank
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CrossrtError, Stopped
-from .loadgen import LoadgenConfig
 from .text import ascii_safe, printable
 
 # Each command and the module whose cmd_<command> runs it.
 COMMANDS = {
-    "train": "commands",
-    "export": "commands",
-    "quantize": "commands",
-    "bench-infer": "commands",
-    "suite": "commands",
-    "loadgen": "commands",
-    "doctor": "commands",
-    "fetch": "commands",
-    "report": "reports",
-    "compare": "reports",
-    "show": "reports",
+    "train": "commands.train",
+    "export": "commands.train",
+    "quantize": "commands.quantize",
+    "bench-infer": "commands.bench",
+    "suite": "commands.suite",
+    "loadgen": "commands.loadgen",
+    "doctor": "commands.machine",
+    "fetch": "commands.machine",
+    "report": "commands.reports",
+    "compare": "commands.reports",
+    "show": "commands.reports",
 }
 
 
@@ -98,6 +97,8 @@ def add_options(p: argparse.ArgumentParser, cls) -> None:
     """A flag per field of the config dataclass cls (and of its nested settings)."""
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
+        if not f.init:  # made from the others by __post_init__: no flag
+            continue
         if is_dataclass(f.default_factory):
             add_options(p, f.default_factory)
             continue
@@ -133,6 +134,7 @@ def build(cls, a: argparse.Namespace):
         **{
             f.name: build(f.default_factory, a) if is_dataclass(f.default_factory) else getattr(a, f.name)
             for f in fields(cls)
+            if f.init
         }
     )
 

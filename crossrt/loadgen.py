@@ -29,152 +29,38 @@ the LoadGen test under way at once and the configurations that finished are kept
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .checks import choices, in_range, nonempty_unique
-from .config import PROVIDERS, BenchConfig, DataConfig, all_runtimes, option
-from .errors import ConfigError
-from .runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
+import numpy as np
+
+from .bench_infer import score
+from .config import LoadgenConfig
+from .data import normalize
+from .files import RESULTS_DIR, result_name
+from .isolate import isolated
+from .plan import one_line, plan, run_planned, skipped
+from .results import LoadgenResult, LoadgenRun, SearchStep, Skipped
 from .runtimes.registry import RUNTIMES
 from .scenarios import (
     EARLY_STOPPING_QUERIES,
-    MAX_BATCH,
     MAX_QUERIES,
-    MLPERF_MIN_DURATION_S,
     MLPERF_MIN_QUERIES,
     MULTI_STREAM_SAMPLES,
     SCENARIOS,
     SEARCH_STEPS,
     SEEDS,
 )
-from .system import max_threads, one_and_all_cores
-
-if TYPE_CHECKING:
-    from .results import LoadgenResult
+from .schema import plain
+from .sut import SUT, accuracy_log
+from .system import environment, peak_rss_mb
 
 # Runtimes the SUT does not serve, and why (they are listed with the runtimes that cannot run here).
 NOT_SERVED = {
     "torch-compile": "compiles a graph per batch shape, and a server's batches come in every size up "
     "to --max-batch; bench-infer times it"
 }
-
-
-@dataclass
-class LoadgenConfig:
-    """loadgen: MLPerf LoadGen's scenarios (SingleStream, MultiStream, Offline, Server) over every
-    runtime asked for, on crossrt's LeNet5 export and its test images; LoadGen's logs are kept."""
-
-    model: Path = option(Path("exports/lenet5.onnx"), path="in-file", help="a crossrt LeNet5 ONNX export")
-    runtimes: tuple[str, ...] = option(
-        DEFAULT_RUNTIMES, metavar="R[,R]", help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)"
-    )
-    provider: str = option("cpu", choices=PROVIDERS, help="execution provider (CUDA: host arrays in and out)")
-    threads: tuple[int, ...] = option(
-        factory=one_and_all_cores, metavar="N[,N]", help="intra-op threads of each runner; 0 = the runtime's default"
-    )
-    scenarios: tuple[str, ...] = option(
-        ("single-stream", "offline", "server"),
-        metavar="S[,S]",
-        help=f"LoadGen scenarios from {{{','.join(SCENARIOS)}}}",
-    )
-    latency_bound: tuple[float, ...] = option(
-        (5.0,),
-        metavar="MS[,MS]",
-        help="Server: the 99th-percentile latency bound, in ms; a search "
-        "finds the highest QPS that keeps it, per bound",
-    )
-    max_batch: int = option(100, help="the most samples a batch runs: Offline's batch, Server's batching limit")
-    batch_timeout_ms: float = option(
-        0.0,
-        metavar="MS",
-        help="Server: how long a waiting sample waits for others "
-        "to join its batch (0: none; batches form while a worker is busy)",
-    )
-    workers: int = option(1, help="Server: threads that run batches at once, each with a runner of its own")
-    qps: float | None = option(
-        None,
-        metavar="Q",
-        default_text="search",
-        help="Server: one test at this QPS per bound instead of the search for the highest",
-    )
-    duration: float = option(
-        5.0,
-        metavar="S",
-        help="minimum seconds of each LoadGen test (short: not MLPerf-valid; --mlperf-durations for MLPerf's)",
-    )
-    mlperf_durations: bool = option(False, help=f"MLPerf's minimum of {MLPERF_MIN_DURATION_S} s per test")
-    accuracy: bool = option(
-        False,
-        help="also LoadGen's AccuracyOnly test over the test set, its accuracy held "
-        "against the same runner's scored the way bench-infer scores it",
-    )
-    user_conf: Path | None = option(
-        None,
-        metavar="FILE",
-        default_text="none",
-        path="in-file",
-        help="LoadGen settings in MLPerf's user.conf form (*.Server.target_latency = 10), read by "
-        "LoadGen's FromConfig; they win over crossrt's and are recorded with each test",
-    )
-    data: DataConfig = field(default_factory=DataConfig)
-    json: Path | None = option(
-        None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
-    )
-
-    def __post_init__(self) -> None:
-        self.model, self.threads = Path(self.model), tuple(self.threads)
-        self.user_conf = self.user_conf and Path(self.user_conf)
-        self.runtimes, self.scenarios = all_runtimes(self.runtimes), tuple(self.scenarios)
-        self.latency_bound = tuple(self.latency_bound)
-        choices("--runtimes", self.runtimes, tuple(RUNTIMES))
-        nonempty_unique("--scenarios", self.scenarios)
-        choices("--scenarios", self.scenarios, tuple(SCENARIOS))
-        nonempty_unique("--threads", self.threads)
-        for t in self.threads:
-            in_range("--threads", t, 0, max_threads())
-        nonempty_unique("--latency-bound", self.latency_bound)
-        for bound in self.latency_bound:
-            if not 0 < bound <= 60_000:
-                raise ConfigError(f"--latency-bound: {bound:g} ms; a bound is above 0 and at most 60,000 ms")
-        in_range("--max-batch", self.max_batch, 1, MAX_BATCH)
-        in_range("--workers", self.workers, 1, 64)
-        if not 0 <= self.batch_timeout_ms <= 10_000:
-            raise ConfigError(f"--batch-timeout-ms: {self.batch_timeout_ms:g}; from 0 to 10,000 ms")
-        if not 0.1 <= self.duration <= 86_400:
-            raise ConfigError(f"--duration: {self.duration:g} s; from 0.1 s to a day")
-        if self.qps is not None and not 0 < self.qps * self.min_duration_s() <= MAX_QUERIES:
-            raise ConfigError(
-                f"--qps {self.qps:g}: LoadGen schedules every query of a test before it starts: "
-                f"{self.qps:g} QPS for {self.min_duration_s():g} s is not 1 to {MAX_QUERIES:,} queries"
-            )
-        self.json = self.json and Path(self.json)
-
-    def bench(self) -> BenchConfig:
-        """The bench-infer settings of the same model, runtimes and threads: the runners, and the
-        checks bench-infer makes before any work, come from there."""
-        return BenchConfig(
-            model=self.model,
-            providers=(self.provider,),
-            threads=self.threads,
-            runtimes=self.runtimes,
-            batch_sizes=(self.max_batch,),
-            data=self.data,
-        )
-
-    def min_duration_s(self) -> float:
-        return MLPERF_MIN_DURATION_S if self.mlperf_durations else self.duration
-
-    def user_settings(self, scenario: str) -> dict:
-        """The TestSettings fields --user-conf sets for scenario (crossrt's name); {} without one."""
-        if self.user_conf is None:
-            return {}
-        from .files import regular_file
-        from .sut import user_settings
-
-        return user_settings(regular_file(self.user_conf, "--user-conf"), self.model.stem, SCENARIOS[scenario])
 
 
 def settings(
@@ -211,9 +97,6 @@ def settings(
 def probe(sut, max_batch: int, per_query: int = MULTI_STREAM_SAMPLES) -> dict:
     """The runner's latency of a MultiStream query (per_query samples) and of one sample, and its
     samples/s at max_batch, on real samples: LoadGen's hints."""
-    import time
-
-    import numpy as np
 
     def seconds(n: int) -> float:
         """The median of batches over a quarter of a second, after a few warm-up batches: the
@@ -276,7 +159,6 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
     dicts (crossrt.results.LoadgenRun's fields), and why the tests stopped early ("" when all
     ran): a test that fails keeps the tests that finished before it. A top-level function of
     picklable arguments, so that it runs in a fresh process of its own."""
-    from .plan import one_line
 
     runs = []
     try:
@@ -290,11 +172,6 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
 
 def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: list[dict]) -> None:
     """measure_config's tests, each appended to runs as it ends."""
-    import numpy as np
-
-    from .bench_infer import score
-    from .results import SearchStep
-    from .sut import SUT, accuracy_log
 
     bench = cfg.bench()
     sut = SUT(
@@ -373,7 +250,6 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
 
 def _batches(sut, size: int):
     """The whole pool in order, each batch in the runner's buffer of its size (as bench-infer batches): its size."""
-    import numpy as np
 
     for i in range(0, len(sut.x), size):
         yield sut.load(0, np.arange(i, min(i + size, len(sut.x))))
@@ -383,13 +259,6 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
     """Every runtime configuration of cfg (runtime x threads x spin), each in a process of its own,
     on data's test images; Stopped keeps the configurations that finished. A configuration that
     fails is listed in `failed` with its reason, and the others still run."""
-    from .data import normalize
-    from .files import RESULTS_DIR, result_name
-    from .isolate import isolated
-    from .plan import plan, run_planned, skipped
-    from .results import LoadgenResult, LoadgenRun, Skipped
-    from .schema import plain
-    from .system import environment, peak_rss_mb
 
     bench = cfg.bench()
     result = LoadgenResult(

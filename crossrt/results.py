@@ -364,6 +364,11 @@ class BenchResult(Record):
     kind: str = "bench-infer"
     renamed: ClassVar[dict] = {"settings": "config", "flops_per_image": "flops_per_sample"}  # names before 8 / 10
 
+    @property
+    def disagreeing(self) -> list[InferRun]:
+        """The rows whose outputs or accuracy disagree (bench_infer's parity rules)."""
+        return [r for r in self.runs if r.parity_ok is False]
+
 
 # ---------------------------------------------------------------------------- suite
 

@@ -19,8 +19,9 @@ Versions (written as `schema_version`):
   12 a new kind, `loadgen` (crossrt loadgen: MLPerf LoadGen's scenarios).
   13 a bench row's runtime `options` (its runtime module's Options, with --runtime-option's values);
      placement recorded for every ONNX Runtime row on an EP but the CPU's; a LoadGen test's
-     `samples_per_query` (MultiStream) and the `user_settings` a --user-conf file set.
-Every version is read (crossrt.results.load_result); anything else is refused in one line.
+     `samples_per_query` (MultiStream) and the `user_settings` a --user-conf file set; a failed
+     configuration's `spin` (added within 13: null in the files of 13 written before it).
+Every version is read (crossrt.files.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes
 any dataclass with the derived figures its `summary()` gives, `build` reads one back, checking
@@ -79,12 +80,16 @@ def check_header(data: dict, path: Path, kinds: tuple[str, ...]) -> None:
 
 
 def plain(obj):
-    """obj as JSON-ready values: a dataclass as a dict of its fields (without those that are None,
-    for a class marked `sparse`) and of the derived figures its summary() gives, tuples as lists,
-    paths as strings."""
+    """obj as JSON-ready values: a dataclass as a dict of its fields (not those its __post_init__
+    makes, init=False; not those that are None, for a class marked `sparse`) and of the derived
+    figures its summary() gives, tuples as lists, paths as strings."""
     if is_dataclass(obj) and not isinstance(obj, type):
         sparse = getattr(obj, "sparse", False)  # a class that leaves its empty fields out
-        d = {f.name: plain(getattr(obj, f.name)) for f in fields(obj) if not (sparse and getattr(obj, f.name) is None)}
+        d = {
+            f.name: plain(getattr(obj, f.name))
+            for f in fields(obj)
+            if f.init and not (sparse and getattr(obj, f.name) is None)  # init=False: derived, made again
+        }
         return {**d, **plain(obj.summary())} if hasattr(obj, "summary") else d
     if isinstance(obj, dict):
         return {k: plain(v) for k, v in obj.items()}
@@ -124,7 +129,7 @@ def build(hint, value, where: str, duration: bool = False):
         if not isinstance(value, dict):
             raise _wrong(where, value, hint)
         value = {**{new: value[old] for old, new in getattr(hint, "renamed", {}).items() if old in value}, **value}
-        hints, names = typing.get_type_hints(hint), {f.name for f in fields(hint)}
+        hints, names = typing.get_type_hints(hint), {f.name for f in fields(hint) if f.init}
         required = [f.name for f in fields(hint) if f.init and f.default is MISSING and f.default_factory is MISSING]
         if missing := [k for k in required if k not in value]:
             raise FieldError(f"{where} has no {missing[0]!r}")

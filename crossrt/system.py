@@ -38,26 +38,6 @@ def max_ranks() -> int:
     return max(cpu_count(), 8)
 
 
-def one_and_all_cores() -> tuple[int, ...]:
-    """bench-infer's default threads: 1 and every core."""
-    return tuple(sorted({1, cpu_count()}))
-
-
-def thread_ladder() -> tuple[int, ...]:
-    """1, 2, 4, ... up to the core count, and the core count itself (the suite's thread sweep)."""
-    n, t, out = cpu_count(), 1, []
-    while t < n:
-        out.append(t)
-        t *= 2
-    return tuple(out + [n])
-
-
-def even_rank_counts() -> tuple[int, ...]:
-    """Every data-parallel rank count above 1 that shares this machine's cores evenly."""
-    n = cpu_count()
-    return tuple(p for p in range(2, n + 1) if n % p == 0)
-
-
 def cache_dir() -> Path:
     """$CROSSRT_CACHE, else $XDG_CACHE_HOME/crossrt, else ~/.cache/crossrt."""
     if os.environ.get("CROSSRT_CACHE"):

@@ -18,8 +18,7 @@ import pytest
 import torch
 
 from crossrt.cli import build, build_parser, main
-from crossrt.config import BenchConfig, ExportConfig, QuantizeConfig, SuiteConfig, TrainConfig
-from crossrt.loadgen import LoadgenConfig
+from crossrt.config import BenchConfig, ExportConfig, LoadgenConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from crossrt.schema import SCHEMA_VERSION
 
 from conftest import ROOT, python_path, run_cli, run_main, write_dataset

@@ -378,7 +378,7 @@ def test_a_test_that_fails_keeps_the_tests_that_finished_before_it(capsys, train
     """A runtime error in the Server test (injected; the configuration runs in this process so
     that the injection reaches it) ends that configuration with its reason, exit 1, and keeps its
     SingleStream test, which ran first through the real LoadGen."""
-    import crossrt.isolate
+    import crossrt.loadgen
     from crossrt.sut import SUT
 
     real = SUT.test
@@ -389,7 +389,7 @@ def test_a_test_that_fails_keeps_the_tests_that_finished_before_it(capsys, train
         return real(self, scenario, *a, **k)
 
     monkeypatch.setattr(SUT, "test", server_fails)
-    monkeypatch.setattr(crossrt.isolate, "isolated", lambda fn: fn())
+    monkeypatch.setattr(crossrt.loadgen, "isolated", lambda fn: fn())
     assert (
         main(
             [

@@ -1,22 +1,21 @@
-"""The commands that read saved results: `report` merges any of them, `compare` holds B against A,
-`show` lays one out again, every column at any width."""
+"""The commands that read saved results: `report`, `compare`, `show`."""
 
 from __future__ import annotations
 
 import sys
 
-from .checks import in_range
-from .commands import check_outputs, write_plots
-from .errors import EXIT_FAILED, EXIT_OK
-from .outcome import err
+from ..checks import in_range
+from ..compare import compare, load_results, merge, models, to_csv, to_markdown
+from ..errors import EXIT_FAILED, EXIT_OK, ResultError
+from ..files import load_result
+from ..outcome import err
+from ..results import BenchResult, LoadgenResult, SuiteResult, TrainResult, parts
+from ..ui import layout, tables
+from ..ui.console import console, note
+from .common import check_outputs, write_plots
 
 
 def cmd_report(a, cfg) -> int:
-    from .compare import load_results, merge, to_csv, to_markdown
-    from .results import BenchResult, TrainResult, parts
-    from .ui import tables
-    from .ui.console import console
-
     check_outputs(a, results=False)
     loaded = load_results(a.files)
     rows = merge(loaded)
@@ -35,12 +34,6 @@ def cmd_report(a, cfg) -> int:
 
 
 def cmd_compare(a, cfg) -> int:
-    from .compare import compare, models
-    from .errors import ResultError
-    from .files import load_result
-    from .ui import tables
-    from .ui.console import console, note
-
     in_range("--noise", a.noise, 0, 1)
     if a.fail_if_slower is not None:
         in_range("--fail-if-slower", a.fail_if_slower, 0, 100)
@@ -74,9 +67,6 @@ def cmd_compare(a, cfg) -> int:
 def cmd_show(a, cfg) -> int:
     """A saved result laid out again: its tables, verdicts and notes, at the console's width, as wide
     as it needs (--wide), or with only the columns named (--columns)."""
-    from .files import load_result
-    from .ui import layout
-
     result = load_result(a.file)
     before = dict(layout.VIEW)
     layout.VIEW.update(wide=a.wide, columns={c.strip().lower() for c in a.columns.split(",")} if a.columns else None)
@@ -88,16 +78,12 @@ def cmd_show(a, cfg) -> int:
 
 
 def _show(result) -> None:
-    from .results import BenchResult, LoadgenResult, SuiteResult
-    from .ui import tables
-    from .ui.console import console
-
     if isinstance(result, SuiteResult):
         tables.suite_tables(result)
     elif isinstance(result, BenchResult):
         tables.bench_tables(result, None)
     elif isinstance(result, LoadgenResult):
-        from .ui.serving import show
+        from ..ui.serving import show
 
         show(result)
     else:

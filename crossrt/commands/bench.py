@@ -1,0 +1,33 @@
+"""`crossrt bench-infer`."""
+
+from __future__ import annotations
+
+from ..bench_infer import prepare, run_bench
+from ..fetch import resolve
+from ..files import save_json
+from ..plan import plan
+from ..ui import console, tables
+from .common import bench_verdict, check_outputs, warn_threads, write_plots
+
+
+def cmd_bench_infer(a, cfg) -> int:
+    check_outputs(a, cfg)
+    prepared = prepare(cfg)  # a bad model, binding, checkpoint or provider fails here, before any work
+    warn_threads(cfg.threads)
+    ds = resolve(cfg.data, trained_on=prepared.trained_on) if prepared.mnist else None
+    fed = (
+        f"dataset: [bold]{console.esc(ds.name)}[/] ({console.esc(ds.reason)})"
+        if ds
+        else f"inputs: {console.esc('; '.join(prepared.model_info['inputs']))} "
+        f"({console.esc(str(cfg.feed.inputs) if cfg.feed.inputs else 'generated, seed ' + str(cfg.feed.input_seed))})"
+    )
+    console.note(
+        f"model: {console.esc(str(cfg.model))}; {fed}; {len(plan(cfg, prepared.batch_sizes))} configuration(s)"
+    )
+    with console.BenchProgress() as bar:
+        result = run_bench(cfg, ds, prepared, on_run=bar.ran, on_fail=bar.failed, on_start=bar.start)
+    paths = save_json(result.to_dict(), cfg.json)
+    tables.bench_tables(result, prepared.training)
+    console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
+    write_plots(a, [(prepared.training, result)] if prepared.training else [], [result])
+    return bench_verdict([result])
