@@ -44,7 +44,7 @@ def stopped(stop: Stopped, a) -> int:
     from .distributed import this_rank
     from .files import save_json
     from .results import TrainResult
-    from .ui import tables
+    from .ui import training
     from .ui.console import console
 
     if (rank := this_rank()) and not rank.main:  # rank 0 saves and reports for the job
@@ -55,7 +55,7 @@ def stopped(stop: Stopped, a) -> int:
     except CrossrtError as e:  # a full disk, most likely what stopped the run too
         saved = f"the partial results could not be saved either ({e})"
     if isinstance(stop.result, TrainResult):
-        console.print(tables.train_summary(stop.result))
+        console.print(training.train_summary(stop.result))
     message = f"{stop}; {saved}"
     if stop.resumable:
         message += ". Resume with: " + resume_command(a)

@@ -177,7 +177,7 @@ def _paths(obj, prefix=()):
 def test_any_result_file_is_loaded_and_shown_or_refused(tmp_path_factory, name, data):
     """A real result with parts replaced by arbitrary JSON: loaded and rendered, or refused."""
     from crossrt.compare import merge
-    from crossrt.ui import tables
+    from crossrt.ui import bench, report, training
     from crossrt.ui.console import console
 
     result = json.loads(canned(name).read_text())
@@ -200,11 +200,11 @@ def test_any_result_file_is_loaded_and_shown_or_refused(tmp_path_factory, name, 
         return
     event("loaded and shown")
     with contextlib.redirect_stdout(io.StringIO()):
-        console.print(*tables.report_tables(merge([(file, loaded)])))
+        console.print(*report.report_tables(merge([(file, loaded)])))
         if name == "train.json":
-            console.print(tables.train_summary(loaded))
+            console.print(training.train_summary(loaded))
         else:
-            tables.bench_tables(loaded, None)
+            bench.bench_tables(loaded, None)
 
 
 @pytest.mark.parametrize("peak", [{}, {"peak": "fast"}, {"peak": 1.0, "tries": "3"}])

@@ -167,7 +167,7 @@ def test_a_new_result_field_is_its_field_and_one_column(monkeypatch, tmp_path):
     from crossrt.compare import merge, to_csv, to_markdown
     from crossrt.schema import plain
     from crossrt.ui import console
-    from crossrt.ui.tables import bench_table
+    from crossrt.ui.bench import bench_table
 
     from conftest import canned
 

@@ -44,7 +44,7 @@ def test_measurement_does_not_import_rich():
 
 def test_bottleneck_follows_trtexec_rules():
     from crossrt.results import CudaSplit
-    from crossrt.ui.tables import bottleneck
+    from crossrt.ui.bench import bottleneck
 
     # The H200 split of the issue (ms per batch of 100): compute 0.212 beats h2d 0.089.
     assert bottleneck(CudaSplit(h2d=0.089, compute=0.212, d2h=0.021))[0] == "compute-bound"

@@ -6,7 +6,7 @@ from ..bench_infer import prepare, run_bench
 from ..fetch import resolve
 from ..files import save_json
 from ..plan import plan
-from ..ui import console, tables
+from ..ui import bench, console
 from .common import bench_verdict, check_outputs, warn_threads, write_plots
 
 
@@ -27,7 +27,7 @@ def cmd_bench_infer(a, cfg) -> int:
     with console.BenchProgress() as bar:
         result = run_bench(cfg, ds, prepared, on_run=bar.ran, on_fail=bar.failed, on_start=bar.start)
     paths = save_json(result.to_dict(), cfg.json)
-    tables.bench_tables(result, prepared.training)
+    bench.bench_tables(result, prepared.training)
     console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
     write_plots(a, [(prepared.training, result)] if prepared.training else [], [result])
     return bench_verdict([result])

@@ -10,7 +10,7 @@ from ..errors import EXIT_FAILED, EXIT_OK, ResultError
 from ..files import load_result
 from ..outcome import err
 from ..results import BenchResult, LoadgenResult, SuiteResult, TrainResult, parts
-from ..ui import layout, tables
+from ..ui import bench, layout, report, suite, training
 from ..ui.console import console, note
 from .common import check_outputs, write_plots
 
@@ -24,7 +24,7 @@ def cmd_report(a, cfg) -> int:
     elif a.csv:
         sys.stdout.write(to_csv(rows))
     else:
-        for table in tables.report_tables(rows):
+        for table in report.report_tables(rows):
             console.print(table)
     found = [p for _, result in loaded for p in parts(result)]
     write_plots(
@@ -50,7 +50,7 @@ def cmd_compare(a, cfg) -> int:
             f"{a.a} and {a.b}: no configuration in common (dataset, runtime, provider, threads, "
             f"batch size and spinning must match)"
         )
-    console.print(tables.compare_table(rows, str(a.a), str(a.b), a.noise))
+    console.print(report.compare_table(rows, str(a.a), str(a.b), a.noise))
     if only_a or only_b:
         note(f"not compared: {only_a} row(s) only in A, {only_b} only in B")
     if a.fail_if_slower is not None:
@@ -79,12 +79,12 @@ def cmd_show(a, cfg) -> int:
 
 def _show(result) -> None:
     if isinstance(result, SuiteResult):
-        tables.suite_tables(result)
+        suite.suite_tables(result)
     elif isinstance(result, BenchResult):
-        tables.bench_tables(result, None)
+        bench.bench_tables(result, None)
     elif isinstance(result, LoadgenResult):
         from ..ui.serving import show
 
         show(result)
     else:
-        console.print(tables.train_summary(result))
+        console.print(training.train_summary(result))

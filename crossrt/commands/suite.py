@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..fetch import resolve
 from ..files import FolderLock, save_json
 from ..suite import run_suite
-from ..ui import console, tables
+from ..ui import console, suite
 from .common import bench_verdict, check_outputs, write_plots
 
 
@@ -16,7 +16,7 @@ def cmd_suite(a, cfg) -> int:
     with FolderLock(cfg.out), console.SuiteProgress() as progress:
         result = run_suite(cfg, ds, progress)
     paths = save_json(result.to_dict(), cfg.json)
-    tables.suite_tables(result)
+    suite.suite_tables(result)
     console.note(console.esc(f"results: {', '.join(map(str, paths))}"))
     # The sweep is the thread-scaling picture; without it, each mode's own validation rows.
     sweep = result.sweep.bench if result.sweep else None

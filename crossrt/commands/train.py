@@ -11,7 +11,7 @@ from ..fetch import resolve
 from ..files import FolderLock, save_json
 from ..system import select_device
 from ..train import train
-from ..ui import console, tables
+from ..ui import console, training
 from .common import check_inputs, check_outputs, warn_threads, write_plots
 
 
@@ -47,7 +47,7 @@ def cmd_train(a, cfg) -> int:
             raise CrossrtError(
                 f"{e}; the training is kept: {cfg.checkpoint} holds all {len(result.epochs)} epoch(s){model}"
             ) from None
-    console.console.print(tables.train_summary(result))
+    console.console.print(training.train_summary(result))
     console.note(console.esc(f"results: {', '.join(map(str, [*paths, cfg.run_json]))}; checkpoint: {cfg.checkpoint}"))
     if not cfg.export and cfg.onnx_path.is_file():
         console.note(

@@ -20,6 +20,7 @@ from rich.errors import MarkupError
 from rich.table import Table
 from rich.text import Text
 
+from ..columns import Column
 from ..text import printable
 from .console import PLAIN_WIDTH, console
 
@@ -132,3 +133,8 @@ def _stacked(title: Text, cols: list[Col], rows: list[list[Text]], caption) -> T
             stacked.add_row(c.name, value)
         stacked.rows[-1].end_section = True
     return stacked
+
+
+def as_col(c: Column, unit: str = "") -> Col:
+    """A declared column (crossrt.columns) as the layout lays it out."""
+    return Col(c.title(unit), c.left, c.drop, c.fold, c.wrap, c.key)
