@@ -102,7 +102,7 @@ class Column:
     when: Callable | None = None  # bench-infer: only when when(result) (the accuracy columns need labels)
     red: bool = False  # bench-infer: shown in red on a row whose outputs disagree (parity_ok false)
     left: bool = False
-    drop: int = 0
+    drop: int | Callable = 0  # or drop(result), for a bench-infer column whose place depends on the result
     fold: bool = False
     wrap: bool = False
     key: bool = False
@@ -185,8 +185,8 @@ BENCH_COLUMNS = (
     ),
     Column("session_create_s", "create", bench=_attr("session_create_s"), shown=cold, drop=6),
     Column("first_run_s", "1st run", bench=_attr("first_run_s"), shown=cold, drop=6),
-    Column("output_diff", "vs ORT CPU\nfp32 diff", bench=_diff, drop=2, when=_labelled),
-    Column("output_diff", "vs ORT CPU\nfp32 diff", bench=_diff, drop=1, when=lambda r: not _labelled(r)),
+    # Without labels to score, the outputs' agreement is the row's correctness: it goes first.
+    Column("output_diff", "vs ORT CPU\nfp32 diff", bench=_diff, drop=lambda r: 2 if _labelled(r) else 1),
     Column("accuracy", bench=_attr("accuracy"), shown=pct, red=True, when=_labelled, drop=1),
     Column(
         "accuracy_delta",

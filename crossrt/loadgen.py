@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -285,7 +286,7 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
 
     def keep(row, test: dict) -> LoadgenRun:
         of_row = {k: getattr(row, k) for k in ("runtime", "provider", "threads", "spin", "precision")}
-        return LoadgenRun(**of_row, **test)
+        return LoadgenRun(**of_row, **test, options=asdict(RUNTIMES[row.runtime].settings(bench)))
 
     def finish() -> None:
         result.environment, result.peak_rss_mb = environment(), peak_rss_mb()

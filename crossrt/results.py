@@ -446,6 +446,7 @@ class LoadgenRun:
     bench_accuracy: float | None = None  # ... and the same runner scored as bench-infer scores it
     samples_per_query: int | None = None  # MultiStream's (None in files before schema 13: MULTI_STREAM_SAMPLES)
     user_settings: dict | None = None  # the TestSettings fields --user-conf set for this test
+    options: dict | None = None  # the runtime's Options as it ran (crossrt.runtimes.registry); None before 13
 
     @property
     def per_query(self) -> int:

@@ -20,7 +20,8 @@ Versions (written as `schema_version`):
   13 a bench row's runtime `options` (its runtime module's Options, with --runtime-option's values);
      placement recorded for every ONNX Runtime row on an EP but the CPU's; a LoadGen test's
      `samples_per_query` (MultiStream) and the `user_settings` a --user-conf file set; a failed
-     configuration's `spin` (added within 13: null in the files of 13 written before it).
+     configuration's `spin` and a LoadGen test's runtime `options` (added within 13: null in the
+     files of 13 written before them).
 Every version is read (crossrt.files.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes

@@ -444,6 +444,23 @@ def test_a_loadgen_setting_comes_from_a_user_conf(trained, tiny_data, tmp_path):
     assert loadgen_rate(run) == pytest.approx(4 * 1e3 / run.latency_ms["p99"])
 
 
+def test_a_runtime_option_reaches_every_loadgen_test_and_is_recorded(trained, tiny_data, tmp_path):
+    """--runtime-option is bench-infer's: checked before any work, set on the runners LoadGen's
+    tests drive, recorded with each test and said under the tables."""
+    model, data = str(trained / "lenet5.onnx"), str(tiny_data)
+    out = run_main(
+        "loadgen", "--model", model, "--data-dir", data, *QUICK, "--runtimes", "onnxruntime",
+        "--scenarios", "single-stream", "--runtime-option", "onnxruntime.graph_optimization=disabled",
+        "--json", "l.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.code == 0, out.err
+    (run,) = json.loads((tmp_path / "l.json").read_text())["runs"]
+    assert run["options"]["graph_optimization"] == "disabled" and run["options"]["inter_op_threads"] == 1
+    assert "runtime options: onnxruntime.graph_optimization=disabled" in out.out
+    bad = run_main("loadgen", "--model", model, "--runtime-option", "onnxruntime.nosuch=1", cwd=tmp_path)
+    assert bad.code == 2 and "onnxruntime has no such option" in bad.err and "Traceback" not in bad.err, bad.err
+
+
 @pytest.mark.parametrize(
     "text, says",
     [

@@ -24,6 +24,7 @@ from .common import (
     all_runtimes,
     one_and_all_cores,
     option,
+    runtime_option_field,
 )
 
 
@@ -120,14 +121,7 @@ class BenchConfig:
     runtimes: tuple[str, ...] = option(
         DEFAULT_RUNTIMES, metavar="R[,R]", help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)"
     )
-    runtime_options: tuple[str, ...] = option(
-        (),
-        flag="--runtime-option",
-        metavar="[R.]NAME=VALUE[,...]",
-        default_text="none",
-        help="a runtime's own option, recorded in every row (onnxruntime.graph_optimization=basic; "
-        "without R., every runtime asked for that has NAME); docs/extending.md lists them",
-    )
+    runtime_options: tuple[str, ...] = runtime_option_field()
     int8_model: Path | None = option(
         None,
         default_text="the model's path with .int8.onnx (`crossrt quantize`)",

@@ -56,6 +56,18 @@ def option(
     return field(default=default, metadata=meta)
 
 
+def runtime_option_field():
+    """bench-infer's and loadgen's --runtime-option field (crossrt.runtimes.registry.check_options reads them)."""
+    return option(
+        (),
+        flag="--runtime-option",
+        metavar="[R.]NAME=VALUE[,...]",
+        default_text="none",
+        help="a runtime's own option, recorded in every row (onnxruntime.graph_optimization=basic; "
+        "without R., every runtime asked for that has NAME); docs/extending.md lists them",
+    )
+
+
 def one_and_all_cores() -> tuple[int, ...]:
     """bench-infer's default threads: 1 and every core."""
     return tuple(sorted({1, cpu_count()}))

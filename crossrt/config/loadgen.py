@@ -8,7 +8,7 @@ from pathlib import Path
 from ..checks import choices, in_range, nonempty_unique
 from ..errors import ConfigError
 from ..runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
-from ..runtimes.registry import RUNTIMES
+from ..runtimes.registry import RUNTIMES, option_items
 from ..scenarios import MAX_BATCH, MAX_QUERIES, MLPERF_MIN_DURATION_S, SCENARIOS
 from ..system import max_threads
 from .bench import BenchConfig
@@ -18,6 +18,7 @@ from .common import (
     all_runtimes,
     one_and_all_cores,
     option,
+    runtime_option_field,
 )
 
 
@@ -78,6 +79,7 @@ class LoadgenConfig:
         help="LoadGen settings in MLPerf's user.conf form (*.Server.target_latency = 10), read by "
         "LoadGen's FromConfig; they win over crossrt's and are recorded with each test",
     )
+    runtime_options: tuple[str, ...] = runtime_option_field()
     data: DataConfig = field(default_factory=DataConfig)
     json: Path | None = option(
         None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
@@ -87,7 +89,8 @@ class LoadgenConfig:
         self.model, self.threads = Path(self.model), tuple(self.threads)
         self.user_conf = self.user_conf and Path(self.user_conf)
         self.runtimes, self.scenarios = all_runtimes(self.runtimes), tuple(self.scenarios)
-        self.latency_bound = tuple(self.latency_bound)
+        self.latency_bound, self.runtime_options = tuple(self.latency_bound), tuple(self.runtime_options)
+        option_items(self.runtime_options)  # the form here; what each runtime takes, when the command runs
         choices("--runtimes", self.runtimes, tuple(RUNTIMES))
         nonempty_unique("--scenarios", self.scenarios)
         choices("--scenarios", self.scenarios, tuple(SCENARIOS))
@@ -120,6 +123,7 @@ class LoadgenConfig:
             threads=self.threads,
             runtimes=self.runtimes,
             batch_sizes=(self.max_batch,),
+            runtime_options=self.runtime_options,
             data=self.data,
         )
 

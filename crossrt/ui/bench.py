@@ -70,7 +70,7 @@ def bench_table(r: BenchResult) -> Table:
     )
     return fitted(
         title,
-        [as_col(c, "img" if labelled else "samples") for c in cols],
+        [as_col(c, "img" if labelled else "samples", r) for c in cols],
         rows,
         styles=["bold green" if x is fastest else None for x in r.runs],
         caption=caption,

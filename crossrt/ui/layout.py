@@ -135,6 +135,8 @@ def _stacked(title: Text, cols: list[Col], rows: list[list[Text]], caption) -> T
     return stacked
 
 
-def as_col(c: Column, unit: str = "") -> Col:
-    """A declared column (crossrt.columns) as the layout lays it out."""
-    return Col(c.title(unit), c.left, c.drop, c.fold, c.wrap, c.key)
+def as_col(c: Column, unit: str = "", result=None) -> Col:
+    """A declared column (crossrt.columns) as the layout lays it out (in result's table, for a
+    column whose place depends on it)."""
+    drop = c.drop(result) if callable(c.drop) else c.drop
+    return Col(c.title(unit), c.left, drop, c.fold, c.wrap, c.key)

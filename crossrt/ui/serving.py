@@ -162,6 +162,8 @@ def show(result: LoadgenResult) -> None:
     """Every table of a loadgen result, then the runtimes that did not run, and why."""
     for table in loadgen_tables(result):
         console.print(table)
+    if given := result.config.get("runtime_options"):
+        note(esc(f"runtime options: {', '.join(given)}"))
     for s in result.skipped:
         note(esc(s.line))
     for f in result.failed:
