@@ -188,7 +188,7 @@ def main() -> int:
                 }
                 for s, rs in rounds.items()
             }
-            peak = measured_peak("cpu", threads, precision)["peak"]
+            peak = measured_peak("cpu", threads, precision).peak
             names = list(
                 dict.fromkeys(
                     k
