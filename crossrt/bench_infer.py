@@ -270,12 +270,14 @@ def run_bench(
     preds: list[np.ndarray | None] = []  # top-1 of the first output, for agreement with PyTorch (LeNet5)
     rows = plan(cfg, prepared.batch_sizes)
     works, references, broken = {}, {}, {}  # broken: batch size -> why the reference cannot run it
-    for batch in dict.fromkeys(row.batch for row in rows):  # every runtime gets the very same batches
-        works[batch] = inputs.workload(cfg, prepared, batch, data)
-        try:
-            references[batch] = reference.outputs(cfg.model, works[batch].feeds)
-        except Exception as e:  # the model itself fails at this batch size: so will every row
-            broken[batch] = one_line(e)
+
+    def ready(row: Row) -> None:  # every runtime gets the very same batches, made once per batch size
+        if row.batch not in works:
+            works[row.batch] = inputs.workload(cfg, prepared, row.batch, data)
+            try:
+                references[row.batch] = reference.outputs(cfg.model, works[row.batch].feeds)
+            except Exception as e:  # the model itself fails at this batch size: so will every row
+                broken[row.batch] = one_line(e)
 
     def timed_row(row: Row) -> tuple[list, str]:
         if row.batch in broken:
@@ -308,6 +310,7 @@ def run_bench(
         keep,
         noun="configuration(s)",
         finish=partial(_finish, result, preds),
+        ready=ready,
         on_start=on_start,
         on_run=on_run,
         on_fail=on_fail,

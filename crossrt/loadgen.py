@@ -258,9 +258,11 @@ def _batches(sut, size: int):
 
 def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, on_fail=None) -> LoadgenResult:
     """Every runtime configuration of cfg (runtime x threads x spin), each in a process of its own,
-    on data's test images; Stopped keeps the configurations that finished. A configuration that
-    fails is listed in `failed` with its reason, and the others still run."""
-
+    on data's test images, through bench-infer's loop (crossrt.plan.run_planned); Stopped keeps the
+    configurations that finished. A configuration that fails is listed in `failed` with its reason
+    (its tests that finished before are kept), one that cannot run here (a ProviderError, such as
+    an execution provider that would not really run it) in `skipped`, as bench-infer lists it; the
+    others still run."""
     bench = cfg.bench()
     result = LoadgenResult(
         model=str(cfg.model),

@@ -80,11 +80,13 @@ def run_planned(
     *,
     noun: str,
     finish: Callable[[], None],
+    ready: Callable[[Row], None] | None = None,
     on_start: Callable[[Configuration, int, int], None] | None = None,
     on_run: Callable[[object], None] | None = None,
     on_fail: Callable[[Failed], None] | None = None,
 ) -> None:
-    """Every planned row in turn: on_start; measure(row) -> (what it made, why it stopped early or
+    """Every planned row in turn: on_start; ready(row), what the row needs made first (its errors
+    are no row's: they end the run); measure(row) -> (what it made, why it stopped early or
     ""); keep(row, each made) -> the run appended to result.runs and told to on_run; then, when it
     stopped early or raised, a Failed row with the reason (to result.failed and on_fail), or, for
     a ProviderError (it cannot run here), a Skipped one. The rows before and after stand. Ctrl-C
@@ -93,6 +95,8 @@ def run_planned(
         for k, row in enumerate(rows):
             if on_start:
                 on_start(Configuration(**configuration_of(row)), k, len(rows))
+            if ready:
+                ready(row)
             try:
                 made, why = measure(row)
             except ProviderError as e:  # this configuration cannot run here (e.g. too many graphs): say so

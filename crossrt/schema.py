@@ -81,15 +81,16 @@ def check_header(data: dict, path: Path, kinds: tuple[str, ...]) -> None:
 
 
 def plain(obj):
-    """obj as JSON-ready values: a dataclass as a dict of its fields (not those its __post_init__
-    makes, init=False; not those that are None, for a class marked `sparse`) and of the derived
-    figures its summary() gives, tuples as lists, paths as strings."""
+    """obj as JSON-ready values: a dataclass as a dict of its fields and of the derived figures its
+    summary() gives (not the fields its __post_init__ makes, init=False; not a None in a field its
+    class's `sparse` names, or in any field when `sparse` is True), tuples as lists, paths as strings."""
     if is_dataclass(obj) and not isinstance(obj, type):
-        sparse = getattr(obj, "sparse", False)  # a class that leaves its empty fields out
+        sparse = getattr(obj, "sparse", ())  # the fields a class leaves out when they are None
         d = {
             f.name: plain(getattr(obj, f.name))
             for f in fields(obj)
-            if f.init and not (sparse and getattr(obj, f.name) is None)  # init=False: derived, made again
+            if f.init  # init=False: derived, made again
+            and not ((sparse is True or f.name in sparse) and getattr(obj, f.name) is None)
         }
         return {**d, **plain(obj.summary())} if hasattr(obj, "summary") else d
     if isinstance(obj, dict):

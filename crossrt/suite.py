@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from . import distributed, train
-from .bench_infer import plan, prepare, run_bench
+from .bench_infer import prepare, run_bench
 from .checks import fits
 from .config import BenchConfig, SuiteConfig, TrainConfig
 from .data import Dataset
 from .errors import CrossrtError, ProviderError, Stopped
 from .export import INPUT_NAME, export_trained, tiny_model
 from .files import load_result
+from .plan import plan
 from .results import ModeResult, Skipped, SuiteResult, Sweep, TrainResult
 from .runtimes.registry import RUNTIMES
 from .schema import plain

@@ -45,7 +45,7 @@ class Runner:
     create_s: float  # cold cost: session creation, compilation, or building the model on the device
     providers: list[str]  # what really runs it, read back from the session or device
     threads_effective: int | None
-    split: Callable[[], dict] | None = None  # CUDA end-to-end: a batch's time split into copy/queue/compute, in ms
+    split: Callable[[], dict] | None = None  # CUDA end-to-end: {h2d, enqueue, compute, d2h} ms (results.CudaSplit)
     placement: Callable[[], dict] | None = None  # where it can fall back: {where a node ran: nodes}, read back
 
 
