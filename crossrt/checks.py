@@ -173,12 +173,22 @@ def shape_text(text: str) -> tuple[int, ...]:
 
 
 def number_text(text: str) -> float | int:
-    return int(text) if text.lstrip("+-").isdigit() else float(text)
+    """A finite number: an integer as an int (exact, however large), else a float; NaN and
+    infinity are no input value."""
+    if text.lstrip("+-").isdigit():
+        return int(text)
+    value = float(text)
+    if not math.isfinite(value):
+        raise ItemError(f"{text!r} is not a finite number")
+    return value
 
 
 def range_text(text: str) -> tuple[float, float]:
-    """`LOW:HIGH` with LOW below HIGH."""
-    low, high = (number_text(v) for v in text.split(":"))
+    """`LOW:HIGH` with LOW below HIGH, both finite."""
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise ItemError("expected LOW:HIGH")
+    low, high = (number_text(v) for v in parts)
     if not low < high:
         raise ItemError("LOW must be below HIGH")
     return low, high

@@ -14,6 +14,8 @@ normal; integers and booleans only from a value or a range the user gave, never 
 
 from __future__ import annotations
 
+import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +131,21 @@ def check_flags(inputs: list[Tensor], cfg: InputsConfig) -> None:
     for t in inputs:
         if not t.dtype:
             raise ConfigError(f"input {t.name!r}: not a tensor of a type crossrt can feed (numbers or booleans)")
+        if t.name in cfg.value_map and (why := _unfit(cfg.value_map[t.name], np.dtype(t.dtype))):
+            raise ConfigError(f"--value {t.name}={cfg.value_map[t.name]}: {why}")
+        if t.name in cfg.range_map:
+            low, high = cfg.range_map[t.name]
+            dtype = np.dtype(t.dtype)
+            if dtype.kind in "iub":  # the integers n with LOW <= n < HIGH are drawn
+                first, last = math.ceil(low), math.ceil(high) - 1
+                why = f"holds no integer, and {t.name} is {t.dtype}" if first > last else None
+                why = why or _unfit(first, dtype) or _unfit(last, dtype)
+            else:
+                why = _unfit(low, dtype) or _unfit(high, dtype)
+                if not why and not math.isfinite(float(high) - float(low)):  # numpy draws low + (high - low) * u
+                    why = "is wider than a float can hold (HIGH - LOW overflows)"
+            if why:
+                raise ConfigError(f"--input-range {t.name}={low}:{high}: {why}")
         if (
             t.dtype not in ("float32", "float64", "float16")
             and t.name not in cfg.value_map
@@ -139,6 +156,19 @@ def check_flags(inputs: list[Tensor], cfg: InputsConfig) -> None:
                 f"input {t.name!r} is {t.dtype}: crossrt does not make up {t.dtype} values; give them "
                 f"with --value {t.name}=V, --input-range {t.name}=LOW:HIGH or --inputs FILE.npz"
             )
+
+
+def _unfit(value: float | int, dtype: np.dtype) -> str | None:
+    """Why value cannot be held by an input of dtype (it would overflow or be cut), or None."""
+    if dtype.kind == "b":
+        return None if value in (0, 1) else f"a {dtype} input takes 0 or 1"
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if value != int(value):
+            return f"not an integer, and the input is {dtype}"
+        return None if info.min <= value <= info.max else f"outside {dtype}'s range {info.min}..{info.max}"
+    limit = float(np.finfo(dtype).max)
+    return None if abs(value) <= limit else f"beyond {dtype}'s largest value ({limit:g})"
 
 
 def bind(inputs: list[Tensor], cfg: InputsConfig, batch: int | None) -> dict[str, tuple[int, ...]]:
@@ -197,7 +227,7 @@ def generate(
             elif t.name in cfg.range_map:
                 low, high = cfg.range_map[t.name]
                 values = (
-                    rng.integers(int(low), int(np.ceil(high)), shape)
+                    rng.integers(math.ceil(low), math.ceil(high), shape)  # the integers in [LOW, HIGH)
                     if dtype.kind in "iub"
                     else rng.uniform(low, high, shape)
                 )
@@ -209,13 +239,59 @@ def generate(
     return feeds
 
 
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file (a zip of .npy members, as numpy.savez writes), each member's
+    header checked against the bytes it holds before anything is allocated; every fault of the
+    file (not a zip, a plain .npy, cut short, a bad CRC, a header that claims more than the
+    member holds, NaN or infinity) is one line naming it."""
+    where = f"--inputs {path}"
+    try:
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                raise ConfigError(
+                    f"{where}: a single .npy array; crossrt reads an .npz, one array per input name "
+                    f"(numpy.savez(FILE, NAME=array, ...))"
+                )
+        with zipfile.ZipFile(path) as z:
+            arrays = {}
+            for info in z.infolist():
+                name = info.filename.removesuffix(".npy")
+                with z.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else (np.lib.format.read_array_header_2_0)
+                    )
+                    shape, _, dtype = read_header(member)
+                    claims = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                    if dtype.hasobject or claims > info.file_size:
+                        why = (
+                            "holds Python objects"
+                            if dtype.hasobject
+                            else (f"its header claims {claims:,} bytes, the file holds {info.file_size:,}")
+                        )
+                        raise ConfigError(f"{where}: array {name!r} {why}; not an array crossrt can feed")
+                    if (have := available_memory("cpu")) is not None and claims > have:
+                        raise ConfigError(
+                            f"{where}: array {name!r} needs {claims / 2**30:,.1f} GiB, more than the "
+                            f"{have / 2**30:,.1f} GiB of memory available"
+                        )
+                with z.open(info) as member:  # from its start again, now that its size is known
+                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+    except ConfigError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+        raise ConfigError(f"{where}: not a readable .npz file ({type(e).__name__}: {str(e)[:160]})") from None
+    for name, a in arrays.items():
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise ConfigError(f"{where}: array {name!r} holds NaN or infinity; crossrt feeds finite values")
+    return arrays
+
+
 def from_file(inputs: list[Tensor], path: Path) -> dict[str, np.ndarray]:
     """The arrays of --inputs FILE.npz, one per input name, of the input's type."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"--inputs {path}: not a readable .npz file ({e})") from None
+    arrays = read_npz(path)
     names = [t.name for t in inputs]
     if missing := [n for n in names if n not in arrays]:
         raise ConfigError(

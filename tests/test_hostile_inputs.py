@@ -1,0 +1,154 @@
+"""Hostile inputs, round 4: the files and values any model is fed. Each bad --inputs file (real .npz
+files, damaged the way disks and people damage them) and each bad --value / --input-range is one
+line naming the flag or file and what is wrong, exit 2, before any work; nothing is written."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper
+
+from conftest import run_main
+
+
+@pytest.fixture(scope="module")
+def two_inputs(tmp_path_factory):
+    """A model of a float input `x` [batch, 3] and a uint8 input `u8` [batch, 3]: x + float(u8)."""
+    path = tmp_path_factory.mktemp("model") / "two.onnx"
+    nodes = [helper.make_node("Cast", ["u8"], ["uf"], to=T.FLOAT), helper.make_node("Add", ["x", "uf"], ["y"])]
+    ins = [
+        helper.make_tensor_value_info("x", T.FLOAT, ["batch", 3]),
+        helper.make_tensor_value_info("u8", T.UINT8, ["batch", 3]),
+    ]
+    outs = [helper.make_tensor_value_info("y", T.FLOAT, ["batch", 3])]
+    model = helper.make_model(helper.make_graph(nodes, "two", ins, outs), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _bench(model, *flags, cwd):
+    return run_main("bench-infer", "--model", str(model), "--runtimes", "onnxruntime", "--threads", "1",
+                    "--min-time", "0", "--min-repeats", "1", "--warmup", "0", *flags, cwd=cwd)  # fmt: skip
+
+
+def _refused(out, *says):
+    assert out.code == 2, (out.code, out.err)
+    assert "Traceback" not in out.err and len(out.err.strip().splitlines()) == 1, out.err
+    for s in says:
+        assert s in out.err, out.err
+
+
+def _good_arrays():
+    return {"x": np.ones((4, 3), np.float32), "u8": np.full((4, 3), 7, np.uint8)}
+
+
+def _cut_in_half(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _bad_crc(path):
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x93NUMPY") + 130  # inside the first member's array data, after its 128-byte header
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _terabytes(path):
+    """A member whose .npy header claims a 2**40-element array over 48 bytes of data."""
+    header = {"descr": "<f4", "fortran_order": False, "shape": (2**20, 2**20)}
+    with zipfile.ZipFile(path, "w") as z:
+        with z.open("x.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            f.write(b"\0" * 48)
+        with z.open("u8.npy", "w") as f:
+            np.lib.format.write_array(f, np.zeros((4, 3), np.uint8))
+
+
+def _plain_npy(path):
+    np.save(path.with_suffix(".npy"), np.ones((4, 3), np.float32))
+    path.with_suffix(".npy").rename(path)
+
+
+def _nan(path):
+    np.savez(path, x=np.array([[1, np.nan, 0]] * 4, np.float32), u8=np.zeros((4, 3), np.uint8))
+
+
+def _inf(path):
+    np.savez(path, x=np.full((4, 3), np.inf, np.float32), u8=np.zeros((4, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (_cut_in_half, "not a readable .npz file"),
+        (_bad_crc, "not a readable .npz file (BadZipFile"),
+        (_terabytes, "array 'x' its header claims 4,398,046,511,104 bytes, the file holds"),
+        (_plain_npy, "a single .npy array; crossrt reads an .npz"),
+        (_nan, "array 'x' holds NaN or infinity"),
+        (_inf, "array 'x' holds NaN or infinity"),
+    ],
+)
+def test_a_damaged_inputs_file_is_one_line(two_inputs, tmp_path, damage, says):
+    path = tmp_path / "in.npz"
+    np.savez(path, **_good_arrays())
+    damage(path)
+    out = _bench(two_inputs, "--inputs", str(path), cwd=tmp_path)
+    _refused(out, f"--inputs {path}: ", says)
+    assert not (tmp_path / "results").exists()  # refused before any work: nothing written
+
+
+def test_a_sound_inputs_file_runs(two_inputs, tmp_path):
+    """The same reader takes a good file (stored and compressed), so the refusals above are the damage's."""
+    for save in (np.savez, np.savez_compressed):
+        save(tmp_path / "in.npz", **_good_arrays())
+        out = _bench(two_inputs, "--inputs", str(tmp_path / "in.npz"), cwd=tmp_path)
+        assert out.code == 0, out.err
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--value", "u8=300,x=1"], "--value u8=300: outside uint8's range 0..255"),
+        (["--value", "u8=-1,x=1"], "--value u8=-1: outside uint8's range 0..255"),
+        (["--value", "u8=2.5,x=1"], "--value u8=2.5: not an integer, and the input is uint8"),
+        (["--value", "x=nan,u8=1"], "--value 'x=nan': 'nan' is not a finite number"),
+        (["--value", "x=inf,u8=1"], "--value 'x=inf': 'inf' is not a finite number"),
+        (["--value", "x=1e39,u8=1"], "--value x=1e+39: beyond float32's largest value"),
+        (["--value", "x=1", "--input-range", "u8=0.2:0.5"], "--input-range u8=0.2:0.5: holds no integer"),
+        (["--value", "x=1", "--input-range", "u8=0:1e400"], "'1e400' is not a finite number"),
+        (["--value", "u8=1", "--input-range", "x=0:1:2"], "expected LOW:HIGH"),
+    ],
+)
+def test_a_value_the_input_cannot_hold_is_one_line(two_inputs, tmp_path, flags, says):
+    out = _bench(two_inputs, *flags, cwd=tmp_path)
+    _refused(out, says)
+
+
+def test_an_integer_range_draws_only_integers_within_it(two_inputs, tmp_path):
+    """u8=0.5:3 draws 1 and 2 (the integers in [0.5, 3)), never 0, which lies below it."""
+    from crossrt.config import InputsConfig
+    from crossrt.inputs import generate, signature
+
+    sig = signature(onnx.load(str(two_inputs)))
+    cfg = InputsConfig(values=("x=1",), input_range=("u8=0.5:3",))
+    (feed,) = generate(sig[0], {"x": (1000, 3), "u8": (1000, 3)}, cfg, 1)
+    assert set(np.unique(feed["u8"])) == {1, 2}
+
+
+def test_a_float64_range_whose_width_overflows_is_refused():
+    """numpy draws LOW + (HIGH - LOW) * u: a range of finite bounds whose width is infinite would
+    feed infinities; a float32 input's bounds are refused sooner, beyond float32's largest value."""
+    from crossrt.config import InputsConfig
+    from crossrt.errors import ConfigError
+    from crossrt.inputs import Tensor, check_flags
+
+    wide = InputsConfig(input_range=("x=-1.5e308:1.5e308",))
+    with pytest.raises(ConfigError, match=r"--input-range x=-1\.5e\+308:1\.5e\+308: is wider than a float can hold"):
+        check_flags([Tensor("x", "float64", (2,))], wide)
+    check_flags([Tensor("x", "float64", (2,))], InputsConfig(input_range=("x=-1e307:1e307",)))  # fits
