@@ -209,7 +209,8 @@ def build_parser() -> Parser:
         type=float,
         default=None,
         metavar="PCT",
-        help="exit 1 when a row of B is slower beyond the noise and by more than PCT%% (default: never)",
+        help="exit 1 when a row of B is slower by more than PCT%% beyond the noise (a row without an interval, "
+        "such as LoadGen's, on its ratio alone) (default: never)",
     )
     c.add_argument(
         "--allow-different-models",

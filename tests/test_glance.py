@@ -125,10 +125,27 @@ def test_fail_if_slower_gates_both_ways(bench, tmp_path, capsys):
     _, _, path = bench
     slower, same = _copy(path, tmp_path, "slower.json", 0.5), _copy(path, tmp_path, "same.json", 1.0)
     assert main(["compare", str(path), str(slower), "--fail-if-slower", "5"]) == 1
-    assert "slower than A beyond the noise and by more than 5%" in capsys.readouterr().err
+    assert "slower than A by more than 5% (beyond the noise" in capsys.readouterr().err
     assert main(["compare", str(path), str(same), "--fail-if-slower", "5"]) == 0
     assert main(["compare", str(path), str(slower), "--fail-if-slower", "60"]) == 0  # 0.5x is not 60% slower
     assert main(["compare", str(path), str(slower)]) == 0  # no gate asked: exit 0, the table says slower
+
+
+def test_fail_if_slower_judges_loadgen_rows_on_their_ratio(tmp_path, capsys):
+    """LoadGen keeps no repeats, so its rows have no interval: the gate holds their ratio to the
+    threshold (a B 10x slower fails), says it did, and passes the same file."""
+    data = json.loads(canned("loadgen.json").read_text())
+    for r in data["runs"]:
+        r["samples_per_s"] = r["samples_per_s"] and r["samples_per_s"] / 10
+        r["target_qps"] = r["target_qps"] and r["target_qps"] / 10
+        r["latency_ms"] = {k: 10 * v for k, v in r["latency_ms"].items()}
+    (tmp_path / "slow.json").write_text(json.dumps(data))
+    a, b = str(canned("loadgen.json")), str(tmp_path / "slow.json")
+    assert main(["compare", a, b, "--fail-if-slower", "5"]) == 1
+    said = capsys.readouterr()
+    assert "without an interval: --fail-if-slower judges their ratio alone" in said.out
+    assert "slower than A by more than 5%" in said.err and "LoadGen" in said.err and "0.100x" in said.err
+    assert main(["compare", a, a, "--fail-if-slower", "5"]) == 0
 
 
 def test_report_groups_repeated_runs_and_names_models_and_runs(bench, trained, tmp_path, capsys):
