@@ -79,6 +79,9 @@ def test_show_lays_a_result_out_again_wide_or_with_some_columns(bench):
     some = run_main("show", str(path), "--columns", "img/s,cpu s / 1k img", columns=80)
     header = " ".join(ln for ln in some.out.splitlines() if ln.startswith("┃"))
     assert "img/s" in header and "CPU s /" in header and "% peak" not in header and "p50" not in header
+    unknown = run_main("show", str(path), "--columns", "img/s,nosuch", columns=80)
+    assert unknown.code == 2 and unknown.out == "" and len(unknown.err.strip().splitlines()) == 1, unknown
+    assert "--columns nosuch: no table of" in unknown.err and "img/s" in unknown.err
 
 
 def _copy(path: Path, tmp_path: Path, name: str, speed: float = 1.0, **change) -> Path:

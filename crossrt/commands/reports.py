@@ -6,7 +6,7 @@ import sys
 
 from ..checks import in_range
 from ..compare import compare, load_results, merge, models, to_csv, to_markdown
-from ..errors import EXIT_FAILED, EXIT_OK, ResultError
+from ..errors import EXIT_FAILED, EXIT_OK, ConfigError, ResultError
 from ..files import load_result
 from ..outcome import err
 from ..results import BenchResult, LoadgenResult, SuiteResult, TrainResult, parts
@@ -77,11 +77,20 @@ def cmd_show(a, cfg) -> int:
     as it needs (--wide), or with only the columns named (--columns)."""
     result = load_result(a.file)
     before = dict(layout.VIEW)
-    layout.VIEW.update(wide=a.wide, columns={c.strip().lower() for c in a.columns.split(",")} if a.columns else None)
+    named = [c.strip().lower() for c in a.columns.split(",")] if a.columns else []
+    layout.VIEW.update(wide=a.wide, columns=set(named) or None, offered=set())
     try:
-        _show(result)
+        with console.capture() as shown:  # held back until every name in --columns is known to be a column
+            _show(result)
+        offered = layout.VIEW["offered"]
     finally:  # the view is this command's: a later table in the same process is laid out as usual
         layout.VIEW.update(before)
+    if unknown := [c for c in named if c not in offered]:
+        raise ConfigError(
+            f"--columns {unknown[0]}: no table of {a.file} has a column so headed (its columns: "
+            f"{', '.join(sorted(offered))})"
+        )
+    sys.stdout.write(shown.get())
     return EXIT_OK
 
 

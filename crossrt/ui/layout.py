@@ -35,7 +35,7 @@ class Col(NamedTuple):
 
 
 # `crossrt show --wide` lays every table out as wide as it needs; --columns shows only those named.
-VIEW = {"wide": False, "columns": None}
+VIEW = {"wide": False, "columns": None, "offered": set()}  # offered: every heading a table laid out had
 
 
 def cell(markup: str) -> Text:
@@ -61,8 +61,12 @@ def _need(cols: list[Col], rows: list[list[Text]], keep: list[int]) -> int:
     )
 
 
+def _name(col: Col) -> str:
+    return col.name.replace("\n", " ").lower()
+
+
 def _named(col: Col, names) -> bool:
-    return col.name.replace("\n", " ").lower() in names
+    return _name(col) in names
 
 
 def plain_list(title: Text, cols: list[Col], rows: list[list[Text]], caption: Text | None) -> Text:
@@ -88,6 +92,7 @@ def fitted(title: str, cols: list[Col], rows: list[list[str]], styles=None, ends
     width = 10**6 if VIEW["wide"] else console.width
     keep, folded = list(range(len(cols))), []
     if VIEW["columns"]:
+        VIEW["offered"].update(_name(c) for c in cols)
         keep = [i for i, c in enumerate(cols) if c.key or _named(c, VIEW["columns"])]
     keep = [i for i in keep if cols[i].key or any(r[i].plain not in ("", "—") for r in rows)]  # nothing to show
     if rows:
