@@ -17,7 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .checks import LOCK_FILE, PATH_CHECKS
-from .config import BenchConfig, DataConfig, SuiteConfig, TrainConfig
+from .config import BenchConfig, DataConfig, LoadgenConfig, SuiteConfig, TrainConfig
 from .errors import ConfigError
 
 # The names of what `train` writes into --out, as TrainConfig's own properties give them.
@@ -61,6 +61,7 @@ READS = {
     TrainConfig: lambda cfg: [] if cfg.export else [("the model", cfg.onnx_path)],
     # The training record bench-infer reads beside the model when --train-json is not given.
     BenchConfig: lambda cfg: [] if cfg.train_json else [("the training record", cfg.model.with_suffix(".train.json"))],
+    LoadgenConfig: lambda cfg: [("the training record", cfg.model.with_suffix(".train.json"))],  # as bench-infer's
 }
 WRITES = {TrainConfig: _train_writes, SuiteConfig: _suite_writes}
 

@@ -152,3 +152,22 @@ def test_a_float64_range_whose_width_overflows_is_refused():
     with pytest.raises(ConfigError, match=r"--input-range x=-1\.5e\+308:1\.5e\+308: is wider than a float can hold"):
         check_flags([Tensor("x", "float64", (2,))], wide)
     check_flags([Tensor("x", "float64", (2,))], InputsConfig(input_range=("x=-1e307:1e307",)))  # fits
+
+
+def test_no_output_overwrites_the_inputs_file_or_the_training_record(two_inputs, trained, tmp_path):
+    """--inputs is an input of the run like the model: bench-infer's --json and quantize's --out
+    onto it are refused before any work, and so is loadgen's --json onto the training record it
+    reads beside the model (as bench-infer's is); the file is left as it was."""
+    path = tmp_path / "in.npz"
+    np.savez(path, **_good_arrays())
+    before = path.read_bytes()
+    out = _bench(two_inputs, "--inputs", str(path), "--json", str(path), cwd=tmp_path)
+    _refused(out, f"--json {path}: is --inputs {path}, an input of this run")
+    out = run_main("quantize", "--model", str(two_inputs), "--inputs", str(path), "--out", str(path), cwd=tmp_path)
+    _refused(out, f"--out {path}: is --inputs {path}, an input of this run")
+    assert path.read_bytes() == before
+    record = trained / "lenet5.train.json"
+    kept = record.read_bytes()
+    out = run_main("loadgen", "--model", str(trained / "lenet5.onnx"), "--json", str(record), cwd=tmp_path)
+    _refused(out, f"--json {record}: is the training record {record}, an input of this run")
+    assert record.read_bytes() == kept

@@ -64,6 +64,7 @@ class InputsConfig:
         None,
         metavar="FILE.npz",
         default_text="generated",
+        path="in-file",
         help="the inputs themselves: one array per input name (their shapes need no flags)",
     )
     batches_per_pass: int = option(10, metavar="K", help="distinct generated batches in one timed pass")
