@@ -5,6 +5,9 @@ results and its tables share, in one place (no imports, so the CLI and the reade
 SCENARIOS = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "offline": "Offline", "server": "Server"}
 # MLPerf's rules (loadgen/mlperf.conf, for every model): 600 s per test; MultiStream 662 queries.
 MLPERF_MIN_DURATION_S, MLPERF_MIN_QUERIES = 600, {"multi-stream": 662}
+# LoadGen's own minimum of queries per test (TestSettings.min_query_count), which a test runs
+# however long they take; crossrt's default seconds per test.
+LOADGEN_MIN_QUERIES, DEFAULT_DURATION_S = 100, 5.0
 # MultiStream's samples per query: MLPerf's, unless a user.conf sets samples_per_query.
 MULTI_STREAM_SAMPLES = 8
 # LoadGen's early stopping judges a 99th percentile from at least this many queries (with none over

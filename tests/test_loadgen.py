@@ -476,3 +476,18 @@ def test_a_user_conf_loadgen_cannot_read_is_one_line(trained, tmp_path, text, sa
     assert out.code == 2 and f"--user-conf {conf}: {says}" in out.err and "Traceback" not in out.err, out.err
     missing = run_main("loadgen", "--model", str(trained / "lenet5.onnx"), "--user-conf", "nope.conf", cwd=tmp_path)
     assert missing.code == 2 and "nope.conf" in missing.err and len(missing.err.strip().splitlines()) == 1
+
+
+def test_loadgen_says_when_a_test_will_run_longer_than_asked(trained, tmp_path):
+    """LoadGen runs a Server test for at least its min_query_count (100) queries: at --qps 0.5 a
+    --duration 1 test lasts about 200 s, which crossrt says (a user.conf's min_query_count counts);
+    --mlperf-durations beside another --duration is refused, not silently replaced by 600 s."""
+    from crossrt.config import LoadgenConfig
+
+    cfg = LoadgenConfig(model=trained / "lenet5.onnx", qps=0.5, duration=1)
+    assert "lasts about 200.0 s at 0.5 QPS, not the 1 s asked" in cfg.server_overrun({})
+    ten = LoadgenConfig(model=trained / "lenet5.onnx", qps=0.5, duration=10)
+    assert ten.server_overrun({"min_query_count": 5}) is None and "200.0 s" in ten.server_overrun({})
+    assert LoadgenConfig(model=trained / "lenet5.onnx", qps=200, duration=1).server_overrun({}) is None
+    out = run_main("loadgen", "--model", str(trained / "lenet5.onnx"), "--mlperf-durations", "--duration", "1")
+    assert out.code == 2 and "--duration 1: --mlperf-durations runs every test for MLPerf's 600 s" in out.err

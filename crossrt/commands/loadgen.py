@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..bench_infer import prepare
 from ..errors import EXIT_FAILED, EXIT_OK, ConfigError
 from ..fetch import resolve
@@ -17,7 +19,9 @@ def cmd_loadgen(a, cfg) -> int:
     loadgen()  # LoadGen installed, or a one-line error before any work
     check_outputs(a, cfg)
     for scenario in cfg.scenarios:  # a user.conf LoadGen cannot read fails here, before any work
-        cfg.user_settings(scenario)
+        user = cfg.user_settings(scenario)
+        if scenario == "server" and (overrun := cfg.server_overrun(user)):
+            print(f"crossrt: warning: {overrun}", file=sys.stderr)
     prepared = prepare(cfg.bench())  # a bad model, checkpoint or provider fails here, before any work
     if not prepared.mnist:
         raise ConfigError(

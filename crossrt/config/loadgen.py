@@ -9,7 +9,14 @@ from ..checks import choices, in_range, nonempty_unique
 from ..errors import ConfigError
 from ..runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
 from ..runtimes.registry import RUNTIMES, option_items
-from ..scenarios import MAX_BATCH, MAX_QUERIES, MLPERF_MIN_DURATION_S, SCENARIOS
+from ..scenarios import (
+    DEFAULT_DURATION_S,
+    LOADGEN_MIN_QUERIES,
+    MAX_BATCH,
+    MAX_QUERIES,
+    MLPERF_MIN_DURATION_S,
+    SCENARIOS,
+)
 from ..system import max_threads
 from .bench import BenchConfig
 from .common import (
@@ -61,7 +68,7 @@ class LoadgenConfig:
         help="Server: one test at this QPS per bound instead of the search for the highest",
     )
     duration: float = option(
-        5.0,
+        DEFAULT_DURATION_S,
         metavar="S",
         help="minimum seconds of each LoadGen test (short: not MLPerf-valid; --mlperf-durations for MLPerf's)",
     )
@@ -107,6 +114,11 @@ class LoadgenConfig:
             raise ConfigError(f"--batch-timeout-ms: {self.batch_timeout_ms:g}; from 0 to 10,000 ms")
         if not 0.1 <= self.duration <= 86_400:
             raise ConfigError(f"--duration: {self.duration:g} s; from 0.1 s to a day")
+        if self.mlperf_durations and self.duration != DEFAULT_DURATION_S:
+            raise ConfigError(
+                f"--duration {self.duration:g}: --mlperf-durations runs every test for MLPerf's "
+                f"{MLPERF_MIN_DURATION_S} s; give one or the other"
+            )
         if self.qps is not None and not 0 < self.qps * self.min_duration_s() <= MAX_QUERIES:
             raise ConfigError(
                 f"--qps {self.qps:g}: LoadGen schedules every query of a test before it starts: "
@@ -129,6 +141,17 @@ class LoadgenConfig:
 
     def min_duration_s(self) -> float:
         return MLPERF_MIN_DURATION_S if self.mlperf_durations else self.duration
+
+    def server_overrun(self, user: dict) -> str | None:
+        """What to say when --qps for --duration is fewer queries than LoadGen runs a test for (its
+        min_query_count, or what the user.conf sets): the test lasts longer than asked."""
+        least = user.get("min_query_count", LOADGEN_MIN_QUERIES)
+        if self.qps is None or self.qps * self.min_duration_s() >= least:
+            return None
+        return (
+            f"--qps {self.qps:g}: LoadGen runs a Server test for at least {least} queries, so each test "
+            f"lasts about {least / self.qps:,.1f} s at {self.qps:g} QPS, not the {self.min_duration_s():g} s asked"
+        )
 
     def user_settings(self, scenario: str) -> dict:
         """The TestSettings fields --user-conf sets for scenario (crossrt's name); {} without one."""
