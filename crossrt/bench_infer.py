@@ -167,15 +167,10 @@ def compare_outputs(
             out.append(OutputComparison(name, None, None, None, False, "shapes differ from the reference"))
             continue
         numeric = all(a.dtype.kind in "fiub" for a in ref)
-        diff = (
-            max(
-                (float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0)
-                for a, b in zip(ref, row)
-            )
-            if numeric
-            else None
-        )
-        scale = max((float(np.abs(a.astype(np.float64)).max()) if a.size else 0.0) for a in ref) if numeric else 0
+        diff, scale, strays = _differences(ref, row) if numeric else (None, 0, False)
+        if strays:
+            out.append(OutputComparison(name, None, None, None, False, "NaN or infinity where the reference differs"))
+            continue
         rel = diff / scale if diff is not None and scale else diff
         scores = ref[0].dtype.kind == "f" and ref[0].ndim >= 2 and ref[0].shape[-1] >= 2
         top1 = (
@@ -186,6 +181,23 @@ def compare_outputs(
         ok = rel is not None and np.isfinite(rel) and rel <= OUTPUT_TOLERANCE[math]
         out.append(OutputComparison(name, diff, rel, top1, bool(ok)))
     return out
+
+
+def _differences(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, float, bool]:
+    """The largest |difference| over the elements finite on both sides, the reference's largest
+    finite magnitude, and whether a non-finite value stands where the other side differs. NaN
+    where the reference is NaN, or the same infinity, agrees."""
+    diff = scale = 0.0
+    strays = False
+    for a, b in zip(ref, got):
+        a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+        finite = np.isfinite(a) & np.isfinite(b)
+        strays |= bool((~finite & ~((a == b) | (np.isnan(a) & np.isnan(b)))).any())
+        if finite.any():
+            diff = max(diff, float(np.abs(a[finite] - b[finite]).max()))
+        if (kept := a[np.isfinite(a)]).size:
+            scale = max(scale, float(np.abs(kept).max()))
+    return diff, scale, strays
 
 
 def _noise_hint(row: Row) -> str | None:

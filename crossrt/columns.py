@@ -22,6 +22,7 @@ from .results import OutputComparison
 from .text import printable
 
 BENCH, REPORT, FILE = 1, 2, 4  # bench-infer's console table; report's console table; report's CSV and Markdown
+MAX_RATE = 1e15  # samples/s: beyond any machine (crossrt.schema.MAX_FLOAT); a rate above it is no figure
 
 
 # ---------------------------------------------------------------------------- cell formats
@@ -243,7 +244,10 @@ def loadgen_rate(run) -> float | None:
     if run.scenario == "server":
         return run.target_qps if run.valid else None
     ms = run.latency_ms.get("p99" if run.scenario == "multi-stream" else "p90")
-    return run.samples_per_s or (run.per_query * 1e3 / ms if ms else None)
+    if run.samples_per_s or not ms:
+        return run.samples_per_s
+    rate = run.per_query * 1e3 / ms
+    return rate if rate < MAX_RATE else None  # a latency of 5e-324 ms is a damaged file, not a rate
 
 
 def _machine(device_of: Callable) -> Callable:

@@ -171,3 +171,39 @@ def test_no_output_overwrites_the_inputs_file_or_the_training_record(two_inputs,
     out = run_main("loadgen", "--model", str(trained / "lenet5.onnx"), "--json", str(record), cwd=tmp_path)
     _refused(out, f"--json {record}: is the training record {record}, an input of this run")
     assert record.read_bytes() == kept
+
+
+def test_nan_where_the_reference_is_nan_agrees_and_a_stray_nan_does_not():
+    """Outputs are compared NaN-aware: the same NaN or infinity agrees (a model whose outputs are
+    NaN is not "disagreeing" with itself), a non-finite value where the reference has a number does
+    not, and the finite elements are compared as ever."""
+    from crossrt.bench_infer import compare_outputs
+
+    ref = [[np.array([[1.0, np.nan, np.inf], [2.0, 3.0, -np.inf]], np.float32)]]
+    same = compare_outputs(ref, [[ref[0][0].copy()]], ["y"], "fp32")[0]
+    assert same.ok and same.max_abs == 0.0 and same.note is None
+    close = ref[0][0].copy()
+    close[1, 0] += 1e-6
+    assert compare_outputs(ref, [[close]], ["y"], "fp32")[0].ok
+    stray = ref[0][0].copy()
+    stray[0, 0] = np.nan
+    got = compare_outputs(ref, [[stray]], ["y"], "fp32")[0]
+    assert not got.ok and got.note == "NaN or infinity where the reference differs"
+    flipped = ref[0][0].copy()
+    flipped[0, 2] = -np.inf
+    assert not compare_outputs(ref, [[flipped]], ["y"], "fp32")[0].ok
+
+
+def test_a_loadgen_latency_near_zero_shows_no_infinite_rate(tmp_path):
+    """A forged latency of 5e-324 ms would be an infinite rate in report, CSV and compare: no rate."""
+    import json
+
+    from conftest import canned
+
+    data = json.loads(canned("loadgen.json").read_text())
+    for r in data["runs"]:
+        r["latency_ms"] = {k: 5e-324 for k in r["latency_ms"]}
+    (tmp_path / "l.json").write_text(json.dumps(data))
+    for flags in ((), ("--csv",), ("--markdown",)):
+        out = run_main("report", str(tmp_path / "l.json"), *flags)
+        assert out.code == 0 and "inf" not in out.out.lower().replace("info", ""), out.out
