@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, ModelError
 
 
 def loadgen():
@@ -85,6 +85,10 @@ class SUT:
                 raise self.error
             self.load(worker, indices)
             out = np.ascontiguousarray(self.runners[worker].outputs(n - 1)[0], dtype=np.float32)
+            if out.ndim == 0 or out.shape[0] != n:  # each response points into its own row of out
+                raise ModelError(
+                    f"the model's first output is {list(out.shape)} for a batch of {n}: LoadGen needs a row per sample"
+                )
         except Exception as e:
             self.error = self.error or e
             lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])

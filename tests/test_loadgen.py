@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from crossrt.cli import main
@@ -491,3 +492,20 @@ def test_loadgen_says_when_a_test_will_run_longer_than_asked(trained, tmp_path):
     assert LoadgenConfig(model=trained / "lenet5.onnx", qps=200, duration=1).server_overrun({}) is None
     out = run_main("loadgen", "--model", str(trained / "lenet5.onnx"), "--mlperf-durations", "--duration", "1")
     assert out.code == 2 and "--duration 1: --mlperf-durations runs every test for MLPerf's 600 s" in out.err
+
+
+def test_an_output_without_a_row_per_sample_is_refused_not_read_past_its_end(tmp_path):
+    """Each LoadGen response points into its sample's row of the batch's first output: a model whose
+    output does not grow with the batch (one row for a batch of 8) would hand LoadGen pointers past
+    the array. The SUT refuses it, and the test ends with that reason, through the real LoadGen."""
+    from crossrt.errors import ModelError
+    from crossrt.runtimes.base import Runner
+    from crossrt.sut import SUT
+
+    def one_row(feeds):
+        return Runner(lambda i: None, lambda i: [np.zeros((1, 10), np.float32)], 0.0, ["fake"], 1)
+
+    sut = SUT(one_row, "input", np.zeros((64, 1, 28, 28), np.float32), max_batch=8)
+    settings = {"min_duration_ms": 10, "offline_expected_qps": 100, "performance_sample_count_override": 64}
+    with pytest.raises(ModelError, match=r"first output is \[1, 10\] for a batch of 8: LoadGen needs a row per sample"):
+        sut.test("Offline", settings, tmp_path / "logs")
