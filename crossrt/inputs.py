@@ -344,9 +344,22 @@ def bind_batches(
         raise ModelError(f"{path}: the graph has no inputs to feed")
     check_flags(ins, feed)
     if feed.inputs is not None:
+        if shaped := [f for f in flags_given(feed) if f != "--inputs"] + ["--input-range"] * bool(
+            feed.range_map or feed.distribution != "uniform"
+        ):
+            raise ConfigError(
+                f"{shaped[0]}: --inputs {feed.inputs} gives every input's shape and values; {shaped[0]} is for "
+                f"generated inputs (drop one or the other)"
+            )
         arrays = from_file(ins, regular_file(feed.inputs, "--inputs"))
         shapes = {t.name: arrays[t.name].shape for t in ins}
-        return {samples_per_batch(ins, shapes): shapes}
+        size = samples_per_batch(ins, shapes)
+        if batch_sizes and tuple(batch_sizes) != (size,):
+            raise ConfigError(
+                f"--batch-size {','.join(map(str, batch_sizes))}: --inputs {feed.inputs} holds batches of {size} "
+                f"(drop --batch-size, or save the inputs at the batch size wanted)"
+            )
+        return {size: shapes}
     out = {}
     for batch in batch_sizes or (1,):
         shapes = bind(ins, feed, batch)

@@ -207,3 +207,31 @@ def test_a_loadgen_latency_near_zero_shows_no_infinite_rate(tmp_path):
     for flags in ((), ("--csv",), ("--markdown",)):
         out = run_main("report", str(tmp_path / "l.json"), *flags)
         assert out.code == 0 and "inf" not in out.out.lower().replace("info", ""), out.out
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--batch-size", "8"], "--batch-size 8: --inputs {path} holds batches of 4"),
+        (["--dim", "batch=8"], "--dim: --inputs {path} gives every input's shape and values"),
+        (["--value", "u8=1"], "--value: --inputs {path} gives every input's shape and values"),
+        (["--input-range", "normal"], "--input-range: --inputs {path} gives every input's shape and values"),
+    ],
+)
+def test_a_flag_the_inputs_file_would_override_is_refused(two_inputs, tmp_path, flags, says):
+    """--inputs fixes every input's shape and values: a batch size or a generator's flag beside it
+    would be ignored, so it is refused in one line instead of running batch 4 without a word."""
+    path = tmp_path / "in.npz"
+    np.savez(path, **_good_arrays())
+    _refused(_bench(two_inputs, "--inputs", str(path), *flags, cwd=tmp_path), says.format(path=path))
+    assert _bench(two_inputs, "--inputs", str(path), "--batch-size", "4", cwd=tmp_path).code == 0  # the same: fine
+
+
+def test_quantize_of_lenet5_refuses_the_flags_of_other_models(trained, tmp_path):
+    """LeNet5 is calibrated and checked on the dataset's images: --inputs (even a file that does not
+    exist) or --dim would be ignored, so they are refused, not passed with exit 0."""
+    model = str(trained / "lenet5.onnx")
+    for flags in (["--inputs", str(tmp_path / "none.npz")], ["--dim", "batch=8"]):
+        out = run_main("quantize", "--model", model, "--out", str(tmp_path / "q.onnx"), *flags, cwd=tmp_path)
+        _refused(out, "is an MNIST classifier, calibrated and checked on the dataset's images")
+    assert not (tmp_path / "q.onnx").exists()

@@ -5,22 +5,26 @@ from __future__ import annotations
 import onnx
 
 from .. import reference
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, ConfigError
 from ..fetch import resolve
 from ..files import FolderLock
-from ..inputs import is_mnist_classifier, signature
+from ..inputs import flags_given, is_mnist_classifier, signature
 from ..quantize import quantize
 from ..ui import console
 from .common import check_inputs
 
 
 def cmd_quantize(a, cfg) -> int:
-
     check_inputs(cfg)
     reference.check(cfg.model)  # a bad model fails here, before any data is read
     model = onnx.load(str(cfg.model), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     mnist = is_mnist_classifier(*signature(model))
+    if mnist and (given := flags_given(cfg.feed)):  # its calibration and test inputs are the dataset's images
+        raise ConfigError(
+            f"{given[0]}: {cfg.model} is an MNIST classifier, calibrated and checked on the dataset's images; "
+            f"{', '.join(given)} are for other models"
+        )
     ds = resolve(cfg.data, trained_on=(meta.get("dataset") or None, meta.get("data_dir") or None)) if mnist else None
     with FolderLock(cfg.out.parent):
         q = quantize(cfg, ds)

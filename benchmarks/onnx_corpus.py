@@ -1,0 +1,111 @@
+"""crossrt over ONNX's own backend test models: every model the onnx wheel ships (light, simple,
+pytorch-converted, pytorch-operator; `real` needs downloads) with its recorded inputs, first under
+plain ONNX Runtime, then under `crossrt bench-infer --inputs` of those inputs. Prints how many ran,
+how many crossrt refused and why, and every model plain ONNX Runtime runs that crossrt did not time.
+Minutes on 2 cores (each model is one short bench-infer, in this process).
+
+    python benchmarks/onnx_corpus.py [--out DIR] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import io
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from common import ROOT
+
+sys.path.insert(0, str(ROOT))
+from crossrt.cli import main  # noqa: E402
+
+SETS = ("light", "simple", "pytorch-converted", "pytorch-operator")
+
+
+def models() -> list[Path]:
+    data = Path(onnx.__file__).parent / "backend" / "test" / "data"
+    return sorted(p for s in SETS for p in (data / s).glob("*/model.onnx"))
+
+
+def recorded_inputs(model: Path) -> dict[str, np.ndarray] | None:
+    """The inputs of the model's first recorded test, by the graph's input names (None: none recorded)."""
+    files = sorted((model.parent / "test_data_set_0").glob("input_*.pb"))
+    if not files:
+        return None
+    graph = onnx.load(str(model), load_external_data=False).graph
+    names = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    tensors = []
+    for f in files:
+        t = onnx.TensorProto()
+        t.ParseFromString(f.read_bytes())
+        tensors.append(numpy_helper.to_array(t))
+    return dict(zip(names, tensors)) if len(names) == len(tensors) else None
+
+
+def plain_ort(model: Path, feeds: dict) -> str | None:
+    """Why plain ONNX Runtime cannot run the model on its inputs, or None."""
+    try:
+        ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, feeds)
+    except Exception as e:  # ORT's own refusal: the model is out of scope for crossrt too
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[0][:80]}"
+    return None
+
+
+def crossrt_bench(model: Path, feeds: dict, work: Path) -> tuple[int, str]:
+    """crossrt bench-infer of the model on its recorded inputs: (exit code, its last stderr line)."""
+    npz = work / "in.npz"
+    np.savez(npz, **feeds)
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = main(
+            ["bench-infer", "--model", str(model), "--inputs", str(npz), "--runtimes", "onnxruntime", "--threads",
+             "1", "--min-time", "0", "--min-repeats", "2", "--warmup", "0", "--json", str(work / "b.json")]
+        )  # fmt: skip
+    lines = [ln for ln in (err.getvalue() + out.getvalue()).splitlines() if "error" in ln or "failed" in ln]
+    return code, (lines[-1] if lines else "")
+
+
+def main_(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--limit", type=int, default=0, help="the first N models only")
+    a = p.parse_args(argv)
+    found = models()[: a.limit or None]
+    tally, refused, ort_cannot = collections.Counter(), [], collections.Counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, model in enumerate(found):
+            name = f"{model.parent.parent.name}/{model.parent.name}"
+            feeds = recorded_inputs(model)
+            if feeds is None:
+                tally["no recorded inputs"] += 1
+                continue
+            if why := plain_ort(model, feeds):
+                tally["plain ONNX Runtime cannot run it"] += 1
+                ort_cannot[why.split(":")[0]] += 1
+                continue
+            work = Path(tmp) / str(k)
+            work.mkdir()
+            code, said = crossrt_bench(model, feeds, work)
+            tally[f"crossrt exit {code}"] += 1
+            if code != 0:
+                refused.append((name, code, said[:200]))
+    print(f"{len(found)} models ({', '.join(SETS)})")
+    for what, n in tally.most_common():
+        print(f"  {n:4d}  {what}")
+    for why, n in ort_cannot.most_common():
+        print(f"        {n:4d}  ORT: {why}")
+    print("plain ONNX Runtime runs these, crossrt did not time them (exit 0):")
+    for name, code, said in refused:
+        print(f"  {name}: exit {code}: {said}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_())
