@@ -25,7 +25,7 @@ from onnx import numpy_helper
 from common import ROOT
 
 sys.path.insert(0, str(ROOT))
-from crossrt.cli import main  # noqa: E402
+from crossrt.cli import main as crossrt_main  # noqa: E402
 
 SETS = ("light", "simple", "pytorch-converted", "pytorch-operator")
 
@@ -67,7 +67,7 @@ def crossrt_bench(model: Path, feeds: dict, work: Path) -> tuple[int, str]:
     np.savez(npz, **feeds)
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        code = main(
+        code = crossrt_main(
             ["bench-infer", "--model", str(model), "--inputs", str(npz), "--runtimes", "onnxruntime", "--threads",
              "1", "--min-time", "0", "--min-repeats", "2", "--warmup", "0", "--json", str(work / "b.json")]
         )  # fmt: skip
@@ -75,7 +75,7 @@ def crossrt_bench(model: Path, feeds: dict, work: Path) -> tuple[int, str]:
     return code, (lines[-1] if lines else "")
 
 
-def main_(argv=None) -> int:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--limit", type=int, default=0, help="the first N models only")
     a = p.parse_args(argv)
@@ -110,4 +110,4 @@ def main_(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main_())
+    sys.exit(main())
