@@ -8,7 +8,6 @@ from pathlib import Path
 from .. import checks
 from ..checks import choice, choices, in_range, nonempty_unique, number_text, pairs, range_text, shape_text
 from ..errors import ConfigError
-from ..runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
 from ..runtimes.registry import RUNTIMES, option_items
 from ..system import max_threads
 from .common import (
@@ -25,6 +24,7 @@ from .common import (
     one_and_all_cores,
     option,
     runtime_option_field,
+    runtimes_field,
 )
 
 
@@ -119,9 +119,7 @@ class BenchConfig:
         default_text=(f"{MNIST_BATCH} (the reference's) for an MNIST classifier, else 1"),
         help="batch sizes; for another model, the first dimension of every input where it is dynamic",
     )
-    runtimes: tuple[str, ...] = option(
-        DEFAULT_RUNTIMES, metavar="R[,R]", help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)"
-    )
+    runtimes: tuple[str, ...] = runtimes_field()
     runtime_options: tuple[str, ...] = runtime_option_field()
     int8_model: Path | None = option(
         None,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..checks import choice
 from ..runtimes.registry import ALL as ALL_RUNTIMES
+from ..runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
+from ..runtimes.registry import RUNTIMES
 from ..system import cpu_count
 
 ARCHS = ("lenet5", "lenet5-classic")
@@ -54,6 +56,13 @@ def option(
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def runtimes_field():
+    """bench-infer's and loadgen's --runtimes field."""
+    return option(
+        DEFAULT_RUNTIMES, metavar="R[,R]", help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)"
+    )
 
 
 def runtime_option_field():

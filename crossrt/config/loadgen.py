@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ..checks import choices, in_range, nonempty_unique
 from ..errors import ConfigError
-from ..runtimes.registry import DEFAULT as DEFAULT_RUNTIMES
 from ..runtimes.registry import RUNTIMES, option_items
 from ..scenarios import (
     DEFAULT_DURATION_S,
@@ -26,6 +25,7 @@ from .common import (
     one_and_all_cores,
     option,
     runtime_option_field,
+    runtimes_field,
 )
 
 
@@ -35,9 +35,7 @@ class LoadgenConfig:
     runtime asked for, on crossrt's LeNet5 export and its test images; LoadGen's logs are kept."""
 
     model: Path = option(Path("exports/lenet5.onnx"), path="in-file", help="a crossrt LeNet5 ONNX export")
-    runtimes: tuple[str, ...] = option(
-        DEFAULT_RUNTIMES, metavar="R[,R]", help=f"from {{{','.join(RUNTIMES)}}}, or all (those that can run here)"
-    )
+    runtimes: tuple[str, ...] = runtimes_field()
     provider: str = option("cpu", choices=PROVIDERS, help="execution provider (CUDA: host arrays in and out)")
     threads: tuple[int, ...] = option(
         factory=one_and_all_cores, metavar="N[,N]", help="intra-op threads of each runner; 0 = the runtime's default"
