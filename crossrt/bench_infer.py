@@ -68,7 +68,7 @@ class Prepared:
         return self.metadata.get("dataset") or None, self.metadata.get("data_dir") or None
 
 
-def _model_info(path, model: onnx.ModelProto, meta: dict, sig, shapes: dict) -> dict:
+def _model_info(path, model: onnx.ModelProto, meta: dict, sig, inputs_as_fed: list[str]) -> dict:
     data = path.read_bytes()
     params = sum(int(np.prod(init.dims)) for init in model.graph.initializer)
     return {
@@ -79,7 +79,7 @@ def _model_info(path, model: onnx.ModelProto, meta: dict, sig, shapes: dict) -> 
         "parameters": params,
         "arch": meta.get("arch") or None,
         "weights_sha256": meta.get("weights_sha256") or None,
-        "inputs": [t.shown(shapes.get(t.name)) for t in sig[0]],
+        "inputs": inputs_as_fed,
         "outputs": [t.shown() for t in sig[1]],
     }
 
@@ -140,7 +140,10 @@ def prepare(cfg: BenchConfig) -> Prepared:
     one = {sig[0][0].name: (1, 1, 28, 28)} if mnist else shapes[batch_sizes[0]]
     flops = onnx_flops(model, one)
     per_sample = flops and flops // (1 if mnist else inputs.samples_per_batch(sig[0], one))
-    info = _model_info(path, model, meta, sig, shapes[batch_sizes[0]] if len(batch_sizes) == 1 and not mnist else {})
+    fed = [t.shown() for t in sig[0]] if mnist else inputs.described(sig[0], cfg.feed, list(shapes.values()))
+    info = _model_info(path, model, meta, sig, fed)
+    if cfg.feed.inputs is not None:  # the feed is part of a configuration's identity (crossrt.compare.feed_of)
+        info["inputs_sha256"] = hashlib.sha256(cfg.feed.inputs.read_bytes()).hexdigest()
     return Prepared(per_sample, meta, training, torch_rows, info, mnist, batch_sizes, sig, shapes)
 
 

@@ -149,7 +149,8 @@ class ItemError(ValueError):
 
 
 def pairs(flag: str, items: tuple[str, ...], parse) -> dict:
-    """NAME=VALUE items as {NAME: parse(VALUE)}; a malformed item or a name given twice is one line."""
+    """NAME=VALUE items as {NAME: parse(VALUE)}; a malformed item, or a name given twice with two
+    values, is one line (the same value twice is the same request)."""
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -161,8 +162,8 @@ def pairs(flag: str, items: tuple[str, ...], parse) -> dict:
             raise ConfigError(f"{flag} {item!r}: {e}") from None
         except ValueError:
             raise ConfigError(f"{flag} {item!r}: cannot read {value.strip()!r}") from None
-        if name.strip() in out:
-            raise ConfigError(f"{flag}: {name.strip()!r} is given twice")
+        if name.strip() in out and out[name.strip()] != parsed:
+            raise ConfigError(f"{flag}: {name.strip()!r} is given twice, as {out[name.strip()]} and {parsed}")
         out[name.strip()] = parsed
     return out
 

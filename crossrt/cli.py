@@ -85,6 +85,17 @@ def parser_of(hint):
     return kind
 
 
+class Extend(argparse.Action):
+    """A repeated list flag adds up: `--dim height=8 --dim width=8` is `--dim height=8,width=8`;
+    the first use replaces the default, each later one extends it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_extended", set())
+        before = getattr(namespace, self.dest) if self.dest in given else ()
+        given.add(self.dest)
+        setattr(namespace, self.dest, tuple(before) + tuple(values))
+
+
 def _shown(value) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -117,7 +128,15 @@ def add_options(p: argparse.ArgumentParser, cls) -> None:
             )
             p.add_argument(flag.split("/")[0], action=action, **kw)
         else:
-            p.add_argument(flag, type=parser_of(hints[f.name]), metavar=m["metavar"], choices=m["choices"], **kw)
+            many = typing.get_origin(value_type(hints[f.name])) is tuple
+            p.add_argument(
+                flag,
+                type=parser_of(hints[f.name]),
+                metavar=m["metavar"],
+                choices=m["choices"],
+                **({"action": Extend} if many else {}),
+                **kw,
+            )
         for alias, value in m["aliases"].items():
             p.add_argument(
                 alias,

@@ -24,7 +24,7 @@ import numpy as np
 
 from .columns import FILE, loadgen_rate, report_columns
 from .files import load_result
-from .results import InferRun, LoadgenResult, Result, TrainResult, parts
+from .results import BenchResult, InferRun, LoadgenResult, Result, TrainResult, parts
 from .text import printable
 from .timing import bootstrap_means
 
@@ -62,12 +62,40 @@ def model_of(part) -> tuple[str, str]:
     return fp or f"file {name}", f"{name} {fp[:8]}" if fp else name
 
 
+def feed_of(part) -> str:
+    """What a result fed a model that has no dataset, in words: the bound dims and shapes, the values
+    and ranges, the --inputs file by its digest ("seq=16; attention_mask=1; input_ids=0:1000"); "" for
+    a dataset's images. The feed is part of a configuration's identity: a conv net at 16x16 and at
+    256x256 are two configurations, never one row."""
+    if getattr(part, "dataset", None) is not None or not isinstance(part, (BenchResult, LoadgenResult)):
+        return ""
+    feed = (part.config or {}).get("feed") or {}
+    words = [*sorted(feed.get("dims") or ()), *sorted(feed.get("shapes") or ()), *sorted(feed.get("values") or ())]
+    ranges = feed.get("input_range") or ()
+    words += sorted(r for r in ranges if "=" in r) + [r for r in ranges if "=" not in r and r != "uniform"]
+    if feed.get("inputs"):
+        digest = (part.model_info or {}).get("inputs_sha256")
+        words.append(f"inputs {digest[:12]}" if digest else f"inputs {Path(feed['inputs']).name}")
+    return "; ".join(words) or "generated"
+
+
+def feeds(result: Result) -> dict[str, set[str]]:
+    """{model key: the feeds it was given} in a result."""
+    out: dict[str, set[str]] = {}
+    for part in parts(result):
+        out.setdefault(model_of(part)[0], set()).add(feed_of(part))
+    return out
+
+
 def rows_of(result: Result, source: str) -> list[dict]:
     """Flat rows, one per training run, bench configuration or LoadGen test, keyed by the report's
-    columns (each read by its declaration, crossrt.columns), and the model's key for grouping."""
+    columns (each read by its declaration, crossrt.columns), and the model's key for grouping: the
+    model and what it was fed."""
     rows, columns = [], report_columns()
     for part in parts(result):
         key, label = model_of(part)
+        if feed := feed_of(part):
+            key, label = f"{key} fed {feed}", f"{label}, fed {feed}"
         if isinstance(part, TrainResult):
             kind, items = "train", [part.summary()]
         else:
@@ -99,11 +127,19 @@ def merge(loaded: list[tuple[Path, Result]], group: bool = True) -> list[dict]:
 
 
 def _grouped(rows: list[dict]) -> dict:
+    """Repeated runs of one configuration as one row whose every figure is one statistic: the median
+    of that column over the runs (never one run's training time beside the median throughput)."""
     rates = [r["samples_per_s"] for r in rows if r["samples_per_s"]]
     median = float(np.median(rates)) if rates else None
     middle = min(rows, key=lambda r: abs((r["samples_per_s"] or 0) - (median or 0)))  # the run nearest the median
+    medians = {
+        k: float(np.median(vs))
+        for k in middle
+        if len(vs := [r[k] for r in rows if _number(r[k])]) == len(rows) and len(set(vs)) > 1
+    }
     return {
         **middle,
+        **medians,
         "samples_per_s": median,
         "n": len(rows),
         "run": ",".join(r["run"] for r in rows),
@@ -114,6 +150,10 @@ def _grouped(rows: list[dict]) -> dict:
         "source": f"{len(rows)} files",
         "unstable_cause": "; ".join(sorted({r["unstable_cause"] for r in rows if r["unstable_cause"]})) or None,
     }
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _cell(v) -> str:
@@ -166,7 +206,7 @@ def _repeats(result: Result, with_model: bool) -> dict[tuple, tuple[str, float, 
     part of the key unless with_model is False."""
     rows: dict[tuple, tuple[str, float, list[float]]] = {}
     for part in parts(result):
-        model = (model_of(part)[0],) if with_model else ()
+        model = (model_of(part)[0], feed_of(part)) if with_model else ()
         if isinstance(part, TrainResult):
             key = (
                 "train",

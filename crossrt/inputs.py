@@ -174,7 +174,7 @@ def _unfit(value: float | int, dtype: np.dtype) -> str | None:
 def bind(inputs: list[Tensor], cfg: InputsConfig, batch: int | None) -> dict[str, tuple[int, ...]]:
     """Each input's shape with every dimension known. `batch` binds the first dimension of every
     input where it is dynamic; a named dimension is bound by --dim, a whole shape by --shape."""
-    shapes = {}
+    shapes, unbound = {}, []
     for t in inputs:
         if t.name in cfg.shape_map:
             shape = cfg.shape_map[t.name]
@@ -195,11 +195,19 @@ def bind(inputs: list[Tensor], cfg: InputsConfig, batch: int | None) -> dict[str
             elif i == 0 and batch is not None:
                 bound.append(batch)
             else:
-                use = f"--dim {d}=N" if d else f"--shape {t.name}={'x'.join(str(x or 'N') for x in t.dims)}"
-                raise ConfigError(
-                    f"input {t.name!r}: dimension {i} ({d or 'unnamed'}) of {t.shown()} is not bound: use {use}"
-                )
+                unbound.append((t, i, d))
+                bound.append(None)
         shapes[t.name] = tuple(bound)
+    if unbound:  # every one at once, so that the next try binds them all
+        named = list(dict.fromkeys(d for _, _, d in unbound if d))
+        use = [f"--dim {','.join(f'{n}=N' for n in named)}"] if named else []
+        use += dict.fromkeys(
+            f"--shape {t.name}={'x'.join(str(x or 'N') for x in t.dims)}" for t, _, d in unbound if not d
+        )
+        where = "; ".join(dict.fromkeys(t.shown() for t, _, _ in unbound))
+        what = ", ".join(named + [f"dimension {i} of {t.name}" for t, i, d in unbound if not d])
+        raise ConfigError(f"not bound: {what} (of {where}): use {' and '.join(use)}")
+    agree(inputs, shapes, "--shape", cfg.dim_map)
     return shapes
 
 
@@ -239,6 +247,21 @@ def generate(
     return feeds
 
 
+def _header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, tuple, np.dtype]:
+    """An .npz member's array name, shape and dtype, from its .npy header alone."""
+    with z.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(member)
+    return info.filename.removesuffix(".npy"), shape, dtype
+
+
+def stored_dtypes(path: Path) -> dict[str, str]:
+    """{array name: dtype} of an .npz file read by read_npz, from the headers alone."""
+    with zipfile.ZipFile(path) as z:
+        return {name: str(dtype) for name, _, dtype in (_header(z, info) for info in z.infolist())}
+
+
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of an .npz file (a zip of .npy members, as numpy.savez writes), each member's
     header checked against the bytes it holds before anything is allocated; every fault of the
@@ -255,28 +278,20 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(path) as z:
             arrays = {}
             for info in z.infolist():
-                name = info.filename.removesuffix(".npy")
-                with z.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    read_header = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else (np.lib.format.read_array_header_2_0)
+                name, shape, dtype = _header(z, info)
+                claims = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if dtype.hasobject or claims > info.file_size:
+                    why = (
+                        "holds Python objects"
+                        if dtype.hasobject
+                        else (f"its header claims {claims:,} bytes, the file holds {info.file_size:,}")
                     )
-                    shape, _, dtype = read_header(member)
-                    claims = int(np.prod(shape, dtype=object)) * dtype.itemsize
-                    if dtype.hasobject or claims > info.file_size:
-                        why = (
-                            "holds Python objects"
-                            if dtype.hasobject
-                            else (f"its header claims {claims:,} bytes, the file holds {info.file_size:,}")
-                        )
-                        raise ConfigError(f"{where}: array {name!r} {why}; not an array crossrt can feed")
-                    if (have := available_memory("cpu")) is not None and claims > have:
-                        raise ConfigError(
-                            f"{where}: array {name!r} needs {claims / 2**30:,.1f} GiB, more than the "
-                            f"{have / 2**30:,.1f} GiB of memory available"
-                        )
+                    raise ConfigError(f"{where}: array {name!r} {why}; not an array crossrt can feed")
+                if (have := available_memory("cpu")) is not None and claims > have:
+                    raise ConfigError(
+                        f"{where}: array {name!r} needs {claims / 2**30:,.1f} GiB, more than the "
+                        f"{have / 2**30:,.1f} GiB of memory available"
+                    )
                 with z.open(info) as member:  # from its start again, now that its size is known
                     arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
     except ConfigError:
@@ -309,7 +324,47 @@ def from_file(inputs: list[Tensor], path: Path) -> dict[str, np.ndarray]:
         if np.dtype(t.dtype).kind != a.dtype.kind and not (np.dtype(t.dtype).kind == "f" and a.dtype.kind in "iu"):
             raise ConfigError(f"--inputs {path}: {t.name} is {a.dtype}, the model takes {t.dtype}")
         arrays[t.name] = a.astype(t.dtype, copy=False)
+    agree(inputs, {n: a.shape for n, a in arrays.items()}, f"--inputs {path}")
     return arrays
+
+
+def agree(inputs: list[Tensor], shapes: dict[str, tuple], where: str, dims: dict[str, int] | None = None) -> None:
+    """A dimension the graph names alike in several inputs has one size in all of them (and the
+    size --dim gives it), checked before any runtime turns a mismatch into a broadcast error."""
+    seen = {d: ("--dim", n) for d, n in (dims or {}).items()}
+    for t in inputs:
+        for i, d in enumerate(t.dims or ()):
+            if isinstance(d, str) and i < len(shapes.get(t.name, ())):
+                who, size = seen.setdefault(d, (t.name, shapes[t.name][i]))
+                if size != shapes[t.name][i]:
+                    raise ConfigError(
+                        f"{where}: {who} gives {d}={size} but {t.name} has {d}={shapes[t.name][i]}; the graph "
+                        f"names both dimensions {d!r}, so they must agree"
+                    )
+
+
+def described(inputs: list[Tensor], feed: InputsConfig, shapes: list[dict[str, tuple]]) -> list[str]:
+    """Each input as bound (a dim bound to several sizes, one per batch size, shows them all) and
+    where its values come from: the --inputs file (and any conversion to the input's type), --value,
+    --input-range, or the generator and its seed."""
+    stored = stored_dtypes(feed.inputs) if feed.inputs is not None else {}
+    out = []
+    for t in inputs:
+        sizes = [s[t.name] for s in shapes if t.name in s]
+        bound = tuple(",".join(map(str, dict.fromkeys(d))) for d in zip(*sizes)) if sizes else None
+        if feed.inputs is not None:
+            was = stored.get(t.name, t.dtype)
+            source = f"from {feed.inputs.name}" + (f", {was} converted to {t.dtype}" if was != t.dtype else "")
+        elif t.name in feed.value_map:
+            source = f"all {feed.value_map[t.name]}"
+        elif t.name in feed.range_map:
+            low, high = feed.range_map[t.name]
+            ints = np.dtype(t.dtype).kind in "iub"
+            source = f"uniform {'integers' if ints else ''} in [{low:g}, {high:g}), seed {feed.input_seed}"
+        else:
+            source = f"{'normal' if feed.distribution == 'normal' else 'uniform in [0, 1)'}, seed {feed.input_seed}"
+        out.append(f"{t.shown(bound)} ({' '.join(source.split())})")
+    return out
 
 
 def check_external_data(model_path: Path, model: onnx.ModelProto) -> None:

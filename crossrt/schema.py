@@ -21,7 +21,8 @@ Versions (written as `schema_version`):
      placement recorded for every ONNX Runtime row on an EP but the CPU's; a LoadGen test's
      `samples_per_query` (MultiStream) and the `user_settings` a --user-conf file set; a failed
      configuration's `spin` and a LoadGen test's runtime `options` (added within 13: null in the
-     files of 13 written before them).
+     files of 13 written before them); `model_info.inputs` names where each input came from, and
+     `model_info.inputs_sha256` is the --inputs file's digest (within 13: absent before).
 Every version is read (crossrt.files.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes

@@ -133,7 +133,7 @@ MODELS = {
         conv_net,
         ["--dim", "height=20,width=24", "--batch-size", "2"],
         ["scores"],
-        "input 'image': dimension 2 (height)",
+        "not bound: height, width (of image float32[batch, 3, height, width]): use --dim height=N,width=N",
     ),
     "int64-scalar": (scaled, ["--value", "k=3"], ["y"], "input 'k' is int64: crossrt does not make up int64 values"),
     "two-outputs": (two_outputs, [], ["logits", "features"], None),

@@ -18,8 +18,7 @@ def cmd_bench_infer(a, cfg) -> int:
     fed = (
         f"dataset: [bold]{console.esc(ds.name)}[/] ({console.esc(ds.reason)})"
         if ds
-        else f"inputs: {console.esc('; '.join(prepared.model_info['inputs']))} "
-        f"({console.esc(str(cfg.feed.inputs) if cfg.feed.inputs else 'generated, seed ' + str(cfg.feed.input_seed))})"
+        else f"inputs: {console.esc('; '.join(prepared.model_info['inputs']))}"
     )
     console.note(
         f"model: {console.esc(str(cfg.model))}; {fed}; {len(plan(cfg, prepared.batch_sizes))} configuration(s)"

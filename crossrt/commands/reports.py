@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..checks import in_range
-from ..compare import compare, load_results, merge, models, to_csv, to_markdown
+from ..compare import compare, feeds, load_results, merge, models, to_csv, to_markdown
 from ..errors import EXIT_FAILED, EXIT_OK, ConfigError, ResultError
 from ..files import load_result
 from ..outcome import err
@@ -44,7 +44,16 @@ def cmd_compare(a, cfg) -> int:
             f"{a.a} and {a.b} measured different models ({', '.join(ma.values())} against "
             f"{', '.join(mb.values())}): pass --allow-different-models to compare them anyway"
         )
+    fa, fb = feeds(ra), feeds(rb)
+    if fa != fb and not a.allow_different_models:
+        key = next(k for k in fa if fa[k] != fb.get(k))
+        raise ResultError(
+            f"{a.a} and {a.b} fed {ma[key]} different inputs (A: {' | '.join(sorted(fa[key]))}; B: "
+            f"{' | '.join(sorted(fb[key]))}): pass --allow-different-models to hold one against the other"
+        )
     rows, only_a, only_b = compare(ra, rb, a.noise, a.allow_different_models)
+    if fa != fb:
+        note(f"inputs differ: A fed {_fed(fa)}; B fed {_fed(fb)}")
     if not rows:
         raise ResultError(
             f"{a.a} and {a.b}: no configuration in common (dataset, runtime, provider, threads, "
@@ -70,6 +79,10 @@ def cmd_compare(a, cfg) -> int:
             )
             return EXIT_FAILED
     return EXIT_OK
+
+
+def _fed(by_model: dict[str, set[str]]) -> str:
+    return " | ".join(sorted(f for fed in by_model.values() for f in fed if f)) or "a dataset's images"
 
 
 def cmd_show(a, cfg) -> int:

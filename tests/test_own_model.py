@@ -1,0 +1,171 @@
+"""A user's own model as a first-class citizen (issue "Your own model, first class"): what it is
+fed is part of every configuration's identity, repeated flags add up, inputs that disagree are
+refused before any runtime runs, and the header says where every input comes from. Real ONNX
+files (onnx.helper), real ONNX Runtime sessions, real result files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from onnx import TensorProto as T
+from onnx import helper, numpy_helper
+from test_any_model import _graph, conv_net
+
+from conftest import canned, run_main
+
+QUICK = ("--min-time", "0", "--min-repeats", "2", "--warmup", "1", "--batches-per-pass", "2", "--threads", "1")
+
+
+def text_model(path):
+    """A text classifier's signature: int64 input_ids and attention_mask of dynamic batch and sequence."""
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["ids"], to=T.FLOAT),
+        helper.make_node("Cast", ["attention_mask"], ["mask"], to=T.FLOAT),
+        helper.make_node("Mul", ["ids", "mask"], ["kept"]),
+        helper.make_node("ReduceSum", ["kept", "axes"], ["score"], keepdims=0),
+    ]
+    ins = [helper.make_tensor_value_info(n, T.INT64, ["batch", "seq"]) for n in ("input_ids", "attention_mask")]
+    return _graph(path, nodes, ins, [helper.make_tensor_value_info("score", T.FLOAT, ["batch"])], [axes])
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("own")
+    return {"text": text_model(folder / "text.onnx"), "conv": conv_net(folder / "conv.onnx")}
+
+
+def bench(model, *flags, cwd, json_name="b.json"):
+    out = run_main(
+        "bench-infer", "--model", str(model), "--runtimes", "onnxruntime", *QUICK, *flags, "--json", json_name, cwd=cwd
+    )
+    path = cwd / json_name
+    return out, json.loads(path.read_text()) if out.code == 0 else None
+
+
+TEXT = ("--input-range", "input_ids=0:1000", "--value", "attention_mask=1", "--dim", "seq=16")
+
+
+def test_runs_fed_different_inputs_are_two_configurations(own, tmp_path):
+    """The conv net at 8x8 and at 32x32: report keeps two rows, each naming its feed; compare refuses
+    them as one configuration unless told to hold one against the other, and then names both feeds."""
+    for hw in (8, 32):
+        assert (
+            bench(own["conv"], "--dim", f"height={hw},width={hw}", cwd=tmp_path, json_name=f"c{hw}.json")[0].code == 0
+        )
+    out = run_main("report", "--csv", "c8.json", "c32.json", cwd=tmp_path)
+    rows = list(csv.DictReader(io.StringIO(out.out)))
+    assert out.code == 0 and len(rows) == 2, out
+    assert {r["model"].split(", fed ")[1] for r in rows} == {"height=8; width=8", "height=32; width=32"}
+    assert all(r["n"] in ("", "1") for r in rows)
+    refused = run_main("compare", "c8.json", "c32.json", cwd=tmp_path)
+    assert refused.code == 2 and "different inputs (A: height=8; width=8; B: height=32; width=32)" in refused.err
+    held = run_main("compare", "c8.json", "c32.json", "--allow-different-models", cwd=tmp_path)
+    assert held.code == 0 and "inputs differ: A fed height=8; width=8; B fed height=32; width=32" in held.out
+
+
+def test_the_same_feed_given_in_another_order_is_one_configuration(own, tmp_path):
+    bench(own["conv"], "--dim", "height=8,width=8", cwd=tmp_path, json_name="a.json")
+    bench(own["conv"], "--dim", "width=8", "--dim", "height=8", cwd=tmp_path, json_name="b.json")
+    rows = list(csv.DictReader(io.StringIO(run_main("report", "--csv", "a.json", "b.json", cwd=tmp_path).out)))
+    assert len(rows) == 1 and rows[0]["n"] == "2"
+    assert run_main("compare", "a.json", "b.json", cwd=tmp_path).code == 0
+
+
+def test_an_inputs_file_is_known_by_its_digest(own, tmp_path):
+    for name, fill in (("one.npz", 1), ("two.npz", 2)):
+        np.savez(tmp_path / name, input_ids=np.full((2, 5), fill, np.int64), attention_mask=np.ones((2, 5), np.int64))
+        bench(own["text"], "--inputs", name, cwd=tmp_path, json_name=f"{name}.json")
+    refused = run_main("compare", "one.npz.json", "two.npz.json", cwd=tmp_path)
+    assert refused.code == 2 and "different inputs (A: inputs " in refused.err, refused
+
+
+def test_repeated_train_runs_merge_into_medians_of_every_column(tmp_path):
+    """Two runs of one training configuration: each figure of the merged row is the median of that
+    figure over the runs (training time too, not one run's time beside the median throughput)."""
+    a = json.loads(canned("train.json").read_text())
+    b = json.loads(json.dumps(a))
+    b["run_id"] = "0" * 8
+    for epoch in b["epochs"]:
+        epoch["train_s"] *= 3
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    one = {
+        name: list(csv.DictReader(io.StringIO(run_main("report", "--csv", name, cwd=tmp_path).out)))[0]
+        for name in ("a.json", "b.json")
+    }
+    (merged,) = csv.DictReader(io.StringIO(run_main("report", "--csv", "a.json", "b.json", cwd=tmp_path).out))
+    assert merged["n"] == "2"
+    for column in ("train_s", "samples_per_s"):
+        want = (float(one["a.json"][column]) + float(one["b.json"][column])) / 2
+        assert float(merged[column]) == pytest.approx(want, rel=1e-3), column
+
+
+def test_a_repeated_flag_adds_up_and_a_name_given_two_values_is_refused(own, tmp_path):
+    out, result = bench(own["conv"], "--dim", "height=8", "--dim", "width=12", cwd=tmp_path)
+    assert out.code == 0, out.err
+    assert result["model_info"]["inputs"][0].startswith("image float32[batch=1, 3, height=8, width=12]")
+    out, _ = bench(own["conv"], "--dim", "height=8", "--dim", "height=9,width=8", cwd=tmp_path)
+    assert out.code == 2 and out.err.strip() == "crossrt: error: --dim: 'height' is given twice, as 8 and 9"
+    out, result = bench(own["text"], *TEXT, "--value", "attention_mask=1", cwd=tmp_path)  # the same twice: one request
+    assert out.code == 0, out.err
+
+
+def test_every_unbound_dimension_is_named_at_once(own, tmp_path):
+    out, _ = bench(own["text"], "--value", "input_ids=1,attention_mask=1", cwd=tmp_path)
+    assert (
+        out.code == 2 and "not bound: seq (of input_ids int64[batch, seq]; attention_mask int64[batch, seq])" in out.err
+    )
+    out, _ = bench(own["conv"], cwd=tmp_path)
+    assert out.code == 2 and "use --dim height=N,width=N" in out.err
+
+
+@pytest.mark.parametrize(
+    "arrays, flags, needle",
+    [
+        (
+            {"input_ids": (4, 6), "attention_mask": (3, 6)},
+            (),
+            "input_ids gives batch=4 but attention_mask has batch=3; the graph names both dimensions 'batch'",
+        ),
+        (
+            {"input_ids": (2, 6), "attention_mask": (2, 7)},
+            (),
+            "input_ids gives seq=6 but attention_mask has seq=7",
+        ),
+        (None, ("--shape", "attention_mask=1x8", *TEXT), "--shape: --dim gives seq=16 but attention_mask has seq=8"),
+    ],
+)
+def test_inputs_that_disagree_are_refused_before_any_runtime(own, tmp_path, arrays, flags, needle):
+    if arrays:
+        np.savez(tmp_path / "in.npz", **{n: np.ones(s, np.int64) for n, s in arrays.items()})
+        flags = ("--inputs", "in.npz")
+    out, _ = bench(own["text"], *flags, cwd=tmp_path)
+    assert out.code == 2 and len(out.err.strip().splitlines()) == 1 and needle in out.err, out.err
+    assert "Traceback" not in out.err and not (tmp_path / "b.json").exists()
+
+
+def test_the_header_shows_every_bound_dim_and_where_each_input_comes_from(own, tmp_path):
+    out, result = bench(own["text"], *TEXT, "--batch-size", "1,2", cwd=tmp_path)
+    assert out.code == 0, out.err
+    assert result["model_info"]["inputs"] == [
+        "input_ids int64[batch=1,2, seq=16] (uniform integers in [0, 1000), seed 0)",
+        "attention_mask int64[batch=1,2, seq=16] (all 1)",
+    ]
+    assert "input_ids int64[batch=1,2, seq=16] (uniform integers in [0, 1000), seed 0)" in out.out
+    out, result = bench(own["conv"], "--dim", "height=8,width=8", "--input-range", "normal", cwd=tmp_path)
+    assert result["model_info"]["inputs"] == ["image float32[batch=1, 3, height=8, width=8] (normal, seed 0)"]
+
+
+def test_a_conversion_of_the_inputs_file_is_named(own, tmp_path):
+    np.savez(tmp_path / "in.npz", image=np.ones((1, 3, 8, 8), np.float64))
+    out, result = bench(own["conv"], "--inputs", "in.npz", cwd=tmp_path)
+    assert out.code == 0, out.err
+    assert result["model_info"]["inputs"] == [
+        "image float32[batch=1, 3, height=8, width=8] (from in.npz, float64 converted to float32)"
+    ]
+    assert len(result["model_info"]["inputs_sha256"]) == 64
