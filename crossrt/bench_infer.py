@@ -36,6 +36,7 @@ from .peak import measured_peak, unbeaten
 from .plan import configuration_of, one_line, plan, run_planned, skipped
 from .results import BenchResult, Configuration, CudaSplit, Failed, InferRun, OutputComparison, TrainResult
 from .runtimes.base import Row
+from .runtimes.pytorch import check_network
 from .runtimes.registry import RUNTIMES, check_options
 from .schema import plain
 from .system import cpu_count, environment, peak_rss_mb
@@ -115,7 +116,13 @@ def prepare(cfg: BenchConfig) -> Prepared:
             if not RUNTIMES[name].unavailable(provider, cfg):
                 RUNTIMES[name].check(cfg, provider, first)
     torch_rows = any(RUNTIMES[r].model == "torch" and not RUNTIMES[r].unavailable("cpu", cfg) for r in cfg.runtimes)
-    if torch_rows:
+    if torch_rows and cfg.torch_model is not None:
+        if mnist:
+            raise ConfigError(
+                f"--torch-model: {path} is an MNIST classifier, whose PyTorch rows run --checkpoint's LeNet5"
+            )
+        check_network(regular_file(cfg.torch_model, "--torch-model"), first)
+    elif torch_rows:
         state = checkpoint.load(cfg.checkpoint)
         checkpoint.build_model(state, cfg.checkpoint)  # weights of another shape fail here, not mid-run
         ours = state.get("weights_sha256") or checkpoint.fingerprint(state["model"])

@@ -11,9 +11,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
-from test_any_model import _graph, conv_net
+from test_any_model import _export, _graph, conv_net
 
 from conftest import canned, run_main
 
@@ -169,3 +170,114 @@ def test_a_conversion_of_the_inputs_file_is_named(own, tmp_path):
         "image float32[batch=1, 3, height=8, width=8] (from in.npz, float64 converted to float32)"
     ]
     assert len(result["model_info"]["inputs_sha256"]) == 64
+
+
+# ---------------------------------------------------------------------------- --torch-model
+
+
+class TwoInTwoOut(torch.nn.Module):
+    """Two float inputs, two outputs: the user's own network, beside its ONNX export."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = torch.nn.Linear(6, 4), torch.nn.Linear(3, 4)
+
+    def forward(self, feats, extra):
+        h = torch.relu(self.a(feats)) + self.b(extra)
+        return h.softmax(-1), h.sum(-1, keepdim=True)
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    """twotwo.onnx (dynamic batch), its torch.export program (.pt2, dynamic batch) and TorchScript (.ts)."""
+    folder = tmp_path_factory.mktemp("two")
+    net, example = TwoInTwoOut().eval(), (torch.randn(2, 6), torch.randn(2, 3))
+    batch = {0: "batch"}
+    _export(
+        net,
+        example,
+        folder / "twotwo.onnx",
+        input_names=["feats", "extra"],
+        output_names=["probs", "total"],
+        dynamic_axes={"feats": batch, "extra": batch, "probs": batch, "total": batch},
+    )
+    auto = torch.export.Dim.AUTO
+    program = torch.export.export(net, example, dynamic_shapes={"feats": {0: auto}, "extra": {0: auto}})
+    torch.export.save(program, str(folder / "twotwo.pt2"))
+    torch.jit.trace(net, example).save(str(folder / "twotwo.ts"))
+    return folder
+
+
+@pytest.mark.parametrize("saved", ["twotwo.pt2", "twotwo.ts"])
+def test_the_user_s_network_is_timed_as_the_pytorch_row_with_its_outputs_compared(two, tmp_path, saved):
+    flags = ("--torch-model", str(two / saved), "--runtimes", "onnxruntime,pytorch", "--batch-size", "3")
+    out = run_main("bench-infer", "--model", str(two / "twotwo.onnx"), *QUICK, *flags, "--json", "b.json", cwd=tmp_path)
+    assert out.code == 0, out.err
+    result = json.loads((tmp_path / "b.json").read_text())
+    (row,) = [r for r in result["runs"] if r["runtime"] == "pytorch"]
+    assert row["parity_ok"] is True and row["samples_per_s"] > 0
+    assert [o["name"] for o in row["outputs"]] == ["probs", "total"]
+    assert all(o["ok"] and o["max_abs"] < 1e-5 for o in row["outputs"])
+    assert result["skipped"] == [] and result["failed"] == []
+
+
+def test_a_network_that_computes_something_else_disagrees(two, tmp_path):
+    """The parity check is real: a network with other weights than the ONNX file's is flagged."""
+    other = TwoInTwoOut().eval()
+    with torch.no_grad():
+        other.a.bias += 1
+    torch.jit.trace(other, (torch.randn(2, 6), torch.randn(2, 3))).save(str(tmp_path / "other.ts"))
+    flags = ("--torch-model", str(tmp_path / "other.ts"), "--runtimes", "onnxruntime,pytorch")
+    out = run_main("bench-infer", "--model", str(two / "twotwo.onnx"), *QUICK, *flags, "--json", "b.json", cwd=tmp_path)
+    result = json.loads((tmp_path / "b.json").read_text())
+    (row,) = [r for r in result["runs"] if r["runtime"] == "pytorch"]
+    assert row["parity_ok"] is False and out.code == 1
+
+
+def test_torchscript_is_not_compiled_and_says_why(two, tmp_path):
+    flags = ("--torch-model", str(two / "twotwo.ts"), "--runtimes", "pytorch,torch-compile")
+    out = run_main("bench-infer", "--model", str(two / "twotwo.onnx"), *QUICK, *flags, "--json", "b.json", cwd=tmp_path)
+    assert out.code == 0, out.err
+    (skip,) = json.loads((tmp_path / "b.json").read_text())["skipped"]
+    assert skip["runtime"] == "torch-compile" and "torch.export.save" in skip["reason"]
+
+
+def test_nothing_that_can_run_exits_1_and_writes_no_result(two, tmp_path):
+    out = run_main(
+        "bench-infer",
+        "--model",
+        str(two / "twotwo.onnx"),
+        *QUICK,
+        "--runtimes",
+        "pytorch",
+        "--json",
+        "b.json",
+        cwd=tmp_path,
+    )
+    assert out.code == 1 and "nothing to run" in out.err and "--torch-model FILE" in out.err, out
+    assert not (tmp_path / "b.json").exists() and not list((tmp_path / "results").glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda p: p.write_text("print('hi')"), "holds no network's code or program"),
+        (lambda p: torch.save({"model": {}}, str(p)), "holds no network's code or program"),
+        (lambda p: p.write_bytes(b"PK\x03\x04 cut short"), "holds no network's code or program"),
+    ],
+)
+def test_a_torch_model_that_is_not_a_network_is_one_line(two, tmp_path, make, needle):
+    make(tmp_path / "bad.pt2")
+    flags = ("--torch-model", str(tmp_path / "bad.pt2"), "--runtimes", "pytorch")
+    out = run_main("bench-infer", "--model", str(two / "twotwo.onnx"), *QUICK, *flags, "--json", "b.json", cwd=tmp_path)
+    assert out.code == 2 and len(out.err.strip().splitlines()) == 1 and needle in out.err, out.err
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_a_network_exported_for_other_shapes_is_refused_before_any_work(two, tmp_path):
+    static = torch.export.export(TwoInTwoOut().eval(), (torch.randn(2, 6), torch.randn(2, 3)))
+    torch.export.save(static, str(tmp_path / "static.pt2"))
+    flags = ("--torch-model", str(tmp_path / "static.pt2"), "--runtimes", "pytorch", "--batch-size", "5")
+    out = run_main("bench-infer", "--model", str(two / "twotwo.onnx"), *QUICK, *flags, "--json", "b.json", cwd=tmp_path)
+    assert out.code == 2 and "fails on one batch of feats, extra (float32[5, 6], float32[5, 3]" in out.err, out.err

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from ..bench_infer import prepare, run_bench
+from ..errors import EXIT_FAILED
 from ..fetch import resolve
 from ..files import save_json
-from ..plan import plan
+from ..outcome import err
+from ..plan import plan, skipped
 from ..ui import bench, console
 from .common import bench_verdict, check_outputs, warn_threads, write_plots
 
@@ -20,9 +22,13 @@ def cmd_bench_infer(a, cfg) -> int:
         if ds
         else f"inputs: {console.esc('; '.join(prepared.model_info['inputs']))}"
     )
-    console.note(
-        f"model: {console.esc(str(cfg.model))}; {fed}; {len(plan(cfg, prepared.batch_sizes))} configuration(s)"
-    )
+    if not (rows := plan(cfg, prepared.batch_sizes)):  # no result file for a run that timed nothing
+        err(
+            f"nothing to run for {cfg.model}: "
+            + "; ".join(f"{s.runtime} on {s.provider}: {s.reason}" for s in skipped(cfg))
+        )
+        return EXIT_FAILED
+    console.note(f"model: {console.esc(str(cfg.model))}; {fed}; {len(rows)} configuration(s)")
     with console.BenchProgress() as bar:
         result = run_bench(cfg, ds, prepared, on_run=bar.ran, on_fail=bar.failed, on_start=bar.start)
     paths = save_json(result.to_dict(), cfg.json)

@@ -106,6 +106,14 @@ class BenchConfig:
     checkpoint: Path | None = option(
         None, default_text="the model's path with .pt", path="in-file", help="checkpoint for the PyTorch rows"
     )
+    torch_model: Path | None = option(
+        None,
+        metavar="FILE",
+        default_text="none: the PyTorch rows run --checkpoint's LeNet5",
+        path="in-file",
+        help="your own network for the pytorch and torch-compile rows, saved with torch.export.save (.pt2) "
+        "or as TorchScript; fed the same inputs in the ONNX graph's input order, its outputs compared",
+    )
     providers: tuple[str, ...] = option(
         ("cpu",), flag="--provider", metavar="P[,P]", help=f"execution providers from {{{','.join(PROVIDERS)}}}"
     )
@@ -174,6 +182,7 @@ class BenchConfig:
             self.spin = "on" if self.spin else "off"
         choice("--spin", self.spin, SPIN)
         self.checkpoint = Path(self.checkpoint or self.model.with_suffix(".pt"))
+        self.torch_model = self.torch_model and Path(self.torch_model)
         self.int8_model = Path(self.int8_model or self.model.with_suffix(".int8.onnx"))
         self.json = self.json and Path(self.json)
         self.train_json = self.train_json and Path(self.train_json)

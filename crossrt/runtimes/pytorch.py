@@ -1,7 +1,9 @@
 """The PyTorch runtimes: the network eager, through torch.compile, or replayed as CUDA graphs.
 
-The network comes from a crossrt checkpoint (or, for export's parity check, a live model);
-building it on the device, and compiling or capturing it, is the runner's cold cost.
+The network comes from a crossrt checkpoint, from the user's own file (--torch-model: a
+torch.export program or TorchScript, fed every input of the ONNX graph in its order), or, for
+export's parity check, a live model; building it on the device, and compiling or capturing it,
+is the runner's cold cost.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import copy
 import os
 import shutil
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -18,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import checkpoint
+from ..errors import ModelError
 from ..system import cpu_count, graphed, require_cuda, select_device, sync
 from ..timing import timed
 from .base import Runner, enqueue_ms, mean_ms
@@ -36,6 +41,12 @@ def unavailable(provider: str, options: Options) -> str | None:
     return None
 
 
+def cannot_run(path: Path, options: Options) -> str | None:
+    if options.compile and archive(path) == "torchscript":
+        return f"torch.compile does not compile TorchScript ({path.name}): save the network with torch.export.save"
+    return None
+
+
 def precisions(options: Options) -> tuple[str, ...]:
     return ("fp32",)
 
@@ -46,10 +57,70 @@ def check(path: Path, provider: str, feed: dict, options: Options) -> None:
 
 
 def runner(path: Path, row, feeds: list[dict], options: Options) -> Runner:
-    build = partial(checkpoint.build_model, checkpoint.load(path))
-    return torch_runner(
-        build, row.provider, row.threads, row.io, [next(iter(f.values())) for f in feeds], compile=options.compile
-    )
+    """A crossrt checkpoint's LeNet5 fed its one input, or the user's own network (--torch-model)
+    fed every input in the ONNX graph's order."""
+    if is_checkpoint(path):
+        build = partial(checkpoint.build_model, checkpoint.load(path))
+        batches = [(next(iter(f.values())),) for f in feeds]
+    else:
+        build, batches = partial(load_network, path), [tuple(f.values()) for f in feeds]
+    return torch_runner(build, row.provider, row.threads, row.io, batches, compile=options.compile)
+
+
+def archive(path: Path) -> str:
+    """What a torch file holds, by its members: "torchscript" (torch.jit.save's code), "export"
+    (torch.export.save's program), else "checkpoint" (torch.save's dict, a crossrt checkpoint)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            parts = {p for n in z.namelist() for p in n.split("/")[1:2]}
+    except (OSError, zipfile.BadZipFile):
+        return "checkpoint"
+    return "torchscript" if "code" in parts else "export" if "archive_format" in parts else "checkpoint"
+
+
+def is_checkpoint(path: Path) -> bool:
+    """A crossrt checkpoint, not a network of the user's (--torch-model)."""
+    return archive(path) == "checkpoint"
+
+
+def load_network(path: Path):
+    """The user's network on the CPU: a torch.export program (torch.export.save, .pt2) or TorchScript
+    (torch.jit.save); anything else is one line naming the file."""
+    import torch
+
+    what = "not a torch.export program (torch.export.save, .pt2) or TorchScript (torch.jit.save)"
+    kind = archive(path)
+    if kind == "checkpoint":  # a state dict, a pickle, not a zip at all: torch would only log its own confusion
+        raise ModelError(f"--torch-model {path}: {what}: it holds no network's code or program")
+    try:
+        with warnings.catch_warnings():  # torch 2.13 calls TorchScript deprecated; the user chose the format
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if kind == "torchscript":
+                return torch.jit.load(str(path), map_location="cpu")
+            return torch.export.load(str(path)).module()
+    except Exception as e:  # a file of another torch version, cut short, ...
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise ModelError(f"--torch-model {path}: {what} that loads here ({type(e).__name__}: {first})") from None
+
+
+def check_network(path: Path, feed: dict) -> None:
+    """The user's network loads and runs one batch, fed the ONNX graph's inputs in its order, before
+    any work: a program exported for other shapes fails here in one line, not mid-run."""
+    import torch
+
+    net = load_network(path)
+    try:
+        with torch.inference_mode():
+            out = arrays(net(*(torch.from_numpy(a) for a in feed.values())))
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ModelError(
+            f"--torch-model {path}: fails on one batch of {', '.join(feed)} "
+            f"({', '.join(f'{a.dtype}{list(a.shape)}' for a in feed.values())}, in the ONNX graph's order): "
+            f"{type(e).__name__}: {first}"
+        ) from None
+    if not out:
+        raise ModelError(f"--torch-model {path}: returns no tensor")
 
 
 def _compiled(model, inputs: list):
@@ -67,63 +138,80 @@ def _compiled(model, inputs: list):
     compiled = torch.compile(model, dynamic=False)
     with torch.inference_mode():
         for x in _one_per_shape(inputs).values():
-            compiled(x)
+            compiled(*x)
     return compiled
 
 
+def arrays(out) -> list[np.ndarray]:
+    """A network's output (a tensor, or a tuple, list or dict of them) as its arrays, in order, on the host."""
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        return [a for o in out for a in arrays(o)]
+    return [out.detach().cpu().numpy()]
+
+
 def torch_runner(
-    build: Callable[[], object], provider: str, threads: int, io: str, batches: list[np.ndarray], compile: bool = False
+    build: Callable[[], object], provider: str, threads: int, io: str, batches: list, compile: bool = False
 ) -> Runner:
-    """build() returns the network (one input, one output) on the CPU; building it on the device
-    (and compiling it, with compile=True) is the cold cost."""
+    """build() returns the network on the CPU; each batch is its input array, or a tuple of its
+    input arrays in the order the network takes them. Building the network on the device (and
+    compiling it, with compile=True) is the cold cost."""
     import torch
 
     device = select_device(provider, threads or cpu_count())
 
-    host_x = [torch.from_numpy(b) for b in batches]
+    host_x = [tuple(torch.from_numpy(a) for a in (b if isinstance(b, tuple) else (b,))) for b in batches]
+
+    def on(xs: tuple, where) -> tuple:
+        return tuple(x.to(where) for x in xs)
 
     def make():
-        model = build().to(device, memory_format=torch.channels_last).eval()
-        return _compiled(model, [x.to(device) for x in host_x]) if compile else model
+        model = build().to(device, memory_format=torch.channels_last)
+        try:
+            model.eval()
+        except NotImplementedError:  # a torch.export program's module is in eval mode already, and says so
+            pass
+        return _compiled(model, [on(x, device) for x in host_x]) if compile else model
 
     model, create_s = timed(make)
     label = ["cuda:0 " + torch.cuda.get_device_name(0)] if provider == "cuda" else ["cpu"]
 
-    def forward(x):
+    def forward(xs: tuple):
         with torch.inference_mode():
-            return model(x)
+            return model(*xs)
 
     if io == "host":
         return Runner(
             lambda i: forward(host_x[i]),
-            lambda i: [forward(host_x[i]).numpy()],
+            lambda i: arrays(forward(host_x[i])),
             create_s,
             label,
             torch.get_num_threads(),
         )
 
     def e2e(i):
-        return forward(host_x[i].to(device)).cpu()  # .cpu() waits for the GPU
+        return arrays(forward(on(host_x[i], device)))  # to the host: waits for the GPU
 
     if io == "end-to-end":
 
         def split():
-            dev = host_x[0].to(device)
+            dev = on(host_x[0], device)
             out = forward(dev)
 
             def synced(fn):
                 return lambda i: (fn(i), sync(device))
 
             return {
-                "h2d": mean_ms(synced(lambda i: host_x[i].to(device)), len(batches)),
+                "h2d": mean_ms(synced(lambda i: on(host_x[i], device)), len(batches)),
                 "enqueue": enqueue_ms(lambda i: forward(dev), lambda: sync(device), len(batches)),
                 "compute": mean_ms(synced(lambda i: forward(dev)), len(batches)),
-                "d2h": mean_ms(lambda i: out.cpu(), len(batches)),
+                "d2h": mean_ms(lambda i: arrays(out), len(batches)),
             }
 
-        return Runner(e2e, lambda i: [e2e(i).numpy()], create_s, label, torch.get_num_threads(), split)
+        return Runner(e2e, e2e, create_s, label, torch.get_num_threads(), split)
 
-    dev_x = [x.to(device) for x in host_x]
+    dev_x = [on(x, device) for x in host_x]
     if io == "cuda-graph":
         replay, capture_s = timed(lambda: _graphed(model, dev_x))
         create_s += capture_s  # capturing is part of the cold cost
@@ -133,7 +221,7 @@ def torch_runner(
         sync(device)
         return out
 
-    return Runner(resident, lambda i: [resident(i).cpu().numpy()], create_s, label, torch.get_num_threads())
+    return Runner(resident, lambda i: arrays(resident(i)), create_s, label, torch.get_num_threads())
 
 
 def _graphed(model, dev_x: list):
@@ -142,21 +230,22 @@ def _graphed(model, dev_x: list):
     the output stays where the graph wrote it."""
     import torch
 
-    static = {shape: x.clone() for shape, x in _one_per_shape(dev_x).items()}
+    static = {shape: tuple(x.clone() for x in xs) for shape, xs in _one_per_shape(dev_x).items()}
     outs = {}
 
     def forward(shape):
         def run():
             with torch.no_grad():
-                outs[shape] = model(static[shape])  # the last run is the capture: the graph's output
+                outs[shape] = model(*static[shape])  # the last run is the capture: the graph's output
 
         return run
 
     replays = graphed({shape: forward(shape) for shape in static})
 
     def replay(i):
-        shape = tuple(dev_x[i].shape)
-        static[shape].copy_(dev_x[i])
+        shape = tuple(tuple(x.shape) for x in dev_x[i])
+        for buffer, x in zip(static[shape], dev_x[i]):
+            buffer.copy_(x)
         replays[shape]()
         return outs[shape]
 
@@ -164,9 +253,9 @@ def _graphed(model, dev_x: list):
 
 
 def _one_per_shape(xs: list) -> dict:
-    """{shape: a tensor of that shape}, shapes in the order they come: one input per graph or
-    per compiled shape."""
-    return {tuple(x.shape): x for x in xs}
+    """{shapes: the inputs of those shapes}, in the order they come: one input per graph or per
+    compiled shape."""
+    return {tuple(tuple(x.shape) for x in inputs): inputs for inputs in xs}
 
 
 def copy_of(model) -> Callable[[], object]:

@@ -8,6 +8,7 @@ A runtime is a module in this folder and one line in RUNTIMES. The module define
     precisions(options) -> tuple[str, ...]         the precisions it runs the model in
     runner(model, row, batches, options) -> Runner a ready-to-time runner (crossrt.runtimes.base)
     check(model, provider, feed, options)          optional: refuse a bad model before any work
+    cannot_run(model, options) -> str | None       optional: why it cannot run this model file
 
 where `model` is the path of the file it runs: an ONNX model, or, for a runtime of the PyTorch
 model, the crossrt checkpoint that holds it. A line's `options` set some of the module's Options
@@ -38,7 +39,9 @@ class Runtime:
     label: str  # as tables name it
     module: str  # crossrt.runtimes.<module> builds its runners
     providers: tuple[str, ...] = ("cpu",)
-    model: str = "onnx"  # what it runs: "onnx" (--model), "int8" (--int8-model), "torch" (--checkpoint's network)
+    model: str = (
+        "onnx"  # what it runs: "onnx" (--model), "int8" (--int8-model), "torch" (--torch-model or --checkpoint)
+    )
     precision: str | None = None  # fixed by the model file (int8); None: the module's precisions()
     spins: bool = False  # ONNX Runtime's intra-op spinning applies (a row per --spin setting)
     graphs: bool = False  # has the cuda-graph data path
@@ -54,12 +57,15 @@ class Runtime:
             return f"crossrt runs {self.name} on {' and '.join(p.upper() for p in self.providers)} only"
         if self.model == "int8" and not cfg.int8_model.is_file():
             return f"no int8 model {cfg.int8_model}: make one with `crossrt quantize --model {cfg.model}`"
-        if self.model == "torch" and foreign(cfg.model):
+        if self.model == "torch" and not getattr(cfg, "torch_model", None) and foreign(cfg.model):
             return (
-                f"needs the PyTorch model, and {cfg.model.name} is not a crossrt LeNet5 export "
-                f"(no crossrt checkpoint builds it)"
+                f"needs the network in PyTorch: {cfg.model.name} is not a crossrt LeNet5 export, so give "
+                f"yours with --torch-model FILE (torch.export.save's .pt2, or TorchScript)"
             )
-        return self._module().unavailable(provider, self.settings(cfg))
+        module = self._module()
+        if why := module.unavailable(provider, self.settings(cfg)):
+            return why
+        return module.cannot_run(self.model_of(cfg), self.settings(cfg)) if hasattr(module, "cannot_run") else None
 
     def settings(self, cfg=None):
         """The module's Options for this line, with the run's --runtime-option values for it (cfg's)."""
@@ -74,7 +80,8 @@ class Runtime:
 
     def model_of(self, cfg):
         """The file this runtime runs: an ONNX model, or the checkpoint of the PyTorch network."""
-        return {"onnx": cfg.model, "int8": cfg.int8_model, "torch": cfg.checkpoint}[self.model]
+        torch_model = getattr(cfg, "torch_model", None) or cfg.checkpoint
+        return {"onnx": cfg.model, "int8": cfg.int8_model, "torch": torch_model}[self.model]
 
     def check(self, cfg, provider: str, feed: dict) -> None:
         """Refuse a model this runtime cannot load or run (on one batch, feed) on provider, before any
