@@ -146,6 +146,18 @@ def _torch_rows(result) -> bool:
     return any(x.runtime == "pytorch" for x in result.runs)
 
 
+# Below this many FLOPs a batch is mostly the call's overhead: its GFLOP/s and % of the GEMM peak
+# say nothing about the kernels (a 2 kFLOP text model at 60,000 calls/s is "0%" of any peak).
+MEANINGFUL_FLOPS = 1e6
+
+
+def flops_matter(result) -> bool:
+    """Whether GFLOP/s and % of peak mean something here: FLOPs counted, and a batch of the
+    smallest size does at least MEANINGFUL_FLOPS of them."""
+    batches = [x.batch_size for x in result.runs]
+    return bool(result.flops_per_sample and batches and result.flops_per_sample * min(batches) >= MEANINGFUL_FLOPS)
+
+
 def _latency(fmt: str) -> Callable:
     return lambda run, result: fmt.format(lat=run.latency_ms)
 
@@ -172,8 +184,8 @@ BENCH_COLUMNS = (
     Column("cv", bench=lambda run, result: "—" if run.cv is None else f"{100 * run.cv:.1f}%", drop=5),
     Column("stable", bench=_attr("stable"), shown=stable),
     Column("ci95", "95% CI\n{unit}/s", bench=_attr("ci95"), shown=ci, drop=4),
-    Column("gflops", "GFLOP/s", bench=_attr("gflops"), shown=num1, drop=6),
-    Column("percent_of_peak", "% peak", bench=_attr("percent_of_peak"), shown=peak_pct, drop=2),
+    Column("gflops", "GFLOP/s", bench=_attr("gflops"), shown=num1, when=flops_matter, drop=6),
+    Column("percent_of_peak", "% peak", bench=_attr("percent_of_peak"), shown=peak_pct, when=flops_matter, drop=2),
     Column(
         "cpu_s_per_1k",
         "CPU s /\n1k {unit}",

@@ -7,17 +7,20 @@ rich table (crossrt.ui).
 `compare`: a row matches when dataset, runtime, precision and setting (provider, data path,
 threads, batch size) and spinning are the same, or, for training, device, threads, precision and
 batch size. The ratio is B's throughput over A's; its 95% interval comes from resampling both
-runs' repeats (passes, or steady epochs). That interval only knows the noise inside each run. Two
-runs of one build in two processes differ by more: on the shared 2-core test machine by 5-11%
-(once 30%) while each run's own cv was 1-5% (BENCHMARKS.md). So the verdict says "faster" or
-"slower" only when the interval lies wholly beyond a run-to-run noise band (`--noise`, default
-NOISE); otherwise "same within noise".
+runs' repeats (passes, or steady epochs). The verdict is asv's: "faster" or "slower" only when the
+two runs' repeats differ beyond their own noise (a Mann-Whitney U test at p < 0.002, or 99%
+intervals of their means apart) and the ratio lies beyond a run-to-run noise band (`--noise`,
+default NOISE): two runs of one build in two processes differ by more than each run's own noise,
+on the shared 2-core test machine by 5-11% (once 30%) while each run's own cv was 1-5%
+(BENCHMARKS.md). Anything else is "inconclusive".
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,8 @@ from .results import BenchResult, InferRun, LoadgenResult, Result, TrainResult, 
 from .text import printable
 from .timing import bootstrap_means
 
-NOISE = 0.10  # run-to-run noise band: B/A within 1 +- NOISE is "same within noise"
+NOISE = 0.10  # run-to-run noise band: B/A within 1 +- NOISE is never called faster or slower
+SIGNIFICANCE = 0.002  # asv's: a Mann-Whitney U p-value below this says two runs differ
 # ---------------------------------------------------------------------------- labels
 
 
@@ -273,18 +277,47 @@ def ratio_ci(a: list[float], b: list[float]) -> list[float] | None:
     return [float(low), float(high)]
 
 
-def verdict(ci: list[float] | None, noise: float = NOISE) -> str:
-    if ci is None:
+def mann_whitney_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of the Mann-Whitney U test of a against b: exact (every way of dealing the
+    pooled ranks) for small samples, else the normal approximation with the tie correction."""
+    x = np.concatenate([np.asarray(a, np.float64), np.asarray(b, np.float64)])
+    n, m = len(a), len(b)
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(n + m)
+    ranks[order] = np.arange(1, n + m + 1)
+    for v in np.unique(x):  # ties share their mean rank
+        ranks[x == v] = ranks[x == v].mean()
+    u, mu = ranks[:n].sum() - n * (n + 1) / 2, n * m / 2
+    if math.comb(n + m, n) <= 50_000:
+        us = np.array([ranks[list(c)].sum() for c in itertools.combinations(range(n + m), n)]) - n * (n + 1) / 2
+        return float(np.mean(np.abs(us - mu) >= abs(u - mu) - 1e-9))
+    ties = np.unique(x, return_counts=True)[1].astype(np.float64)
+    sigma = math.sqrt(n * m / 12 * ((n + m + 1) - (ties**3 - ties).sum() / ((n + m) * (n + m - 1))))
+    return float(math.erfc(max(abs(u - mu) - 0.5, 0) / sigma / math.sqrt(2))) if sigma else 1.0
+
+
+def apart(a: list[float], b: list[float]) -> bool:
+    """Whether two runs' repeat times differ beyond their own noise, by asv's test: a Mann-Whitney U
+    test at p < 0.002, or 99% intervals of their means that do not overlap."""
+    if mann_whitney_p(a, b) < SIGNIFICANCE:
+        return True
+    rng = np.random.default_rng(0)
+    (la, ha), (lb, hb) = (np.percentile(bootstrap_means(v, rng), [0.5, 99.5]) for v in (a, b))
+    return bool(ha < lb or hb < la)
+
+
+def verdict(differ: bool | None, ratio: float, noise: float = NOISE) -> str:
+    """faster or slower: the runs differ beyond their own noise (`apart`) and by more than the noise
+    band between runs; otherwise inconclusive. differ None: there are no repeats to test."""
+    if differ is None:
         return "no verdict: fewer than 2 repeats (LoadGen rows keep none; files before schema 3 neither)"
-    if ci[0] > 1 + noise:
-        return "faster"
-    if ci[1] < 1 - noise:
-        return "slower"
-    return "same within noise"
+    if differ and abs(ratio - 1) > noise:
+        return "faster" if ratio > 1 else "slower"
+    return "inconclusive"
 
 
 def compare(a: Result, b: Result, noise: float = NOISE, different_models: bool = False) -> tuple[list[dict], int, int]:
-    """Matching rows (what, a, b, ratio, ci95, verdict) and the counts of rows found in only A or only B.
+    """Matching rows (what, a, b, ratio, ci95, apart, verdict) and the counts of rows found in only A or only B.
     Rows match only on the same model, unless different_models says to hold one model against another."""
     ra, rb = _repeats(a, not different_models), _repeats(b, not different_models)
     rows = []
@@ -292,5 +325,16 @@ def compare(a: Result, b: Result, noise: float = NOISE, different_models: bool =
         (what, ips_a, rep_a), (_, ips_b, rep_b) = ra[key], rb[key]
         ratio = ips_b / ips_a if ips_a else float("nan")
         ci = ratio_ci(rep_a, rep_b)
-        rows.append({"what": what, "a": ips_a, "b": ips_b, "ratio": ratio, "ci95": ci, "verdict": verdict(ci, noise)})
+        differ = apart(rep_a, rep_b) if ci is not None else None
+        rows.append(
+            {
+                "what": what,
+                "a": ips_a,
+                "b": ips_b,
+                "ratio": ratio,
+                "ci95": ci,
+                "apart": differ,
+                "verdict": verdict(differ, ratio, noise),
+            }
+        )
     return rows, len(ra.keys() - rb.keys()), len(rb.keys() - ra.keys())

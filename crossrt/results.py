@@ -291,7 +291,8 @@ class InferRun(Configuration):
     placement: dict | None = None  # ORT rows on an EP but the CPU's: {execution provider: nodes}, from ORT's profiler
     isolated: bool = False  # timed in a fresh process of its own
     math: str = "fp32"
-    pass_times_s: list[float] = field(default_factory=list)  # every timed pass
+    pass_times_s: list[float] = field(default_factory=list)  # per timed repeat, the seconds of one pass
+    passes_per_repeat: int = 1  # a repeat of a short pass is several (timing.MIN_REPEAT_S)
     batch_ms: list[float] = field(default_factory=list)  # per-batch latencies, at most timing.SAMPLES_CAP
     cv: float | None = None  # of the pass times
     ci95: list[float] | None = None  # [low, high] images/s, bootstrap over passes
@@ -316,12 +317,13 @@ class InferRun(Configuration):
         **facts,
     ) -> InferRun:
         """A row from its timed passes: throughput, GFLOP/s, latency, spread and CPU cost derived here."""
-        n = len(passes.pass_times_s)
-        per_s = samples * n / passes.total_s
+        n, k = len(passes.pass_times_s), passes.passes_per_repeat
+        per_s = samples * n * k / passes.total_s
         st = stability(passes.pass_times_s, samples, rules_met=rules_met, noise_hint=noise_hint)
         return cls(
             samples=samples,
-            passes=n,
+            passes=n * k,
+            passes_per_repeat=k,
             samples_per_s=per_s,
             gflops=per_s * flops_per_sample / 1e9 if flops_per_sample else None,
             latency_ms=Latency.from_values(passes.batch_times_s),
@@ -331,7 +333,7 @@ class InferRun(Configuration):
             ci95=st.ci95,
             stable=st.stable,
             unstable_cause=st.cause,
-            cpu_s_per_1k=1000 * passes.cpu_s / (samples * n),
+            cpu_s_per_1k=1000 * passes.cpu_s / (samples * n * k),
             **facts,
         )
 

@@ -28,12 +28,20 @@ def verdicts(runs: list[InferRun]) -> list[Verdict]:
         torch_row = next((r for r in ok if r.runtime == "pytorch" and r is not pick), None)
         sure = bool(nxt and pick.ci95 and nxt.ci95 and pick.ci95[0] > nxt.ci95[1])
         shaky = [r.runtime_label for r in (pick, nxt, torch_row) if r is not None and r.stable is False]
-        text = f"{place(*setting)}: use {pick.runtime_label}"
-        if nxt:
-            text += f", {pick.samples_per_s / nxt.samples_per_s:.2f}x {nxt.runtime_label} (the next)"
+        if sure or not nxt:
+            text = f"{place(*setting)}: use {pick.runtime_label}{_cost(pick)}"
+            if nxt:
+                text += f", {pick.samples_per_s / nxt.samples_per_s:.2f}x {nxt.runtime_label} (the next)"
+        else:  # the order of two rows within the noise is no advice
+            text = (
+                f"{place(*setting)}: no clear winner: {pick.runtime_label}{_cost(pick)} and {nxt.runtime_label} "
+                f"are {pick.samples_per_s / nxt.samples_per_s:.2f}x apart"
+            )
         if torch_row and torch_row is not nxt:
             text += f", {pick.samples_per_s / torch_row.samples_per_s:.2f}x PyTorch"
-        text += "; beyond this run's noise (95% intervals apart)" if sure else "; within this run's noise"
+        text += (
+            "; beyond this run's noise (95% intervals apart)" if sure else "; within this run's noise" if nxt else ""
+        )
         if shaky:
             text += f"; unstable, so take the ratio with care: {', '.join(dict.fromkeys(shaky))}"
         if left := [r.runtime_label for r in rows if r.parity_ok is False]:
@@ -50,3 +58,14 @@ def verdicts(runs: list[InferRun]) -> list[Verdict]:
             )
         )
     return out
+
+
+def _cost(run: InferRun) -> str:
+    """What a lower precision cost, beside the runtime a verdict names: the accuracy it lost against
+    PyTorch fp32 on the labels, else how far its outputs are from ONNX Runtime CPU fp32's."""
+    if run.precision == "fp32":
+        return ""
+    if run.accuracy_delta is not None:
+        return f" ({run.precision}: accuracy {100 * run.accuracy_delta:+.2f} points against fp32)"
+    rel = [o.max_rel for o in run.outputs or () if o.max_rel is not None]
+    return f" ({run.precision}: outputs off fp32 by up to {max(rel):.1e} relative)" if rel else f" ({run.precision})"

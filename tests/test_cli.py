@@ -104,13 +104,18 @@ def test_bench_infer_end_to_end(e2e):
         ("pytorch", 2),
     ]
     for r in runs:
-        assert r["batch_size"] == 100 and r["passes"] == 2 and r["samples"] == 200
+        assert (
+            r["batch_size"] == 100
+            and len(r["pass_times_s"]) == 2
+            and r["passes"] == 2 * r["passes_per_repeat"]
+            and r["samples"] == 200
+        )
         assert set(r["latency_ms"]) >= {"mean", "p50", "p90", "p99", "std"}
         assert r["samples_per_s"] > 0 and r["gflops"] > 0 and r["session_create_s"] > 0
         assert r["top1_agreement"] == 1.0 and r["parity_ok"] is True
         assert r["accuracy"] == runs[0]["accuracy"]
         # Trust: the samples, their spread, the verdict and the CPU cost travel with every row.
-        assert len(r["pass_times_s"]) == 2 and len(r["batch_ms"]) == 4 and r["cv"] >= 0
+        assert len(r["pass_times_s"]) == 2 and len(r["batch_ms"]) == 4 * r["passes_per_repeat"] and r["cv"] >= 0
         assert r["ci95"][0] <= r["samples_per_s"] <= r["ci95"][1]
         assert isinstance(r["stable"], bool) and (r["stable"] or r["unstable_cause"])
         assert r["cpu_s_per_1k"] > 0 and r["isolated"] is False and r["math"] == "fp32"

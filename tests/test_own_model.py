@@ -16,6 +16,11 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 from test_any_model import _export, _graph, conv_net
 
+from crossrt.compare import mann_whitney_p, ratio_ci
+from crossrt.files import load_result
+from crossrt.timing import stability
+from crossrt.verdicts import verdicts
+
 from conftest import canned, run_main
 
 QUICK = ("--min-time", "0", "--min-repeats", "2", "--warmup", "1", "--batches-per-pass", "2", "--threads", "1")
@@ -281,3 +286,97 @@ def test_a_network_exported_for_other_shapes_is_refused_before_any_work(two, tmp
     flags = ("--torch-model", str(tmp_path / "static.pt2"), "--runtimes", "pytorch", "--batch-size", "5")
     out = run_main("bench-infer", "--model", str(two / "twotwo.onnx"), *QUICK, *flags, "--json", "b.json", cwd=tmp_path)
     assert out.code == 2 and "fails on one batch of feats, extra (float32[5, 6], float32[5, 3]" in out.err, out.err
+
+
+# ---------------------------------------------------------------------------- figures that mean something
+
+
+def test_stability_is_judged_on_the_figure_not_on_single_repeats():
+    """400 repeats that each vary by 20% give a mean known to +-2%: stable. Three repeats of 1, 1.5
+    and 2 s are not, and the cause names the interval."""
+    many = stability([0.8, 1.2] * 200, 100)
+    assert many.cv > 0.19 and many.stable is True
+    few = stability([1.0, 1.5, 2.0], 100)
+    assert few.stable is False and few.cause.startswith("its 95% interval is +-")
+
+
+def _compared(tmp_path, a_times, b_times, *flags):
+    """compare of two copies of the canned bench result whose every row took a_times and b_times."""
+    for name, times in (("a.json", a_times), ("b.json", b_times)):
+        data = json.loads(canned("bench.json").read_text())
+        for r in data["runs"]:
+            r["pass_times_s"] = list(times)
+            r["samples_per_s"] = r["samples"] / (sum(times) / len(times))
+        (tmp_path / name).write_text(json.dumps(data))
+    return run_main("compare", "a.json", "b.json", *flags, cwd=tmp_path)
+
+
+def test_compare_calls_a_real_slowdown_slower_and_the_gate_fails_on_it(tmp_path):
+    """B at 0.85x A, the ratio's 95% interval reaching above 0.9 while the runs' repeats differ
+    (Mann-Whitney p = 0.001): slower, and --fail-if-slower 5 exits 1. The rule before called such a
+    row "same within noise" (its interval not wholly beyond the band) and exited 0."""
+    rng = np.random.default_rng(4)
+    a = list(1.0 + 0.08 * rng.standard_normal(10))
+    b = [t / 0.85 for t in a]
+    assert ratio_ci(a, b)[1] > 0.9
+    out = _compared(tmp_path, a, b, "--fail-if-slower", "5")
+    assert out.code == 1 and "slower" in out.out and "0.850x" in out.err, out
+
+
+def test_compare_within_the_noise_band_or_the_noise_is_inconclusive(tmp_path):
+    rng = np.random.default_rng(1)
+    a = list(1.0 + 0.05 * rng.standard_normal(10))
+    within_band = _compared(tmp_path, a, [t / 0.95 for t in a], "--fail-if-slower", "10")
+    assert within_band.code == 0 and "inconclusive" in within_band.out
+    gate = _compared(tmp_path, a, [t / 0.95 for t in a], "--fail-if-slower", "3")  # the test says they differ
+    assert gate.code == 1, gate
+    noisy = _compared(tmp_path, [1.0, 1.6, 0.7], [1.3, 0.9, 1.8], "--fail-if-slower", "5")
+    assert noisy.code == 0 and "inconclusive" in noisy.out
+
+
+def test_mann_whitney_matches_its_table():
+    """Exact two-sided p-values of known cases: fully separated samples of 5 and 5 (2/252), and
+    identical samples (1)."""
+    assert mann_whitney_p([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]) == pytest.approx(2 / 252)
+    assert mann_whitney_p([1, 2, 3], [1, 2, 3]) == 1.0
+    big = mann_whitney_p(list(range(40)), list(range(100, 140)))  # the normal approximation
+    assert big < 1e-10
+
+
+def _verdict_of(tmp_path, edit):
+    data = json.loads(canned("bench.json").read_text())
+    data.pop("verdicts", None)
+    edit(data["runs"])
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    return verdicts(load_result(tmp_path / "r.json").runs)
+
+
+def test_a_verdict_within_the_noise_says_there_is_no_clear_winner(tmp_path):
+    def overlap(runs):
+        for r in runs:
+            r["ci95"] = [r["samples_per_s"] * 0.5, r["samples_per_s"] * 1.5]
+
+    vs = _verdict_of(tmp_path, overlap)
+    assert vs and all("no clear winner" in v.text and "use " not in v.text for v in vs)
+
+
+def test_a_verdict_for_a_lower_precision_names_its_accuracy_cost(tmp_path):
+    def cheaper(runs):
+        for r in runs:
+            r["ci95"] = [r["samples_per_s"] * 0.99, r["samples_per_s"] * 1.01]
+        fast = runs[0]
+        fast.update(precision="bf16", math="bf16", accuracy_delta=-0.0012, parity_ok=True)
+        fast["samples_per_s"] *= 10
+        fast["ci95"] = [fast["samples_per_s"] * 0.99, fast["samples_per_s"] * 1.01]
+
+    v = next(v for v in _verdict_of(tmp_path, cheaper) if "bf16" in v.pick)
+    assert "(bf16: accuracy -0.12 points against fp32)" in v.text
+
+
+def test_flop_figures_only_where_a_batch_does_real_work(own, tmp_path):
+    out, result = bench(own["text"], *TEXT, cwd=tmp_path)
+    text = " ".join(out.out.split())
+    assert result["flops_per_sample"] < 1e6 and "% peak" not in text and "GFLOP/s" not in text
+    assert "0.00 MFLOP" not in text and " FLOP/sample" in text
+    out, _ = bench(own["conv"], "--dim", "height=64,width=64", cwd=tmp_path)
+    assert "% peak" in out.out and "MFLOP/sample" in " ".join(out.out.split())

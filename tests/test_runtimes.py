@@ -81,7 +81,12 @@ def test_every_runtime_on_the_same_batches(quantized, tiny_data, runtimes):
     assert {k[0] for k in runs} == (every if runtimes == "all" else set(runtimes.split(",")))
     assert result["skipped"] == []
     for (runtime, precision), r in runs.items():
-        assert r["samples"] == 200 and r["passes"] == 2 and r["session_create_s"] > 0, runtime
+        assert (
+            r["samples"] == 200
+            and len(r["pass_times_s"]) == 2
+            and r["passes"] == 2 * r["passes_per_repeat"]
+            and r["session_create_s"] > 0
+        ), runtime
         assert r["parity_ok"] is True, (runtime, precision, r["accuracy_delta"])
         if precision == "fp32":
             assert r["accuracy_delta"] == 0 and r["math"] == "fp32"

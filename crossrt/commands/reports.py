@@ -63,13 +63,10 @@ def cmd_compare(a, cfg) -> int:
     if only_a or only_b:
         note(f"not compared: {only_a} row(s) only in A, {only_b} only in B")
     if a.fail_if_slower is not None:
-        # A row without an interval (LoadGen keeps no repeats; files before schema 3 neither) is
-        # judged on its ratio alone: the gate never passes a row it cannot judge without a word.
-        slower = [
-            r
-            for r in rows
-            if r["ratio"] < 1 - a.fail_if_slower / 100 and (r["verdict"] == "slower" or r["ci95"] is None)
-        ]
+        # Slower by more than the threshold, where the test says the runs differ beyond their noise
+        # (compare.apart), whatever the noise band. A row without repeats (LoadGen keeps none; files
+        # before schema 3 neither) is judged on its ratio alone: never passed without a word.
+        slower = [r for r in rows if r["ratio"] < 1 - a.fail_if_slower / 100 and r["apart"] is not False]
         if unjudged := sum(r["ci95"] is None for r in rows):
             note(f"{unjudged} row(s) without an interval: --fail-if-slower judges their ratio alone")
         if slower:

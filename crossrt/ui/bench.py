@@ -24,17 +24,19 @@ def verdict_lines(r: BenchResult, where: str = "") -> None:
         note(f"[bold {sure}]verdict[/]{esc(where)}: {esc(v.text)}")
 
 
+def flop_text(flops: int) -> str:
+    """A FLOP count in the unit that keeps its digits: 2,048 FLOP, 731.1 kFLOP, 3.90 MFLOP, 4.10 GFLOP."""
+    for unit, size in (("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+        if flops >= size:
+            return f"{flops / size:,.{1 if unit == 'kFLOP' else 2}f} {unit}"
+    return f"{flops:,} FLOP"
+
+
 def model_title(r: BenchResult) -> str:
     """What ran: the model (its size and parameters for any model), what fed it, its FLOPs per sample."""
     info, flops = r.model_info, r.flops_per_sample
     per = "image" if r.dataset else "sample"
-    cost = (
-        "FLOPs not counted"
-        if flops is None
-        else f"{flops / 1e9:,.2f} GFLOP/{per}"
-        if flops >= 1e9
-        else f"{flops / 1e6:,.2f} MFLOP/{per}"
-    )
+    cost = "FLOPs not counted" if flops is None else f"{flop_text(flops)}/{per}"
     if r.dataset:
         return f"Validation of {r.model} on {r.dataset} ({r.runs[0].samples:,} test images), {cost}"
     params, size = info.get("parameters", 0), info.get("bytes", 0)
@@ -58,7 +60,7 @@ def bench_table(r: BenchResult) -> Table:
         "\n".join(
             [esc(s.line) for s in r.skipped]
             + [f"[red]failed:[/] {esc(f.line)}" for f in r.failed]
-            + [f"% peak: {peak_note(p)}" for p in r.peaks]
+            + ([f"% peak: {peak_note(p)}" for p in r.peaks] if columns.flops_matter(r) else [])
             + ([esc(f"runtime options: {', '.join(given)}")] if (given := r.config.get("runtime_options")) else [])
             + (
                 ["[yellow]?[/]: the PyTorch row it divides by is unstable"]
