@@ -135,6 +135,14 @@ def prepare(cfg: BenchConfig) -> Prepared:
                 f"alone with --runtimes onnxruntime"
             )
         if ours != theirs:
+            done, wanted = len(state.get("epochs") or ()), (state.get("config") or {}).get("epochs")
+            if wanted and done < wanted:  # a run stopped early left it: its export comes when it finishes
+                raise ModelError(
+                    f"{cfg.model} holds other weights than {cfg.checkpoint}, which holds a training run stopped "
+                    f"after {done} of its {wanted} epoch(s) (Ctrl-C?): finish it with `crossrt train --resume` "
+                    f"(it exports at the end), export these {done} epoch(s) with `crossrt export --checkpoint "
+                    f"{cfg.checkpoint}`, or pass the --checkpoint {cfg.model} was exported from"
+                )
             raise ModelError(
                 f"{cfg.model} holds other weights than {cfg.checkpoint} (an older export, e.g. after "
                 f"`train --no-export`): export this checkpoint with `crossrt export --checkpoint "

@@ -49,6 +49,11 @@ def stopped(stop: Stopped, a) -> int:
 
     if (rank := this_rank()) and not rank.main:  # rank 0 saves and reports for the job
         return EXIT_INTERRUPTED if stop.interrupted else EXIT_FAILED
+    result = stop.result
+    if isinstance(result, TrainResult) and not result.epochs:  # nothing finished: no table of dashes, no file
+        message = f"{stop}; no epoch finished, so no result was saved"
+        err(message) if not stop.interrupted else print(f"crossrt: {printable(message)}", file=sys.stderr)
+        return EXIT_INTERRUPTED if stop.interrupted else EXIT_FAILED
     try:
         paths = save_json(stop.result.to_dict(), getattr(a, "json", None))
         saved = f"partial results saved to {', '.join(map(str, paths))}"

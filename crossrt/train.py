@@ -164,7 +164,13 @@ def on_disk(cfg: TrainConfig, result: TrainResult) -> tuple[int, str]:
             f"{cfg.checkpoint} holds all {n} epoch(s) (export it with: crossrt export --checkpoint {cfg.checkpoint})"
         )
     if n:
-        return n, f"{cfg.checkpoint} keeps {n} epoch(s)"
+        kept = f"{cfg.checkpoint} keeps {n} epoch(s)"
+        if cfg.export and cfg.onnx_path.is_file():  # not this run's export: say which file holds what
+            kept += (
+                f", and {cfg.onnx_path} is still the model of an earlier run (resume to finish and export "
+                f"this one, or `crossrt export --checkpoint {cfg.checkpoint}` to export these {n} epoch(s))"
+            )
+        return n, kept
     earlier = f" ({cfg.checkpoint} is from an earlier run)" if cfg.checkpoint.exists() else ""
     return 0, f"no checkpoint of this run was written{earlier}"
 

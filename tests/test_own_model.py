@@ -16,6 +16,7 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 from test_any_model import _export, _graph, conv_net
 
+from crossrt.cli import main
 from crossrt.compare import mann_whitney_p, ratio_ci
 from crossrt.files import load_result
 from crossrt.timing import stability
@@ -380,3 +381,48 @@ def test_flop_figures_only_where_a_batch_does_real_work(own, tmp_path):
     assert "0.00 MFLOP" not in text and " FLOP/sample" in text
     out, _ = bench(own["conv"], "--dim", "height=64,width=64", cwd=tmp_path)
     assert "% peak" in out.out and "MFLOP/sample" in " ".join(out.out.split())
+
+
+# ---------------------------------------------------------------------------- training's Ctrl-C
+
+
+def _ctrl_c_in_epoch(monkeypatch, epoch: int) -> None:
+    """Ctrl-C as epoch `epoch` starts its validation (its training done, not yet recorded)."""
+    from crossrt.ui import console as ui_console
+
+    seen = []
+    real = ui_console.TrainProgress.validating
+
+    def validating(self):
+        seen.append(1)
+        if len(seen) == epoch:
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(ui_console.TrainProgress, "validating", validating)
+
+
+TRAIN_QUICK = ("--threads", "1", "--batch-size", "100", "--valid-batch-size", "100")
+
+
+def test_ctrl_c_before_the_first_epoch_ends_saves_no_result_and_no_table(workdir, tiny_data, monkeypatch, capsys):
+    _ctrl_c_in_epoch(monkeypatch, 1)
+    code = main(["train", "--data-dir", str(tiny_data), "--epochs", "2", *TRAIN_QUICK, "--out", "exp"])
+    out, err = capsys.readouterr()
+    assert code == 130 and "no epoch finished, so no result was saved" in err, err
+    assert "┃" not in out and "—" not in out  # no summary table of dashes
+    assert not (workdir / "results").exists() and not list((workdir / "exp").glob("*.json"))
+
+
+def test_ctrl_c_after_a_complete_run_says_which_file_holds_what(workdir, tiny_data, monkeypatch, capsys):
+    """A complete run, then a longer one stopped after its first epoch: the message says the checkpoint
+    holds that 1 epoch while the ONNX file is still the earlier run's, and bench-infer says so too
+    (not "--no-export")."""
+    args = ["train", "--data-dir", str(tiny_data), *TRAIN_QUICK, "--out", "exp"]
+    assert main([*args, "--epochs", "1"]) == 0
+    _ctrl_c_in_epoch(monkeypatch, 2)
+    assert main([*args, "--epochs", "3", "--seed", "5"]) == 130
+    err = capsys.readouterr().err
+    assert "exp/lenet5.pt keeps 1 epoch(s), and exp/lenet5.onnx is still the model of an earlier run" in err, err
+    out = run_main("bench-infer", "--model", "exp/lenet5.onnx", "--data-dir", str(tiny_data), cwd=workdir)
+    assert out.code == 2 and "stopped after 1 of its 3 epoch(s)" in out.err and "--no-export" not in out.err, out.err
