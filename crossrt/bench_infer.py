@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -27,6 +28,7 @@ import onnx
 from . import checkpoint, inputs, reference
 from .checks import fits
 from .config import MNIST_BATCH, BenchConfig
+from .config.bench import DEFAULT_MODEL
 from .data import Dataset
 from .errors import ConfigError, ModelError
 from .files import load_result, regular_file
@@ -88,11 +90,14 @@ def _model_info(path, model: onnx.ModelProto, meta: dict, sig, inputs_as_fed: li
 def prepare(cfg: BenchConfig) -> Prepared:
     """Fail on a bad model, binding, provider, checkpoint or training record before any work starts.
     Only the runtimes asked for are asked: PyTorch rows on CUDA need no ONNX Runtime CUDA session."""
-    path = regular_file(cfg.model, "model", missing="run `make train` first to create it")
+    ours = Path(cfg.model) == DEFAULT_MODEL  # only crossrt's own export is made by `make train`
+    path = regular_file(cfg.model, "model", missing="run `make train` first to create it" if ours else None)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf's DecodeError, an OSError, ...
         raise ModelError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+    if not model.graph.node and not model.graph.output:  # protobuf reads an empty file as an empty model
+        raise ModelError(f"{path}: not an ONNX model (it holds no graph: {path.stat().st_size:,} bytes)")
     inputs.check_external_data(path, model)
     check_options(cfg)  # a runtime option no runtime asked for takes, or a bad value: before any work
     reference.check(path)  # ONNX Runtime's CPU provider gives the outputs every runtime is held against

@@ -67,7 +67,8 @@ def checks(data_dir: Path | None = None, measure_peak: bool = False) -> list[Che
             Check(
                 "onnxruntime",
                 True,
-                f"{package} {ort.__version__}; providers: {', '.join(ort.get_available_providers())}",
+                f"{package} {ort.__version__}; execution providers built in: "
+                f"{', '.join(ort.get_available_providers())} (whether CUDA's runs here: below)",
             )
         )
     except ImportError:

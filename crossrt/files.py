@@ -214,7 +214,9 @@ def load_json(path: Path) -> dict:
         raise ResultError(str(e)) from None
     except OSError as e:
         raise ResultError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise ResultError(f"{path}: not a result file (binary, not JSON text)") from None
+    except json.JSONDecodeError as e:
         raise ResultError(f"{path}: not valid JSON (truncated?): {e}") from None
     except RecursionError:
         raise ResultError(f"{path}: nested too deeply to be a crossrt result") from None

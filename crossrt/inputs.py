@@ -420,6 +420,12 @@ def bind_batches(
         shapes = bind(ins, feed, batch)
         size = samples_per_batch(ins, shapes)
         if batch_sizes and size != batch:
+            first = next((t.dims[0] for t in ins if t.dims), None)
+            if isinstance(first, str) and first in feed.dim_map:
+                raise ConfigError(
+                    f"--batch-size {batch}: --dim {first}={feed.dim_map[first]} binds the batch dimension too "
+                    f"(give one of them)"
+                )
             raise ConfigError(f"--batch-size {batch}: the first dimension of {ins[0].shown()} is fixed at {size}")
         need, have = feed.batches_per_pass * batch_bytes(ins, shapes), available_memory("cpu")
         if have is not None and need > have // 2:

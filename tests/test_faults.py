@@ -149,8 +149,8 @@ def _future_opset(path, trained):
 
 
 MODEL_FAULTS = {
-    "missing": (lambda p, t: None, "no such model (run `make train` first"),
-    "empty file": (lambda p, t: p.write_bytes(b""), "ONNX Runtime cannot load it"),
+    "missing": (lambda p, t: None, "model.onnx: no such model"),
+    "empty file": (lambda p, t: p.write_bytes(b""), "not an ONNX model (it holds no graph: 0 bytes)"),
     "not ONNX": (lambda p, t: p.write_bytes(b"\x00\x01 definitely not protobuf"), "not an ONNX model"),
     "opset ORT refuses": (_future_opset, "ONNX Runtime cannot load it"),
 }

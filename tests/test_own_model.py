@@ -426,3 +426,29 @@ def test_ctrl_c_after_a_complete_run_says_which_file_holds_what(workdir, tiny_da
     assert "exp/lenet5.pt keeps 1 epoch(s), and exp/lenet5.onnx is still the model of an earlier run" in err, err
     out = run_main("bench-infer", "--model", "exp/lenet5.onnx", "--data-dir", str(tiny_data), cwd=workdir)
     assert out.code == 2 and "stopped after 1 of its 3 epoch(s)" in out.err and "--no-export" not in out.err, out.err
+
+
+# ---------------------------------------------------------------------------- hints that name the cause
+
+
+def test_hints_name_the_real_cause(own, tmp_path):
+    missing = run_main("bench-infer", "--model", "mine.onnx", cwd=tmp_path)
+    assert missing.code == 2 and missing.err.strip() == "crossrt: error: mine.onnx: no such model"
+    default = run_main("bench-infer", cwd=tmp_path)  # crossrt's own export is what `make train` makes
+    assert default.code == 2 and "run `make train` first" in default.err
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    empty = run_main("bench-infer", "--model", "empty.onnx", cwd=tmp_path)
+    assert empty.code == 2 and "empty.onnx: not an ONNX model (it holds no graph: 0 bytes)" in empty.err
+    both = bench(own["conv"], "--dim", "batch=8,height=8,width=8", "--batch-size", "4", cwd=tmp_path)[0]
+    assert both.code == 2 and "--dim batch=8 binds the batch dimension too" in both.err, both.err
+    (tmp_path / "bin.json").write_bytes(own["conv"].read_bytes()[:200])
+    binary = run_main("show", "bin.json", cwd=tmp_path)
+    assert binary.code == 2 and "not a result file (binary, not JSON text)" in binary.err
+    kinds = run_main("compare", str(canned("train.json")), str(canned("bench.json")), cwd=tmp_path)
+    assert kinds.code == 2 and "is a train result and" in kinds.err and "a bench-infer result" in kinds.err
+
+
+def test_doctor_does_not_call_a_provider_ok_for_being_built_in():
+    out = run_main("doctor")
+    line = next(ln for ln in out.out.splitlines() if "onnxruntime:" in ln)
+    assert "execution providers built in:" in line and "(whether CUDA's runs here: below)" in line

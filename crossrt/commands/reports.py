@@ -38,6 +38,11 @@ def cmd_compare(a, cfg) -> int:
     if a.fail_if_slower is not None:
         in_range("--fail-if-slower", a.fail_if_slower, 0, 100)
     ra, rb = load_result(a.a), load_result(a.b)
+    if ra.kind != rb.kind and "suite" not in (ra.kind, rb.kind):  # a suite holds both kinds
+        raise ResultError(
+            f"{a.a} is a {ra.kind} result and {a.b} a {rb.kind} result: compare holds two results of one kind "
+            f"(or a suite against either)"
+        )
     ma, mb = models(ra), models(rb)
     if ma.keys() != mb.keys() and not a.allow_different_models:
         raise ResultError(

@@ -28,6 +28,9 @@ from .common import (
 )
 
 
+DEFAULT_MODEL = Path("exports/lenet5.onnx")  # what `make train` exports
+
+
 @dataclass
 class InputsConfig:
     """What a model that is not an MNIST classifier is fed: its inputs are read from the graph and
@@ -102,7 +105,7 @@ class BenchConfig:
     """bench-infer: full validation passes of the exported model under every runtime asked for (ONNX
     Runtime and PyTorch by default), for every combination of runtime x provider x threads x batch size."""
 
-    model: Path = option(Path("exports/lenet5.onnx"), path="in-file", help="ONNX model")
+    model: Path = option(DEFAULT_MODEL, path="in-file", help="ONNX model")
     checkpoint: Path | None = option(
         None, default_text="the model's path with .pt", path="in-file", help="checkpoint for the PyTorch rows"
     )
