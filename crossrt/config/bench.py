@@ -27,7 +27,6 @@ from .common import (
     runtimes_field,
 )
 
-
 DEFAULT_MODEL = Path("exports/lenet5.onnx")  # what `make train` exports
 
 
