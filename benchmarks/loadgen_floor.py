@@ -65,7 +65,8 @@ def main() -> int:
                 f = inline(qps, args.duration)
             else:
                 with tempfile.TemporaryDirectory() as d:
-                    f = SUT(Ready, "x", x, 100).test("Server", settings(qps, args.duration), Path(d), timeout_s=timeout)
+                    sut = SUT(Ready, {"x": x}, 100)
+                    f = sut.test("Server", settings(qps, args.duration), Path(d), timeout_s=timeout)
             ms = f["latency_ms"]
             print(
                 f"| {name} | {qps:,.0f} | {ms['p50']:.3f} | {ms['p90']:.3f} | {ms['p99']:.3f} | {ms['max']:.3f} | "

@@ -35,7 +35,9 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import onnx
 
+from . import inputs
 from .bench_infer import score
 from .config import LoadgenConfig
 from .data import normalize
@@ -103,7 +105,7 @@ def probe(sut, max_batch: int, per_query: int = MULTI_STREAM_SAMPLES) -> dict:
         """The median of batches over a quarter of a second, after a few warm-up batches: the
         gather into the SUT's buffer and the run, as the SUT does them (for a runner that costs
         nothing, the null runtime's, the gather is what there is)."""
-        indices = np.arange(n) % len(sut.x)
+        indices = np.arange(n) % sut.n
         run = sut.runners[0].outputs
         for _ in range(3):
             sut.load(0, indices)
@@ -155,7 +157,7 @@ def search(test, start_qps: float, cap: float = float("inf"), floor: float = 0.1
     return best, trail
 
 
-def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) -> tuple[list[dict], str]:
+def measure_config(cfg: LoadgenConfig, row, pool, labels, logs: Path) -> tuple[list[dict], str]:
     """Every scenario asked for, on one runtime configuration (row), in this process: the runs as
     dicts (crossrt.results.LoadgenRun's fields), and why the tests stopped early ("" when all
     ran): a test that fails keeps the tests that finished before it. A top-level function of
@@ -163,7 +165,7 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
 
     runs = []
     try:
-        _measure(cfg, row, x, labels, name, logs, runs)
+        _measure(cfg, row, pool, labels, logs, runs)
     except Exception as e:  # a runtime's error in one test
         if not runs:
             raise
@@ -171,14 +173,13 @@ def measure_config(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path) ->
     return runs, ""
 
 
-def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: list[dict]) -> None:
+def _measure(cfg: LoadgenConfig, row, pool, labels, logs: Path, runs: list[dict]) -> None:
     """measure_config's tests, each appended to runs as it ends."""
 
     bench = cfg.bench()
     sut = SUT(
         lambda feeds: RUNTIMES[row.runtime].runner(bench, row, feeds),
-        name,
-        x,
+        pool,
         cfg.max_batch,
         cfg.workers if "server" in cfg.scenarios else 1,
     )
@@ -192,7 +193,7 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
         """One LoadGen test, its logs in a folder of its own (numbered: two QPS may print alike)."""
         kind = f"{bound:g}ms-{qps:.6g}qps" if qps else "accuracy" if accuracy else "performance"
         where = logs / scenario / f"{next(tests):02d}-{kind}"
-        s = settings(cfg, scenario, hints, qps, bound, len(x), user(scenario))
+        s = settings(cfg, scenario, hints, qps, bound, sut.n, user(scenario))
         return sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy) | {
             "log_dir": str(where),
             "user_settings": user(scenario) or None,
@@ -252,22 +253,56 @@ def _measure(cfg: LoadgenConfig, row, x, labels, name: str, logs: Path, runs: li
 def _batches(sut, size: int):
     """The whole pool in order, each batch in the runner's buffer of its size (as bench-infer batches): its size."""
 
-    for i in range(0, len(sut.x), size):
-        yield sut.load(0, np.arange(i, min(i + size, len(sut.x))))
+    for i in range(0, sut.n, size):
+        yield sut.load(0, np.arange(i, min(i + size, sut.n)))
+
+
+def pool_of(cfg: LoadgenConfig, data, prepared) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The samples LoadGen's queries index, by input name, and their labels: an MNIST classifier's
+    test images; any other model's --inputs file, or --batches-per-pass batches of --max-batch
+    samples made as bench-infer makes them, without labels."""
+    if prepared.mnist:
+        return {prepared.signature[0][0].name: normalize(data.test_images)}, data.test_labels.astype("int64")
+    batch = prepared.batch_sizes[0]
+    made = inputs.feeds(cfg.feed, prepared.signature, prepared.shapes, batch, 1 if cfg.feed.inputs else None)
+    return {name: np.concatenate([f[name] for f in made.feeds]) for name in made.feeds[0]}, None
+
+
+def unservable(cfg: LoadgenConfig) -> str | None:
+    """Why LoadGen cannot serve this model with these settings, in one line, or None; said before
+    bench-infer's checks, whose words (--batch-size) are not this command's. A file that is no ONNX
+    model is left to them."""
+    try:
+        sig = inputs.signature(onnx.load(str(cfg.model), load_external_data=False))
+    except Exception:
+        return None
+    if inputs.is_mnist_classifier(*sig):
+        return None
+    if cfg.accuracy:
+        return f"--accuracy: {cfg.model.name} has no dataset, so no labels to score LoadGen's accuracy on"
+    fixed = [t for t in sig[0] if not t.dims or isinstance(t.dims[0], int)]
+    if fixed:
+        return (
+            f"input {fixed[0].shown()}: LoadGen's queries are batched along the first dimension of every input, "
+            f"and this one has {'none' if not fixed[0].dims else 'a fixed one'}"
+        )
+    return None
 
 
 def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, on_fail=None) -> LoadgenResult:
     """Every runtime configuration of cfg (runtime x threads x spin), each in a process of its own,
-    on data's test images, through bench-infer's loop (crossrt.plan.run_planned); Stopped keeps the
+    on data's test images (or the model's own inputs: pool_of), through bench-infer's loop
+    (crossrt.plan.run_planned); Stopped keeps the
     configurations that finished. A configuration that fails is listed in `failed` with its reason
     (its tests that finished before are kept), one that cannot run here (a ProviderError, such as
     an execution provider that would not really run it) in `skipped`, as bench-infer lists it; the
     others still run."""
     bench = cfg.bench()
+    pool, labels = pool_of(cfg, data, prepared)
     result = LoadgenResult(
         model=str(cfg.model),
-        dataset=data.name,
-        samples=len(data.test_labels),
+        dataset=data.name if data else None,
+        samples=len(next(iter(pool.values()))),
         config=plain(cfg),
         skipped=skipped(bench),
         model_info=prepared.model_info,
@@ -275,8 +310,6 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
     result.skipped += [Skipped(r, cfg.provider, why) for r, why in NOT_SERVED.items() if r in cfg.runtimes]
     logs = RESULTS_DIR / f"{result_name(plain(result))}-logs"  # beside the result's own file
     result.log_dir = str(logs)
-    x, labels = normalize(data.test_images), data.test_labels.astype("int64")
-    name = prepared.signature[0][0].name
     rows = [r for r in plan(bench, (cfg.max_batch,)) if r.io in ("host", "end-to-end") and r.runtime not in NOT_SERVED]
 
     def tests(row) -> tuple[list[dict], str]:  # a failure keeps the tests that finished before it
@@ -284,7 +317,7 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
             logs / f"{row.runtime}-{row.precision}-{row.provider}-{row.threads}thr"
             f"{'' if row.spin is not False else '-no-spin'}"
         )
-        return isolated(partial(measure_config, cfg, row, x, labels, name, where))
+        return isolated(partial(measure_config, cfg, row, pool, labels, where))
 
     def keep(row, test: dict) -> LoadgenRun:
         of_row = {k: getattr(row, k) for k in ("runtime", "provider", "threads", "spin", "precision")}

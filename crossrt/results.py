@@ -462,8 +462,8 @@ class LoadgenRun:
 @dataclass
 class LoadgenResult(Record):
     model: str
-    dataset: str
-    samples: int  # LoadGen's sample library: the test images
+    dataset: str | None  # None: a model without a dataset, fed generated inputs or --inputs
+    samples: int  # LoadGen's sample library: the test images, or the model's own samples
     config: dict
     runs: list[LoadgenRun] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)

@@ -2,9 +2,9 @@
 
 LoadGen (mlcommons/inference `loadgen/`, the `mlcommons-loadgen` package) issues the queries, at
 the times its scenario says, and measures each sample from its issue to its completion; the SUT
-only runs them. This one runs them on a runner of crossrt.runtimes, built over one input buffer
-per batch size (1..max_batch): a batch is gathered into the buffer of its size and run there, so
-every runtime sees a plain batch of the model's input, as in bench-infer.
+only runs them. This one runs them on a runner of crossrt.runtimes, built over one set of input
+buffers per batch size (1..max_batch): a batch is gathered into the buffers of its size and run
+there, so every runtime sees a plain batch of the model's inputs, as in bench-infer.
 
 - SingleStream and MultiStream: LoadGen has one query out at a time; it runs at once, in LoadGen's
   own thread (one batch per query, unless max_batch is smaller than MultiStream's 8 samples), with
@@ -49,29 +49,34 @@ def loadgen():
 
 
 class SUT:
-    """Runners over per-size buffers of a model's one input, fed from a pool of samples (x[i] is
-    sample i); make_runner(feeds) builds a runner over a list of feeds (crossrt.runtimes)."""
+    """Runners over per-size buffers of a model's inputs, fed from a pool of samples (pool[name][i]
+    is input `name` of sample i, every input's first dimension the batch); make_runner(feeds)
+    builds a runner over a list of feeds (crossrt.runtimes)."""
 
-    def __init__(self, make_runner, name: str, x: np.ndarray, max_batch: int, workers: int = 1):
-        self.lg, self.x, self.max_batch = loadgen(), x, max_batch
+    def __init__(self, make_runner, pool: dict[str, np.ndarray], max_batch: int, workers: int = 1):
+        self.lg, self.pool, self.max_batch = loadgen(), pool, max_batch
+        self.n = len(next(iter(pool.values())))  # samples in the pool
         self.inputs, self.runners = [], []
-        for _ in range(workers):  # each worker owns its buffers and its runner (the input is `name`)
+        for _ in range(workers):  # each worker owns its buffers and its runner
             # Untouched until a batch of their size runs: memory only for the sizes used.
-            feeds = [{name: np.empty((b, *x.shape[1:]), x.dtype)} for b in range(1, max_batch + 1)]
-            self.inputs.append([feed[name] for feed in feeds])  # the same arrays, by batch size
+            feeds = [
+                {name: np.empty((b, *x.shape[1:]), x.dtype) for name, x in pool.items()}
+                for b in range(1, max_batch + 1)
+            ]
+            self.inputs.append(feeds)  # the same arrays, by batch size
             self.runners.append(make_runner(feeds))
         self.batches: collections.Counter = collections.Counter()
         self.counting = threading.Lock()  # workers count their batches at once
         self.error: BaseException | None = None  # the first batch that failed; the test still ends
 
     def load(self, worker: int, indices) -> int:
-        """Gather the samples at indices into the worker's buffer of their count; that count."""
+        """Gather the samples at indices into the worker's buffers of their count; that count."""
         n = len(indices)
-        buf = self.inputs[worker][n - 1]
-        if n == 1:
-            buf[0] = self.x[indices[0]]
-        else:
-            np.take(self.x, indices, axis=0, out=buf)
+        for name, buf in self.inputs[worker][n - 1].items():
+            if n == 1:
+                buf[0] = self.pool[name][indices[0]]
+            else:
+                np.take(self.pool[name], indices, axis=0, out=buf)
         return n
 
     def run(self, worker: int, ids: list[int], indices: list[int]) -> None:
@@ -152,7 +157,7 @@ class SUT:
             for t in threads if scenario == "Server" else ():
                 t.join()
 
-        detail = run_test(issue, scenario, settings, log_dir, len(self.x), accuracy, end)
+        detail = run_test(issue, scenario, settings, log_dir, self.n, accuracy, end)
         if self.error is not None:
             raise self.error
         return figures(detail, scenario, dict(sorted(self.batches.items())))

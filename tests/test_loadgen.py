@@ -321,7 +321,7 @@ def test_loadgen_not_installed_is_one_line(capsys, trained, monkeypatch):
     assert "needs MLPerf LoadGen: pip install mlcommons-loadgen" in err and len(err.strip().splitlines()) == 1
 
 
-def test_another_model_is_refused_in_one_line(capsys, tmp_path):
+def test_a_model_without_a_batch_dimension_is_refused_in_one_line(capsys, tmp_path):
     import onnx
     from onnx import TensorProto as T
     from onnx import helper
@@ -329,14 +329,17 @@ def test_another_model_is_refused_in_one_line(capsys, tmp_path):
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["y"])],
         "g",
-        [helper.make_tensor_value_info("x", T.FLOAT, ["n", 3])],
-        [helper.make_tensor_value_info("y", T.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("x", T.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [1, 3])],
     )
     onnx.save(
         helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "relu.onnx"
     )
-    assert main(["loadgen", "--model", str(tmp_path / "relu.onnx"), "--runtimes", "onnxruntime"]) == 2
-    assert "serves MNIST classifiers" in capsys.readouterr().err
+    flags = ["--runtimes", "onnxruntime"]
+    assert main(["loadgen", "--model", str(tmp_path / "relu.onnx"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "input x float32[1, 3]: LoadGen's queries are batched along the first dimension" in err, err
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -505,7 +508,7 @@ def test_an_output_without_a_row_per_sample_is_refused_not_read_past_its_end(tmp
     def one_row(feeds):
         return Runner(lambda i: None, lambda i: [np.zeros((1, 10), np.float32)], 0.0, ["fake"], 1)
 
-    sut = SUT(one_row, "input", np.zeros((64, 1, 28, 28), np.float32), max_batch=8)
+    sut = SUT(one_row, {"input": np.zeros((64, 1, 28, 28), np.float32)}, max_batch=8)
     settings = {"min_duration_ms": 10, "offline_expected_qps": 100, "performance_sample_count_override": 64}
     with pytest.raises(ModelError, match=r"first output is \[1, 10\] for a batch of 8: LoadGen needs a row per sample"):
         sut.test("Offline", settings, tmp_path / "logs")

@@ -452,3 +452,45 @@ def test_doctor_does_not_call_a_provider_ok_for_being_built_in():
     out = run_main("doctor")
     line = next(ln for ln in out.out.splitlines() if "onnxruntime:" in ln)
     assert "execution providers built in:" in line and "(whether CUDA's runs here: below)" in line
+
+
+# ---------------------------------------------------------------------------- LoadGen for any model
+
+LOADGEN = ("--duration", "0.3", "--threads", "1", "--max-batch", "4")
+
+
+def test_loadgen_serves_a_model_of_ones_own_on_its_own_inputs(own, tmp_path):
+    flags = (*TEXT, "--runtimes", "onnxruntime", "--scenarios", "single-stream,offline", "--batches-per-pass", "3")
+    out = run_main("loadgen", "--model", str(own["text"]), *LOADGEN, *flags, "--json", "lg.json", cwd=tmp_path)
+    assert out.code == 0, out.err
+    result = json.loads((tmp_path / "lg.json").read_text())
+    assert result["dataset"] is None and result["samples"] == 3 * 4  # --batches-per-pass x --max-batch
+    assert [r["scenario"] for r in result["runs"]] == ["single-stream", "offline"]
+    assert all(r["valid"] and r["runtime"] == "onnxruntime" for r in result["runs"])
+    assert result["model_info"]["inputs"][1] == "attention_mask int64[batch=4, seq=16] (all 1)"
+    assert "its own inputs: input_ids int64[batch=4, seq=16]" in " ".join(out.out.split())
+
+
+@pytest.mark.slow
+def test_loadgen_serves_an_inputs_file_s_samples_and_the_user_s_torch_network(two, tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "in.npz", feats=rng.random((6, 6), np.float32), extra=rng.random((6, 3), np.float32))
+    flags = ("--inputs", "in.npz", "--torch-model", str(two / "twotwo.pt2"), "--scenarios", "offline")
+    args = ("loadgen", "--model", str(two / "twotwo.onnx"), *LOADGEN, "--runtimes", "onnxruntime,pytorch", *flags)
+    out = run_main(*args, "--json", "lg.json", cwd=tmp_path)
+    assert out.code == 0, out.err
+    result = json.loads((tmp_path / "lg.json").read_text())
+    assert result["samples"] == 6 and {r["runtime"] for r in result["runs"]} == {"onnxruntime", "pytorch"}
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (("--accuracy",), "--accuracy: text.onnx has no dataset, so no labels to score LoadGen's accuracy on"),
+        (("--value", "input_ids=1,attention_mask=1"), "not bound: seq"),
+        (("--dim", "seq=4", "--value", "input_ids=1"), "input 'attention_mask' is int64"),
+    ],
+)
+def test_what_loadgen_cannot_serve_is_said_first_in_one_line(own, tmp_path, flags, says):
+    out = run_main("loadgen", "--model", str(own["text"]), *LOADGEN, "--runtimes", "onnxruntime", *flags, cwd=tmp_path)
+    assert out.code == 2 and len(out.err.strip().splitlines()) == 1 and says in out.err, out.err

@@ -8,7 +8,7 @@ from ..bench_infer import prepare
 from ..errors import EXIT_FAILED, EXIT_OK, ConfigError
 from ..fetch import resolve
 from ..files import save_json
-from ..loadgen import run_loadgen
+from ..loadgen import run_loadgen, unservable
 from ..outcome import err
 from ..sut import loadgen
 from ..ui import console, serving
@@ -22,14 +22,15 @@ def cmd_loadgen(a, cfg) -> int:
         user = cfg.user_settings(scenario)
         if scenario == "server" and (overrun := cfg.server_overrun(user)):
             print(f"crossrt: warning: {overrun}", file=sys.stderr)
-    prepared = prepare(cfg.bench())  # a bad model, checkpoint or provider fails here, before any work
-    if not prepared.mnist:
-        raise ConfigError(
-            f"--model {cfg.model}: crossrt loadgen serves MNIST classifiers (crossrt's LeNet5 "
-            f"exports) on their test images; bench-infer times any ONNX model"
-        )
-    ds = resolve(cfg.data, trained_on=prepared.trained_on)
-    console.dataset_line(ds)
+    if why := unservable(cfg):
+        raise ConfigError(why)
+    prepared = prepare(cfg.bench())  # a bad model, binding, checkpoint or provider fails here, before any work
+    if prepared.mnist:
+        ds = resolve(cfg.data, trained_on=prepared.trained_on)
+        console.dataset_line(ds)
+    else:
+        ds = None
+        console.note(console.esc(f"model: {cfg.model}; inputs: {'; '.join(prepared.model_info['inputs'])}"))
     durations = (
         "MLPerf's"
         if cfg.mlperf_durations

@@ -17,7 +17,7 @@ from ..scenarios import (
     SCENARIOS,
 )
 from ..system import max_threads
-from .bench import BenchConfig
+from .bench import DEFAULT_MODEL, BenchConfig, InputsConfig
 from .common import (
     PROVIDERS,
     DataConfig,
@@ -32,9 +32,22 @@ from .common import (
 @dataclass
 class LoadgenConfig:
     """loadgen: MLPerf LoadGen's scenarios (SingleStream, MultiStream, Offline, Server) over every
-    runtime asked for, on crossrt's LeNet5 export and its test images; LoadGen's logs are kept."""
+    runtime asked for, on crossrt's LeNet5 export and its test images, or on any ONNX model with a
+    batch dimension, fed as bench-infer feeds it; LoadGen's logs are kept."""
 
-    model: Path = option(Path("exports/lenet5.onnx"), path="in-file", help="a crossrt LeNet5 ONNX export")
+    model: Path = option(
+        DEFAULT_MODEL,
+        path="in-file",
+        help="ONNX model: a LeNet5 export serves the test images; any other, the inputs bench-infer's flags "
+        "give it (a pool of --batches-per-pass x --max-batch samples)",
+    )
+    torch_model: Path | None = option(
+        None,
+        metavar="FILE",
+        default_text="none",
+        path="in-file",
+        help="your own network for the pytorch rows (torch.export.save's .pt2, or TorchScript), as bench-infer's",
+    )
     runtimes: tuple[str, ...] = runtimes_field()
     provider: str = option("cpu", choices=PROVIDERS, help="execution provider (CUDA: host arrays in and out)")
     threads: tuple[int, ...] = option(
@@ -86,12 +99,14 @@ class LoadgenConfig:
     )
     runtime_options: tuple[str, ...] = runtime_option_field()
     data: DataConfig = field(default_factory=DataConfig)
+    feed: InputsConfig = field(default_factory=InputsConfig)
     json: Path | None = option(
         None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
     )
 
     def __post_init__(self) -> None:
         self.model, self.threads = Path(self.model), tuple(self.threads)
+        self.torch_model = self.torch_model and Path(self.torch_model)
         self.user_conf = self.user_conf and Path(self.user_conf)
         self.runtimes, self.scenarios = all_runtimes(self.runtimes), tuple(self.scenarios)
         self.latency_bound, self.runtime_options = tuple(self.latency_bound), tuple(self.runtime_options)
@@ -132,9 +147,11 @@ class LoadgenConfig:
             providers=(self.provider,),
             threads=self.threads,
             runtimes=self.runtimes,
-            batch_sizes=(self.max_batch,),
+            batch_sizes=None if self.feed.inputs else (self.max_batch,),  # a file's samples are the pool
             runtime_options=self.runtime_options,
             data=self.data,
+            feed=self.feed,
+            torch_model=self.torch_model,
         )
 
     def min_duration_s(self) -> float:

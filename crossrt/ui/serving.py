@@ -94,7 +94,8 @@ def loadgen_tables(result: LoadgenResult) -> list:
             ]
             for r in runs
         ]
-        title = f"LoadGen {SCENARIOS[scenario]} on {esc(Path(result.model).name)} ({esc(result.dataset)})"
+        fed = result.dataset or "its own inputs: " + "; ".join(result.model_info.get("inputs", []))
+        title = f"LoadGen {SCENARIOS[scenario]} on {esc(Path(result.model).name)} ({esc(fed)})"
         if scenario == "server":
             bounds = ", ".join(f"{b:g} ms" for b in dict.fromkeys(r.latency_bound_ms for r in runs))
             title += f": the highest QPS whose p99 stays within {bounds}"
