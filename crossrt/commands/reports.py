@@ -94,12 +94,16 @@ def cmd_show(a, cfg) -> int:
     before = dict(layout.VIEW)
     named = [c.strip().lower() for c in a.columns.split(",")] if a.columns else []
     layout.VIEW.update(wide=a.wide, columns=set(named) or None, offered=set())
+    width = console.width
+    if a.wide:  # as wide as the tables need: rich lays a table out within the console's width
+        console.width = layout.WIDE
     try:
         with console.capture() as shown:  # held back until every name in --columns is known to be a column
             _show(result)
         offered = layout.VIEW["offered"]
     finally:  # the view is this command's: a later table in the same process is laid out as usual
         layout.VIEW.update(before)
+        console.width = width
     if unknown := [c for c in named if c not in offered]:
         raise ConfigError(
             f"--columns {unknown[0]}: no table of {a.file} has a column so headed (its columns: "

@@ -21,7 +21,7 @@ def verdict_lines(r: BenchResult, where: str = "") -> None:
     """The answer under the table, in words: per setting, the runtime to pick and how sure."""
     for v in r.verdicts or verdicts(r.runs):  # a file from before schema 11 has none saved
         sure = "green" if v.sure and not v.unstable else "yellow"
-        note(f"[bold {sure}]verdict[/]{esc(where)}: {esc(v.text)}")
+        note(f"[bold {sure}]verdict[/]{esc(where)}: {esc(v.text)}", wrap=True)
 
 
 def flop_text(flops: int) -> str:
@@ -178,7 +178,7 @@ def bench_tables(result: BenchResult, training: TrainResult | None) -> None:
     verdict_lines(result)
     for x in result.runs:
         if x.stable is False:
-            note(f"[yellow]unstable[/] {esc(f'{x.label}: {x.unstable_cause}')}")
+            note(f"[yellow]unstable[/] {esc(f'{x.label}: {x.unstable_cause}')}", wrap=True)
     for t in (outputs_table(result), split_table(result), cost_table(result, training) if training else None):
         if t is not None:
             console.print(t)

@@ -32,16 +32,17 @@ def set_width(columns: int) -> None:
 set_width(console.width)
 
 
-def note(text: str) -> None:
-    """A line of plain output, never re-highlighted, never broken by rich: paths in it stay
-    whole and copyable (the terminal wraps long lines). Rich markup is allowed, so any text
-    from outside (paths, names, reasons) goes in through esc(); should one slip through
-    unescaped, it is shown as plain text, and no control character reaches the terminal."""
+def note(text: str, wrap: bool = False) -> None:
+    """A line of plain output, never re-highlighted, and never broken by rich unless wrap says so:
+    paths in it stay whole and copyable (the terminal wraps long lines); a sentence to read (a
+    verdict, why a row is unstable) wraps at the console's width between words. Rich markup is
+    allowed, so any text from outside (paths, names, reasons) goes in through esc(); should one
+    slip through unescaped, it is shown as plain text, and no control character reaches the terminal."""
     text = printable(text, keep_newlines=True)
     try:
-        console.print(text, highlight=False, soft_wrap=True)
+        console.print(text, highlight=False, soft_wrap=not wrap)
     except MarkupError:
-        console.print(text, highlight=False, soft_wrap=True, markup=False)
+        console.print(text, highlight=False, soft_wrap=not wrap, markup=False)
 
 
 def dataset_line(ds) -> None:

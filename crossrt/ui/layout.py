@@ -83,13 +83,16 @@ def plain_list(title: Text, cols: list[Col], rows: list[list[Text]], caption: Te
     return out
 
 
+WIDE = 10_000  # `show --wide`: columns a table may take, however many it needs
+
+
 def fitted(title: str, cols: list[Col], rows: list[list[str]], styles=None, ends=None, caption=None):
     """A table of rows (lists of cells, markup allowed) that fits the console's width, no number cut
     and no column lost: a column whose value is the same in every row is said once in the title;
     the rest goes, in the order of the columns' `drop`, into as many parts as the width needs, each
     repeating the label columns; only when the labels alone do not fit is it stacked, one value per line."""
     title, caption, rows = cell(title), caption and cell(caption), [[cell(c) for c in r] for r in rows]
-    width = 10**6 if VIEW["wide"] else console.width
+    width = WIDE if VIEW["wide"] else console.width
     keep, folded = list(range(len(cols))), []
     if VIEW["columns"]:
         VIEW["offered"].update(_name(c) for c in cols)
@@ -111,14 +114,11 @@ def fitted(title: str, cols: list[Col], rows: list[list[str]], styles=None, ends
         parts[-1].append(i)
     if _need(cols, rows, labels + parts[0][:1]) > width:
         return plain_list(title, cols, rows, caption) if width < PLAIN_WIDTH else _stacked(title, cols, rows, caption)
-    tables = []
+    # The title and the notes under the table are lines of their own, wrapped at the terminal's
+    # width: as a rich Table's title and caption they would wrap at the width of the table's part.
+    tables: list = [title]
     for n, part in enumerate(parts):
-        t = Table(
-            title=title if n == 0 else "(continued)",
-            title_justify="left",
-            caption=caption if n == len(parts) - 1 else None,
-            caption_justify="left",
-        )
+        t = Table(title="(continued)" if n else None, title_justify="left")
         shown = sorted(labels + part)
         for i in shown:
             c = cols[i]
@@ -126,7 +126,7 @@ def fitted(title: str, cols: list[Col], rows: list[list[str]], styles=None, ends
         for k, r in enumerate(rows):
             t.add_row(*(r[i] for i in shown), style=styles[k] if styles else None, end_section=bool(ends and ends[k]))
         tables.append(t)
-    return tables[0] if len(tables) == 1 else Group(*tables)
+    return Group(*tables, *([caption] if caption else []))
 
 
 def _stacked(title: Text, cols: list[Col], rows: list[list[Text]], caption) -> Table:

@@ -31,6 +31,12 @@ def run_line(run: LoadgenRun) -> None:
     lat = run.latency_ms
     if run.mode == "accuracy":
         figure = f"accuracy {pct(run.accuracy)} (bench-infer's scoring: {pct(run.bench_accuracy)})"
+    elif run.scenario == "server" and not run.valid and run.search:  # no QPS is claimed that kept no bound
+        lowest = min(run.search, key=lambda t: t.qps)
+        p99 = "no p99" if lowest.p99_ms is None else f"p99 {lowest.p99_ms:.3f} ms"
+        figure = (
+            f"no rate tried kept p99 <= {run.latency_bound_ms:g} ms; the lowest, {num(lowest.qps, 1)} QPS, had {p99}"
+        )
     elif run.scenario == "server":
         figure = f"{num(run.target_qps, 1)} QPS at p99 {lat.get('p99', 0):.3f} ms (bound {run.latency_bound_ms:g} ms)"
     elif run.samples_per_s is not None:
@@ -67,8 +73,24 @@ COLS = [
     Col("max ms", drop=3),
     Col("queries", drop=3),
     Col("batches that ran", left=True, wrap=True, drop=2),
-    Col("why not VALID", left=True, wrap=True, drop=1),
+    Col("why not VALID", left=True, drop=1),
 ]
+
+
+class Reasons:
+    """LoadGen's reasons, a number each in the table ("[1]") and said once in full under it: a
+    sentence in a narrow column would take eight lines per row."""
+
+    def __init__(self):
+        self.seen: dict[str, int] = {}
+
+    def ref(self, reasons: list[str]) -> str:
+        if not reasons:
+            return "—"
+        return f"[{self.seen.setdefault('; '.join(reasons), len(self.seen) + 1)}]"
+
+    def lines(self) -> list[str]:
+        return [esc(f"[{n}] {text}") for text, n in self.seen.items()]
 
 
 def loadgen_tables(result: LoadgenResult) -> list:
@@ -79,6 +101,7 @@ def loadgen_tables(result: LoadgenResult) -> list:
         runs = [r for r in result.runs if r.scenario == scenario and r.mode == "performance"]
         if not runs:
             continue
+        why = Reasons()
         rows = [
             [
                 esc(runtime_label(r)),
@@ -90,7 +113,7 @@ def loadgen_tables(result: LoadgenResult) -> list:
                 *(f"{r.latency_ms[k]:.3f}" if k in r.latency_ms else "—" for k in ("p50", "p90", "p99", "max")),
                 f"{r.queries:,}",
                 esc(batches(r)),
-                esc("; ".join(r.reasons)) or "—",
+                esc(why.ref(r.reasons)),
             ]
             for r in runs
         ]
@@ -104,7 +127,8 @@ def loadgen_tables(result: LoadgenResult) -> list:
             "from LoadGen's issue to the last response",
             "offline": "latencies per sample from the issue of Offline's one query: they grow with the test",
         }.get(scenario, "latencies per sample, as LoadGen measured them from its issue to the response")
-        tables.append(fitted(title, COLS, rows, caption=caption))
+        tables.append(fitted(title, COLS, rows, caption="\n".join([caption, *why.lines()])))
+    why = Reasons()
     trail = [
         [
             esc(what(r)),
@@ -112,7 +136,7 @@ def loadgen_tables(result: LoadgenResult) -> list:
             num(t.qps, 1),
             "[green]VALID[/]" if t.valid else "[yellow]INVALID[/]",
             "—" if t.p99_ms is None else f"{t.p99_ms:.3f}",
-            esc("; ".join(t.reasons)),
+            esc(why.ref(t.reasons)),
         ]
         for r in result.runs
         if r.search
@@ -125,9 +149,10 @@ def loadgen_tables(result: LoadgenResult) -> list:
             Col("QPS asked"),
             Col("LoadGen"),
             Col("p99 ms"),
-            Col("why not VALID", left=True, wrap=True),
+            Col("why not VALID", left=True),
         ]
-        tables.append(fitted("Server: every QPS the search tried, in order", cols, trail))
+        caption = "\n".join(why.lines()) or None
+        tables.append(fitted("Server: every QPS the search tried, in order", cols, trail, caption=caption))
     checks = [
         [
             esc(what(r)),
