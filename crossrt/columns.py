@@ -229,9 +229,13 @@ def _every(f: Callable) -> dict:
     return {kind: (lambda row, result: f(result)) for kind in ("bench", "train", "loadgen")}
 
 
-def _loadgen_device(run, result) -> str:
+def _loadgen_scenario(run, result) -> str:
     bound = f" p99<={run.latency_bound_ms:g} ms" if run.latency_bound_ms else ""
-    return f"{run.provider} {run.scenario}{bound}" + {True: " VALID", False: " INVALID", None: " accuracy"}[run.valid]
+    return f"{run.scenario}{bound}" + (" accuracy" if run.mode == "accuracy" else "")
+
+
+def _loadgen_verdict(run, result) -> str | None:
+    return {True: "VALID", False: "INVALID", None: None}[run.valid]
 
 
 def hardware_of(environment: dict, device: str = "cpu") -> str:
@@ -321,11 +325,28 @@ REPORT_COLUMNS = (
         "device",
         bench=lambda run, r: run.where,
         train=lambda s, r: f"{r.device} {r.precision}",
-        loadgen=_loadgen_device,
+        loadgen=_attr("provider"),
         shown=esc,
         left=True,
         fold=True,
         key=True,
+        places=REPORT | FILE,
+    ),
+    Column(
+        "scenario",
+        loadgen=_loadgen_scenario,
+        shown=lambda v: "" if v is None else esc(v),
+        left=True,
+        fold=True,
+        key=True,
+        places=REPORT | FILE,
+    ),
+    Column(
+        "loadgen",
+        "LoadGen",
+        loadgen=_loadgen_verdict,
+        shown=lambda v: "" if v is None else esc(v),
+        left=True,
         places=REPORT | FILE,
     ),
     Column(
@@ -353,7 +374,7 @@ REPORT_COLUMNS = (
         "batch",
         bench=_attr("batch_size"),
         train=lambda s, r: r.batch_size,
-        shown=str,
+        shown=lambda v: "" if v is None else str(v),  # a LoadGen test has none: its batches vary
         fold=True,
         key=True,
         places=REPORT | FILE,

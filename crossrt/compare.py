@@ -115,7 +115,7 @@ def load_results(paths: list[Path]) -> list[tuple[Path, Result]]:
     return [(Path(p), load_result(p)) for p in paths]
 
 
-SAME = ("machine", "model_key", "kind", "dataset", "device", "runtime", "threads", "batch_size", "epochs")
+SAME = ("machine", "model_key", "kind", "dataset", "device", "scenario", "runtime", "threads", "batch_size", "epochs")
 
 
 def merge(loaded: list[tuple[Path, Result]], group: bool = True) -> list[dict]:

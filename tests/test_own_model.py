@@ -494,3 +494,36 @@ def test_loadgen_serves_an_inputs_file_s_samples_and_the_user_s_torch_network(tw
 def test_what_loadgen_cannot_serve_is_said_first_in_one_line(own, tmp_path, flags, says):
     out = run_main("loadgen", "--model", str(own["text"]), *LOADGEN, "--runtimes", "onnxruntime", *flags, cwd=tmp_path)
     assert out.code == 2 and len(out.err.strip().splitlines()) == 1 and says in out.err, out.err
+
+
+# ---------------------------------------------------------------------------- LoadGen's words
+
+
+def test_a_server_search_that_kept_no_rate_claims_no_qps(capsys):
+    from crossrt.ui import serving
+
+    result = load_result(canned("loadgen.json"))
+    run = next(r for r in result.runs if r.scenario == "server")
+    run.valid = False
+    for step in run.search:
+        step.valid = False
+    serving.run_line(run)
+    line = " ".join(capsys.readouterr().out.split())
+    lowest = min(run.search, key=lambda t: t.qps)
+    assert f"no rate tried kept p99 <= {run.latency_bound_ms:g} ms; the lowest, " in line
+    assert f"had p99 {lowest.p99_ms:.3f} ms" in line and "QPS at p99" not in line
+
+
+def test_report_gives_loadgen_s_scenario_and_verdict_columns_of_their_own():
+    out = run_main("report", "--csv", str(canned("loadgen.json")))
+    rows = list(csv.DictReader(io.StringIO(out.out)))
+    assert {r["device"] for r in rows} == {"cpu"}
+    assert {(r["scenario"], r["loadgen"]) for r in rows if r["runtime"] == "onnxruntime"} == {
+        ("single-stream", "VALID"),
+        ("multi-stream", "INVALID"),
+        ("offline", "VALID"),
+        ("server p99<=20 ms", "VALID"),
+        ("offline accuracy", ""),
+    }
+    table = run_main("report", str(canned("loadgen.json")), columns=80)
+    assert "batch None" not in table.out and "None" not in table.out
