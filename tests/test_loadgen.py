@@ -180,7 +180,7 @@ def test_the_tables_report_show_and_compare_read_a_loadgen_result():
     path = str(canned("loadgen.json"))
     report = run_main("report", path, "--markdown")
     assert report.code == 0 and "| loadgen |" in report.out and "server" in report.out, report.err
-    assert "| cpu | offline accuracy |  |" in report.out  # an accuracy test, which LoadGen does not judge: not "INVALID"
+    assert "| cpu | offline accuracy |  |" in report.out  # not judged by LoadGen: not "INVALID"
     show = run_main("show", path)
     assert show.code == 0 and "LoadGen MultiStream on" in show.out and "LoadGen Server on" in show.out, show.err
     same = run_main("compare", path, path)
