@@ -103,6 +103,11 @@ def prepare(cfg: BenchConfig) -> Prepared:
     reference.check(path)  # ONNX Runtime's CPU provider gives the outputs every runtime is held against
     meta = {p.key: p.value for p in model.metadata_props}
     sig = inputs.signature(model)
+    if unknown := [n for n in cfg.tolerance_map if n and n not in {t.name for t in sig[1]}]:
+        raise ConfigError(
+            f"--tolerance {unknown[0]}: the model has no output {unknown[0]!r} "
+            f"(its outputs: {', '.join(t.name for t in sig[1])})"
+        )
     mnist = inputs.is_mnist_classifier(*sig)
     if mnist and (given := inputs.flags_given(cfg.feed)):
         raise ConfigError(
@@ -176,12 +181,28 @@ def score(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndar
     return float(-logp[np.arange(len(labels)), labels].mean()), float((preds == labels).mean()), preds
 
 
+def tolerance(dtype: np.dtype, math: str) -> float:
+    """The max_rel an output of dtype may show in a row of math mode: the mode's (OUTPUT_TOLERANCE);
+    an integer or boolean output of an fp32 row exactly (an index or a mask has no rounding); a
+    float16 output at least fp16's own rounding (1e-3)."""
+    if dtype.kind in "iub":
+        return 0.0 if math == "fp32" else OUTPUT_TOLERANCE[math]
+    return max(OUTPUT_TOLERANCE[math], 1e-3) if dtype == np.float16 else OUTPUT_TOLERANCE[math]
+
+
 def compare_outputs(
-    reference: list[list[np.ndarray]], got: list[list[np.ndarray]], names: list[str], math: str
-) -> list[dict]:
+    reference: list[list[np.ndarray]],
+    got: list[list[np.ndarray]],
+    names: list[str],
+    math: str,
+    tolerances: dict[str, float] | None = None,
+) -> list[OutputComparison]:
     """Per output, over every batch: the largest absolute difference from the reference, that over
-    the reference's largest magnitude (max_rel), top-1 agreement where the output looks like class
-    scores (floats, last dimension of 2 or more), and whether max_rel is within math's tolerance."""
+    the reference's largest magnitude (max_rel), the cosine similarity of all values, top-1
+    agreement where the output looks like class scores (floats, last dimension of 2 or more), and
+    whether max_rel is within its tolerance: tolerances[name] (--tolerance NAME=R), tolerances[""]
+    (--tolerance R), else tolerance() by its dtype and math."""
+    tolerances = tolerances or {}
     out = []
     for k, name in enumerate(names):
         ref = [np.asarray(r[k]) for r in reference]
@@ -201,9 +222,26 @@ def compare_outputs(
             if scores
             else None
         )
-        ok = rel is not None and np.isfinite(rel) and rel <= OUTPUT_TOLERANCE[math]
-        out.append(OutputComparison(name, diff, rel, top1, bool(ok)))
+        limit = tolerances.get(name, tolerances.get("", tolerance(ref[0].dtype, math)))
+        ok = rel is not None and np.isfinite(rel) and rel <= limit
+        out.append(
+            OutputComparison(
+                name, diff, rel, top1, bool(ok), cosine=_cosine(ref, row) if numeric else None, tolerance=limit
+            )
+        )
     return out
+
+
+def _cosine(ref: list[np.ndarray], got: list[np.ndarray]) -> float | None:
+    """Cosine similarity of every finite value of the output, over all batches; 1 for two zero outputs."""
+    a = np.concatenate([x.astype(np.float64).ravel() for x in ref])
+    b = np.concatenate([x.astype(np.float64).ravel() for x in got])
+    if not a.size:
+        return None
+    kept = np.isfinite(a) & np.isfinite(b)
+    a, b = a[kept], b[kept]
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / norms) if norms else float(np.array_equal(a, b))
 
 
 def _differences(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, float, bool]:
@@ -325,7 +363,7 @@ def run_bench(
         run, outputs = made
         computes = RUNTIMES[row.runtime].computes  # not null: it does no FLOP, its zeros are no outputs
         if computes:
-            run.outputs = compare_outputs(references[row.batch], outputs, names, row.math)
+            run.outputs = compare_outputs(references[row.batch], outputs, names, row.math, cfg.tolerance_map)
         # The peak (measured once per machine and cached) in this process, not in an isolated child.
         peak = computes and unbeaten(
             measured_peak(row.provider, row.threads, row.math),

@@ -238,9 +238,11 @@ class OutputComparison:
     max_abs: float | None  # None: the shapes differ, or the output is not numeric
     max_rel: float | None  # max |diff| / max |reference|
     top1: float | None  # agreement of the argmax over the last dimension, for scores
-    ok: bool  # max_rel within the math mode's tolerance
+    ok: bool  # max_rel within the tolerance
     note: str | None = None  # why there is no figure
-    sparse: ClassVar[tuple] = ("note",)  # written only when there is one, as before it was a field
+    cosine: float | None = None  # cosine similarity of all its values with the reference's
+    tolerance: float | None = None  # the max_rel allowed: --tolerance, else by its dtype and the row's math
+    sparse: ClassVar[tuple] = ("note", "cosine", "tolerance")  # written when there is one (files before had none)
 
 
 @dataclass(kw_only=True)

@@ -16,6 +16,7 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 from test_any_model import _export, _graph, conv_net
 
+from crossrt.bench_infer import compare_outputs
 from crossrt.cli import main
 from crossrt.compare import mann_whitney_p, ratio_ci
 from crossrt.files import load_result
@@ -527,3 +528,54 @@ def test_report_gives_loadgen_s_scenario_and_verdict_columns_of_their_own():
     }
     table = run_main("report", str(canned("loadgen.json")), columns=80)
     assert "batch None" not in table.out and "None" not in table.out
+
+
+# ---------------------------------------------------------------------------- outputs compared
+
+
+def test_outputs_are_held_to_a_tolerance_by_dtype_and_precision_or_the_user_s():
+    ref = [[np.array([[1.0, 2.0, 3.0]], np.float32), np.array([[2]], np.int64)]]
+    close = [[np.array([[1.0, 2.0, 3.0005]], np.float32), np.array([[2]], np.int64)]]
+    f, i = compare_outputs(ref, close, ["scores", "index"], "fp32")
+    assert not f.ok and f.tolerance == 1e-4 and f.max_rel == pytest.approx(0.0005 / 3, rel=1e-3)
+    assert f.cosine == pytest.approx(1.0, abs=1e-7) and i.ok and i.tolerance == 0.0  # an index: exactly
+    wrong_index = [[close[0][0], np.array([[3]], np.int64)]]
+    assert not compare_outputs(ref, wrong_index, ["scores", "index"], "fp32")[1].ok
+    assert compare_outputs(ref, wrong_index, ["scores", "index"], "int8")[1].tolerance == 0.25
+    given = compare_outputs(ref, close, ["scores", "index"], "fp32", {"scores": 1e-3})
+    assert given[0].ok and given[0].tolerance == 1e-3
+    every = compare_outputs(ref, close, ["scores", "index"], "fp32", {"": 1e-3})
+    assert every[0].ok and every[1].tolerance == 1e-3
+
+
+def test_a_failed_output_shows_the_tolerance_that_would_have_passed(two, tmp_path):
+    """A network a hair off the ONNX file's (a bias moved by 1e-3) fails the fp32 tolerance; the
+    table says what tolerance it would pass at, and --tolerance at that passes it."""
+    near = TwoInTwoOut().eval()
+    with torch.no_grad():
+        near.a.bias += 1e-3
+    torch.jit.trace(near, (torch.randn(2, 6), torch.randn(2, 3))).save(str(tmp_path / "near.ts"))
+    flags = ("--torch-model", str(tmp_path / "near.ts"), "--runtimes", "onnxruntime,pytorch")
+    args = ("bench-infer", "--model", str(two / "twotwo.onnx"), *QUICK, *flags, "--json", "b.json")
+    out = run_main(*args, cwd=tmp_path)
+    (row,) = [r for r in json.loads((tmp_path / "b.json").read_text())["runs"] if r["runtime"] == "pytorch"]
+    worst = max(row["outputs"], key=lambda o: o["max_rel"])
+    assert out.code == 1 and worst["ok"] is False and worst["tolerance"] == 1e-4 and worst["cosine"] > 0.99
+    assert f"no (passes at {worst['max_rel']:.1e})" in " ".join(out.out.split())
+    assert run_main(*args, "--tolerance", f"{2 * worst['max_rel']:.1e}", cwd=tmp_path).code == 0
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (
+            ("--tolerance", "nosuch=1"),
+            "--tolerance nosuch: the model has no output 'nosuch' (its outputs: probs, total)",
+        ),
+        (("--tolerance", "1,2"), "--tolerance: one tolerance for every output, got 1, 2"),
+        (("--tolerance", "nan"), "--tolerance 'nan': expected a number from 0 to 1e6"),
+    ],
+)
+def test_a_bad_tolerance_is_one_line(two, tmp_path, flags, says):
+    out = run_main("bench-infer", "--model", str(two / "twotwo.onnx"), *QUICK, *flags, cwd=tmp_path)
+    assert out.code == 2 and out.err.strip() == f"crossrt: error: {says}"

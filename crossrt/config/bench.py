@@ -30,6 +30,14 @@ from .common import (
 DEFAULT_MODEL = Path("exports/lenet5.onnx")  # what `make train` exports
 
 
+def _share(text: str) -> float:
+    """A tolerance: a finite number from 0 to 1e6."""
+    value = float(text)
+    if not 0 <= value <= 1e6:  # NaN fails this too
+        raise ValueError(text)
+    return value
+
+
 @dataclass
 class InputsConfig:
     """What a model that is not an MNIST classifier is fed: its inputs are read from the graph and
@@ -131,6 +139,14 @@ class BenchConfig:
     )
     runtimes: tuple[str, ...] = runtimes_field()
     runtime_options: tuple[str, ...] = runtime_option_field()
+    tolerances: tuple[str, ...] = option(
+        (),
+        flag="--tolerance",
+        metavar="[OUTPUT=]R[,...]",
+        default_text="by the output's type and the row's precision (docs/methodology.md)",
+        help="the largest |difference| / max |reference| an output may show against ONNX Runtime CPU fp32; "
+        "OUTPUT= sets one output's",
+    )
     int8_model: Path | None = option(
         None,
         default_text="the model's path with .int8.onnx (`crossrt quantize`)",
@@ -163,6 +179,8 @@ class BenchConfig:
         None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
     )
 
+    tolerance_map: dict[str, float] = field(init=False, repr=False)  # --tolerance: output ("" all) -> max_rel
+
     def __post_init__(self) -> None:
         self.model = Path(self.model)
         self.providers, self.threads = tuple(self.providers), tuple(self.threads)
@@ -170,7 +188,15 @@ class BenchConfig:
         choices("--provider", self.providers, PROVIDERS)
         nonempty_unique("--threads", self.threads)
         choices("--runtimes", self.runtimes, tuple(RUNTIMES))
-        self.runtime_options = tuple(self.runtime_options)
+        self.runtime_options, self.tolerances = tuple(self.runtime_options), tuple(self.tolerances)
+        self.tolerance_map = pairs("--tolerance", tuple(t for t in self.tolerances if "=" in t), _share)
+        if every := list(dict.fromkeys(t for t in self.tolerances if "=" not in t)):
+            if len(every) > 1:
+                raise ConfigError(f"--tolerance: one tolerance for every output, got {', '.join(every)}")
+            try:
+                self.tolerance_map[""] = _share(every[0])
+            except ValueError:
+                raise ConfigError(f"--tolerance {every[0]!r}: expected a number from 0 to 1e6") from None
         option_items(self.runtime_options)  # the form here; what each runtime takes, when the command runs
         checks.all_in_range("--threads", self.threads, 0, max_threads())
         if self.batch_sizes is not None:

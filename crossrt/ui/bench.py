@@ -85,8 +85,10 @@ def bench_cell(c: Column, run: InferRun, r: BenchResult) -> str:
 
 
 def outputs_table(r: BenchResult) -> Table | None:
-    """A model with several outputs: each one of each row against ONNX Runtime CPU fp32."""
-    if not any(len(x.outputs or []) > 1 for x in r.runs):
+    """A model with several outputs, or an output that disagrees: each output of each row against
+    ONNX Runtime CPU fp32, with its cosine similarity, its tolerance and, where it failed, the
+    smallest tolerance that would have passed (Polygraphy's and OpenVINO's checks show as much)."""
+    if not any(len(x.outputs or []) > 1 or any(not o.ok for o in x.outputs or []) for x in r.runs):
         return None
     rows = [
         [
@@ -94,8 +96,10 @@ def outputs_table(r: BenchResult) -> Table | None:
             o.name,
             "—" if o.max_abs is None else f"{o.max_abs:.2e}",
             o.note or ("—" if o.max_rel is None else f"{o.max_rel:.2e}"),
+            "—" if o.cosine is None else f"{o.cosine:.6f}",
             "—" if o.top1 is None else pct(o.top1),
-            "yes" if o.ok else "[bold red]no[/]",
+            "—" if o.tolerance is None else f"{o.tolerance:.0e}",
+            "yes" if o.ok else "[bold red]no[/]" + (f" (passes at {o.max_rel:.1e})" if o.max_rel is not None else ""),
         ]
         for x in r.runs
         for o in x.outputs or []
@@ -105,10 +109,16 @@ def outputs_table(r: BenchResult) -> Table | None:
         Col("output", left=True),
         Col("max |diff|"),
         Col("max |diff| /\nmax |ref|"),
+        Col("cosine", drop=1),
         Col("top-1\nagrees", drop=1),
-        Col("within\ntolerance"),
+        Col("toler-\nance", drop=1),
+        Col("within\ntolerance", left=True),
     ]
-    return fitted("Every output against ONNX Runtime CPU fp32 on the same inputs", cols, rows)
+    return fitted(
+        "Every output against ONNX Runtime CPU fp32 on the same inputs (--tolerance [OUTPUT=]R sets the tolerance)",
+        cols,
+        rows,
+    )
 
 
 def bottleneck(split: CudaSplit) -> tuple[str, str]:
