@@ -275,12 +275,23 @@ class FolderLock:
                 f"{self.path.parent}: in use by another crossrt run (pid {owner}); wait for "
                 f"it or give this run its own folder with --out"
             ) from None
+        try:  # the holder before may have removed the file between our open and our lock
+            same = os.stat(self.path).st_ino == st.st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # our lock is on a file no longer there: take the lock of the one that is
+            os.close(self.fd)
+            return self.__enter__()
         os.ftruncate(self.fd, 0)
         os.write(self.fd, str(os.getpid()).encode())
         return self
 
     def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # closing releases the lock
+        # Removed while still held (so that the folder keeps no file of ours), then released: a run
+        # that opened it meanwhile finds it gone once it holds the lock, and takes the new one's.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.close(self.fd)
 
 
 # ---------------------------------------------------------------------------- result files

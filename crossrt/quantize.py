@@ -43,9 +43,12 @@ def calibration_feeds(cfg: QuantizeConfig, sig, data: Dataset | None) -> tuple[l
     shapes = inputs.bind_batches(cfg.feed, None, cfg.model, sig)
     batch = next(iter(shapes))
     per = inputs.samples_per_batch(sig[0], shapes[batch])
+    if cfg.feed.inputs is not None:  # the file's samples, once each: repeating them adds no range
+        work = inputs.feeds(cfg.feed, sig, shapes, batch, 1)
+        return work.feeds, f"the {work.samples:,} given samples of {cfg.feed.inputs.name}"
     n = max(1, min(cfg.calibration_images // per, 1000))
     work = inputs.feeds(cfg.feed, sig, shapes, batch, n)
-    return work.feeds, f"{work.samples:,} {'given' if cfg.feed.inputs else 'generated'} samples"
+    return work.feeds, f"{work.samples:,} generated samples"
 
 
 def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:

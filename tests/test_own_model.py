@@ -579,3 +579,26 @@ def test_a_failed_output_shows_the_tolerance_that_would_have_passed(two, tmp_pat
 def test_a_bad_tolerance_is_one_line(two, tmp_path, flags, says):
     out = run_main("bench-infer", "--model", str(two / "twotwo.onnx"), *QUICK, *flags, cwd=tmp_path)
     assert out.code == 2 and out.err.strip() == f"crossrt: error: {says}"
+
+
+def test_no_lock_file_is_left_in_the_model_s_folder(own, tmp_path):
+    from crossrt.files import LOCK_FILE, FolderLock
+
+    model = tmp_path / "conv.onnx"
+    model.write_bytes(own["conv"].read_bytes())
+    out = run_main("quantize", "--model", str(model), "--dim", "height=8,width=8", cwd=tmp_path)
+    assert out.code == 0, out.err
+    assert not (tmp_path / LOCK_FILE).exists() and (tmp_path / "conv.int8.onnx").is_file()
+    with FolderLock(tmp_path):  # held, it is there; released, it is gone, and the next run takes it
+        assert (tmp_path / LOCK_FILE).is_file()
+    assert not (tmp_path / LOCK_FILE).exists()
+    with FolderLock(tmp_path):
+        pass
+
+
+def test_quantize_states_the_samples_it_really_used(own, tmp_path):
+    np.savez(tmp_path / "in4.npz", image=np.random.default_rng(0).random((4, 3, 8, 8), np.float32))
+    model = tmp_path / "conv.onnx"
+    model.write_bytes(own["conv"].read_bytes())
+    out = run_main("quantize", "--model", str(model), "--inputs", "in4.npz", cwd=tmp_path)
+    assert out.code == 0 and "calibrated with MinMax on the 4 given samples of in4.npz" in " ".join(out.out.split())
