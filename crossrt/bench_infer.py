@@ -114,6 +114,8 @@ def prepare(cfg: BenchConfig) -> Prepared:
             f"{given[0]}: {path} is an MNIST classifier, fed the dataset's test images; "
             f"{', '.join(given)} are for other models"
         )
+    if not mnist:
+        inputs.use_graph_ranges(cfg.feed, model, sig[0])
     shapes = {} if mnist else inputs.bind_batches(cfg.feed, cfg.batch_sizes, path, sig)
     batch_sizes = (cfg.batch_sizes or (MNIST_BATCH,)) if mnist else tuple(shapes)
     first = (

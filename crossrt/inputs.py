@@ -158,6 +158,29 @@ def check_flags(inputs: list[Tensor], cfg: InputsConfig) -> None:
             )
 
 
+def use_graph_ranges(feed: InputsConfig, model: onnx.ModelProto, inputs: list[Tensor]) -> None:
+    """Integer inputs given no --value, --input-range or --inputs, whose values the graph bounds,
+    are drawn from that range: indices into a Gather's table (an embedding's rows) take [0, rows).
+    Recorded in feed.range_map, and named in feed.from_graph (described() says so)."""
+    if feed.inputs is not None:
+        return
+    tables = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    free = (
+        {t.name for t in inputs if t.dtype and np.dtype(t.dtype).kind in "iu"}
+        - set(feed.value_map)
+        - set(feed.range_map)
+    )
+    found: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and len(node.input) == 2 and node.input[1] in free and node.input[0] in tables:
+            dims, axis = tables[node.input[0]], next((a.i for a in node.attribute if a.name == "axis"), 0)
+            if dims and -len(dims) <= axis < len(dims) and dims[axis] > 0:
+                found[node.input[1]] = min(dims[axis], found.get(node.input[1], dims[axis]))  # every table it indexes
+    for name, rows in found.items():
+        feed.range_map[name] = (0, rows)
+        feed.from_graph.add(name)
+
+
 def _unfit(value: float | int, dtype: np.dtype) -> str | None:
     """Why value cannot be held by an input of dtype (it would overflow or be cut), or None."""
     if dtype.kind == "b":
@@ -361,6 +384,8 @@ def described(inputs: list[Tensor], feed: InputsConfig, shapes: list[dict[str, t
             low, high = feed.range_map[t.name]
             ints = np.dtype(t.dtype).kind in "iub"
             source = f"uniform {'integers' if ints else ''} in [{low:g}, {high:g}), seed {feed.input_seed}"
+            if t.name in feed.from_graph:
+                source += "; the range of the table it indexes (Gather), from the graph"
         else:
             source = f"{'normal' if feed.distribution == 'normal' else 'uniform in [0, 1)'}, seed {feed.input_seed}"
         out.append(f"{t.shown(bound)} ({' '.join(source.split())})")

@@ -63,7 +63,10 @@ def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    sig = inputs.signature(onnx.load(str(cfg.model), load_external_data=False))
+    graph = onnx.load(str(cfg.model), load_external_data=False)
+    sig = inputs.signature(graph)
+    if data is None:
+        inputs.use_graph_ranges(cfg.feed, graph, sig[0])
     feeds, what = calibration_feeds(cfg, sig, data)
     calibration = iter(feeds)
 
@@ -123,6 +126,7 @@ def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
             "test_images": len(labels),
         }
     fresh = replace(cfg.feed, input_seed=cfg.feed.input_seed + 1)  # not the calibration batches
+    fresh.range_map.update(cfg.feed.range_map)  # with the ranges the graph gave
     shapes = inputs.bind_batches(fresh, None, cfg.model, sig)
     test = inputs.feeds(fresh, sig, shapes, next(iter(shapes))).feeds
     fp32, int8 = (reference.outputs(path, test) for path in (cfg.model, cfg.out))

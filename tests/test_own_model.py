@@ -10,6 +10,7 @@ import io
 import json
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from onnx import TensorProto as T
@@ -602,3 +603,35 @@ def test_quantize_states_the_samples_it_really_used(own, tmp_path):
     model.write_bytes(own["conv"].read_bytes())
     out = run_main("quantize", "--model", str(model), "--inputs", "in4.npz", cwd=tmp_path)
     assert out.code == 0 and "calibrated with MinMax on the 4 given samples of in4.npz" in " ".join(out.out.split())
+
+
+def test_an_index_into_an_embedding_is_drawn_from_its_table_s_rows(tmp_path):
+    """input_ids feeds a Gather of a 50-row table: with no --input-range it is drawn from [0, 50),
+    said in the header, and every value is a valid row (ONNX Runtime would fail on 50 or more)."""
+    table = numpy_helper.from_array(np.random.default_rng(0).random((50, 4), np.float32), "table")
+    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["vectors"], axis=0)]
+    ins = [helper.make_tensor_value_info("input_ids", T.INT64, ["batch", "seq"])]
+    model = _graph(
+        tmp_path / "emb.onnx",
+        nodes,
+        ins,
+        [helper.make_tensor_value_info("vectors", T.FLOAT, ["batch", "seq", 4])],
+        [table],
+    )
+    out, result = bench(model, "--dim", "seq=64", "--batch-size", "8", cwd=tmp_path)
+    assert out.code == 0, out.err
+    assert result["model_info"]["inputs"] == [
+        "input_ids int64[batch=8, seq=64] (uniform integers in [0, 50), seed 0; the range of the table it "
+        "indexes (Gather), from the graph)"
+    ]
+    from crossrt.config import InputsConfig
+    from crossrt.inputs import generate, signature, use_graph_ranges
+
+    feed = InputsConfig(dims=("seq=64",))
+    sig = signature(onnx.load(str(model)))
+    use_graph_ranges(feed, onnx.load(str(model)), sig[0])
+    drawn = generate(sig[0], {"input_ids": (8, 64)}, feed, 3)
+    assert all(0 <= b["input_ids"].min() and b["input_ids"].max() < 50 for b in drawn)
+    assert len({int(v) for b in drawn for v in b["input_ids"].ravel()}) > 40  # the whole table, not a corner
+    given = bench(model, "--dim", "seq=4", "--input-range", "input_ids=0:5", cwd=tmp_path)[1]  # the user's wins
+    assert given["model_info"]["inputs"][0].endswith("(uniform integers in [0, 5), seed 0)")

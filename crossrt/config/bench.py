@@ -85,6 +85,7 @@ class InputsConfig:
     value_map: dict[str, float] = field(init=False, repr=False)  # --value: input -> value
     range_map: dict[str, tuple[float, float]] = field(init=False, repr=False)  # --input-range: input -> (low, high)
     distribution: str = field(init=False, repr=False)  # of the generated floats: uniform or normal
+    from_graph: set[str] = field(init=False, repr=False)  # inputs whose range the graph gave (inputs.use_graph_ranges)
 
     def __post_init__(self) -> None:
         self.dims, self.shapes, self.values = tuple(self.dims), tuple(self.shapes), tuple(self.values)
@@ -101,6 +102,7 @@ class InputsConfig:
         if len(kinds) > 1:
             raise ConfigError(f"--input-range: one distribution for the float inputs, got {','.join(kinds)}")
         self.distribution = kinds[0] if kinds else "uniform"
+        self.from_graph = set()
         choice("--input-range", self.distribution, INPUT_RANGES)
         in_range("--batches-per-pass", self.batches_per_pass, 1, 10_000)
         in_range("--input-seed", self.input_seed, 0, MAX_SEED)
