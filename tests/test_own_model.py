@@ -635,3 +635,17 @@ def test_an_index_into_an_embedding_is_drawn_from_its_table_s_rows(tmp_path):
     assert len({int(v) for b in drawn for v in b["input_ids"].ravel()}) > 40  # the whole table, not a corner
     given = bench(model, "--dim", "seq=4", "--input-range", "input_ids=0:5", cwd=tmp_path)[1]  # the user's wins
     assert given["model_info"]["inputs"][0].endswith("(uniform integers in [0, 5), seed 0)")
+
+
+def test_plots_give_each_model_and_feed_a_row_of_its_own(own, tmp_path):
+    pytest.importorskip("matplotlib")
+    from crossrt.ui.plots import model_groups
+
+    for hw in (8, 32):
+        bench(own["conv"], "--dim", f"height={hw},width={hw}", cwd=tmp_path, json_name=f"c{hw}.json")
+    results = [load_result(tmp_path / f"c{hw}.json") for hw in (8, 32)] + [load_result(canned("bench.json"))]
+    labels = [label for label, _ in model_groups(results).values()]
+    assert len(labels) == 3
+    assert any("image float32[batch=1, 3, height=32, width=32]" in label for label in labels)
+    out = run_main("report", "c8.json", "c32.json", str(canned("bench.json")), "--plots", "plots", cwd=tmp_path)
+    assert out.code == 0 and (tmp_path / "plots" / "throughput_vs_threads.png").stat().st_size > 10_000

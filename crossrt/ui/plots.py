@@ -1,11 +1,13 @@
-"""PNG figures of results, a figure per question: how throughput grows with threads (a panel per
-runtime), where a training run's time goes (training vs validation per epoch, validation priced by
-each runtime), how each run learned (loss and accuracy per epoch).
+"""PNG figures of results, a figure per question: how throughput grows with threads (a row of
+panels per model and what it was fed, a panel per runtime), where a training run's time goes
+(training vs validation per epoch, validation priced by each runtime), how each run learned
+(loss and accuracy per epoch).
 
 matplotlib is an optional extra (`pip install crossrt[plots]`); without it, asking for plots is a
 one-line error. Figures are written atomically like every other crossrt file. Repeated runs of one
 configuration are one point (their median) with error bars over their 95% intervals; legends sit
-outside the data; every axis read as a ratio starts at 0; epochs are whole numbers; titles say the
+inside their panel; every linear axis read as a ratio starts at 0, and values spanning more than
+10x are on a log axis; epochs are whole numbers; titles say the
 dataset, the machine and the epochs; every run is named by its run id, as `report` names it.
 Names come from result files: they are drawn as they are, never read as mathtext ($...$), and
 with their control characters made visible.
@@ -14,12 +16,13 @@ with their control characters made visible.
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from ..columns import hardware_of
-from ..compare import cost_rows, model_of, train_setup
+from ..compare import cost_rows, feed_of, model_of, train_setup
 from ..errors import ConfigError
 from ..files import atomic_write
 from ..results import BenchResult, TrainResult
@@ -120,45 +123,80 @@ def thread_series(benches: list[BenchResult]) -> dict[str, dict[str, dict[int, l
     return out
 
 
+def model_groups(benches: list[BenchResult]) -> dict[tuple, tuple[str, list[BenchResult]]]:
+    """{(model key, feed): (label, its results)}: one row of panels per model and what it was fed,
+    the label naming both (the inputs as bound, or the dataset)."""
+    out: dict = {}
+    for b in benches:
+        fed = b.dataset or "; ".join(i.split(" (")[0] for i in b.model_info.get("inputs", [])) or "generated inputs"
+        label = printable(f"{model_of(b)[1]}: {fed}")
+        out.setdefault((model_of(b)[0], feed_of(b)), (label, []))[1].append(b)
+    return out
+
+
 def throughput_vs_threads(benches: list[BenchResult], path: Path) -> Path:
-    """Samples/s against intra-op threads, a panel per runtime (same y scale), a line per
-    configuration; the median of its runs, error bars over their 95% intervals."""
+    """Samples/s against intra-op threads: a row of panels per model (and feed), each row on a scale
+    of its own (a log scale where its values span more than 10x), a panel per runtime, a line per
+    configuration; the median of its runs, error bars over their 95% intervals; threads on a log2
+    axis where they span 4x or more, so that 2 and 64 threads are not one long straight line."""
     plt = pyplot()
-    series = thread_series(benches)
-    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series) + 1.5, 4), sharey=True, squeeze=False)
-    top = 0.0
-    for ax, (runtime, lines) in zip(axes[0], sorted(series.items())):
-        for name, points in sorted(lines.items()):
-            threads = sorted(points)
-            median = [float(np.median([r.samples_per_s for r in points[t]])) for t in threads]
-            low = [min((r.ci95 or [r.samples_per_s])[0] for r in points[t]) for t in threads]
-            high = [max((r.ci95 or [0, r.samples_per_s])[-1] for r in points[t]) for t in threads]
-            ax.errorbar(
-                threads,
-                median,
-                yerr=[np.subtract(median, low), np.subtract(high, median)],
-                fmt="o-",
-                capsize=3,
-                label=name,
-            )
-            top = max(top, *high)
-        ax.set_xticks(sorted({t for points in lines.values() for t in points}))
-        ax.set(title=runtime, xlabel="intra-op threads")
-        ax.grid(alpha=0.3)
-    unit = "images" if all(b.dataset for b in benches) else "samples"
-    axes[0][0].set(ylabel=f"validation {unit}/s", ylim=(0, 1.08 * top or 1))
-    fig.legend(*_merged_legend(axes[0]), fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    from matplotlib.ticker import FuncFormatter
+
+    groups = model_groups(benches)
+    rows = [(label, thread_series(group)) for label, group in groups.values()]
+    runtimes = sorted({rt for _, series in rows for rt in series})
+    fig, axes = plt.subplots(
+        len(rows), len(runtimes), figsize=(4.2 * len(runtimes) + 1, 3.6 * len(rows) + 0.6), squeeze=False
+    )
+    for (label, series), panels in zip(rows, axes):
+        values = [
+            r.samples_per_s
+            for lines in series.values()
+            for pts in lines.values()
+            for runs in pts.values()
+            for r in runs
+        ]
+        spans = bool(values) and max(values) > 10 * min(values)
+        top = 0.0
+        for ax, runtime in zip(panels, runtimes):
+            if runtime not in series:
+                ax.axis("off")
+                continue
+            for name, points in sorted(series[runtime].items()):
+                threads = sorted(points)
+                median = [float(np.median([r.samples_per_s for r in points[t]])) for t in threads]
+                low = [min((r.ci95 or [r.samples_per_s])[0] for r in points[t]) for t in threads]
+                high = [max((r.ci95 or [0, r.samples_per_s])[-1] for r in points[t]) for t in threads]
+                ax.errorbar(
+                    threads,
+                    median,
+                    yerr=[np.subtract(median, low), np.subtract(high, median)],
+                    fmt="o-",
+                    capsize=3,
+                    label=name,
+                )
+                top = max(top, *high)
+            ticks = sorted({t for points in series[runtime].values() for t in points})
+            if ticks and max(ticks) >= 4 * max(min(ticks), 1):
+                ax.set_xscale("log", base=2)
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.set_title(textwrap.fill(f"{runtime}: {label}", 48), fontsize=8)
+            ax.set(xlabel="intra-op threads")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="best")
+        unit = "images" if all(b.dataset for b in benches) else "samples"
+        for ax in panels:
+            if ax.axison:
+                if spans:  # plain figures on the ticks: mathtext is off (names are drawn as they are)
+                    ax.set_yscale("log")
+                    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                        axis(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+                else:
+                    ax.set_ylim(0, 1.08 * top or 1)
+        panels[0].set(ylabel=f"validation {unit}/s" + (" (log)" if spans else ""))
     fig.suptitle(f"Throughput against threads (CPU): {_about(benches)}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))  # the figure's title above the panels' own, not over them
+    fig.tight_layout(rect=(0, 0, 1, 0.95))  # the figure's title above the panels' own, not over them
     return _save(fig, path)
-
-
-def _merged_legend(axes) -> tuple[list, list]:
-    seen: dict = {}
-    for ax in axes:
-        for h, label in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(label, h)
-    return list(seen.values()), list(seen)
 
 
 def train_vs_valid(pairs: list[tuple[TrainResult, BenchResult | None]], path: Path) -> Path:
