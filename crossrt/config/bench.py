@@ -25,6 +25,7 @@ from .common import (
     option,
     runtime_option_field,
     runtimes_field,
+    torch_model_field,
 )
 
 DEFAULT_MODEL = Path("exports/lenet5.onnx")  # what `make train` exports
@@ -118,14 +119,7 @@ class BenchConfig:
     checkpoint: Path | None = option(
         None, default_text="the model's path with .pt", path="in-file", help="checkpoint for the PyTorch rows"
     )
-    torch_model: Path | None = option(
-        None,
-        metavar="FILE",
-        default_text="none: the PyTorch rows run --checkpoint's LeNet5",
-        path="in-file",
-        help="your own network for the pytorch and torch-compile rows, saved with torch.export.save (.pt2) "
-        "or as TorchScript; fed the same inputs in the ONNX graph's input order, its outputs compared",
-    )
+    torch_model: Path | None = torch_model_field()
     providers: tuple[str, ...] = option(
         ("cpu",), flag="--provider", metavar="P[,P]", help=f"execution providers from {{{','.join(PROVIDERS)}}}"
     )

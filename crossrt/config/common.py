@@ -77,6 +77,18 @@ def runtime_option_field():
     )
 
 
+def torch_model_field():
+    """bench-infer's and loadgen's --torch-model field (crossrt.runtimes.pytorch.load_network reads it)."""
+    return option(
+        None,
+        metavar="FILE",
+        default_text="none: the PyTorch rows run --checkpoint's LeNet5",
+        path="in-file",
+        help="your own network for the pytorch and torch-compile rows, saved with torch.export.save (.pt2) "
+        "or as TorchScript; fed the same inputs in the ONNX graph's input order, its outputs compared",
+    )
+
+
 def one_and_all_cores() -> tuple[int, ...]:
     """bench-infer's default threads: 1 and every core."""
     return tuple(sorted({1, cpu_count()}))

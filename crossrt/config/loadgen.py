@@ -26,6 +26,7 @@ from .common import (
     option,
     runtime_option_field,
     runtimes_field,
+    torch_model_field,
 )
 
 
@@ -41,13 +42,7 @@ class LoadgenConfig:
         help="ONNX model: a LeNet5 export serves the test images; any other, the inputs bench-infer's flags "
         "give it (a pool of --batches-per-pass x --max-batch samples)",
     )
-    torch_model: Path | None = option(
-        None,
-        metavar="FILE",
-        default_text="none",
-        path="in-file",
-        help="your own network for the pytorch rows (torch.export.save's .pt2, or TorchScript), as bench-infer's",
-    )
+    torch_model: Path | None = torch_model_field()
     runtimes: tuple[str, ...] = runtimes_field()
     provider: str = option("cpu", choices=PROVIDERS, help="execution provider (CUDA: host arrays in and out)")
     threads: tuple[int, ...] = option(
