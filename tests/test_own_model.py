@@ -649,3 +649,24 @@ def test_plots_give_each_model_and_feed_a_row_of_its_own(own, tmp_path):
     assert any("image float32[batch=1, 3, height=32, width=32]" in label for label in labels)
     out = run_main("report", "c8.json", "c32.json", str(canned("bench.json")), "--plots", "plots", cwd=tmp_path)
     assert out.code == 0 and (tmp_path / "plots" / "throughput_vs_threads.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------- layout
+
+
+def test_notes_and_verdicts_wrap_at_the_terminal_s_width_not_the_table_s():
+    """At 60 columns: no line is wider than the terminal; the caption under a narrow table (LoadGen's
+    search) uses the whole width, not the table's; LoadGen's reason is said once under the table,
+    not eight lines per row; verdict lines wrap between words."""
+    lg = run_main("show", str(canned("loadgen.json")), columns=60)
+    lines = lg.out.splitlines()
+    assert lg.code == 0 and max(map(len, lines)) <= 60
+    assert not any("Reduce" in ln and "│" in ln for ln in lines)  # no reason sentence inside a cell
+    bench_out = run_main("show", str(canned("bench.json")), columns=60)
+    lines = bench_out.out.splitlines()
+    assert max(map(len, lines)) <= 60
+    verdict = [i for i, ln in enumerate(lines) if ln.startswith("verdict")]
+    assert verdict and all(len(lines[i]) > 40 for i in verdict)  # wrapped near the width, not at a column's
+    narrow_table = max(len(ln) for ln in lines if ln.startswith("┃"))
+    text = [ln for ln in lines if ln and not set(ln) & set("┃│┏└┡━─")]
+    assert any(len(ln.rstrip()) > narrow_table for ln in text) or narrow_table >= 58
