@@ -3,7 +3,7 @@ no output of a run is an input of it or another of its outputs, so nothing is ov
 was not asked for.
 
 A path comes from a settings field whose `path` metadata says what it is (crossrt.config.option:
-"in-file", "in-folder", "out-file", "out-folder"), or is one a command reads or writes without a
+"in-file", "in-folder", "out-file", "named-file", "out-folder"), or is one a command reads or writes without a
 flag of its own (READS, WRITES: the checkpoint, model, run record and lock file of `train`, the
 IDX files of --data-dir, the training record beside bench-infer's model, the suite's mode
 folders). Two paths are one file after symlinks, and as two names of one file (a hard link).
@@ -92,11 +92,12 @@ def _same(a: Path, b: Path) -> bool:
 def no_overlap(paths: list[tuple[str, Path, str]]) -> None:
     """No output of a run is an input of it or another of its outputs: each would destroy the
     other. One item may be both (--resume's checkpoint)."""
+    writes = ("out-file", "named-file")
     for i, (flag, out, kind) in enumerate(paths):
-        if kind != "out-file":
+        if kind not in writes:
             continue
         for j, (other, path, other_kind) in enumerate(paths):
-            if i == j or other_kind in ("out-folder", "in-folder") or (other_kind == "out-file" and j < i):
+            if i == j or other_kind in ("out-folder", "in-folder") or (other_kind in writes and j < i):
                 continue
             if _same(out, path):
                 role = "an input" if other_kind == "in-file" else "another output"

@@ -670,3 +670,9 @@ def test_notes_and_verdicts_wrap_at_the_terminal_s_width_not_the_table_s():
     narrow_table = max(len(ln) for ln in lines if ln.startswith("┃"))
     text = [ln for ln in lines if ln and not set(ln) & set("┃│┏└┡━─")]
     assert any(len(ln.rstrip()) > narrow_table for ln in text) or narrow_table >= 58
+
+
+def test_json_into_a_folder_that_does_not_exist_is_refused_not_created(own, tmp_path):
+    out, _ = bench(own["conv"], "--dim", "height=8,width=8", cwd=tmp_path, json_name="typo/x.json")
+    assert out.code == 2 and "--json typo/x.json: no folder typo to write it in (create it first)" in out.err
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "results").exists()

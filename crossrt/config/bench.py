@@ -21,6 +21,7 @@ from .common import (
     SPIN,
     DataConfig,
     all_runtimes,
+    json_field,
     one_and_all_cores,
     option,
     runtime_option_field,
@@ -171,9 +172,7 @@ class BenchConfig:
         path="in-file",
         help="training record for the train-vs-validation table",
     )
-    json: Path | None = option(
-        None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
-    )
+    json: Path | None = json_field()
 
     tolerance_map: dict[str, float] = field(init=False, repr=False)  # --tolerance: output ("" all) -> max_rel
 

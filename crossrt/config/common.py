@@ -43,7 +43,8 @@ def option(
 ):
     """A field that is also a CLI flag. default_text replaces the shown default ({} = the value);
     aliases are extra flags that set a fixed value ({"--no-spin": "off"}); path: what the field's
-    path is to the command ("in-file", "in-folder", "out-folder", "out-file"; crossrt.paths)."""
+    path is to the command ("in-file", "in-folder", "out-folder", "out-file", or "named-file": an
+    output the user names, whose folder must exist; crossrt.paths)."""
     meta = {
         "help": help,
         "flag": flag,
@@ -74,6 +75,13 @@ def runtime_option_field():
         default_text="none",
         help="a runtime's own option, recorded in every row (onnxruntime.graph_optimization=basic; "
         "without R., every runtime asked for that has NAME); docs/extending.md lists them",
+    )
+
+
+def json_field():
+    """Every command's --json: also write the result here (its folder must exist)."""
+    return option(
+        None, metavar="PATH", default_text="only results/", path="named-file", help="also write the result JSON here"
     )
 
 

@@ -22,6 +22,7 @@ from .common import (
     PROVIDERS,
     DataConfig,
     all_runtimes,
+    json_field,
     one_and_all_cores,
     option,
     runtime_option_field,
@@ -95,9 +96,7 @@ class LoadgenConfig:
     runtime_options: tuple[str, ...] = runtime_option_field()
     data: DataConfig = field(default_factory=DataConfig)
     feed: InputsConfig = field(default_factory=InputsConfig)
-    json: Path | None = option(
-        None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
-    )
+    json: Path | None = json_field()
 
     def __post_init__(self) -> None:
         self.model, self.threads = Path(self.model), tuple(self.threads)

@@ -17,6 +17,7 @@ from .common import (
     DataConfig,
     all_runtimes,
     even_rank_counts,
+    json_field,
     option,
     thread_ladder,
 )
@@ -58,9 +59,7 @@ class SuiteConfig:
         help="data-parallel ranks of the sweep, each with cores / P threads",
     )
     sweep_epochs: int = option(1, help="epochs per sweep training run")
-    json: Path | None = option(
-        None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
-    )
+    json: Path | None = json_field()
 
     def __post_init__(self) -> None:
         choice("--device", self.device, SUITE_DEVICES)

@@ -16,6 +16,7 @@ from .common import (
     MAX_SEED,
     PRECISIONS,
     DataConfig,
+    json_field,
     option,
 )
 
@@ -73,9 +74,7 @@ class TrainConfig:
     )
     resume: bool = option(False, help="continue from DIR/lenet5.pt")
     export: bool = option(True, flag="--no-export", default_text="export", help="skip the ONNX export at the end")
-    json: Path | None = option(
-        None, metavar="PATH", default_text="only results/", path="out-file", help="also write the result JSON here"
-    )
+    json: Path | None = json_field()
 
     def __post_init__(self) -> None:
         choice("--device", self.device, DEVICES)
