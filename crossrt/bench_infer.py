@@ -38,7 +38,7 @@ from .peak import measured_peak, unbeaten
 from .plan import configuration_of, one_line, plan, run_planned, skipped
 from .results import BenchResult, Configuration, CudaSplit, Failed, InferRun, OutputComparison, TrainResult
 from .runtimes.base import Row
-from .runtimes.pytorch import check_network
+from .runtimes.pytorch import archive, check_network
 from .runtimes.registry import RUNTIMES, check_options
 from .schema import plain
 from .system import cpu_count, environment, peak_rss_mb
@@ -90,14 +90,13 @@ def _model_info(path, model: onnx.ModelProto, meta: dict, sig, inputs_as_fed: li
 def prepare(cfg: BenchConfig) -> Prepared:
     """Fail on a bad model, binding, provider, checkpoint or training record before any work starts.
     Only the runtimes asked for are asked: PyTorch rows on CUDA need no ONNX Runtime CUDA session."""
-    ours = Path(cfg.model) == DEFAULT_MODEL  # only crossrt's own export is made by `make train`
-    path = regular_file(cfg.model, "model", missing="run `make train` first to create it" if ours else None)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf's DecodeError, an OSError, ...
-        raise ModelError(f"{path}: not an ONNX model ({type(e).__name__})") from None
-    if not model.graph.node and not model.graph.output:  # protobuf reads an empty file as an empty model
-        raise ModelError(f"{path}: not an ONNX model (it holds no graph: {path.stat().st_size:,} bytes)")
+    hint = None
+    if cfg.checkpoint.is_file():  # a training run (stopped early, or --no-export) left its checkpoint
+        hint = f"{cfg.checkpoint} is there: export it with `crossrt export --checkpoint {cfg.checkpoint}`"
+    elif Path(cfg.model) == DEFAULT_MODEL:  # only crossrt's own export is made by `make train`
+        hint = "run `make train` first to create it"
+    path = regular_file(cfg.model, "model", missing=hint)
+    model = inputs.load_model(path)
     inputs.check_external_data(path, model)
     check_options(cfg)  # a runtime option no runtime asked for takes, or a bad value: before any work
     reference.check(path)  # ONNX Runtime's CPU provider gives the outputs every runtime is held against
@@ -114,9 +113,9 @@ def prepare(cfg: BenchConfig) -> Prepared:
             f"{given[0]}: {path} is an MNIST classifier, fed the dataset's test images; "
             f"{', '.join(given)} are for other models"
         )
-    if not mnist:
-        inputs.use_graph_ranges(cfg.feed, model, sig[0])
-    shapes = {} if mnist else inputs.bind_batches(cfg.feed, cfg.batch_sizes, path, sig)
+    rows = {} if mnist else inputs.table_rows(model, sig[0])
+    inputs.use_graph_ranges(cfg.feed, rows)
+    shapes = {} if mnist else inputs.bind_batches(cfg.feed, cfg.batch_sizes, path, sig, rows)
     batch_sizes = (cfg.batch_sizes or (MNIST_BATCH,)) if mnist else tuple(shapes)
     first = (
         {sig[0][0].name: np.zeros((1, 1, 28, 28), np.float32)}
@@ -128,12 +127,19 @@ def prepare(cfg: BenchConfig) -> Prepared:
             if not RUNTIMES[name].unavailable(provider, cfg):
                 RUNTIMES[name].check(cfg, provider, first)
     torch_rows = any(RUNTIMES[r].model == "torch" and not RUNTIMES[r].unavailable("cpu", cfg) for r in cfg.runtimes)
+    torch_model = None  # the user's network the PyTorch rows ran, for the title (ui.bench.model_title)
+    if cfg.torch_model is not None and not torch_rows:
+        raise ConfigError(
+            f"--torch-model {cfg.torch_model}: no runtime that runs it among --runtimes "
+            f"({', '.join(cfg.runtimes)}): add pytorch or torch-compile"
+        )
     if torch_rows and cfg.torch_model is not None:
         if mnist:
             raise ConfigError(
                 f"--torch-model: {path} is an MNIST classifier, whose PyTorch rows run --checkpoint's LeNet5"
             )
         check_network(regular_file(cfg.torch_model, "--torch-model"), first)
+        torch_model = {"name": cfg.torch_model.name, "format": archive(cfg.torch_model)}
     elif torch_rows:
         state = checkpoint.load(cfg.checkpoint)
         checkpoint.build_model(state, cfg.checkpoint)  # weights of another shape fail here, not mid-run
@@ -169,6 +175,8 @@ def prepare(cfg: BenchConfig) -> Prepared:
     per_sample = flops and flops // (1 if mnist else inputs.samples_per_batch(sig[0], one))
     fed = [t.shown() for t in sig[0]] if mnist else inputs.described(sig[0], cfg.feed, list(shapes.values()))
     info = _model_info(path, model, meta, sig, fed)
+    if torch_model:
+        info["torch_model"] = torch_model
     if cfg.feed.inputs is not None:  # the feed is part of a configuration's identity (crossrt.compare.feed_of)
         info["inputs_sha256"] = hashlib.sha256(cfg.feed.inputs.read_bytes()).hexdigest()
     return Prepared(per_sample, meta, training, torch_rows, info, mnist, batch_sizes, sig, shapes)

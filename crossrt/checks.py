@@ -204,18 +204,10 @@ def _no_check(flag: str, path: Path) -> Path:
     return path  # an input file: the command that reads it says what is wrong with it
 
 
-def named_file(flag: str, path: Path | None) -> Path | None:
-    """A file the user names for crossrt to write (--json): in a folder that exists, since a typo in
-    a folder's name should not quietly become a new folder; else as writable_file."""
-    if path is not None and not Path(path).parent.is_dir():
-        raise ConfigError(f"{flag} {path}: no folder {Path(path).parent} to write it in (create it first)")
-    return writable_file(flag, path)
-
-
 PATH_CHECKS = {
     "in-file": _no_check,
     "in-folder": readable_folder,
     "out-folder": output_folder,
     "out-file": writable_file,
-    "named-file": named_file,
+    "named-file": writable_file,  # and its folder exists, or is one the run makes (paths.check_paths)
 }

@@ -29,7 +29,10 @@ MAX_RATE = 1e15  # samples/s: beyond any machine (crossrt.schema.MAX_FLOAT); a r
 
 
 def secs(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds:,.2f} s"
+    """Seconds with their digits kept: 12.34 s, or 0.17 ms for what takes less than 10 ms."""
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1e3:.2f} ms" if seconds < 0.01 else f"{seconds:,.2f} s"
 
 
 def pct(x: float | None) -> str:
@@ -134,8 +137,9 @@ def _diff(run, result) -> str:
 
 
 def _top1_of_output(run, result) -> str:
-    w = worst_output(run)
-    return "—" if w is None or w.top1 is None else pct(w.top1)
+    """The lowest top-1 agreement over the outputs that have one (those that look like class scores)."""
+    top = [o.top1 for o in run.outputs or [] if o.top1 is not None]
+    return pct(min(top)) if top else "—"
 
 
 def _labelled(result) -> bool:

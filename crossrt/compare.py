@@ -170,7 +170,9 @@ def _cell(v) -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    columns = [c for c in report_columns() if c.places & FILE]
+    """The rows as a Markdown table of the columns that hold something in some row (a table of bench
+    rows has no epochs; CSV keeps every column, for a spreadsheet's fixed layout)."""
+    columns = [c for c in report_columns() if c.places & FILE and any(r[c.name] not in (None, "") for r in rows)]
     lines = ["| " + " | ".join(c.name for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join((c.md or _cell)(r[c.name]).replace("|", "/") for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"

@@ -209,6 +209,8 @@ def load_json(path: Path) -> dict:
             raw = f.read(MAX_RESULT_BYTES + 1)
         if len(raw) > MAX_RESULT_BYTES:
             raise ResultError(f"{path}: over {_size(MAX_RESULT_BYTES)}, far larger than any crossrt result")
+        if not raw.strip():
+            raise ResultError(f"{path}: an empty file, not a result")
         data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except CrossrtError as e:
         raise ResultError(str(e)) from None

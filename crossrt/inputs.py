@@ -75,6 +75,18 @@ def _dims(t) -> tuple | None:
     )
 
 
+def load_model(path: Path) -> onnx.ModelProto:
+    """The ONNX model at path, its weights left on disk; a file that is none is one line (protobuf
+    reads an empty file as an empty model, which ONNX Runtime would call "no graph found")."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError, an OSError, ...
+        raise ModelError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+    if not model.graph.node and not model.graph.output:
+        raise ModelError(f"{path}: not an ONNX model (it holds no graph: {Path(path).stat().st_size:,} bytes)")
+    return model
+
+
 def signature(model: onnx.ModelProto) -> tuple[list[Tensor], list[Tensor]]:
     """The graph's inputs (initializers are weights, not inputs) and outputs."""
     weights = {init.name for init in model.graph.initializer}
@@ -158,27 +170,30 @@ def check_flags(inputs: list[Tensor], cfg: InputsConfig) -> None:
             )
 
 
-def use_graph_ranges(feed: InputsConfig, model: onnx.ModelProto, inputs: list[Tensor]) -> None:
-    """Integer inputs given no --value, --input-range or --inputs, whose values the graph bounds,
-    are drawn from that range: indices into a Gather's table (an embedding's rows) take [0, rows).
-    Recorded in feed.range_map, and named in feed.from_graph (described() says so)."""
-    if feed.inputs is not None:
-        return
+def table_rows(model: onnx.ModelProto, inputs: list[Tensor]) -> dict[str, int]:
+    """{integer input: rows} for the inputs the graph bounds: indices into a Gather's table (an
+    embedding's rows) must lie in [0, rows), the smallest table where one indexes several."""
     tables = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    free = (
-        {t.name for t in inputs if t.dtype and np.dtype(t.dtype).kind in "iu"}
-        - set(feed.value_map)
-        - set(feed.range_map)
-    )
+    ints = {t.name for t in inputs if t.dtype and np.dtype(t.dtype).kind in "iu"}
     found: dict[str, int] = {}
     for node in model.graph.node:
-        if node.op_type == "Gather" and len(node.input) == 2 and node.input[1] in free and node.input[0] in tables:
+        if node.op_type == "Gather" and len(node.input) == 2 and node.input[1] in ints and node.input[0] in tables:
             dims, axis = tables[node.input[0]], next((a.i for a in node.attribute if a.name == "axis"), 0)
             if dims and -len(dims) <= axis < len(dims) and dims[axis] > 0:
-                found[node.input[1]] = min(dims[axis], found.get(node.input[1], dims[axis]))  # every table it indexes
-    for name, rows in found.items():
-        feed.range_map[name] = (0, rows)
-        feed.from_graph.add(name)
+                found[node.input[1]] = min(dims[axis], found.get(node.input[1], dims[axis]))
+    return found
+
+
+def use_graph_ranges(feed: InputsConfig, rows: dict[str, int]) -> None:
+    """The integer inputs given no --value, --input-range or --inputs whose values the graph bounds
+    (table_rows) are drawn from [0, rows): recorded in feed.range_map, named in feed.from_graph
+    (described() says so)."""
+    if feed.inputs is not None:
+        return
+    for name, n in rows.items():
+        if name not in feed.value_map and name not in feed.range_map:
+            feed.range_map[name] = (0, n)
+            feed.from_graph.add(name)
 
 
 def _unfit(value: float | int, dtype: np.dtype) -> str | None:
@@ -327,8 +342,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def from_file(inputs: list[Tensor], path: Path) -> dict[str, np.ndarray]:
-    """The arrays of --inputs FILE.npz, one per input name, of the input's type."""
+def from_file(inputs: list[Tensor], path: Path, rows: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of --inputs FILE.npz, one per input name, of the input's type; an index into a
+    table of the graph (rows: table_rows) that lies outside it is refused here, not by the runtime."""
     arrays = read_npz(path)
     names = [t.name for t in inputs]
     if missing := [n for n in names if n not in arrays]:
@@ -347,6 +363,11 @@ def from_file(inputs: list[Tensor], path: Path) -> dict[str, np.ndarray]:
         if np.dtype(t.dtype).kind != a.dtype.kind and not (np.dtype(t.dtype).kind == "f" and a.dtype.kind in "iu"):
             raise ConfigError(f"--inputs {path}: {t.name} is {a.dtype}, the model takes {t.dtype}")
         arrays[t.name] = a.astype(t.dtype, copy=False)
+        if t.name in (rows or {}) and a.size and (a.min() < 0 or a.max() >= rows[t.name]):
+            raise ConfigError(
+                f"--inputs {path}: {t.name} holds values from {a.min()} to {a.max()}, and the table of the "
+                f"graph it indexes (Gather) has {rows[t.name]:,} rows (0 to {rows[t.name] - 1})"
+            )
     agree(inputs, {n: a.shape for n, a in arrays.items()}, f"--inputs {path}")
     return arrays
 
@@ -416,9 +437,10 @@ class Workload:
 
 
 def bind_batches(
-    feed: InputsConfig, batch_sizes: tuple[int, ...] | None, path, sig
+    feed: InputsConfig, batch_sizes: tuple[int, ...] | None, path, sig, rows: dict[str, int] | None = None
 ) -> dict[int, dict[str, tuple[int, ...]]]:
-    """{batch size: {input: shape}} for a model without a dataset; errors name the input and the flag."""
+    """{batch size: {input: shape}} for a model without a dataset; errors name the input and the
+    flag. rows: the graph's bounds on its integer inputs (table_rows), checked in an --inputs file."""
     ins = sig[0]
     if not ins:
         raise ModelError(f"{path}: the graph has no inputs to feed")
@@ -431,7 +453,7 @@ def bind_batches(
                 f"{shaped[0]}: --inputs {feed.inputs} gives every input's shape and values; {shaped[0]} is for "
                 f"generated inputs (drop one or the other)"
             )
-        arrays = from_file(ins, regular_file(feed.inputs, "--inputs"))
+        arrays = from_file(ins, regular_file(feed.inputs, "--inputs"), rows)
         shapes = {t.name: arrays[t.name].shape for t in ins}
         size = samples_per_batch(ins, shapes)
         if batch_sizes and tuple(batch_sizes) != (size,):

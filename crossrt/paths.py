@@ -113,4 +113,8 @@ def check_paths(cfg) -> None:
     paths = paths_of(cfg)
     for flag, path, kind in paths:
         PATH_CHECKS[kind](flag, path)
+    made = {os.path.realpath(p) for _, p, kind in paths if kind == "out-folder"}  # the folders this run makes
+    for flag, path, kind in paths:  # a typo in a folder's name is not quietly a new folder
+        if kind == "named-file" and not path.parent.is_dir() and os.path.realpath(path.parent) not in made:
+            raise ConfigError(f"{flag} {path}: no folder {path.parent} to write it in (create it first)")
     no_overlap(paths)

@@ -66,7 +66,7 @@ def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
     graph = onnx.load(str(cfg.model), load_external_data=False)
     sig = inputs.signature(graph)
     if data is None:
-        inputs.use_graph_ranges(cfg.feed, graph, sig[0])
+        inputs.use_graph_ranges(cfg.feed, inputs.table_rows(graph, sig[0]))
     feeds, what = calibration_feeds(cfg, sig, data)
     calibration = iter(feeds)
 

@@ -102,12 +102,12 @@ def stability(
     cv = float(t.std(ddof=1) / t.mean())
     low, high = np.percentile(items_per_repeat / bootstrap_means(t, np.random.default_rng(0)), [2.5, 97.5])
     figure = items_per_repeat / t.mean()
-    half = max(figure - low, high - figure) / figure  # how far the figure itself may be off
+    below, above = (figure - low) / figure, (high - figure) / figure  # how far the figure itself may be off
     cause = None
     if not rules_met:
         cause = "stopped before --min-time and --min-repeats were both reached"
-    elif half > STABLE_CI:
-        cause = f"its 95% interval is +-{100 * half:.1f}% (repeats vary by {100 * cv:.1f}%): " + (
+    elif max(below, above) > STABLE_CI:
+        cause = f"its 95% interval is -{100 * below:.1f}%/+{100 * above:.1f}% (repeats vary by {100 * cv:.1f}%): " + (
             noise_hint or "other load on the machine? (raise --min-time for more repeats)"
         )
     return Stability(cv, [float(low), float(high)], cause is None, cause)

@@ -300,7 +300,7 @@ def test_stability_is_judged_on_the_figure_not_on_single_repeats():
     many = stability([0.8, 1.2] * 200, 100)
     assert many.cv > 0.19 and many.stable is True
     few = stability([1.0, 1.5, 2.0], 100)
-    assert few.stable is False and few.cause.startswith("its 95% interval is +-")
+    assert few.stable is False and few.cause.startswith("its 95% interval is -")
 
 
 def _compared(tmp_path, a_times, b_times, *flags):
@@ -625,11 +625,11 @@ def test_an_index_into_an_embedding_is_drawn_from_its_table_s_rows(tmp_path):
         "indexes (Gather), from the graph)"
     ]
     from crossrt.config import InputsConfig
-    from crossrt.inputs import generate, signature, use_graph_ranges
+    from crossrt.inputs import generate, signature, table_rows, use_graph_ranges
 
     feed = InputsConfig(dims=("seq=64",))
     sig = signature(onnx.load(str(model)))
-    use_graph_ranges(feed, onnx.load(str(model)), sig[0])
+    use_graph_ranges(feed, table_rows(onnx.load(str(model)), sig[0]))
     drawn = generate(sig[0], {"input_ids": (8, 64)}, feed, 3)
     assert all(0 <= b["input_ids"].min() and b["input_ids"].max() < 50 for b in drawn)
     assert len({int(v) for b in drawn for v in b["input_ids"].ravel()}) > 40  # the whole table, not a corner
@@ -676,3 +676,46 @@ def test_json_into_a_folder_that_does_not_exist_is_refused_not_created(own, tmp_
     out, _ = bench(own["conv"], "--dim", "height=8,width=8", cwd=tmp_path, json_name="typo/x.json")
     assert out.code == 2 and "--json typo/x.json: no folder typo to write it in (create it first)" in out.err
     assert not (tmp_path / "typo").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_missing_export_beside_its_checkpoint_says_to_export_it(tmp_path, trained):
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "lenet5.pt").write_bytes((trained / "lenet5.pt").read_bytes())
+    out = run_main("bench-infer", cwd=tmp_path)
+    assert out.code == 2 and "exports/lenet5.pt is there: export it with `crossrt export --checkpoint" in out.err
+
+
+def test_an_inputs_file_s_index_beyond_its_table_is_refused(tmp_path):
+    table = numpy_helper.from_array(np.zeros((10, 2), np.float32), "table")
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["v"])]
+    ins = [helper.make_tensor_value_info("ids", T.INT64, ["batch", 3])]
+    model = _graph(
+        tmp_path / "g.onnx", nodes, ins, [helper.make_tensor_value_info("v", T.FLOAT, ["batch", 3, 2])], [table]
+    )
+    np.savez(tmp_path / "in.npz", ids=np.array([[1, 2, 12]], np.int64))
+    out, _ = bench(model, "--inputs", "in.npz", cwd=tmp_path)
+    assert (
+        out.code == 2
+        and "ids holds values from 1 to 12, and the table of the graph it indexes (Gather) has 10 rows" in out.err
+    )
+
+
+def test_a_torch_model_of_another_network_says_so(two, tmp_path):
+    one_input = torch.jit.trace(torch.nn.Linear(6, 2).eval(), (torch.randn(1, 6),))
+    one_input.save(str(tmp_path / "one.ts"))
+    flags = ("--torch-model", str(tmp_path / "one.ts"), "--runtimes", "pytorch")
+    out = run_main("bench-infer", "--model", str(two / "twotwo.onnx"), *QUICK, *flags, cwd=tmp_path)
+    assert out.code == 2 and "the network takes 1 input(s) (input), the ONNX graph has 2 (feats, extra)" in out.err, (
+        out.err
+    )
+    alone = run_main(
+        "bench-infer",
+        "--model",
+        str(two / "twotwo.onnx"),
+        "--torch-model",
+        str(two / "twotwo.ts"),
+        "--runtimes",
+        "onnxruntime",
+        cwd=tmp_path,
+    )
+    assert alone.code == 2 and "no runtime that runs it among --runtimes (onnxruntime)" in alone.err

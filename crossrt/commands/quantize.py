@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import onnx
-
 from .. import reference
 from ..errors import EXIT_OK, ConfigError
 from ..fetch import resolve
 from ..files import FolderLock
-from ..inputs import flags_given, is_mnist_classifier, signature
+from ..inputs import flags_given, is_mnist_classifier, load_model, signature
 from ..quantize import quantize
 from ..ui import console
 from .common import check_inputs
@@ -16,8 +14,8 @@ from .common import check_inputs
 
 def cmd_quantize(a, cfg) -> int:
     check_inputs(cfg)
+    model = load_model(cfg.model)
     reference.check(cfg.model)  # a bad model fails here, before any data is read
-    model = onnx.load(str(cfg.model), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     mnist = is_mnist_classifier(*signature(model))
     if mnist and (given := flags_given(cfg.feed)):  # its calibration and test inputs are the dataset's images

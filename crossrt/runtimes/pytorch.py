@@ -9,6 +9,7 @@ is the runner's cold cost.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import shutil
 import tempfile
@@ -109,18 +110,39 @@ def check_network(path: Path, feed: dict) -> None:
     import torch
 
     net = load_network(path)
+    takes = argument_names(net)
+    if takes is not None and len(takes) != len(feed):  # another network than the ONNX file's, most likely
+        raise ModelError(
+            f"--torch-model {path}: the network takes {len(takes)} input(s) ({', '.join(takes)}), the ONNX "
+            f"graph has {len(feed)} ({', '.join(feed)}): is it the same model?"
+        )
     try:
         with torch.inference_mode():
             out = arrays(net(*(torch.from_numpy(a) for a in feed.values())))
     except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0][:200]
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")[:200]
+        named = f"; the network's inputs are ({', '.join(takes)})" if takes and takes != list(feed) else ""
         raise ModelError(
             f"--torch-model {path}: fails on one batch of {', '.join(feed)} "
-            f"({', '.join(f'{a.dtype}{list(a.shape)}' for a in feed.values())}, in the ONNX graph's order): "
+            f"({', '.join(f'{a.dtype}{list(a.shape)}' for a in feed.values())}, in the ONNX graph's order{named}): "
             f"{type(e).__name__}: {first}"
         ) from None
     if not out:
         raise ModelError(f"--torch-model {path}: returns no tensor")
+
+
+def argument_names(net) -> list[str] | None:
+    """The names of the inputs a loaded network takes, where it says: a TorchScript module's schema,
+    a torch.export module's forward(); None when neither tells (*args)."""
+    try:
+        if hasattr(net.forward, "schema"):
+            return [a.name for a in net.forward.schema.arguments][1:]  # without self
+        params = inspect.signature(net.forward).parameters.values()
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return None
+    return [p.name for p in params]
 
 
 def _compiled(model, inputs: list):

@@ -43,7 +43,15 @@ def model_title(r: BenchResult) -> str:
     size = (f"{params / 1e6:,.2f}M parameters" if params >= 1e6 else f"{params:,} parameters") + (
         f", {size / 2**20:,.1f} MiB" if size >= 2**20 else f", {size:,} bytes"
     )
-    return f"{info.get('name', r.model)} ({size}): {'; '.join(info.get('inputs', []))}; {cost}"
+    title = f"{info.get('name', r.model)} ({size}): {'; '.join(info.get('inputs', []))}; {cost}"
+    if torch := info.get("torch_model"):  # whose network the PyTorch rows ran, and in what form
+        how = {
+            "export": "a torch.export program, run eagerly through its module(), which checks its guards "
+            "and flattens its inputs on every call",
+            "torchscript": "TorchScript",
+        }.get(torch["format"], torch["format"])
+        title += f"; PyTorch rows: {torch['name']} ({how})"
+    return title
 
 
 def bench_table(r: BenchResult) -> Table:
@@ -98,7 +106,7 @@ def outputs_table(r: BenchResult) -> Table | None:
             o.note or ("—" if o.max_rel is None else f"{o.max_rel:.2e}"),
             "—" if o.cosine is None else f"{o.cosine:.6f}",
             "—" if o.top1 is None else pct(o.top1),
-            "—" if o.tolerance is None else f"{o.tolerance:.0e}",
+            "—" if o.tolerance is None else f"{o.tolerance:g}",
             "yes" if o.ok else "[bold red]no[/]" + (f" (passes at {o.max_rel:.1e})" if o.max_rel is not None else ""),
         ]
         for x in r.runs
@@ -106,7 +114,7 @@ def outputs_table(r: BenchResult) -> Table | None:
     ]
     cols = [
         Col("configuration", left=True, wrap=True, key=True),
-        Col("output", left=True),
+        Col("output", left=True, key=True),
         Col("max |diff|"),
         Col("max |diff| /\nmax |ref|"),
         Col("cosine", drop=1),

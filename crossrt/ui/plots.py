@@ -140,7 +140,7 @@ def throughput_vs_threads(benches: list[BenchResult], path: Path) -> Path:
     configuration; the median of its runs, error bars over their 95% intervals; threads on a log2
     axis where they span 4x or more, so that 2 and 64 threads are not one long straight line."""
     plt = pyplot()
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     groups = model_groups(benches)
     rows = [(label, thread_series(group)) for label, group in groups.values()]
@@ -187,13 +187,14 @@ def throughput_vs_threads(benches: list[BenchResult], path: Path) -> Path:
         unit = "images" if all(b.dataset for b in benches) else "samples"
         for ax in panels:
             if ax.axison:
-                if spans:  # plain figures on the ticks: mathtext is off (names are drawn as they are)
+                if spans:  # ticks at 1, 2, 5 x 10^k in plain figures (mathtext is off: names are drawn as they are)
                     ax.set_yscale("log")
-                    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-                        axis(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+                    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+                    ax.yaxis.set_minor_formatter(NullFormatter())
                 else:
                     ax.set_ylim(0, 1.08 * top or 1)
-        panels[0].set(ylabel=f"validation {unit}/s" + (" (log)" if spans else ""))
+        panels[0].set(ylabel=("validation images/s" if unit == "images" else "samples/s") + (" (log)" if spans else ""))
     fig.suptitle(f"Throughput against threads (CPU): {_about(benches)}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))  # the figure's title above the panels' own, not over them
     return _save(fig, path)

@@ -36,9 +36,11 @@ def report_tables(rows: list[dict]) -> list:
 
 
 def compare_table(rows: list[dict], a: str, b: str, noise: float) -> Table:
+    kinds = {r["what"].split(", ")[0] for r in rows}  # "validation", "training", "LoadGen Offline"
+    common = f"{next(iter(kinds))}, " if len(kinds) == 1 and all(", " in r["what"] for r in rows) else ""
     cells = [
         [
-            esc(r["what"]),
+            esc(r["what"].removeprefix(common)),
             num(r["a"]),
             num(r["b"]),
             f"{r['ratio']:.3f}x",
@@ -49,10 +51,18 @@ def compare_table(rows: list[dict], a: str, b: str, noise: float) -> Table:
     ]
     cols = [
         Col("configuration", left=True, wrap=True, key=True),
-        Col("A img/s"),
-        Col("B img/s"),
+        Col("A /s"),
+        Col("B /s"),
         Col("B / A"),
         Col("95% CI", drop=1),
         Col("verdict", left=True),
     ]
-    return fitted(esc(f"B against A, matching rows (A: {a}; B: {b}; noise band ±{100 * noise:.0f}%)"), cols, cells)
+    what = f"{common.rstrip(', ')} " if common else ""
+    return fitted(
+        esc(
+            f"B against A, {what}rows that match, images or samples per second (A: {a}; B: {b}; "
+            f"noise band ±{100 * noise:.0f}%)"
+        ),
+        cols,
+        cells,
+    )
