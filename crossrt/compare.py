@@ -291,7 +291,8 @@ def mann_whitney_p(a: list[float], b: list[float]) -> float:
         ranks[x == v] = ranks[x == v].mean()
     u, mu = ranks[:n].sum() - n * (n + 1) / 2, n * m / 2
     if math.comb(n + m, n) <= 50_000:
-        us = np.array([ranks[list(c)].sum() for c in itertools.combinations(range(n + m), n)]) - n * (n + 1) / 2
+        dealt = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(n + m), n)), np.intp)
+        us = ranks[dealt.reshape(-1, n)].sum(axis=1) - n * (n + 1) / 2
         return float(np.mean(np.abs(us - mu) >= abs(u - mu) - 1e-9))
     ties = np.unique(x, return_counts=True)[1].astype(np.float64)
     sigma = math.sqrt(n * m / 12 * ((n + m + 1) - (ties**3 - ties).sum() / ((n + m) * (n + m - 1))))
