@@ -71,6 +71,15 @@ class Prepared:
         return self.metadata.get("dataset") or None, self.metadata.get("data_dir") or None
 
 
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read a MiB at a time (an --inputs file may be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _model_info(path, model: onnx.ModelProto, meta: dict, sig, inputs_as_fed: list[str]) -> dict:
     data = path.read_bytes()
     params = sum(int(np.prod(init.dims)) for init in model.graph.initializer)
@@ -177,8 +186,11 @@ def prepare(cfg: BenchConfig) -> Prepared:
     info = _model_info(path, model, meta, sig, fed)
     if torch_model:
         info["torch_model"] = torch_model
-    if cfg.feed.inputs is not None:  # the feed is part of a configuration's identity (crossrt.compare.feed_of)
-        info["inputs_sha256"] = hashlib.sha256(cfg.feed.inputs.read_bytes()).hexdigest()
+    if not mnist:  # what it was fed is part of a configuration's identity (crossrt.compare.feed_of)
+        digest = file_sha256(cfg.feed.inputs) if cfg.feed.inputs is not None else None
+        if digest:
+            info["inputs_sha256"] = digest
+        info["feed"] = inputs.identity(sig[0], cfg.feed, shapes[batch_sizes[0]], digest)
     return Prepared(per_sample, meta, training, torch_rows, info, mnist, batch_sizes, sig, shapes)
 
 

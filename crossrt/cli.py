@@ -213,7 +213,7 @@ def build_parser() -> Parser:
         help="two runs side by side: ratio, its 95%% interval, a verdict per row",
         description="Compare every configuration two result files both measured: B's throughput "
         "over A's, a bootstrap 95% interval, and faster / slower / inconclusive (asv's test: Mann-Whitney "
-        "U at p < 0.002 or 99% intervals apart, and beyond the noise band).",
+        "U at p < 0.002, or 99% intervals apart where there are too few repeats for it, and beyond the noise band).",
     )
     c.add_argument("a", type=Path, metavar="A", help="the baseline result file")
     c.add_argument("b", type=Path, metavar="B", help="the result file compared with it")

@@ -67,13 +67,15 @@ def model_of(part) -> tuple[str, str]:
 
 
 def feed_of(part) -> str:
-    """What a result fed a model that has no dataset, in words: the bound dims and shapes, the values
-    and ranges, the --inputs file by its digest ("seq=16; attention_mask=1; input_ids=0:1000"); "" for
-    a dataset's images. The feed is part of a configuration's identity: a conv net at 16x16 and at
-    256x256 are two configurations, never one row."""
+    """What a result fed a model that has no dataset, in words: each input's bound shape (batch left
+    out) and where its values came from, the --inputs file by its digest (crossrt.inputs.identity;
+    for an older file, the flags as given); "" for a dataset's images. The feed is part of a
+    configuration's identity: a conv net at 16x16 and at 256x256 are two configurations, never one row."""
     if getattr(part, "dataset", None) is not None or not isinstance(part, (BenchResult, LoadgenResult)):
         return ""
-    feed = (part.config or {}).get("feed") or {}
+    if fed := (part.model_info or {}).get("feed"):  # the tensors as bound (inputs.identity)
+        return fed
+    feed = (part.config or {}).get("feed") or {}  # a file from before that: the flags as given
     words = [*sorted(feed.get("dims") or ()), *sorted(feed.get("shapes") or ()), *sorted(feed.get("values") or ())]
     ranges = feed.get("input_range") or ()
     words += sorted(r for r in ranges if "=" in r) + [r for r in ranges if "=" not in r and r != "uniform"]
@@ -284,38 +286,53 @@ def mann_whitney_p(a: list[float], b: list[float]) -> float:
     pooled ranks) for small samples, else the normal approximation with the tie correction."""
     x = np.concatenate([np.asarray(a, np.float64), np.asarray(b, np.float64)])
     n, m = len(a), len(b)
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(n + m)
-    ranks[order] = np.arange(1, n + m + 1)
-    for v in np.unique(x):  # ties share their mean rank
-        ranks[x == v] = ranks[x == v].mean()
+    values, which = np.unique(x, return_inverse=True)
+    ties = np.bincount(which).astype(np.float64)
+    ranks = (np.cumsum(ties) - (ties - 1) / 2)[which]  # ties share their mean rank
     u, mu = ranks[:n].sum() - n * (n + 1) / 2, n * m / 2
     if math.comb(n + m, n) <= 50_000:
         dealt = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(n + m), n)), np.intp)
         us = ranks[dealt.reshape(-1, n)].sum(axis=1) - n * (n + 1) / 2
         return float(np.mean(np.abs(us - mu) >= abs(u - mu) - 1e-9))
-    ties = np.unique(x, return_counts=True)[1].astype(np.float64)
     sigma = math.sqrt(n * m / 12 * ((n + m + 1) - (ties**3 - ties).sum() / ((n + m) * (n + m - 1))))
     return float(math.erfc(max(abs(u - mu) - 0.5, 0) / sigma / math.sqrt(2))) if sigma else 1.0
 
 
+# Student's t at 0.995 (a two-sided 99% interval) for 1..30 degrees of freedom; beyond, the normal's.
+T_995 = (63.657, 9.925, 5.841, 4.604, 4.032, 3.707, 3.499, 3.355, 3.250, 3.169, 3.106, 3.055, 3.012, 2.977, 2.947)
+T_995 += (2.921, 2.898, 2.878, 2.861, 2.845, 2.831, 2.819, 2.807, 2.797, 2.787, 2.779, 2.771, 2.763, 2.756, 2.750)
+
+
+def mean_interval_99(v: list[float]) -> tuple[float, float]:
+    """A 99% interval of the mean of v, Student's t (honest at 2 or 3 repeats, where a bootstrap's
+    interval is only the samples' range)."""
+    x = np.asarray(v, np.float64)
+    t = T_995[len(x) - 2] if len(x) - 1 <= len(T_995) else 2.576
+    half = t * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
+
+
 def apart(a: list[float], b: list[float]) -> bool:
-    """Whether two runs' repeat times differ beyond their own noise, by asv's test: a Mann-Whitney U
-    test at p < 0.002, or 99% intervals of their means that do not overlap."""
-    if mann_whitney_p(a, b) < SIGNIFICANCE:
-        return True
-    rng = np.random.default_rng(0)
-    (la, ha), (lb, hb) = (np.percentile(bootstrap_means(v, rng), [0.5, 99.5]) for v in (a, b))
+    """Whether two runs' repeat times differ beyond their own noise, as asv decides: a Mann-Whitney
+    U test at p < 0.002 where the samples are enough for it to reach that (2 / C(n+m, n) below it:
+    7 and 7 repeats, or more), else 99% intervals of their means that do not overlap."""
+    if 2 / math.comb(len(a) + len(b), len(a)) < SIGNIFICANCE:
+        return mann_whitney_p(a, b) < SIGNIFICANCE
+    (la, ha), (lb, hb) = mean_interval_99(a), mean_interval_99(b)
     return bool(ha < lb or hb < la)
 
 
 def verdict(differ: bool | None, ratio: float, noise: float = NOISE) -> str:
     """faster or slower: the runs differ beyond their own noise (`apart`) and by more than the noise
-    band between runs; otherwise inconclusive. differ None: there are no repeats to test."""
+    band between runs; otherwise inconclusive, and why when the test alone says they differ.
+    differ None: there are no repeats to test."""
     if differ is None:
         return "no verdict: fewer than 2 repeats (LoadGen rows keep none; files before schema 3 neither)"
     if differ and abs(ratio - 1) > noise:
         return "faster" if ratio > 1 else "slower"
+    if differ:
+        way = "faster" if ratio > 1 else "slower"
+        return f"inconclusive ({way} beyond each run's noise, within the ±{100 * noise:.0f}% band)"
     return "inconclusive"
 
 

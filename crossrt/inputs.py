@@ -174,14 +174,14 @@ def table_rows(model: onnx.ModelProto, inputs: list[Tensor]) -> dict[str, int]:
     """{integer input: rows} for the inputs the graph bounds: indices into a Gather's table (an
     embedding's rows) must lie in [0, rows), the smallest table where one indexes several."""
     tables = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    ints = {t.name for t in inputs if t.dtype and np.dtype(t.dtype).kind in "iu"}
+    ints = {t.name: np.iinfo(t.dtype).max for t in inputs if t.dtype and np.dtype(t.dtype).kind in "iu"}
     found: dict[str, int] = {}
     for node in model.graph.node:
         if node.op_type == "Gather" and len(node.input) == 2 and node.input[1] in ints and node.input[0] in tables:
             dims, axis = tables[node.input[0]], next((a.i for a in node.attribute if a.name == "axis"), 0)
             if dims and -len(dims) <= axis < len(dims) and dims[axis] > 0:
                 found[node.input[1]] = min(dims[axis], found.get(node.input[1], dims[axis]))
-    return found
+    return {name: n for name, n in found.items() if n - 1 <= ints[name]}  # a table its type can index
 
 
 def use_graph_ranges(feed: InputsConfig, rows: dict[str, int]) -> None:
@@ -363,13 +363,13 @@ def from_file(inputs: list[Tensor], path: Path, rows: dict[str, int] | None = No
         if np.dtype(t.dtype).kind != a.dtype.kind and not (np.dtype(t.dtype).kind == "f" and a.dtype.kind in "iu"):
             raise ConfigError(f"--inputs {path}: {t.name} is {a.dtype}, the model takes {t.dtype}")
         arrays[t.name] = a.astype(t.dtype, copy=False)
-        if t.name in (rows or {}) and a.size and (a.min() < 0 or a.max() >= rows[t.name]):
-            raise ConfigError(
+        if t.name in (rows or {}) and a.size and (a.min() < -rows[t.name] or a.max() >= rows[t.name]):
+            raise ConfigError(  # Gather takes -rows..rows-1, counting from the end below 0
                 f"--inputs {path}: {t.name} holds values from {a.min()} to {a.max()}, and the table of the "
-                f"graph it indexes (Gather) has {rows[t.name]:,} rows (0 to {rows[t.name] - 1})"
+                f"graph it indexes (Gather) has {rows[t.name]:,} rows (-{rows[t.name]} to {rows[t.name] - 1})"
             )
     agree(inputs, {n: a.shape for n, a in arrays.items()}, f"--inputs {path}")
-    return arrays
+    return {t.name: arrays[t.name] for t in inputs}  # in the graph's order, whatever the file's
 
 
 def agree(inputs: list[Tensor], shapes: dict[str, tuple], where: str, dims: dict[str, int] | None = None) -> None:
@@ -396,21 +396,39 @@ def described(inputs: list[Tensor], feed: InputsConfig, shapes: list[dict[str, t
     for t in inputs:
         sizes = [s[t.name] for s in shapes if t.name in s]
         bound = tuple(",".join(map(str, dict.fromkeys(d))) for d in zip(*sizes)) if sizes else None
-        if feed.inputs is not None:
-            was = stored.get(t.name, t.dtype)
-            source = f"from {feed.inputs.name}" + (f", {was} converted to {t.dtype}" if was != t.dtype else "")
-        elif t.name in feed.value_map:
-            source = f"all {feed.value_map[t.name]}"
-        elif t.name in feed.range_map:
-            low, high = feed.range_map[t.name]
-            ints = np.dtype(t.dtype).kind in "iub"
-            source = f"uniform {'integers' if ints else ''} in [{low:g}, {high:g}), seed {feed.input_seed}"
-            if t.name in feed.from_graph:
-                source += "; the range of the table it indexes (Gather), from the graph"
-        else:
-            source = f"{'normal' if feed.distribution == 'normal' else 'uniform in [0, 1)'}, seed {feed.input_seed}"
-        out.append(f"{t.shown(bound)} ({' '.join(source.split())})")
+        source = _source(t, feed, stored)
+        if t.name in feed.from_graph:
+            source += "; the range of the table it indexes (Gather), from the graph"
+        out.append(f"{t.shown(bound)} ({source})")
     return out
+
+
+def _source(t: Tensor, feed: InputsConfig, stored: dict[str, str]) -> str:
+    """Where an input's values come from, in words."""
+    if feed.inputs is not None:
+        was = stored.get(t.name, t.dtype)
+        return f"from {feed.inputs.name}" + (f", {was} converted to {t.dtype}" if was != t.dtype else "")
+    if t.name in feed.value_map:
+        return f"all {feed.value_map[t.name]}"
+    if t.name in feed.range_map:
+        low, high = feed.range_map[t.name]
+        kind = "uniform integers" if np.dtype(t.dtype).kind in "iub" else "uniform"
+        return f"{kind} in [{low:g}, {high:g}), seed {feed.input_seed}"
+    return f"{'normal' if feed.distribution == 'normal' else 'uniform in [0, 1)'}, seed {feed.input_seed}"
+
+
+def identity(inputs: list[Tensor], feed: InputsConfig, shapes: dict[str, tuple], digest: str | None) -> str:
+    """What a model was fed, as compare and report tell configurations apart: each input's shape
+    as bound, its batch dimension left out (the batch size is a column of its own), and where its
+    values come from (an --inputs file by its digest). The same for the same tensors however the
+    flags said it (`--dim batch=8` or `--batch-size 8`)."""
+    words = []
+    for t in inputs:
+        shape = shapes[t.name]
+        dims = ["B" if i == 0 and t.dims and not isinstance(t.dims[0], int) else str(d) for i, d in enumerate(shape)]
+        source = f"file {digest[:12]}" if feed.inputs is not None and digest else _source(t, feed, {})
+        words.append(f"{t.name}[{'x'.join(dims)}] {source}")
+    return "; ".join(words)
 
 
 def check_external_data(model_path: Path, model: onnx.ModelProto) -> None:

@@ -35,12 +35,12 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from . import inputs
 from .bench_infer import score
 from .config import LoadgenConfig
 from .data import normalize
+from .errors import ModelError
 from .files import RESULTS_DIR, result_name
 from .isolate import isolated
 from .plan import one_line, plan, run_planned, skipped
@@ -273,8 +273,8 @@ def unservable(cfg: LoadgenConfig) -> str | None:
     bench-infer's checks, whose words (--batch-size) are not this command's. A file that is no ONNX
     model is left to them."""
     try:
-        sig = inputs.signature(onnx.load(str(cfg.model), load_external_data=False))
-    except Exception:
+        sig = inputs.signature(inputs.load_model(cfg.model))
+    except (OSError, ModelError):  # no file, or not a model: bench-infer's checks say so
         return None
     if inputs.is_mnist_classifier(*sig):
         return None

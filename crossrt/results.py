@@ -296,7 +296,7 @@ class InferRun(Configuration):
     pass_times_s: list[float] = field(default_factory=list)  # per timed repeat, the seconds of one pass
     passes_per_repeat: int = 1  # a repeat of a short pass is several (timing.MIN_REPEAT_S)
     batch_ms: list[float] = field(default_factory=list)  # per-batch latencies, at most timing.SAMPLES_CAP
-    cv: float | None = None  # of the pass times
+    cv: float | None = None  # of the repeats' times (each the mean of passes_per_repeat passes)
     ci95: list[float] | None = None  # [low, high] images/s, bootstrap over passes
     stable: bool | None = None  # None: a result from before schema 3
     unstable_cause: str | None = None

@@ -138,22 +138,19 @@ def time_passes(
 ) -> Passes:
     """Run `warmup` batches untimed, then timed repeats of full passes of run_batch(0..n_batches-1)
     until at least `min_time` seconds and `min_repeats` repeats are timed. A repeat is as many
-    passes as last MIN_REPEAT_S (sized on untimed rounds, as timeit's autorange): one, for a pass
-    that long."""
+    passes as last MIN_REPEAT_S (sized as timeit's autorange does, on rounds of 1, 2, ... passes
+    whose last, long enough, is the first repeat): one, for a pass that long."""
     for i in range(warmup):
         run_batch(i % n_batches)
     k = 1
-    while True:  # timeit's autorange: untimed rounds of k passes, until k passes last MIN_REPEAT_S
-        start = clock()
-        for _ in range(k):
-            call_times(run_batch, n_batches)
+    while True:  # timeit's autorange: rounds of k passes until k passes last MIN_REPEAT_S
+        cpu0, start = time.process_time(), clock()
+        batch_times_s = [t for _ in range(k) for t in call_times(run_batch, n_batches)]
         took = clock() - start
-        if took >= MIN_REPEAT_S:
+        if took >= MIN_REPEAT_S:  # the round that is long enough is the first timed repeat
             break
         k = max(2 * k, math.ceil(1.2 * k * MIN_REPEAT_S / max(took, 1e-9)))
-    batch_times_s: list[float] = []
-    pass_times_s: list[float] = []
-    cpu0 = time.process_time()
+    pass_times_s = [took / k]
     while len(pass_times_s) < min_repeats or k * sum(pass_times_s) < min_time:
         start = clock()
         for _ in range(k):

@@ -88,7 +88,7 @@ def test_compare_a_run_with_itself_and_with_a_faster_one(bench_json, tmp_path):
     rows, _, _ = compare(a, b)
     assert all(r["verdict"] == "faster" and r["ci95"][0] > 1.1 for r in rows)
     rows, _, _ = compare(b, a, noise=0.6)  # 2x slower, but a 60% band
-    assert all(r["verdict"] == "inconclusive" for r in rows)
+    assert all(r["verdict"].startswith("inconclusive") for r in rows)
 
 
 def test_compare_command(bench_json, capsys):

@@ -154,7 +154,9 @@ class BenchConfig:
     # reported apart (first_run_s), not steady state.
     warmup: int = option(10, help="untimed batches per configuration")
     min_time: float = option(1.0, metavar="S", help="time full passes for at least S seconds ...")
-    min_repeats: int = option(3, metavar="R", help="... and at least R passes")
+    min_repeats: int = option(
+        3, metavar="R", help="... and at least R repeats (a repeat: a pass, or as many as last 20 ms)"
+    )
     spin: str = option(
         "on",
         choices=SPIN,

@@ -5,6 +5,8 @@ Measurement never imports this module.
 
 from __future__ import annotations
 
+import math
+
 from rich.table import Table
 
 from .. import columns
@@ -92,6 +94,14 @@ def bench_cell(c: Column, run: InferRun, r: BenchResult) -> str:
     return f"[bold red]{text}[/]" if c.red and run.parity_ok is False else text
 
 
+def rounded_up(x: float) -> str:
+    """x to two significant digits, rounded up: a tolerance given as printed passes what it was printed for."""
+    if x <= 0:
+        return "0"
+    step = 10 ** (math.floor(math.log10(x)) - 1)
+    return f"{math.ceil(x / step - 1e-9) * step:.1e}"
+
+
 def outputs_table(r: BenchResult) -> Table | None:
     """A model with several outputs, or an output that disagrees: each output of each row against
     ONNX Runtime CPU fp32, with its cosine similarity, its tolerance and, where it failed, the
@@ -107,7 +117,9 @@ def outputs_table(r: BenchResult) -> Table | None:
             "—" if o.cosine is None else f"{o.cosine:.6f}",
             "—" if o.top1 is None else pct(o.top1),
             "—" if o.tolerance is None else f"{o.tolerance:g}",
-            "yes" if o.ok else "[bold red]no[/]" + (f" (passes at {o.max_rel:.1e})" if o.max_rel is not None else ""),
+            "yes"
+            if o.ok
+            else "[bold red]no[/]" + (f" (passes at {rounded_up(o.max_rel)})" if o.max_rel is not None else ""),
         ]
         for x in r.runs
         for o in x.outputs or []

@@ -129,15 +129,16 @@ def fitted(title: str, cols: list[Col], rows: list[list[str]], styles=None, ends
     return Group(*tables, *([caption] if caption else []))
 
 
-def _stacked(title: Text, cols: list[Col], rows: list[list[Text]], caption) -> Table:
-    stacked = Table(title=title, title_justify="left", show_header=False, caption=caption, caption_justify="left")
+def _stacked(title: Text, cols: list[Col], rows: list[list[Text]], caption) -> Group:
+    """One value per line, the title and notes around it wrapped at the terminal's width, as fitted's."""
+    stacked = Table(show_header=False)
     stacked.add_column("field", overflow="fold")
     stacked.add_column("value", overflow="fold")
     for r in rows:
         for c, value in zip(cols, r):
             stacked.add_row(c.name, value)
         stacked.rows[-1].end_section = True
-    return stacked
+    return Group(title, stacked, *([caption] if caption else []))
 
 
 def as_col(c: Column, unit: str = "", result=None) -> Col:
