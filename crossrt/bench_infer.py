@@ -81,13 +81,12 @@ def file_sha256(path: Path) -> str:
 
 
 def _model_info(path, model: onnx.ModelProto, meta: dict, sig, inputs_as_fed: list[str]) -> dict:
-    data = path.read_bytes()
     params = sum(int(np.prod(init.dims)) for init in model.graph.initializer)
     return {
         "name": path.name,
         "path": str(path),
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": path.stat().st_size,
+        "sha256": file_sha256(path),
         "parameters": params,
         "arch": meta.get("arch") or None,
         "weights_sha256": meta.get("weights_sha256") or None,

@@ -17,13 +17,14 @@ import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 
 from .. import checkpoint
 from ..errors import ModelError
+from ..plan import one_line
 from ..system import cpu_count, graphed, require_cuda, select_device, sync
 from ..timing import timed
 from .base import Runner, enqueue_ms, mean_ms
@@ -70,7 +71,17 @@ def runner(path: Path, row, feeds: list[dict], options: Options) -> Runner:
 
 def archive(path: Path) -> str:
     """What a torch file holds, by its members: "torchscript" (torch.jit.save's code), "export"
-    (torch.export.save's program), else "checkpoint" (torch.save's dict, a crossrt checkpoint)."""
+    (torch.export.save's program), else "checkpoint" (torch.save's dict, a crossrt checkpoint).
+    Read once per version of the file: the plan asks for every configuration."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "checkpoint"
+    return _archive(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _archive(path: str, mtime_ns: int, size: int) -> str:
     try:
         with zipfile.ZipFile(path) as z:
             parts = {p for n in z.namelist() for p in n.split("/")[1:2]}
@@ -100,8 +111,7 @@ def load_network(path: Path):
                 return torch.jit.load(str(path), map_location="cpu")
             return torch.export.load(str(path)).module()
     except Exception as e:  # a file of another torch version, cut short, ...
-        first = (str(e).strip().splitlines() or [""])[0][:160]
-        raise ModelError(f"--torch-model {path}: {what} that loads here ({type(e).__name__}: {first})") from None
+        raise ModelError(f"--torch-model {path}: {what} that loads here ({one_line(e)})") from None
 
 
 def check_network(path: Path, feed: dict) -> None:
@@ -120,12 +130,11 @@ def check_network(path: Path, feed: dict) -> None:
         with torch.inference_mode():
             out = arrays(net(*(torch.from_numpy(a) for a in feed.values())))
     except Exception as e:
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")[:200]
         named = f"; the network's inputs are ({', '.join(takes)})" if takes and takes != list(feed) else ""
         raise ModelError(
             f"--torch-model {path}: fails on one batch of {', '.join(feed)} "
             f"({', '.join(f'{a.dtype}{list(a.shape)}' for a in feed.values())}, in the ONNX graph's order{named}): "
-            f"{type(e).__name__}: {first}"
+            f"{one_line(e)}"
         ) from None
     if not out:
         raise ModelError(f"--torch-model {path}: returns no tensor")
