@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import TensorProto
 
 from . import checkpoint, inputs, reference
 from .checks import fits
@@ -50,6 +51,8 @@ LOW_PRECISION_TOLERANCE = 0.005
 # The largest output difference from ONNX Runtime CPU fp32 on the same inputs, over the output's
 # largest magnitude, that a row of each math mode may show (docs/methodology.md).
 OUTPUT_TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 5e-2, "int8": 0.25}
+# ... at least, for a model that itself computes in a narrower float (model_precision): ~10 fp16 steps.
+MODEL_TOLERANCE = {"fp16": 1e-2, "bf16": OUTPUT_TOLERANCE["bf16"]}
 
 
 @dataclass
@@ -92,6 +95,7 @@ def _model_info(path, model: onnx.ModelProto, meta: dict, sig, inputs_as_fed: li
         "weights_sha256": meta.get("weights_sha256") or None,
         "inputs": inputs_as_fed,
         "outputs": [t.shown() for t in sig[1]],
+        "precision": model_precision(model),
     }
 
 
@@ -202,13 +206,40 @@ def score(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndar
     return float(-logp[np.arange(len(labels)), labels].mean()), float((preds == labels).mean()), preds
 
 
-def tolerance(dtype: np.dtype, math: str) -> float:
+def tolerance(dtype: np.dtype, math: str, precision: str = "fp32") -> float:
     """The max_rel an output of dtype may show in a row of math mode: the mode's (OUTPUT_TOLERANCE);
     an integer or boolean output of an fp32 row exactly (an index or a mask has no rounding); a
-    float16 output at least fp16's own rounding (1e-3)."""
+    float16 output at least fp16's own rounding (1e-3); and a model that computes in a narrower
+    float (precision: model_precision) at least that float's (MODEL_TOLERANCE), whatever the row's
+    math, since two runtimes may round its fp16 steps apart."""
     if dtype.kind in "iub":
         return 0.0 if math == "fp32" else OUTPUT_TOLERANCE[math]
-    return max(OUTPUT_TOLERANCE[math], 1e-3) if dtype == np.float16 else OUTPUT_TOLERANCE[math]
+    limit = max(OUTPUT_TOLERANCE[math], 1e-3) if dtype == np.float16 else OUTPUT_TOLERANCE[math]
+    return max(limit, MODEL_TOLERANCE.get(precision, 0.0))
+
+
+def model_precision(model: onnx.ModelProto) -> str:
+    """The narrowest float the graph computes in: bf16 or fp16 where any weight, declared value or
+    Cast is of that type (in subgraphs too), else fp32."""
+    narrow = {TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16"}
+    found = set()
+    for graph in _graphs(model.graph):
+        found |= {narrow.get(t.data_type) for t in graph.initializer}
+        for vi in (*graph.input, *graph.output, *graph.value_info):
+            found.add(narrow.get(vi.type.tensor_type.elem_type) if vi.type.HasField("tensor_type") else None)
+        for node in graph.node:
+            found |= {narrow.get(a.i) for a in node.attribute if node.op_type == "Cast" and a.name == "to"}
+            found |= {narrow.get(a.t.data_type) for a in node.attribute if a.HasField("t")}
+    return "bf16" if "bf16" in found else "fp16" if "fp16" in found else "fp32"
+
+
+def _graphs(graph: onnx.GraphProto):
+    """A graph and every subgraph of its nodes (If, Loop, Scan), depth first."""
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            for g in (a.g,) if a.HasField("g") else a.graphs:
+                yield from _graphs(g)
 
 
 def compare_outputs(
@@ -217,40 +248,52 @@ def compare_outputs(
     names: list[str],
     math: str,
     tolerances: dict[str, float] | None = None,
+    precision: str = "fp32",
 ) -> list[OutputComparison]:
     """Per output, over every batch: the largest absolute difference from the reference, that over
     the reference's largest magnitude (max_rel), the cosine similarity of all values, top-1
     agreement where the output looks like class scores (floats, last dimension of 2 or more), and
     whether max_rel is within its tolerance: tolerances[name] (--tolerance NAME=R), tolerances[""]
-    (--tolerance R), else tolerance() by its dtype and math."""
+    (--tolerance R), else tolerance() by its dtype, math and the model's precision. A sequence output
+    is compared element by element, strings exactly."""
     tolerances = tolerances or {}
     out = []
     for k, name in enumerate(names):
-        ref = [np.asarray(r[k]) for r in reference]
-        row = [np.asarray(g[k]) for g in got]
-        if any(a.shape != b.shape for a, b in zip(ref, row)):
+        ref = [a for r in reference for a in _tensors(r[k])]
+        row = [a for g in got for a in _tensors(g[k])]
+        if len(ref) != len(row) or any(a.shape != b.shape for a, b in zip(ref, row)):
             out.append(OutputComparison(name, None, None, None, False, "shapes differ from the reference"))
             continue
-        numeric = all(a.dtype.kind in "fiub" for a in ref)
-        diff, scale, strays = _differences(ref, row) if numeric else (None, 0, False)
+        if not ref:
+            out.append(OutputComparison(name, None, None, None, True, "empty on both sides"))
+            continue
+        if not all(a.dtype.kind in "fiub" for a in ref + row):  # strings: equal or not, no rounding
+            same = all(a.dtype.kind in "UO" and np.array_equal(a, b) for a, b in zip(ref, row))
+            out.append(OutputComparison(name, None, None, None, same, "compared exactly" if same else "values differ"))
+            continue
+        diff, scale, strays = _differences(ref, row)
         if strays:
             out.append(OutputComparison(name, None, None, None, False, "NaN or infinity where the reference differs"))
             continue
-        rel = diff / scale if diff is not None and scale else diff
+        rel = diff / scale if scale else diff
         scores = ref[0].dtype.kind == "f" and ref[0].ndim >= 2 and ref[0].shape[-1] >= 2
         top1 = (
             float(np.mean(np.concatenate([(a.argmax(-1) == b.argmax(-1)).ravel() for a, b in zip(ref, row)])))
-            if scores
+            if scores and ref[0].size
             else None
         )
-        limit = tolerances.get(name, tolerances.get("", tolerance(ref[0].dtype, math)))
-        ok = rel is not None and np.isfinite(rel) and rel <= limit
-        out.append(
-            OutputComparison(
-                name, diff, rel, top1, bool(ok), cosine=_cosine(ref, row) if numeric else None, tolerance=limit
-            )
-        )
+        limit = tolerances.get(name, tolerances.get("", tolerance(ref[0].dtype, math, precision)))
+        ok = np.isfinite(rel) and rel <= limit
+        out.append(OutputComparison(name, diff, rel, top1, bool(ok), cosine=_cosine(ref, row), tolerance=limit))
     return out
+
+
+def _tensors(output) -> list[np.ndarray]:
+    """One batch's output as its arrays: a tensor is one, a sequence (a list, from ONNX Runtime)
+    its elements, whatever their shapes."""
+    if isinstance(output, (list, tuple)):
+        return [a for item in output for a in _tensors(item)]
+    return [np.asarray(output)]
 
 
 def _cosine(ref: list[np.ndarray], got: list[np.ndarray]) -> float | None:
@@ -384,7 +427,9 @@ def run_bench(
         run, outputs = made
         computes = RUNTIMES[row.runtime].computes  # not null: it does no FLOP, its zeros are no outputs
         if computes:
-            run.outputs = compare_outputs(references[row.batch], outputs, names, row.math, cfg.tolerance_map)
+            run.outputs = compare_outputs(
+                references[row.batch], outputs, names, row.math, cfg.tolerance_map, prepared.model_info["precision"]
+            )
         # The peak (measured once per machine and cached) in this process, not in an isolated child.
         peak = computes and unbeaten(
             measured_peak(row.provider, row.threads, row.math),

@@ -184,6 +184,16 @@ def number_text(text: str) -> float | int:
     return value
 
 
+def value_text(text: str) -> float | int | str:
+    """--value's V: a finite number (number_text), or else the text itself, for a string input."""
+    try:
+        return number_text(text)
+    except ItemError:
+        raise
+    except ValueError:
+        return text
+
+
 def range_text(text: str) -> tuple[float, float]:
     """`LOW:HIGH` with LOW below HIGH, both finite."""
     parts = text.split(":")

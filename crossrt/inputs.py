@@ -4,12 +4,14 @@ A model with an MNIST classifier's signature (crossrt's LeNet5 exports: one floa
 [N, 1, 28, 28] and one output [N, 10]) is fed the dataset's test images, as the reference does,
 and scored on their labels (crossrt.bench_infer). Any other model's inputs are read from its graph
 (names, element types, shapes). Dynamic dimensions come in every form exporters write: a name
-("batch", "height"), -1, 0, "?", or nothing. The flags of crossrt.config.InputsConfig bind them:
+("batch", "height"), -1, "?", or nothing (a 0 is a dimension of length 0, as ONNX Runtime reads
+it). The flags of crossrt.config.InputsConfig bind them:
 --shape fixes one input, --dim binds a named dimension wherever it appears, the batch size binds
 the first dimension of every input where it is dynamic (and only there), --inputs FILE.npz gives
 the arrays themselves. A dimension still unknown is a one-line error naming the input, the
 dimension and the flag to use. Generated inputs have a fixed seed: floats in [0, 1) or standard
-normal; integers and booleans only from a value or a range the user gave, never garbage.
+normal; integers and booleans only from a value or a range the user gave, strings only from a
+value, never garbage. A model with no inputs at all (a constant graph) is run as it is, one call a sample.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ DTYPES = {
     TensorProto.INT16: "int16",
     TensorProto.INT8: "int8",
     TensorProto.UINT8: "uint8",
+    TensorProto.UINT16: "uint16",
+    TensorProto.UINT32: "uint32",
+    TensorProto.UINT64: "uint64",
     TensorProto.BOOL: "bool",
+    TensorProto.STRING: "str",  # fed as numpy's unicode strings; ONNX Runtime hands back objects
 }
 
 
@@ -68,8 +74,8 @@ def _dims(t) -> tuple | None:
         return None
     return tuple(
         d.dim_value
-        if d.HasField("dim_value") and d.dim_value > 0
-        # 0 and -1 mean unknown
+        if d.HasField("dim_value") and d.dim_value >= 0
+        # 0 is a dimension of length 0 (as ONNX Runtime reads it); -1 means unknown
         else (d.dim_param if d.HasField("dim_param") and d.dim_param not in ("?", "") else None)
         for d in t.shape.dim
     )
@@ -142,13 +148,18 @@ def check_flags(inputs: list[Tensor], cfg: InputsConfig) -> None:
             )
     for t in inputs:
         if not t.dtype:
-            raise ConfigError(f"input {t.name!r}: not a tensor of a type crossrt can feed (numbers or booleans)")
+            raise ConfigError(
+                f"input {t.name!r}: not a tensor of a type crossrt can feed (it feeds numbers, booleans and "
+                f"strings; a sequence, a map or bfloat16 is not one)"
+            )
         if t.name in cfg.value_map and (why := _unfit(cfg.value_map[t.name], np.dtype(t.dtype))):
-            raise ConfigError(f"--value {t.name}={cfg.value_map[t.name]}: {why}")
+            raise ConfigError(f"--value {t.name}={cfg.value_text[t.name]}: {why}")
         if t.name in cfg.range_map:
             low, high = cfg.range_map[t.name]
             dtype = np.dtype(t.dtype)
-            if dtype.kind in "iub":  # the integers n with LOW <= n < HIGH are drawn
+            if dtype.kind == "U":
+                why = f"{t.name} takes strings, which have no range (give --value {t.name}=TEXT or --inputs)"
+            elif dtype.kind in "iub":  # the integers n with LOW <= n < HIGH are drawn
                 first, last = math.ceil(low), math.ceil(high) - 1
                 why = f"holds no integer, and {t.name} is {t.dtype}" if first > last else None
                 why = why or _unfit(first, dtype) or _unfit(last, dtype)
@@ -164,9 +175,12 @@ def check_flags(inputs: list[Tensor], cfg: InputsConfig) -> None:
             and t.name not in cfg.range_map
             and cfg.inputs is None
         ):
+            give = (
+                f"--value {t.name}=TEXT" if t.dtype == "str" else f"--value {t.name}=V, --input-range {t.name}=LOW:HIGH"
+            )
             raise ConfigError(
                 f"input {t.name!r} is {t.dtype}: crossrt does not make up {t.dtype} values; give them "
-                f"with --value {t.name}=V, --input-range {t.name}=LOW:HIGH or --inputs FILE.npz"
+                f"with {give} or --inputs FILE.npz"
             )
 
 
@@ -196,8 +210,12 @@ def use_graph_ranges(feed: InputsConfig, rows: dict[str, int]) -> None:
             feed.from_graph.add(name)
 
 
-def _unfit(value: float | int, dtype: np.dtype) -> str | None:
+def _unfit(value: float | int | str, dtype: np.dtype) -> str | None:
     """Why value cannot be held by an input of dtype (it would overflow or be cut), or None."""
+    if dtype.kind == "U":
+        return None  # any text is a string (--value's own text, not the number it may look like)
+    if isinstance(value, str):
+        return f"not a number, and the input is {dtype}"
     if dtype.kind == "b":
         return None if value in (0, 1) else f"a {dtype} input takes 0 or 1"
     if dtype.kind in "iu":
@@ -254,6 +272,17 @@ def samples_per_batch(inputs: list[Tensor], shapes: dict[str, tuple[int, ...]]) 
     return next((shapes[t.name][0] for t in inputs if shapes[t.name]), 1)
 
 
+def _samples(inputs: list[Tensor], shapes: dict[str, tuple[int, ...]], where: str) -> int:
+    """samples_per_batch, which must be one at least: a batch of none has nothing to time."""
+    if size := samples_per_batch(inputs, shapes):
+        return size
+    first = next(t for t in inputs if shapes[t.name])
+    raise ConfigError(
+        f"{where}: {first.shown(shapes[first.name])} is a batch of 0 samples, nothing to time (a 0 is for "
+        f"another dimension than the batch)"
+    )
+
+
 def batch_bytes(inputs: list[Tensor], shapes: dict[str, tuple[int, ...]]) -> int:
     return sum(int(np.prod(shapes[t.name], dtype=np.float64)) * np.dtype(t.dtype).itemsize for t in inputs)
 
@@ -268,7 +297,9 @@ def generate(
         feed = {}
         for t in inputs:
             shape, dtype = shapes[t.name], np.dtype(t.dtype)
-            if t.name in cfg.value_map:
+            if t.name in cfg.value_map and dtype.kind == "U":
+                feed[t.name] = np.full(shape, cfg.value_text[t.name])
+            elif t.name in cfg.value_map:
                 feed[t.name] = np.full(shape, cfg.value_map[t.name], dtype=dtype)
             elif t.name in cfg.range_map:
                 low, high = cfg.range_map[t.name]
@@ -409,7 +440,7 @@ def _source(t: Tensor, feed: InputsConfig, stored: dict[str, str]) -> str:
         was = stored.get(t.name, t.dtype)
         return f"from {feed.inputs.name}" + (f", {was} converted to {t.dtype}" if was != t.dtype else "")
     if t.name in feed.value_map:
-        return f"all {feed.value_map[t.name]}"
+        return f"all {feed.value_text[t.name]!r}" if t.dtype == "str" else f"all {feed.value_map[t.name]}"
     if t.name in feed.range_map:
         low, high = feed.range_map[t.name]
         kind = "uniform integers" if np.dtype(t.dtype).kind in "iub" else "uniform"
@@ -460,8 +491,10 @@ def bind_batches(
     """{batch size: {input: shape}} for a model without a dataset; errors name the input and the
     flag. rows: the graph's bounds on its integer inputs (table_rows), checked in an --inputs file."""
     ins = sig[0]
-    if not ins:
-        raise ModelError(f"{path}: the graph has no inputs to feed")
+    if not ins:  # a constant graph: each call computes the same outputs, a sample each
+        if given := flags_given(feed) + ["--batch-size"] * bool(batch_sizes):
+            raise ConfigError(f"{given[0]}: {path} has no inputs (a graph of constants), so nothing to feed or batch")
+        return {1: {}}
     check_flags(ins, feed)
     if feed.inputs is not None:
         if shaped := [f for f in flags_given(feed) if f != "--inputs"] + ["--input-range"] * bool(
@@ -473,7 +506,7 @@ def bind_batches(
             )
         arrays = from_file(ins, regular_file(feed.inputs, "--inputs"), rows)
         shapes = {t.name: arrays[t.name].shape for t in ins}
-        size = samples_per_batch(ins, shapes)
+        size = _samples(ins, shapes, f"--inputs {feed.inputs}")
         if batch_sizes and tuple(batch_sizes) != (size,):
             raise ConfigError(
                 f"--batch-size {','.join(map(str, batch_sizes))}: --inputs {feed.inputs} holds batches of {size} "
@@ -483,7 +516,7 @@ def bind_batches(
     out = {}
     for batch in batch_sizes or (1,):
         shapes = bind(ins, feed, batch)
-        size = samples_per_batch(ins, shapes)
+        size = _samples(ins, shapes, "--dim/--shape")
         if batch_sizes and size != batch:
             first = next((t.dims[0] for t in ins if t.dims), None)
             if isinstance(first, str) and first in feed.dim_map:

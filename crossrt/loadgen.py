@@ -278,6 +278,11 @@ def unservable(cfg: LoadgenConfig) -> str | None:
         return None
     if inputs.is_mnist_classifier(*sig):
         return None
+    if not sig[0]:
+        return (
+            f"{cfg.model.name} has no inputs (a graph of constants): LoadGen's queries are samples to feed, "
+            f"and it takes none (time it with bench-infer)"
+        )
     if cfg.accuracy:
         return f"--accuracy: {cfg.model.name} has no dataset, so no labels to score LoadGen's accuracy on"
     fixed = [t for t in sig[0] if not t.dims or isinstance(t.dims[0], int)]

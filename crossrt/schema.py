@@ -24,7 +24,8 @@ Versions (written as `schema_version`):
      files of 13 written before them); `model_info.inputs` names where each input came from, and
      `model_info.inputs_sha256` is the --inputs file's digest, and a bench row's `passes_per_repeat`
      says how many passes each of its `pass_times_s` averages, an output comparison's `cosine` and
-     `tolerance` (within 13: absent before).
+     `tolerance` (within 13: absent before); `model_info.precision`, the narrowest float the
+     model computes in, which its outputs' tolerances follow (within 13: absent before).
 Every version is read (crossrt.files.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes

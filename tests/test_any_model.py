@@ -275,7 +275,7 @@ def test_inputs_from_a_file(models, tmp_path):
     "flags,needle",
     [
         (["--value", "nope=1"], "--value nope: the model has no input 'nope'"),
-        (["--dim", "height=0"], "--dim: must be a number >= 1, got 0"),
+        (["--dim", "height=-1"], "--dim: must be a number >= 0, got -1"),
         (["--dim", "depth=3"], "--dim depth: no input has a dimension named 'depth'"),
         (["--shape", "image=1x3x8"], "--shape image=1x3x8: the graph says image float32[batch, 3, height, width]"),
         (["--dim", "height=100000,width=100000"], "GiB of inputs"),

@@ -32,8 +32,8 @@ def two_inputs(tmp_path_factory):
     return path
 
 
-def _bench(model, *flags, cwd):
-    return run_main("bench-infer", "--model", str(model), "--runtimes", "onnxruntime", "--threads", "1",
+def _bench(model, *flags, cwd, runtimes="onnxruntime"):
+    return run_main("bench-infer", "--model", str(model), "--runtimes", runtimes, "--threads", "1",
                     "--min-time", "0", "--min-repeats", "1", "--warmup", "0", *flags, cwd=cwd)  # fmt: skip
 
 
@@ -120,7 +120,7 @@ def test_a_sound_inputs_file_runs(two_inputs, tmp_path):
         (["--value", "u8=2.5,x=1"], "--value u8=2.5: not an integer, and the input is uint8"),
         (["--value", "x=nan,u8=1"], "--value 'x=nan': 'nan' is not a finite number"),
         (["--value", "x=inf,u8=1"], "--value 'x=inf': 'inf' is not a finite number"),
-        (["--value", "x=1e39,u8=1"], "--value x=1e+39: beyond float32's largest value"),
+        (["--value", "x=1e39,u8=1"], "--value x=1e39: beyond float32's largest value"),
         (["--value", "x=1", "--input-range", "u8=0.2:0.5"], "--input-range u8=0.2:0.5: holds no integer"),
         (["--value", "x=1", "--input-range", "u8=0:1e400"], "'1e400' is not a finite number"),
         (["--value", "u8=1", "--input-range", "x=0:1:2"], "expected LOW:HIGH"),
@@ -275,3 +275,138 @@ def test_a_sample_of_onnx_backend_test_models_is_timed_when_onnx_runtime_runs_it
         assert out.code == 0, (model, out.err[-300:])
         timed += 1
     assert timed >= 15  # the sample holds that many runnable models: the loop above is no empty check
+
+
+# ---------------------------------------------------------------------------- any model ONNX Runtime runs
+
+
+def _model(path, nodes, ins, outs, inits=()):
+    model = helper.make_model(helper.make_graph(nodes, path.stem, ins, outs, list(inits)),
+                              opset_imports=[helper.make_opsetid("", 17)])  # fmt: skip
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def _identity(path, elem, dims):
+    x, y = helper.make_tensor_value_info("x", elem, dims), helper.make_tensor_value_info("y", elem, dims)
+    return _model(path, [helper.make_node("Identity", ["x"], ["y"])], [x], [y])
+
+
+@pytest.mark.parametrize(
+    "elem, dims, flags, fed",
+    [
+        (T.STRING, ["N", 3], ["--value", "x=1e3"], "x str[N=1, 3] (all '1e3')"),  # the text, not a number
+        (T.UINT16, ["N", 3], ["--input-range", "x=0:65536"], "x uint16[N=1, 3] (uniform integers in [0, 65536)"),
+        (T.UINT32, ["N", 3], ["--value", "x=4294967295"], "x uint32[N=1, 3] (all 4294967295)"),
+        (T.UINT64, ["N", 3], ["--value", f"x={2**64 - 1}"], f"x uint64[N=1, 3] (all {2**64 - 1})"),
+        (T.FLOAT, ["N", 0], [], "x float32[N=1, 0] (uniform"),  # a dimension of length 0, as ORT reads a 0
+        (T.FLOAT, ["N", "width"], ["--dim", "width=0"], "x float32[N=1, width=0]"),
+        (None, None, [], "no inputs"),
+    ],
+    ids=["string", "uint16", "uint32", "uint64", "zero-size", "zero-size-by-dim", "no-inputs"],
+)
+def test_any_tensor_onnx_runtime_runs_is_fed_and_timed(tmp_path, elem, dims, flags, fed):
+    """Strings, unsigned integers, inputs of no elements and a graph without inputs are models too:
+    each is fed, timed and its outputs compared (refused before: "numbers or booleans", a
+    ZeroDivisionError, "no inputs to feed")."""
+    import json
+
+    if elem is None:  # a graph of constants
+        value = helper.make_tensor("v", T.FLOAT, [2, 3], [1.0] * 6)
+        path = _model(tmp_path / "constant.onnx", [helper.make_node("Constant", [], ["y"], value=value)], [],
+                      [helper.make_tensor_value_info("y", T.FLOAT, [2, 3])])  # fmt: skip
+    else:
+        path = _identity(tmp_path / "m.onnx", elem, dims)
+    out = _bench(path, *flags, "--json", str(tmp_path / "r.json"), cwd=tmp_path)
+    assert out.code == 0, out.err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert fed in " ".join(result["model_info"]["inputs"]) or (
+        fed == "no inputs" and not result["model_info"]["inputs"]
+    )
+    (run,) = result["runs"]
+    assert run["samples_per_s"] > 0 and all(o["ok"] for o in run["outputs"]), run["outputs"]
+    if elem is None:
+        assert "no inputs;" in run_main("show", str(tmp_path / "r.json"), columns=200).out
+
+
+def test_what_a_string_or_constant_model_cannot_take_is_one_line(tmp_path):
+    strings = _identity(tmp_path / "s.onnx", T.STRING, ["N", 3])
+    _refused(_bench(strings, cwd=tmp_path), "input 'x' is str: crossrt does not make up str values", "--value x=TEXT")
+    _refused(_bench(strings, "--input-range", "x=0:3", cwd=tmp_path), "x takes strings, which have no range")
+    _refused(_bench(_identity(tmp_path / "f.onnx", T.FLOAT, ["N", 3]), "--value", "x=abc", cwd=tmp_path),
+             "--value x=abc: not a number, and the input is float32")  # fmt: skip
+    _refused(_bench(_identity(tmp_path / "z.onnx", T.FLOAT, ["N", 3]), "--dim", "N=0", cwd=tmp_path),
+             "is a batch of 0 samples, nothing to time")  # fmt: skip
+    value = helper.make_tensor("v", T.FLOAT, [1], [1.0])
+    constant = _model(tmp_path / "c.onnx", [helper.make_node("Constant", [], ["y"], value=value)], [],
+                      [helper.make_tensor_value_info("y", T.FLOAT, [1])])  # fmt: skip
+    _refused(
+        _bench(constant, "--batch-size", "4", cwd=tmp_path), "--batch-size: ", "has no inputs (a graph of constants)"
+    )
+    _refused(run_main("loadgen", "--model", str(constant), cwd=tmp_path), "has no inputs (a graph of constants)")
+    assert not list(tmp_path.glob("results/*.json"))
+
+
+def test_openvino_is_not_run_on_strings_and_says_why(tmp_path):
+    """OpenVINO's Python API aborts the process when a request that held a string tensor is freed:
+    its row is listed as not run, with why, and ONNX Runtime's row is timed."""
+    pytest.importorskip("openvino")
+    import json
+
+    path = _identity(tmp_path / "s.onnx", T.STRING, ["N", 3])
+    out = _bench(
+        path, "--value", "x=hi", "--json", str(tmp_path / "r.json"), cwd=tmp_path, runtimes="onnxruntime,openvino"
+    )
+    assert out.code == 0, out.err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert [r["runtime"] for r in result["runs"]] == ["onnxruntime"]
+    assert any("aborts the process on a model's string tensors" in s["reason"] for s in result["skipped"])
+
+
+def test_sequences_of_any_shapes_and_strings_are_compared():
+    """A sequence output (ONNX Runtime hands back a list) is compared element by element, whatever
+    their shapes (a traceback before); strings exactly; an element of another shape disagrees."""
+    from crossrt.bench_infer import compare_outputs
+
+    seq = [np.ones((1, 1), np.float32), np.arange(3, dtype=np.float32).reshape(1, 3)]
+    same = compare_outputs([[seq]], [[[a.copy() for a in seq]]], ["parts"], "fp32")[0]
+    assert same.ok and same.max_abs == 0.0
+    off = [seq[0], seq[1] + 1]
+    assert not compare_outputs([[seq]], [[off]], ["parts"], "fp32")[0].ok
+    other = compare_outputs([[seq]], [[[seq[0], seq[1][:, :2]]]], ["parts"], "fp32")[0]
+    assert not other.ok and other.note == "shapes differ from the reference"
+    assert compare_outputs([[[]]], [[[]]], ["parts"], "fp32")[0].ok  # two empty sequences
+    words = np.array([["a", "b"]], dtype=object)
+    assert compare_outputs([[words]], [[np.array([["a", "b"]])]], ["w"], "fp32")[0].ok
+    assert not compare_outputs([[words]], [[np.array([["a", "c"]])]], ["w"], "fp32")[0].ok
+
+
+def test_a_sequence_output_of_two_shapes_is_timed(tmp_path):
+    split = helper.make_tensor("sp", T.INT64, [2], [1, 3])
+    path = _model(tmp_path / "seq.onnx", [helper.make_node("SplitToSequence", ["x", "sp"], ["y"], axis=1)],
+                  [helper.make_tensor_value_info("x", T.FLOAT, ["N", 4])],
+                  [helper.make_tensor_sequence_value_info("y", T.FLOAT, None)], [split])  # fmt: skip
+    out = _bench(path, "--batch-size", "2", cwd=tmp_path)
+    assert out.code == 0, out.err
+
+
+def test_an_fp16_model_is_held_to_fp16_s_tolerance_in_every_row(tmp_path):
+    """The tolerance follows the model's own precision: an fp16 model's fp32 row may differ by a
+    few fp16 steps (it failed by one while its bf16 row passed); an fp32 model's may not."""
+    from crossrt.bench_infer import compare_outputs, model_precision
+
+    ref = [[np.array([[1.0, 2.0, 4.0]], np.float32)]]
+    steps = [[np.array([[1.0, 2.0, 4.0 + 4 * 2.0**-8]], np.float32)]]  # 4 fp16 steps at 4.0: rel 3.9e-3
+    assert not compare_outputs(ref, steps, ["y"], "fp32")[0].ok
+    held = compare_outputs(ref, steps, ["y"], "fp32", precision="fp16")[0]
+    assert held.ok and held.tolerance == 1e-2
+    cast = [helper.make_node("Cast", ["x"], ["h"], to=T.FLOAT16), helper.make_node("Cast", ["h"], ["y"], to=T.FLOAT)]
+    io = (
+        [helper.make_tensor_value_info("x", T.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", T.FLOAT, ["N", 3])],
+    )
+    half = _model(tmp_path / "half.onnx", cast, *io)
+    assert model_precision(onnx.load(str(half))) == "fp16"
+    assert model_precision(onnx.load(str(_identity(tmp_path / "f.onnx", T.FLOAT, ["N", 3])))) == "fp32"

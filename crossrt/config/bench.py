@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import checks
-from ..checks import choice, choices, in_range, nonempty_unique, number_text, pairs, range_text, shape_text
+from ..checks import choice, choices, in_range, nonempty_unique, pairs, range_text, shape_text, value_text
 from ..errors import ConfigError
 from ..runtimes.registry import RUNTIMES, option_items
 from ..system import max_threads
@@ -84,7 +84,8 @@ class InputsConfig:
     # Made from the flags above by __post_init__ (no flags, not written with the settings).
     dim_map: dict[str, int] = field(init=False, repr=False)  # --dim: dimension -> size
     shape_map: dict[str, tuple[int, ...]] = field(init=False, repr=False)  # --shape: input -> shape
-    value_map: dict[str, float] = field(init=False, repr=False)  # --value: input -> value
+    value_map: dict[str, float | int | str] = field(init=False, repr=False)  # --value: input -> value
+    value_text: dict[str, str] = field(init=False, repr=False)  # --value: input -> the text given
     range_map: dict[str, tuple[float, float]] = field(init=False, repr=False)  # --input-range: input -> (low, high)
     distribution: str = field(init=False, repr=False)  # of the generated floats: uniform or normal
     from_graph: set[str] = field(init=False, repr=False)  # inputs whose range the graph gave (inputs.use_graph_ranges)
@@ -95,10 +96,11 @@ class InputsConfig:
         self.dim_map, self.shape_map, self.value_map = (
             pairs("--dim", self.dims, int),
             pairs("--shape", self.shapes, shape_text),
-            pairs("--value", self.values, number_text),
+            pairs("--value", self.values, value_text),
         )
+        self.value_text = pairs("--value", self.values, str)  # as given, for a string input
         for flag, sizes in (("--dim", self.dim_map.values()), *(("--shape", s) for s in self.shape_map.values())):
-            checks.all_in_range(flag, tuple(sizes), 1, MAX_DIM)
+            checks.all_in_range(flag, tuple(sizes), 0, MAX_DIM)  # a 0: an input of no elements
         self.range_map = pairs("--input-range", tuple(r for r in self.input_range if "=" in r), range_text)
         kinds = [r for r in self.input_range if "=" not in r]
         if len(kinds) > 1:

@@ -8,7 +8,9 @@ is reshaped to the shapes it will be fed before it is compiled, as benchmark_app
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,30 @@ def unavailable(provider: str, options: Options) -> str | None:
     except ImportError:
         return "not installed: pip install 'crossrt[openvino]'"
     return None
+
+
+def cannot_run(model: Path, options: Options) -> str | None:
+    try:
+        stat = os.stat(model)
+    except OSError:
+        return None  # the command says what is wrong with the file
+    if _strings(str(model), stat.st_mtime_ns, stat.st_size):
+        import openvino as ov
+
+        return (
+            f"OpenVINO {ov.__version__.split('-')[0]} aborts the process on a model's string tensors "
+            f"(`double free` when a request that held one is freed), so {model.name} is not run"
+        )
+    return None
+
+
+@lru_cache(maxsize=16)
+def _strings(path: str, mtime_ns: int, size: int) -> bool:
+    """Whether the graph's inputs or outputs hold strings: read once per version of the file."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    return any(vi.type.tensor_type.elem_type == onnx.TensorProto.STRING for vi in (*graph.input, *graph.output))
 
 
 def runner(model: Path, row, feeds: list[dict], options: Options) -> Runner:

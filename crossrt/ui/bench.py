@@ -45,7 +45,7 @@ def model_title(r: BenchResult) -> str:
     size = (f"{params / 1e6:,.2f}M parameters" if params >= 1e6 else f"{params:,} parameters") + (
         f", {size / 2**20:,.1f} MiB" if size >= 2**20 else f", {size:,} bytes"
     )
-    title = f"{info.get('name', r.model)} ({size}): {'; '.join(info.get('inputs', []))}; {cost}"
+    title = f"{info.get('name', r.model)} ({size}): {'; '.join(info.get('inputs', [])) or 'no inputs'}; {cost}"
     if torch := info.get("torch_model"):  # whose network the PyTorch rows ran, and in what form
         how = {
             "export": "a torch.export program, run eagerly through its module(), which checks its guards "
