@@ -223,7 +223,7 @@ def model_precision(model: onnx.ModelProto) -> str:
     Cast is of that type (in subgraphs too), else fp32."""
     narrow = {TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16"}
     found = set()
-    for graph in _graphs(model.graph):
+    for graph in inputs.graphs(model.graph):
         found |= {narrow.get(t.data_type) for t in graph.initializer}
         for vi in (*graph.input, *graph.output, *graph.value_info):
             found.add(narrow.get(vi.type.tensor_type.elem_type) if vi.type.HasField("tensor_type") else None)
@@ -231,15 +231,6 @@ def model_precision(model: onnx.ModelProto) -> str:
             found |= {narrow.get(a.i) for a in node.attribute if node.op_type == "Cast" and a.name == "to"}
             found |= {narrow.get(a.t.data_type) for a in node.attribute if a.HasField("t")}
     return "bf16" if "bf16" in found else "fp16" if "fp16" in found else "fp32"
-
-
-def _graphs(graph: onnx.GraphProto):
-    """A graph and every subgraph of its nodes (If, Loop, Scan), depth first."""
-    yield graph
-    for node in graph.node:
-        for a in node.attribute:
-            for g in (a.g,) if a.HasField("g") else a.graphs:
-                yield from _graphs(g)
 
 
 def compare_outputs(

@@ -462,18 +462,41 @@ def identity(inputs: list[Tensor], feed: InputsConfig, shapes: dict[str, tuple],
     return "; ".join(words)
 
 
+def graphs(graph: onnx.GraphProto):
+    """A graph and every subgraph of its nodes (If, Loop, Scan), depth first."""
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            for g in (a.g,) if a.HasField("g") else a.graphs:
+                yield from graphs(g)
+
+
+def _tensors(graph: onnx.GraphProto):
+    """(what, tensor) for every tensor a graph holds: its weights, sparse weights' parts, and the
+    values of its nodes' attributes (a Constant's)."""
+    for t in graph.initializer:
+        yield f"weight {t.name!r}", t
+    for s in graph.sparse_initializer:
+        yield f"sparse weight {s.values.name!r}", s.values
+        yield f"sparse weight {s.values.name!r}", s.indices
+    for node in graph.node:
+        for a in node.attribute:
+            for t in (a.t,) * a.HasField("t") + tuple(a.tensors):
+                yield f"attribute {a.name!r} of node {node.name or node.op_type!r}", t
+
+
 def check_external_data(model_path: Path, model: onnx.ModelProto) -> None:
-    """An external-data file outside the model's folder is refused (a model file must not read
-    whatever it names on this machine)."""
+    """An external-data file outside the model's folder is refused, for every tensor of the model
+    (weights, sparse weights, a Constant's value, in subgraphs too): a model file must not read
+    whatever it names on this machine."""
     folder = model_path.resolve().parent
-    for init in model.graph.initializer:
-        if init.data_location == TensorProto.EXTERNAL:
-            where = next((e.value for e in init.external_data if e.key == "location"), "")
-            target = (folder / where).resolve()
-            if folder not in target.parents:
-                raise ModelError(
-                    f"{model_path}: weight {init.name!r} names external data {where!r}, outside the model's folder"
-                )
+    for graph in graphs(model.graph):
+        for what, t in _tensors(graph):
+            if t.data_location == TensorProto.EXTERNAL:
+                where = next((e.value for e in t.external_data if e.key == "location"), "")
+                target = (folder / where).resolve()
+                if folder not in target.parents:
+                    raise ModelError(f"{model_path}: {what} names external data {where!r}, outside the model's folder")
 
 
 @dataclass

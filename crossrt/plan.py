@@ -13,6 +13,7 @@ from .config import MNIST_BATCH, BenchConfig
 from .errors import CrossrtError, ProviderError, Stopped
 from .results import Configuration, Failed, Skipped
 from .runtimes.base import Row
+from .runtimes.onnxruntime import ort_reason
 from .runtimes.registry import RUNTIMES
 
 SPINS = {"on": (True,), "off": (False,), "both": (True, False)}
@@ -51,6 +52,8 @@ def one_line(e: BaseException) -> str:
     the last (OpenVINO's "No conversion rule found for operations: Det-17")."""
     lines = [ln.strip(" -") for ln in str(e).splitlines() if ln.strip(" -")] or [""]
     text = (lines[-1] if lines[0].endswith(":") else lines[0])[:300]
+    if text.startswith("[ONNXRuntimeError]"):  # its cause after a C++ signature: said without it
+        text = ort_reason(e)
     return text if isinstance(e, CrossrtError) else f"{type(e).__name__}: {text}".rstrip(": ")
 
 

@@ -63,7 +63,8 @@ def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    graph = onnx.load(str(cfg.model), load_external_data=False)
+    graph = inputs.load_model(cfg.model)
+    inputs.check_external_data(cfg.model, graph)  # as the command did: quantize() is called on its own too
     sig = inputs.signature(graph)
     if data is None:
         inputs.use_graph_ranges(cfg.feed, inputs.table_rows(graph, sig[0]))

@@ -410,3 +410,60 @@ def test_an_fp16_model_is_held_to_fp16_s_tolerance_in_every_row(tmp_path):
     half = _model(tmp_path / "half.onnx", cast, *io)
     assert model_precision(onnx.load(str(half))) == "fp16"
     assert model_precision(onnx.load(str(_identity(tmp_path / "f.onnx", T.FLOAT, ["N", 3])))) == "fp32"
+
+
+# ---------------------------------------------------------------------------- refusals that say the cause
+
+
+def _constant_outside(path):
+    """A model whose only tensor outside the weights, a Constant's value inside an If's branch,
+    names external data in /etc: ONNX Runtime's own path check is not what must stop it."""
+    value = helper.make_tensor("v", T.FLOAT, [1], [0.0])
+    value.data_location = T.EXTERNAL
+    del value.float_data[:]
+    value.external_data.add(key="location", value="../../../../etc/hostname")
+    branch = helper.make_graph([helper.make_node("Constant", [], ["c"], value=value)], "then", [],
+                               [helper.make_tensor_value_info("c", T.FLOAT, [1])])  # fmt: skip
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["d"])], "else", [],
+                              [helper.make_tensor_value_info("d", T.FLOAT, [1])])  # fmt: skip
+    nodes = [helper.make_node("Constant", [], ["b"], value=helper.make_tensor("t", T.BOOL, [], [True])),
+             helper.make_node("If", ["b"], ["y"], then_branch=branch, else_branch=other)]  # fmt: skip
+    model = helper.make_model(
+        helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", T.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", T.FLOAT, [1])]),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )  # fmt: skip
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_external_data_of_any_tensor_outside_the_folder_is_refused_by_bench_infer_and_quantize(tmp_path):
+    path = _constant_outside(tmp_path / "m.onnx")
+    says = "attribute 'value' of node 'Constant' names external data '../../../../etc/hostname', outside"
+    _refused(_bench(path, cwd=tmp_path), says)
+    out = run_main("quantize", "--model", str(path), "--out", str(tmp_path / "q.onnx"), cwd=tmp_path)
+    _refused(out, says)
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_onnx_runtime_s_refusal_is_its_cause_without_the_cpp_signature(tmp_path):
+    """ONNX Runtime's message put ~300 characters of C++ source path and signature before the
+    cause: the one line says the cause, within 240 characters."""
+    x, y = helper.make_tensor_value_info("x", T.FLOAT, [1]), helper.make_tensor_value_info("y", T.FLOAT, [1])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "m", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])  # fmt: skip
+    model.ir_version = 99
+    onnx.save(model, str(tmp_path / "new.onnx"))
+    out = _bench(tmp_path / "new.onnx", cwd=tmp_path)
+    _refused(out, "ONNX Runtime cannot load it: Unsupported model IR version: 99, max supported IR version")
+    assert "onnxruntime::" not in out.err and ".cc:" not in out.err and len(out.err) < 240 + 100
+    shape = helper.make_tensor("s", T.INT64, [2], [3, 5])
+    xs = helper.make_tensor_value_info("x", T.FLOAT, ["N"])
+    model = helper.make_model(helper.make_graph([helper.make_node("Reshape", ["x", "s"], ["y"])], "m", [xs], [y],
+                              [shape]), opset_imports=[helper.make_opsetid("", 17)])  # fmt: skip
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "reshape.onnx"))
+    out = _bench(tmp_path / "reshape.onnx", cwd=tmp_path)
+    _refused(out, "cannot run it: ", "The input tensor cannot be reshaped to the requested shape")
+    assert "onnxruntime::" not in out.err and "reshape_helper.h" not in out.err

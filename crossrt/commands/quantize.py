@@ -6,7 +6,7 @@ from .. import reference
 from ..errors import EXIT_OK, ConfigError
 from ..fetch import resolve
 from ..files import FolderLock
-from ..inputs import flags_given, is_mnist_classifier, load_model, signature
+from ..inputs import check_external_data, flags_given, is_mnist_classifier, load_model, signature
 from ..quantize import quantize
 from ..ui import console
 from .common import check_inputs
@@ -15,6 +15,7 @@ from .common import check_inputs
 def cmd_quantize(a, cfg) -> int:
     check_inputs(cfg)
     model = load_model(cfg.model)
+    check_external_data(cfg.model, model)
     reference.check(cfg.model)  # a bad model fails here, before any data is read
     meta = {p.key: p.value for p in model.metadata_props}
     mnist = is_mnist_classifier(*signature(model))

@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -154,7 +155,7 @@ def create_session(
             providers = [(wanted, options.provider_options(provider, graph))]
             session = ort.InferenceSession(str(path), so, providers=providers)
     except Exception as e:  # ORT raises its own pybind exception types (InvalidProtobuf, Fail, ...)
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = ort_reason(e)
         if own_ep or _model_error(ort, e):
             raise ModelError(f"{path}: ONNX Runtime cannot load it: {reason}") from None
         needs = (
@@ -170,6 +171,35 @@ def create_session(
         cause = f"ONNX Runtime fell back to {', '.join(active)} ({why or wanted} could not start)"
         raise ProviderError(f"--provider {provider}: {cause}", cause)
     return session
+
+
+_LOCATION = re.compile(r"\S+\.(?:cc|cpp|h|hpp):\d+ ")  # ORT's `core/graph/model.cc:256 ` before a C++ signature
+_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : (?:Load model from .+? failed: ?)?")
+
+
+def ort_reason(e: BaseException, limit: int = 240) -> str:
+    """ONNX Runtime's error as a reader wants it: its code prefix, the model path it repeats, and
+    every C++ source location and signature dropped (they stood 300 characters before the cause),
+    on one line of at most `limit` characters."""
+    text = _PREFIX.sub("", " ".join(str(e).split())) or type(e).__name__
+    while found := _LOCATION.search(text):
+        text = text[: found.start()] + text[_signature_end(text, found.end()) :]
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _signature_end(text: str, start: int) -> int:
+    """Where a C++ signature that starts at `start` ends: after its argument list's closing
+    parenthesis (and a ` const`), the space after it too; `start` when there is none."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "(":
+            depth += 1
+        elif text[i] == ")" and depth:
+            depth -= 1
+            if not depth:
+                end = i + 1 + 6 * text.startswith(" const", i + 1)
+                return end + (text[end : end + 1] == " ")
+    return start
 
 
 def no_capture(ort):
@@ -215,9 +245,7 @@ def check(model, provider: str, feed: dict, options: Options) -> None:
     try:
         session.run(None, feed)
     except Exception as e:
-        raise ModelError(
-            f"{model}: ONNX Runtime loads it but cannot run it: {str(e).strip().splitlines()[0]}"
-        ) from None
+        raise ModelError(f"{model}: ONNX Runtime loads it but cannot run it: {ort_reason(e)}") from None
 
 
 def runner(model, row, feeds: list[dict], options: Options) -> Runner:
