@@ -138,6 +138,8 @@ def prepare(cfg: BenchConfig) -> Prepared:
         for name in cfg.runtimes:
             if not RUNTIMES[name].unavailable(provider, cfg):
                 RUNTIMES[name].check(cfg, provider, first)
+    if not mnist:  # what a pass keeps of the outputs too, not of the inputs only (bind_batches)
+        inputs.check_pass_memory(cfg.feed, sig[0], shapes, reference.first_outputs(path, first))
     torch_rows = any(RUNTIMES[r].model == "torch" and not RUNTIMES[r].unavailable("cpu", cfg) for r in cfg.runtimes)
     torch_model = None  # the user's network the PyTorch rows ran, for the title (ui.bench.model_title)
     if cfg.torch_model is not None and not torch_rows:

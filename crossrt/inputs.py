@@ -291,8 +291,12 @@ def generate(
     inputs: list[Tensor], shapes: dict[str, tuple[int, ...]], cfg: InputsConfig, n: int
 ) -> list[dict[str, np.ndarray]]:
     """n batches of inputs from a fixed seed: --value, --input-range, else floats in [0, 1) or normal."""
+    return list(generated(inputs, shapes, cfg, n))
+
+
+def generated(inputs: list[Tensor], shapes: dict[str, tuple[int, ...]], cfg: InputsConfig, n: int):
+    """generate()'s batches one at a time, for a consumer that needs only one in memory (calibration)."""
     rng = np.random.default_rng(cfg.input_seed)
-    feeds = []
     for _ in range(n):
         feed = {}
         for t in inputs:
@@ -312,8 +316,7 @@ def generate(
             else:
                 values = rng.standard_normal(shape) if cfg.distribution == "normal" else rng.random(shape)
                 feed[t.name] = values.astype(dtype)
-        feeds.append(feed)
-    return feeds
+        yield feed
 
 
 def _header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, tuple, np.dtype]:
@@ -557,6 +560,32 @@ def bind_batches(
             )
         out[size] = shapes
     return out
+
+
+def _nbytes(output) -> int:
+    return sum(map(_nbytes, output)) if isinstance(output, (list, tuple)) else np.asarray(output).nbytes
+
+
+def check_pass_memory(feed: InputsConfig, inputs: list[Tensor], shapes: dict, first: list) -> None:
+    """A pass keeps every batch's outputs twice (the reference's, and the row's being compared with
+    them) beside its inputs: refused when that is more than half the free memory, as the inputs
+    alone are in bind_batches. first: every output of one batch of the first batch size, whose
+    size per sample is taken to scale with the batch."""
+    have = available_memory("cpu")
+    if have is None or not shapes:
+        return
+    batch0 = next(iter(shapes))
+    per_sample = sum(map(_nbytes, first)) / max(1, samples_per_batch(inputs, shapes[batch0]))
+    for batch, shape in shapes.items():
+        size = samples_per_batch(inputs, shape)
+        ins = 0 if feed.inputs is not None else batch_bytes(inputs, shape)  # a file's arrays are one copy
+        need = feed.batches_per_pass * (ins + 2 * per_sample * size)
+        if need > have // 2:
+            raise ConfigError(
+                f"--batch-size {batch}: a pass of {feed.batches_per_pass} batches keeps {need / 2**30:.1f} GiB of "
+                f"outputs and inputs ({per_sample * size / 2**20:,.1f} MiB of outputs a batch, kept twice to "
+                f"compare them), {have / 2**30:.1f} GiB is free (lower --batches-per-pass or --batch-size)"
+            )
 
 
 def feeds(feed: InputsConfig, sig, shapes: dict, batch: int, n: int | None = None) -> Workload:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,11 +26,12 @@ from .config import QuantizeConfig
 from .data import Dataset, in_batches, normalize
 from .errors import ModelError
 from .files import atomic_write
+from .system import available_memory
 
 METHOD = "static QDQ, per-channel int8 weights, int8 activations calibrated with MinMax"
 
 
-def calibration_feeds(cfg: QuantizeConfig, sig, data: Dataset | None) -> tuple[list[dict], str]:
+def calibration_feeds(cfg: QuantizeConfig, sig, data: Dataset | None) -> tuple[Iterable[dict], str]:
     """The batches the activation ranges come from, and what they are in words: an MNIST
     classifier's training images (never the test images it is scored on), else the inputs
     bench-infer gives the model (generated with the same flags, or --inputs)."""
@@ -47,8 +49,41 @@ def calibration_feeds(cfg: QuantizeConfig, sig, data: Dataset | None) -> tuple[l
         work = inputs.feeds(cfg.feed, sig, shapes, batch, 1)
         return work.feeds, f"the {work.samples:,} given samples of {cfg.feed.inputs.name}"
     n = max(1, min(cfg.calibration_images // per, 1000))
-    work = inputs.feeds(cfg.feed, sig, shapes, batch, n)
-    return work.feeds, f"{work.samples:,} generated samples"
+    # ONNX Runtime's MinMax calibrator keeps every intermediate tensor of every batch until the end
+    # (its CalibMaxIntermediateOutputs drops them instead of merging them): as many batches as fit.
+    kept, have = activation_bytes(cfg.model, shapes[batch]), available_memory("cpu")
+    fits = n if have is None else max(1, min(n, int(have // 2 // max(1, kept))))
+    what = f"{fits * per:,} generated samples" + (
+        f" (of the {n * per:,} asked for: the activations of more, {kept / 2**20:,.0f} MiB a batch, would not "
+        f"fit in memory)"
+        if fits < n
+        else ""
+    )
+    # Made one at a time as the calibrator asks: the batches themselves are never all in memory.
+    return inputs.generated(sig[0], shapes[batch], cfg.feed, fits), what
+
+
+def activation_bytes(model: Path, shapes: dict[str, tuple[int, ...]]) -> int:
+    """The bytes of every tensor one batch of these input shapes makes in the graph, by ONNX's shape
+    inference with the inputs bound (a tensor of a shape it cannot infer counts as the inputs do)."""
+    graph = inputs.load_model(model)
+    for vi in graph.graph.input:
+        if vi.name in shapes and vi.type.HasField("tensor_type"):
+            vi.type.tensor_type.shape.Clear()
+            for d in shapes[vi.name]:
+                vi.type.tensor_type.shape.dim.add().dim_value = d
+    try:
+        graph = onnx.shape_inference.infer_shapes(graph)
+    except Exception:  # a graph ONNX cannot infer: each tensor counted as the inputs
+        pass
+    floor = max((int(np.prod(s)) * 4 for s in shapes.values()), default=0)
+    total = 0
+    for vi in (*graph.graph.value_info, *graph.graph.output):
+        t = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        known = t.elem_type in inputs.DTYPES and None not in dims and inputs.DTYPES[t.elem_type] != "str"
+        total += int(np.prod(dims)) * np.dtype(inputs.DTYPES[t.elem_type]).itemsize if known else floor
+    return total
 
 
 def quantize(cfg: QuantizeConfig, data: Dataset | None) -> dict:

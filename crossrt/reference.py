@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from .data import in_batches
+from .errors import CrossrtError, ModelError
 from .runtimes.base import all_logits
-from .runtimes.onnxruntime import create_session, ort_runner
+from .runtimes.onnxruntime import create_session, ort_reason, ort_runner
 
 SCORING_BATCH = 1000  # batch of the untimed passes that score a model (parity, quantization)
 
@@ -16,6 +17,16 @@ SCORING_BATCH = 1000  # batch of the untimed passes that score a model (parity, 
 def check(path) -> None:
     """The model loads on the reference: a file ONNX Runtime's CPU provider cannot load is a ModelError."""
     create_session(path, "cpu", 1)
+
+
+def first_outputs(path, feed: dict) -> list:
+    """Every output of one batch; a model that loads but cannot run it is a ModelError."""
+    try:
+        return outputs(path, [feed])[0]
+    except CrossrtError:
+        raise
+    except Exception as e:  # ORT's own exception types
+        raise ModelError(f"{path}: ONNX Runtime loads it but cannot run it: {ort_reason(e)}") from None
 
 
 def outputs(path, feeds: list[dict]) -> list[list[np.ndarray]]:

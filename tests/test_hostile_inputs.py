@@ -467,3 +467,42 @@ def test_onnx_runtime_s_refusal_is_its_cause_without_the_cpp_signature(tmp_path)
     out = _bench(tmp_path / "reshape.onnx", cwd=tmp_path)
     _refused(out, "cannot run it: ", "The input tensor cannot be reshaped to the requested shape")
     assert "onnxruntime::" not in out.err and "reshape_helper.h" not in out.err
+
+
+# ---------------------------------------------------------------------------- memory of outputs and calibration
+
+
+def test_a_pass_whose_outputs_do_not_fit_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A tiny input whose output is large: the outputs a pass keeps (twice, to compare them) are
+    counted with the inputs against the free memory, before any row runs (they were kept batch
+    after batch until the machine ran out). The free memory is set here, the model and run are real."""
+    import crossrt.inputs
+
+    shape = helper.make_tensor("s", T.INT64, [2], [1, 2**20])
+    nodes = [helper.make_node("Expand", ["x", "s"], ["y"])]  # [N, 1] -> [N, 2**20]: 4 MiB a sample
+    path = _model(tmp_path / "wide.onnx", nodes, [helper.make_tensor_value_info("x", T.FLOAT, ["N", 1])],
+                  [helper.make_tensor_value_info("y", T.FLOAT, ["N", 2**20])], [shape])  # fmt: skip
+    monkeypatch.setattr(crossrt.inputs, "available_memory", lambda device: 100 * 2**20)
+    out = _bench(path, "--batch-size", "2", cwd=tmp_path)
+    _refused(out, "--batch-size 2: a pass of 10 batches keeps 0.2 GiB of outputs and inputs (8.0 MiB of outputs")
+    assert _bench(path, "--batch-size", "2", "--batches-per-pass", "2", cwd=tmp_path).code == 0
+
+
+def test_calibration_makes_only_the_batches_whose_activations_fit(two_inputs, tmp_path, monkeypatch):
+    """ONNX Runtime's MinMax calibrator keeps every batch's every intermediate tensor until it is
+    done: quantize makes (one at a time) only as many batches as those fit in half the free memory,
+    and says so (1,000 batches of 40 MB were asked of a 40 GB machine before). The free memory is
+    set here; the model and calibration are real."""
+    import crossrt.quantize
+    from crossrt.config import InputsConfig, QuantizeConfig
+    from crossrt.inputs import signature
+    from crossrt.quantize import activation_bytes, calibration_feeds
+
+    assert activation_bytes(two_inputs, {"x": (1000, 3), "u8": (1000, 3)}) == 2 * 1000 * 3 * 4  # uf and y
+    cfg = QuantizeConfig(model=two_inputs, out=tmp_path / "q.onnx", feed=InputsConfig(values=("u8=1",)))
+    sig = signature(onnx.load(str(two_inputs)))
+    feeds, what = calibration_feeds(cfg, sig, None)
+    assert not isinstance(feeds, list) and len(list(feeds)) == 1000 and what == "1,000 generated samples"
+    monkeypatch.setattr(crossrt.quantize, "available_memory", lambda device: 2 * 24 * 10)  # 10 batches' worth
+    feeds, what = calibration_feeds(cfg, sig, None)
+    assert len(list(feeds)) == 10 and what.startswith("10 generated samples (of the 1,000 asked for: ")
