@@ -64,7 +64,7 @@ def plain_ort(model: Path, feeds: dict) -> str | None:
 def crossrt_bench(model: Path, feeds: dict, work: Path) -> tuple[int, str]:
     """crossrt bench-infer of the model on its recorded inputs: (exit code, its last stderr line)."""
     npz = work / "in.npz"
-    np.savez(npz, **feeds)
+    np.savez(npz, **{n: a.astype(str) if a.dtype.kind in "OS" else a for n, a in feeds.items()})  # no pickle
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         code = crossrt_main(
