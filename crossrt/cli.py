@@ -23,6 +23,7 @@ import typing
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
+from . import stopping
 from .config import DATASETS, BenchConfig, ExportConfig, LoadgenConfig, QuantizeConfig, SuiteConfig, TrainConfig
 from .distributed import this_rank
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CrossrtError, Stopped
@@ -298,6 +299,7 @@ def launcher(from_shell: bool) -> list[str]:
 
 
 def _raise_interrupt(signum, frame):
+    stopping.took_signal()
     raise KeyboardInterrupt
 
 
@@ -319,16 +321,18 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help, or a bad flag (already reported in one line)
         return int(e.code or 0)
     args.argv, args.launcher = argv, launcher(from_shell)
-    # SIGTERM (a killed job, a closed terminal) stops as cleanly as Ctrl-C: same handling.
+    # SIGTERM (a killed job, a closed terminal) stops as cleanly as Ctrl-C: same handling, and a
+    # run stuck in native code is asked to stop too (crossrt.stopping).
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
-    previous_int = signal.getsignal(signal.SIGINT)
+    previous_int = signal.signal(signal.SIGINT, _raise_interrupt) if in_main else None
     from . import outcome
 
     try:
         cls = getattr(args, "config_class", None)
         module = importlib.import_module(f"{__package__}.{COMMANDS[args.command]}")  # the heavy part, now
-        code = getattr(module, "cmd_" + args.command.replace("-", "_"))(args, build(cls, args) if cls else None)
+        with stopping.watched():
+            code = getattr(module, "cmd_" + args.command.replace("-", "_"))(args, build(cls, args) if cls else None)
         sys.stdout.flush()  # a reader that went away is noticed here, not as Python exits
         return code
     except BrokenPipeError:

@@ -4,6 +4,11 @@ line naming the flag or file and what is wrong, exit 2, before any work; nothing
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -506,3 +511,71 @@ def test_calibration_makes_only_the_batches_whose_activations_fit(two_inputs, tm
     monkeypatch.setattr(crossrt.quantize, "available_memory", lambda device: 2 * 24 * 10)  # 10 batches' worth
     feeds, what = calibration_feeds(cfg, sig, None)
     assert len(list(feeds)) == 10 and what.startswith("10 generated samples (of the 1,000 asked for: ")
+
+
+# ---------------------------------------------------------------------------- a model that never ends
+
+
+def _endless(path):
+    """A Loop with no trip count whose condition stays true: ONNX Runtime runs it forever."""
+    cond, v = helper.make_tensor_value_info, helper.make_tensor_value_info
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
+        "body",
+        [cond("i", T.INT64, []), cond("c_in", T.BOOL, []), v("v_in", T.FLOAT, [1])],
+        [cond("c_out", T.BOOL, []), v("v_out", T.FLOAT, [1])],
+        [helper.make_tensor("one", T.FLOAT, [1], [1.0])],
+    )
+    loop = helper.make_node("Loop", ["", "cond", "x"], ["y"], body=body)
+    return _model(path, [loop], [v("x", T.FLOAT, [1])], [v("y", T.FLOAT, [1])],
+                  [helper.make_tensor("cond", T.BOOL, [], [True])])  # fmt: skip
+
+
+# crossrt's own main, with every ONNX Runtime run first saying "running" on stdout; with `plain`,
+# those runs get no RunOptions, so nothing can ask them to stop (as with OpenVINO's infer).
+_HARNESS = """
+import sys
+from crossrt import cli, stopping
+from crossrt.runtimes import onnxruntime as o
+stopping.GRACE_S = float(sys.argv[1])
+made = o.run_options
+def run_options(**entries):
+    print("running", flush=True)
+    return None if sys.argv[2] == "plain" else made(**entries)
+o.run_options = run_options
+sys.exit(cli.main(sys.argv[3:]))
+"""
+
+
+def _stopped(tmp_path, grace, runs, signals):
+    """bench-infer of the endless model, sent `signals` (one after another) once its first run is
+    under way: (exit code, stderr, the --json path)."""
+    model = _endless(tmp_path / "endless.onnx")
+    flags = ["bench-infer", "--model", str(model), "--runtimes", "onnxruntime", "--json", str(tmp_path / "r.json")]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    proc = subprocess.Popen([sys.executable, "-c", _HARNESS, str(grace), runs, *flags], cwd=tmp_path,
+                            start_new_session=True, **pipes)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "running\n"
+        for sig in signals:
+            time.sleep(0.5)  # inside the run by now, its main thread held in ONNX Runtime
+            os.killpg(proc.pid, sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert "Traceback" not in err, err
+    return proc.returncode, err, tmp_path / "r.json"
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])
+def test_a_model_that_never_ends_stops_at_ctrl_c_or_sigterm(tmp_path, sig):
+    code, err, _ = _stopped(tmp_path, 600, "stoppable", [getattr(signal, sig)])
+    assert code == 130 and err.strip() == "crossrt: interrupted", err  # the run was stopped, not the process
+
+
+def test_a_run_that_cannot_be_asked_to_stop_ends_the_process_after_the_grace_or_a_second_ctrl_c(tmp_path):
+    code, err, written = _stopped(tmp_path, 1, "plain", [signal.SIGINT])
+    assert code == 130 and "the model's run did not return, so crossrt ends now" in err, err
+    assert "what this run had not saved yet is lost" in err and not written.exists()
+    code, err, _ = _stopped(tmp_path, 600, "plain", [signal.SIGINT, signal.SIGINT])
+    assert code == 130 and "did not return" in err, err

@@ -30,13 +30,13 @@ def _shapes(feed: dict) -> tuple:
 
 
 def runner(model, row, feeds: list[dict], options: Options) -> Runner:
-    from .onnxruntime import create_session
+    from .onnxruntime import create_session, run_options
 
     def zeros() -> dict:
         session, made = create_session(model, "cpu", 1), {}
         for feed in feeds:
             if (key := _shapes(feed)) not in made:
-                made[key] = [np.zeros_like(np.asarray(o)) for o in session.run(None, feed)]
+                made[key] = [np.zeros_like(np.asarray(o)) for o in session.run(None, feed, run_options())]
         return made
 
     made, create_s = timed(zeros)

@@ -6,7 +6,8 @@ under a CUDA label. So a CUDA session is created with CPU fallback disabled
 (`session.disable_cpu_ep_fallback`: every node on the GPU, or no session), the provider list is
 read back, and a CUDA row records where ONNX Runtime's profiler saw each node run. ORT's own
 messages (a failed library load, its log) never reach the screen: crossrt says what went
-wrong in one line.
+wrong in one line. Every run is given RunOptions that a Ctrl-C sets `terminate` on
+(crossrt.stopping), so that even a model that never ends stops at once.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import json
 import os
 import re
 import tempfile
+import threading
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from .. import stopping
 from ..checks import choice, in_range, pairs
 from ..errors import ModelError, ProviderError
 from ..files import regular_file
@@ -202,12 +206,34 @@ def _signature_end(text: str, start: int) -> int:
     return start
 
 
-def no_capture(ort):
+_RUNS = weakref.WeakSet()  # every RunOptions handed out, for a Ctrl-C to terminate
+_RUNS_LOCK = threading.Lock()  # the watcher thread reads the set while the main thread adds to it
+
+
+def run_options(**entries: str):
+    """RunOptions (with these run config entries) whose runs a Ctrl-C or SIGTERM terminates."""
+    options = _ort().RunOptions()
+    for key, value in entries.items():
+        options.add_run_config_entry(key, value)
+    with _RUNS_LOCK:
+        _RUNS.add(options)
+    return options
+
+
+def _terminate() -> None:
+    with _RUNS_LOCK:
+        for options in _RUNS:
+            options.log_severity_level = 4  # the run's failure is the interrupt: not logged as an error
+            options.terminate = True
+
+
+stopping.on_signal(_terminate)
+
+
+def no_capture():
     """RunOptions for a plain run on a CUDA-graph session: graph id -1, no capture and no replay.
     ORT captures only runs through IO binding on device memory; host arrays must never be in one."""
-    options = ort.RunOptions()
-    options.add_run_config_entry("gpu_graph_id", "-1")
-    return options
+    return run_options(gpu_graph_id="-1")
 
 
 def placement(path, provider: str, feed: dict, options: Options = Options()) -> dict[str, int]:
@@ -215,7 +241,7 @@ def placement(path, provider: str, feed: dict, options: Options = Options()) -> 
     optimised graph (after fusions such as Conv+Relu) when they ran on feed."""
     with tempfile.TemporaryDirectory() as tmp:
         session = create_session(path, provider, profile=os.path.join(tmp, "profile"), options=options)
-        session.run(None, feed)
+        session.run(None, feed, run_options())
         events = json.loads(Path(session.end_profiling()).read_text())
     where = {
         e["name"]: e["args"]["provider"]
@@ -243,7 +269,7 @@ def check(model, provider: str, feed: dict, options: Options) -> None:
     damaged weight shape, an operator without a kernel), and that is the model's fault, not a row's."""
     session = create_session(model, provider, 1, options=options)
     try:
-        session.run(None, feed)
+        session.run(None, feed, run_options())
     except Exception as e:
         raise ModelError(f"{model}: ONNX Runtime loads it but cannot run it: {ort_reason(e)}") from None
 
@@ -271,7 +297,7 @@ def ort_runner(
     out_names = [o.name for o in session.get_outputs()]
     providers = session.get_providers()
     threads_effective = threads or None  # ORT does not report the size of its default pool
-    plain = no_capture(ort) if graph else None
+    plain = no_capture() if graph else run_options()
     own_ep = options.ep_of(provider) == ORT_PROVIDERS["cpu"]
     placed = None if own_ep else partial(placement, model, provider, feeds[0], options)
 
@@ -300,14 +326,13 @@ def ort_runner(
 
         def split():
             binding, n = bind(0, to_gpu(feeds[0])), len(feeds)
-            nosync = ort.RunOptions()  # run() returns once the work is queued: the enqueue time
-            nosync.add_run_config_entry("disable_synchronize_execution_providers", "1")
+            nosync = run_options(disable_synchronize_execution_providers="1")  # returns once queued: the enqueue time
             return {
                 "h2d": mean_ms(lambda i: to_gpu(feeds[i]), n),
                 "enqueue": enqueue_ms(
                     lambda i: session.run_with_iobinding(binding, nosync), binding.synchronize_outputs, n
                 ),
-                "compute": mean_ms(lambda i: session.run_with_iobinding(binding), n),
+                "compute": mean_ms(lambda i: session.run_with_iobinding(binding, plain), n),
                 "d2h": mean_ms(lambda i: [o.numpy() for o in binding.get_outputs()], n),
             }
 
@@ -317,11 +342,9 @@ def ort_runner(
     # binding per batch, so the timed call is the model and nothing else. ORT's CUDA provider
     # synchronises its stream at the end of run(), so the clock read after it covers the GPU.
     bindings = [bind(i, to_gpu(f)) for i, f in enumerate(feeds)]
-    options = [None] * len(bindings)
+    # One graph id per batch when capturing (0 is ORT's own, -1 means none).
+    options = [run_options(gpu_graph_id=str(i + 1)) if graph else plain for i in range(len(bindings))]
     if graph:
-        for i in range(len(bindings)):
-            options[i] = ort.RunOptions()
-            options[i].add_run_config_entry("gpu_graph_id", str(i + 1))  # 0 is ORT's own, -1 means none
 
         def capture():
             for i, binding in enumerate(bindings):
