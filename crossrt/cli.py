@@ -325,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     # run stuck in native code is asked to stop too (crossrt.stopping).
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
-    previous_int = signal.signal(signal.SIGINT, _raise_interrupt) if in_main else None
+    previous_int = signal.getsignal(signal.SIGINT)
+    if in_main and previous_int is not signal.SIG_IGN:  # a background job's ignored Ctrl-C stays ignored
+        signal.signal(signal.SIGINT, _raise_interrupt)
     from . import outcome
 
     try:
