@@ -56,6 +56,15 @@ class WriteError(CrossrtError):
         self.path, self.reason = path, reason
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM in the middle of one configuration, with what of it had finished
+    (`made`: kept as the configuration's results, then the run stops)."""
+
+    def __init__(self, made: list):
+        super().__init__()
+        self.made = made
+
+
 class Busy(CrossrtError):
     """Another crossrt run holds the output folder."""
 

@@ -29,7 +29,10 @@ the LoadGen test under way at once and the configurations that finished are kept
 from __future__ import annotations
 
 import functools
+import pickle
+import shutil
 import time
+from contextlib import suppress
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -40,8 +43,8 @@ from . import inputs
 from .bench_infer import score
 from .config import LoadgenConfig
 from .data import normalize
-from .errors import ModelError
-from .files import RESULTS_DIR, result_name
+from .errors import Interrupted, ModelError
+from .files import RESULTS_DIR, atomic_write, result_name
 from .isolate import isolated
 from .plan import one_line, plan, run_planned, skipped
 from .results import LoadgenResult, LoadgenRun, SearchStep, Skipped
@@ -60,6 +63,7 @@ from .sut import SUT, accuracy_log
 from .system import environment, peak_rss_mb
 
 # Runtimes the SUT does not serve, and why (they are listed with the runtimes that cannot run here).
+PROGRESS = "crossrt-progress.pickle"  # a configuration's finished tests, while it runs (interrupted)
 NOT_SERVED = {
     "torch-compile": "compiles a graph per batch shape, and a server's batches come in every size up "
     "to --max-batch; bench-infer times it"
@@ -170,7 +174,32 @@ def measure_config(cfg: LoadgenConfig, row, pool, labels, logs: Path) -> tuple[l
         if not runs:
             raise
         return runs, one_line(e)
+    finally:
+        (logs / PROGRESS).unlink(missing_ok=True)  # read only when this process is killed
     return runs, ""
+
+
+def _progress(logs: Path, runs: list[dict], tests: list[str]) -> None:
+    """What of a configuration has finished (its runs, its tests' log folders), for the parent to
+    keep if it has to kill this process at a Ctrl-C (interrupted): a pickle, read only by the
+    crossrt that started this process, in the log folder it has just made for it."""
+    atomic_write(logs / PROGRESS, pickle.dumps((runs, tests)))
+
+
+def interrupted(logs: Path) -> Interrupted:
+    """A Ctrl-C during a configuration whose tests log under logs: the runs that finished before
+    it, and no half-written LoadGen log (the folder of the test it cut short is removed)."""
+    try:
+        runs, tests = pickle.loads((logs / PROGRESS).read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError):  # stopped before a test finished
+        runs, tests = [], []
+    (logs / PROGRESS).unlink(missing_ok=True)
+    for folder in logs.glob("*/*"):
+        if str(folder) not in tests:
+            shutil.rmtree(folder, ignore_errors=True)
+            with suppress(OSError):  # a scenario's folder that is now empty
+                folder.parent.rmdir()
+    return Interrupted(runs)
 
 
 def _measure(cfg: LoadgenConfig, row, pool, labels, logs: Path, runs: list[dict]) -> None:
@@ -187,29 +216,36 @@ def _measure(cfg: LoadgenConfig, row, pool, labels, logs: Path, runs: list[dict]
     per_query = user("multi-stream").get("multi_stream_samples_per_query", MULTI_STREAM_SAMPLES)
     hints = probe(sut, cfg.max_batch, per_query)
 
-    tests = iter(range(1, 1000))
+    tests, done = iter(range(1, 1000)), []  # done: the log folders of the tests that finished
 
     def test(scenario: str, qps=None, bound=None, accuracy=False) -> dict:
         """One LoadGen test, its logs in a folder of its own (numbered: two QPS may print alike)."""
         kind = f"{bound:g}ms-{qps:.6g}qps" if qps else "accuracy" if accuracy else "performance"
         where = logs / scenario / f"{next(tests):02d}-{kind}"
         s = settings(cfg, scenario, hints, qps, bound, sut.n, user(scenario))
-        return sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy) | {
+        figures = sut.test(SCENARIOS[scenario], s, where, cfg.batch_timeout_ms / 1e3, accuracy)
+        done.append(str(where))
+        _progress(logs, runs, done)
+        return figures | {
             "log_dir": str(where),
             "user_settings": user(scenario) or None,
             "samples_per_query": per_query if scenario == "multi-stream" else None,
         }
 
+    def keep(run: dict) -> None:
+        runs.append(run)
+        _progress(logs, runs, done)
+
     start = hints["samples_per_s"] / 2
     for scenario in (s for s in SCENARIOS if s in cfg.scenarios):
         if scenario != "server":
-            runs.append({**test(scenario), "scenario": scenario})
+            keep({**test(scenario), "scenario": scenario})
             if scenario == "offline" and runs[-1]["samples_per_s"]:  # what the whole SUT sustains under
                 start = min(start, runs[-1]["samples_per_s"])  # LoadGen: a Server keeps no more
             continue
         for bound in cfg.latency_bound:
             if cfg.qps:  # one test at the QPS asked for
-                runs.append(
+                keep(
                     {
                         **test(scenario, cfg.qps, bound),
                         "scenario": scenario,
@@ -226,7 +262,7 @@ def _measure(cfg: LoadgenConfig, row, pool, labels, logs: Path, runs: list[dict]
             cap, floor = MAX_QUERIES / cfg.min_duration_s(), EARLY_STOPPING_QUERIES / cfg.min_duration_s()
             best, trail = search(partial(test, scenario, bound=bound), start, cap, floor)
             found = best or trail[-1]
-            runs.append(
+            keep(
                 {
                     **found,
                     "scenario": scenario,
@@ -239,7 +275,7 @@ def _measure(cfg: LoadgenConfig, row, pool, labels, logs: Path, runs: list[dict]
     if cfg.accuracy:
         run = test("offline", accuracy=True)
         direct = np.concatenate([sut.runners[0].outputs(n - 1)[0] for n in _batches(sut, cfg.max_batch)])
-        runs.append(
+        keep(
             {
                 **run,
                 "scenario": "offline",
@@ -322,7 +358,10 @@ def run_loadgen(cfg: LoadgenConfig, data, prepared, on_run=None, on_start=None, 
             logs / f"{row.runtime}-{row.precision}-{row.provider}-{row.threads}thr"
             f"{'' if row.spin is not False else '-no-spin'}"
         )
-        return isolated(partial(measure_config, cfg, row, pool, labels, where))
+        try:
+            return isolated(partial(measure_config, cfg, row, pool, labels, where))
+        except KeyboardInterrupt:
+            raise interrupted(where) from None
 
     def keep(row, test: dict) -> LoadgenRun:
         of_row = {k: getattr(row, k) for k in ("runtime", "provider", "threads", "spin", "precision")}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .config import MNIST_BATCH, BenchConfig
-from .errors import CrossrtError, ProviderError, Stopped
+from .errors import CrossrtError, Interrupted, ProviderError, Stopped
 from .results import Configuration, Failed, Skipped
 from .runtimes.base import Row
 from .runtimes.onnxruntime import ort_reason
@@ -93,15 +93,19 @@ def run_planned(
     ""); keep(row, each made) -> the run appended to result.runs and told to on_run; then, when it
     stopped early or raised, a Failed row with the reason (to result.failed and on_fail), or, for
     a ProviderError (it cannot run here), a Skipped one. The rows before and after stand. Ctrl-C
-    raises Stopped with the runs that finished; finish() runs before that, and at the end."""
+    raises Stopped with the runs that finished, those of the row under way too when measure
+    raises Interrupted with them; finish() runs before that, and at the end."""
     try:
         for k, row in enumerate(rows):
             if on_start:
                 on_start(Configuration(**configuration_of(row)), k, len(rows))
             if ready:
                 ready(row)
+            stop = None
             try:
                 made, why = measure(row)
+            except Interrupted as e:  # what of this configuration finished is kept, then the run stops
+                made, why, stop = e.made, "", e
             except ProviderError as e:  # this configuration cannot run here (e.g. too many graphs): say so
                 result.skipped.append(Skipped(row.runtime, row.provider, str(e)))
                 continue
@@ -112,13 +116,15 @@ def run_planned(
                 result.runs.append(run)
                 if on_run:
                     on_run(run)
+            if stop:
+                raise stop
             if why:
                 failure = failure_of(row, why)
                 result.failed.append(failure)
                 if on_fail:
                     on_fail(failure)
+        finish()  # a Ctrl-C while it runs (its git and system calls) still keeps every row
     except KeyboardInterrupt:
         finish()
         raise Stopped(f"interrupted after {len(result.runs)} {noun}", result) from None
-    finish()
     result.complete = True

@@ -10,9 +10,9 @@ reads it back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from .scenarios import MULTI_STREAM_SAMPLES
+from .scenarios import MULTI_STREAM_SAMPLES, SCENARIOS
 from .schema import Record
 from .timing import Latency, Passes, capped, stability
 
@@ -425,6 +425,10 @@ class SearchStep:
     reasons: list[str]
 
 
+Scenario = Literal[tuple(SCENARIOS)]  # a file's other names are refused as it is read, not left out of tables
+LoadgenMode = Literal["performance", "accuracy"]
+
+
 @dataclass
 class LoadgenRun:
     """One LoadGen test (for Server: the highest valid QPS its search found) as LoadGen judged it."""
@@ -432,7 +436,7 @@ class LoadgenRun:
     runtime: str
     provider: str
     threads: int
-    scenario: str  # single-stream, multi-stream, offline, server
+    scenario: Scenario  # single-stream, multi-stream, offline, server
     valid: bool | None  # LoadGen's "Result is: VALID"; None for an accuracy test (LoadGen judges none)
     reasons: list[str]  # LoadGen's, when INVALID
     samples_per_s: float | None  # Offline and Server (completed samples/s); None for the stream scenarios
@@ -440,7 +444,7 @@ class LoadgenRun:
     queries: int
     batches: dict  # batch size -> batches of that size that ran
     log_dir: str  # LoadGen's summary and detail logs
-    mode: str = "performance"  # or accuracy
+    mode: LoadgenMode = "performance"  # or accuracy
     spin: bool | None = None
     precision: str = "fp32"
     target_qps: float | None = None  # Server

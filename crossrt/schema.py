@@ -117,9 +117,9 @@ def _is_duration(name: str) -> bool:
 def build(hint, value, where: str, duration: bool = False):
     """value (loaded JSON) as the type hint says: dataclasses built from dicts (keys that are not
     fields, such as derived figures, dropped; the old names in a class's `renamed` read as the new
-    ones), every value checked: numbers finite and within MAX_FLOAT / MAX_INT, durations (fields
-    named *_s, *_ms, and what they hold) not negative. FieldError names the first that does not
-    fit, or a missing field."""
+    ones), every value checked: a Literal's one of its values, numbers finite and within
+    MAX_FLOAT / MAX_INT, durations (fields named *_s, *_ms, and what they hold) not negative.
+    FieldError names the first that does not fit, or a missing field."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -131,6 +131,10 @@ def build(hint, value, where: str, duration: bool = False):
             except FieldError:
                 continue
         return build(options[-1], value, where, duration)
+    if origin is typing.Literal:
+        if value not in args:
+            raise FieldError(f"{where} is {value!r:.40}, expected one of {', '.join(map(repr, args))}")
+        return value
     if is_dataclass(hint):
         if not isinstance(value, dict):
             raise _wrong(where, value, hint)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, CrossrtError, ModelError
 
 
 def loadgen():
@@ -163,6 +163,10 @@ class SUT:
         return figures(detail, scenario, dict(sorted(self.batches.items())))
 
 
+CUT = "LoadGen's log ends before the test does: it was cut short (a full disk, or a file-size limit)"
+# What LoadGen logs last in each mode's detail log: a log without it was cut short.
+LAST_KEY = {False: "num_errors", True: "power_end"}  # accuracy: no summary of results is logged
+
 # TestSettings fields a user.conf does not set: the test's own scenario and mode.
 NOT_USER_SETTINGS = ("scenario", "mode")
 
@@ -236,7 +240,11 @@ def run_test(
         end()
         lg.DestroyQSL(qsl)
         lg.DestroyFastSUT(sut)
-    return detail_log(log_dir / "mlperf_log_detail.txt")
+    path = log_dir / "mlperf_log_detail.txt"
+    detail = detail_log(path)
+    if LAST_KEY[accuracy] not in detail:  # LoadGen's writes fail without a word
+        raise CrossrtError(f"{path}: {CUT}")
+    return detail
 
 
 def figures(detail: dict, scenario: str, batches: dict) -> dict:
@@ -293,7 +301,10 @@ def detail_log(path: Path) -> dict:
 
 def accuracy_log(path: Path, labels: np.ndarray, classes: int) -> float:
     """The accuracy of LoadGen's accuracy log (every sample's response, hex-encoded float32 logits)."""
-    entries = json.loads(Path(path).read_text())
+    try:
+        entries = json.loads(Path(path).read_text())
+    except ValueError:
+        raise CrossrtError(f"{path}: {CUT}") from None
     right = [
         int(np.frombuffer(bytes.fromhex(e["data"]), np.float32)[:classes].argmax() == labels[e["qsl_idx"]])
         for e in entries

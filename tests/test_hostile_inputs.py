@@ -4,6 +4,7 @@ line naming the flag or file and what is wrong, exit 2, before any work; nothing
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from onnx import TensorProto as T
 from onnx import helper
 
-from conftest import run_main
+from conftest import canned, run_main
 
 
 @pytest.fixture(scope="module")
@@ -579,3 +580,62 @@ def test_a_run_that_cannot_be_asked_to_stop_ends_the_process_after_the_grace_or_
     assert "what this run had not saved yet is lost" in err and not written.exists()
     code, err, _ = _stopped(tmp_path, 600, "plain", [signal.SIGINT, signal.SIGINT])
     assert code == 130 and "did not return" in err, err
+
+
+# ---------------------------------------------------------------------------- LoadGen's logs
+
+
+def _loadgen(two_inputs, tmp_path, duration, scenarios, **popen):
+    flags = ["loadgen", "--model", str(two_inputs), "--value", "u8=7", "--runtimes", "onnxruntime", "--threads", "1",
+             "--duration", str(duration), "--scenarios", scenarios, "--json", str(tmp_path / "r.json")]  # fmt: skip
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    return subprocess.Popen([sys.executable, "-m", "crossrt", *flags], cwd=tmp_path, **pipes, **popen)
+
+
+def test_a_loadgen_log_cut_short_fails_its_configuration_instead_of_saving_a_row_without_verdict(two_inputs, tmp_path):
+    import resource
+
+    def small_files():  # LoadGen's detail log is about 30 KB; the result's own file under 4 KB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
+
+    proc = _loadgen(two_inputs, tmp_path, 0.3, "single-stream", preexec_fn=small_files)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["runs"] == [] and len(result["failed"]) == 1, result
+    assert "LoadGen's log ends before the test does: it was cut short" in result["failed"][0]["reason"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_configuration_s_second_test_keeps_its_first_and_no_half_written_log(two_inputs, tmp_path):
+    import glob
+
+    work = tmp_path
+    proc = _loadgen(two_inputs, work, 2, "single-stream,multi-stream", start_new_session=True)
+    try:
+        while not glob.glob(str(work / "results/*-logs/*/multi-stream/02-*")) and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.3)  # LoadGen's MultiStream test, of at least 2 s, is under way
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted after 1 LoadGen test(s); partial results saved to" in err, err
+    result = json.loads((work / "r.json").read_text())
+    assert not result["complete"] and [r["scenario"] for r in result["runs"]] == ["single-stream"]
+    assert result["runs"][0]["valid"] is not None and result["runs"][0]["queries"] > 0
+    logs = work / result["log_dir"]  # relative to the folder it ran in (an absolute path stays one)
+    tests = sorted(p.relative_to(logs).as_posix() for p in logs.glob("*/*/*"))
+    assert tests == ["onnxruntime-fp32-cpu-1thr/single-stream/01-performance"], tests  # the MultiStream one is gone
+    assert not list(logs.rglob("crossrt-progress*"))
+
+
+@pytest.mark.parametrize("field, value", [("scenario", "bogus"), ("mode", "training")])
+def test_a_loadgen_row_of_an_unknown_scenario_or_mode_is_refused_not_left_out(tmp_path, field, value):
+    result = json.loads(canned("loadgen.json").read_text())
+    result["runs"][0][field] = value
+    (tmp_path / "edited.json").write_text(json.dumps(result))
+    out = run_main("show", str(tmp_path / "edited.json"))
+    _refused(out, f"edited.json: a 'loadgen' result with missing or malformed fields (loadgen.runs[0].{field} is "
+                  f"{value!r}, expected one of")  # fmt: skip
