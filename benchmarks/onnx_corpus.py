@@ -1,10 +1,12 @@
 """crossrt over ONNX's own backend test models: every model the onnx wheel ships (light, simple,
-pytorch-converted, pytorch-operator; `real` needs downloads) with its recorded inputs, first under
-plain ONNX Runtime, then under `crossrt bench-infer --inputs` of those inputs. Prints how many ran,
-how many crossrt refused and why, and every model plain ONNX Runtime runs that crossrt did not time.
-Minutes on 2 cores (each model is one short bench-infer, in this process).
+pytorch-converted, pytorch-operator; `real` needs downloads) and every node test that
+onnx.backend.test.case.node generates (a model of one operator), each with its recorded inputs,
+first under plain ONNX Runtime, then under `crossrt bench-infer --inputs` of those inputs. Prints
+how many ran, how many crossrt refused and why, and every model plain ONNX Runtime runs that
+crossrt did not time. Minutes on 2 cores for the shipped models, about half an hour with the node
+tests (each model is one short bench-infer, in this process).
 
-    python benchmarks/onnx_corpus.py [--out DIR] [--limit N]
+    python benchmarks/onnx_corpus.py [--sets shipped,node] [--limit N]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import io
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,40 @@ SETS = ("light", "simple", "pytorch-converted", "pytorch-operator")
 def models() -> list[Path]:
     data = Path(onnx.__file__).parent / "backend" / "test" / "data"
     return sorted(p for s in SETS for p in (data / s).glob("*/model.onnx"))
+
+
+def shipped(tmp: Path):
+    """(name, model file, its recorded inputs or why they cannot be given) of each shipped model."""
+    for model in models():
+        feeds = recorded_inputs(model)
+        yield f"{model.parent.parent.name}/{model.parent.name}", model, "no recorded inputs" if feeds is None else feeds
+
+
+def node_tests(tmp: Path):
+    """The same of each node test, its model written to tmp."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # the cases' own inf and NaN, made on purpose
+        warnings.simplefilter("ignore")
+        cases = collect_testcases(None)
+    for case in cases:
+        path = tmp / f"{case.name}.onnx"
+        onnx.save(case.model, str(path))
+        graph = case.model.graph
+        names = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+        values = list(case.data_sets[0][0]) if case.data_sets else None
+        yield f"node/{case.name}", path, _node_feeds(names, values)
+
+
+def _node_feeds(names: list[str], values) -> dict | str:
+    if values is None or len(values) != len(names):
+        return "no recorded inputs"
+    feeds = {}
+    for name, v in zip(names, values):
+        if v is None or isinstance(v, list):  # an optional left out, or a sequence: not an .npz array
+            return "a sequence or optional input (an .npz file holds tensors only)"
+        feeds[name] = numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto) else np.asarray(v)
+    return feeds
 
 
 def recorded_inputs(model: Path) -> dict[str, np.ndarray] | None:
@@ -66,7 +103,7 @@ def crossrt_bench(model: Path, feeds: dict, work: Path) -> tuple[int, str]:
     npz = work / "in.npz"
     np.savez(npz, **{n: a.astype(str) if a.dtype.kind in "OS" else a for n, a in feeds.items()})  # no pickle
     err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), contextlib.chdir(work):  # its results/ there
         code = crossrt_main(
             ["bench-infer", "--model", str(model), "--inputs", str(npz), "--runtimes", "onnxruntime", "--threads",
              "1", "--min-time", "0", "--min-repeats", "2", "--warmup", "0", "--json", str(work / "b.json")]
@@ -77,28 +114,32 @@ def crossrt_bench(model: Path, feeds: dict, work: Path) -> tuple[int, str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--limit", type=int, default=0, help="the first N models only")
+    p.add_argument("--sets", default="shipped,node", help="shipped (the wheel's models), node (the node tests)")
+    p.add_argument("--limit", type=int, default=0, help="the first N models of each set only")
     a = p.parse_args(argv)
-    found = models()[: a.limit or None]
+    chosen = a.sets.split(",")
     tally, refused, ort_cannot = collections.Counter(), [], collections.Counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for k, model in enumerate(found):
-            name = f"{model.parent.parent.name}/{model.parent.name}"
-            feeds = recorded_inputs(model)
-            if feeds is None:
-                tally["no recorded inputs"] += 1
-                continue
-            if why := plain_ort(model, feeds):
-                tally["plain ONNX Runtime cannot run it"] += 1
-                ort_cannot[why.split(":")[0]] += 1
-                continue
-            work = Path(tmp) / str(k)
-            work.mkdir()
-            code, said = crossrt_bench(model, feeds, work)
-            tally[f"crossrt exit {code}"] += 1
-            if code != 0:
-                refused.append((name, code, said[:200]))
-    print(f"{len(found)} models ({', '.join(SETS)})")
+        found = 0
+        for which in chosen:
+            for k, (name, model, feeds) in enumerate({"shipped": shipped, "node": node_tests}[which](Path(tmp))):
+                if a.limit and k >= a.limit:
+                    break
+                found += 1
+                if isinstance(feeds, str):
+                    tally[feeds] += 1
+                    continue
+                if why := plain_ort(model, feeds):
+                    tally["plain ONNX Runtime cannot run it"] += 1
+                    ort_cannot[why.split(":")[0]] += 1
+                    continue
+                work = Path(tmp) / f"{which}-{k}"
+                work.mkdir()
+                code, said = crossrt_bench(model, feeds, work)
+                tally[f"crossrt exit {code}"] += 1
+                if code != 0:
+                    refused.append((name, code, said[:200]))
+    print(f"{found} models ({', '.join(chosen)}; shipped: {', '.join(SETS)})")
     for what, n in tally.most_common():
         print(f"  {n:4d}  {what}")
     for why, n in ort_cannot.most_common():
