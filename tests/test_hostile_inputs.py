@@ -639,3 +639,17 @@ def test_a_loadgen_row_of_an_unknown_scenario_or_mode_is_refused_not_left_out(tm
     out = run_main("show", str(tmp_path / "edited.json"))
     _refused(out, f"edited.json: a 'loadgen' result with missing or malformed fields (loadgen.runs[0].{field} is "
                   f"{value!r}, expected one of")  # fmt: skip
+
+
+def test_offline_s_one_query_is_sized_by_what_loadgen_really_completes(two_inputs, tmp_path):
+    """The probe leaves out LoadGen's own cost per sample, most of a tiny model's: sized by it alone,
+    Offline's query asked for 46x the rate the test ran at (a 0.3 s test ran 14 s). Sized by a short
+    LoadGen test first, it asks for the 2x of design (8x leaves room for a loaded machine)."""
+    from crossrt.sut import detail_log
+
+    out = run_main("loadgen", "--model", str(two_inputs), "--value", "u8=7", "--runtimes", "onnxruntime", "--threads",
+                   "1", "--duration", "0.3", "--scenarios", "offline", "--json", "r.json", cwd=tmp_path)  # fmt: skip
+    assert out.code == 0, out.err
+    run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
+    detail = detail_log(tmp_path / run["log_dir"] / "mlperf_log_detail.txt")
+    assert detail["requested_offline_expected_qps"] <= 8 * detail["result_samples_per_second"], detail
