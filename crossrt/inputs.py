@@ -125,13 +125,21 @@ def flags_given(cfg: InputsConfig) -> list[str]:
     """The flags set that only a model without a dataset takes."""
     return [
         flag
-        for flag, v in (("--dim", cfg.dims), ("--shape", cfg.shapes), ("--value", cfg.values), ("--inputs", cfg.inputs))
+        for flag, v in (
+            ("--dim", cfg.dims),
+            ("--shape", cfg.shapes),
+            ("--value", cfg.values),
+            ("--inputs", cfg.inputs),
+            ("--allow-non-finite", cfg.allow_non_finite),
+        )
         if v
     ]
 
 
 def check_flags(inputs: list[Tensor], cfg: InputsConfig) -> None:
     """Every input the flags name exists, and every named dimension appears somewhere."""
+    if cfg.allow_non_finite and cfg.inputs is None:
+        raise ConfigError("--allow-non-finite is for the values of an --inputs file; generated inputs are finite")
     names = {t.name for t in inputs}
     for flag, given in (("--shape", cfg.shape_map), ("--value", cfg.value_map), ("--input-range", cfg.range_map)):
         for name in given:
@@ -325,11 +333,11 @@ def stored_dtypes(path: Path) -> dict[str, str]:
         return {name: str(dtype) for name, _, dtype in (_header(z, info) for info in z.infolist())}
 
 
-def read_npz(path: Path) -> dict[str, np.ndarray]:
+def read_npz(path: Path, non_finite: bool = False) -> dict[str, np.ndarray]:
     """The arrays of an .npz file (a zip of .npy members, as numpy.savez writes), each member's
     header checked against the bytes it holds before anything is allocated; every fault of the
     file (not a zip, a plain .npy, cut short, a bad CRC, a header that claims more than the
-    member holds, NaN or infinity) is one line naming it."""
+    member holds, NaN or infinity unless non_finite) is one line naming it."""
     where = f"--inputs {path}"
     try:
         with open(path, "rb") as f:
@@ -362,15 +370,20 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
         raise ConfigError(f"{where}: not a readable .npz file ({type(e).__name__}: {str(e)[:160]})") from None
     for name, a in arrays.items():
-        if a.dtype.kind in "fc" and not np.isfinite(a).all():
-            raise ConfigError(f"{where}: array {name!r} holds NaN or infinity; crossrt feeds finite values")
+        if not non_finite and a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise ConfigError(
+                f"{where}: array {name!r} holds NaN or infinity; crossrt feeds finite values "
+                f"(--allow-non-finite if the model is meant to take them)"
+            )
     return arrays
 
 
-def from_file(inputs: list[Tensor], path: Path, rows: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+def from_file(
+    inputs: list[Tensor], path: Path, rows: dict[str, int] | None = None, non_finite: bool = False
+) -> dict[str, np.ndarray]:
     """The arrays of --inputs FILE.npz, one per input name, of the input's type; an index into a
     table of the graph (rows: table_rows) that lies outside it is refused here, not by the runtime."""
-    arrays = read_npz(path)
+    arrays = read_npz(path, non_finite)
     names = [t.name for t in inputs]
     if missing := [n for n in names if n not in arrays]:
         raise ConfigError(
@@ -514,14 +527,13 @@ def bind_batches(
         return {1: {}}
     check_flags(ins, feed)
     if feed.inputs is not None:
-        if shaped := [f for f in flags_given(feed) if f != "--inputs"] + ["--input-range"] * bool(
-            feed.range_map or feed.distribution != "uniform"
-        ):
+        ranged = ["--input-range"] * bool(feed.range_map or feed.distribution != "uniform")
+        if shaped := [f for f in flags_given(feed) if f not in ("--inputs", "--allow-non-finite")] + ranged:
             raise ConfigError(
                 f"{shaped[0]}: --inputs {feed.inputs} gives every input's shape and values; {shaped[0]} is for "
                 f"generated inputs (drop one or the other)"
             )
-        arrays = from_file(ins, regular_file(feed.inputs, "--inputs"), rows)
+        arrays = from_file(ins, regular_file(feed.inputs, "--inputs"), rows, feed.allow_non_finite)
         shapes = {t.name: arrays[t.name].shape for t in ins}
         size = samples_per_batch(ins, shapes)
         if batch_sizes and tuple(batch_sizes) != (size,):
@@ -584,7 +596,7 @@ def feeds(feed: InputsConfig, sig, shapes: dict, batch: int, n: int | None = Non
     ins = sig[0]
     n = n or feed.batches_per_pass
     if feed.inputs is not None:
-        made = [from_file(ins, feed.inputs)] * n  # the same arrays, a pass of n batches
+        made = [from_file(ins, feed.inputs, non_finite=feed.allow_non_finite)] * n  # the same arrays, n batches
     else:
         made = generate(ins, shapes[batch], feed, n)
     return Workload(made, n * samples_per_batch(ins, shapes[batch]))

@@ -118,6 +118,22 @@ def test_a_sound_inputs_file_runs(two_inputs, tmp_path):
         assert out.code == 0, out.err
 
 
+def test_nan_and_infinity_an_inputs_file_holds_are_fed_when_asked_and_compared(two_inputs, tmp_path):
+    """ONNX's own node tests feed them on purpose (IsNaN, IsInf, a -inf attention mask): with
+    --allow-non-finite they are timed, the NaN and infinity in the outputs agree with the
+    reference's, and the result reads back; without --inputs the flag is refused."""
+    x = np.array([[np.nan, -np.inf, 1.0]] * 4, np.float32)
+    np.savez(tmp_path / "in.npz", x=x, u8=np.full((4, 3), 7, np.uint8))
+    out = _bench(two_inputs, "--inputs", str(tmp_path / "in.npz"), "--allow-non-finite", "--json", "r.json",
+                 cwd=tmp_path)  # fmt: skip
+    assert out.code == 0 and "Warning" not in out.err, out.err
+    (row,) = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert [o["ok"] for o in row["outputs"]] == [True], row["outputs"]
+    assert run_main("show", str(tmp_path / "r.json")).code == 0
+    _refused(_bench(two_inputs, "--value", "u8=7", "--allow-non-finite", cwd=tmp_path),
+             "--allow-non-finite is for the values of an --inputs file")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "flags, says",
     [

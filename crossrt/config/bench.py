@@ -79,6 +79,9 @@ class InputsConfig:
         path="in-file",
         help="the inputs themselves: one array per input name (their shapes need no flags)",
     )
+    allow_non_finite: bool = option(
+        False, help="feed the NaN and infinity an --inputs file holds (a -inf attention mask, a model testing for NaN)"
+    )
     batches_per_pass: int = option(10, metavar="K", help="distinct generated batches in one timed pass")
     input_seed: int = option(0, help="seed of the generated inputs")
     # Made from the flags above by __post_init__ (no flags, not written with the settings).
