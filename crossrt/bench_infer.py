@@ -53,6 +53,10 @@ LOW_PRECISION_TOLERANCE = 0.005
 OUTPUT_TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 5e-2, "int8": 0.25}
 # ... at least, for a model that itself computes in a narrower float (model_precision): ~10 fp16 steps.
 MODEL_TOLERANCE = {"fp16": 1e-2, "bf16": OUTPUT_TOLERANCE["bf16"]}
+# Operators that draw random numbers (Dropout too, when given its training_mode input): what
+# depends on them differs from run to run and from runtime to runtime, with nothing to be held to.
+RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Bernoulli", "Multinomial"}
+VARIES = "not compared: it depends on random numbers the model draws (a random operator, Dropout in training mode)"
 
 
 @dataclass
@@ -189,6 +193,8 @@ def prepare(cfg: BenchConfig) -> Prepared:
     per_sample = flops and flops // (1 if mnist else inputs.samples_per_batch(sig[0], one))
     fed = [t.shown() for t in sig[0]] if mnist else inputs.described(sig[0], cfg.feed, list(shapes.values()))
     info = _model_info(path, model, meta, sig, fed)
+    if varies := random_outputs(model):
+        info["random_outputs"] = varies
     if torch_model:
         info["torch_model"] = torch_model
     if not mnist:  # what it was fed is part of a configuration's identity (crossrt.compare.feed_of)
@@ -233,6 +239,23 @@ def model_precision(model: onnx.ModelProto) -> str:
             found |= {narrow.get(a.i) for a in node.attribute if node.op_type == "Cast" and a.name == "to"}
             found |= {narrow.get(a.t.data_type) for a in node.attribute if a.HasField("t")}
     return "bf16" if "bf16" in found else "fp16" if "fp16" in found else "fp32"
+
+
+def _draws(node: onnx.NodeProto) -> bool:
+    """The node draws random numbers, itself or in a subgraph (a Loop's body)."""
+    if node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]):
+        return True
+    return any(_draws(n) for a in node.attribute for g in ((a.g,) if a.HasField("g") else a.graphs) for n in g.node)
+
+
+def random_outputs(model: onnx.ModelProto) -> list[str]:
+    """The graph's outputs that depend on a random draw, followed through its nodes (in the
+    topological order ONNX keeps them in)."""
+    tainted: set[str] = set()
+    for node in model.graph.node:
+        if _draws(node) or tainted.intersection(node.input):
+            tainted.update(node.output)
+    return [o.name for o in model.graph.output if o.name in tainted]
 
 
 def compare_outputs(
@@ -420,9 +443,14 @@ def run_bench(
         run, outputs = made
         computes = RUNTIMES[row.runtime].computes  # not null: it does no FLOP, its zeros are no outputs
         if computes:
-            run.outputs = compare_outputs(
-                references[row.batch], outputs, names, row.math, cfg.tolerance_map, prepared.model_info["precision"]
-            )
+            run.outputs = [
+                OutputComparison(c.name, None, None, None, True, VARIES)
+                if c.name in prepared.model_info.get("random_outputs", ())
+                else c
+                for c in compare_outputs(
+                    references[row.batch], outputs, names, row.math, cfg.tolerance_map, prepared.model_info["precision"]
+                )
+            ]
         # The peak (measured once per machine and cached) in this process, not in an isolated child.
         peak = computes and unbeaten(
             measured_peak(row.provider, row.threads, row.math),

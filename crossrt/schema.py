@@ -25,7 +25,8 @@ Versions (written as `schema_version`):
      `model_info.inputs_sha256` is the --inputs file's digest, and a bench row's `passes_per_repeat`
      says how many passes each of its `pass_times_s` averages, an output comparison's `cosine` and
      `tolerance` (within 13: absent before); `model_info.precision`, the narrowest float the
-     model computes in, which its outputs' tolerances follow (within 13: absent before).
+     model computes in, which its outputs' tolerances follow, and `model_info.random_outputs`,
+     the outputs that depend on a random draw, not compared (within 13: absent before).
 Every version is read (crossrt.files.load_result); anything else is refused in one line.
 
 Both directions follow the dataclasses' own annotations (typing.get_type_hints): `plain` writes

@@ -669,3 +669,21 @@ def test_offline_s_one_query_is_sized_by_what_loadgen_really_completes(two_input
     run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
     detail = detail_log(tmp_path / run["log_dir"] / "mlperf_log_detail.txt")
     assert detail["requested_offline_expected_qps"] <= 8 * detail["result_samples_per_second"], detail
+
+
+def test_an_output_that_depends_on_random_draws_is_not_held_to_the_reference(tmp_path):
+    """Dropout in training mode draws a new mask as the run goes on (ONNX's test_training_dropout:
+    a 'disagreement' of cosine 0.3 with the reference): its output is said to be random, not
+    failed, while the model's other outputs are still compared."""
+    x, y, z = (helper.make_tensor_value_info(n, T.FLOAT, ["batch", 8]) for n in "xyz")
+    inits = [helper.make_tensor("ratio", T.FLOAT, [], [0.5]), helper.make_tensor("training", T.BOOL, [], [True])]
+    nodes = [helper.make_node("Dropout", ["x", "ratio", "training"], ["y"], seed=0),
+             helper.make_node("Relu", ["x"], ["z"])]  # fmt: skip
+    model = _model(tmp_path / "dropout.onnx", nodes, [x], [y, z], inits)
+    out = _bench(model, "--min-repeats", "50", "--json", "r.json", cwd=tmp_path)
+    assert out.code == 0, out.err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["model_info"]["random_outputs"] == ["y"]
+    y_row, z_row = result["runs"][0]["outputs"]
+    assert y_row["ok"] and y_row["max_abs"] is None and y_row["note"].startswith("not compared: it depends on random")
+    assert z_row["ok"] and z_row["max_abs"] == 0.0

@@ -117,7 +117,7 @@ def outputs_table(r: BenchResult) -> Table | None:
             "—" if o.cosine is None else f"{o.cosine:.6f}",
             "—" if o.top1 is None else pct(o.top1),
             "—" if o.tolerance is None else f"{o.tolerance:g}",
-            "yes"
+            ("not compared" if (o.note or "").startswith("not compared") else "yes")
             if o.ok
             else "[bold red]no[/]" + (f" (passes at {rounded_up(o.max_rel)})" if o.max_rel is not None else ""),
         ]
