@@ -231,3 +231,40 @@ def test_a_suite_that_fails_late_keeps_the_modes_that_finished(capsys, workdir, 
     # The second mode trained before its bench failed: that training is kept, without a bench.
     assert result.complete is False and [m.mode for m in result.modes] == ["cpu 1 thread", "cpu 2 threads"]
     assert result.modes[1].bench is None and "kept as far as it got: cpu 2 threads" in err
+
+
+@pytest.mark.parametrize(
+    "ref_math, row_math, delta, agrees",
+    [
+        ("fp32", "fp32", 0.0001, False),  # both in fp32: one image of 10,000 is a disagreement
+        ("tf32", "fp32", 0.0002, True),  # PyTorch on CUDA (cuDNN in TF32) beside a CPU row: two near ties
+        ("fp32", "tf32", 0.0002, True),  # an ORT CUDA row (use_tf32) beside PyTorch on the CPU
+        ("tf32", "tf32", 0.005, False),  # 50 images: more than TF32 flips
+    ],
+)
+def test_an_fp32_row_beside_a_tf32_one_is_held_to_tf32_s_accuracy_not_to_equality(ref_math, row_math, delta, agrees):
+    from crossrt.bench_infer import _finish
+    from crossrt.files import load_result
+
+    from conftest import canned
+
+    result = load_result(canned("bench.json"))
+    result.runs = [result.runs[4], result.runs[0]]  # PyTorch's row first: the reference, then ORT's
+    (ref, row), preds = result.runs, [np.zeros(4, int), np.zeros(4, int)]
+    ref.math, row.math, row.accuracy = ref_math, row_math, ref.accuracy - delta
+    _finish(result, preds)
+    assert row.parity_ok is agrees, (row.accuracy_delta, row.outputs)
+
+
+def test_the_accuracy_reference_is_pytorch_s_fp32_row_when_there_is_one():
+    from crossrt.bench_infer import _finish
+    from crossrt.files import load_result
+
+    from conftest import canned
+
+    result = load_result(canned("bench.json"))
+    result.runs = [result.runs[4], result.runs[5], result.runs[0]]  # PyTorch CUDA (tf32), PyTorch CPU, ORT CPU
+    result.runs[0].math, result.runs[2].accuracy = "tf32", result.runs[1].accuracy  # ORT equals the CPU's
+    result.runs[0].accuracy -= 0.0003
+    _finish(result, [np.zeros(4, int)] * 3)
+    assert result.runs[2].accuracy_delta == 0 and result.runs[2].parity_ok
