@@ -268,3 +268,14 @@ def test_the_accuracy_reference_is_pytorch_s_fp32_row_when_there_is_one():
     result.runs[0].accuracy -= 0.0003
     _finish(result, [np.zeros(4, int)] * 3)
     assert result.runs[2].accuracy_delta == 0 and result.runs[2].parity_ok
+
+
+def test_onnx_runtime_s_python_never_retries_a_failed_session_on_another_provider(tmp_path):
+    """ORT's InferenceSession retries a session whose CUDA EP failed on the CPU EP (printing
+    "Falling back to ... and retrying"), unless created with enable_fallback=0: then the real
+    cause is what crossrt reports, in one line."""
+    from crossrt.runtimes.onnxruntime import create_session
+
+    path = tmp_path / "m.onnx"
+    batch_one_only(path)
+    assert create_session(path, "cpu", 1)._enable_fallback is False

@@ -155,9 +155,11 @@ def create_session(
     so = session_options(threads, spin, options, profile, own_ep=own_ep)
     printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):  # ORT prints an EP's failure to start, then retries on the CPU
+        with contextlib.redirect_stdout(printed):  # ORT prints an EP's failure to start
             providers = [(wanted, options.provider_options(provider, graph))]
-            session = ort.InferenceSession(str(path), so, providers=providers)
+            # Without enable_fallback=0, ORT's Python retries a failed CUDA session (an old driver, a GPU
+            # in exclusive use) on the CPU EP, which then fails on its own settings instead of the cause.
+            session = ort.InferenceSession(str(path), so, providers=providers, enable_fallback=0)
     except Exception as e:  # ORT raises its own pybind exception types (InvalidProtobuf, Fail, ...)
         reason = ort_reason(e)
         if own_ep or _model_error(ort, e):
