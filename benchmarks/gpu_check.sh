@@ -16,9 +16,12 @@ set -uo pipefail
 dry=0
 if [ "${1:-}" = "--dry-run" ]; then dry=1; shift; fi
 usage="usage: benchmarks/gpu_check.sh [--dry-run] MNIST_DIR OUT_DIR [GPU_LIMIT_PROBE]"
-data=${1:?$usage}
-out=${2:?$usage}
-probe=${3:-}
+# Every step runs from the tree's root: paths given relative to where the script was started are
+# made absolute first.
+absolute() { case $1 in /*|"") echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+data=$(absolute "${1:?$usage}")
+out=$(absolute "${2:?$usage}")
+probe=$(absolute "${3:-}")
 py=${PYTHON:-python3}
 device=${DEVICE:-cuda}
 epochs=${EPOCHS:-100}

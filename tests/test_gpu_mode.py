@@ -185,6 +185,19 @@ def test_gpu_check_parses_and_lists_its_steps(tmp_path, tiny_data):
     ]
 
 
+def test_gpu_check_started_elsewhere_with_relative_paths_gives_its_steps_absolute_ones(tmp_path, tiny_data):
+    """Each step runs from the tree's root: MNIST_DIR, OUT_DIR and the probe given relative to
+    where the script was started must reach the steps as those folders, not as ones under the root."""
+    (tmp_path / "mnist").symlink_to(tiny_data)
+    dry = subprocess.run(["bash", str(GPU_CHECK), "--dry-run", "mnist", "out", "probe.py"], capture_output=True,
+                         text=True, env=_gpu_check_env(tmp_path), cwd=tmp_path)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    commands = [ln.split() for ln in dry.stdout.splitlines() if ln.startswith("   ") and "-m" in ln]
+    data = {c[c.index("--data-dir") + 1] for c in commands if "--data-dir" in c}
+    assert data == {str(tmp_path / "mnist")}, data
+    assert f"{tmp_path}/out/train-fp32.json" in dry.stdout and f"{tmp_path}/probe.py" in dry.stdout
+
+
 @pytest.mark.slow
 def test_gpu_check_runs_every_step_and_goes_on_after_a_failure(tmp_path, tiny_data):
     """The script, run for real with DEVICE=cpu on the tiny dataset: every step runs; the probe
