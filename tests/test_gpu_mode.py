@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -292,3 +293,26 @@ def test_onnx_runtime_s_python_never_retries_a_failed_session_on_another_provide
     path = tmp_path / "m.onnx"
     batch_one_only(path)
     assert create_session(path, "cpu", 1)._enable_fallback is False
+
+
+def test_torch_compile_on_cuda_is_listed_as_not_run_without_triton_s_c_compiler_or_python_headers(
+    tmp_path, monkeypatch
+):
+    """Triton compiles a C launcher per kernel ($CC, else gcc, else clang, with Python.h): on a bare
+    GPU image without them, torch.compile's CUDA row is one line of why, like the CPU's C++ check."""
+    import sysconfig
+
+    from crossrt.runtimes.pytorch import Options, unavailable
+
+    compiled = Options(compile=True)
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no compiler on it
+    assert "needs a C compiler (gcc or clang, or $CC)" in unavailable("cuda", compiled)
+    assert unavailable("cuda", Options()) is None  # eager PyTorch needs none
+    monkeypatch.setenv("CC", "/usr/bin/cc")
+    headers = sysconfig.get_paths()
+    monkeypatch.setattr(sysconfig, "get_paths", lambda *a, **k: {**headers, "include": str(tmp_path)})
+    assert "needs Python's headers (Python.h)" in unavailable("cuda", compiled)
+    monkeypatch.setattr(sysconfig, "get_paths", lambda *a, **k: headers)
+    here = (Path(headers["include"]) / "Python.h").is_file()  # this interpreter's own headers
+    assert (unavailable("cuda", compiled) is None) == here

@@ -12,6 +12,7 @@ import copy
 import inspect
 import os
 import shutil
+import sysconfig
 import tempfile
 import warnings
 import zipfile
@@ -38,8 +39,20 @@ class Options:
 
 
 def unavailable(provider: str, options: Options) -> str | None:
-    if options.compile and provider == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
+    """What torch.compile's backend needs on this device and the machine lacks: inductor's C++ on
+    the CPU; on CUDA, what Triton builds its kernel launcher with (triton/runtime/build.py: $CC,
+    else gcc, else clang, and Python's headers)."""
+    if not options.compile:
+        return None
+    if provider == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
         return "torch.compile's CPU backend needs a C++ compiler (c++ or g++ on PATH)"
+    if provider == "cuda":
+        if not (os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang")):
+            return (
+                "torch.compile on CUDA builds Triton's kernel launcher, which needs a C compiler (gcc or clang, or $CC)"
+            )
+        if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+            return "torch.compile on CUDA builds Triton's kernel launcher, which needs Python's headers (Python.h)"
     return None
 
 
