@@ -96,9 +96,9 @@ bench-infer: setup ## time validation under ONNX Runtime, PyTorch, ... [PROVIDER
 	  $(call opt,--threads,$(THREADS)) $(call opt,--batch-size,$(BATCH)) $(call opt,--runtimes,$(RUNTIMES)) \
 	  $(DATA_FLAGS) $(ARGS)
 
-loadgen: setup ## MLPerf LoadGen's scenarios: p90 latency, offline samples/s, the QPS a latency bound allows [THREADS RUNTIMES]
-	$(CROSSRT) loadgen $(call opt,--model,$(MODEL)) $(call opt,--threads,$(THREADS)) $(call opt,--runtimes,$(RUNTIMES)) \
-	  $(DATA_FLAGS) $(ARGS)
+loadgen: setup ## MLPerf LoadGen's scenarios: p90 latency, offline samples/s, the QPS a latency bound allows [PROVIDER THREADS RUNTIMES]
+	$(CROSSRT) loadgen $(call opt,--model,$(MODEL)) $(call opt,--provider,$(PROVIDER)) $(call opt,--threads,$(THREADS)) \
+	  $(call opt,--runtimes,$(RUNTIMES)) $(DATA_FLAGS) $(ARGS)
 
 suite: setup ## the reference's table for this machine, every mode, beside the article's figures [EPOCHS DEVICE]
 	$(CROSSRT) suite $(call opt,--epochs,$(EPOCHS)) $(call opt,--device,$(DEVICE)) $(DATA_FLAGS) $(ARGS)

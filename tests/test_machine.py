@@ -151,3 +151,11 @@ def test_ort_cuda_graph_refuses_more_batches_than_graphs(trained):
     batches = [{"input": np.zeros((1, 1, 28, 28), np.float32)}] * (MAX_GRAPHS + 1)
     with pytest.raises(ProviderError, match=r"at most 1000 \(1001 batches here: use a batch size of 2 or more\)"):
         ort_runner(trained / "lenet5.onnx", "cuda", 0, "cuda-graph", batches)
+
+
+def test_make_loadgen_passes_provider_on_as_make_bench_infer_does():
+    for target in ("bench-infer", "loadgen"):
+        out = subprocess.run(["make", "-n", "-s", "--no-print-directory", target, "PROVIDER=cuda", "THREADS=2"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+        command = next(ln for ln in out.stdout.replace("\\\n", " ").splitlines() if "-m crossrt" in ln)
+        assert "--provider cuda" in command and "--threads 2" in command, (target, out.stdout)
