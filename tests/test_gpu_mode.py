@@ -316,3 +316,18 @@ def test_torch_compile_on_cuda_is_listed_as_not_run_without_triton_s_c_compiler_
     monkeypatch.setattr(sysconfig, "get_paths", lambda *a, **k: headers)
     here = (Path(headers["include"]) / "Python.h").is_file()  # this interpreter's own headers
     assert (unavailable("cuda", compiled) is None) == here
+
+
+def test_a_cuda_graph_row_is_skipped_with_why_when_onnx_runtime_reads_an_input_on_the_host(tmp_path):
+    """ORT's memory infos name the inputs it reads on the host; on a CUDA session those are the
+    inputs of CPU-placed nodes, whose copy cannot be captured. A CPU session reads every input on
+    the host: the same check, on real memory infos, names them all."""
+    from crossrt.errors import ProviderError
+    from crossrt.runtimes.onnxruntime import capturable, create_session, host_inputs
+
+    path = tmp_path / "m.onnx"
+    batch_one_only(path)
+    session = create_session(path, "cpu", 1)
+    assert host_inputs(session) == [i.name for i in session.get_inputs()]
+    with pytest.raises(ProviderError, match=r"cuda-graph: ONNX Runtime reads input\(s\) \S+ on the host"):
+        capturable(session)

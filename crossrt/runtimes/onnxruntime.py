@@ -238,6 +238,24 @@ def no_capture():
     return run_options(gpu_graph_id="-1")
 
 
+def host_inputs(session) -> list[str]:
+    """The inputs ONNX Runtime reads on the host (its memory info for them is the CPU's): on a CUDA
+    session, those a CPU-placed node takes (a Reshape's shape, a scalar), whose copy to the host
+    and wait cannot be inside a captured CUDA graph (CUDA error 900/901)."""
+    infos = session.get_input_memory_infos()
+    return [i.name for i, info in zip(session.get_inputs(), infos) if info.name == "Cpu"]
+
+
+def capturable(session) -> None:
+    """A ProviderError (the cuda-graph row is skipped, with why) when a graph of this session
+    would have to read an input on the host."""
+    if host := host_inputs(session):
+        raise ProviderError(
+            f"cuda-graph: ONNX Runtime reads input(s) {', '.join(host)} on the host (a shape or scalar a CPU "
+            f"node takes), which no captured CUDA graph can do; the device-resident row times this model"
+        )
+
+
 def placement(path, provider: str, feed: dict, options: Options = Options()) -> dict[str, int]:
     """{execution provider: nodes} as ONNX Runtime's profiler saw it place the nodes of the
     optimised graph (after fusions such as Conv+Relu) when they ran on feed."""
@@ -296,6 +314,8 @@ def ort_runner(
             f"batches here: use a batch size of {-(-samples // MAX_GRAPHS)} or more)"
         )
     session, create_s = timed(lambda: create_session(model, provider, threads, spin, graph, options=options))
+    if graph:
+        capturable(session)
     out_names = [o.name for o in session.get_outputs()]
     providers = session.get_providers()
     threads_effective = threads or None  # ORT does not report the size of its default pool
