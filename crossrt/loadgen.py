@@ -131,6 +131,19 @@ def probe(sut, max_batch: int, per_query: int = MULTI_STREAM_SAMPLES) -> dict:
     }
 
 
+def warm_every_size(sut) -> list[int]:
+    """Run every batch size a Server test can form (1..max_batch) once on every worker's runner,
+    before any test: cuDNN's search (cudnn.benchmark, ORT's EXHAUSTIVE) and a compiler's first
+    call happen per shape, and inside the first Server test they would make it INVALID and cap the
+    QPS search at its start. The sizes run, in order."""
+    sizes = list(range(1, sut.max_batch + 1))
+    for worker, runner in enumerate(sut.runners):
+        for n in sizes:
+            sut.load(worker, np.arange(n) % sut.n)
+            runner.outputs(n - 1)
+    return sizes
+
+
 def offline_rate(sut, probed: float) -> float:
     """Samples/s of a short LoadGen Offline test (a tenth of a second at the probe's rate): the
     probe leaves out LoadGen's own cost per sample, which for a tiny model is most of it (20x
@@ -225,6 +238,8 @@ def _measure(cfg: LoadgenConfig, row, pool, labels, logs: Path, runs: list[dict]
     )
     user = functools.cache(cfg.user_settings)  # LoadGen reads the user.conf once per scenario, not per test
     per_query = user("multi-stream").get("multi_stream_samples_per_query", MULTI_STREAM_SAMPLES)
+    if "server" in cfg.scenarios:
+        warm_every_size(sut)
     hints = probe(sut, cfg.max_batch, per_query)
     if "offline" in cfg.scenarios:
         hints["samples_per_s"] = min(hints["samples_per_s"], offline_rate(sut, hints["samples_per_s"]))

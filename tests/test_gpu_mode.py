@@ -331,3 +331,42 @@ def test_a_cuda_graph_row_is_skipped_with_why_when_onnx_runtime_reads_an_input_o
     assert host_inputs(session) == [i.name for i in session.get_inputs()]
     with pytest.raises(ProviderError, match=r"cuda-graph: ONNX Runtime reads input\(s\) \S+ on the host"):
         capturable(session)
+
+
+def test_every_batch_size_a_server_can_form_is_run_before_loadgen_s_first_test(tmp_path):
+    """A Server batch takes any size from 1 to --max-batch; cuDNN searches each new shape the first
+    time it runs. Every size runs once on every worker's real ONNX Runtime runner before any test."""
+    from dataclasses import replace
+
+    from crossrt.loadgen import warm_every_size
+    from crossrt.runtimes.onnxruntime import ort_runner
+    from crossrt.sut import SUT
+
+    path = tmp_path / "m.onnx"
+    _any_batch_relu(path)
+    ran: list[tuple[int, int]] = []
+
+    def make_runner(feeds):
+        runner = ort_runner(path, "cpu", 1, "host", feeds)
+
+        def outputs(i):
+            ran.append((id(feeds), len(feeds[i]["x"])))
+            return runner.outputs(i)
+
+        return replace(runner, outputs=outputs)
+
+    sut = SUT(make_runner, {"x": np.ones((5, 4), np.float32)}, max_batch=6, workers=2)
+    assert warm_every_size(sut) == [1, 2, 3, 4, 5, 6]
+    by_worker = {}
+    for feeds, size in ran:
+        by_worker.setdefault(feeds, []).append(size)
+    assert list(by_worker.values()) == [[1, 2, 3, 4, 5, 6]] * 2  # each worker's runner, every size
+
+
+def _any_batch_relu(path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
