@@ -2,8 +2,8 @@
 line; a failing one says how to fix it.
 
 The CUDA checks do the real thing: a tensor operation on the GPU, and an ONNX Runtime CUDA
-session on a tiny model with CPU fallback disabled, whose every node ONNX Runtime's profiler
-must place on the CUDA provider. Nothing of ONNX Runtime's own output reaches the screen.
+session on a tiny model, whose every node ONNX Runtime's profiler must place on the CUDA
+provider. Nothing of ONNX Runtime's own output reaches the screen.
 """
 
 from __future__ import annotations

@@ -370,3 +370,29 @@ def _any_batch_relu(path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
+
+
+def test_a_cuda_session_may_place_nodes_on_the_cpu_and_says_where_they_ran(tmp_path, capsys):
+    """ORT keeps shape computations on the CPU on purpose (#13590) and places there what CUDA has
+    no kernel for: forbidding that (session.disable_cpu_ep_fallback) refused any such model whole,
+    blaming the install. Only a session captured as a CUDA graph must have every node on the GPU;
+    a row whose nodes ran elsewhere says how many, under the table."""
+    from crossrt.files import load_result
+    from crossrt.runtimes.onnxruntime import session_options
+    from crossrt.ui.bench import bench_tables
+
+    def forbids(**kw) -> bool:
+        try:
+            return session_options(1, **kw).get_session_config_entry("session.disable_cpu_ep_fallback") == "1"
+        except RuntimeError:  # ORT: no such entry
+            return False
+
+    assert not forbids(own_ep=False) and forbids(own_ep=False, graph=True) and not forbids(own_ep=True)
+    from conftest import canned
+
+    result = load_result(canned("bench.json"))
+    run = result.runs[0]
+    run.providers, run.placement = ["CUDAExecutionProvider"], {"CUDAExecutionProvider": 37, "CPUExecutionProvider": 3}
+    bench_tables(result, None)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "3 on CPU of its 40 nodes (no kernel on CUDA, or shapes ONNX Runtime computes there)" in said, said

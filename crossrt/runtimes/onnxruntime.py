@@ -2,9 +2,11 @@
 
 ONNX Runtime silently falls back to the CPU when the CUDA provider cannot start (a missing
 library, no GPU): it logs a warning and runs anyway. A benchmark must not report CPU numbers
-under a CUDA label. So a CUDA session is created with CPU fallback disabled
-(`session.disable_cpu_ep_fallback`: every node on the GPU, or no session), the provider list is
-read back, and a CUDA row records where ONNX Runtime's profiler saw each node run. ORT's own
+under a CUDA label. So the provider list of a CUDA session is read back (the CUDA provider
+first, or no session), and a CUDA row records where ONNX Runtime's profiler saw each node run,
+said under the table when any ran on the CPU (shape computations ORT keeps there on purpose,
+an operator without a CUDA kernel); a session captured as a CUDA graph is created with CPU
+fallback disabled (`session.disable_cpu_ep_fallback`), as capture needs every node on the GPU. ORT's own
 messages (a failed library load, its log) never reach the screen: crossrt says what went
 wrong in one line. Every run is given RunOptions that a Ctrl-C sets `terminate` on
 (crossrt.stopping), so that even a model that never ends stops at once.
@@ -86,12 +88,20 @@ def _ort():
 
 
 def session_options(
-    threads: int, spin: bool = True, options: Options = Options(), profile: str | None = None, *, own_ep: bool = True
+    threads: int,
+    spin: bool = True,
+    options: Options = Options(),
+    profile: str | None = None,
+    *,
+    own_ep: bool = True,
+    graph: bool = False,
 ):
     """Explicit settings: N intra-op threads and the options' inter-op threads, execution mode and
     graph optimisation. Spinning keeps idle intra-op threads busy-waiting between ops (ORT's
-    default): lower latency, at the price of burning CPU. On any EP but the CPU's, no node may
-    fall back to the CPU (own_ep False)."""
+    default): lower latency, at the price of burning CPU. On any EP but the CPU's, ORT places on
+    the CPU what that EP has no kernel for and the shape computations it keeps there on purpose
+    (#13590); the runner records where every node ran (placement). Only a session captured as a
+    CUDA graph must have every node on its EP (graph), as ORT's capture requires."""
     ort = _ort()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads  # 0 = ORT's default (one per physical core)
@@ -99,7 +109,7 @@ def session_options(
     so.execution_mode = getattr(ort.ExecutionMode, EXECUTION_MODES[options.execution_mode])
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATIONS[options.graph_optimization])
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    if not own_ep:
+    if not own_ep and graph:
         so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     if profile:
         so.enable_profiling, so.profile_file_prefix = True, profile
@@ -152,7 +162,7 @@ def create_session(
             raise ProviderError(f"--provider {provider}: {cause}; {fix}", cause)
         if provider == "cuda":
             why = preload_cuda(ort)
-    so = session_options(threads, spin, options, profile, own_ep=own_ep)
+    so = session_options(threads, spin, options, profile, own_ep=own_ep, graph=graph)
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed):  # ORT prints an EP's failure to start
@@ -164,10 +174,11 @@ def create_session(
         reason = ort_reason(e)
         if own_ep or _model_error(ort, e):
             raise ModelError(f"{path}: ONNX Runtime cannot load it: {reason}") from None
+        placed = "CPU EP" in reason or "partitioned" in reason  # a node that must be on the GPU is not
         needs = (
             f"; no usable GPU, or the CUDA 13 / cuDNN 9 libraries onnxruntime {ort.__version__} needs are "
             f"missing: make setup on a GPU machine"
-            if provider == "cuda"
+            if provider == "cuda" and not placed
             else ""
         )
         message = f"--provider {provider}: {wanted} could not run {path} ({why or reason}{needs})"

@@ -209,6 +209,11 @@ def bench_tables(result: BenchResult, training: TrainResult | None) -> None:
     for x in result.runs:
         if x.stable is False:
             note(f"[yellow]unstable[/] {esc(f'{x.label}: {x.unstable_cause}')}", wrap=True)
+        if x.placement and (elsewhere := {ep: n for ep, n in x.placement.items() if ep != x.providers[0]}):
+            where = ", ".join(f"{n} on {ep.removesuffix('ExecutionProvider')}" for ep, n in elsewhere.items())
+            note(esc(f"{x.label}: {where} of its {sum(x.placement.values())} nodes (no kernel on "
+                     f"{x.providers[0].removesuffix('ExecutionProvider')}, or shapes ONNX Runtime computes there)"),
+                 wrap=True)  # fmt: skip
     for t in (outputs_table(result), split_table(result), cost_table(result, training) if training else None):
         if t is not None:
             console.print(t)
