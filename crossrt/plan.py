@@ -24,14 +24,15 @@ def plan(cfg: BenchConfig, batch_sizes: tuple[int, ...] | None = None) -> list[R
     run there, in each of its precisions, thread counts, data paths and spin settings.
 
     For the CUDA provider the intra-op thread count only drives CPU-side glue, so CUDA
-    rows run once per batch size, with the largest thread count asked for.
+    rows run once per batch size, with the largest thread count asked for, and with one spin
+    setting (the first asked for): spinning is how idle CPU threads wait, not what the GPU does.
     """
     rows = []
     for batch in batch_sizes or cfg.batch_sizes or (MNIST_BATCH,):
         for provider in cfg.providers:
             threads = cfg.threads if provider == "cpu" else (max(cfg.threads),)
             for rt in (RUNTIMES[r] for r in cfg.runtimes if not RUNTIMES[r].unavailable(provider, cfg)):
-                spins = SPINS[cfg.spin] if rt.spins else (None,)
+                spins = (SPINS[cfg.spin] if provider == "cpu" else SPINS[cfg.spin][:1]) if rt.spins else (None,)
                 rows += [
                     Row(rt.name, provider, t, batch, io, spin, precision)
                     for precision in rt.precisions(cfg)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -228,7 +229,9 @@ def train(
     sync(device)
     parts["data_to_device_s"] = clock() - t0
     t0 = clock()
-    steps = Steps(model, body, optimizer, x_train, y_train, x_valid, y_valid, cfg, world, me, graph)
+    with warnings.catch_warnings():  # the warm-up steps before the capture run uncaptured, by design
+        warnings.filterwarnings("ignore", "This instance was constructed with capturable=True", UserWarning)
+        steps = Steps(model, body, optimizer, x_train, y_train, x_valid, y_valid, cfg, world, me, graph)
     sync(device)
     if graph:  # warm-up and capture: a cost of this run, counted in its total
         result.setup_s = parts["warmup_and_capture_s"] = clock() - t0

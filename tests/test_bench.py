@@ -32,6 +32,14 @@ def test_plan_runs_cuda_once_per_batch_with_the_most_threads():
     assert len(rows) == 2 * (2 * 2 + 2 * 3)  # batches x (cpu: runtimes x threads + cuda: runtimes x data paths)
 
 
+def test_spin_both_doubles_the_cpu_rows_only():
+    """Spinning is how ORT's idle CPU threads wait: --spin both times each CPU row both ways, and
+    each CUDA row once (it doubled them, for no difference the GPU makes)."""
+    rows = plan(BenchConfig(providers=("cpu", "cuda"), runtimes=("onnxruntime",), threads=(1,), spin="both"))
+    assert sorted(r.spin for r in rows if r.provider == "cpu") == [False, True]
+    assert [r.spin for r in rows if r.provider == "cuda"] == [True, True, True]  # one per data path
+
+
 def test_config_rejects_junk():
     with pytest.raises(ConfigError, match="--threads: must be a number >= 0"):
         BenchConfig(threads=(-1,))
