@@ -30,6 +30,9 @@ class Check:
     needed_for: tuple[str, ...] = ()  # the modes that cannot run without it
 
 
+MIN_DRIVER = 580  # CUDA 13.0's minimum Linux driver (580.65.06, NVIDIA's CUDA toolkit release notes)
+
+
 def nvidia_smi() -> str | None:
     """'name, driver, memory' of the first GPU nvidia-smi lists, or None."""
     if not shutil.which("nvidia-smi"):
@@ -183,6 +186,23 @@ def _ort_session(model: Path, provider: str) -> Check:
     )
 
 
+def _driver(smi: str) -> Check:
+    """The driver nvidia-smi names, against the oldest that CUDA 13 (torch's and onnxruntime-gpu's
+    build) runs on: an older one fails every CUDA call with a message about the CUDA version."""
+    version = smi.split(",")[1].strip() if smi.count(",") >= 2 else ""
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return Check("NVIDIA driver", None, f"nvidia-smi names no version ({smi!r})")
+    return Check(
+        "NVIDIA driver",
+        major >= MIN_DRIVER,
+        version if major >= MIN_DRIVER else f"{version}: older than the {MIN_DRIVER} that CUDA 13 needs",
+        f"update the NVIDIA driver to {MIN_DRIVER} or newer",
+        ("cuda",),
+    )
+
+
 def _gpu(torch) -> list[Check]:
     smi = nvidia_smi()
     out = [
@@ -190,6 +210,8 @@ def _gpu(torch) -> list[Check]:
             "GPU", bool(smi), smi or "nvidia-smi lists none", "a machine with an NVIDIA GPU and its driver", ("cuda",)
         )
     ]
+    if smi:
+        out.append(_driver(smi))
     if not torch.cuda.is_available():
         return out + [
             Check(

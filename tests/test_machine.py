@@ -159,3 +159,20 @@ def test_make_loadgen_passes_provider_on_as_make_bench_infer_does():
                              cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
         command = next(ln for ln in out.stdout.replace("\\\n", " ").splitlines() if "-m crossrt" in ln)
         assert "--provider cuda" in command and "--threads 2" in command, (target, out.stdout)
+
+
+@pytest.mark.parametrize("driver, ok", [("535.104.05", False), ("580.82.07", True)])
+def test_doctor_names_a_driver_too_old_for_cuda_13(tmp_path, monkeypatch, driver, ok):
+    """A driver older than CUDA 13 needs fails every CUDA call with a CUDA-version message (and
+    ONNX Runtime's CUDA session with it): the doctor names the driver and its fix in one line."""
+    import torch
+
+    from crossrt import doctor
+
+    (tmp_path / "nvidia-smi").write_text(f'#!/bin/sh\necho "NVIDIA H200, {driver}, 143771 MiB"\n')
+    (tmp_path / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    (check,) = [c for c in doctor._gpu(torch) if c.name == "NVIDIA driver"]
+    assert check.ok is ok and check.detail.startswith(driver)
+    if not ok:
+        assert "older than the 580 that CUDA 13 needs" in check.detail and "580 or newer" in check.fix
