@@ -57,13 +57,14 @@ def _end_now() -> None:
 def _watch(fd: int) -> None:
     """Until fd's writer closes: on each signal byte, stop the runs, then end the process if the
     main thread has not taken a signal within GRACE_S (or a second byte comes first)."""
-    waiting = None  # since when this thread waited for the signal the main thread has yet to take
+    waiting = deadline = None  # the signal the main thread has yet to take: taken once _taken passes waiting
+    woke = time.monotonic()  # when this thread last came back from waiting: a byte read next came after it
     while True:
-        since = time.monotonic()  # any signal read next came after this, and its handler runs later
-        left = None if waiting is None else max(0.0, waiting + GRACE_S - since)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
         ready = select.select([fd], [], [], left)[0]
+        before, woke = woke, time.monotonic()
         if waiting is not None and _taken[0] >= waiting:
-            waiting = None  # taken: the main thread is stopping as it should
+            waiting = deadline = None  # taken: the main thread is stopping as it should
         if not ready:
             if waiting is not None:
                 _end_now()
@@ -72,7 +73,8 @@ def _watch(fd: int) -> None:
             return
         if waiting is not None:  # a second signal while the first still waits
             _end_now()
-        waiting = since
+        # The handler runs after the byte is written, which is after this thread last woke.
+        waiting, deadline = before, woke + GRACE_S
         _stop_runs()
 
 
