@@ -186,7 +186,8 @@ def create_session(
     active = session.get_providers()
     if not active or active[0] != wanted:
         cause = f"ONNX Runtime fell back to {', '.join(active)} ({why or wanted} could not start)"
-        raise ProviderError(f"--provider {provider}: {cause}", cause)
+        fix = "; no usable GPU, or its libraries are missing: make setup on a GPU machine" if provider == "cuda" else ""
+        raise ProviderError(f"--provider {provider}: {cause}{fix}", cause)
     return session
 
 
